@@ -1,1 +1,13 @@
-//! placeholder
+//! The ZKTeco "ZK binary protocol" spoken by terminals on TCP/UDP port 4370 (the PULL side, see
+//! shared/protocol/pull.md).
+//!
+//! Modules in reading order:
+//! - [`codec`]: pure bytes <-> packets: TCP framing, the packet header and checksum, command codes. Depends on
+//!   nothing else in this crate.
+//! - [`records`]: record layouts inside payloads (users, attendance, templates, times, free sizes, events,
+//!   comm key), both decode and encode. Pure; must not depend on `session` or `client`.
+//!
+//! Nothing here knows about punchd, databases or HTTP.
+
+pub mod codec;
+pub mod records;
