@@ -1,0 +1,5 @@
+//! Integration tests for zk-pull: captured frames, property tests, and the client over loopback sockets.
+#![allow(clippy::unwrap_used)]
+
+mod props;
+mod samples;
