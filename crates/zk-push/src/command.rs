@@ -137,20 +137,163 @@ pub enum Command {
 }
 
 impl Command {
-    /// The command text after `C:<id>:` (TAB separators, documented case).
+    /// The command text after `C:<id>:` (TAB separators, documented case, push.md §8.2).
+    ///
+    /// Values are cleaned before they are put on the wire: TAB, CR and LF would split a record or start a new
+    /// command line, so each becomes a space. Times are `YYYY-MM-DD HH:MM:SS` (SPEC-ATT form). `Size=` of a
+    /// template is the length of its base64 text. `Shell` uses the spelling real firmware echoes (`Shell date`).
     pub fn encode(&self) -> String {
-        todo!()
+        match self {
+            Command::UpdateUser(user) => {
+                let mut text = format!(
+                    "DATA UPDATE USERINFO PIN={}\tName={}\tPri={}\tPasswd={}\tCard={}\tGrp={}\tTZ={}",
+                    clean(&user.pin),
+                    clean(&user.name),
+                    user.privilege,
+                    clean(&user.password),
+                    clean(&user.card),
+                    clean(&user.group),
+                    clean(&user.time_zones),
+                );
+                if let Some(verify) = user.verify_mode {
+                    text.push_str(&format!("\tVerify={verify}"));
+                }
+                text
+            }
+            Command::DeleteUser { pin } => format!("DATA DELETE USERINFO PIN={}", clean(pin)),
+            Command::UpdateFingerTemplate {
+                pin,
+                fid,
+                valid,
+                template,
+            } => format!(
+                "DATA UPDATE FINGERTMP PIN={}\tFID={fid}\tSize={}\tValid={valid}\tTMP={}",
+                clean(pin),
+                clean(template).len(),
+                clean(template),
+            ),
+            Command::UpdateFace {
+                pin,
+                fid,
+                valid,
+                template,
+            } => format!(
+                "DATA UPDATE FACE PIN={}\tFID={fid}\tValid={valid}\tSize={}\tTMP={}",
+                clean(pin),
+                clean(template).len(),
+                clean(template),
+            ),
+            Command::UpdateBioData {
+                pin,
+                no,
+                index,
+                valid,
+                duress,
+                bio_type,
+                major_ver,
+                minor_ver,
+                format,
+                template,
+            } => format!(
+                "DATA UPDATE BIODATA Pin={}\tNo={no}\tIndex={index}\tValid={valid}\tDuress={}\tType={bio_type}\t\
+                 MajorVer={}\tMinorVer={}\tFormat={format}\tTmp={}",
+                clean(pin),
+                u8::from(*duress),
+                clean(major_ver),
+                clean(minor_ver),
+                clean(template),
+            ),
+            Command::DeleteFingerTemplate { pin, fid } => match fid {
+                Some(fid) => format!("DATA DELETE FINGERTMP PIN={}\tFID={fid}", clean(pin)),
+                None => format!("DATA DELETE FINGERTMP PIN={}", clean(pin)),
+            },
+            Command::QueryAttLog { start, end } => format!(
+                "DATA QUERY ATTLOG StartTime={}\tEndTime={}",
+                start.format(TIME_FORMAT),
+                end.format(TIME_FORMAT)
+            ),
+            Command::QueryUserInfo { pin } => match pin {
+                Some(pin) => format!("DATA QUERY USERINFO PIN={}", clean(pin)),
+                None => "DATA QUERY USERINFO".to_string(),
+            },
+            Command::Check => "CHECK".to_string(),
+            Command::Log => "LOG".to_string(),
+            Command::Info => "INFO".to_string(),
+            Command::ClearLog => "CLEAR LOG".to_string(),
+            Command::ClearPhoto => "CLEAR PHOTO".to_string(),
+            Command::ClearData => "CLEAR DATA".to_string(),
+            Command::SetOption { key, value } => {
+                format!("SET OPTION {}={}", clean(key), clean(value))
+            }
+            Command::ReloadOptions => "RELOAD OPTIONS".to_string(),
+            Command::Reboot => "REBOOT".to_string(),
+            Command::Unlock => "AC_UNLOCK".to_string(),
+            Command::Shell(command) => format!("Shell {}", clean(command)),
+            Command::VerifySumAttLog { start, end } => format!(
+                "VERIFY SUM ATTLOG StartTime={}\tEndTime={}",
+                start.format(TIME_FORMAT),
+                end.format(TIME_FORMAT)
+            ),
+            Command::Raw(text) => text.replace(['\r', '\n'], " "),
+        }
     }
 
-    /// REBOOT / CHECK / CLEAR DATA must be last in a reply (push.md §8.1).
+    /// REBOOT / CHECK / CLEAR DATA must be last in a reply (push.md §8.1): the device ignores what follows.
     pub fn must_be_last(&self) -> bool {
-        todo!()
+        text_must_be_last(&self.encode())
     }
 }
 
-/// `C:<id>:<text>\n` lines for a getrequest reply; stops after the first command whose text must be last
-/// (returns how many were included). Also enforces a byte budget (e.g. 40 KB, push.md §8.1).
+/// Whether command text ends a reply: `REBOOT`, `RESTART`, `CHECK`, `CLEAR DATA` (ASCII case-insensitive,
+/// also with arguments). Used on stored text, so commands queued as [`Command::Raw`] are covered too.
+pub fn text_must_be_last(text: &str) -> bool {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .take(2)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    match words.as_slice() {
+        [first, ..] if first == "REBOOT" || first == "RESTART" || first == "CHECK" => true,
+        [first, second] => first == "CLEAR" && second == "DATA",
+        _ => false,
+    }
+}
+
+/// Largest reply body SPEC-US allows (push.md §8.1: "no more than 200 commands or 40 KB per reply").
+pub const DEFAULT_REPLY_BUDGET: usize = 40 * 1024;
+
+/// Most commands in one reply (push.md §8.1).
+pub const MAX_COMMANDS_PER_REPLY: usize = 200;
+
+/// `C:<id>:<text>\n` lines for a getrequest reply (push.md §8.1); returns the reply and how many of
+/// `commands` it includes (always a prefix, so the rest stay queued in order).
+///
+/// Stops after the first command whose text must be last ([`text_must_be_last`]), after
+/// [`MAX_COMMANDS_PER_REPLY`] commands, and before a line that would take the reply past `max_bytes` (e.g.
+/// [`DEFAULT_REPLY_BUDGET`]). The first command is always included even when it alone is larger than the
+/// budget, so an oversized command cannot block the queue forever. CR and LF inside a text become spaces
+/// (they would start a new command line). No commands → `("", 0)`; the caller answers `OK`.
 pub fn encode_command_reply(commands: &[(u64, String)], max_bytes: usize) -> (String, usize) {
-    let _ = (commands, max_bytes);
-    todo!()
+    let mut reply = String::new();
+    let mut included = 0;
+    for (id, text) in commands.iter().take(MAX_COMMANDS_PER_REPLY) {
+        let line = format!("C:{id}:{}\n", text.replace(['\r', '\n'], " "));
+        if included > 0 && reply.len() + line.len() > max_bytes {
+            break;
+        }
+        reply.push_str(&line);
+        included += 1;
+        if text_must_be_last(text) {
+            break;
+        }
+    }
+    (reply, included)
+}
+
+/// The time format of `StartTime=`/`EndTime=` (SPEC-ATT).
+const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// TAB, CR and LF would break the record or the reply: replace each with a space.
+fn clean(value: &str) -> String {
+    value.replace(['\t', '\r', '\n'], " ")
 }

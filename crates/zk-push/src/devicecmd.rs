@@ -2,6 +2,7 @@
 //! (for [`LineError`]).
 
 use crate::attlog::LineError;
+use crate::text::{decode_text, trim_field};
 
 /// The result of one command, as the device reported it (push.md §9).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,15 +19,190 @@ pub struct CommandResult {
     pub content: Option<Vec<u8>>,
 }
 
-/// Parse a devicecmd body. Several results per body; INFO/Shell/GetFile multi-line forms; one bad line never
-/// loses the others.
+/// Parse a devicecmd body (push.md §9). Several results per body; INFO/Shell/GetFile multi-line forms; one bad
+/// result never loses the others.
+///
+/// A result starts at a line beginning with `ID=`. If that line contains `&` it is the one-line form
+/// `ID=..&Return=..&CMD=..[&Key=Value…]`; otherwise it is the newline form (`ID=`, `SN=`, `Return=`, `CMD=`,
+/// `FILENAME=` on separate lines). Following lines that do not start with `ID=` belong to the same result
+/// (the INFO form puts one `Key=Value` per line). A `Content=` key swallows the rest of the body as raw bytes,
+/// as the vendor server does. A piece without `=` (`&transaction&` in acc ACCOUNT results) is kept as a key with
+/// an empty value.
+///
+/// Rejected: a result without a non-empty `ID`, or without a numeric `Return`; a line before the first `ID=`.
+/// The error names the result's first line.
 pub fn parse_command_results(body: &[u8]) -> Vec<Result<CommandResult, LineError>> {
-    let _ = body;
-    todo!()
+    let mut results = Vec::new();
+    let mut current: Option<Builder> = None;
+    let mut offset = 0;
+    for (idx, piece) in body.split_inclusive(|&b| b == b'\n').enumerate() {
+        let line_no = idx + 1;
+        let line_start = offset;
+        offset += piece.len();
+        let raw = piece.strip_suffix(b"\n").unwrap_or(piece);
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if raw.starts_with(b"ID=") {
+            if let Some(done) = current.take() {
+                results.push(done.finish());
+            }
+            let mut builder = Builder::new(line_no, decode_text(raw));
+            if raw.contains(&b'&') {
+                let content_at = find(raw, b"&Content=").map(|at| at + 1);
+                let head = content_at.map_or(raw, |at| &raw[..at - 1]);
+                for pair in head.split(|&b| b == b'&') {
+                    builder.add(pair);
+                }
+                if let Some(at) = content_at {
+                    builder.content = Some(body[line_start + at + CONTENT.len()..].to_vec());
+                    results.push(builder.finish());
+                    return results;
+                }
+            } else {
+                builder.add(raw);
+            }
+            current = Some(builder);
+            continue;
+        }
+        let Some(builder) = current.as_mut() else {
+            results.push(Err(LineError {
+                line_no,
+                line: decode_text(raw),
+                reason: "line outside a command result (no ID= line before it)".to_string(),
+            }));
+            continue;
+        };
+        if raw.len() >= CONTENT.len() && raw[..CONTENT.len()].eq_ignore_ascii_case(CONTENT) {
+            builder.content = Some(body[line_start + CONTENT.len()..].to_vec());
+            break;
+        }
+        builder.add(raw);
+    }
+    if let Some(done) = current.take() {
+        results.push(done.finish());
+    }
+    results
 }
 
-/// Human meaning of a `Return=` code (push.md §9 table), e.g. -10 -> "PIN does not exist".
+const CONTENT: &[u8] = b"Content=";
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window.eq_ignore_ascii_case(needle))
+}
+
+/// One result being read.
+struct Builder {
+    line_no: usize,
+    first_line: String,
+    id: Option<String>,
+    return_code: Option<String>,
+    cmd: Option<String>,
+    fields: Vec<(String, String)>,
+    content: Option<Vec<u8>>,
+}
+
+impl Builder {
+    fn new(line_no: usize, first_line: String) -> Builder {
+        Builder {
+            line_no,
+            first_line,
+            id: None,
+            return_code: None,
+            cmd: None,
+            fields: Vec::new(),
+            content: None,
+        }
+    }
+
+    fn add(&mut self, pair: &[u8]) {
+        let text = decode_text(pair);
+        let (key, value) = text.split_once('=').unwrap_or((&text, ""));
+        let key = key.trim();
+        let slot = match key {
+            k if k.eq_ignore_ascii_case("ID") => &mut self.id,
+            k if k.eq_ignore_ascii_case("Return") => &mut self.return_code,
+            k if k.eq_ignore_ascii_case("CMD") => &mut self.cmd,
+            _ => {
+                self.fields.push((key.to_string(), value.to_string()));
+                return;
+            }
+        };
+        if slot.is_none() {
+            *slot = Some(value.to_string());
+        } else {
+            self.fields.push((key.to_string(), value.to_string()));
+        }
+    }
+
+    fn finish(self) -> Result<CommandResult, LineError> {
+        let error = |reason: String| LineError {
+            line_no: self.line_no,
+            line: self.first_line.clone(),
+            reason,
+        };
+        let id = self.id.as_deref().map(trim_field).unwrap_or_default();
+        if id.is_empty() {
+            return Err(error("command result without ID".to_string()));
+        }
+        let return_code = match self.return_code.as_deref().map(trim_field) {
+            None => return Err(error("command result without Return".to_string())),
+            Some(code) => code
+                .parse()
+                .map_err(|_| error(format!("non-numeric Return {code:?}")))?,
+        };
+        Ok(CommandResult {
+            id: id.to_string(),
+            return_code,
+            cmd: self
+                .cmd
+                .as_deref()
+                .map(trim_field)
+                .unwrap_or_default()
+                .to_string(),
+            fields: self.fields,
+            content: self.content,
+        })
+    }
+}
+
+/// Human meaning of a `Return=` code (push.md §9 table, att firmware), e.g. -10 -> "PIN does not exist".
+///
+/// Codes ≥ 0 other than the enrolment results mean success (a byte or record count for file, ACCOUNT and
+/// query commands). The enrolment codes 2, 4, 5, 6, 7 only mean what they say for `ENROLL_*` commands.
 pub fn describe_return_code(code: i64) -> &'static str {
-    let _ = code;
-    todo!()
+    match code {
+        2 => "success, or for enrolment: already exists",
+        4 => "success, or for enrolment: failed",
+        5 => "success, or for enrolment: duplicate",
+        6 => "success, or for enrolment: cancelled",
+        7 => "success, or for enrolment: device busy",
+        c if c >= 0 => "success",
+        -1 => "parameter error, not supported, or no data",
+        -2 => "wrong operation or file operation failed",
+        -3 => "flash read/write error",
+        -4 => "no matched data",
+        -5 => "no space",
+        -6 => "data not valid",
+        -9 => "template size does not match Size",
+        -10 => "PIN does not exist",
+        -11 => "illegal fingerprint template format",
+        -12 => "illegal fingerprint template",
+        -13 => "main process did not handle the update",
+        -21 => "request lines not supported",
+        -22 => "unknown command",
+        -30 => "template algorithm version mismatch",
+        -1001 => "capacity limit",
+        -1002 => "not supported (invalid command syntax)",
+        -1003 => "command timeout",
+        -1004 => "data inconsistent with device configuration",
+        -1005 => "device busy",
+        -1006 => "data too long",
+        -1007 => "memory error",
+        -1008 => "failed to fetch server data",
+        _ => "unknown error",
+    }
 }

@@ -3,7 +3,8 @@
 
 use chrono::NaiveDateTime;
 
-use crate::attlog::LineError;
+use crate::attlog::{parse_device_time, LineError};
+use crate::text::{body_lines, decode_text, trim_field};
 
 /// An `OPLOG` line: an operation done on the device (push.md §7.2, appendix C).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,8 +135,200 @@ pub enum OperlogRecord {
     },
 }
 
-/// Parse an OPERLOG-style body. One entry per non-empty line; one bad line never loses the others.
+/// Parse an OPERLOG-style body (push.md §7.2, §7.4, §7.5). One entry per non-empty line; one bad line never
+/// loses the others.
+///
+/// Each line is `<TAG><SP><rest>` (a TAB after the tag is tolerated). Tags are matched ignoring ASCII case, so
+/// the 3.x `tabledata` lines (`user`, `biodata`, `biophoto`, `userpic`) parse too; keys are looked up ignoring
+/// case and under their 3.x names (`privilege`, `password`, `cardno`, `group`, `verify`). Fields are parsed by
+/// key, never by position, except OPLOG which is positional.
+///
+/// Rejected: a tag that is not letters/digits/`_`; OPLOG with a non-numeric code or a bad time; a USER,
+/// template or photo line without a PIN; a template without `TMP=`; a photo without `Content=`; a numeric key
+/// (`FID`, `No`, `Index`, `Type`) that does not parse; an unknown tag with no `key=value` field.
 pub fn parse_operlog(body: &[u8]) -> Vec<Result<OperlogRecord, LineError>> {
-    let _ = body;
-    todo!()
+    body_lines(body)
+        .map(|(line_no, raw)| {
+            let line = decode_text(raw);
+            parse_line(&line).map_err(|reason| LineError {
+                line_no,
+                line: line.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
+fn parse_line(line: &str) -> Result<OperlogRecord, String> {
+    let line = line.trim_start();
+    let (tag, rest) = line
+        .find([' ', '\t'])
+        .map_or((line, ""), |at| (&line[..at], &line[at + 1..]));
+    if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("unrecognised line tag {:?}", truncate(tag)));
+    }
+    match tag.to_ascii_uppercase().as_str() {
+        "OPLOG" => parse_oplog(rest).map(OperlogRecord::Oplog),
+        "USER" => parse_user(key_values(rest)).map(OperlogRecord::User),
+        "FP" => parse_template(TemplateKind::Finger, key_values(rest)),
+        "FACE" => parse_template(TemplateKind::Face, key_values(rest)),
+        "FVEIN" => parse_template(TemplateKind::FingerVein, key_values(rest)),
+        "BIODATA" => {
+            let fields = key_values(rest);
+            let bio_type = number_or(&fields, &["Type"], 0)?;
+            parse_template(TemplateKind::Bio { bio_type }, fields)
+        }
+        "USERPIC" => parse_photo(PhotoKind::UserPic, key_values(rest)),
+        "BIOPHOTO" => parse_photo(PhotoKind::BioPhoto, key_values(rest)),
+        _ => {
+            if !rest.contains('=') {
+                return Err(format!(
+                    "unrecognised line tag {:?} without key=value fields",
+                    truncate(tag)
+                ));
+            }
+            let fields = key_values(rest);
+            Ok(OperlogRecord::Other {
+                tag: tag.to_string(),
+                fields,
+            })
+        }
+    }
+}
+
+/// Keep error reasons short even for a megabyte of garbage without a newline.
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(40) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}
+
+/// `Key=Value` fields separated by TAB, split at the first `=` (base64 values end in `=`); empty fields
+/// skipped; a field without `=` is kept as a key with an empty value.
+fn key_values(rest: &str) -> Vec<(String, String)> {
+    rest.split('\t')
+        .filter(|field| !trim_field(field).is_empty())
+        .map(|field| {
+            let (key, value) = field.split_once('=').unwrap_or((field, ""));
+            (key.trim().to_string(), value.to_string())
+        })
+        .collect()
+}
+
+/// The value of the first key matching any of `names` (ASCII case-insensitive).
+fn get<'a>(fields: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+        .map(|(_, v)| v.as_str())
+}
+
+fn text(fields: &[(String, String)], names: &[&str]) -> String {
+    get(fields, names).unwrap_or_default().to_string()
+}
+
+/// `None` when absent, empty or not a number: informational fields never reject a line.
+fn lenient<T: std::str::FromStr>(fields: &[(String, String)], names: &[&str]) -> Option<T> {
+    get(fields, names).and_then(|v| trim_field(v).parse().ok())
+}
+
+/// `default` when absent or empty; an error when present but not a number (identity fields).
+fn number_or(fields: &[(String, String)], names: &[&str], default: u16) -> Result<u16, String> {
+    match get(fields, names).map(trim_field) {
+        None | Some("") => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            format!(
+                "non-numeric {} {:?}",
+                names.first().copied().unwrap_or("field"),
+                truncate(v)
+            )
+        }),
+    }
+}
+
+fn required_pin(fields: &[(String, String)]) -> Result<String, String> {
+    let pin = get(fields, &["PIN"]).map(trim_field).unwrap_or_default();
+    if pin.is_empty() {
+        return Err("missing PIN".to_string());
+    }
+    Ok(pin.to_string())
+}
+
+fn parse_oplog(rest: &str) -> Result<Oplog, String> {
+    let mut fields: Vec<&str> = rest.split('\t').collect();
+    if fields.len() > 1 && fields.last().is_some_and(|f| f.is_empty()) {
+        fields.pop();
+    }
+    let [op_type, operator, time, objects @ ..] = fields.as_slice() else {
+        return Err(format!(
+            "OPLOG needs at least 3 fields (code, operator, time), got {}",
+            fields.len()
+        ));
+    };
+    let op_type = trim_field(op_type)
+        .parse()
+        .map_err(|_| format!("non-numeric OPLOG code {:?}", truncate(op_type)))?;
+    Ok(Oplog {
+        op_type,
+        operator: trim_field(operator).to_string(),
+        time: parse_device_time(time)?,
+        objects: objects.iter().map(|o| (*o).to_string()).collect(),
+    })
+}
+
+fn parse_user(fields: Vec<(String, String)>) -> Result<UserRecord, String> {
+    Ok(UserRecord {
+        pin: required_pin(&fields)?,
+        name: text(&fields, &["Name"]),
+        privilege: lenient(&fields, &["Pri", "Privilege"]),
+        password: text(&fields, &["Passwd", "Password"]),
+        card: text(&fields, &["Card", "CardNo"]),
+        group: text(&fields, &["Grp", "Group"]),
+        time_zones: text(&fields, &["TZ"]),
+        verify_mode: lenient(&fields, &["Verify", "VerifyMode"]),
+        vice_card: text(&fields, &["ViceCard"]),
+        fields,
+    })
+}
+
+fn parse_template(
+    kind: TemplateKind,
+    fields: Vec<(String, String)>,
+) -> Result<OperlogRecord, String> {
+    let pin = required_pin(&fields)?;
+    let template = get(&fields, &["TMP"])
+        .ok_or("template line without TMP=")?
+        .to_string();
+    let valid = lenient(&fields, &["Valid"]);
+    // FP `Valid=3` marks a duress finger (push.md §7.2); BIODATA has its own `Duress=`.
+    let duress = get(&fields, &["Duress"]).is_some_and(|d| trim_field(d) == "1")
+        || (kind == TemplateKind::Finger && valid == Some(3));
+    Ok(OperlogRecord::Template(TemplateRecord {
+        no: number_or(&fields, &["FID", "No"], 0)?,
+        index: number_or(&fields, &["Index"], 0)?,
+        kind,
+        pin,
+        valid,
+        duress,
+        major_ver: get(&fields, &["MajorVer"]).map(str::to_string),
+        minor_ver: get(&fields, &["MinorVer"]).map(str::to_string),
+        format: lenient(&fields, &["Format"]),
+        size: lenient(&fields, &["Size"]),
+        template,
+        fields,
+    }))
+}
+
+fn parse_photo(kind: PhotoKind, fields: Vec<(String, String)>) -> Result<OperlogRecord, String> {
+    Ok(OperlogRecord::Photo(PhotoRecord {
+        pin: required_pin(&fields)?,
+        file_name: text(&fields, &["FileName"]),
+        size: lenient(&fields, &["Size"]),
+        content_base64: get(&fields, &["Content"])
+            .ok_or("photo line without Content=")?
+            .to_string(),
+        kind,
+        fields,
+    }))
 }
