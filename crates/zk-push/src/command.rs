@@ -297,3 +297,230 @@ const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 fn clean(value: &str) -> String {
     value.replace(['\t', '\r', '\n'], " ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn at(d: u32, h: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2024, 1, d)
+            .unwrap()
+            .and_hms_opt(h, 0, 0)
+            .unwrap()
+    }
+
+    #[test]
+    fn user_commands() {
+        let user = UserInfo {
+            pin: "0042".into(),
+            name: "Ann\tLee".into(),
+            privilege: 14,
+            password: "".into(),
+            card: "133440".into(),
+            group: "1".into(),
+            time_zones: "0000000000000000".into(),
+            verify_mode: Some(0),
+        };
+        assert_eq!(
+            Command::UpdateUser(user.clone()).encode(),
+            "DATA UPDATE USERINFO PIN=0042\tName=Ann Lee\tPri=14\tPasswd=\tCard=133440\tGrp=1\tTZ=0000000000000000\tVerify=0"
+        );
+        let no_verify = UserInfo {
+            verify_mode: None,
+            ..user
+        };
+        assert!(!Command::UpdateUser(no_verify).encode().contains("Verify"));
+        assert_eq!(
+            Command::DeleteUser { pin: "7".into() }.encode(),
+            "DATA DELETE USERINFO PIN=7"
+        );
+        assert_eq!(
+            Command::QueryUserInfo { pin: None }.encode(),
+            "DATA QUERY USERINFO"
+        );
+        assert_eq!(
+            Command::QueryUserInfo {
+                pin: Some("7".into())
+            }
+            .encode(),
+            "DATA QUERY USERINFO PIN=7"
+        );
+    }
+
+    #[test]
+    fn template_commands() {
+        assert_eq!(
+            Command::UpdateFingerTemplate {
+                pin: "1".into(),
+                fid: 6,
+                valid: 1,
+                template: "QUJDRA==".into()
+            }
+            .encode(),
+            "DATA UPDATE FINGERTMP PIN=1\tFID=6\tSize=8\tValid=1\tTMP=QUJDRA=="
+        );
+        assert_eq!(
+            Command::UpdateFace {
+                pin: "1".into(),
+                fid: 0,
+                valid: 1,
+                template: "AAAA".into()
+            }
+            .encode(),
+            "DATA UPDATE FACE PIN=1\tFID=0\tValid=1\tSize=4\tTMP=AAAA"
+        );
+        assert_eq!(
+            Command::UpdateBioData {
+                pin: "1".into(),
+                no: 0,
+                index: 0,
+                valid: 1,
+                duress: false,
+                bio_type: 9,
+                major_ver: "39".into(),
+                minor_ver: "1".into(),
+                format: 0,
+                template: "CCCC".into(),
+            }
+            .encode(),
+            "DATA UPDATE BIODATA Pin=1\tNo=0\tIndex=0\tValid=1\tDuress=0\tType=9\tMajorVer=39\tMinorVer=1\tFormat=0\tTmp=CCCC"
+        );
+        assert_eq!(
+            Command::DeleteFingerTemplate {
+                pin: "1".into(),
+                fid: Some(3)
+            }
+            .encode(),
+            "DATA DELETE FINGERTMP PIN=1\tFID=3"
+        );
+        assert_eq!(
+            Command::DeleteFingerTemplate {
+                pin: "1".into(),
+                fid: None
+            }
+            .encode(),
+            "DATA DELETE FINGERTMP PIN=1"
+        );
+    }
+
+    #[test]
+    fn control_commands() {
+        let cases = [
+            (
+                Command::QueryAttLog {
+                    start: at(1, 0),
+                    end: at(2, 23),
+                },
+                "DATA QUERY ATTLOG StartTime=2024-01-01 00:00:00\tEndTime=2024-01-02 23:00:00",
+            ),
+            (
+                Command::VerifySumAttLog {
+                    start: at(1, 0),
+                    end: at(2, 23),
+                },
+                "VERIFY SUM ATTLOG StartTime=2024-01-01 00:00:00\tEndTime=2024-01-02 23:00:00",
+            ),
+            (Command::Check, "CHECK"),
+            (Command::Log, "LOG"),
+            (Command::Info, "INFO"),
+            (Command::ClearLog, "CLEAR LOG"),
+            (Command::ClearPhoto, "CLEAR PHOTO"),
+            (Command::ClearData, "CLEAR DATA"),
+            (
+                Command::SetOption {
+                    key: "Delay".into(),
+                    value: "10".into(),
+                },
+                "SET OPTION Delay=10",
+            ),
+            (Command::ReloadOptions, "RELOAD OPTIONS"),
+            (Command::Reboot, "REBOOT"),
+            (Command::Unlock, "AC_UNLOCK"),
+            (Command::Shell("date".into()), "Shell date"),
+            (
+                Command::Raw("GET OPTION FROM IPAddress\nC:9:REBOOT".into()),
+                "GET OPTION FROM IPAddress C:9:REBOOT",
+            ),
+        ];
+        for (command, text) in cases {
+            assert_eq!(command.encode(), text);
+        }
+    }
+
+    #[test]
+    fn must_be_last() {
+        assert!(Command::Reboot.must_be_last());
+        assert!(Command::Check.must_be_last());
+        assert!(Command::ClearData.must_be_last());
+        assert!(Command::Raw("restart".into()).must_be_last());
+        assert!(!Command::ClearLog.must_be_last());
+        assert!(!Command::Info.must_be_last());
+        assert!(!Command::Raw("CHECKSUM".into()).must_be_last());
+        assert!(!text_must_be_last(""));
+    }
+
+    #[test]
+    fn reply_stops_after_reboot_and_at_budget() {
+        let commands = vec![
+            (1001, "DATA UPDATE USERINFO PIN=1".to_string()),
+            (1002, "INFO".to_string()),
+            (1003, "REBOOT".to_string()),
+            (1004, "LOG".to_string()),
+        ];
+        assert_eq!(
+            encode_command_reply(&commands, DEFAULT_REPLY_BUDGET),
+            (
+                "C:1001:DATA UPDATE USERINFO PIN=1\nC:1002:INFO\nC:1003:REBOOT\n".to_string(),
+                3
+            )
+        );
+        // 34 bytes for the first line; the second (12) would exceed 40.
+        assert_eq!(
+            encode_command_reply(&commands, 40),
+            ("C:1001:DATA UPDATE USERINFO PIN=1\n".to_string(), 1)
+        );
+        assert_eq!(encode_command_reply(&commands, 46).1, 2);
+        // An oversized first command still goes out alone.
+        assert_eq!(encode_command_reply(&commands, 1).1, 1);
+        assert_eq!(encode_command_reply(&[], 100), (String::new(), 0));
+        let many: Vec<(u64, String)> = (0..300).map(|i| (i, "LOG".to_string())).collect();
+        assert_eq!(
+            encode_command_reply(&many, usize::MAX).1,
+            MAX_COMMANDS_PER_REPLY
+        );
+        assert_eq!(
+            encode_command_reply(&[(1, "A\r\nC:2:REBOOT".into())], 100),
+            ("C:1:A  C:2:REBOOT\n".to_string(), 1)
+        );
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let commands = vec![
+            Command::UpdateUser(UserInfo {
+                pin: "0042".into(),
+                name: "张三".into(),
+                privilege: 0,
+                password: String::new(),
+                card: String::new(),
+                group: "1".into(),
+                time_zones: "0000000000000000".into(),
+                verify_mode: None,
+            }),
+            Command::QueryAttLog {
+                start: at(1, 0),
+                end: at(2, 0),
+            },
+            Command::Reboot,
+            Command::Shell("date".into()),
+        ];
+        let json = serde_json::to_string(&commands).unwrap();
+        let back: Vec<Command> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, commands);
+        assert_eq!(
+            serde_json::to_string(&Command::Reboot).unwrap(),
+            "\"Reboot\""
+        );
+    }
+}

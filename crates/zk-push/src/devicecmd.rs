@@ -206,3 +206,159 @@ pub fn describe_return_code(code: i64) -> &'static str {
         _ => "unknown error",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn ok(id: &str, return_code: i64, cmd: &str, fields: &[(&str, &str)]) -> CommandResult {
+        CommandResult {
+            id: id.into(),
+            return_code,
+            cmd: cmd.into(),
+            fields: kv(fields),
+            content: None,
+        }
+    }
+
+    #[test]
+    fn several_one_line_results() {
+        let out = parse_command_results(
+            b"ID=1001&Return=0&CMD=DATA\r\nID=1002&SN=A1&Return=-10&CMD=DATA\nID=1003&Return=-22&CMD=UNKNOWN CMD\n",
+        );
+        assert_eq!(
+            out,
+            vec![
+                Ok(ok("1001", 0, "DATA", &[])),
+                Ok(ok("1002", -10, "DATA", &[("SN", "A1")])),
+                Ok(ok("1003", -22, "UNKNOWN CMD", &[])),
+            ]
+        );
+    }
+
+    #[test]
+    fn info_multi_line() {
+        let out = parse_command_results(
+            b"ID=info8487&Return=0&CMD=INFO\n~DeviceName=K40\nUserCount=3\nMainTime=2024-01-02 03:04:05\nID=9&Return=0&CMD=LOG\n",
+        );
+        assert_eq!(
+            out,
+            vec![
+                Ok(ok(
+                    "info8487",
+                    0,
+                    "INFO",
+                    &[
+                        ("~DeviceName", "K40"),
+                        ("UserCount", "3"),
+                        ("MainTime", "2024-01-02 03:04:05")
+                    ]
+                )),
+                Ok(ok("9", 0, "LOG", &[])),
+            ]
+        );
+    }
+
+    #[test]
+    fn shell_newline_form_content_swallows_rest() {
+        let out = parse_command_results(
+            b"ID=5\nSN=A1\nReturn=0\nCMD=Shell\nFILENAME=shell.out\nContent=line 1\nID=6 is not a result\n\xFF\n",
+        );
+        assert_eq!(out.len(), 1);
+        let result = out[0].as_ref().unwrap();
+        assert_eq!(
+            (result.id.as_str(), result.return_code, result.cmd.as_str()),
+            ("5", 0, "Shell")
+        );
+        assert_eq!(
+            result.fields,
+            kv(&[("SN", "A1"), ("FILENAME", "shell.out")])
+        );
+        assert_eq!(
+            result.content.as_deref(),
+            Some(&b"line 1\nID=6 is not a result\n\xFF\n"[..])
+        );
+    }
+
+    #[test]
+    fn getfile_binary_content_in_one_line_form() {
+        let out = parse_command_results(b"ID=7&Return=4&CMD=GetFile&Content=\0\x01\n\x02");
+        assert_eq!(out.len(), 1);
+        let result = out[0].as_ref().unwrap();
+        assert_eq!(result.return_code, 4);
+        assert_eq!(result.content.as_deref(), Some(&b"\0\x01\n\x02"[..]));
+    }
+
+    #[test]
+    fn verify_sum_and_account_pieces() {
+        let out = parse_command_results(
+            b"ID=3&Return=0&CMD=VERIFY SUM ATTLOG&StartTime=2024-01-01 00:00:00&EndTime=2024-01-31 23:59:59&AttlogCount=42\nID=4&Return=41&CMD=ACCOUNT&transaction&RecordSum=41\n",
+        );
+        assert_eq!(
+            out,
+            vec![
+                Ok(ok(
+                    "3",
+                    0,
+                    "VERIFY SUM ATTLOG",
+                    &[
+                        ("StartTime", "2024-01-01 00:00:00"),
+                        ("EndTime", "2024-01-31 23:59:59"),
+                        ("AttlogCount", "42")
+                    ]
+                )),
+                Ok(ok(
+                    "4",
+                    41,
+                    "ACCOUNT",
+                    &[("transaction", ""), ("RecordSum", "41")]
+                )),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_results_do_not_lose_the_others() {
+        let out = parse_command_results(
+            b"stray line\nID=&Return=0&CMD=INFO\nKey=1\nID=2&Return=x&CMD=DATA\nID=3&CMD=DATA\nID=4&Return=0\n",
+        );
+        let reasons: Vec<String> = out
+            .iter()
+            .map(|r| match r {
+                Ok(r) => format!("ok {} {:?}", r.id, r.cmd),
+                Err(e) => format!("{}: {}", e.line_no, e.reason),
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                "1: line outside a command result (no ID= line before it)",
+                "2: command result without ID",
+                "4: non-numeric Return \"x\"",
+                "5: command result without Return",
+                "ok 4 \"\"",
+            ]
+        );
+        assert!(parse_command_results(b"").is_empty());
+        assert!(parse_command_results(b"\n\r\n").is_empty());
+    }
+
+    #[test]
+    fn return_codes() {
+        assert_eq!(describe_return_code(-10), "PIN does not exist");
+        assert_eq!(describe_return_code(0), "success");
+        assert_eq!(describe_return_code(9512), "success");
+        assert_eq!(describe_return_code(-22), "unknown command");
+        assert_eq!(
+            describe_return_code(-1002),
+            "not supported (invalid command syntax)"
+        );
+        assert_eq!(describe_return_code(-777), "unknown error");
+    }
+}

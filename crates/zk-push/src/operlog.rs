@@ -332,3 +332,215 @@ fn parse_photo(kind: PhotoKind, fields: Vec<(String, String)>) -> Result<Operlog
         fields,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn kv(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn one(body: &[u8]) -> Result<OperlogRecord, LineError> {
+        let mut all = parse_operlog(body);
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
+    }
+
+    fn reason(body: &[u8]) -> String {
+        one(body).unwrap_err().reason
+    }
+
+    #[test]
+    fn oplog_line() {
+        assert_eq!(
+            one(b"OPLOG 70\t0\t2024-08-05 16:08:50\t1157\t0\t0\t0\n").unwrap(),
+            OperlogRecord::Oplog(Oplog {
+                op_type: 70,
+                operator: "0".into(),
+                time: NaiveDate::from_ymd_opt(2024, 8, 5)
+                    .unwrap()
+                    .and_hms_opt(16, 8, 50)
+                    .unwrap(),
+                objects: vec!["1157".into(), "0".into(), "0".into(), "0".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn user_line_full_and_gbk_name() {
+        let (name, _, _) = encoding_rs::GBK.encode("张三");
+        let mut body = b"USER PIN=0007\tName=".to_vec();
+        body.extend_from_slice(&name);
+        body.extend_from_slice(
+            b"\tPri=14\tPasswd=123\tCard=[0A0B0C00]\tGrp=1\tTZ=0000000000000000\tVerify=-1\tViceCard=9\r\n",
+        );
+        let OperlogRecord::User(user) = one(&body).unwrap() else {
+            panic!("not a user")
+        };
+        assert_eq!(user.pin, "0007");
+        assert_eq!(user.name, "张三");
+        assert_eq!(user.privilege, Some(14));
+        assert_eq!(user.password, "123");
+        assert_eq!(user.card, "[0A0B0C00]");
+        assert_eq!(user.group, "1");
+        assert_eq!(user.time_zones, "0000000000000000");
+        assert_eq!(user.verify_mode, Some(-1));
+        assert_eq!(user.vice_card, "9");
+        assert_eq!(user.fields.len(), 9);
+    }
+
+    #[test]
+    fn fp_face_fvein_biodata() {
+        let OperlogRecord::Template(fp) =
+            one(b"FP PIN=1\tFID=6\tSize=8\tValid=3\tTMP=QUJDRA==").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                fp.kind,
+                fp.no,
+                fp.valid,
+                fp.duress,
+                fp.size,
+                fp.template.as_str()
+            ),
+            (TemplateKind::Finger, 6, Some(3), true, Some(8), "QUJDRA==")
+        );
+        let OperlogRecord::Template(face) =
+            one(b"FACE PIN=2\tFID=11\tValid=1\tSize=4\tTMP=AAAA").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (face.kind, face.no, face.duress),
+            (TemplateKind::Face, 11, false)
+        );
+        let OperlogRecord::Template(vein) =
+            one(b"FVEIN Pin=3\tFID=1\tIndex=2\tValid=1\tSize=4\tTmp=BBBB").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                vein.kind,
+                vein.pin.as_str(),
+                vein.index,
+                vein.template.as_str()
+            ),
+            (TemplateKind::FingerVein, "3", 2, "BBBB")
+        );
+        let OperlogRecord::Template(bio) = one(
+            b"BIODATA Pin=4\tNo=0\tIndex=1\tValid=1\tDuress=1\tType=9\tMajorVer=39\tMinorVer=1\tFormat=0\tTmp=CCCC",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(bio.kind, TemplateKind::Bio { bio_type: 9 });
+        assert!(bio.duress);
+        assert_eq!(bio.major_ver.as_deref(), Some("39"));
+        assert_eq!(bio.minor_ver.as_deref(), Some("1"));
+        assert_eq!(bio.format, Some(0));
+    }
+
+    #[test]
+    fn photos_by_key_not_position() {
+        let OperlogRecord::Photo(photo) =
+            one(b"BIOPHOTO PIN=5\tNo=0\tIndex=0\tFileName=9_5.jpg\tType=9\tSize=4\tContent=/9j/")
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(photo.kind, PhotoKind::BioPhoto);
+        assert_eq!(photo.file_name, "9_5.jpg");
+        assert_eq!(photo.size, Some(4));
+        assert_eq!(photo.content_base64, "/9j/");
+        let OperlogRecord::Photo(pic) =
+            one(b"USERPIC PIN=5\tFileName=5.jpg\tSize=4\tContent=/9j/").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(pic.kind, PhotoKind::UserPic);
+    }
+
+    #[test]
+    fn other_tags_keep_fields() {
+        assert_eq!(
+            one(b"ERRORLOG ErrCode=D01E0001\tErrMsg=\tDataOrigin=dev\tCmdId=\tAdditional=e30=")
+                .unwrap(),
+            OperlogRecord::Other {
+                tag: "ERRORLOG".into(),
+                fields: kv(&[
+                    ("ErrCode", "D01E0001"),
+                    ("ErrMsg", ""),
+                    ("DataOrigin", "dev"),
+                    ("CmdId", ""),
+                    ("Additional", "e30="),
+                ]),
+            }
+        );
+        assert_eq!(
+            one(b"WORKCODE PIN=1\tCODE=7\tNAME=x").unwrap(),
+            OperlogRecord::Other {
+                tag: "WORKCODE".into(),
+                fields: kv(&[("PIN", "1"), ("CODE", "7"), ("NAME", "x")]),
+            }
+        );
+    }
+
+    #[test]
+    fn rejections() {
+        assert_eq!(
+            reason(b"OPLOG x\t0\t2024-08-05 16:08:50"),
+            "non-numeric OPLOG code \"x\""
+        );
+        assert_eq!(
+            reason(b"OPLOG 4\t14"),
+            "OPLOG needs at least 3 fields (code, operator, time), got 2"
+        );
+        assert_eq!(
+            reason(b"OPLOG 4\t14\t1999-01-01 00:00:00"),
+            "time \"1999-01-01 00:00:00\" outside years 2000..=2099"
+        );
+        assert_eq!(reason(b"USER Name=x\tPri=0"), "missing PIN");
+        assert_eq!(reason(b"USER PIN=\tName=x"), "missing PIN");
+        assert_eq!(
+            reason(b"FP PIN=1\tFID=1\tSize=4"),
+            "template line without TMP="
+        );
+        assert_eq!(reason(b"FP PIN=1\tFID=x\tTMP=AA"), "non-numeric FID \"x\"");
+        assert_eq!(
+            reason(b"USERPIC PIN=1\tFileName=1.jpg"),
+            "photo line without Content="
+        );
+        assert_eq!(
+            reason(b"hello world"),
+            "unrecognised line tag \"hello\" without key=value fields"
+        );
+        assert_eq!(
+            reason(b"\xFF\xFE=1"),
+            "unrecognised line tag \"\u{ff}\u{fe}=1\""
+        );
+        assert_eq!(
+            reason(b"{\"a\":1}"),
+            "unrecognised line tag \"{\\\"a\\\":1}\""
+        );
+    }
+
+    #[test]
+    fn mixed_body_one_bad_line() {
+        let out = parse_operlog(
+            b"OPLOG 30\t0\t2024-08-05 12:48:25\t1160\t0\t0\t0\nUSER PIN=1160\tName=A\nFP PIN=1160\n\nOPLOG 6\t0\t2024-08-05 12:48:25\t1160\t0\t0\t0\n",
+        );
+        assert_eq!(out.len(), 4);
+        assert!(matches!(out[0], Ok(OperlogRecord::Oplog(ref o)) if o.op_type == 30));
+        assert!(matches!(out[1], Ok(OperlogRecord::User(ref u)) if u.name == "A"));
+        assert_eq!(out[2].as_ref().unwrap_err().line_no, 3);
+        assert!(matches!(out[3], Ok(OperlogRecord::Oplog(ref o)) if o.op_type == 6));
+        assert!(parse_operlog(b"").is_empty());
+    }
+}

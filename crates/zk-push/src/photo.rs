@@ -154,3 +154,92 @@ fn parse_file_name(file_name: &str) -> (Option<NaiveDateTime>, Option<String>) {
     };
     (taken_at, pin)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn jpeg() -> Vec<u8> {
+        vec![
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0xFF, 0xD9,
+        ]
+    }
+
+    #[test]
+    fn framed_raw_jpeg() {
+        let mut body =
+            b"PIN=20150731103012-123.jpg\nSN=0316144680030\nsize=13\nCMD=uploadphoto\0".to_vec();
+        body.extend_from_slice(&jpeg());
+        let photo = parse_attphoto(&body, None).unwrap();
+        assert_eq!(
+            photo,
+            AttPhoto {
+                file_name: "20150731103012-123.jpg".into(),
+                pin: Some("123".into()),
+                taken_at: Some(
+                    NaiveDate::from_ymd_opt(2015, 7, 31)
+                        .unwrap()
+                        .and_hms_opt(10, 30, 12)
+                        .unwrap()
+                ),
+                sn: Some("0316144680030".into()),
+                declared_size: Some(13),
+                cmd: Some("uploadphoto".into()),
+                jpeg: jpeg(),
+            }
+        );
+    }
+
+    #[test]
+    fn base64_payload_and_failed_verification_name() {
+        let body = b"PIN=20150731103012.jpg\r\nCMD=realupload\0/9j/4A==\n";
+        let photo = parse_attphoto(body, None).unwrap();
+        assert_eq!(photo.pin, None);
+        assert!(photo.taken_at.is_some());
+        assert_eq!(photo.cmd.as_deref(), Some("realupload"));
+        assert_eq!(photo.jpeg, vec![0xFF, 0xD8, 0xFF, 0xE0]);
+    }
+
+    #[test]
+    fn pid_name_and_query_pin() {
+        let mut body = b"SN=1\nCMD=uploadphoto\0".to_vec();
+        body.extend_from_slice(&jpeg());
+        let photo = parse_attphoto(&body, Some("20240102030405-0-77-ID9.jpg")).unwrap();
+        assert_eq!(photo.file_name, "20240102030405-0-77-ID9.jpg");
+        assert_eq!(photo.pin.as_deref(), Some("77"));
+        assert_eq!(photo.jpeg, jpeg());
+        // Body without header at all.
+        let photo = parse_attphoto(&jpeg(), Some("20081119172119-4.jpg")).unwrap();
+        assert_eq!(photo.pin.as_deref(), Some("4"));
+        assert_eq!(photo.sn, None);
+        assert_eq!(photo.jpeg, jpeg());
+    }
+
+    #[test]
+    fn no_nul_splits_after_cmd_line() {
+        let photo = parse_attphoto(b"PIN=x.jpg\nCMD=uploadphoto\nQUJD\n", None).unwrap();
+        assert_eq!(photo.jpeg, b"ABC");
+        assert_eq!((photo.pin, photo.taken_at), (None, None));
+    }
+
+    #[test]
+    fn errors_and_odd_payloads() {
+        assert_eq!(parse_attphoto(b"", None), Err(PhotoError::Empty));
+        assert_eq!(
+            parse_attphoto(b"SN=1\nCMD=uploadphoto\0", None),
+            Err(PhotoError::MissingFileName)
+        );
+        assert_eq!(
+            parse_attphoto(b"PIN=\nCMD=uploadphoto\0", Some("  ")),
+            Err(PhotoError::MissingFileName)
+        );
+        assert!(matches!(
+            parse_attphoto(b"PIN=a.jpg\nCMD=uploadphoto\0QUJDR", None),
+            Err(PhotoError::Base64(_))
+        ));
+        // Not JPEG and not base64: kept as sent.
+        let photo = parse_attphoto(b"PIN=a.jpg\nCMD=uploadphoto\0[omitted]\n", None).unwrap();
+        assert_eq!(photo.jpeg, b"[omitted]\n");
+    }
+}

@@ -223,3 +223,119 @@ pub fn old_decode_time(v: u32) -> Option<NaiveDateTime> {
         u32::try_from(second).ok()?,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(y, mo, d)
+            .unwrap()
+            .and_hms_opt(h, mi, s)
+            .unwrap()
+    }
+
+    #[test]
+    fn default_options_block_exact_bytes() {
+        let reply = OptionsReply::new("0316144680030", 480);
+        assert_eq!(
+            reply.encode(),
+            "GET OPTION FROM: 0316144680030\n\
+             ATTLOGStamp=0\n\
+             OPERLOGStamp=0\n\
+             ATTPHOTOStamp=0\n\
+             BIODATAStamp=0\n\
+             Stamp=0\n\
+             OpStamp=0\n\
+             PhotoStamp=0\n\
+             ErrorDelay=30\n\
+             Delay=10\n\
+             TransTimes=00:00;14:05\n\
+             TransInterval=1\n\
+             TransFlag=TransData AttLog\tOpLog\tAttPhoto\tEnrollUser\tChgUser\tEnrollFP\tChgFP\tFPImag\tFACE\tUserPic\tWORKCODE\tBioPhoto\n\
+             TimeZone=8\n\
+             Realtime=1\n\
+             Encrypt=None\n\
+             ServerVer=2.4.1\n\
+             PushProtVer=2.4.1\n\
+             PushOptionsFlag=1\n\
+             PushOptions=~DeviceName,FWVersion,PushVersion,IPAddress,MAC,~Platform,UserCount,TransactionCount,FPCount,FaceCount,FingerFunOn,FaceFunOn,FPVersion,FaceVersion,BioDataFun,BioPhotoFun,MultiBioDataSupport,MultiBioPhotoSupport,MultiBioVersion\n"
+        );
+    }
+
+    #[test]
+    fn custom_options_block() {
+        let mut reply = OptionsReply::new("A1", 330);
+        reply.stamps = vec![
+            ("ATTLOG".into(), "9999".into()),
+            ("IDCARD".into(), "5".into()),
+        ];
+        reply.realtime = false;
+        reply.push_options_flag = false;
+        reply.push_options = None;
+        reply.trans_flag = "1111000000".into();
+        let text = reply.encode();
+        assert!(text.starts_with(
+            "GET OPTION FROM: A1\nATTLOGStamp=9999\nIDCARDStamp=5\nStamp=9999\nErrorDelay=30\n"
+        ));
+        assert!(text.contains("\nTransFlag=1111000000\nTimeZone=330\nRealtime=0\n"));
+        assert!(text.ends_with("\nPushProtVer=2.4.1\nPushOptionsFlag=0\n"));
+        assert!(!text.contains("OpStamp"));
+    }
+
+    #[test]
+    fn time_zones() {
+        let cases = [
+            (330, "330"),
+            (345, "345"),
+            (-210, "-210"),
+            (480, "8"),
+            (-300, "-5"),
+            (0, "0"),
+            (780, "13"),
+            (-570, "-570"),
+            (20, "0"),
+        ];
+        for (minutes, text) in cases {
+            assert_eq!(encode_time_zone(minutes), text, "{minutes}");
+        }
+    }
+
+    #[test]
+    fn acknowledgements_and_time() {
+        assert_eq!(encode_ok_count(9), "OK:9");
+        assert_eq!(encode_ok_count(0), "OK:0");
+        assert_eq!(
+            encode_server_time(at(2011, 5, 5, 17, 40, 20), -300),
+            "Time=2011-05-05T17:40:20-05:00"
+        );
+        assert_eq!(
+            encode_server_time(at(2024, 2, 29, 0, 0, 0), 345),
+            "Time=2024-02-29T00:00:00+05:45"
+        );
+        assert_eq!(
+            encode_rtdata_time(at(2000, 1, 1, 0, 0, 1), -210),
+            "DateTime=1,ServerTZ=-0330"
+        );
+    }
+
+    #[test]
+    fn old_encode_time_matches_appendix_f() {
+        // ((17*12*31) + (0*31) + (10)) days, 01:30:03.
+        let t = at(2017, 1, 11, 1, 30, 3);
+        assert_eq!(old_encode_time(t), (17 * 372 + 10) * 86_400 + 5_403);
+        assert_eq!(old_decode_time(old_encode_time(t)), Some(t));
+        // The SPEC-SEC example value decodes to a real day and encodes back.
+        let decoded = old_decode_time(583_050_990).unwrap();
+        assert_eq!(decoded, at(2018, 2, 22, 6, 36, 30));
+        assert_eq!(
+            encode_rtdata_time(decoded, 480),
+            "DateTime=583050990,ServerTZ=+0800"
+        );
+        // Day 30 of February exists only in the ZK calendar.
+        assert_eq!(old_decode_time((1 * 31 + 29) * 86_400), None);
+        assert_eq!(old_encode_time(at(1999, 12, 31, 23, 59, 59)), 0);
+        assert_eq!(old_encode_time(at(2200, 1, 1, 0, 0, 0)), u32::MAX);
+        assert_eq!(old_decode_time(0), Some(at(2000, 1, 1, 0, 0, 0)));
+    }
+}
