@@ -6,8 +6,11 @@
 //!   nothing else in this crate.
 //! - [`records`]: record layouts inside payloads (users, attendance, templates, times, free sizes, events,
 //!   comm key), both decode and encode. Pure; must not depend on `session` or `client`.
+//! - [`session`]: the client side of a session as a state machine: session id, reply ids, matching replies by
+//!   id, chunked buffered reads, events at any time. Time is passed in; no sockets, no tokio.
 //!
 //! Nothing here knows about punchd, databases or HTTP.
 
 pub mod codec;
 pub mod records;
+pub mod session;
