@@ -1,1 +1,11 @@
-//! placeholder
+//! Simulated ZKTeco terminals for tests, benchmarks, demos and users checking an installation.
+//!
+//! Modules in reading order:
+//! - [`pull`]: a terminal serving the ZK binary protocol on one TCP+UDP port (shared/protocol/pull.md), built on
+//!   `zk_pull::codec` and `zk_pull::records`. Inside: `generate` (sample data) → `model` (device data) →
+//!   `responder` (sans-IO answers) → `wire` (bytes and faults) → `tcp`/`udp` (tokio transports).
+//!
+//! The simulators depend on the protocol crates only; they must not depend on punchd (the hub depends on them,
+//! for `punchd simulate`), and the protocol crates must not depend on them.
+
+pub mod pull;

@@ -1,0 +1,512 @@
+//! A simulated pull terminal: serves the ZK binary protocol (shared/protocol/pull.md) on one port for both TCP
+//! and UDP, well enough for pyzk, node-zklib, zkteco-js and our own `zk_pull::client`
+//! (shared/protocol/pull-simulator.md §3–§5).
+//!
+//! Submodules in reading order, each depending only on those before it:
+//! - `generate`: deterministic sample data (users, punches, templates) from a seed.
+//! - `model`: the device model (stored data, options, clock offset) and its datasets. Pure.
+//! - `responder`: one request in, reply packets out (sessions, comm key, buffered transfers). Sans-IO.
+//! - `wire`: reply packets to bytes with faults applied; TCP request framing. Pure.
+//! - `tcp`, `udp`: the tokio transports: sockets, timing, live events.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use zk_sim::pull::{PullSim, PullSimConfig, Profile};
+//! let config = PullSimConfig { users: 500, punches: 100_000, ..PullSimConfig::new(Profile::Zk8) };
+//! let sim = PullSim::bind("127.0.0.1:4370".parse().expect("literal address"), config).await?;
+//! let handle = sim.handle();
+//! tokio::spawn(sim.run(std::future::pending::<()>()));
+//! handle.punch("1", 0, 1); // a live punch: check-in by fingerprint, sent to registered clients
+//! # Ok(()) }
+//! ```
+
+mod generate;
+mod model;
+mod responder;
+mod tcp;
+mod udp;
+mod wire;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, NaiveDateTime};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
+use zk_pull::records::{
+    Attendance, AttendanceEvent, AttendanceLayout, FreeSizes, Template, User, UserLayout,
+};
+
+use model::DeviceModel;
+
+/// Device families the simulator can play; they differ in record layouts and reply sizes (pull.md §8,
+/// pull-simulator.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// TFT ("ZK8") firmware: 72-byte users, 40-byte attendance records, 92-byte free sizes.
+    Zk8,
+    /// Black-and-white ("ZK6") firmware: 28-byte users (PIN as a number, 8-byte names), 16-byte attendance
+    /// records, 80-byte free sizes. Real ZK6 units are often UDP-only; the simulator serves TCP as well.
+    Zk6,
+    /// ZEM500/MA300-era firmware: 28-byte users and 8-byte attendance records in the device's order (uid,
+    /// verify mode, punch state, time at offset 4). pyzk mis-reads these dates exactly as it does on real
+    /// units (pull.md §8.5); use it to test our client's layout detection.
+    Zem500,
+}
+
+impl Profile {
+    /// The user record layout (pull.md §8.1, §8.2).
+    pub fn user_layout(self) -> UserLayout {
+        match self {
+            Profile::Zk8 => UserLayout::Size72,
+            Profile::Zk6 | Profile::Zem500 => UserLayout::Size28,
+        }
+    }
+
+    /// The attendance record layout (pull.md §8.5).
+    pub fn attendance_layout(self) -> AttendanceLayout {
+        match self {
+            Profile::Zk8 => AttendanceLayout::Size40,
+            Profile::Zk6 => AttendanceLayout::Size16,
+            Profile::Zem500 => AttendanceLayout::Size8,
+        }
+    }
+
+    /// Whether `CMD_GET_FREE_SIZES` answers 92 bytes (with the face block) rather than 80 (pull.md §6.4).
+    pub fn free_sizes_face_block(self) -> bool {
+        self == Profile::Zk8
+    }
+
+    /// The `~Platform` option this family usually reports.
+    pub fn default_platform(self) -> &'static str {
+        match self {
+            Profile::Zk8 => "ZEM560_TFT",
+            Profile::Zk6 => "ZEM510",
+            Profile::Zem500 => "ZEM500",
+        }
+    }
+}
+
+/// Misbehaviour to inject, for testing clients (timeouts, retries, resynchronisation). Each "first reply to
+/// command X" fault fires once per TCP connection or UDP session, so a client that retries then succeeds.
+/// The default injects nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Wait this long before every reply (a slow device).
+    pub reply_delay: Duration,
+    /// Wait this long between the packets of a multi-packet transfer (PREPARE_DATA, CMD_DATA…, ACK_OK). The
+    /// Node clients need 10–20 ms when frames coalesce (pull-simulator.md §4).
+    pub frame_gap: Duration,
+    /// Split the data of a TCP transfer into `CMD_DATA` frames of at most this many bytes (1008 like some real
+    /// devices, whose data frames then count 0, 1, 2… in the session field). `None`: one frame per chunk, which
+    /// is what pyzk needs (pull-simulator.md rule R3).
+    pub data_frame_size: Option<usize>,
+    /// Send no reply at all to the first request with this command code.
+    pub drop_reply_to: Option<u16>,
+    /// Send only the first `.1` bytes of the reply to the first request with command `.0`.
+    pub truncate_reply_to: Option<(u16, usize)>,
+    /// Complement the checksum of the reply to the first request with this command code.
+    pub corrupt_checksum_of_reply_to: Option<u16>,
+    /// In the first bulk transfer (1504 or a legacy read), send `PREPARE_DATA` and half of the first data
+    /// frame, then close the TCP connection (UDP: send `PREPARE_DATA` and one data datagram, then nothing).
+    pub disconnect_mid_transfer: bool,
+    /// Silently drop requests whose checksum does not verify. Off (the default): answer them anyway and count
+    /// them in [`Counters::bad_checksums`]; real terminals' behaviour is not documented (pull.md §2).
+    pub drop_bad_checksum_requests: bool,
+}
+
+/// What the simulated terminal holds and how it behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullSimConfig {
+    /// Users 1..=N (uid = N, PIN = N as text). At most 65 534 (the uid is a u16).
+    pub users: usize,
+    /// Punches in the attendance log, spread over the working days before `punches_until`.
+    pub punches: usize,
+    /// Fingerprint templates, spread over the users round-robin.
+    pub templates: usize,
+    /// The device's comm key (0 = none): clients must then authenticate with `CMD_AUTH` (pull.md §5).
+    pub comm_key: u32,
+    /// Record layouts and reply sizes.
+    pub profile: Profile,
+    /// `~SerialNumber`.
+    pub serial_number: String,
+    /// The `CMD_GET_VERSION` reply, e.g. "Ver 6.60 Apr 28 2015".
+    pub firmware: String,
+    /// `~Platform`.
+    pub platform: String,
+    /// `~DeviceName`.
+    pub device_name: String,
+    /// `MAC`.
+    pub mac: String,
+    /// The newest punch is at or before this device wall-clock time. `None`: the device's "now" at bind time
+    /// (recent days, but then the data depends on the date; tests set it).
+    pub punches_until: Option<NaiveDateTime>,
+    /// Device wall-clock time minus the host's UTC time at start (devices have no time zone).
+    pub clock_offset: chrono::Duration,
+    /// Datasets up to this many bytes (with the 4-byte size prefix) are answered to 1503 with one direct
+    /// `CMD_DATA`; larger ones go through the buffer and 1504 chunks (pull-simulator.md rule R2). Capped at
+    /// 1016 on UDP, where pyzk truncates larger datagrams.
+    pub direct_threshold: usize,
+    /// Payload size of live attendance events (pull.md §9.3). `None`: 32 on TCP, 12 on UDP.
+    pub event_payload_len: Option<usize>,
+    /// How long a TCP connection waits for the client's ACK of a live event before sending the next one
+    /// (pyzk needs one event per read; the Node clients never ACK).
+    pub event_ack_timeout: Duration,
+    /// Faults to inject.
+    pub faults: Faults,
+    /// Seed of the generated data and of the session ids.
+    pub seed: u64,
+}
+
+impl PullSimConfig {
+    /// A small terminal of the given family: 10 users, 100 punches, 5 templates, no comm key, no faults.
+    pub fn new(profile: Profile) -> PullSimConfig {
+        PullSimConfig {
+            users: 10,
+            punches: 100,
+            templates: 5,
+            comm_key: 0,
+            profile,
+            serial_number: "SIM0000000001".to_owned(),
+            firmware: "Ver 6.60 Apr 28 2015".to_owned(),
+            platform: profile.default_platform().to_owned(),
+            device_name: "punchd-sim".to_owned(),
+            mac: "00:17:61:00:00:01".to_owned(),
+            punches_until: None,
+            clock_offset: chrono::Duration::zero(),
+            direct_threshold: 1016,
+            event_payload_len: None,
+            event_ack_timeout: Duration::from_millis(500),
+            faults: Faults::default(),
+            seed: 1,
+        }
+    }
+}
+
+impl Default for PullSimConfig {
+    /// [`PullSimConfig::new`] with [`Profile::Zk8`].
+    fn default() -> PullSimConfig {
+        PullSimConfig::new(Profile::Zk8)
+    }
+}
+
+/// What the simulator has seen and done, for assertions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// TCP connections accepted (pyzk's empty probe connection counts too).
+    pub tcp_connections: u64,
+    /// UDP sessions opened by `CMD_CONNECT`.
+    pub udp_sessions: u64,
+    /// Requests answered or dropped (including clients' event ACKs).
+    pub requests: u64,
+    /// Requests whose checksum did not verify.
+    pub bad_checksums: u64,
+    /// TCP streams closed because of a bad frame (bad magic, impossible length), and UDP datagrams under 8
+    /// bytes.
+    pub malformed_frames: u64,
+    /// Requests answered with `CMD_ACK_UNKNOWN`.
+    pub unknown_commands: u64,
+    /// `CMD_AUTH` with a wrong key.
+    pub auth_failures: u64,
+    /// `CMD_USER_WRQ` accepted.
+    pub users_written: u64,
+    /// `CMD_DELETE_USER` accepted.
+    pub users_deleted: u64,
+    /// `CMD_UNLOCK` received.
+    pub unlocks: u64,
+    /// `CMD_RESTART` received.
+    pub restarts: u64,
+    /// Dataset bytes sent (direct and buffered).
+    pub bulk_bytes_sent: u64,
+    /// Live events sent (one per registered client per punch).
+    pub events_sent: u64,
+    /// Clients' `CMD_ACK_OK` for live events.
+    pub events_acked: u64,
+    /// Faults that fired: replies dropped, truncated, checksum-corrupted, transfers cut.
+    pub faults_fired: u64,
+}
+
+/// State shared by the transports and handles.
+pub(crate) struct Shared {
+    config: PullSimConfig,
+    model: Mutex<DeviceModel>,
+    /// Live punches, fanned out to every connection registered for `EF_ATTLOG`.
+    events: broadcast::Sender<AttendanceEvent>,
+    /// How many TCP connections and UDP sessions are registered for live punches.
+    subscribers: watch::Sender<usize>,
+    /// Bumped by `CMD_RESTART`: every connection closes, every subscription ends.
+    restarts: watch::Sender<u64>,
+    next_session_id: AtomicU16,
+}
+
+impl Shared {
+    pub(crate) fn model(&self) -> MutexGuard<'_, DeviceModel> {
+        // A panic while holding the lock would leave a consistent-enough model for a simulator.
+        self.model
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A fresh non-zero session id (pull.md §3: devices assign arbitrary-looking ids).
+    pub(crate) fn new_session_id(&self) -> u16 {
+        loop {
+            let id = self.next_session_id.fetch_add(0x0101, Ordering::Relaxed);
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    pub(crate) fn add_subscriber(&self, delta: isize) {
+        self.subscribers
+            .send_modify(|n| *n = n.saturating_add_signed(delta));
+    }
+
+    pub(crate) fn restart(&self) {
+        self.restarts.send_modify(|n| *n += 1);
+    }
+}
+
+/// The host's UTC time as a naive date-time (the device clock adds an offset to it).
+pub(crate) fn utc_now() -> NaiveDateTime {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = i64::try_from(since_epoch.as_secs()).unwrap_or(0);
+    DateTime::from_timestamp(seconds, since_epoch.subsec_nanos())
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+/// A simulated pull terminal bound to a TCP listener and a UDP socket on the same address.
+pub struct PullSim {
+    tcp: TcpListener,
+    udp: UdpSocket,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PullSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullSim")
+            .field("local_addr", &self.local_addr)
+            .field("profile", &self.shared.config.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PullSim {
+    /// Generate the device model from `config` and bind TCP and UDP on `addr`. With port 0, TCP binds first
+    /// and UDP takes TCP's port.
+    ///
+    /// # Errors
+    /// The bind errors, or `InvalidInput` when `config.users` exceeds 65 534.
+    pub async fn bind(addr: SocketAddr, config: PullSimConfig) -> std::io::Result<PullSim> {
+        if config.users > usize::from(u16::MAX - 1) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} users: a terminal numbers users with a u16, at most 65534",
+                    config.users
+                ),
+            ));
+        }
+        let tcp = TcpListener::bind(addr).await?;
+        let local_addr = tcp.local_addr()?;
+        let udp = UdpSocket::bind(local_addr).await?;
+        let model = DeviceModel::generate(&config, utc_now());
+        let (events, _) = broadcast::channel(1024);
+        let (subscribers, _) = watch::channel(0);
+        let (restarts, _) = watch::channel(0);
+        // Session ids start somewhere seed-dependent, like the arbitrary ids of real devices.
+        let first_session = u16::try_from(config.seed % 0xFF00).unwrap_or(0) | 0x5a01;
+        let shared = Arc::new(Shared {
+            model: Mutex::new(model),
+            config,
+            events,
+            subscribers,
+            restarts,
+            next_session_id: AtomicU16::new(first_session),
+        });
+        Ok(PullSim {
+            tcp,
+            udp,
+            local_addr,
+            shared,
+        })
+    }
+
+    /// The bound address (TCP and UDP share it).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle to inspect and change the device model while the simulator runs.
+    pub fn handle(&self) -> PullSimHandle {
+        PullSimHandle {
+            shared: Arc::clone(&self.shared),
+            local_addr: self.local_addr,
+        }
+    }
+
+    /// Serve TCP connections and UDP sessions until `shutdown` resolves; then every connection is dropped.
+    ///
+    /// # Errors
+    /// None today: accept errors (e.g. too many open files) are logged and retried after 10 ms. The `Result`
+    /// leaves room for fatal socket errors.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let PullSim {
+            tcp, udp, shared, ..
+        } = self;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(udp::serve(udp, Arc::clone(&shared)));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = tcp.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tasks.spawn(tcp::serve(stream, peer, Arc::clone(&shared)));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        tasks.shutdown().await;
+        Ok(())
+    }
+}
+
+/// A cheap, cloneable handle on a running simulator's device model.
+#[derive(Clone)]
+pub struct PullSimHandle {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for PullSimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullSimHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PullSimHandle {
+    /// The simulator's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The configuration the simulator was started with.
+    pub fn config(&self) -> &PullSimConfig {
+        &self.shared.config
+    }
+
+    /// The users, in uid order, exactly as a client reads them back (through the profile's record layout).
+    pub fn users(&self) -> Vec<User> {
+        self.shared.model().users.values().cloned().collect()
+    }
+
+    /// The attendance log, oldest first.
+    pub fn attendance(&self) -> Vec<Attendance> {
+        self.shared.model().attendance.clone()
+    }
+
+    /// How many records the attendance log holds.
+    pub fn attendance_count(&self) -> usize {
+        self.shared.model().attendance.len()
+    }
+
+    /// The fingerprint templates.
+    pub fn templates(&self) -> Vec<Template> {
+        self.shared.model().templates.clone()
+    }
+
+    /// What `CMD_GET_FREE_SIZES` would answer now.
+    pub fn free_sizes(&self) -> FreeSizes {
+        self.shared.model().free_sizes()
+    }
+
+    /// The value of a device option (`~SerialNumber`, `MAC`, …), as `CMD_OPTIONS_RRQ` serves it.
+    pub fn option(&self, name: &str) -> Option<String> {
+        self.shared.model().options.get(name).cloned()
+    }
+
+    /// The device's wall-clock time now (whole seconds).
+    pub fn device_time(&self) -> NaiveDateTime {
+        self.shared.model().device_time(utc_now())
+    }
+
+    /// Set the device clock, as `CMD_SET_TIME` does.
+    pub fn set_device_time(&self, t: NaiveDateTime) {
+        self.shared.model().set_device_time(t, utc_now());
+    }
+
+    /// Whether the device is enabled (`CMD_ENABLEDEVICE` / `CMD_DISABLEDEVICE`).
+    pub fn is_enabled(&self) -> bool {
+        self.shared.model().enabled
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.model().counters.clone()
+    }
+
+    /// Add or replace a user (stored through the profile's record layout).
+    pub fn put_user(&self, user: User) {
+        self.shared.model().put_user(user);
+    }
+
+    /// Someone punches now: `user_id` (PIN) with punch state `punch` (0 check-in, 1 check-out, …) and verify
+    /// mode `status` (1 fingerprint, 15 face, …). The punch is appended to the attendance log at the device's
+    /// current time and sent as a live `EF_ATTLOG` event to every registered client. Returns the stored
+    /// record (uid 0 when no user has this PIN).
+    pub fn punch(&self, user_id: &str, punch: u8, status: u8) -> Attendance {
+        let time = self.device_time();
+        let uid = self.shared.model().uid_of(user_id).unwrap_or(0);
+        let record = Attendance {
+            uid,
+            user_id: user_id.to_owned(),
+            time,
+            status,
+            punch,
+        };
+        self.add_punch(record.clone());
+        record
+    }
+
+    /// Append `record` to the attendance log and send it as a live event to every registered client.
+    pub fn add_punch(&self, record: Attendance) {
+        let event = AttendanceEvent {
+            user_id: record.user_id.clone(),
+            time: record.time,
+            status: record.status,
+            punch: record.punch,
+        };
+        self.shared.model().add_punch(record);
+        // No receiver is fine: nobody is listening live.
+        let _ = self.shared.events.send(event);
+    }
+
+    /// How many TCP connections and UDP sessions are registered for live punches (`CMD_REG_EVENT` with
+    /// `EF_ATTLOG`).
+    pub fn live_subscribers(&self) -> usize {
+        *self.shared.subscribers.borrow()
+    }
+
+    /// Wait until at least `n` clients are registered for live punches.
+    pub async fn wait_for_live_subscribers(&self, n: usize) {
+        let mut rx = self.shared.subscribers.subscribe();
+        // The sender lives as long as `self.shared`, so this only ends when the condition holds.
+        let _ = rx.wait_for(|count| *count >= n).await;
+    }
+}
