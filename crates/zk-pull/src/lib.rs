@@ -8,9 +8,16 @@
 //!   comm key), both decode and encode. Pure; must not depend on `session` or `client`.
 //! - [`session`]: the client side of a session as a state machine: session id, reply ids, matching replies by
 //!   id, chunked buffered reads, events at any time. Time is passed in; no sockets, no tokio.
+//! - [`client`]: the tokio TCP/UDP transport with timeouts and retries, and the device operations
+//!   (`users`, `attendance`, `set_time`, `live_events`, …). The only module that does IO.
 //!
 //! Nothing here knows about punchd, databases or HTTP.
 
+pub mod client;
 pub mod codec;
 pub mod records;
 pub mod session;
+
+pub use client::{
+    AttendanceDownload, Client, ClientError, ClientOptions, DeviceInfo, LiveEvents, Transport,
+};
