@@ -11,21 +11,23 @@ use zk_push::query::Query;
 use zk_push::request::parse_request;
 use zk_push::sample::parse_captured_request;
 
-/// Bytes biased towards the protocol's separators so the parsers' branches are reached.
+/// Bytes biased towards the protocol's separators so the parsers' branches are reached: about a third of the
+/// bytes are TAB, LF, CR, `=`, `&`, `,`, NUL, space, digits, `-` or `:`; the rest are arbitrary.
 fn device_bytes() -> impl Strategy<Value = Vec<u8>> {
-    let byte = prop_oneof![
-        4 => any::<u8>(),
-        2 => Just(b'\t'),
-        2 => Just(b'\n'),
-        1 => Just(b'\r'),
-        1 => Just(b'='),
-        1 => Just(b'&'),
-        1 => Just(b','),
-        1 => Just(0u8),
-        1 => Just(b' '),
-        2 => prop::sample::select(b"0123456789-: ".to_vec()),
-    ];
-    prop::collection::vec(byte, 0..400)
+    const SEPARATORS: &[u8] = b"\t\t\n\n\r=&,\0 0123456789-:";
+    prop::collection::vec(any::<u16>(), 0..400).prop_map(|draws| {
+        draws
+            .into_iter()
+            .map(|draw| {
+                let [pick, byte] = draw.to_le_bytes();
+                if pick % 3 == 0 {
+                    SEPARATORS[usize::from(byte) % SEPARATORS.len()]
+                } else {
+                    byte
+                }
+            })
+            .collect()
+    })
 }
 
 fn device_time() -> impl Strategy<Value = NaiveDateTime> {
