@@ -1,0 +1,8 @@
+//! Integration tests of the simulated pull terminal over real loopback sockets: a raw-socket client checking
+//! framing, faults and live events byte by byte, and the pyzk conformance matrix (tests/conformance).
+#![allow(clippy::unwrap_used)]
+
+mod faults;
+mod pyzk;
+mod raw;
+mod support;
