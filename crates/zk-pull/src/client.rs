@@ -50,6 +50,9 @@ pub struct ClientOptions {
     pub max_chunk: Option<u32>,
     /// Lock the keypad/sensor during bulk reads, as pull.md §11 recommends.
     pub disable_during_reads: bool,
+    /// Text encoding of user names and passwords on this device (pull.md §8.3), e.g. `encoding_rs::GBK`;
+    /// `None` = UTF-8 when valid, else Windows-1252 on read, UTF-8 on write.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 impl ClientOptions {
@@ -62,6 +65,7 @@ impl ClientOptions {
             retries: 2,
             max_chunk: None,
             disable_during_reads: true,
+            encoding: None,
         }
     }
 }
@@ -566,7 +570,11 @@ impl Client {
                     .await?;
                 let data = dataset_body(&raw);
                 let layout = records::detect_user_layout(data.len(), hint);
-                Ok((records::decode_users_records(data, layout), layout))
+                let encoding = client.options.encoding;
+                Ok((
+                    records::decode_users_records_with(data, layout, encoding),
+                    layout,
+                ))
             })
             .await?;
         if !users.is_empty() {
@@ -647,9 +655,10 @@ impl Client {
     /// # Errors
     /// [`ClientError::Refused`] when the device does not answer ACK_OK.
     pub async fn set_user(&mut self, user: &User) -> Result<(), ClientError> {
+        let encoding = self.options.encoding.unwrap_or(encoding_rs::UTF_8);
         let record = match self.user_layout {
-            UserLayout::Size72 => records::encode_user_72(user).to_vec(),
-            UserLayout::Size28 => records::encode_user_28(user).to_vec(),
+            UserLayout::Size72 => records::encode_user_72_with(user, encoding).to_vec(),
+            UserLayout::Size28 => records::encode_user_28_with(user, encoding).to_vec(),
         };
         self.command_ok(cmd::USER_WRQ, record).await?;
         self.command_ok(cmd::REFRESHDATA, Vec::new()).await?;
@@ -753,6 +762,63 @@ impl Client {
         Ok(LiveEvents { client: self })
     }
 
+    /// Register for real-time attendance events and hand the connection to a background task that sends each
+    /// punch to the returned receiver, checks the connection every `keep_alive_every` with `CMD_GET_TIME`, and
+    /// on the first error sends it and ends. Dropping the receiver unregisters and disconnects.
+    ///
+    /// # Errors
+    /// [`ClientError::Refused`], [`ClientError::Timeout`] when registering.
+    pub async fn into_live_events(
+        mut self,
+        keep_alive_every: Duration,
+        capacity: usize,
+    ) -> Result<LiveReceiver, ClientError> {
+        self.command_ok(cmd::REG_EVENT, cmd::EF_ATTLOG.to_le_bytes().to_vec())
+            .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(keep_alive_every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                if let Err(error) = self.flush().await {
+                    let _ = tx.send(Err(error)).await;
+                    return;
+                }
+                while let Some(event) = self.session.poll_event() {
+                    if let DeviceEvent::Attendance(event) = event {
+                        if tx.send(Ok(event)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = tx.closed() => {
+                        let _ = self
+                            .command_ok(cmd::REG_EVENT, 0u32.to_le_bytes().to_vec())
+                            .await;
+                        let _ = self.disconnect().await;
+                        return;
+                    }
+                    _ = ticker.tick() => {
+                        if let Err(error) = self.get_time().await {
+                            let _ = tx.send(Err(error)).await;
+                            return;
+                        }
+                    }
+                    packet = self.recv() => match packet {
+                        Ok(packet) => self.session.handle_packet(packet, now()),
+                        Err(error) => {
+                            let _ = tx.send(Err(error)).await;
+                            return;
+                        }
+                    },
+                }
+            }
+        });
+        Ok(LiveReceiver { rx, task })
+    }
+
     /// End the session (`CMD_EXIT`) and close the socket. A device that closes without answering is fine.
     ///
     /// # Errors
@@ -832,6 +898,26 @@ impl LiveEvents<'_> {
             .command_ok(cmd::REG_EVENT, 0u32.to_le_bytes().to_vec())
             .await
             .map(drop)
+    }
+}
+
+/// Punches from a connection handed to a background task by [`Client::into_live_events`].
+#[derive(Debug)]
+pub struct LiveReceiver {
+    rx: tokio::sync::mpsc::Receiver<Result<AttendanceEvent, ClientError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LiveReceiver {
+    /// The next punch, or the error that ended the connection; `None` after that error was delivered.
+    pub async fn recv(&mut self) -> Option<Result<AttendanceEvent, ClientError>> {
+        self.rx.recv().await
+    }
+
+    /// Unregister, disconnect, and wait for the background task to end.
+    pub async fn close(self) {
+        drop(self.rx);
+        let _ = self.task.await;
     }
 }
 

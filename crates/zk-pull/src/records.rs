@@ -460,12 +460,21 @@ pub fn detect_user_layout(data_len: usize, user_count_hint: Option<usize>) -> Us
 
 /// Decode consecutive user records of a known layout (no size prefix).
 pub fn decode_users_records(data: &[u8], layout: UserLayout) -> Vec<Result<User, RecordError>> {
+    decode_users_records_with(data, layout, None)
+}
+
+/// [`decode_users_records`] with a per-device text encoding (`None` = UTF-8, else Windows-1252).
+pub fn decode_users_records_with(
+    data: &[u8],
+    layout: UserLayout,
+    encoding: Option<&'static Encoding>,
+) -> Vec<Result<User, RecordError>> {
     data.chunks(layout.record_len())
         .enumerate()
         .map(|(index, chunk)| {
             match layout {
-                UserLayout::Size28 => decode_user_28(chunk),
-                UserLayout::Size72 => decode_user_72(chunk),
+                UserLayout::Size28 => decode_user_28_with(chunk, encoding),
+                UserLayout::Size72 => decode_user_72_with(chunk, encoding),
             }
             .map_err(|e| RecordError::Record {
                 index,

@@ -644,3 +644,144 @@ async fn set_user_enabled_rewrites_the_privilege_bit() {
     let error = client.set_user_enabled(9, true).await.unwrap_err();
     assert_eq!(error.to_string(), "no user with uid 9 on the device");
 }
+
+#[tokio::test]
+async fn live_events_in_a_background_task_with_keep_alive() {
+    let mut time_requests = 0;
+    let (addr, log) = spawn_tcp(move |req| {
+        let ack = |payload: Vec<u8>| {
+            Packet::new(cmd::ACK_OK, SESSION, req.reply_id, payload).encode_tcp()
+        };
+        match req.command {
+            cmd::ACK_OK => vec![],
+            cmd::GET_TIME => {
+                time_requests += 1;
+                let mut out = vec![ack(hex("a53ae62f"))];
+                if time_requests == 2 {
+                    // A punch arrives right behind the second keep-alive answer.
+                    let event = records::encode_attendance_event(
+                        &records::AttendanceEvent {
+                            user_id: "0815".into(),
+                            time: dt(2025, 1, 2, 3, 4, 5),
+                            status: 1,
+                            punch: 0,
+                        },
+                        36,
+                    );
+                    out.push(Packet::new(cmd::REG_EVENT, 1, 0, event).encode_tcp());
+                }
+                out
+            }
+            _ => vec![ack(vec![])],
+        }
+    })
+    .await;
+    let client = Client::connect(addr, Transport::Tcp, 0, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let mut live = client
+        .into_live_events(Duration::from_millis(30), 8)
+        .await
+        .unwrap();
+    let event = live.recv().await.unwrap().unwrap();
+    assert_eq!(
+        event,
+        records::AttendanceEvent {
+            user_id: "0815".into(),
+            time: dt(2025, 1, 2, 3, 4, 5),
+            status: 1,
+            punch: 0
+        }
+    );
+    live.close().await;
+    let cmds = commands(&log);
+    assert_eq!(
+        &cmds[..4],
+        &[cmd::CONNECT, cmd::REG_EVENT, cmd::GET_TIME, cmd::GET_TIME]
+    );
+    // Closing unregisters (mask 0) and says goodbye.
+    assert_eq!(&cmds[cmds.len() - 2..], &[cmd::REG_EVENT, cmd::EXIT]);
+    assert!(cmds.contains(&cmd::ACK_OK));
+}
+
+#[tokio::test]
+async fn live_receiver_reports_a_dead_device() {
+    let (addr, _) = spawn_tcp(|req| match req.command {
+        // The device goes silent after registration (it restarted).
+        cmd::GET_TIME => vec![],
+        _ => vec![Packet::new(cmd::ACK_OK, SESSION, req.reply_id, vec![]).encode_tcp()],
+    })
+    .await;
+    let mut options = ClientOptions::new(Transport::Tcp);
+    options.timeout = Duration::from_millis(100);
+    options.retries = 0;
+    let client = Client::connect_with(addr, options).await.unwrap();
+    let mut live = client
+        .into_live_events(Duration::from_millis(20), 8)
+        .await
+        .unwrap();
+    let error = live.recv().await.unwrap().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "timeout after 100 ms waiting for the reply to CMD_GET_TIME"
+    );
+    assert!(live.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn templates_and_gbk_names() {
+    let templates = vec![
+        records::Template {
+            uid: 1,
+            finger: 0,
+            flag: 1,
+            data: b"\x00\x00SS21 first".to_vec(),
+        },
+        records::Template {
+            uid: 1,
+            finger: 6,
+            flag: 3,
+            data: b"\x00\x00SS21 second, longer".to_vec(),
+        },
+    ];
+    let mut dataset: Vec<u8> = templates
+        .iter()
+        .flat_map(records::encode_template)
+        .collect();
+    let len = u32::try_from(dataset.len()).unwrap().to_le_bytes();
+    dataset.splice(0..0, len);
+    let (addr, log) = spawn_tcp(buffered_device(dataset, 0, 0)).await;
+    let mut client = Client::connect(addr, Transport::Tcp, 0, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(client.templates().await.unwrap(), templates);
+    let wrrq = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|p| p.command == cmd::DATA_WRRQ)
+        .unwrap()
+        .clone();
+    assert_eq!(wrrq.payload, hex("0107000200000000000000"));
+
+    // A Chinese-market device storing names in GBK.
+    let gbk_name = encoding_rs::GBK.encode("张伟").0.into_owned();
+    let mut record = records::encode_user_72(&User {
+        uid: 7,
+        user_id: "7".into(),
+        name: String::new(),
+        privilege: 0,
+        password: String::new(),
+        group_id: String::new(),
+        card: 0,
+    });
+    record[11..11 + gbk_name.len()].copy_from_slice(&gbk_name);
+    let mut dataset = 72u32.to_le_bytes().to_vec();
+    dataset.extend(record);
+    let (addr, _) = spawn_tcp(buffered_device(dataset, 1, 0)).await;
+    let mut options = ClientOptions::new(Transport::Tcp);
+    options.encoding = Some(encoding_rs::GBK);
+    let mut client = Client::connect_with(addr, options).await.unwrap();
+    let users = client.users().await.unwrap();
+    assert_eq!(users[0].name, "张伟");
+}
