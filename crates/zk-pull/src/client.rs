@@ -383,6 +383,11 @@ impl Client {
 
     /// Run one session operation to its end.
     async fn run(&mut self, request: Request) -> Result<Outcome, ClientError> {
+        if !self.session.is_idle() {
+            // A previous call was cancelled (its future dropped) mid-operation.
+            tracing::debug!("abandoning an operation whose caller went away");
+            self.session.abandon();
+        }
         self.session.start(request, now())?;
         loop {
             self.flush().await?;

@@ -304,6 +304,13 @@ impl Session {
         self.transmit.clear();
     }
 
+    /// Give up the operation in flight without a result (its caller went away); late replies to it will be
+    /// dropped as stale.
+    pub fn abandon(&mut self) {
+        self.pending = None;
+        self.outcome = None;
+    }
+
     fn next_reply_id(&mut self) -> u16 {
         self.last_reply_id = (self.last_reply_id + 1) % REPLY_ID_MODULUS;
         self.last_reply_id
@@ -585,7 +592,9 @@ impl Session {
                         };
                         self.pending = Some(pending);
                     }
-                    code if command == cmd::ATTLOG_RRQ || command == cmd::USERTEMP_RRQ => {
+                    code @ (cmd::ACK_ERROR | cmd::ACK_UNKNOWN | cmd::ACK_ERROR_CMD)
+                        if command == cmd::ATTLOG_RRQ || command == cmd::USERTEMP_RRQ =>
+                    {
                         tracing::debug!(
                             code,
                             command,

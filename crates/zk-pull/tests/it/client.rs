@@ -785,3 +785,34 @@ async fn templates_and_gbk_names() {
     let users = client.users().await.unwrap();
     assert_eq!(users[0].name, "张伟");
 }
+
+#[tokio::test]
+async fn a_cancelled_call_does_not_break_the_next_one() {
+    let mut version_requests = 0;
+    let (addr, _) = spawn_tcp(move |req| {
+        let ack = |payload: Vec<u8>| {
+            Packet::new(cmd::ACK_OK, SESSION, req.reply_id, payload).encode_tcp()
+        };
+        match req.command {
+            cmd::GET_VERSION => {
+                version_requests += 1;
+                if version_requests == 1 {
+                    vec![] // too slow: the caller gives up
+                } else {
+                    vec![ack(b"Ver 6.60 Apr 28 2015\0".to_vec())]
+                }
+            }
+            _ => vec![ack(vec![])],
+        }
+    })
+    .await;
+    let mut client = Client::connect(addr, Transport::Tcp, 0, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), client.firmware_version()).await;
+    assert!(gave_up.is_err());
+    assert_eq!(
+        client.firmware_version().await.unwrap(),
+        "Ver 6.60 Apr 28 2015"
+    );
+}
