@@ -110,3 +110,39 @@ proptest! {
         prop_assert_eq!(out, packets);
     }
 }
+
+proptest! {
+    /// Whatever a device sends during a buffered read, the session neither panics nor asks for more than the
+    /// announced dataset.
+    #[test]
+    fn session_survives_arbitrary_replies(
+        replies in proptest::collection::vec(
+            (prop_oneof![Just(2000u16), Just(2001), Just(1500), Just(1501), Just(500), any::<u16>()],
+             0u16..8, proptest::collection::vec(any::<u8>(), 0..64)),
+            0..40)
+    ) {
+        use std::time::{Duration, Instant};
+        use zk_pull::session::{Request, Session, SessionConfig};
+        let now = Instant::now();
+        let mut session = Session::new(SessionConfig { max_chunk: 16, ..SessionConfig::default() });
+        session.start(Request::Connect, now).unwrap();
+        session.handle_packet(Packet::new(2000, 9, 0, vec![]), now);
+        prop_assert!(session.poll_outcome().unwrap().is_ok());
+        session.start(Request::ReadDataset { command: 13, fct: 0 }, now).unwrap();
+        for (i, (command, reply_id, payload)) in replies.into_iter().enumerate() {
+            session.handle_packet(Packet::new(command, 9, reply_id, payload), now);
+            if i % 7 == 0 {
+                session.handle_timeout(now + Duration::from_secs(60));
+            }
+            while let Some(p) = session.poll_transmit() {
+                if p.command == 1504 {
+                    let size = u32::from_le_bytes(p.payload[4..8].try_into().unwrap());
+                    prop_assert!(size <= 16);
+                }
+            }
+            if session.poll_outcome().is_some() {
+                break;
+            }
+        }
+    }
+}

@@ -516,3 +516,30 @@ fn request_vectors_from_clients() {
         auth.bytes
     );
 }
+
+#[test]
+fn k20_users_frame_split_over_two_reads() {
+    let lines = read_lines("real/pyzk-testpy_tcp_users-direct-K20.hex");
+    let cont = lines.iter().position(|l| l.dir == "D>C+").unwrap();
+    let (first, second) = (&lines[cont - 1].bytes, &lines[cont].bytes);
+    let mut buf = BytesMut::from(&first[..]);
+    assert_eq!(decode_tcp_frame(&mut buf), Ok(None));
+    buf.extend_from_slice(second);
+    let packet = decode_tcp_frame(&mut buf).unwrap().unwrap();
+    assert!(buf.is_empty());
+    let whole = [first.as_slice(), second.as_slice()].concat();
+    assert!(decode_checked(&whole[8..]).unwrap().1);
+    assert_eq!(packet.encode_tcp(), whole);
+    assert_eq!(packet.command, cmd::DATA);
+    let users: Vec<_> = records::decode_users_dataset(&packet.payload, Some(2))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        users
+            .iter()
+            .map(|u| (u.uid, u.name.as_str(), u.user_id.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(1, "cfulano", "100001lp"), (2, "rmengano", "222222cb")]
+    );
+}
