@@ -91,9 +91,10 @@ impl Profile {
     }
 }
 
-/// Misbehaviour to inject, for testing clients (timeouts, retries, resynchronisation). Each "first reply to
-/// command X" fault fires once per TCP connection or UDP session, so a client that retries then succeeds.
-/// The default injects nothing.
+/// Misbehaviour to inject, for testing clients (timeouts, retries, reconnection). Each "first reply to
+/// command X" fault and the mid-transfer disconnect fire once per simulator (the first matching reply on any
+/// connection), so a client that retries or reconnects then succeeds. Delays and frame splitting apply to
+/// every reply. The default injects nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Wait this long before every reply (a slow device).
@@ -241,6 +242,8 @@ pub(crate) struct Shared {
     /// Bumped by `CMD_RESTART`: every connection closes, every subscription ends.
     restarts: watch::Sender<u64>,
     next_session_id: AtomicU16,
+    /// Which faults have fired (each fires once per simulator).
+    fault_state: Mutex<wire::FaultState>,
 }
 
 impl Shared {
@@ -259,6 +262,12 @@ impl Shared {
                 return id;
             }
         }
+    }
+
+    pub(crate) fn fault_state(&self) -> MutexGuard<'_, wire::FaultState> {
+        self.fault_state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn add_subscriber(&self, delta: isize) {
@@ -331,6 +340,7 @@ impl PullSim {
             subscribers,
             restarts,
             next_session_id: AtomicU16::new(first_session),
+            fault_state: Mutex::new(wire::FaultState::default()),
         });
         Ok(PullSim {
             tcp,

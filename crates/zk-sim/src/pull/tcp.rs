@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use zk_pull::records::AttendanceEvent;
 
 use super::responder::{event_packet, handle_request, After, Context, Session, Transport};
-use super::wire::{cut_tcp_frame, render, FaultState, Rendered, Wire};
+use super::wire::{cut_tcp_frame, render, Rendered, Wire};
 use super::{utc_now, Shared};
 
 /// Keeps the live-subscriber count right however the connection ends (including task abort at shutdown).
@@ -100,7 +100,6 @@ async fn serve_inner(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = stream.into_split();
     let mut session = Session::new(shared.new_session_id());
-    let mut fault_state = FaultState::default();
     let mut buf = BytesMut::with_capacity(4096);
     let mut subscription: Option<Subscription> = None;
     let mut pending_events: VecDeque<AttendanceEvent> = VecDeque::new();
@@ -137,7 +136,7 @@ async fn serve_inner(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result
                         ack_deadline = None;
                     }
                     let (plan, rendered) =
-                        render(&reply, request.command, Transport::Tcp, &config.faults, &mut fault_state);
+                        render(&reply, request.command, Transport::Tcp, &config.faults, &mut shared.fault_state());
                     count_faults(shared, rendered);
                     if !write_plan(&mut writer, plan).await? {
                         return Ok(());

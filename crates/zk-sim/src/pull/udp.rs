@@ -12,7 +12,7 @@ use zk_pull::codec::{self, cmd, Packet};
 
 use super::responder::{event_packet, handle_request, After, Context, Session, Transport};
 use super::tcp::count_faults;
-use super::wire::{render, FaultState, Wire};
+use super::wire::{render, Wire};
 use super::{utc_now, Shared};
 
 /// Largest datagram we read: bigger than any request a client sends.
@@ -21,7 +21,6 @@ const MAX_DATAGRAM: usize = 65_536;
 struct Peer {
     session: Session,
     addr: SocketAddr,
-    faults: FaultState,
     subscribed: bool,
 }
 
@@ -147,7 +146,6 @@ async fn handle_datagram(
             Peer {
                 session: Session::new(id),
                 addr,
-                faults: FaultState::default(),
                 subscribed: false,
             },
         );
@@ -186,7 +184,7 @@ async fn handle_datagram(
         request.command,
         Transport::Udp,
         &config.faults,
-        &mut peer.faults,
+        &mut shared.fault_state(),
     );
     count_faults(shared, rendered);
     send_plan(socket, addr, plan).await?;

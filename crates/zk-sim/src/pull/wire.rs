@@ -24,8 +24,8 @@ pub(crate) enum Wire {
     Close,
 }
 
-/// Which once-per-connection faults have fired (each fault hits the first matching reply of a TCP connection
-/// or UDP session, so a retrying client then succeeds).
+/// Which one-shot faults have fired (each hits the first matching reply only, so a client that retries or
+/// reconnects then succeeds).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FaultState {
     dropped: bool,

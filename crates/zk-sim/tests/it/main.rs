@@ -2,6 +2,7 @@
 //! framing, faults and live events byte by byte, and the pyzk conformance matrix (tests/conformance).
 #![allow(clippy::unwrap_used)]
 
+mod client;
 mod faults;
 mod pyzk;
 mod raw;
