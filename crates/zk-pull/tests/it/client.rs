@@ -816,3 +816,26 @@ async fn a_cancelled_call_does_not_break_the_next_one() {
         "Ver 6.60 Apr 28 2015"
     );
 }
+
+#[tokio::test]
+async fn restart_with_and_without_an_ack() {
+    for device_acks in [true, false] {
+        let (addr, log) = spawn_tcp(move |req| {
+            if req.command == cmd::RESTART && !device_acks {
+                return vec![]; // the F19 reboots without answering
+            }
+            vec![Packet::new(cmd::ACK_OK, SESSION, req.reply_id, vec![]).encode_tcp()]
+        })
+        .await;
+        let mut options = ClientOptions::new(Transport::Tcp);
+        options.timeout = Duration::from_millis(150);
+        let client = Client::connect_with(addr, options).await.unwrap();
+        client.restart().await.unwrap();
+        // No retry: a second CMD_RESTART to a rebooting device helps nobody.
+        assert_eq!(
+            commands(&log),
+            vec![cmd::CONNECT, cmd::RESTART],
+            "acks: {device_acks}"
+        );
+    }
+}
