@@ -144,7 +144,7 @@ pub const MAX_SN_LEN: usize = 40;
 /// Classification is by path and query, not by method: firmware is not consistent about GET and POST, and
 /// the tolerance rule (push.md §1.1) says an unexpected request must still get `200 OK`. Within `cdata`,
 /// `options=` (handshake) wins over `type=time`, which wins over `table=`, which wins over a bare `PIN=`
-/// (legacy remote attendance). `method` is accepted for the record but does not change the result.
+/// (legacy remote attendance; with `type=` or `AuthType=` it is [`Request::Other`]). `method` is accepted for the record but does not change the result.
 ///
 /// An SN is 1..=[`MAX_SN_LEN`] ASCII letters, digits, `-` or `_` (ZKTeco serials are letters and digits;
 /// the rest is tolerance for rebranded units).
@@ -263,7 +263,10 @@ fn classify_cdata(query: &Query) -> Request {
             stamp: stamp(query),
         };
     }
-    if let Some(pin) = query.get("PIN") {
+    // Legacy remote attendance is a bare `PIN=`; with `type=` (LastPunch, PostVerifyData) or `AuthType=` (server
+    // verification) it is something else, which punchd does not implement.
+    let other_purpose = query.get("type").is_some() || query.get("AuthType").is_some();
+    if let (Some(pin), false) = (query.get("PIN"), other_purpose) {
         return Request::RemoteAtt {
             pin: pin.to_string(),
         };
@@ -369,11 +372,23 @@ mod tests {
             }
         );
         assert_eq!(
-            classify("/iclock/cdata", "SN=A1").unwrap().1,
-            Request::Other {
-                path: "/iclock/cdata".into()
-            }
+            classify("/iclock/cdata", "SN=A1&PIN=7").unwrap().1,
+            Request::RemoteAtt { pin: "7".into() }
         );
+        for query in [
+            "SN=A1",
+            "SN=A1&type=LastPunch&PIN=7",
+            "SN=A1&AuthType=FP",
+            "SN=A1&type=PostVerifyData",
+        ] {
+            assert_eq!(
+                classify("/iclock/cdata", query).unwrap().1,
+                Request::Other {
+                    path: "/iclock/cdata".into()
+                },
+                "{query}"
+            );
+        }
     }
 
     #[test]
