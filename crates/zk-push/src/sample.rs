@@ -83,7 +83,7 @@ pub fn parse_captured_request(bytes: &[u8]) -> Result<CapturedRequest, SampleErr
     let lines = split_lines_keep_offsets(bytes);
     let has_markers = lines
         .iter()
-        .any(|&(start, end)| trim_cr(&bytes[start..end]) == REQUEST_MARKER);
+        .any(|&line| trim_cr(line_at(bytes, line)) == REQUEST_MARKER);
 
     // Find where the request starts.
     let mut idx = 0;
@@ -165,7 +165,8 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 fn parse_request_line(line: &[u8]) -> Result<(String, String), SampleError> {
     let text = String::from_utf8_lossy(line);
     let text = text.trim();
-    let bad = || SampleError::BadRequestLine(text.to_string());
+    // Keep the error short even when the "request line" is a megabyte of garbage.
+    let bad = || SampleError::BadRequestLine(text.chars().take(100).collect());
     let (method, rest) = text.split_once(' ').ok_or_else(bad)?;
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(bad());
@@ -322,6 +323,11 @@ mod tests {
         assert_eq!(
             parse_captured_request(b"hello\n"),
             Err(SampleError::BadRequestLine("hello".to_string()))
+        );
+        let long = "x".repeat(500);
+        assert_eq!(
+            parse_captured_request(long.as_bytes()),
+            Err(SampleError::BadRequestLine("x".repeat(100)))
         );
         assert_eq!(
             parse_captured_request(b"get /x\n"),
