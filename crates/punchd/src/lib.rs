@@ -1,1 +1,26 @@
-//! placeholder
+//! punchd, the hub: collects punches from terminals, keeps an audit trail, manages devices, delivers.
+//!
+//! Modules in reading order (dependencies point inward, to `domain`):
+//! - [`domain`]: pure types of the field (punch, device, command). Imports nothing of ours.
+//! - [`store`]: the [`store::Store`] trait and its SQLite implementation. Depends on `domain` only.
+//! - [`ingest`]: the single door into the store for punches: normalise (time zones), dedupe, write with the raw
+//!   journal entry, atomically.
+//! - [`devices`]: the registry (approval, settings, last seen), the command queue, health.
+//! - [`sources`]: where punches come from: `push` (the `/iclock` HTTP routes for terminals).
+//! - [`web`]: the JSON API (`/api/v1`), auth, health, metrics, and the HTTP server loop.
+//! - [`config`] and [`cli`]: settings and the `punchd` subcommands; `main.rs` only parses and calls.
+//!
+//! [`app::App`] wires these together for one running instance.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod devices;
+pub mod domain;
+pub mod format;
+pub mod ingest;
+pub mod metrics;
+pub mod replay;
+pub mod sources;
+pub mod store;
+pub mod web;

@@ -146,13 +146,14 @@ pub const MAX_SN_LEN: usize = 40;
 /// `options=` (handshake) wins over `type=time`, which wins over `table=`, which wins over a bare `PIN=`
 /// (legacy remote attendance; with `type=` or `AuthType=` it is [`Request::Other`]). `method` is accepted for the record but does not change the result.
 ///
-/// An SN is 1..=[`MAX_SN_LEN`] ASCII letters, digits, `-` or `_` (ZKTeco serials are letters and digits;
-/// the rest is tolerance for rebranded units).
+/// An SN is 1..=[`MAX_SN_LEN`] visible ASCII characters (ZKTeco serials are letters and digits; the rest is
+/// tolerance for rebranded units and simulators: the SN is an opaque identifier, and a terminal that is refused
+/// is never heard).
 ///
 /// # Errors
 /// [`RequestError::NotIclock`] when the path is not under `/iclock/`; [`RequestError::MissingSn`] when there is
-/// no `SN=`; [`RequestError::InvalidSn`] when the SN is empty, too long or has other characters (such as the
-/// `<SN>` and `%s` placeholders in printed documents).
+/// no `SN=`; [`RequestError::InvalidSn`] when the SN is empty, too long, or has a space, a control character or
+/// a non-ASCII byte.
 pub fn parse_request(
     method: &str,
     path: &str,
@@ -207,11 +208,7 @@ fn iclock_endpoint(path: &str) -> Option<&str> {
 }
 
 fn is_valid_sn(sn: &str) -> bool {
-    !sn.is_empty()
-        && sn.len() <= MAX_SN_LEN
-        && sn
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !sn.is_empty() && sn.len() <= MAX_SN_LEN && sn.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The upload cursor: `Stamp=`, else `OpStamp=` (PUSH-1.0 OPERLOG), else `PhotoStamp=` (legacy photos).

@@ -1,0 +1,669 @@
+//! The `punchd` subcommands. Every subcommand takes the same `--config`, `--database` and `--listen` (or their
+//! `PUNCHD_*` variables); listing subcommands take `--format table|csv|json`.
+//!
+//! Subcommands other than `serve` and `replay --server` work on the database directly: they are safe to run
+//! while the server runs (SQLite WAL), and a running server picks up their changes within a few seconds.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::{ApprovalMode, Config, Overrides};
+use crate::domain::{Approval, CommandKind, CommandStatus, DeviceSn, Pin};
+use crate::format::{self, Format, Rows};
+use crate::store::sqlite::{Durability, SqliteStore};
+use crate::store::{CommandFilter, DevicePatch, PunchFilter, Store};
+
+/// punchd: an attendance hub for ZKTeco-compatible biometric terminals.
+#[derive(Debug, Parser)]
+#[command(name = "punchd", version, about, long_about = None)]
+pub struct Cli {
+    /// Settings file (TOML); flags and PUNCHD_* variables override it.
+    #[arg(long, global = true, env = "PUNCHD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// SQLite database file [default: punchd.db].
+    #[arg(long, global = true, env = "PUNCHD_DATABASE", value_name = "PATH")]
+    pub database: Option<String>,
+    /// Address for terminals and the API [default: 0.0.0.0:8080].
+    #[arg(long, global = true, env = "PUNCHD_LISTEN", value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// Log filter (tracing EnvFilter syntax), e.g. `punchd=debug`.
+    #[arg(long, global = true, env = "PUNCHD_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the server: terminals push to /iclock, the JSON API answers on /api/v1.
+    Serve(ServeArgs),
+    /// List and manage devices.
+    Devices {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<DeviceAction>,
+        /// Output format for listings.
+        #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+        format: Format,
+    },
+    /// List stored punches.
+    Punches(PunchArgs),
+    /// List the users a device reported.
+    Users {
+        /// The device.
+        #[arg(long)]
+        device: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Send commands to devices and see their results.
+    Commands {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<CommandAction>,
+        /// Output format for listings.
+        #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+        format: Format,
+    },
+    /// Manage API tokens.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Feed captured request files (as in samples/push) through a running server or straight into the database.
+    Replay(ReplayArgs),
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Zone for terminals without one (IANA name) [default: this machine's zone].
+    #[arg(long, env = "PUNCHD_TIME_ZONE", value_name = "ZONE")]
+    pub time_zone: Option<String>,
+    /// How durable an acknowledgement is [default: power-safe].
+    #[arg(long, env = "PUNCHD_DURABILITY", value_enum)]
+    pub durability: Option<Durability>,
+    /// auto: approve new terminals on first contact; manual: they wait in pending [default: auto].
+    #[arg(long, env = "PUNCHD_APPROVAL", value_name = "auto|manual")]
+    pub approval: Option<ApprovalMode>,
+}
+
+/// Device actions.
+#[derive(Debug, Subcommand)]
+pub enum DeviceAction {
+    /// List devices with their approval and online state.
+    List,
+    /// Show one device in full (JSON).
+    Show {
+        /// Serial number.
+        sn: String,
+    },
+    /// Approve a pending or blocked device.
+    Approve {
+        /// Serial number.
+        sn: String,
+    },
+    /// Block a device (it is answered UNKNOWN DEVICE).
+    Block {
+        /// Serial number.
+        sn: String,
+    },
+    /// Change a device's settings.
+    Set {
+        /// Serial number.
+        sn: String,
+        /// A name people recognise.
+        #[arg(long)]
+        alias: Option<String>,
+        /// Site.
+        #[arg(long)]
+        site: Option<String>,
+        /// IANA zone of the device's clock.
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// Seconds between polls asked of the terminal (push Delay).
+        #[arg(long)]
+        poll_delay: Option<u32>,
+    },
+}
+
+/// `punches` options.
+#[derive(Debug, Args)]
+pub struct PunchArgs {
+    /// Only this device (SN).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Only this PIN.
+    #[arg(long)]
+    pub pin: Option<String>,
+    /// From (inclusive): terminal local `YYYY-MM-DD[ HH:MM:SS]`, or an RFC 3339 instant.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// To (exclusive), same forms.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// At most this many (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Command actions.
+#[derive(Debug, Subcommand)]
+pub enum CommandAction {
+    /// List commands, newest first.
+    List {
+        /// Only this device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only this status (queued, sent, succeeded, failed, expired).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one command and its result (JSON).
+    Show {
+        /// Command id.
+        id: i64,
+    },
+    /// Queue a command for a device; it is delivered on the device's next poll.
+    Send {
+        /// Serial number.
+        sn: String,
+        /// The command.
+        #[command(subcommand)]
+        kind: SendKind,
+    },
+}
+
+/// Commands that can be sent.
+#[derive(Debug, Subcommand)]
+pub enum SendKind {
+    /// Add or replace a user (the full record is sent).
+    UpsertUser {
+        /// User id on the device.
+        #[arg(long)]
+        pin: String,
+        /// Name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// 0 user, 2 enroller, 6 admin, 14 super admin.
+        #[arg(long, default_value_t = 0)]
+        privilege: u16,
+        /// Password.
+        #[arg(long, default_value = "")]
+        password: String,
+        /// Card number.
+        #[arg(long, default_value = "")]
+        card: String,
+        /// Group.
+        #[arg(long, default_value = "")]
+        group: String,
+    },
+    /// Delete a user and their templates.
+    DeleteUser {
+        /// User id on the device.
+        #[arg(long)]
+        pin: String,
+    },
+    /// Restore a disabled user (from punchd's copy of the record and templates).
+    EnableUser {
+        /// User id on the device.
+        #[arg(long)]
+        pin: String,
+    },
+    /// Stop a user from punching (removed from the terminal, kept in punchd).
+    DisableUser {
+        /// User id on the device.
+        #[arg(long)]
+        pin: String,
+    },
+    /// Ask the device to send again the punches between two terminal local times.
+    Reupload {
+        /// Start, `YYYY-MM-DD HH:MM:SS` terminal local time.
+        #[arg(long)]
+        from: String,
+        /// End, same form.
+        #[arg(long)]
+        to: String,
+    },
+    /// Ask the device for its info, counts and options.
+    Info,
+    /// Set the device clock from punchd's clock.
+    SyncTime,
+    /// Clear the device's attendance log.
+    ClearLog,
+    /// Restart the device.
+    Reboot,
+    /// Open the door relay.
+    Unlock,
+    /// Set one device option.
+    SetOption {
+        /// `Key=Value`.
+        assignment: String,
+    },
+    /// Send a raw command line (support cases).
+    Raw {
+        /// The command text after `C:<id>:`.
+        text: String,
+    },
+}
+
+/// Token actions.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it (it is shown only once).
+    Create {
+        /// A name for the token (who or what uses it).
+        name: String,
+    },
+    /// List tokens (names only).
+    List,
+    /// Revoke a token.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `replay` options.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Captured request files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Send to a running server (`http://host:port`) instead of writing into the database directly.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+}
+
+/// Start logging to stderr. `--log`/`PUNCHD_LOG` or `RUST_LOG` set the filter.
+pub fn init_tracing(cli: &Cli) {
+    let default = match cli.command {
+        Cmd::Serve(_) => "punchd=info,tower_http=warn",
+        _ => "punchd=warn",
+    };
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| default.to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn overrides(cli: &Cli) -> Overrides {
+    let mut o = Overrides {
+        listen: cli.listen.clone(),
+        database: cli.database.clone(),
+        ..Overrides::default()
+    };
+    if let Cmd::Serve(args) = &cli.command {
+        o.default_time_zone.clone_from(&args.time_zone);
+        o.durability = args.durability;
+        o.approval_mode = args.approval;
+    }
+    o
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(cli.command, config))
+}
+
+fn print_rows(rows: &Rows, format: Format, json: serde_json::Value) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        Format::Table => rows.write_table(&mut out)?,
+        Format::Csv => rows.write_csv(&mut out)?,
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?,
+    }
+    Ok(())
+}
+
+fn sn(s: &str) -> anyhow::Result<DeviceSn> {
+    DeviceSn::parse(s).map_err(|e| anyhow::anyhow!("invalid SN {s:?}: {e}"))
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(&config.database, config.durability)
+        .map_err(|e| anyhow::anyhow!("opening database {}: {e}", config.database.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
+    match command {
+        Cmd::Serve(_) => serve(config).await,
+        Cmd::Devices { action, format } => {
+            devices(config, action.unwrap_or(DeviceAction::List), format).await
+        }
+        Cmd::Punches(args) => punches(config, args).await,
+        Cmd::Users { device, format } => {
+            let store = open_store(&config)?;
+            let users = store.list_device_users(&sn(&device)?).await?;
+            print_rows(
+                &format::user_rows(&users),
+                format,
+                serde_json::to_value(&users)?,
+            )
+        }
+        Cmd::Commands { action, format } => {
+            let action = action.unwrap_or(CommandAction::List {
+                device: None,
+                status: None,
+                limit: 50,
+            });
+            commands(config, action, format).await
+        }
+        Cmd::Token { action } => token(config, action).await,
+        Cmd::Replay(args) => crate::replay::run(config, args.files, args.server).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let app = App::open(config).await?;
+    tracing::info!(
+        listen = %local,
+        database = %app.config.database.display(),
+        time_zone = %app.config.default_time_zone,
+        "punchd is running: point terminals at http://<this machine>:{}/ (their server address and port)",
+        local.port()
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let housekeeping = {
+        let app = app.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(app.run_housekeeping(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }))
+    };
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    crate::web::serve(listener, app, shutdown).await?;
+    let _ = housekeeping.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    let print_one = |d: &crate::domain::Device| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(d)?);
+        Ok(())
+    };
+    match action {
+        DeviceAction::List => {
+            let devices = store.list_devices().await?;
+            print_rows(
+                &format::device_rows(&devices, Utc::now()),
+                format,
+                serde_json::to_value(&devices)?,
+            )
+        }
+        DeviceAction::Show { sn: s } => print_one(&store.get_device(&sn(&s)?).await?),
+        DeviceAction::Approve { sn: s } => {
+            let d = store
+                .update_device(
+                    &sn(&s)?,
+                    DevicePatch {
+                        approval: Some(Approval::Approved),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            eprintln!("{} approved", d.sn);
+            Ok(())
+        }
+        DeviceAction::Block { sn: s } => {
+            let d = store
+                .update_device(
+                    &sn(&s)?,
+                    DevicePatch {
+                        approval: Some(Approval::Blocked),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            eprintln!("{} blocked", d.sn);
+            Ok(())
+        }
+        DeviceAction::Set {
+            sn: s,
+            alias,
+            site,
+            time_zone,
+            poll_delay,
+        } => {
+            if let Some(zone) = &time_zone {
+                crate::config::parse_time_zone(zone)?;
+            }
+            let d = store
+                .update_device(
+                    &sn(&s)?,
+                    DevicePatch {
+                        alias: alias.map(Some),
+                        site: site.map(Some),
+                        time_zone: time_zone.map(Some),
+                        poll_delay_secs: poll_delay,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            print_one(&d)
+        }
+    }
+}
+
+async fn punches(config: Config, args: PunchArgs) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    let bound = |s: &Option<String>| -> anyhow::Result<_> {
+        s.as_deref()
+            .map(crate::web::api::parse_time_bound)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e))
+    };
+    let filter = PunchFilter {
+        device_sn: args.device.as_deref().map(sn).transpose()?,
+        pin: args.pin.map(Pin),
+        from: bound(&args.since)?,
+        to: bound(&args.until)?,
+        after_id: None,
+        limit: args.limit,
+    };
+    let punches = store.list_punches(&filter).await?;
+    let rows = match args.format {
+        Format::Csv => format::punch_csv_rows(&punches),
+        _ => format::punch_rows(&punches),
+    };
+    print_rows(&rows, args.format, serde_json::to_value(&punches)?)
+}
+
+fn send_kind(kind: SendKind) -> anyhow::Result<CommandKind> {
+    let local = |s: &str| -> anyhow::Result<chrono::NaiveDateTime> {
+        match crate::web::api::parse_time_bound(s).map_err(|e| anyhow::anyhow!(e))? {
+            crate::store::TimeBound::Local(t) => Ok(t),
+            crate::store::TimeBound::Utc(_) => {
+                bail!("give terminal local time (YYYY-MM-DD HH:MM:SS), not an instant")
+            }
+        }
+    };
+    Ok(match kind {
+        SendKind::UpsertUser {
+            pin,
+            name,
+            privilege,
+            password,
+            card,
+            group,
+        } => CommandKind::UpsertUser {
+            pin,
+            name,
+            privilege,
+            password,
+            card,
+            group,
+        },
+        SendKind::DeleteUser { pin } => CommandKind::DeleteUser { pin },
+        SendKind::EnableUser { pin } => CommandKind::EnableUser { pin },
+        SendKind::DisableUser { pin } => CommandKind::DisableUser { pin },
+        SendKind::Reupload { from, to } => CommandKind::ReuploadPunches {
+            from: local(&from)?,
+            to: local(&to)?,
+        },
+        SendKind::Info => CommandKind::FetchInfo,
+        SendKind::SyncTime => CommandKind::SyncTime,
+        SendKind::ClearLog => CommandKind::ClearAttendanceLog,
+        SendKind::Reboot => CommandKind::Reboot,
+        SendKind::Unlock => CommandKind::Unlock,
+        SendKind::SetOption { assignment } => {
+            let Some((key, value)) = assignment.split_once('=') else {
+                bail!("set-option takes Key=Value");
+            };
+            CommandKind::SetOption {
+                key: key.trim().to_owned(),
+                value: value.to_owned(),
+            }
+        }
+        SendKind::Raw { text } => CommandKind::Raw { text },
+    })
+}
+
+async fn commands(config: Config, action: CommandAction, format: Format) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    match action {
+        CommandAction::List {
+            device,
+            status,
+            limit,
+        } => {
+            let status = status
+                .as_deref()
+                .map(|s| {
+                    CommandStatus::parse(s).ok_or_else(|| anyhow::anyhow!("unknown status {s:?}"))
+                })
+                .transpose()?;
+            let list = store
+                .list_commands(&CommandFilter {
+                    device_sn: device.as_deref().map(sn).transpose()?,
+                    status,
+                    limit,
+                })
+                .await?;
+            print_rows(
+                &format::command_rows(&list),
+                format,
+                serde_json::to_value(&list)?,
+            )
+        }
+        CommandAction::Show { id } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&store.get_command(id).await?)?
+            );
+            Ok(())
+        }
+        CommandAction::Send { sn: s, kind } => {
+            let queue = crate::devices::CommandQueue::new(store, None);
+            let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+            let queued = queue
+                .enqueue(
+                    &sn(&s)?,
+                    send_kind(kind)?,
+                    &format!("cli:{user}"),
+                    Utc::now(),
+                )
+                .await?;
+            print_rows(
+                &format::command_rows(&queued),
+                format,
+                serde_json::to_value(&queued)?,
+            )
+        }
+    }
+}
+
+async fn token(config: Config, action: TokenAction) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    match action {
+        TokenAction::Create { name } => {
+            let token = crate::web::auth::generate_token();
+            store
+                .create_token(&name, &crate::web::auth::hash_token(&token), Utc::now())
+                .await?;
+            eprintln!("token {name:?} created; it is shown only this once:");
+            println!("{token}");
+            Ok(())
+        }
+        TokenAction::List => {
+            for t in store.list_tokens().await? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "live"
+                };
+                println!(
+                    "{}\t{}\t{}",
+                    t.name,
+                    state,
+                    t.created_at.format("%Y-%m-%dT%H:%M:%SZ")
+                );
+            }
+            Ok(())
+        }
+        TokenAction::Revoke { name } => {
+            store.revoke_token(&name, Utc::now()).await?;
+            eprintln!("token {name:?} revoked");
+            Ok(())
+        }
+    }
+}

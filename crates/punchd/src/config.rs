@@ -1,0 +1,242 @@
+//! Settings: one [`Config`] built at start-up from defaults, an optional TOML file, `PUNCHD_*` environment
+//! variables and flags (later wins), then passed down explicitly.
+//!
+//! Example `punchd.toml`:
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! database = "/var/lib/punchd/punchd.db"
+//! default_time_zone = "Asia/Kolkata"
+//! durability = "power-safe"        # or "crash-safe"
+//!
+//! [approval]
+//! mode = "auto"                    # or "manual": new terminals wait in `pending`
+//! allow = ["CNYG*", "PYA8262300072"] # SN patterns (* and ?) approved on first contact
+//!
+//! [push]
+//! delay_secs = 10                  # poll interval asked of terminals (push `Delay`)
+//! error_delay_secs = 30
+//! commands_per_poll = 10
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::store::sqlite::Durability;
+
+/// How new terminals are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalMode {
+    /// Approve every new terminal on first contact (a first install on a LAN expects this).
+    #[default]
+    Auto,
+    /// New terminals wait in `pending` until approved, unless their SN matches `allow`.
+    Manual,
+}
+
+/// Approval policy for terminals seen for the first time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalConfig {
+    /// auto or manual.
+    pub mode: ApprovalMode,
+    /// SN patterns (`*` any run, `?` one character) approved on first contact. When the list is not empty, a
+    /// terminal that matches none waits in `pending`, whatever the mode.
+    pub allow: Vec<String>,
+}
+
+/// What push terminals are told in the handshake (push.md §3.2.1) and how commands are delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// `Delay`: seconds between polls (the terminal treats it as an upper bound). Also used for online detection.
+    pub delay_secs: u32,
+    /// `ErrorDelay`: seconds a terminal waits after a failed request.
+    pub error_delay_secs: u32,
+    /// `TransInterval`: minutes between checks for new data.
+    pub trans_interval_mins: u32,
+    /// `TransTimes`: fixed upload times, `HH:MM;HH:MM`.
+    pub trans_times: String,
+    /// `Realtime`: upload each punch as it happens.
+    pub realtime: bool,
+    /// At most this many commands in one poll reply.
+    pub commands_per_poll: usize,
+    /// At most this many bytes of commands in one poll reply (push.md §8.1 suggests 40 KB).
+    pub command_reply_bytes: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            delay_secs: 10,
+            error_delay_secs: 30,
+            trans_interval_mins: 1,
+            trans_times: "00:00;14:05".into(),
+            realtime: true,
+            commands_per_poll: 10,
+            command_reply_bytes: 40 * 1024,
+        }
+    }
+}
+
+/// The settings file, every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listen address for terminals and the API.
+    pub listen: Option<String>,
+    /// SQLite file path.
+    pub database: Option<String>,
+    /// IANA zone for terminals with none set.
+    pub default_time_zone: Option<String>,
+    /// power-safe or crash-safe.
+    pub durability: Option<Durability>,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Seconds before a delivered command without a result is delivered again.
+    pub command_timeout_secs: Option<u64>,
+    /// Deliveries before a command expires.
+    pub command_max_attempts: Option<u32>,
+    /// Days a queued command waits for its terminal before it expires.
+    pub command_expiry_days: Option<u32>,
+    /// Approval policy.
+    pub approval: ApprovalConfig,
+    /// Push handshake settings.
+    pub push: PushConfig,
+}
+
+/// The effective settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where terminals and API clients connect.
+    pub listen: SocketAddr,
+    /// The SQLite database file.
+    pub database: PathBuf,
+    /// Zone for terminals with none set.
+    pub default_time_zone: chrono_tz::Tz,
+    /// How durable an acknowledgement is.
+    pub durability: Durability,
+    /// Largest accepted request body (bytes).
+    pub max_body_bytes: usize,
+    /// A delivered command with no result is delivered again after this long.
+    pub command_timeout: Duration,
+    /// A command expires after this many deliveries without a result.
+    pub command_max_attempts: u32,
+    /// A queued command expires when its terminal has not polled for this long.
+    pub command_expiry: Duration,
+    /// Approval policy.
+    pub approval: ApprovalConfig,
+    /// Push settings.
+    pub push: PushConfig,
+}
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// The default database file.
+pub const DEFAULT_DATABASE: &str = "punchd.db";
+
+/// Values given on the command line or in `PUNCHD_*` variables (clap reads both); they win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen` / `PUNCHD_LISTEN`.
+    pub listen: Option<String>,
+    /// `--database` / `PUNCHD_DATABASE`.
+    pub database: Option<String>,
+    /// `--time-zone` / `PUNCHD_TIME_ZONE`.
+    pub default_time_zone: Option<String>,
+    /// `--durability` / `PUNCHD_DURABILITY`.
+    pub durability: Option<Durability>,
+    /// `--approval` / `PUNCHD_APPROVAL`.
+    pub approval_mode: Option<ApprovalMode>,
+}
+
+/// The zone of this machine (from the OS), or UTC when it cannot be told.
+pub fn system_time_zone() -> chrono_tz::Tz {
+    iana_time_zone::get_timezone()
+        .ok()
+        .and_then(|name| name.parse().ok())
+        .unwrap_or(chrono_tz::UTC)
+}
+
+/// Parse an IANA zone name with a helpful error.
+pub fn parse_time_zone(name: &str) -> anyhow::Result<chrono_tz::Tz> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        anyhow::anyhow!("unknown time zone {name:?}: use an IANA name such as \"Europe/Berlin\" or \"Asia/Kolkata\"")
+    })
+}
+
+impl Config {
+    /// Build the settings: defaults, then the TOML file at `file` (if given), then `overrides`.
+    ///
+    /// Errors: the file cannot be read or parsed (unknown keys are errors, so typos do not pass silently), an
+    /// address or zone is invalid.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let file_config: FileConfig = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = overrides
+            .listen
+            .clone()
+            .or(file_config.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen: SocketAddr = listen
+            .parse()
+            .with_context(|| format!("listen address {listen:?} is not IP:PORT"))?;
+        let database = overrides
+            .database
+            .clone()
+            .or(file_config.database)
+            .unwrap_or_else(|| DEFAULT_DATABASE.into());
+        let default_time_zone = match overrides
+            .default_time_zone
+            .clone()
+            .or(file_config.default_time_zone)
+        {
+            Some(name) => parse_time_zone(&name)?,
+            None => system_time_zone(),
+        };
+        let mut approval = file_config.approval;
+        if let Some(mode) = overrides.approval_mode {
+            approval.mode = mode;
+        }
+        Ok(Config {
+            listen,
+            database: PathBuf::from(database),
+            default_time_zone,
+            durability: overrides
+                .durability
+                .or(file_config.durability)
+                .unwrap_or_default(),
+            max_body_bytes: file_config.max_body_bytes.unwrap_or(16 * 1024 * 1024),
+            command_timeout: Duration::from_secs(file_config.command_timeout_secs.unwrap_or(120)),
+            command_max_attempts: file_config.command_max_attempts.unwrap_or(3),
+            command_expiry: Duration::from_secs(
+                u64::from(file_config.command_expiry_days.unwrap_or(7)) * 86_400,
+            ),
+            approval,
+            push: file_config.push,
+        })
+    }
+}
+
+impl std::str::FromStr for ApprovalMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(ApprovalMode::Auto),
+            "manual" => Ok(ApprovalMode::Manual),
+            other => Err(format!("approval mode {other:?} is not auto or manual")),
+        }
+    }
+}

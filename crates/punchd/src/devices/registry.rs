@@ -1,0 +1,344 @@
+//! The device registry: every known device in memory, backed by the store.
+//!
+//! Terminals poll every few seconds, so the hot path (an approved device polling with nothing queued) must not
+//! touch the database: approval, settings and a "has queued commands" hint live here; "last seen" is updated in
+//! memory and flushed in bulk every few seconds. Settings changed elsewhere (the CLI, another instance) are picked
+//! up by [`Registry::refresh`] through the store's device revision, and so are commands queued elsewhere.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::config::{ApprovalConfig, ApprovalMode};
+use crate::domain::{Approval, Device, DeviceSn, Transport};
+use crate::store::{DeviceContact, Result, SeenUpdate, Store};
+
+/// Decides the approval of a device seen for the first time.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalPolicy {
+    config: ApprovalConfig,
+}
+
+/// Glob match with `*` (any run) and `?` (one character).
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+impl ApprovalPolicy {
+    /// A policy from the configuration.
+    pub fn new(config: ApprovalConfig) -> ApprovalPolicy {
+        ApprovalPolicy { config }
+    }
+
+    /// The approval a new device gets: approved when its SN matches an `allow` pattern; otherwise approved in
+    /// `auto` mode with an empty allow-list, pending in every other case.
+    pub fn decide(&self, sn: &DeviceSn) -> Approval {
+        if self.config.allow.iter().any(|p| glob_match(p, sn.as_str())) {
+            return Approval::Approved;
+        }
+        if self.config.mode == ApprovalMode::Auto && self.config.allow.is_empty() {
+            Approval::Approved
+        } else {
+            Approval::Pending
+        }
+    }
+}
+
+/// One device in memory.
+#[derive(Debug)]
+pub struct Entry {
+    device: RwLock<Device>,
+    /// Last contact not yet flushed to the store.
+    seen: Mutex<Option<(DateTime<Utc>, Option<String>)>>,
+    /// Set when commands may be queued; cleared when a poll finds none.
+    has_queued: AtomicBool,
+}
+
+impl Entry {
+    /// A copy of the device's settings and facts.
+    pub fn device(&self) -> Device {
+        self.device
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Current approval.
+    pub fn approval(&self) -> Approval {
+        self.device
+            .read()
+            .map(|d| d.approval)
+            .unwrap_or(Approval::Pending)
+    }
+
+    /// Whether commands may be waiting (a hint; the store is the truth).
+    pub fn may_have_commands(&self) -> bool {
+        self.has_queued.load(Ordering::Acquire)
+    }
+
+    /// Mark that commands may be waiting, or that none are.
+    pub fn set_may_have_commands(&self, value: bool) {
+        self.has_queued.store(value, Ordering::Release);
+    }
+
+    fn replace(&self, device: Device) {
+        if let Ok(mut d) = self.device.write() {
+            // Keep the newest last-seen we know of.
+            let last_seen = d.last_seen.max(device.last_seen);
+            *d = device;
+            d.last_seen = last_seen;
+        }
+    }
+
+    fn touch(&self, at: DateTime<Utc>, ip: Option<String>) {
+        if let Ok(mut d) = self.device.write() {
+            d.last_seen = Some(at);
+            if ip.is_some() {
+                d.last_ip.clone_from(&ip);
+            }
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some((at, ip));
+        }
+    }
+}
+
+/// Facts a device reported about itself on this contact (handshake parameters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactFacts {
+    /// Firmware version.
+    pub firmware: Option<String>,
+    /// `pushver=`.
+    pub push_version: Option<String>,
+    /// `language=`.
+    pub language: Option<String>,
+    /// `DeviceType=`.
+    pub device_type: Option<String>,
+}
+
+/// Every known device, in memory.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    policy: ApprovalPolicy,
+    default_time_zone: Tz,
+    default_poll_delay_secs: u32,
+    devices: RwLock<HashMap<DeviceSn, Arc<Entry>>>,
+    revision: AtomicI64,
+}
+
+impl Registry {
+    /// Load every device and the queued-command hints from the store.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        policy: ApprovalPolicy,
+        default_time_zone: Tz,
+        default_poll_delay_secs: u32,
+    ) -> Result<Registry> {
+        let registry = Registry {
+            store,
+            policy,
+            default_time_zone,
+            default_poll_delay_secs,
+            devices: RwLock::new(HashMap::new()),
+            revision: AtomicI64::new(0),
+        };
+        registry.refresh().await?;
+        Ok(registry)
+    }
+
+    /// The zone of a device's clock: its own, else the configured default.
+    pub fn time_zone(&self, device: &Device) -> Tz {
+        device
+            .time_zone
+            .as_deref()
+            .and_then(|name| name.parse().ok())
+            .unwrap_or(self.default_time_zone)
+    }
+
+    /// The default zone.
+    pub fn default_time_zone(&self) -> Tz {
+        self.default_time_zone
+    }
+
+    /// A known device.
+    pub fn get(&self, sn: &DeviceSn) -> Option<Arc<Entry>> {
+        self.devices
+            .read()
+            .ok()
+            .and_then(|map| map.get(sn).cloned())
+    }
+
+    /// Every known device.
+    pub fn all(&self) -> Vec<Device> {
+        let map = match self.devices.read() {
+            Ok(map) => map,
+            Err(p) => p.into_inner(),
+        };
+        map.values().map(|e| e.device()).collect()
+    }
+
+    fn insert(&self, device: Device) -> Arc<Entry> {
+        let sn = device.sn.clone();
+        let mut map = match self.devices.write() {
+            Ok(map) => map,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(entry) = map.get(&sn) {
+            entry.replace(device);
+            return entry.clone();
+        }
+        let entry = Arc::new(Entry {
+            device: RwLock::new(device),
+            seen: Mutex::new(None),
+            has_queued: AtomicBool::new(false),
+        });
+        map.insert(sn, entry.clone());
+        entry
+    }
+
+    /// A device made contact. Unknown devices are registered (with the approval policy's decision); when `facts`
+    /// are given (a handshake) they are written to the store at once; otherwise only "last seen" is updated, in
+    /// memory.
+    ///
+    /// Errors: the store failed while registering or recording facts.
+    pub async fn contact(
+        &self,
+        sn: &DeviceSn,
+        transport: Transport,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+        facts: Option<ContactFacts>,
+    ) -> Result<Arc<Entry>> {
+        let known = self.get(sn);
+        if let (Some(entry), None) = (&known, &facts) {
+            entry.touch(now, ip);
+            return Ok(entry.clone());
+        }
+        let facts = facts.unwrap_or_default();
+        let device = self
+            .store
+            .upsert_device(DeviceContact {
+                sn: sn.clone(),
+                poll_delay_secs: self.default_poll_delay_secs,
+                approval_if_new: self.policy.decide(sn),
+                transport,
+                seen_at: now,
+                ip: ip.clone(),
+                firmware: facts.firmware,
+                push_version: facts.push_version,
+                language: facts.language,
+                device_type: facts.device_type,
+            })
+            .await?;
+        if known.is_none() {
+            match device.approval {
+                Approval::Approved => {
+                    tracing::info!(sn = %sn, ip = ?ip, "new device registered and approved")
+                }
+                other => tracing::warn!(
+                    sn = %sn, ip = ?ip, approval = other.as_str(),
+                    "new device registered; it is answered UNKNOWN DEVICE until approved (punchd devices approve {sn})"
+                ),
+            }
+        }
+        let entry = self.insert(device);
+        entry.touch(now, ip);
+        Ok(entry)
+    }
+
+    /// Put a device read from the store into memory (after an API or CLI change on this instance).
+    pub fn update(&self, device: Device) -> Arc<Entry> {
+        self.insert(device)
+    }
+
+    /// Reload devices whose settings changed since the last refresh, and the queued-command hints.
+    pub async fn refresh(&self) -> Result<()> {
+        let since = self.revision.load(Ordering::Acquire);
+        let (changed, max) = self.store.devices_changed_since(since).await?;
+        for device in changed {
+            self.insert(device);
+        }
+        self.revision.fetch_max(max, Ordering::AcqRel);
+        for sn in self.store.devices_with_queued_commands().await? {
+            if let Some(entry) = self.get(&sn) {
+                entry.set_may_have_commands(true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Write "last seen" facts gathered in memory to the store.
+    pub async fn flush_seen(&self) -> Result<()> {
+        let entries: Vec<(DeviceSn, Arc<Entry>)> = match self.devices.read() {
+            Ok(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return Ok(()),
+        };
+        let mut updates = Vec::new();
+        for (sn, entry) in entries {
+            let taken = entry.seen.lock().ok().and_then(|mut s| s.take());
+            if let Some((at, ip)) = taken {
+                updates.push(SeenUpdate { sn, at, ip });
+            }
+        }
+        self.store.record_seen(updates).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_patterns() {
+        assert!(glob_match("CNYG*", "CNYG213260182"));
+        assert!(glob_match("*", "X"));
+        assert!(glob_match("A?C", "ABC"));
+        assert!(!glob_match("A?C", "ABBC"));
+        assert!(glob_match("*182", "CNYG213260182"));
+        assert!(!glob_match("CNYG*", "PYA8262300072"));
+        assert!(glob_match("PYA8262300072", "PYA8262300072"));
+    }
+
+    #[test]
+    fn approval_policy() {
+        let sn = DeviceSn::parse("CNYG213260182").unwrap();
+        let auto = ApprovalPolicy::new(ApprovalConfig::default());
+        assert_eq!(auto.decide(&sn), Approval::Approved);
+        let manual = ApprovalPolicy::new(ApprovalConfig {
+            mode: ApprovalMode::Manual,
+            allow: vec![],
+        });
+        assert_eq!(manual.decide(&sn), Approval::Pending);
+        let allow = ApprovalPolicy::new(ApprovalConfig {
+            mode: ApprovalMode::Auto,
+            allow: vec!["CNYG*".into()],
+        });
+        assert_eq!(allow.decide(&sn), Approval::Approved);
+        assert_eq!(
+            allow.decide(&DeviceSn::parse("PYA1").unwrap()),
+            Approval::Pending
+        );
+    }
+}

@@ -1,0 +1,737 @@
+//! The push source: the `/iclock/*` routes push terminals (ADMS/iclock, attendance dialect 2.x) talk to.
+//!
+//! Each handler only translates: `zk_push` parses the request and body into typed values, this module turns them
+//! into an `ingest::Delivery` (or a registry/command-queue call) and formats the reply with `zk_push::reply`.
+//!
+//! Transport rules followed here (push.md §1, §12): every answer is `200` with `Content-Type: text/plain` and a GMT
+//! `Date` header (terminals set their clock from it; hyper adds it); bodies are read raw whatever the
+//! Content-Type; `OK:<n>` is sent only after the batch is committed, and a storage failure is answered `503` so
+//! the terminal keeps the data and retries; a device that is not approved gets `UNKNOWN DEVICE`; any unknown table
+//! or `/iclock` path gets `OK` and is kept in the raw journal.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Extension, Router};
+use base64::Engine;
+use chrono::{DateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+use zk_push::query::Query;
+use zk_push::request::{Request, Table};
+
+use crate::app::App;
+use crate::devices::registry::ContactFacts;
+use crate::domain::{Approval, DeviceSn, Source, Transport};
+use crate::ingest::{Delivery, PunchRecord};
+use crate::store::{
+    Batch, CommandCompletion, DeviceRecord, DeviceUser, LineIssue, OplogEntry, Photo, RawEntry,
+    StoreError, Template,
+};
+
+/// The remote address of a connection, put into request extensions by the server loop.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub SocketAddr);
+
+/// The `/iclock` routes.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/iclock", any(iclock))
+        .route("/iclock/", any(iclock))
+        .route("/iclock/{*rest}", any(iclock))
+}
+
+/// A plain-text answer with the headers terminals need.
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
+            (header::PRAGMA, HeaderValue::from_static("no-cache")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn ok(body: impl Into<String>) -> Response {
+    text(StatusCode::OK, body.into())
+}
+
+/// The answer when the store failed: not 200, so the terminal keeps the data and retries (push.md §12).
+fn storage_failed(app: &App, sn: &DeviceSn, what: &str, err: &StoreError) -> Response {
+    tracing::error!(sn = %sn, error = %err, "storing {what} failed; the terminal was not acknowledged and will retry");
+    app.metrics.storage_errors.inc();
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage unavailable, retry later".into(),
+    )
+}
+
+/// The current UTC offset of a zone, in minutes.
+pub fn offset_minutes(tz: Tz, now: DateTime<Utc>) -> i32 {
+    tz.offset_from_utc_datetime(&now.naive_utc())
+        .fix()
+        .local_minus_utc()
+        / 60
+}
+
+fn clip(line: &str) -> String {
+    line.chars().take(512).collect()
+}
+
+fn issue(e: zk_push::attlog::LineError) -> LineIssue {
+    LineIssue {
+        line_no: e.line_no,
+        line: clip(&e.line),
+        reason: e.reason,
+    }
+}
+
+fn endpoint_name(request: &Request) -> &'static str {
+    match request {
+        Request::Handshake(_) => "handshake",
+        Request::ServerTime | Request::RtdataTime => "time",
+        Request::RemoteAtt { .. } => "remote_att",
+        Request::Upload { table, .. } => match table {
+            Table::AttLog => "attlog",
+            Table::OperLog => "operlog",
+            Table::AttPhoto => "attphoto",
+            Table::BioData => "biodata",
+            Table::IdCard => "idcard",
+            Table::ErrorLog => "errorlog",
+            Table::Options => "options",
+            Table::Other(_) => "other_table",
+        },
+        Request::PhotoUpload { .. } => "attphoto",
+        Request::Poll { .. } => "poll",
+        Request::Ping => "ping",
+        Request::CommandResults => "devicecmd",
+        Request::SecurityDialect { .. } => "security_dialect",
+        Request::Other { .. } => "other",
+    }
+}
+
+/// Whether a path names an iclock endpoint that always carries an SN.
+fn is_known_endpoint(path: &str) -> bool {
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    [
+        "cdata",
+        "getrequest",
+        "devicecmd",
+        "fdata",
+        "ping",
+        "rtdata",
+        "registry",
+        "push",
+        "querydata",
+        "exchange",
+    ]
+    .iter()
+    .any(|e| last.eq_ignore_ascii_case(e))
+}
+
+/// Everything about the request a handler needs.
+struct Ctx {
+    app: App,
+    sn: DeviceSn,
+    now: DateTime<Utc>,
+    tz: Tz,
+    request_line: String,
+    remote: Option<String>,
+    body: Bytes,
+}
+
+impl Ctx {
+    fn raw(&self, kind: &str, errors: Vec<LineIssue>) -> RawEntry {
+        RawEntry {
+            received_at: self.now,
+            device_sn: Some(self.sn.clone()),
+            source: Source::Push,
+            kind: kind.to_owned(),
+            request: self.request_line.clone(),
+            remote_addr: self.remote.clone(),
+            body: self.body.to_vec(),
+            errors,
+        }
+    }
+
+    fn delivery(&self, batch: Batch, punches: Vec<PunchRecord>) -> Delivery {
+        Delivery {
+            device_sn: self.sn.clone(),
+            time_zone: self.tz,
+            source: Source::Push,
+            punches,
+            batch,
+        }
+    }
+
+    /// Journal the body as it is (unknown tables, security-dialect bodies) and answer `OK`.
+    async fn keep_raw(&self, kind: &str) -> Response {
+        if self.body.is_empty() {
+            return ok(zk_push::reply::OK);
+        }
+        match self.app.ingest.journal(self.raw(kind, Vec::new())).await {
+            Ok(_) => ok(zk_push::reply::OK),
+            Err(e) => storage_failed(&self.app, &self.sn, kind, &e),
+        }
+    }
+}
+
+/// The one handler behind every `/iclock` path.
+async fn iclock(
+    State(app): State<App>,
+    remote: Option<Extension<RemoteAddr>>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let query = Query::parse(uri.query().unwrap_or(""));
+    let target = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let remote = remote.map(|Extension(RemoteAddr(addr))| addr.ip().to_string());
+    let (sn_text, request) = match zk_push::request::parse_request(
+        method.as_str(),
+        uri.path(),
+        &query,
+    ) {
+        Ok(parsed) => parsed,
+        Err(zk_push::request::RequestError::MissingSn) if !is_known_endpoint(uri.path()) => {
+            // Firmware fetches files relative to its root URL without an SN (PutFile, push.md §8.2 FIELD
+            // ZAM180). Unknown /iclock paths get 200 OK and are kept raw (push.md §1.1 tolerance rule).
+            tracing::info!(remote = ?remote, target = %target, "iclock request without SN for an unknown path; answered OK and kept raw");
+            let raw = RawEntry {
+                received_at: Utc::now(),
+                device_sn: None,
+                source: Source::Push,
+                kind: "other".into(),
+                request: format!("{method} {target}"),
+                remote_addr: remote.clone(),
+                body: body.map(|b| b.to_vec()).unwrap_or_default(),
+                errors: Vec::new(),
+            };
+            return match app.ingest.journal(raw).await {
+                Ok(_) => {
+                    app.metrics.request("other", 200);
+                    ok(zk_push::reply::OK)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "journaling a request without SN failed");
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage unavailable, retry later".into(),
+                    )
+                }
+            };
+        }
+        Err(e) => {
+            tracing::warn!(remote = ?remote, target = %target, "rejected iclock request: {e}");
+            app.metrics.request("invalid", 400);
+            return text(StatusCode::BAD_REQUEST, format!("{e}"));
+        }
+    };
+    let sn = match DeviceSn::parse(&sn_text) {
+        Ok(sn) => sn,
+        Err(e) => {
+            tracing::warn!(remote = ?remote, target = %target, "rejected iclock request: {e}");
+            app.metrics.request("invalid", 400);
+            return text(StatusCode::BAD_REQUEST, format!("invalid SN: {e}"));
+        }
+    };
+    let endpoint = endpoint_name(&request);
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            tracing::warn!(sn = %sn, remote = ?remote, target = %target, "request body refused: {}", rejection.body_text());
+            app.metrics.request(endpoint, status.as_u16());
+            return text(status, rejection.body_text());
+        }
+    };
+    let now = Utc::now();
+    let facts = match &request {
+        Request::Handshake(h) => Some(ContactFacts {
+            firmware: None,
+            push_version: h.push_version.clone(),
+            language: h.language.clone(),
+            device_type: h.device_type.clone(),
+        }),
+        _ => None,
+    };
+    let entry = match app
+        .registry
+        .contact(&sn, Transport::Push, remote.clone(), now, facts)
+        .await
+    {
+        Ok(entry) => entry,
+        Err(e) => {
+            let response = storage_failed(&app, &sn, "device registration", &e);
+            app.metrics.request(endpoint, response.status().as_u16());
+            return response;
+        }
+    };
+    if entry.approval() != Approval::Approved {
+        tracing::debug!(sn = %sn, endpoint, "device not approved: UNKNOWN DEVICE");
+        app.metrics.request(endpoint, 200);
+        return ok(zk_push::reply::UNKNOWN_DEVICE);
+    }
+    let tz = {
+        let device = entry.device();
+        app.registry.time_zone(&device)
+    };
+    let ctx = Ctx {
+        app: app.clone(),
+        sn,
+        now,
+        tz,
+        request_line: format!("{method} {target}"),
+        remote,
+        body,
+    };
+    let response = match request {
+        Request::Handshake(h) => handshake(&ctx, &entry.device(), h).await,
+        Request::ServerTime => ok(zk_push::reply::encode_server_time(
+            now.with_timezone(&tz).naive_local(),
+            offset_minutes(tz, now),
+        )),
+        Request::RtdataTime => ok(zk_push::reply::encode_rtdata_time(
+            now.naive_utc(),
+            offset_minutes(tz, now),
+        )),
+        Request::RemoteAtt { pin } => {
+            tracing::info!(sn = %ctx.sn, pin = %pin, "terminal asked for an unknown user; answering NONE");
+            ok("NONE")
+        }
+        Request::Upload { table, stamp } => upload(&ctx, table, stamp).await,
+        Request::PhotoUpload { stamp } => {
+            let legacy_pin = query.get("PIN").map(str::to_owned);
+            attphoto(&ctx, stamp, legacy_pin.as_deref()).await
+        }
+        Request::Poll { info } => poll(&ctx, &entry, info).await,
+        Request::Ping => ok(zk_push::reply::OK),
+        Request::CommandResults => command_results(&ctx).await,
+        Request::SecurityDialect { what } => {
+            tracing::warn!(
+                sn = %ctx.sn,
+                what = %what,
+                "terminal uses the 3.x security push dialect ({what}); punchd speaks the attendance dialect (2.x): \
+                 set the terminal's push protocol to attendance/ADMS. The request was kept in the raw journal"
+            );
+            ctx.keep_raw(&format!("security:{what}")).await
+        }
+        Request::Other { path } => {
+            tracing::info!(sn = %ctx.sn, path = %path, "unknown iclock path; answered OK and kept raw");
+            ctx.keep_raw("other").await
+        }
+    };
+    app.metrics.request(endpoint, response.status().as_u16());
+    response
+}
+
+async fn handshake(
+    ctx: &Ctx,
+    device: &crate::domain::Device,
+    h: zk_push::request::Handshake,
+) -> Response {
+    let stamps = match ctx.app.store.stamps(&ctx.sn).await {
+        Ok(stamps) => stamps,
+        Err(e) => return storage_failed(&ctx.app, &ctx.sn, "handshake", &e),
+    };
+    if h.push_version
+        .as_deref()
+        .is_some_and(|v| v.starts_with('3'))
+    {
+        tracing::info!(
+            sn = %ctx.sn,
+            pushver = ?h.push_version,
+            "terminal announces push protocol 3.x; answering in the attendance dialect (2.x), which att-mode \
+             firmware accepts"
+        );
+    }
+    let push = &ctx.app.config.push;
+    let mut reply =
+        zk_push::reply::OptionsReply::new(ctx.sn.as_str(), offset_minutes(ctx.tz, ctx.now));
+    reply.stamps = ["ATTLOG", "OPERLOG", "ATTPHOTO", "BIODATA"]
+        .iter()
+        .map(|table| {
+            let value = stamps
+                .iter()
+                .find(|(t, _)| t == table)
+                .map_or_else(|| "0".to_owned(), |(_, v)| v.clone());
+            ((*table).to_owned(), value)
+        })
+        .collect();
+    reply.delay = device.poll_delay_secs;
+    reply.error_delay = push.error_delay_secs;
+    reply.trans_interval = push.trans_interval_mins;
+    reply.trans_times.clone_from(&push.trans_times);
+    reply.realtime = push.realtime;
+    tracing::info!(sn = %ctx.sn, pushver = ?h.push_version, "handshake");
+    ok(reply.encode())
+}
+
+async fn upload(ctx: &Ctx, table: Table, stamp: Option<String>) -> Response {
+    let stamp_for = |name: &str| {
+        stamp
+            .clone()
+            .map(|value| (ctx.sn.clone(), name.to_owned(), value))
+    };
+    match table {
+        Table::AttLog => {
+            let mut punches = Vec::new();
+            let mut errors = Vec::new();
+            for line in zk_push::attlog::parse_attlog(&ctx.body) {
+                match line {
+                    Ok(r) => punches.push(PunchRecord {
+                        pin: r.pin,
+                        punched_at: r.time,
+                        punch_state: r.status,
+                        verify_mode: r.verify,
+                        work_code: r.work_code,
+                        extra: r.extra,
+                    }),
+                    Err(e) => errors.push(issue(e)),
+                }
+            }
+            if !errors.is_empty() {
+                tracing::warn!(sn = %ctx.sn, n_bad = errors.len(), first = %errors[0].reason,
+                    "ATTLOG lines could not be read; kept in the raw journal, the rest stored");
+            }
+            let mut batch = Batch::new(ctx.raw("ATTLOG", errors));
+            batch.stamp = stamp_for("ATTLOG");
+            match ctx.app.ingest.ingest(ctx.delivery(batch, punches)).await {
+                Ok(outcome) => {
+                    tracing::debug!(sn = %ctx.sn, stored = outcome.n_stored, duplicate = outcome.n_duplicate, "ATTLOG");
+                    ok(zk_push::reply::encode_ok_count(
+                        outcome.n_stored + outcome.n_duplicate,
+                    ))
+                }
+                Err(e) => storage_failed(&ctx.app, &ctx.sn, "ATTLOG", &e),
+            }
+        }
+        Table::OperLog | Table::BioData | Table::IdCard | Table::ErrorLog => {
+            let kind = table.as_str().to_owned();
+            let (mut batch, n_lines) = operlog_batch(ctx, &kind);
+            batch.stamp = stamp_for(&kind);
+            match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
+                Ok(outcome) => {
+                    tracing::debug!(sn = %ctx.sn, table = %kind, records = outcome.n_records, lines = n_lines, "stored");
+                    ok(zk_push::reply::encode_ok_count(outcome.n_records))
+                }
+                Err(e) => storage_failed(&ctx.app, &ctx.sn, &kind, &e),
+            }
+        }
+        Table::AttPhoto => attphoto(ctx, stamp, None).await,
+        Table::Options => {
+            let info: serde_json::Map<String, serde_json::Value> =
+                zk_push::options::parse_options(&ctx.body)
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect();
+            let mut batch = Batch::new(ctx.raw("options", Vec::new()));
+            batch.device_info = Some((ctx.sn.clone(), info));
+            match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
+                Ok(_) => ok(zk_push::reply::OK),
+                Err(e) => storage_failed(&ctx.app, &ctx.sn, "options", &e),
+            }
+        }
+        Table::Other(name) => {
+            tracing::info!(sn = %ctx.sn, table = %name, "unknown table; answered OK and kept raw");
+            let response = ctx.keep_raw(&format!("table:{name}")).await;
+            if response.status() == StatusCode::OK {
+                ok(zk_push::reply::encode_ok_count(0))
+            } else {
+                response
+            }
+        }
+    }
+}
+
+fn fields_map(fields: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect()
+}
+
+/// OPERLOG-shaped bodies (also BIODATA, IDCARD, ERRORLOG): every line becomes a record or a journal error.
+fn operlog_batch(ctx: &Ctx, kind: &str) -> (Batch, usize) {
+    use zk_push::operlog::{OperlogRecord, PhotoKind, TemplateKind};
+    let parsed = zk_push::operlog::parse_operlog(&ctx.body);
+    let n_lines = parsed.len();
+    let mut errors = Vec::new();
+    let mut users = Vec::new();
+    let mut templates = Vec::new();
+    let mut photos = Vec::new();
+    let mut oplog = Vec::new();
+    let mut records = Vec::new();
+    for (idx, line) in parsed.into_iter().enumerate() {
+        match line {
+            Err(e) => errors.push(issue(e)),
+            Ok(OperlogRecord::Oplog(o)) => oplog.push(OplogEntry {
+                device_sn: ctx.sn.clone(),
+                op_type: o.op_type,
+                operator: o.operator,
+                op_at: o.time,
+                objects: o.objects,
+            }),
+            Ok(OperlogRecord::User(u)) => users.push(DeviceUser {
+                device_sn: ctx.sn.clone(),
+                pin: crate::domain::Pin(u.pin),
+                name: u.name,
+                privilege: u.privilege,
+                password: u.password,
+                card: u.card,
+                group: u.group,
+                time_zones: u.time_zones,
+                verify_mode: u.verify_mode,
+                enabled: true,
+                fields: fields_map(&u.fields),
+                updated_at: ctx.now,
+            }),
+            Ok(OperlogRecord::Template(t)) => {
+                let (kind, bio_type) = match t.kind {
+                    TemplateKind::Finger => ("finger", 0),
+                    TemplateKind::Face => ("face", 0),
+                    TemplateKind::FingerVein => ("finger-vein", 0),
+                    TemplateKind::Bio { bio_type } => ("bio", bio_type),
+                };
+                templates.push(Template {
+                    device_sn: ctx.sn.clone(),
+                    pin: crate::domain::Pin(t.pin),
+                    kind: kind.to_owned(),
+                    bio_type,
+                    no: t.no,
+                    index: t.index,
+                    valid: t.valid,
+                    duress: t.duress,
+                    major_ver: t.major_ver,
+                    minor_ver: t.minor_ver,
+                    format: t.format,
+                    template: t.template,
+                    updated_at: ctx.now,
+                });
+            }
+            Ok(OperlogRecord::Photo(p)) => {
+                match base64::engine::general_purpose::STANDARD.decode(p.content_base64.trim()) {
+                    Ok(content) => photos.push(Photo {
+                        device_sn: ctx.sn.clone(),
+                        kind: match p.kind {
+                            PhotoKind::UserPic => "userpic",
+                            PhotoKind::BioPhoto => "biophoto",
+                        }
+                        .to_owned(),
+                        pin: Some(p.pin),
+                        file_name: p.file_name,
+                        taken_at: None,
+                        content,
+                    }),
+                    Err(e) => errors.push(LineIssue {
+                        line_no: idx + 1,
+                        line: clip(&format!("photo {} of PIN {}", p.file_name, p.pin)),
+                        reason: format!("photo content is not base64: {e}"),
+                    }),
+                }
+            }
+            Ok(OperlogRecord::Other { tag, fields }) => records.push(DeviceRecord {
+                device_sn: ctx.sn.clone(),
+                tag,
+                fields,
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        tracing::warn!(sn = %ctx.sn, table = kind, n_bad = errors.len(), first = %errors[0].reason,
+            "lines could not be read; kept in the raw journal, the rest stored");
+    }
+    let mut batch = Batch::new(ctx.raw(kind, errors));
+    batch.users = users;
+    batch.templates = templates;
+    batch.photos = photos;
+    batch.oplog = oplog;
+    batch.records = records;
+    (batch, n_lines)
+}
+
+async fn attphoto(ctx: &Ctx, stamp: Option<String>, legacy_pin: Option<&str>) -> Response {
+    let mut errors = Vec::new();
+    let mut photos = Vec::new();
+    match zk_push::photo::parse_attphoto(&ctx.body, legacy_pin) {
+        Ok(p) => photos.push(Photo {
+            device_sn: ctx.sn.clone(),
+            kind: "attphoto".into(),
+            pin: p.pin,
+            file_name: p.file_name,
+            taken_at: p.taken_at,
+            content: p.jpeg,
+        }),
+        Err(e) => {
+            tracing::warn!(sn = %ctx.sn, "capture photo could not be read ({e}); kept in the raw journal");
+            errors.push(LineIssue {
+                line_no: 1,
+                line: clip(&String::from_utf8_lossy(
+                    &ctx.body[..ctx.body.len().min(120)],
+                )),
+                reason: e.to_string(),
+            });
+        }
+    }
+    let mut batch = Batch::new(ctx.raw("ATTPHOTO", errors));
+    batch.photos = photos;
+    batch.stamp = stamp.map(|value| (ctx.sn.clone(), "ATTPHOTO".to_owned(), value));
+    match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
+        Ok(_) => ok(zk_push::reply::OK),
+        Err(e) => storage_failed(&ctx.app, &ctx.sn, "ATTPHOTO", &e),
+    }
+}
+
+fn info_map(info: &zk_push::info::DeviceInfo) -> serde_json::Map<String, serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<serde_json::Value>| {
+        if let Some(v) = v {
+            map.insert(k.to_owned(), v);
+        }
+    };
+    put("firmware", info.firmware.clone().map(Into::into));
+    put("UserCount", info.user_count.map(Into::into));
+    put("FPCount", info.fp_count.map(Into::into));
+    put("TransactionCount", info.attlog_count.map(Into::into));
+    put("IPAddress", info.ip.clone().map(Into::into));
+    put("FPVersion", info.fp_alg_version.clone().map(Into::into));
+    put("FaceVersion", info.face_alg_version.clone().map(Into::into));
+    put("FaceCount", info.face_count.map(Into::into));
+    map
+}
+
+async fn poll(
+    ctx: &Ctx,
+    entry: &crate::devices::registry::Entry,
+    info: Option<zk_push::info::DeviceInfo>,
+) -> Response {
+    if let Some(info) = info {
+        let mut batch = Batch::new(ctx.raw("INFO", Vec::new()));
+        batch.raw.body = info.raw.clone().into_bytes();
+        batch.device_info = Some((ctx.sn.clone(), info_map(&info)));
+        if let Err(e) = ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
+            return storage_failed(&ctx.app, &ctx.sn, "INFO", &e);
+        }
+    }
+    if !entry.may_have_commands() {
+        return ok(zk_push::reply::OK);
+    }
+    let push = &ctx.app.config.push;
+    let queued = match ctx
+        .app
+        .store
+        .queued_commands(&ctx.sn, push.commands_per_poll)
+        .await
+    {
+        Ok(queued) => queued,
+        Err(e) => return storage_failed(&ctx.app, &ctx.sn, "command delivery", &e),
+    };
+    if queued.is_empty() {
+        entry.set_may_have_commands(false);
+        return ok(zk_push::reply::OK);
+    }
+    let lines: Vec<(u64, String)> = queued
+        .iter()
+        .filter_map(|c| Some((u64::try_from(c.id).ok()?, c.wire.clone()?)))
+        .collect();
+    let (_, n_fit) = zk_push::command::encode_command_reply(&lines, push.command_reply_bytes);
+    let ids: Vec<i64> = lines[..n_fit]
+        .iter()
+        .filter_map(|(id, _)| i64::try_from(*id).ok())
+        .collect();
+    let marked = match ctx.app.store.mark_sent(ids, ctx.now).await {
+        Ok(marked) => marked,
+        Err(e) => return storage_failed(&ctx.app, &ctx.sn, "command delivery", &e),
+    };
+    let deliver: Vec<(u64, String)> = lines
+        .into_iter()
+        .filter(|(id, _)| i64::try_from(*id).is_ok_and(|id| marked.contains(&id)))
+        .collect();
+    if deliver.is_empty() {
+        return ok(zk_push::reply::OK);
+    }
+    let (reply, n) = zk_push::command::encode_command_reply(&deliver, push.command_reply_bytes);
+    tracing::info!(sn = %ctx.sn, n_commands = n, "commands delivered");
+    ok(reply)
+}
+
+async fn command_results(ctx: &Ctx) -> Response {
+    let mut errors = Vec::new();
+    let mut completions = Vec::new();
+    let mut info = serde_json::Map::new();
+    for result in zk_push::devicecmd::parse_command_results(&ctx.body) {
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(issue(e));
+                continue;
+            }
+        };
+        let Ok(id) = r.id.trim().parse::<i64>() else {
+            errors.push(LineIssue {
+                line_no: 0,
+                line: clip(&format!(
+                    "ID={}&Return={}&CMD={}",
+                    r.id, r.return_code, r.cmd
+                )),
+                reason: "command id is not one punchd issued".into(),
+            });
+            continue;
+        };
+        if r.cmd.eq_ignore_ascii_case("INFO") {
+            info.extend(fields_map(&r.fields));
+        }
+        let mut result = serde_json::Map::new();
+        result.insert("cmd".into(), r.cmd.clone().into());
+        if !r.fields.is_empty() {
+            result.insert(
+                "fields".into(),
+                serde_json::Value::Object(fields_map(&r.fields)),
+            );
+        }
+        if let Some(content) = &r.content {
+            result.insert(
+                "content".into(),
+                String::from_utf8_lossy(content).into_owned().into(),
+            );
+        }
+        let meaning = zk_push::devicecmd::describe_return_code(r.return_code);
+        completions.push(CommandCompletion {
+            id,
+            return_code: r.return_code,
+            message: format!("{} (Return={})", meaning, r.return_code),
+            result: Some(serde_json::Value::Object(result)),
+        });
+    }
+    let mut batch = Batch::new(ctx.raw("devicecmd", errors));
+    if !info.is_empty() {
+        batch.device_info = Some((ctx.sn.clone(), info));
+    }
+    if let Err(e) = ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
+        return storage_failed(&ctx.app, &ctx.sn, "command results", &e);
+    }
+    match ctx
+        .app
+        .commands
+        .complete(&ctx.sn, completions, ctx.now)
+        .await
+    {
+        Ok(done) => {
+            for c in &done {
+                tracing::info!(sn = %ctx.sn, id = c.id, kind = c.kind.name(), status = c.status.as_str(),
+                    message = ?c.message, "command result");
+            }
+            ok(zk_push::reply::OK)
+        }
+        Err(e) => storage_failed(&ctx.app, &ctx.sn, "command results", &e),
+    }
+}

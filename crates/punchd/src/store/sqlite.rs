@@ -1,0 +1,1321 @@
+//! SQLite store: WAL, one writer thread with group commit, a small pool of readers.
+//!
+//! Why one writer (perf-limits.md): SQLite has one write lock; a pool of writers only adds contention. Every write
+//! is a job sent to the writer thread. The thread drains its queue, runs every job queued in ONE transaction (each
+//! job inside its own savepoint, so one failing job does not undo the others), commits, and only then answers each
+//! caller. With `synchronous=FULL` (the default, power-safe) the fsync cost is shared by everything queued, which
+//! is what makes per-request acknowledgement after a durable commit cheap.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use tokio::sync::oneshot;
+
+use super::{
+    command_kind_from_json, Batch, BatchOutcome, CommandCompletion, CommandFilter, DeviceContact,
+    DevicePatch, DeviceUser, JournalEntry, LineIssue, PunchFilter, RawEntry, Result, SeenUpdate,
+    Store, StoreError, Template, TimeBound, TokenInfo,
+};
+use crate::domain::{
+    Approval, Command, CommandStatus, Device, DeviceSn, NewCommand, Pin, Punch, Source, Transport,
+};
+
+/// How durable an acknowledged write is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// `synchronous=FULL`: a committed write survives power loss (the default).
+    #[default]
+    PowerSafe,
+    /// `synchronous=NORMAL`: a committed write survives a crash of punchd, but the last commits may be lost on
+    /// power loss.
+    CrashSafe,
+}
+
+/// The schema, in order. `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+
+/// How many queued jobs one transaction takes at most.
+const MAX_GROUP: usize = 4096;
+/// How many idle read connections are kept.
+const MAX_IDLE_READERS: usize = 8;
+
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+type Job = Box<dyn FnOnce(std::result::Result<&Connection, StoreError>) -> Completion + Send>;
+
+/// The SQLite store. Cheap to clone: clones share the writer thread and the reader pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: Arc<PathBuf>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+fn local_text(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn parse_local(s: &str) -> rusqlite::Result<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn conversion(msg: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        Box::new(std::io::Error::other(msg)),
+    )
+}
+
+fn sn_from(s: String) -> rusqlite::Result<DeviceSn> {
+    DeviceSn::parse(&s).map_err(|e| conversion(format!("stored SN {s:?}: {e}")))
+}
+
+fn json_map(s: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::PowerSafe => "FULL",
+            Durability::CrashSafe => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file at `path`, run migrations, start the writer thread.
+    ///
+    /// Errors: the file cannot be created or opened, is not a SQLite database, or a migration fails.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!("creating directory {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(backend)?;
+        configure(&conn, durability).map_err(backend)?;
+        migrate(&conn).map_err(backend)?;
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("punchd-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            jobs,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    /// Run `f` on the writer thread inside the current group transaction; resolves after the commit.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Err(e) => Err(e),
+                Ok(conn) => run_in_savepoint(conn, f),
+            };
+            Box::new(move |commit_err: Option<&StoreError>| {
+                let out = match commit_err {
+                    Some(e) => Err(e.clone()),
+                    None => result,
+                };
+                let _ = tx.send(out);
+            })
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Run `f` on a pooled read connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().map(|mut pool| pool.pop()).unwrap_or(None);
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        path.as_path(),
+                        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(backend)?;
+                    conn.busy_timeout(std::time::Duration::from_secs(10))
+                        .map_err(backend)?;
+                    conn.set_prepared_statement_cache_capacity(32);
+                    conn
+                }
+            };
+            let out = f(&conn);
+            if let Ok(mut pool) = readers.lock() {
+                if pool.len() < MAX_IDLE_READERS {
+                    pool.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job").map_err(backend)?;
+    let result = f(conn);
+    let end = match &result {
+        Ok(_) => conn.execute_batch("RELEASE job"),
+        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
+    };
+    match end {
+        Ok(()) => result,
+        Err(e) => Err(backend(e)),
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = backend(e);
+            for job in jobs {
+                job(Err(err.clone()))(Some(&err));
+            }
+            continue;
+        }
+        let completions: Vec<Completion> = jobs.into_iter().map(|job| job(Ok(&conn))).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(backend);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let err = commit.err();
+        for done in completions {
+            done(err.as_ref());
+        }
+    }
+    tracing::debug!("sqlite writer stopped");
+}
+
+const DEVICE_COLUMNS: &str = "sn, approval, transport, alias, site, time_zone, address, comm_key, \
+    pull_interval_secs, clear_after_pull, first_seen, last_seen, last_ip, firmware, push_version, language, \
+    device_type, poll_delay_secs, info, last_error, clock_drift_secs";
+
+fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
+    let approval: String = row.get(1)?;
+    let transport: String = row.get(2)?;
+    Ok(Device {
+        sn: sn_from(row.get(0)?)?,
+        approval: Approval::parse(&approval)
+            .ok_or_else(|| conversion(format!("approval {approval:?}")))?,
+        transport: Transport::parse(&transport)
+            .ok_or_else(|| conversion(format!("transport {transport:?}")))?,
+        alias: row.get(3)?,
+        site: row.get(4)?,
+        time_zone: row.get(5)?,
+        address: row.get(6)?,
+        comm_key: row.get(7)?,
+        pull_interval_secs: row.get(8)?,
+        clear_after_pull: row.get(9)?,
+        first_seen: from_ms(row.get(10)?),
+        last_seen: row.get::<_, Option<i64>>(11)?.map(from_ms),
+        last_ip: row.get(12)?,
+        firmware: row.get(13)?,
+        push_version: row.get(14)?,
+        language: row.get(15)?,
+        device_type: row.get(16)?,
+        poll_delay_secs: row.get(17)?,
+        info: json_map(&row.get::<_, String>(18)?),
+        last_error: row.get(19)?,
+        clock_drift_secs: row.get(20)?,
+    })
+}
+
+fn get_device_on(conn: &Connection, sn: &str) -> Result<Device> {
+    conn.prepare_cached(&format!(
+        "SELECT {DEVICE_COLUMNS} FROM devices WHERE sn = ?1"
+    ))
+    .and_then(|mut st| st.query_row([sn], device_from_row).optional())
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::NotFound(format!("device {sn}")))
+}
+
+fn next_revision(conn: &Connection) -> Result<i64> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(revision), 0) + 1 FROM devices",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
+const PUNCH_COLUMNS: &str =
+    "id, device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
+    time_zone, punched_at_utc, received_at, source, journal_id";
+
+fn punch_from_row(row: &Row<'_>) -> rusqlite::Result<Punch> {
+    let state: i64 = row.get(4)?;
+    let extra: Option<String> = row.get(7)?;
+    let source: String = row.get(11)?;
+    Ok(Punch {
+        id: row.get(0)?,
+        device_sn: sn_from(row.get(1)?)?,
+        pin: Pin(row.get(2)?),
+        punched_at: parse_local(&row.get::<_, String>(3)?)?,
+        punch_state: u16::try_from(state).ok(),
+        verify_mode: row.get(5)?,
+        work_code: row.get(6)?,
+        extra: extra
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
+        time_zone: row.get(8)?,
+        punched_at_utc: Utc
+            .timestamp_opt(row.get(9)?, 0)
+            .single()
+            .unwrap_or_default(),
+        received_at: from_ms(row.get(10)?),
+        source: Source::parse(&source).ok_or_else(|| conversion(format!("source {source:?}")))?,
+        journal_id: row.get(12)?,
+    })
+}
+
+const COMMAND_COLUMNS: &str =
+    "id, device_sn, kind, wire, status, attempts, requested_by, created_at, sent_at, \
+    finished_at, return_code, message, result";
+
+fn command_from_row(row: &Row<'_>) -> rusqlite::Result<Command> {
+    let kind: String = row.get(2)?;
+    let status: String = row.get(4)?;
+    let result: Option<String> = row.get(12)?;
+    Ok(Command {
+        id: row.get(0)?,
+        device_sn: sn_from(row.get(1)?)?,
+        kind: command_kind_from_json(&kind).map_err(|e| conversion(e.to_string()))?,
+        wire: row.get(3)?,
+        status: CommandStatus::parse(&status)
+            .ok_or_else(|| conversion(format!("command status {status:?}")))?,
+        attempts: row.get(5)?,
+        requested_by: row.get(6)?,
+        created_at: from_ms(row.get(7)?),
+        sent_at: row.get::<_, Option<i64>>(8)?.map(from_ms),
+        finished_at: row.get::<_, Option<i64>>(9)?.map(from_ms),
+        return_code: row.get(10)?,
+        message: row.get(11)?,
+        result: result.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
+fn get_command_on(conn: &Connection, id: i64) -> Result<Command> {
+    conn.prepare_cached(&format!(
+        "SELECT {COMMAND_COLUMNS} FROM commands WHERE id = ?1"
+    ))
+    .and_then(|mut st| st.query_row([id], command_from_row).optional())
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::NotFound(format!("command {id}")))
+}
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_at: from_ms(row.get(2)?),
+        revoked_at: row.get::<_, Option<i64>>(3)?.map(from_ms),
+    })
+}
+
+fn insert_journal(conn: &Connection, raw: &RawEntry) -> Result<i64> {
+    let errors = if raw.errors.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&raw.errors).unwrap_or_default())
+    };
+    conn.prepare_cached(
+        "INSERT INTO journal (received_at, device_sn, source, kind, request, remote_addr, body, errors) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            ms(raw.received_at),
+            raw.device_sn.as_ref().map(DeviceSn::as_str),
+            raw.source.as_str(),
+            raw.kind,
+            raw.request,
+            raw.remote_addr,
+            raw.body,
+            errors,
+        ])
+    })
+    .map_err(backend)?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
+    let journal_id = insert_journal(conn, &batch.raw)?;
+    let received = ms(batch.raw.received_at);
+    let mut n_stored = 0usize;
+    let mut n_duplicate = 0usize;
+    if !batch.punches.is_empty() {
+        let mut st = conn
+            .prepare_cached(
+                "INSERT INTO punches (device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
+                 time_zone, punched_at_utc, received_at, source, journal_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+            )
+            .map_err(backend)?;
+        for p in &batch.punches {
+            let extra = if p.extra.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&p.extra).unwrap_or_default())
+            };
+            let changed = st
+                .execute(params![
+                    p.device_sn.as_str(),
+                    p.pin.as_str(),
+                    local_text(p.punched_at),
+                    p.punch_state.map_or(-1, |s| i64::from(s.code())),
+                    p.verify_mode.map(|v| v.0),
+                    p.work_code,
+                    extra,
+                    p.time_zone,
+                    p.punched_at_utc.timestamp(),
+                    received,
+                    p.source.as_str(),
+                    journal_id,
+                ])
+                .map_err(backend)?;
+            if changed == 0 {
+                n_duplicate += 1;
+            } else {
+                n_stored += 1;
+            }
+        }
+    }
+    for u in &batch.users {
+        conn.prepare_cached(
+            "INSERT INTO device_users (device_sn, pin, name, privilege, password, card, grp, time_zones, \
+             verify_mode, enabled, fields, updated_at, journal_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT (device_sn, pin) DO UPDATE SET name = excluded.name, privilege = excluded.privilege, \
+             password = excluded.password, card = excluded.card, grp = excluded.grp, \
+             time_zones = excluded.time_zones, verify_mode = excluded.verify_mode, fields = excluded.fields, \
+             updated_at = excluded.updated_at, journal_id = excluded.journal_id",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                u.device_sn.as_str(),
+                u.pin.as_str(),
+                u.name,
+                u.privilege,
+                u.password,
+                u.card,
+                u.group,
+                u.time_zones,
+                u.verify_mode,
+                u.enabled,
+                serde_json::Value::Object(u.fields.clone()).to_string(),
+                ms(u.updated_at),
+                journal_id,
+            ])
+        })
+        .map_err(backend)?;
+    }
+    for t in &batch.templates {
+        conn.prepare_cached(
+            "INSERT INTO templates (device_sn, pin, kind, bio_type, no, idx, valid, duress, major_ver, minor_ver, \
+             format, template, updated_at, journal_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             ON CONFLICT (device_sn, pin, kind, bio_type, no, idx) DO UPDATE SET valid = excluded.valid, \
+             duress = excluded.duress, major_ver = excluded.major_ver, minor_ver = excluded.minor_ver, \
+             format = excluded.format, template = excluded.template, updated_at = excluded.updated_at, \
+             journal_id = excluded.journal_id",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                t.device_sn.as_str(),
+                t.pin.as_str(),
+                t.kind,
+                t.bio_type,
+                t.no,
+                t.index,
+                t.valid,
+                t.duress,
+                t.major_ver,
+                t.minor_ver,
+                t.format,
+                t.template,
+                ms(t.updated_at),
+                journal_id,
+            ])
+        })
+        .map_err(backend)?;
+    }
+    for p in &batch.photos {
+        conn.prepare_cached(
+            "INSERT INTO photos (device_sn, kind, pin, file_name, taken_at, content, received_at, journal_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                p.device_sn.as_str(),
+                p.kind,
+                p.pin,
+                p.file_name,
+                p.taken_at.map(local_text),
+                p.content,
+                received,
+                journal_id,
+            ])
+        })
+        .map_err(backend)?;
+    }
+    for o in &batch.oplog {
+        conn.prepare_cached(
+            "INSERT INTO oplog (device_sn, op_type, operator, op_at, objects, journal_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                o.device_sn.as_str(),
+                o.op_type,
+                o.operator,
+                local_text(o.op_at),
+                serde_json::to_string(&o.objects).unwrap_or_default(),
+                journal_id,
+            ])
+        })
+        .map_err(backend)?;
+    }
+    for r in &batch.records {
+        let fields: serde_json::Map<String, serde_json::Value> = r
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        conn.prepare_cached(
+            "INSERT INTO device_records (device_sn, tag, fields, received_at, journal_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                r.device_sn.as_str(),
+                r.tag,
+                serde_json::Value::Object(fields).to_string(),
+                received,
+                journal_id,
+            ])
+        })
+        .map_err(backend)?;
+    }
+    if let Some((sn, table, value)) = &batch.stamp {
+        conn.prepare_cached(
+            "INSERT INTO stamps (device_sn, table_name, value, updated_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (device_sn, table_name) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+        )
+        .and_then(|mut st| st.execute(params![sn.as_str(), table, value, received]))
+        .map_err(backend)?;
+    }
+    if let Some((sn, info)) = &batch.device_info {
+        merge_info_on(conn, sn.as_str(), info)?;
+    }
+    let n_records = batch.n_records() - batch.punches.len() + n_stored + n_duplicate;
+    conn.prepare_cached(
+        "UPDATE journal SET n_records = ?2, n_stored = ?3, n_duplicate = ?4 WHERE id = ?1",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            journal_id,
+            n_records as i64,
+            n_stored as i64,
+            n_duplicate as i64
+        ])
+    })
+    .map_err(backend)?;
+    Ok(BatchOutcome {
+        journal_id,
+        n_stored,
+        n_duplicate,
+        n_records,
+    })
+}
+
+fn merge_info_on(
+    conn: &Connection,
+    sn: &str,
+    info: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let current: Option<String> = conn
+        .prepare_cached("SELECT info FROM devices WHERE sn = ?1")
+        .and_then(|mut st| st.query_row([sn], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    let Some(current) = current else {
+        return Ok(());
+    };
+    let mut merged = json_map(&current);
+    for (k, v) in info {
+        merged.insert(k.clone(), v.clone());
+    }
+    let firmware = info
+        .get("FWVersion")
+        .or_else(|| info.get("firmware"))
+        .and_then(|v| v.as_str());
+    conn.prepare_cached(
+        "UPDATE devices SET info = ?2, firmware = COALESCE(?3, firmware) WHERE sn = ?1",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            sn,
+            serde_json::Value::Object(merged).to_string(),
+            firmware
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn punch_where(filter: &PunchFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut clauses: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(sn) = &filter.device_sn {
+        values.push(Value::Text(sn.as_str().to_owned()));
+        clauses.push(format!("device_sn = ?{}", values.len()));
+    }
+    if let Some(pin) = &filter.pin {
+        values.push(Value::Text(pin.as_str().to_owned()));
+        clauses.push(format!("pin = ?{}", values.len()));
+    }
+    for (bound, op) in [(&filter.from, ">="), (&filter.to, "<")] {
+        match bound {
+            Some(TimeBound::Local(t)) => {
+                values.push(Value::Text(local_text(*t)));
+                clauses.push(format!("punched_at {op} ?{}", values.len()));
+            }
+            Some(TimeBound::Utc(t)) => {
+                values.push(Value::Integer(t.timestamp()));
+                clauses.push(format!("punched_at_utc {op} ?{}", values.len()));
+            }
+            None => {}
+        }
+    }
+    if clauses.is_empty() {
+        (String::new(), values)
+    } else {
+        (format!(" WHERE {}", clauses.join(" AND ")), values)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+
+    async fn write_batch(&self, batch: Batch) -> Result<BatchOutcome> {
+        self.write(move |conn| write_batch_on(conn, &batch)).await
+    }
+
+    async fn write_journal(&self, raw: RawEntry) -> Result<i64> {
+        self.write(move |conn| insert_journal(conn, &raw)).await
+    }
+
+    async fn upsert_device(&self, c: DeviceContact) -> Result<Device> {
+        self.write(move |conn| {
+            let now = ms(c.seen_at);
+            let revision = next_revision(conn)?;
+            conn.prepare_cached(
+                "INSERT INTO devices (sn, approval, transport, first_seen, last_seen, last_ip, firmware, \
+                 push_version, language, device_type, revision, poll_delay_secs) \
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (sn) DO UPDATE SET last_seen = excluded.last_seen, \
+                 last_ip = COALESCE(excluded.last_ip, last_ip), \
+                 firmware = COALESCE(excluded.firmware, firmware), \
+                 push_version = COALESCE(excluded.push_version, push_version), \
+                 language = COALESCE(excluded.language, language), \
+                 device_type = COALESCE(excluded.device_type, device_type)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    c.sn.as_str(),
+                    c.approval_if_new.as_str(),
+                    c.transport.as_str(),
+                    now,
+                    c.ip,
+                    c.firmware,
+                    c.push_version,
+                    c.language,
+                    c.device_type,
+                    revision,
+                    c.poll_delay_secs,
+                ])
+            })
+            .map_err(backend)?;
+            get_device_on(conn, c.sn.as_str())
+        })
+        .await
+    }
+
+    async fn create_device(&self, d: Device) -> Result<Device> {
+        self.write(move |conn| {
+            let revision = next_revision(conn)?;
+            let inserted = conn
+                .execute(
+                    "INSERT INTO devices (sn, approval, transport, alias, site, time_zone, address, comm_key, \
+                     pull_interval_secs, clear_after_pull, first_seen, poll_delay_secs, revision) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
+                    params![
+                        d.sn.as_str(),
+                        d.approval.as_str(),
+                        d.transport.as_str(),
+                        d.alias,
+                        d.site,
+                        d.time_zone,
+                        d.address,
+                        d.comm_key,
+                        d.pull_interval_secs,
+                        d.clear_after_pull,
+                        ms(d.first_seen),
+                        d.poll_delay_secs,
+                        revision,
+                    ],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("device {} already exists", d.sn)));
+            }
+            get_device_on(conn, d.sn.as_str())
+        })
+        .await
+    }
+
+    async fn get_device(&self, sn: &DeviceSn) -> Result<Device> {
+        let sn = sn.clone();
+        self.read(move |conn| get_device_on(conn, sn.as_str()))
+            .await
+    }
+
+    async fn list_devices(&self) -> Result<Vec<Device>> {
+        self.read(|conn| {
+            let mut st = conn
+                .prepare_cached(&format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY sn"))
+                .map_err(backend)?;
+            let rows = st.query_map([], device_from_row).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn devices_changed_since(&self, revision: i64) -> Result<(Vec<Device>, i64)> {
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS}, revision FROM devices WHERE revision > ?1 ORDER BY revision"
+                ))
+                .map_err(backend)?;
+            let mut max = revision;
+            let rows = st
+                .query_map([revision], |row| {
+                    Ok((device_from_row(row)?, row.get::<_, i64>(21)?))
+                })
+                .map_err(backend)?;
+            let mut devices = Vec::new();
+            for row in rows {
+                let (device, rev) = row.map_err(backend)?;
+                max = max.max(rev);
+                devices.push(device);
+            }
+            Ok((devices, max))
+        })
+        .await
+    }
+
+    async fn update_device(&self, sn: &DeviceSn, patch: DevicePatch) -> Result<Device> {
+        let sn = sn.clone();
+        self.write(move |conn| {
+            let mut device = get_device_on(conn, sn.as_str())?;
+            if let Some(a) = patch.approval {
+                device.approval = a;
+            }
+            if let Some(v) = patch.alias {
+                device.alias = v;
+            }
+            if let Some(v) = patch.site {
+                device.site = v;
+            }
+            if let Some(v) = patch.time_zone {
+                device.time_zone = v;
+            }
+            if let Some(v) = patch.poll_delay_secs {
+                device.poll_delay_secs = v;
+            }
+            if let Some(v) = patch.address {
+                device.address = v;
+            }
+            if let Some(v) = patch.comm_key {
+                device.comm_key = Some(v);
+            }
+            if let Some(v) = patch.pull_interval_secs {
+                device.pull_interval_secs = Some(v);
+            }
+            if let Some(v) = patch.clear_after_pull {
+                device.clear_after_pull = v;
+            }
+            if let Some(v) = patch.transport {
+                device.transport = v;
+            }
+            let revision = next_revision(conn)?;
+            conn.execute(
+                "UPDATE devices SET approval = ?2, alias = ?3, site = ?4, time_zone = ?5, poll_delay_secs = ?6, \
+                 address = ?7, comm_key = ?8, pull_interval_secs = ?9, clear_after_pull = ?10, transport = ?11, \
+                 revision = ?12 WHERE sn = ?1",
+                params![
+                    sn.as_str(),
+                    device.approval.as_str(),
+                    device.alias,
+                    device.site,
+                    device.time_zone,
+                    device.poll_delay_secs,
+                    device.address,
+                    device.comm_key,
+                    device.pull_interval_secs,
+                    device.clear_after_pull,
+                    device.transport.as_str(),
+                    revision,
+                ],
+            )
+            .map_err(backend)?;
+            Ok(device)
+        })
+        .await
+    }
+
+    async fn record_seen(&self, seen: Vec<SeenUpdate>) -> Result<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "UPDATE devices SET last_seen = MAX(COALESCE(last_seen, 0), ?2), \
+                     last_ip = COALESCE(?3, last_ip) WHERE sn = ?1",
+                )
+                .map_err(backend)?;
+            for s in &seen {
+                st.execute(params![s.sn.as_str(), ms(s.at), s.ip])
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_device_health(
+        &self,
+        sn: &DeviceSn,
+        at: DateTime<Utc>,
+        last_error: Option<String>,
+        clock_drift_secs: Option<i64>,
+    ) -> Result<()> {
+        let sn = sn.clone();
+        self.write(move |conn| {
+            let seen = if last_error.is_none() { Some(ms(at)) } else { None };
+            conn.execute(
+                "UPDATE devices SET last_error = ?2, clock_drift_secs = COALESCE(?3, clock_drift_secs), \
+                 last_seen = COALESCE(?4, last_seen) WHERE sn = ?1",
+                params![sn.as_str(), last_error, clock_drift_secs, seen],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stamps(&self, sn: &DeviceSn) -> Result<Vec<(String, String)>> {
+        let sn = sn.clone();
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT table_name, value FROM stamps WHERE device_sn = ?1 ORDER BY table_name",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([sn.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_punches(&self, filter: &PunchFilter) -> Result<Vec<Punch>> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let (mut where_sql, mut values) = punch_where(&filter);
+            if let Some(after) = filter.after_id {
+                values.push(rusqlite::types::Value::Integer(after));
+                let clause = format!("id > ?{}", values.len());
+                where_sql = if where_sql.is_empty() {
+                    format!(" WHERE {clause}")
+                } else {
+                    format!("{where_sql} AND {clause}")
+                };
+            }
+            let limit = if filter.limit == 0 {
+                String::new()
+            } else {
+                format!(" LIMIT {}", filter.limit)
+            };
+            let sql = format!("SELECT {PUNCH_COLUMNS} FROM punches{where_sql} ORDER BY id{limit}");
+            let mut st = conn.prepare_cached(&sql).map_err(backend)?;
+            let rows = st
+                .query_map(rusqlite::params_from_iter(values), punch_from_row)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn count_punches(&self, filter: &PunchFilter) -> Result<u64> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let (where_sql, values) = punch_where(&filter);
+            let sql = format!("SELECT COUNT(*) FROM punches{where_sql}");
+            conn.query_row(&sql, rusqlite::params_from_iter(values), |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_device_users(&self, sn: &DeviceSn) -> Result<Vec<DeviceUser>> {
+        let sn = sn.clone();
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT device_sn, pin, name, privilege, password, card, grp, time_zones, verify_mode, enabled, \
+                     fields, updated_at FROM device_users WHERE device_sn = ?1 ORDER BY pin",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([sn.as_str()], |r| {
+                    Ok(DeviceUser {
+                        device_sn: sn_from(r.get(0)?)?,
+                        pin: Pin(r.get(1)?),
+                        name: r.get(2)?,
+                        privilege: r.get(3)?,
+                        password: r.get(4)?,
+                        card: r.get(5)?,
+                        group: r.get(6)?,
+                        time_zones: r.get(7)?,
+                        verify_mode: r.get(8)?,
+                        enabled: r.get(9)?,
+                        fields: json_map(&r.get::<_, String>(10)?),
+                        updated_at: from_ms(r.get(11)?),
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_templates(&self, sn: &DeviceSn, pin: Option<&Pin>) -> Result<Vec<Template>> {
+        let sn = sn.clone();
+        let pin = pin.cloned();
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT device_sn, pin, kind, bio_type, no, idx, valid, duress, major_ver, minor_ver, format, \
+                     template, updated_at FROM templates WHERE device_sn = ?1 AND (?2 IS NULL OR pin = ?2) \
+                     ORDER BY pin, kind, bio_type, no, idx",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![sn.as_str(), pin.as_ref().map(Pin::as_str)], |r| {
+                    Ok(Template {
+                        device_sn: sn_from(r.get(0)?)?,
+                        pin: Pin(r.get(1)?),
+                        kind: r.get(2)?,
+                        bio_type: r.get(3)?,
+                        no: r.get(4)?,
+                        index: r.get(5)?,
+                        valid: r.get(6)?,
+                        duress: r.get(7)?,
+                        major_ver: r.get(8)?,
+                        minor_ver: r.get(9)?,
+                        format: r.get(10)?,
+                        template: r.get(11)?,
+                        updated_at: from_ms(r.get(12)?),
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_user_enabled(&self, sn: &DeviceSn, pin: &Pin, enabled: bool) -> Result<()> {
+        let (sn, pin) = (sn.clone(), pin.clone());
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE device_users SET enabled = ?3 WHERE device_sn = ?1 AND pin = ?2",
+                params![sn.as_str(), pin.as_str(), enabled],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_device_user(&self, sn: &DeviceSn, pin: &Pin) -> Result<()> {
+        let (sn, pin) = (sn.clone(), pin.clone());
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM device_users WHERE device_sn = ?1 AND pin = ?2",
+                params![sn.as_str(), pin.as_str()],
+            )
+            .and_then(|_| {
+                conn.execute(
+                    "DELETE FROM templates WHERE device_sn = ?1 AND pin = ?2",
+                    params![sn.as_str(), pin.as_str()],
+                )
+            })
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_journal(&self, id: i64) -> Result<JournalEntry> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT id, received_at, device_sn, source, kind, request, remote_addr, body, n_records, n_stored, \
+                 n_duplicate, errors FROM journal WHERE id = ?1",
+                [id],
+                |r| {
+                    let sn: Option<String> = r.get(2)?;
+                    let source: String = r.get(3)?;
+                    let errors: Option<String> = r.get(11)?;
+                    Ok(JournalEntry {
+                        id: r.get(0)?,
+                        received_at: from_ms(r.get(1)?),
+                        device_sn: sn.map(sn_from).transpose()?,
+                        source: Source::parse(&source)
+                            .ok_or_else(|| conversion(format!("source {source:?}")))?,
+                        kind: r.get(4)?,
+                        request: r.get(5)?,
+                        remote_addr: r.get(6)?,
+                        body: r.get(7)?,
+                        n_records: r.get::<_, i64>(8)? as usize,
+                        n_stored: r.get::<_, i64>(9)? as usize,
+                        n_duplicate: r.get::<_, i64>(10)? as usize,
+                        errors: errors
+                            .and_then(|e| serde_json::from_str::<Vec<LineIssue>>(&e).ok())
+                            .unwrap_or_default(),
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("journal entry {id}")))
+        })
+        .await
+    }
+
+    async fn enqueue_commands(
+        &self,
+        commands: Vec<NewCommand>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Command>> {
+        self.write(move |conn| {
+            let mut out = Vec::with_capacity(commands.len());
+            for c in &commands {
+                let kind = serde_json::to_string(&c.kind)
+                    .map_err(|e| StoreError::Backend(format!("encoding command: {e}")))?;
+                conn.prepare_cached(
+                    "INSERT INTO commands (device_sn, kind, wire, status, requested_by, created_at) \
+                     VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![c.device_sn.as_str(), kind, c.wire, c.requested_by, ms(now)])
+                })
+                .map_err(backend)?;
+                out.push(get_command_on(conn, conn.last_insert_rowid())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn queued_commands(&self, sn: &DeviceSn, max: usize) -> Result<Vec<Command>> {
+        let sn = sn.clone();
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE device_sn = ?1 AND status = 'queued' \
+                     ORDER BY id LIMIT ?2"
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![sn.as_str(), max as i64], command_from_row)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn mark_sent(&self, ids: Vec<i64>, now: DateTime<Utc>) -> Result<Vec<i64>> {
+        self.write(move |conn| {
+            let mut marked = Vec::with_capacity(ids.len());
+            let mut st = conn
+                .prepare_cached(
+                    "UPDATE commands SET status = 'sent', attempts = attempts + 1, sent_at = ?2 \
+                     WHERE id = ?1 AND status = 'queued'",
+                )
+                .map_err(backend)?;
+            for id in ids {
+                if st.execute(params![id, ms(now)]).map_err(backend)? > 0 {
+                    marked.push(id);
+                }
+            }
+            Ok(marked)
+        })
+        .await
+    }
+
+    async fn complete_commands(
+        &self,
+        sn: &DeviceSn,
+        completions: Vec<CommandCompletion>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Command>> {
+        let sn = sn.clone();
+        self.write(move |conn| {
+            let mut out = Vec::new();
+            for c in &completions {
+                let status = if c.return_code >= 0 {
+                    CommandStatus::Succeeded
+                } else {
+                    CommandStatus::Failed
+                };
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE commands SET status = ?3, finished_at = ?4, return_code = ?5, message = ?6, \
+                         result = ?7 WHERE id = ?1 AND device_sn = ?2 AND status IN ('sent', 'queued', 'expired')",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            c.id,
+                            sn.as_str(),
+                            status.as_str(),
+                            ms(now),
+                            c.return_code,
+                            c.message,
+                            c.result.as_ref().map(|v| v.to_string()),
+                        ])
+                    })
+                    .map_err(backend)?;
+                if changed > 0 {
+                    out.push(get_command_on(conn, c.id)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn sweep_commands(
+        &self,
+        now: DateTime<Utc>,
+        sent_before: DateTime<Utc>,
+        queued_before: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> Result<(usize, usize)> {
+        self.write(move |conn| {
+            let expired_sent = conn
+                .execute(
+                    "UPDATE commands SET status = 'expired', finished_at = ?1, \
+                     message = 'no result after ' || attempts || ' deliveries' \
+                     WHERE status = 'sent' AND sent_at < ?2 AND attempts >= ?3",
+                    params![ms(now), ms(sent_before), max_attempts],
+                )
+                .map_err(backend)?;
+            let requeued = conn
+                .execute(
+                    "UPDATE commands SET status = 'queued' WHERE status = 'sent' AND sent_at < ?1",
+                    params![ms(sent_before)],
+                )
+                .map_err(backend)?;
+            let expired_queued = conn
+                .execute(
+                    "UPDATE commands SET status = 'expired', finished_at = ?1, \
+                     message = 'not delivered: the device did not poll in time' \
+                     WHERE status = 'queued' AND created_at < ?2",
+                    params![ms(now), ms(queued_before)],
+                )
+                .map_err(backend)?;
+            Ok((requeued, expired_sent + expired_queued))
+        })
+        .await
+    }
+
+    async fn list_commands(&self, filter: &CommandFilter) -> Result<Vec<Command>> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let limit = if filter.limit == 0 {
+                -1
+            } else {
+                filter.limit as i64
+            };
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE (?1 IS NULL OR device_sn = ?1) \
+                     AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3"
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map(
+                    params![
+                        filter.device_sn.as_ref().map(DeviceSn::as_str),
+                        filter.status.map(CommandStatus::as_str),
+                        limit
+                    ],
+                    command_from_row,
+                )
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_command(&self, id: i64) -> Result<Command> {
+        self.read(move |conn| get_command_on(conn, id)).await
+    }
+
+    async fn devices_with_queued_commands(&self) -> Result<Vec<DeviceSn>> {
+        self.read(|conn| {
+            let mut st = conn
+                .prepare_cached("SELECT DISTINCT device_sn FROM commands WHERE status = 'queued'")
+                .map_err(backend)?;
+            let rows = st.query_map([], |r| sn_from(r.get(0)?)).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn create_token(&self, name: &str, hash: &str, now: DateTime<Utc>) -> Result<TokenInfo> {
+        let (name, hash) = (name.to_owned(), hash.to_owned());
+        self.write(move |conn| {
+            let inserted = conn
+                .execute(
+                    "INSERT INTO api_tokens (name, hash, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![name, hash, ms(now)],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("a token named {name:?} exists")));
+            }
+            conn.query_row(
+                "SELECT id, name, created_at, revoked_at FROM api_tokens WHERE name = ?1",
+                [&name],
+                token_from_row,
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenInfo>> {
+        let hash = hash.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, name, created_at, revoked_at FROM api_tokens WHERE hash = ?1 AND revoked_at IS NULL",
+            )
+            .and_then(|mut st| st.query_row([&hash], token_from_row).optional())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.read(|conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT id, name, created_at, revoked_at FROM api_tokens ORDER BY id",
+                )
+                .map_err(backend)?;
+            let rows = st.query_map([], token_from_row).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, name: &str, now: DateTime<Utc>) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                    params![name, ms(now)],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("live token {name:?}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
