@@ -91,6 +91,46 @@ impl Profile {
     }
 }
 
+/// A profile name that is not one of `zk8`, `zk6`, `zem500`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownProfile(pub String);
+
+impl std::fmt::Display for UnknownProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown device profile {:?}: expected zk8, zk6 or zem500",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownProfile {}
+
+impl std::str::FromStr for Profile {
+    type Err = UnknownProfile;
+
+    /// `zk8`, `zk6` or `zem500`, in any case (for `punchd simulate pull --profile`).
+    fn from_str(s: &str) -> Result<Profile, UnknownProfile> {
+        match s.to_ascii_lowercase().as_str() {
+            "zk8" => Ok(Profile::Zk8),
+            "zk6" => Ok(Profile::Zk6),
+            "zem500" => Ok(Profile::Zem500),
+            _ => Err(UnknownProfile(s.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Profile::Zk8 => "zk8",
+            Profile::Zk6 => "zk6",
+            Profile::Zem500 => "zem500",
+        })
+    }
+}
+
 /// Misbehaviour to inject, for testing clients (timeouts, retries, reconnection). Each "first reply to
 /// command X" fault and the mid-transfer disconnect fire once per simulator (the first matching reply on any
 /// connection), so a client that retries or reconnects then succeeds. Delays and frame splitting apply to
@@ -157,6 +197,10 @@ pub struct PullSimConfig {
     /// How long a TCP connection waits for the client's ACK of a live event before sending the next one
     /// (pyzk needs one event per read; the Node clients never ACK).
     pub event_ack_timeout: Duration,
+    /// Demo mode: while at least one client is registered for live events, a user picked by the seeded
+    /// generator punches this often (so `pyzk_matrix.py`'s live step, or any live client, sees traffic without
+    /// a test driving the handle). `None`: only [`PullSimHandle::punch`] punches.
+    pub live_punch_every: Option<Duration>,
     /// Faults to inject.
     pub faults: Faults,
     /// Seed of the generated data and of the session ids.
@@ -182,6 +226,7 @@ impl PullSimConfig {
             direct_threshold: 1016,
             event_payload_len: None,
             event_ack_timeout: Duration::from_millis(500),
+            live_punch_every: None,
             faults: Faults::default(),
             seed: 1,
         }
@@ -370,10 +415,20 @@ impl PullSim {
     /// leaves room for fatal socket errors.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let PullSim {
-            tcp, udp, shared, ..
+            tcp,
+            udp,
+            shared,
+            local_addr,
         } = self;
         let mut tasks = JoinSet::new();
         tasks.spawn(udp::serve(udp, Arc::clone(&shared)));
+        if let Some(every) = shared.config.live_punch_every {
+            let handle = PullSimHandle {
+                shared: Arc::clone(&shared),
+                local_addr,
+            };
+            tasks.spawn(demo_punches(handle, every));
+        }
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -392,6 +447,50 @@ impl PullSim {
         }
         tasks.shutdown().await;
         Ok(())
+    }
+}
+
+/// Bind a simulator on `addr`, log where it listens, and serve until `shutdown` resolves: what
+/// `punchd simulate pull` needs in one call.
+///
+/// # Errors
+/// As [`PullSim::bind`] and [`PullSim::run`].
+pub async fn serve(
+    addr: SocketAddr,
+    config: PullSimConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let profile = config.profile;
+    let (users, punches, comm_key) = (config.users, config.punches, config.comm_key != 0);
+    let sim = PullSim::bind(addr, config).await?;
+    tracing::info!(
+        addr = %sim.local_addr(),
+        %profile,
+        users,
+        punches,
+        comm_key,
+        "simulated pull terminal listening (TCP and UDP)"
+    );
+    sim.run(shutdown).await
+}
+
+/// [`PullSimConfig::live_punch_every`]: punch for a random user whenever someone is listening.
+async fn demo_punches(handle: PullSimHandle, every: Duration) {
+    let mut rng = generate::SplitMix64::new(handle.shared.config.seed ^ 0x11FE);
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if handle.live_subscribers() == 0 {
+            continue;
+        }
+        let users = handle.users();
+        let Some(user) = users.get(usize::try_from(rng.below(users.len() as u64)).unwrap_or(0))
+        else {
+            continue;
+        };
+        let punch = u8::try_from(rng.below(2)).unwrap_or(0);
+        handle.punch(&user.user_id, punch, 1);
     }
 }
 
@@ -518,5 +617,34 @@ impl PullSimHandle {
         let mut rx = self.shared.subscribers.subscribe();
         // The sender lives as long as `self.shared`, so this only ends when the condition holds.
         let _ = rx.wait_for(|count| *count >= n).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_parse_from_cli_names() {
+        for profile in [Profile::Zk8, Profile::Zk6, Profile::Zem500] {
+            assert_eq!(profile.to_string().parse::<Profile>(), Ok(profile));
+        }
+        assert_eq!("ZK8".parse::<Profile>(), Ok(Profile::Zk8));
+        assert_eq!(
+            "f18".parse::<Profile>().unwrap_err().to_string(),
+            "unknown device profile \"f18\": expected zk8, zk6 or zem500"
+        );
+    }
+
+    #[tokio::test]
+    async fn bind_refuses_more_users_than_a_u16_numbers() {
+        let config = PullSimConfig {
+            users: 70_000,
+            ..PullSimConfig::default()
+        };
+        let error = PullSim::bind("127.0.0.1:0".parse().unwrap(), config)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     }
 }

@@ -138,16 +138,13 @@ async fn serve_inner(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result
                     let (plan, rendered) =
                         render(&reply, request.command, Transport::Tcp, &config.faults, &mut shared.fault_state());
                     count_faults(shared, rendered);
-                    if !write_plan(&mut writer, plan).await? {
-                        return Ok(());
+                    if reply.after == After::Restart {
+                        // Restart before the ACK leaves: a client reconnecting as soon as it reads the ACK must
+                        // not be caught by this restart.
+                        shared.restart();
                     }
-                    match reply.after {
-                        After::Continue => {}
-                        After::Close => return Ok(()),
-                        After::Restart => {
-                            shared.restart();
-                            return Ok(());
-                        }
+                    if !write_plan(&mut writer, plan).await? || reply.after != After::Continue {
+                        return Ok(());
                     }
                     match (session.wants_attendance_events(), subscription.is_some()) {
                         (true, false) => subscription = Some(Subscription::new(shared)),

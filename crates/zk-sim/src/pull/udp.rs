@@ -87,6 +87,9 @@ pub(crate) async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
+            // A restart (from a TCP client) is handled before any datagram that arrives after it.
+            biased;
+            _ = restarts.changed() => sessions.clear(),
             received = socket.recv_from(&mut buf) => {
                 let (len, addr) = match received {
                     Ok(received) => received,
@@ -96,8 +99,16 @@ pub(crate) async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
                     }
                 };
                 let datagram = buf.get(..len).unwrap_or(&[]);
-                if let Err(error) = handle_datagram(&socket, &shared, &mut sessions, datagram, addr).await {
-                    tracing::debug!(%error, %addr, "udp send failed");
+                match handle_datagram(&socket, &shared, &mut sessions, datagram, addr).await {
+                    Ok(After::Restart) => {
+                        // Forget every session now, before the next datagram (a client reconnecting at once
+                        // must keep its new session), and mark this restart as handled.
+                        shared.restart();
+                        restarts.borrow_and_update();
+                        sessions.clear();
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::debug!(%error, %addr, "udp send failed"),
                 }
             }
             event = events.recv() => match event {
@@ -116,7 +127,6 @@ pub(crate) async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = restarts.changed() => sessions.clear(),
         }
     }
 }
@@ -127,16 +137,16 @@ async fn handle_datagram(
     sessions: &mut Sessions,
     datagram: &[u8],
     addr: SocketAddr,
-) -> std::io::Result<()> {
+) -> std::io::Result<After> {
     let config = &shared.config;
     let Ok((request, checksum_ok)) = codec::decode_checked(datagram) else {
         shared.model().counters.malformed_frames += 1;
-        return Ok(());
+        return Ok(After::Continue);
     };
     if !checksum_ok {
         shared.model().counters.bad_checksums += 1;
         if config.faults.drop_bad_checksum_requests {
-            return Ok(());
+            return Ok(After::Continue);
         }
     }
     let id = if request.command == cmd::CONNECT {
@@ -158,7 +168,7 @@ async fn handle_datagram(
         // No such session (never connected, exited, or the device restarted): not authenticated.
         shared.model().counters.requests += 1;
         if request.command == cmd::ACK_OK {
-            return Ok(());
+            return Ok(After::Continue);
         }
         let refusal = Packet::new(
             cmd::ACK_UNAUTH,
@@ -167,7 +177,7 @@ async fn handle_datagram(
             Vec::new(),
         );
         socket.send_to(&refusal.encode(), addr).await?;
-        return Ok(());
+        return Ok(After::Continue);
     };
     peer.addr = addr;
     let ctx = Context {
@@ -191,7 +201,7 @@ async fn handle_datagram(
     match reply.after {
         After::Continue => sessions.sync_subscription(id),
         After::Close => sessions.remove(id),
-        After::Restart => shared.restart(),
+        After::Restart => {}
     }
-    Ok(())
+    Ok(reply.after)
 }

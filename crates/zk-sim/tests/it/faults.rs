@@ -474,3 +474,35 @@ async fn restart_closes_every_connection_and_ends_subscriptions() {
     );
     assert_eq!(sim.handle.counters().restarts, 1);
 }
+
+#[tokio::test]
+async fn demo_mode_punches_while_someone_listens() {
+    let sim = start(PullSimConfig {
+        live_punch_every: Some(Duration::from_millis(50)),
+        event_ack_timeout: Duration::from_millis(10),
+        ..small()
+    })
+    .await;
+    // Nobody listens yet: no punches.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sim.handle.attendance_count(), 5);
+    let mut client = RawTcp::connect(sim.addr()).await;
+    client.request(cmd::REG_EVENT, &1u32.to_le_bytes()).await;
+    let event = client.read().await;
+    assert_eq!(event.command, cmd::REG_EVENT);
+    let punch = decode_attendance_event(&event.payload).unwrap();
+    let users: Vec<String> = sim.handle.users().into_iter().map(|u| u.user_id).collect();
+    assert!(users.contains(&punch.user_id));
+    assert_eq!(
+        sim.handle.attendance().last().map(|a| a.time),
+        Some(punch.time)
+    );
+}
+
+#[tokio::test]
+async fn serve_returns_when_shutdown_resolves() {
+    let config = small();
+    zk_sim::pull::serve("127.0.0.1:0".parse().unwrap(), config, async {})
+        .await
+        .unwrap();
+}
