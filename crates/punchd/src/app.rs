@@ -7,11 +7,13 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::config::Config;
+use crate::devices::registry::new_pull_device;
 use crate::devices::{ApprovalPolicy, CommandQueue, Registry};
+use crate::domain::{Approval, DeviceSn, Transport};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
+use crate::store::{DevicePatch, Store, StoreError};
 
 /// Everything a request handler needs. Cheap to clone.
 #[derive(Clone)]
@@ -30,6 +32,52 @@ pub struct App {
     pub metrics: Arc<Metrics>,
 }
 
+/// Bring the store in line with the `[[devices]]` of the settings file.
+async fn sync_configured_devices(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+    for d in &config.devices {
+        let sn = DeviceSn::parse(&d.sn)
+            .map_err(|e| anyhow::anyhow!("[[devices]] sn {:?}: {e}", d.sn))?;
+        let transport = match d.transport.as_deref().unwrap_or("tcp") {
+            "tcp" => Transport::Tcp,
+            "udp" => Transport::Udp,
+            other => anyhow::bail!("[[devices]] {sn}: transport {other:?} is not tcp or udp"),
+        };
+        if let Some(zone) = &d.time_zone {
+            crate::config::parse_time_zone(zone)?;
+        }
+        let patch = DevicePatch {
+            approval: Some(Approval::Approved),
+            alias: Some(d.alias.clone()),
+            site: Some(d.site.clone()),
+            time_zone: Some(d.time_zone.clone()),
+            address: Some(Some(d.address.clone())),
+            comm_key: Some(d.comm_key),
+            pull_interval_secs: Some(d.interval_secs.unwrap_or(300)),
+            clear_after_pull: Some(d.clear_after_pull),
+            transport: Some(transport),
+            poll_delay_secs: None,
+        };
+        match store.get_device(&sn).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound(_)) => {
+                let device = new_pull_device(
+                    sn.clone(),
+                    transport,
+                    d.address.clone(),
+                    d.comm_key,
+                    300,
+                    false,
+                    Utc::now(),
+                );
+                store.create_device(device).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        store.update_device(&sn, patch).await?;
+    }
+    Ok(())
+}
+
 /// How often housekeeping runs.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(2);
 
@@ -45,6 +93,7 @@ impl App {
 
     /// Wire an instance around an open store.
     pub async fn with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<App> {
+        sync_configured_devices(&config, store.as_ref()).await?;
         let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(
             Registry::load(

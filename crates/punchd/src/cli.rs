@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::App;
 use crate::config::{ApprovalMode, Config, Overrides};
-use crate::domain::{Approval, CommandKind, CommandStatus, DeviceSn, Pin};
+use crate::domain::{Approval, CommandKind, CommandStatus, DeviceSn, Pin, Transport};
 use crate::format::{self, Format, Rows};
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::store::{CommandFilter, DevicePatch, PunchFilter, Store};
@@ -82,6 +82,10 @@ pub enum Cmd {
     },
     /// Feed captured request files (as in samples/push) through a running server or straight into the database.
     Replay(ReplayArgs),
+    /// Read a terminal once over TCP/UDP 4370: its info and attendance log (no server needed).
+    Pull(crate::sources::pull::PullArgs),
+    /// Run simulated terminals: `simulate pull` (a terminal to read) or `simulate push` (a fleet pushing to a server).
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 /// `serve` options.
@@ -117,6 +121,35 @@ pub enum DeviceAction {
     Block {
         /// Serial number.
         sn: String,
+    },
+    /// Register a pull terminal (read over TCP/UDP 4370 by `punchd serve`).
+    Add {
+        /// Serial number (as the terminal reports it; `punchd pull ADDRESS` shows it).
+        sn: String,
+        /// Address: `host` or `host:port` (port 4370 when omitted).
+        #[arg(long)]
+        address: String,
+        /// tcp or udp.
+        #[arg(long, default_value = "tcp")]
+        transport: String,
+        /// Comm key (0 = none).
+        #[arg(long, default_value_t = 0)]
+        comm_key: u32,
+        /// Seconds between pulls; 0 keeps a live connection and stores each punch as it happens.
+        #[arg(long, default_value_t = 300)]
+        interval: u32,
+        /// Clear the terminal's attendance log after a pull that punchd verified complete.
+        #[arg(long)]
+        clear_after_pull: bool,
+        /// IANA zone of the terminal's clock.
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// A name people recognise.
+        #[arg(long)]
+        alias: Option<String>,
+        /// Site.
+        #[arg(long)]
+        site: Option<String>,
     },
     /// Change a device's settings.
     Set {
@@ -379,6 +412,8 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         }
         Cmd::Token { action } => token(config, action).await,
         Cmd::Replay(args) => crate::replay::run(config, args.files, args.server).await,
+        Cmd::Pull(args) => crate::sources::pull::run_cli(config, args).await,
+        Cmd::Simulate(args) => crate::simulate::run(args).await,
     }
 }
 
@@ -403,6 +438,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }))
     };
+    let pull = {
+        let app = app.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(crate::sources::pull::run_scheduler(app, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }))
+    };
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -410,6 +452,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     crate::web::serve(listener, app, shutdown).await?;
     let _ = housekeeping.await;
+    let _ = pull.await;
     Ok(())
 }
 
@@ -476,6 +519,44 @@ async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow
                 .await?;
             eprintln!("{} blocked", d.sn);
             Ok(())
+        }
+        DeviceAction::Add {
+            sn: s,
+            address,
+            transport,
+            comm_key,
+            interval,
+            clear_after_pull,
+            time_zone,
+            alias,
+            site,
+        } => {
+            let transport = match transport.as_str() {
+                "tcp" => Transport::Tcp,
+                "udp" => Transport::Udp,
+                other => bail!("transport {other:?} is not tcp or udp"),
+            };
+            if let Some(zone) = &time_zone {
+                crate::config::parse_time_zone(zone)?;
+            }
+            let device = crate::devices::registry::new_pull_device(
+                sn(&s)?,
+                transport,
+                address,
+                comm_key,
+                interval,
+                clear_after_pull,
+                Utc::now(),
+            );
+            let device = store
+                .create_device(crate::domain::Device {
+                    time_zone,
+                    alias,
+                    site,
+                    ..device
+                })
+                .await?;
+            print_one(&device)
         }
         DeviceAction::Set {
             sn: s,

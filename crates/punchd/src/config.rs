@@ -16,6 +16,15 @@
 //! delay_secs = 10                  # poll interval asked of terminals (push `Delay`)
 //! error_delay_secs = 30
 //! commands_per_poll = 10
+//!
+//! [[devices]]                      # a terminal punchd pulls over TCP/UDP 4370
+//! sn = "BWXP201960123"
+//! address = "192.168.1.201"        # host or host:port (4370 by default)
+//! transport = "tcp"                # or "udp"
+//! comm_key = 0
+//! interval_secs = 300              # 0 = keep a live connection
+//! clear_after_pull = false         # clear the terminal's log once punchd verified it holds every punch
+//! time_zone = "Asia/Kolkata"
 //! ```
 
 use std::net::SocketAddr;
@@ -83,6 +92,38 @@ impl Default for PushConfig {
     }
 }
 
+/// A pull terminal listed in the settings file. On start the store is brought in line with the file: the device
+/// is created when missing, and its listed settings replace the stored ones.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Serial number.
+    pub sn: String,
+    /// `host` or `host:port`.
+    pub address: String,
+    /// tcp (default) or udp.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Comm key (0 = none).
+    #[serde(default)]
+    pub comm_key: u32,
+    /// Seconds between pulls; 0 = live connection. Default 300.
+    #[serde(default)]
+    pub interval_secs: Option<u32>,
+    /// Clear the terminal's attendance log after a verified complete pull.
+    #[serde(default)]
+    pub clear_after_pull: bool,
+    /// IANA zone of the terminal's clock.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// A name people recognise.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Site.
+    #[serde(default)]
+    pub site: Option<String>,
+}
+
 /// The settings file, every field optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -107,6 +148,8 @@ pub struct FileConfig {
     pub approval: ApprovalConfig,
     /// Push handshake settings.
     pub push: PushConfig,
+    /// Pull terminals.
+    pub devices: Vec<DeviceConfig>,
 }
 
 /// The effective settings.
@@ -132,6 +175,8 @@ pub struct Config {
     pub approval: ApprovalConfig,
     /// Push settings.
     pub push: PushConfig,
+    /// Pull terminals listed in the settings file.
+    pub devices: Vec<DeviceConfig>,
 }
 
 /// The default listen address.
@@ -225,6 +270,7 @@ impl Config {
             ),
             approval,
             push: file_config.push,
+            devices: file_config.devices,
         })
     }
 }

@@ -21,6 +21,7 @@ pub mod format;
 pub mod ingest;
 pub mod metrics;
 pub mod replay;
+pub mod simulate;
 pub mod sources;
 pub mod store;
 pub mod web;

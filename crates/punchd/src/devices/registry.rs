@@ -16,6 +16,41 @@ use crate::config::{ApprovalConfig, ApprovalMode};
 use crate::domain::{Approval, Device, DeviceSn, Transport};
 use crate::store::{DeviceContact, Result, SeenUpdate, Store};
 
+/// A pull device as an operator registers it: approved, with its address and schedule.
+pub fn new_pull_device(
+    sn: DeviceSn,
+    transport: Transport,
+    address: String,
+    comm_key: u32,
+    pull_interval_secs: u32,
+    clear_after_pull: bool,
+    now: DateTime<Utc>,
+) -> Device {
+    Device {
+        sn,
+        approval: Approval::Approved,
+        transport,
+        alias: None,
+        site: None,
+        time_zone: None,
+        address: Some(address),
+        comm_key: Some(comm_key),
+        pull_interval_secs: Some(pull_interval_secs),
+        clear_after_pull,
+        first_seen: now,
+        last_seen: None,
+        last_ip: None,
+        firmware: None,
+        push_version: None,
+        language: None,
+        device_type: None,
+        poll_delay_secs: 0,
+        info: serde_json::Map::new(),
+        last_error: None,
+        clock_drift_secs: None,
+    }
+}
+
 /// Decides the approval of a device seen for the first time.
 #[derive(Debug, Clone, Default)]
 pub struct ApprovalPolicy {

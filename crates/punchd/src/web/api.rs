@@ -56,7 +56,7 @@ fn parse_sn(sn: &str) -> Result<DeviceSn, Error> {
 /// The API routes, behind the token check.
 pub fn routes(app: App) -> axum::Router<App> {
     Router::new()
-        .route("/devices", get(list_devices))
+        .route("/devices", get(list_devices).post(create_device))
         .route("/devices/{sn}", get(get_device).patch(update_device))
         .route("/devices/{sn}/approve", post(approve_device))
         .route("/devices/{sn}/block", post(block_device))
@@ -79,12 +79,12 @@ pub fn routes(app: App) -> axum::Router<App> {
 #[openapi(
     info(title = "punchd", description = "Attendance hub for biometric terminals: devices, punches, commands."),
     paths(
-        list_devices, get_device, update_device, approve_device, block_device, list_users, list_templates,
+        list_devices, create_device, get_device, update_device, approve_device, block_device, list_users, list_templates,
         enqueue_command, list_device_commands, list_punches, list_commands, get_command, get_journal
     ),
     components(schemas(
         Device, Punch, Command, CommandKind, CommandStatus, Approval, DevicePatch, DeviceUser, Template,
-        JournalEntry, PunchPage, crate::store::LineIssue, crate::domain::Transport
+        JournalEntry, PunchPage, NewPullDevice, crate::store::LineIssue, crate::domain::Transport
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -112,6 +112,75 @@ async fn openapi() -> impl IntoResponse {
 #[utoipa::path(get, path = "/api/v1/devices", responses((status = 200, body = [Device])))]
 async fn list_devices(State(app): State<App>) -> Result<Json<Vec<Device>>, Error> {
     Ok(Json(app.store.list_devices().await?))
+}
+
+/// A pull terminal to register.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct NewPullDevice {
+    /// Serial number as the terminal reports it.
+    sn: String,
+    /// `host` or `host:port` (4370 by default).
+    address: String,
+    /// tcp (default) or udp.
+    #[serde(default)]
+    transport: Option<crate::domain::Transport>,
+    /// Comm key (0 = none).
+    #[serde(default)]
+    comm_key: u32,
+    /// Seconds between pulls; 0 keeps a live connection. Default 300.
+    #[serde(default)]
+    pull_interval_secs: Option<u32>,
+    /// Clear the terminal's attendance log after a verified complete pull.
+    #[serde(default)]
+    clear_after_pull: bool,
+    /// IANA zone of the terminal's clock.
+    #[serde(default)]
+    time_zone: Option<String>,
+    /// A name people recognise.
+    #[serde(default)]
+    alias: Option<String>,
+    /// Site.
+    #[serde(default)]
+    site: Option<String>,
+}
+
+/// Register a pull terminal; `punchd serve` pulls it on its schedule.
+#[utoipa::path(post, path = "/api/v1/devices", request_body = NewPullDevice,
+    responses((status = 201, body = Device), (status = 400), (status = 409)))]
+async fn create_device(
+    State(app): State<App>,
+    Json(body): Json<NewPullDevice>,
+) -> Result<(StatusCode, Json<Device>), Error> {
+    let transport = body.transport.unwrap_or(crate::domain::Transport::Tcp);
+    if transport == crate::domain::Transport::Push {
+        return Err(Error::BadRequest(
+            "push terminals register themselves on first contact; create only tcp or udp devices"
+                .into(),
+        ));
+    }
+    if let Some(zone) = &body.time_zone {
+        crate::config::parse_time_zone(zone).map_err(|e| Error::BadRequest(e.to_string()))?;
+    }
+    let device = crate::devices::registry::new_pull_device(
+        parse_sn(&body.sn)?,
+        transport,
+        body.address,
+        body.comm_key,
+        body.pull_interval_secs.unwrap_or(300),
+        body.clear_after_pull,
+        Utc::now(),
+    );
+    let device = app
+        .store
+        .create_device(Device {
+            time_zone: body.time_zone,
+            alias: body.alias,
+            site: body.site,
+            ..device
+        })
+        .await?;
+    app.registry.update(device.clone());
+    Ok((StatusCode::CREATED, Json(device)))
 }
 
 /// One device.
