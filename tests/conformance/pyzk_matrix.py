@@ -15,6 +15,9 @@ It cannot inject the punch itself; the Rust integration test (crates/zk-sim/test
 registered live client and then adds a punch through `PullSimHandle`. Use --skip-live against a device where
 nobody will punch.
 
+Warning: the driver writes and deletes a user (PIN 990001), changes the clock and restores it, restarts the
+device and CLEARS THE ATTENDANCE LOG. Never point it at a terminal whose log has not been downloaded.
+
 The last line on stdout is `PYZK_MATRIX_JSON <json>` with counts, first/last records and timings
 (pyzk itself prints warnings on stdout, so read only that line). Exit status: 0 when every step passed,
 1 when a step failed (the JSON then has "ok": false and "error"), 2 when pyzk is not importable.
