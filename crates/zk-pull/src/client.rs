@@ -229,6 +229,30 @@ impl Client {
         Client::connect_with(addr, options).await
     }
 
+    /// Connect over TCP, falling back to UDP when nothing accepts TCP connections (refused or no answer),
+    /// the "auto" mode pull.md §11 recommends for devices whose firmware generation is unknown.
+    ///
+    /// # Errors
+    /// The UDP attempt's error when both fail; a TCP error other than refused/unreachable as is.
+    pub async fn connect_auto(
+        addr: SocketAddr,
+        comm_key: u32,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        match Client::connect(addr, Transport::Tcp, comm_key, timeout).await {
+            Err(ClientError::ConnectionRefused { .. } | ClientError::ConnectTimeout { .. }) => {
+                tracing::debug!(%addr, "tcp unavailable, trying udp");
+                Client::connect(addr, Transport::Udp, comm_key, timeout).await
+            }
+            other => other,
+        }
+    }
+
+    /// The transport in use (after [`Client::connect_auto`], the one that worked).
+    pub fn transport(&self) -> Transport {
+        self.options.transport
+    }
+
     /// [`Client::connect`] with every option.
     ///
     /// # Errors

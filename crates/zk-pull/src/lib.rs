@@ -12,6 +12,23 @@
 //!   (`users`, `attendance`, `set_time`, `live_events`, …). The only module that does IO.
 //!
 //! Nothing here knows about punchd, databases or HTTP.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), zk_pull::ClientError> {
+//! use std::time::Duration;
+//! use zk_pull::{Client, Transport};
+//!
+//! let mut device =
+//!     Client::connect("192.0.2.10:4370", Transport::Tcp, 0, Duration::from_secs(5)).await?;
+//! let download = device.attendance().await?;
+//! for punch in &download.records {
+//!     println!("{} at {} (punch state {})", punch.user_id, punch.time, punch.punch);
+//! }
+//! // Keep `download.raw` in the raw journal before acting on the records.
+//! device.disconnect().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod client;
 pub mod codec;

@@ -839,3 +839,16 @@ async fn restart_with_and_without_an_ack() {
         );
     }
 }
+
+#[tokio::test]
+async fn auto_falls_back_to_udp() {
+    let (addr, _) =
+        spawn_udp(|req| vec![Packet::new(cmd::ACK_OK, SESSION, req.reply_id, vec![]).encode()])
+            .await;
+    // Nothing listens on TCP at this port (the UDP socket does not accept TCP).
+    let client = Client::connect_auto(addr, 0, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(client.transport(), Transport::Udp);
+    assert_eq!(client.session_id(), SESSION);
+}
