@@ -459,7 +459,8 @@ fn save_users_and_templates(model: &mut DeviceModel, buffer: &[u8]) -> bool {
                 let finger = entry.get(3)?.checked_sub(0x10)?;
                 let offset = usize::try_from(u32_at(entry, 4)?).ok()?;
                 let size = usize::from(u16_at(blobs, offset)?);
-                let data = blobs.get(offset + 2..offset + 2 + size)?.to_vec();
+                let start = offset.checked_add(2)?;
+                let data = blobs.get(start..start.checked_add(size)?)?.to_vec();
                 Some(Template {
                     uid,
                     finger,
@@ -1053,5 +1054,47 @@ mod tests {
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn random_requests_never_panic_and_every_reply_echoes_the_reply_id() {
+        let mut rng = crate::pull::generate::SplitMix64::new(99);
+        for transport in [Transport::Tcp, Transport::Udp] {
+            let mut device = Device::connected(small(), transport);
+            device.send(cmd::DATA_WRRQ, &[1, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            for _ in 0..20_000 {
+                let command = match rng.below(4) {
+                    0 => u16::try_from(rng.below(2_100)).unwrap(),
+                    1 => [cmd::DATA_RDY, cmd::USER_WRQ, cmd::SAVE_USERTEMPS, cmd::DATA]
+                        [usize::try_from(rng.below(4)).unwrap()],
+                    2 => u16::try_from(rng.below(0x1_0000)).unwrap(),
+                    _ => [
+                        cmd::PREPARE_DATA,
+                        cmd::SET_TIME,
+                        cmd::OPTIONS_WRQ,
+                        cmd::GET_USERTEMP,
+                    ][usize::try_from(rng.below(4)).unwrap()],
+                };
+                if [
+                    cmd::RESTART,
+                    cmd::EXIT,
+                    cmd::POWEROFF,
+                    cmd::CLEAR_DATA,
+                    cmd::CLEAR_ATTLOG,
+                ]
+                .contains(&command)
+                {
+                    continue;
+                }
+                let len = usize::try_from(rng.below(120)).unwrap();
+                let payload: Vec<u8> = (0..len).map(|_| rng.next_u64().to_le_bytes()[0]).collect();
+                let reply = device.send(command, &payload);
+                assert!(reply
+                    .packets
+                    .iter()
+                    .all(|p| p.reply_id == device.reply_id - 1));
+                assert_eq!(reply.after, After::Continue);
+            }
+        }
     }
 }
