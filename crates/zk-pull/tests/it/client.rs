@@ -127,11 +127,18 @@ where
 }
 
 /// A fake UDP device: `handler` turns each request datagram into reply datagrams.
-async fn spawn_udp<F>(mut handler: F) -> (SocketAddr, Log)
+async fn spawn_udp<F>(handler: F) -> (SocketAddr, Log)
 where
     F: FnMut(&Packet) -> Vec<Vec<u8>> + Send + 'static,
 {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    spawn_udp_at("127.0.0.1:0".parse().unwrap(), handler).await
+}
+
+async fn spawn_udp_at<F>(bind: SocketAddr, mut handler: F) -> (SocketAddr, Log)
+where
+    F: FnMut(&Packet) -> Vec<Vec<u8>> + Send + 'static,
+{
+    let socket = UdpSocket::bind(bind).await.unwrap();
     let addr = socket.local_addr().unwrap();
     let log: Log = Arc::default();
     let log2 = log.clone();
@@ -842,10 +849,14 @@ async fn restart_with_and_without_an_ack() {
 
 #[tokio::test]
 async fn auto_falls_back_to_udp() {
-    let (addr, _) =
-        spawn_udp(|req| vec![Packet::new(cmd::ACK_OK, SESSION, req.reply_id, vec![]).encode()])
-            .await;
-    // Nothing listens on TCP at this port (the UDP socket does not accept TCP).
+    // Take a TCP port, put the UDP device on the same number, then free the TCP port: TCP is refused there.
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port_addr = tcp.local_addr().unwrap();
+    let (addr, _) = spawn_udp_at(port_addr, |req| {
+        vec![Packet::new(cmd::ACK_OK, SESSION, req.reply_id, vec![]).encode()]
+    })
+    .await;
+    drop(tcp);
     let client = Client::connect_auto(addr, 0, Duration::from_millis(500))
         .await
         .unwrap();
