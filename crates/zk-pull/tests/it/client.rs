@@ -590,7 +590,7 @@ async fn udp_drops_bad_datagrams_and_retries() {
     })
     .await;
     let mut options = ClientOptions::new(Transport::Udp);
-    options.timeout = Duration::from_millis(300);
+    options.timeout = Duration::from_millis(500);
     let mut client = Client::connect_with(addr, options).await.unwrap();
     assert_eq!(client.get_time().await.unwrap(), dt(2025, 1, 2, 3, 4, 5));
     assert_eq!(client.stats().retransmits, 1);
