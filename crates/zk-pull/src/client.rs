@@ -576,7 +576,15 @@ impl Client {
         if !self.options.disable_during_reads {
             return read(self).await;
         }
-        self.disable_device().await?;
+        match self.disable_device().await {
+            Ok(()) => {}
+            Err(ClientError::Refused { code, .. }) => {
+                // Reading without the lock is what pyzk does; better than not reading at all.
+                tracing::warn!(addr = %self.addr, code, "device refused CMD_DISABLEDEVICE, reading anyway");
+                return read(self).await;
+            }
+            Err(e) => return Err(e),
+        }
         let result = read(self).await;
         let enabled = self.enable_device().await;
         let value = result?;

@@ -863,3 +863,35 @@ async fn auto_falls_back_to_udp() {
     assert_eq!(client.transport(), Transport::Udp);
     assert_eq!(client.session_id(), SESSION);
 }
+
+#[tokio::test]
+async fn reads_even_when_the_device_refuses_to_lock() {
+    let users = vec![User {
+        uid: 3,
+        user_id: "300".into(),
+        name: "Cy".into(),
+        privilege: 0,
+        password: String::new(),
+        group_id: "1".into(),
+        card: 0,
+    }];
+    let mut inner = buffered_device(
+        records::encode_users_dataset(&users, records::UserLayout::Size72),
+        1,
+        0,
+    );
+    let (addr, log) = spawn_tcp(move |req| {
+        if req.command == cmd::DISABLEDEVICE {
+            vec![Packet::new(cmd::ACK_ERROR, SESSION, req.reply_id, vec![]).encode_tcp()]
+        } else {
+            inner(req)
+        }
+    })
+    .await;
+    let mut client = Client::connect(addr, Transport::Tcp, 0, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(client.users().await.unwrap(), users);
+    // Not locked, so not unlocked either.
+    assert!(!commands(&log).contains(&cmd::ENABLEDEVICE));
+}
