@@ -25,17 +25,28 @@ The last line on stdout is `PYZK_MATRIX_JSON <json>` with counts, first/last rec
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import sys
 import time
 import traceback
 
-try:
-    from zk import ZK
-    from zk.exception import ZKErrorResponse
-except ImportError as import_error:  # pragma: no cover - depends on the machine
-    print("pyzk not importable (pip install pyzk): %s" % import_error, file=sys.stderr)
-    sys.exit(2)
+ZK = None
+ZKErrorResponse = None
+
+
+def import_library(name):
+    """Import pyzk (module `zk`) or a fork with the same API under another module name (e.g. `pyzk2`, which
+    tracks pyzk's GitHub master)."""
+    global ZK, ZKErrorResponse
+    try:
+        module = importlib.import_module(name)
+        exceptions = importlib.import_module(name + ".exception")
+    except ImportError as import_error:  # depends on the machine
+        print("%s not importable (pip install pyzk): %s" % (name, import_error), file=sys.stderr)
+        sys.exit(2)
+    ZK = module.ZK
+    ZKErrorResponse = exceptions.ZKErrorResponse
 
 MARKER = "PYZK_MATRIX_JSON "
 
@@ -101,6 +112,7 @@ class Matrix:
             "host": args.host,
             "port": args.port,
             "comm_key": args.comm_key,
+            "library": args.library,
             "steps": [],
             "timings_ms": {},
         }
@@ -329,11 +341,13 @@ def parse_args(argv):
     parser.add_argument("--live-events", type=int, default=1, help="live punches to wait for")
     parser.add_argument("--skip-live", action="store_true", help="do not run live_capture")
     parser.add_argument("--skip-restart", action="store_true", help="do not restart the device")
+    parser.add_argument("--library", default="zk", help="module to import: zk (pyzk 0.9) or a fork such as pyzk2")
     return parser.parse_args(argv)
 
 
 def main(argv):
     args = parse_args(argv)
+    import_library(args.library)
     matrix = Matrix(args)
     code = 0
     try:
