@@ -128,6 +128,19 @@ impl Entry {
             .unwrap_or(Approval::Pending)
     }
 
+    /// The zone of the device's own setting, if it has one (no copy of the device is made).
+    pub fn own_time_zone(&self) -> Option<Tz> {
+        self.device
+            .read()
+            .ok()
+            .and_then(|d| d.time_zone.as_deref().and_then(|name| name.parse().ok()))
+    }
+
+    /// Seconds between polls asked of the device.
+    pub fn poll_delay_secs(&self) -> u32 {
+        self.device.read().map(|d| d.poll_delay_secs).unwrap_or(10)
+    }
+
     /// Whether commands may be waiting (a hint; the store is the truth).
     pub fn may_have_commands(&self) -> bool {
         self.has_queued.load(Ordering::Acquire)
@@ -210,6 +223,11 @@ impl Registry {
             .as_deref()
             .and_then(|name| name.parse().ok())
             .unwrap_or(self.default_time_zone)
+    }
+
+    /// The zone of a device's clock, read from its registry entry.
+    pub fn entry_time_zone(&self, entry: &Entry) -> Tz {
+        entry.own_time_zone().unwrap_or(self.default_time_zone)
     }
 
     /// The default zone.

@@ -281,10 +281,7 @@ async fn iclock(
         app.metrics.request(endpoint, 200);
         return ok(zk_push::reply::UNKNOWN_DEVICE);
     }
-    let tz = {
-        let device = entry.device();
-        app.registry.time_zone(&device)
-    };
+    let tz = app.registry.entry_time_zone(&entry);
     let ctx = Ctx {
         app: app.clone(),
         sn,
@@ -295,7 +292,7 @@ async fn iclock(
         body,
     };
     let response = match request {
-        Request::Handshake(h) => handshake(&ctx, &entry.device(), h).await,
+        Request::Handshake(h) => handshake(&ctx, entry.poll_delay_secs(), h).await,
         Request::ServerTime => ok(zk_push::reply::encode_server_time(
             now.with_timezone(&tz).naive_local(),
             offset_minutes(tz, now),
@@ -334,11 +331,7 @@ async fn iclock(
     response
 }
 
-async fn handshake(
-    ctx: &Ctx,
-    device: &crate::domain::Device,
-    h: zk_push::request::Handshake,
-) -> Response {
+async fn handshake(ctx: &Ctx, poll_delay_secs: u32, h: zk_push::request::Handshake) -> Response {
     let stamps = match ctx.app.store.stamps(&ctx.sn).await {
         Ok(stamps) => stamps,
         Err(e) => return storage_failed(&ctx.app, &ctx.sn, "handshake", &e),
@@ -367,7 +360,7 @@ async fn handshake(
             ((*table).to_owned(), value)
         })
         .collect();
-    reply.delay = device.poll_delay_secs;
+    reply.delay = poll_delay_secs;
     reply.error_delay = push.error_delay_secs;
     reply.trans_interval = push.trans_interval_mins;
     reply.trans_times.clone_from(&push.trans_times);
