@@ -315,6 +315,22 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Count the faults a rendered reply fired.
+    pub(crate) fn count_faults(&self, rendered: wire::Rendered) {
+        let fired = [
+            rendered.dropped,
+            rendered.truncated,
+            rendered.corrupted,
+            rendered.disconnected,
+        ]
+        .into_iter()
+        .filter(|&fired| fired)
+        .count();
+        if fired > 0 {
+            self.model().counters.faults_fired += fired as u64;
+        }
+    }
+
     pub(crate) fn add_subscriber(&self, delta: isize) {
         self.subscribers
             .send_modify(|n| *n = n.saturating_add_signed(delta));
@@ -575,19 +591,19 @@ impl PullSimHandle {
         self.shared.model().put_user(user);
     }
 
-    /// Someone punches now: `user_id` (PIN) with punch state `punch` (0 check-in, 1 check-out, …) and verify
-    /// mode `status` (1 fingerprint, 15 face, …). The punch is appended to the attendance log at the device's
-    /// current time and sent as a live `EF_ATTLOG` event to every registered client. Returns the stored
-    /// record (uid 0 when no user has this PIN).
-    pub fn punch(&self, user_id: &str, punch: u8, status: u8) -> Attendance {
+    /// Someone punches now: `user_id` (PIN) with `punch_state` (0 check-in, 1 check-out, …) and `verify_mode`
+    /// (1 fingerprint, 15 face, …). The punch is appended to the attendance log at the device's current time
+    /// and sent as a live `EF_ATTLOG` event to every registered client. Returns the stored record (uid 0 when
+    /// no user has this PIN; `status` is the verify mode and `punch` the punch state, as pyzk names them).
+    pub fn punch(&self, user_id: &str, punch_state: u8, verify_mode: u8) -> Attendance {
         let time = self.device_time();
         let uid = self.shared.model().uid_of(user_id).unwrap_or(0);
         let record = Attendance {
             uid,
             user_id: user_id.to_owned(),
             time,
-            status,
-            punch,
+            status: verify_mode,
+            punch: punch_state,
         };
         self.add_punch(record.clone());
         record

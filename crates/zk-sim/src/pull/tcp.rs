@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use zk_pull::records::AttendanceEvent;
 
 use super::responder::{event_packet, handle_request, After, Context, Session, Transport};
-use super::wire::{cut_tcp_frame, render, Rendered, Wire};
+use super::wire::{cut_tcp_frame, render, Wire};
 use super::{utc_now, Shared};
 
 /// Keeps the live-subscriber count right however the connection ends (including task abort at shutdown).
@@ -53,21 +53,6 @@ async fn next_event(subscription: &mut Option<Subscription>) -> AttendanceEvent 
             }
         },
         None => std::future::pending().await,
-    }
-}
-
-pub(crate) fn count_faults(shared: &Shared, rendered: Rendered) {
-    let fired = [
-        rendered.dropped,
-        rendered.truncated,
-        rendered.corrupted,
-        rendered.disconnected,
-    ]
-    .into_iter()
-    .filter(|&f| f)
-    .count();
-    if fired > 0 {
-        shared.model().counters.faults_fired += fired as u64;
     }
 }
 
@@ -137,7 +122,7 @@ async fn serve_inner(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result
                     }
                     let (plan, rendered) =
                         render(&reply, request.command, Transport::Tcp, &config.faults, &mut shared.fault_state());
-                    count_faults(shared, rendered);
+                    shared.count_faults(rendered);
                     if reply.after == After::Restart {
                         // Restart before the ACK leaves: a client reconnecting as soon as it reads the ACK must
                         // not be caught by this restart.

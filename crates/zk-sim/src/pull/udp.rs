@@ -11,7 +11,6 @@ use tokio::sync::broadcast;
 use zk_pull::codec::{self, cmd, Packet};
 
 use super::responder::{event_packet, handle_request, After, Context, Session, Transport};
-use super::tcp::count_faults;
 use super::wire::{render, Wire};
 use super::{utc_now, Shared};
 
@@ -196,7 +195,7 @@ async fn handle_datagram(
         &config.faults,
         &mut shared.fault_state(),
     );
-    count_faults(shared, rendered);
+    shared.count_faults(rendered);
     send_plan(socket, addr, plan).await?;
     match reply.after {
         After::Continue => sessions.sync_subscription(id),
