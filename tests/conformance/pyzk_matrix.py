@@ -5,7 +5,8 @@ Runs the unmodified pyzk library (PyPI `pyzk`, module `zk`) against HOST:PORT ov
 and exercises the calls a pull integration relies on, in this order:
 
   wrong comm key refused (only when --comm-key is not 0) · connect · device info and options · read_sizes ·
-  disable_device · get_users · get_attendance (buffered 1503/1504 path for large logs) · get_templates ·
+  disable_device · get_users · get_attendance (buffered 1503/1504 path for large logs) · get_templates and
+  get_user_template ·
   enable_device · get_time / set_time / get_time · set_user / get_users / delete_user / get_users ·
   live_capture (waits for one punch; something else must inject it, see below) · unlock · test_voice ·
   refresh_data · clear_attendance / read_sizes · restart and reconnect · disconnect
@@ -234,6 +235,13 @@ class Matrix:
             "get_templates: %d templates, read_sizes said %d" % (len(templates), self.zk.fingers),
         )
         self.summary["templates"] = first_last(templates, finger_json)
+        if templates:
+            # The single-template read (undocumented command 88) must return the same blob.
+            first = templates[0]
+            single = self.zk.get_user_template(uid=first.uid, temp_id=first.fid)
+            check(single is not None, "get_user_template(%d, %d) returned nothing" % (first.uid, first.fid))
+            check(single.template == first.template, "get_user_template: blob differs from get_templates")
+            self.summary["templates"]["single_read_size"] = single.size
 
     def time_roundtrip(self):
         zk = self.zk

@@ -193,6 +193,7 @@ fn check_summary(run: &Run, expected: &Expected, handle: &PullSimHandle, user_re
         s["templates"]["first"],
         serde_json::json!({"uid": uid, "fid": finger, "valid": 1, "size": size})
     );
+    assert_eq!(s["templates"]["single_read_size"], size);
 
     assert!(s["time"]["after_set"]
         .as_str()
