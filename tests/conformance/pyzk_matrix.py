@@ -6,8 +6,7 @@ and exercises the calls a pull integration relies on, in this order:
 
   wrong comm key refused (only when --comm-key is not 0) · connect · device info and options · read_sizes ·
   disable_device · get_users · get_attendance (buffered 1503/1504 path for large logs) · get_templates and
-  get_user_template ·
-  enable_device · get_time / set_time / get_time · set_user / get_users / delete_user / get_users ·
+  get_user_template · enable_device · get_time / set_time / get_time · set_user / get_users / delete_user ·
   live_capture (waits for one punch; something else must inject it, see below) · unlock · test_voice ·
   refresh_data · clear_attendance / read_sizes · restart and reconnect · disconnect
 
