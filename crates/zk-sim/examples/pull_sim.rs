@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p zk-sim --example pull_sim -- --port 4370 --users 500 --punches 100000 \
-//!     [--comm-key K] [--profile zk8|zk6|zem500] [--live-every-ms 2000] [--seed N]
+//!     [--comm-key K] [--profile zk8|zk6|zem500] [--live-every-ms 2000] [--seed N] [--frame-gap-ms 15]
 //! ```
 //!
 //! `punchd simulate pull` is the supported front end; this example only parses `--name value` pairs.
@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let ms: u64 = value.parse()?;
                 config.live_punch_every = (ms > 0).then(|| Duration::from_millis(ms));
             }
+            "--frame-gap-ms" => config.faults.frame_gap = Duration::from_millis(value.parse()?),
             other => return Err(format!("unknown option {other}").into()),
         }
     }

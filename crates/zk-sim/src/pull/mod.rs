@@ -1,6 +1,7 @@
 //! A simulated pull terminal: serves the ZK binary protocol (shared/protocol/pull.md) on one port for both TCP
-//! and UDP, well enough for pyzk, node-zklib, zkteco-js and our own `zk_pull::client`
-//! (shared/protocol/pull-simulator.md §3–§5).
+//! and UDP. It follows what pyzk needs packet by packet (shared/protocol/pull-simulator.md §3, checked by
+//! tests/conformance/pyzk_matrix.py), the Node clients' constraints (§4: single direct frames, a frame-gap
+//! knob, events that do not wait forever for an ACK), and drives our own `zk_pull::client` in tests.
 //!
 //! Submodules in reading order, each depending only on those before it:
 //! - `generate`: deterministic sample data (users, punches, templates) from a seed.
