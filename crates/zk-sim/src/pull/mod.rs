@@ -43,6 +43,8 @@ use zk_pull::records::{
 };
 
 use model::DeviceModel;
+pub use responder::Transport;
+use zk_pull::codec::Packet;
 
 /// Device families the simulator can play; they differ in record layouts and reply sizes (pull.md §8,
 /// pull-simulator.md §5).
@@ -202,6 +204,9 @@ pub struct PullSimConfig {
     /// generator punches this often (so `pyzk_matrix.py`'s live step, or any live client, sees traffic without
     /// a test driving the handle). `None`: only [`PullSimHandle::punch`] punches.
     pub live_punch_every: Option<Duration>,
+    /// Keep every request, reply and event packet in a log readable with [`PullSimHandle::frame_log`], to
+    /// assert on what a client sent. Off by default (a 100 000-punch download logs 4 MB).
+    pub record_frames: bool,
     /// Faults to inject.
     pub faults: Faults,
     /// Seed of the generated data and of the session ids.
@@ -228,6 +233,7 @@ impl PullSimConfig {
             event_payload_len: None,
             event_ack_timeout: Duration::from_millis(500),
             live_punch_every: None,
+            record_frames: false,
             faults: Faults::default(),
             seed: 1,
         }
@@ -277,6 +283,32 @@ pub struct Counters {
     pub faults_fired: u64,
 }
 
+/// Which way a logged packet went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to simulator.
+    Request,
+    /// Simulator to client, in answer to a request (as planned, before faults cut or drop it).
+    Reply,
+    /// Simulator to client, unsolicited (a live event).
+    Event,
+}
+
+/// One packet in the frame log ([`PullSimConfig::record_frames`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedPacket {
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Which way it went.
+    pub direction: Direction,
+    /// The packet.
+    pub packet: Packet,
+    /// Whether a request's checksum verified (always true for what the simulator sends).
+    pub checksum_ok: bool,
+}
+
 /// State shared by the transports and handles.
 pub(crate) struct Shared {
     config: PullSimConfig,
@@ -290,6 +322,7 @@ pub(crate) struct Shared {
     next_session_id: AtomicU16,
     /// Which faults have fired (each fires once per simulator).
     fault_state: Mutex<wire::FaultState>,
+    frame_log: Mutex<Vec<LoggedPacket>>,
 }
 
 impl Shared {
@@ -314,6 +347,31 @@ impl Shared {
         self.fault_state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Append packets to the frame log when [`PullSimConfig::record_frames`] is on.
+    pub(crate) fn log<'a>(
+        &self,
+        transport: Transport,
+        peer: SocketAddr,
+        direction: Direction,
+        packets: impl IntoIterator<Item = &'a Packet>,
+        checksum_ok: bool,
+    ) {
+        if !self.config.record_frames {
+            return;
+        }
+        let mut log = self
+            .frame_log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        log.extend(packets.into_iter().map(|packet| LoggedPacket {
+            transport,
+            peer,
+            direction,
+            packet: packet.clone(),
+            checksum_ok,
+        }));
     }
 
     /// Count the faults a rendered reply fired.
@@ -403,6 +461,7 @@ impl PullSim {
             restarts,
             next_session_id: AtomicU16::new(first_session),
             fault_state: Mutex::new(wire::FaultState::default()),
+            frame_log: Mutex::new(Vec::new()),
         });
         Ok(PullSim {
             tcp,
@@ -580,6 +639,24 @@ impl PullSimHandle {
     /// Whether the device is enabled (`CMD_ENABLEDEVICE` / `CMD_DISABLEDEVICE`).
     pub fn is_enabled(&self) -> bool {
         self.shared.model().enabled
+    }
+
+    /// The packets logged so far (empty unless [`PullSimConfig::record_frames`] is on), oldest first.
+    pub fn frame_log(&self) -> Vec<LoggedPacket> {
+        self.shared
+            .frame_log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Empty the frame log.
+    pub fn clear_frame_log(&self) {
+        self.shared
+            .frame_log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     /// A snapshot of the counters.

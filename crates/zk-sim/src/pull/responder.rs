@@ -29,8 +29,10 @@ const PIN_WIDTH: u8 = 9;
 
 /// Which transport a session runs on: it decides frame sizes and the event payload size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transport {
+pub enum Transport {
+    /// TCP, every packet behind the 8-byte frame header.
     Tcp,
+    /// UDP, one packet per datagram.
     Udp,
 }
 

@@ -16,7 +16,7 @@ use zk_pull::records::AttendanceEvent;
 
 use super::responder::{event_packet, handle_request, After, Context, Session, Transport};
 use super::wire::{cut_tcp_frame, render, Wire};
-use super::{utc_now, Shared};
+use super::{utc_now, Direction, Shared};
 
 /// Keeps the live-subscriber count right however the connection ends (including task abort at shutdown).
 struct Subscription {
@@ -75,12 +75,16 @@ async fn write_plan(writer: &mut OwnedWriteHalf, plan: Vec<Wire>) -> std::io::Re
 /// malformed.
 #[tracing::instrument(skip_all, fields(peer = %peer))]
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    if let Err(error) = serve_inner(stream, &shared).await {
+    if let Err(error) = serve_inner(stream, peer, &shared).await {
         tracing::debug!(%error, "connection ended");
     }
 }
 
-async fn serve_inner(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
+async fn serve_inner(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+) -> std::io::Result<()> {
     // Replies are single writes; don't let Nagle hold back the small ones.
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = stream.into_split();
@@ -114,8 +118,10 @@ async fn serve_inner(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result
                             continue;
                         }
                     }
+                    shared.log(Transport::Tcp, peer, Direction::Request, [&request], checksum_ok);
                     let ctx = Context { config, transport: Transport::Tcp, utc_now: utc_now() };
                     let reply = handle_request(&mut session, &mut shared.model(), &ctx, &request);
+                    shared.log(Transport::Tcp, peer, Direction::Reply, &reply.packets, true);
                     if reply.event_ack {
                         shared.model().counters.events_acked += 1;
                         ack_deadline = None;
@@ -149,6 +155,7 @@ async fn serve_inner(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result
         if ack_deadline.is_none() {
             if let Some(event) = pending_events.pop_front() {
                 let packet = event_packet(config, Transport::Tcp, &event);
+                shared.log(Transport::Tcp, peer, Direction::Event, [&packet], true);
                 writer.write_all(&packet.encode_tcp()).await?;
                 shared.model().counters.events_sent += 1;
                 ack_deadline = Some(Instant::now() + config.event_ack_timeout);

@@ -12,7 +12,7 @@ use zk_pull::codec::{self, cmd, Packet};
 
 use super::responder::{event_packet, handle_request, After, Context, Session, Transport};
 use super::wire::{render, Wire};
-use super::{utc_now, Shared};
+use super::{utc_now, Direction, Shared};
 
 /// Largest datagram we read: bigger than any request a client sends.
 const MAX_DATAGRAM: usize = 65_536;
@@ -114,6 +114,7 @@ pub(crate) async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
                 Ok(event) => {
                     for peer in sessions.by_id.values().filter(|p| p.subscribed) {
                         let packet = event_packet(&shared.config, Transport::Udp, &event);
+                        shared.log(Transport::Udp, peer.addr, Direction::Event, [&packet], true);
                         if let Err(error) = socket.send_to(&packet.encode(), peer.addr).await {
                             tracing::debug!(%error, "udp event send failed");
                             continue;
@@ -184,7 +185,15 @@ async fn handle_datagram(
         transport: Transport::Udp,
         utc_now: utc_now(),
     };
+    shared.log(
+        Transport::Udp,
+        addr,
+        Direction::Request,
+        [&request],
+        checksum_ok,
+    );
     let reply = handle_request(&mut peer.session, &mut shared.model(), &ctx, &request);
+    shared.log(Transport::Udp, addr, Direction::Reply, &reply.packets, true);
     if reply.event_ack {
         shared.model().counters.events_acked += 1;
     }

@@ -9,7 +9,7 @@ use zk_pull::codec::cmd;
 use zk_pull::records::{
     encode_attendance_dataset, AttendanceEvent, AttendanceLayout, User, PRIVILEGE_DISABLED,
 };
-use zk_sim::pull::{Faults, Profile, PullSimConfig};
+use zk_sim::pull::{Direction, Faults, Profile, PullSimConfig};
 
 use crate::support::{start, until, Running};
 
@@ -322,5 +322,41 @@ async fn client_times_out_on_a_device_slower_than_its_timeout() {
             })
         ),
         "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_bulk_read_follows_the_protocol_order() {
+    let sim = start(PullSimConfig {
+        record_frames: true,
+        ..big_log(Faults::default())
+    })
+    .await;
+    let mut client = connect(&sim, Transport::Tcp, 0).await;
+    sim.handle.clear_frame_log();
+    client.attendance().await.unwrap();
+    let requests: Vec<(u16, Vec<u8>)> = sim
+        .handle
+        .frame_log()
+        .into_iter()
+        .filter(|logged| logged.direction == Direction::Request)
+        .map(|logged| (logged.packet.command, logged.packet.payload))
+        .collect();
+    let chunk = |start: i32, size: i32| [start.to_le_bytes(), size.to_le_bytes()].concat();
+    // pull.md §7 and §11: disabled during the read, 1503 with pyzk's exact bytes, sequential 1504 chunks covering the 200 004-byte
+    // dataset, FREE_DATA, enabled again.
+    assert_eq!(
+        requests,
+        vec![
+            (cmd::DISABLEDEVICE, vec![]),
+            (cmd::GET_FREE_SIZES, vec![]),
+            (cmd::DATA_WRRQ, vec![1, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            (cmd::DATA_RDY, chunk(0, 65_472)),
+            (cmd::DATA_RDY, chunk(65_472, 65_472)),
+            (cmd::DATA_RDY, chunk(130_944, 65_472)),
+            (cmd::DATA_RDY, chunk(196_416, 3_588)),
+            (cmd::FREE_DATA, vec![]),
+            (cmd::ENABLEDEVICE, vec![]),
+        ]
     );
 }

@@ -8,7 +8,7 @@ use zk_pull::records::{
     decode_attendance_event, encode_attendance_dataset, encode_time, AttendanceEvent,
     AttendanceLayout,
 };
-use zk_sim::pull::{Faults, Profile, PullSimConfig};
+use zk_sim::pull::{Direction, Faults, Profile, PullSimConfig, Transport};
 
 use crate::raw::{RawTcp, RawUdp, Read, ARRIVES, SILENCE};
 use crate::support::{start, until};
@@ -505,4 +505,52 @@ async fn serve_returns_when_shutdown_resolves() {
     zk_sim::pull::serve("127.0.0.1:0".parse().unwrap(), config, async {})
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn frame_log_records_requests_replies_and_events() {
+    let sim = start(PullSimConfig {
+        record_frames: true,
+        ..small()
+    })
+    .await;
+    let mut client = RawUdp::connect(sim.addr()).await;
+    client.request(cmd::REG_EVENT, &1u32.to_le_bytes()).await;
+    sim.handle.wait_for_live_subscribers(1).await;
+    sim.handle.punch("1", 0, 1);
+    let event = client.read().await;
+    let me = client.socket.local_addr().unwrap();
+    let session = client.session;
+    let log: Vec<(Direction, u16, u16, u16)> = sim
+        .handle
+        .frame_log()
+        .into_iter()
+        .inspect(|logged| {
+            assert_eq!(
+                (logged.transport, logged.peer, logged.checksum_ok),
+                (Transport::Udp, me, true)
+            )
+        })
+        .map(|l| {
+            (
+                l.direction,
+                l.packet.command,
+                l.packet.session_id,
+                l.packet.reply_id,
+            )
+        })
+        .collect();
+    assert_eq!(
+        log,
+        vec![
+            (Direction::Request, cmd::CONNECT, 0, 0),
+            (Direction::Reply, cmd::ACK_OK, session, 0),
+            (Direction::Request, cmd::REG_EVENT, session, 1),
+            (Direction::Reply, cmd::ACK_OK, session, 1),
+            (Direction::Event, cmd::REG_EVENT, 1, 0),
+        ]
+    );
+    assert_eq!(sim.handle.frame_log()[4].packet, event);
+    sim.handle.clear_frame_log();
+    assert!(sim.handle.frame_log().is_empty());
 }
