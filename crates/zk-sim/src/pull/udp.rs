@@ -167,6 +167,13 @@ async fn handle_datagram(
     let Some(peer) = sessions.by_id.get_mut(&id) else {
         // No such session (never connected, exited, or the device restarted): not authenticated.
         shared.model().counters.requests += 1;
+        shared.log(
+            Transport::Udp,
+            addr,
+            Direction::Request,
+            [&request],
+            checksum_ok,
+        );
         if request.command == cmd::ACK_OK {
             return Ok(After::Continue);
         }
@@ -176,6 +183,7 @@ async fn handle_datagram(
             request.reply_id,
             Vec::new(),
         );
+        shared.log(Transport::Udp, addr, Direction::Reply, [&refusal], true);
         socket.send_to(&refusal.encode(), addr).await?;
         return Ok(After::Continue);
     };
