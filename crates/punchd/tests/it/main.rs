@@ -1,0 +1,10 @@
+//! End-to-end tests of the `punchd` binary: a real server process on port 0 in a temp dir, terminals played as
+//! raw bytes on a TCP socket, results read back through the JSON API, the CLI and the SQLite file.
+//!
+//! Modules: `harness` (the server process, raw HTTP, the CLI), then one module per concern.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod approval;
+mod samples;
