@@ -495,30 +495,10 @@ async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow
         }
         DeviceAction::Show { sn: s } => print_one(&store.get_device(&sn(&s)?).await?),
         DeviceAction::Approve { sn: s } => {
-            let d = store
-                .update_device(
-                    &sn(&s)?,
-                    DevicePatch {
-                        approval: Some(Approval::Approved),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            eprintln!("{} approved", d.sn);
-            Ok(())
+            set_approval(store.as_ref(), &sn(&s)?, Approval::Approved).await
         }
         DeviceAction::Block { sn: s } => {
-            let d = store
-                .update_device(
-                    &sn(&s)?,
-                    DevicePatch {
-                        approval: Some(Approval::Blocked),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            eprintln!("{} blocked", d.sn);
-            Ok(())
+            set_approval(store.as_ref(), &sn(&s)?, Approval::Blocked).await
         }
         DeviceAction::Add {
             sn: s,
@@ -583,6 +563,16 @@ async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow
             print_one(&d)
         }
     }
+}
+
+async fn set_approval(store: &dyn Store, sn: &DeviceSn, approval: Approval) -> anyhow::Result<()> {
+    let patch = DevicePatch {
+        approval: Some(approval),
+        ..Default::default()
+    };
+    let device = store.update_device(sn, patch).await?;
+    eprintln!("{} is now {}", device.sn, device.approval.as_str());
+    Ok(())
 }
 
 async fn punches(config: Config, args: PunchArgs) -> anyhow::Result<()> {
