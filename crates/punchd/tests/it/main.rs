@@ -7,4 +7,5 @@
 mod harness;
 
 mod approval;
+mod commands;
 mod samples;
