@@ -8,4 +8,6 @@ mod harness;
 
 mod approval;
 mod commands;
+mod idempotency;
 mod samples;
+mod storage_failure;
