@@ -7,7 +7,9 @@
 mod harness;
 
 mod approval;
+mod bad_input;
 mod commands;
 mod idempotency;
+mod pull;
 mod samples;
 mod storage_failure;
