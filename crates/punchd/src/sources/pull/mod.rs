@@ -38,6 +38,9 @@ pub struct PullArgs {
     /// Comm key (0 = none).
     #[arg(long, default_value_t = 0)]
     pub comm_key: u32,
+    /// IANA zone of the terminal's clock, for the drift shown (default: the configured default zone).
+    #[arg(long, env = "PUNCHD_TIME_ZONE", value_name = "ZONE")]
+    pub time_zone: Option<String>,
     /// Output format: `table` (info, then the log), `csv` (the log on stdout, the info on stderr) or `json`
     /// (`{"device": {...}, "attendance": [...]}`).
     #[arg(long, value_enum, default_value_t = Format::Table)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use chrono_tz::Tz;
 use zk_pull::records::Attendance;
 use zk_pull::{Client, ClientOptions, DeviceInfo};
 
@@ -48,6 +49,10 @@ fn target(address: &str, port: u16) -> String {
 /// Errors: the terminal cannot be reached, refuses the comm key, or stops answering; the message says which.
 pub async fn run(config: Config, args: PullArgs) -> anyhow::Result<()> {
     let address = target(&args.address, args.port);
+    let tz = match &args.time_zone {
+        Some(zone) => crate::config::parse_time_zone(zone)?,
+        None => config.default_time_zone,
+    };
     let transport = if args.udp {
         zk_pull::Transport::Udp
     } else {
@@ -63,7 +68,7 @@ pub async fn run(config: Config, args: PullArgs) -> anyhow::Result<()> {
     let read = async {
         let info = client.device_info().await.context("reading device info")?;
         let device_time = client.get_time().await.context("reading the clock")?;
-        let drift_secs = clock_drift_secs(device_time, config.default_time_zone, Utc::now());
+        let drift_secs = clock_drift_secs(device_time, tz, Utc::now());
         let download = client
             .attendance()
             .await
@@ -85,10 +90,10 @@ pub async fn run(config: Config, args: PullArgs) -> anyhow::Result<()> {
             reading.n_undecoded
         );
     }
-    print(&reading, args.format, &config)
+    print(&reading, args.format, tz)
 }
 
-fn info_lines(r: &Reading, config: &Config) -> Vec<(&'static str, String)> {
+fn info_lines(r: &Reading, tz: Tz) -> Vec<(&'static str, String)> {
     let i = &r.info;
     let s = &i.sizes;
     let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -120,7 +125,7 @@ fn info_lines(r: &Reading, config: &Config) -> Vec<(&'static str, String)> {
             "{} (drift {:+} s against {})",
             r.device_time.format("%Y-%m-%d %H:%M:%S"),
             r.drift_secs,
-            config.default_time_zone
+            tz
         ),
     ));
     lines
@@ -152,12 +157,12 @@ fn attendance_rows(records: &[Attendance], names: bool) -> Rows {
     }
 }
 
-fn print(r: &Reading, format: Format, config: &Config) -> anyhow::Result<()> {
+fn print(r: &Reading, format: Format, tz: Tz) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match format {
         Format::Table => {
-            for (key, value) in info_lines(r, config) {
+            for (key, value) in info_lines(r, tz) {
                 writeln!(out, "{key:<14} {value}")?;
             }
             writeln!(out)?;
@@ -165,7 +170,7 @@ fn print(r: &Reading, format: Format, config: &Config) -> anyhow::Result<()> {
         }
         Format::Csv => {
             // stdout stays pure CSV; the info goes to stderr.
-            for (key, value) in info_lines(r, config) {
+            for (key, value) in info_lines(r, tz) {
                 eprintln!("{key}: {value}");
             }
             attendance_rows(&r.records, false).write_csv(&mut out)?;
@@ -193,7 +198,7 @@ fn print(r: &Reading, format: Format, config: &Config) -> anyhow::Result<()> {
                     "face_capacity": s.face_capacity,
                     "device_time": r.device_time.format("%Y-%m-%dT%H:%M:%S").to_string(),
                     "clock_drift_secs": r.drift_secs,
-                    "time_zone": config.default_time_zone.name(),
+                    "time_zone": tz.name(),
                 },
                 "attendance": r.records.iter().map(|a| serde_json::json!({
                     "pin": a.user_id,
