@@ -9,6 +9,7 @@ mod harness;
 mod approval;
 mod bad_input;
 mod commands;
+mod crash;
 mod idempotency;
 mod pull;
 mod samples;
