@@ -59,6 +59,9 @@ pub struct PullSettings {
     pub time_sync_every: Duration,
     /// Set the clock at once when it is off by more than this many seconds (60).
     pub max_drift_secs: i64,
+    /// How often the terminal's users are read into the store besides after user commands (1 h; the first
+    /// session of a device always reads them).
+    pub users_every: Duration,
     /// How often a live connection is checked with `CMD_GET_TIME` (30 s); each check also refreshes last-seen.
     pub keep_alive_every: Duration,
     /// First wait before reconnecting a live device (1 s); doubles after each failure …
@@ -76,6 +79,7 @@ impl Default for PullSettings {
             retries: 2,
             time_sync_every: Duration::from_secs(24 * 3600),
             max_drift_secs: 60,
+            users_every: Duration::from_secs(3600),
             keep_alive_every: Duration::from_secs(30),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),

@@ -159,9 +159,7 @@ async fn full_session(
         session.pull_attendance(clear).await?;
         session.sync_time_if_due(state).await?;
         run_queued(&mut session, state).await?;
-        if session.client.is_some() {
-            session.sync_users().await?;
-        }
+        session.sync_users_if_due(state).await?;
         Ok::<_, SessionError>(())
     }
     .await;
@@ -181,9 +179,7 @@ async fn commands_session(
     let result = async {
         session.measure_drift().await?;
         run_queued(&mut session, state).await?;
-        if session.users_changed && session.client.is_some() {
-            session.sync_users().await?;
-        }
+        session.sync_users_if_due(state).await?;
         Ok::<_, SessionError>(())
     }
     .await;
@@ -291,9 +287,7 @@ async fn live_session(
         session.pull_attendance(clear).await?;
         session.sync_time_if_due(state).await?;
         run_queued(&mut session, state).await?;
-        if session.client.is_some() {
-            session.sync_users().await?;
-        }
+        session.sync_users_if_due(state).await?;
         *failures = 0;
         record_health(app, &sn, &Ok(session.drift_secs)).await;
         listen(&mut session, entry, state, stop).await
@@ -351,9 +345,7 @@ async fn listen(
                 session.drift_secs = None;
                 session.sync_time_if_due(state).await?;
                 run_queued(session, state).await?;
-                if session.users_changed && session.client.is_some() {
-                    session.sync_users().await?;
-                }
+                session.sync_users_if_due(state).await?;
             }
         }
     }

@@ -139,6 +139,8 @@ fn client_options(device: &Device, settings: &PullSettings) -> zk_pull::ClientOp
 pub struct DeviceState {
     /// When the clock was last set.
     pub last_time_sync: Option<Instant>,
+    /// When the users were last read into the store.
+    pub last_user_sync: Option<Instant>,
 }
 
 /// What happened to a requested clear of the attendance log.
@@ -518,6 +520,21 @@ impl<'a> Session<'a> {
     /// Remember device info to write with the next batch (or when the session closes).
     pub fn set_info(&mut self, info: serde_json::Map<String, serde_json::Value>) {
         self.pending_info = Some(info);
+    }
+
+    /// [`Session::sync_users`] when a command changed the users, on the device's first session, and every
+    /// `users_every`.
+    ///
+    /// Errors: as [`Session::sync_users`].
+    pub async fn sync_users_if_due(&mut self, state: &mut DeviceState) -> Result<(), SessionError> {
+        let due = state
+            .last_user_sync
+            .is_none_or(|t| t.elapsed() >= self.settings.users_every);
+        if self.client.is_some() && (due || self.users_changed) {
+            self.sync_users().await?;
+            state.last_user_sync = Some(Instant::now());
+        }
+        Ok(())
     }
 
     /// Read the terminal's users and bring the store's copy in line (added, changed, removed).
