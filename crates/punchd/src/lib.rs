@@ -6,7 +6,8 @@
 //! - [`ingest`]: the single door into the store for punches: normalise (time zones), dedupe, write with the raw
 //!   journal entry, atomically.
 //! - [`devices`]: the registry (approval, settings, last seen), the command queue, health.
-//! - [`sources`]: where punches come from: `push` (the `/iclock` HTTP routes for terminals).
+//! - [`sources`]: where punches come from: `push` (the `/iclock` HTTP routes for terminals) and `pull` (the
+//!   scheduler and one-shot reader for terminals read over TCP/UDP 4370).
 //! - [`web`]: the JSON API (`/api/v1`), auth, health, metrics, and the HTTP server loop.
 //! - [`config`] and [`cli`]: settings and the `punchd` subcommands; `main.rs` only parses and calls.
 //!
