@@ -5,6 +5,8 @@
 //! (a later issue) implements the same trait with native SQL. Callers never see SQL: `ingest`, `devices`,
 //! `sources` and `web` speak in the types below. This module depends only on `domain`.
 
+#[cfg(test)]
+mod contract;
 pub mod sqlite;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
