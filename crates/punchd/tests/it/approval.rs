@@ -45,7 +45,10 @@ fn manual_approval_refuses_until_the_cli_approves_then_stores_once() {
 
     let out = cli(&server.db, &["devices", "approve", sn]);
     assert!(out.ok, "{}", out.stderr);
-    assert_eq!(cli_json(&server.db, &["devices", "show", sn])["approval"], "approved");
+    assert_eq!(
+        cli_json(&server.db, &["devices", "show", sn])["approval"],
+        "approved"
+    );
     let reply = server.wait_for("approval picked up", Duration::from_secs(8), || {
         let r = server.attlog(sn, PUNCH);
         assert_eq!(r.status, 200);
