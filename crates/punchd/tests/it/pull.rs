@@ -504,6 +504,11 @@ async fn scheduled_pulls_store_each_punch_once_and_then_only_new_ones() {
     let journal = hub.get(&format!("/journal/{}", newest["journal_id"])).await;
     assert_eq!(journal["n_stored"], 1);
     assert_eq!(journal["n_records"], 1);
+    // The journal holds the first pull, the users read once, and this pull: pulls that found nothing new
+    // wrote nothing.
+    assert_eq!(newest["journal_id"], journal_id + 2);
+    let users_entry = hub.get(&format!("/journal/{}", journal_id + 1)).await;
+    assert_eq!(users_entry["kind"], "pull:users");
 
     // Health and facts: last seen, no error, the clock set to Kolkata time, counts in the info.
     let device = wait_for("device facts", || async {
@@ -746,19 +751,41 @@ async fn clear_after_pull_clears_only_what_punchd_holds() {
         status: 1,
         punch: 0,
     });
-    sim.punch("5", 0, 1);
-    wait_for("punch 5 stored", || async {
+    sim.punch("9005", 0, 1);
+    wait_for("punch 9005 stored", || async {
         (hub.count(&sn).await == 102).then_some(())
     })
     .await;
     let requests = sim.counters().requests;
-    // The session that stored punch 5 decides about the clear after storing; wait until the next one runs.
+    // The session that stored punch 9005 decides about the clear after storing; wait until the next one runs.
     wait_for("one more pull", || async {
         (sim.counters().requests > requests + 20).then_some(())
     })
     .await;
     assert_eq!(sim.attendance_count(), 2, "not cleared");
     assert_eq!(hub.count(&sn).await, 102);
+    let journal_of = |pin: &'static str| {
+        let hub = &hub;
+        async move {
+            let list = hub
+                .get(&format!("/punches?device={SIM_SN}&pin={pin}"))
+                .await;
+            list["punches"][0]["journal_id"].as_i64().unwrap()
+        }
+    };
+    let refused_at = journal_of("9005").await;
+    let journal = hub.get(&format!("/journal/{refused_at}")).await;
+    assert_eq!(journal["errors"].as_array().unwrap().len(), 1, "{journal}");
+
+    // While the log stays as it was (the pull above), pulls do not journal it again; once it changes, the
+    // clear is tried (and refused) again with the new punch stored.
+    sim.punch("9006", 0, 1);
+    wait_for("punch 9006 stored", || async {
+        (hub.count(&sn).await == 103).then_some(())
+    })
+    .await;
+    assert_eq!(journal_of("9006").await, refused_at + 1);
+    assert_eq!(sim.attendance_count(), 3, "not cleared");
     hub.stop().await;
 }
 

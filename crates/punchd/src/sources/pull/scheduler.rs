@@ -156,7 +156,7 @@ async fn full_session(
     let mut session = Session::open(app, settings, device).await?;
     let result = async {
         session.measure_drift().await?;
-        session.pull_attendance(clear).await?;
+        session.pull_attendance_scheduled(clear, state).await?;
         session.sync_time_if_due(state).await?;
         run_queued(&mut session, state).await?;
         session.sync_users_if_due(state).await?;
@@ -284,7 +284,7 @@ async fn live_session(
     let mut session = Session::open(app, settings, device).await?;
     let result = async {
         session.measure_drift().await?;
-        session.pull_attendance(clear).await?;
+        session.pull_attendance_scheduled(clear, state).await?;
         session.sync_time_if_due(state).await?;
         run_queued(&mut session, state).await?;
         session.sync_users_if_due(state).await?;

@@ -141,6 +141,9 @@ pub struct DeviceState {
     pub last_time_sync: Option<Instant>,
     /// When the users were last read into the store.
     pub last_user_sync: Option<Instant>,
+    /// The log as it was when a scheduled clear was last refused: while it is unchanged, scheduled pulls
+    /// neither re-ingest it nor try again (a stuck garbage record would otherwise be journaled every pull).
+    pub refused_clear: Option<Cursor>,
 }
 
 /// What happened to a requested clear of the attendance log.
@@ -161,8 +164,10 @@ pub struct PullOutcome {
     pub n_ingested: usize,
     /// Punches newly stored.
     pub n_stored: usize,
-    /// The clear, when one was asked for.
+    /// The clear, when one was asked for (and not skipped, see [`DeviceState::refused_clear`]).
     pub clear: Option<ClearOutcome>,
+    /// The log as read.
+    pub cursor: Cursor,
 }
 
 /// A verified connection to one registered device.
@@ -178,6 +183,8 @@ pub struct Session<'a> {
     pub(crate) info: DeviceInfo,
     /// Device info not yet written to the store (written with the next batch, or on its own at the end).
     pending_info: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Set during a scheduled pull: the log at which the last scheduled clear was refused.
+    refused_clear: Option<Cursor>,
     /// Terminal clock minus ours, last measured.
     pub(crate) drift_secs: Option<i64>,
     /// A command changed the users on the device: read them back before leaving.
@@ -193,6 +200,13 @@ impl<'a> Session<'a> {
         settings: &'a PullSettings,
         device: Device,
     ) -> Result<Session<'a>, SessionError> {
+        // The registry's copy has the settings, but not the info and facts earlier sessions wrote: compare
+        // with the store's.
+        let device = match app.store.get_device(&device.sn).await {
+            Ok(stored) => stored,
+            Err(StoreError::NotFound(_)) => device,
+            Err(e) => return Err(e.into()),
+        };
         let address = socket_address(
             device
                 .address
@@ -231,6 +245,7 @@ impl<'a> Session<'a> {
             address,
             client: Some(client),
             pending_info: changed.then_some(new_info),
+            refused_clear: None,
             info,
             drift_secs: None,
             users_changed: false,
@@ -302,6 +317,26 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// [`Session::pull_attendance`] for the schedule: a clear refused before is not retried (and the log not
+    /// ingested again) until the log changes.
+    ///
+    /// Errors: as [`Session::pull_attendance`].
+    pub async fn pull_attendance_scheduled(
+        &mut self,
+        clear: bool,
+        state: &mut DeviceState,
+    ) -> Result<PullOutcome, SessionError> {
+        self.refused_clear = state.refused_clear.take();
+        let outcome = self.pull_attendance(clear).await;
+        state.refused_clear = match &outcome {
+            Ok(o) if matches!(o.clear, Some(ClearOutcome::Refused(_))) => Some(o.cursor.clone()),
+            Ok(o) if o.clear.is_none() && clear => self.refused_clear.take(),
+            _ => None,
+        };
+        self.refused_clear = None;
+        outcome
+    }
+
     /// Read the attendance log with the keypad locked, store what is new, and clear the log when `clear` and
     /// punchd provably holds every punch on it (see [`Session::safe_clear`]).
     ///
@@ -342,17 +377,18 @@ impl<'a> Session<'a> {
             .into_iter()
             .find(|(table, _)| table == STAMP_TABLE)
             .and_then(|(_, value)| Cursor::parse(&value));
-        let first_new = if clear {
-            0
-        } else {
-            Cursor::first_new(cursor.as_ref(), &download.records)
-        };
         let new_cursor = Cursor::after(&download.records);
+        let by_cursor = Cursor::first_new(cursor.as_ref(), &download.records);
+        let clear = clear
+            && !(by_cursor == download.records.len()
+                && self.refused_clear.as_ref() == Some(&new_cursor));
+        let first_new = if clear { 0 } else { by_cursor };
         let mut outcome = PullOutcome {
             n_records: download.records.len(),
             n_ingested: download.records.len().saturating_sub(first_new),
             n_stored: 0,
             clear: None,
+            cursor: new_cursor.clone(),
         };
         let mut n_held = 0;
         if outcome.n_ingested > 0 || cursor.as_ref() != Some(&new_cursor) {
