@@ -1027,4 +1027,25 @@ fn punchd_serve_pulls_a_configured_terminal_and_lists_its_punches_like_pushed_on
     assert!(stored.iter().any(|p| p["pin"] == "1"
         && p["punched_at"] == live.time.format("%Y-%m-%dT%H:%M:%S").to_string()
         && p["verify_mode"] == 15));
+
+    // A command queued with the CLI reaches the live connection of the running server.
+    let queued = harness::cli_json(
+        &server.db,
+        &[
+            "commands",
+            "send",
+            "SIM0000000002",
+            "unlock",
+            "--format",
+            "json",
+        ],
+    );
+    let id = queued[0]["id"].as_i64().unwrap();
+    let done = server.wait_for("unlock result", Duration::from_secs(10), || {
+        let c = harness::cli_json(&server.db, &["commands", "show", &id.to_string()]);
+        (c["status"] != "queued" && c["status"] != "sent").then_some(c)
+    });
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["message"], "door opened for 3 s");
+    assert_eq!(second.counters().unlocks, 1);
 }
