@@ -595,6 +595,61 @@ async fn a_live_device_stores_punches_as_they_happen_and_runs_commands_promptly(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_punch_made_while_a_live_device_runs_a_command_is_caught_up_from_the_log() {
+    let sim = start_sim(PullSimConfig {
+        punches: 5,
+        faults: Faults {
+            reply_delay: Duration::from_millis(20),
+            ..Faults::default()
+        },
+        ..sim_config(Profile::Zk8)
+    })
+    .await;
+    let hub = Hub::start(fast()).await;
+    let sn = hub
+        .add(
+            SIM_SN,
+            sim.local_addr(),
+            DevicePatch {
+                pull_interval_secs: Some(0),
+                ..DevicePatch::default()
+            },
+        )
+        .await;
+    wait_for("live registration", || async {
+        (sim.live_subscribers() == 1).then_some(())
+    })
+    .await;
+    let watcher = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            while sim.live_subscribers() > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            // Nobody listens: the punch only reaches the log.
+            sim.punch("9200", 0, 1);
+            sim.counters().events_sent
+        })
+    };
+    let c = hub.command(&sn, json!({"type": "unlock"})).await;
+    assert_eq!(c["status"], "succeeded", "{c}");
+    assert_eq!(watcher.await.unwrap(), 0, "no live event was sent for it");
+    wait_for("caught up", || async {
+        (hub.count(&sn).await == 6).then_some(())
+    })
+    .await;
+    let list = hub.get(&format!("/punches?device={sn}&pin=9200")).await;
+    let journal_id = list["punches"][0]["journal_id"].as_i64().unwrap();
+    let journal = hub.get(&format!("/journal/{journal_id}")).await;
+    assert_eq!(journal["kind"], "pull:attendance");
+    wait_for("live again", || async {
+        (sim.live_subscribers() == 1).then_some(())
+    })
+    .await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_on_a_pull_terminal_report_results_through_the_api() {
     let sim = start_sim(sim_config(Profile::Zk8)).await;
     let hub = Hub::start(fast()).await;

@@ -346,6 +346,12 @@ async fn listen(
                 session.sync_time_if_due(state).await?;
                 run_queued(session, state).await?;
                 session.sync_users_if_due(state).await?;
+                if session.client.is_some() {
+                    // Punches made while no events were registered are only in the log: catch up before
+                    // listening again.
+                    let clear = session.device.clear_after_pull;
+                    session.pull_attendance_scheduled(clear, state).await?;
+                }
             }
         }
     }
