@@ -338,7 +338,8 @@ impl<'a> Session<'a> {
     }
 
     /// Read the attendance log with the keypad locked, store what is new, and clear the log when `clear` and
-    /// punchd provably holds every punch on it (see [`Session::safe_clear`]).
+    /// punchd provably holds every punch on it: every record decoded, the terminal's count equals the records read,
+    /// each of them is held after ingest, and the count is unchanged right before clearing.
     ///
     /// Errors: the terminal failed (nothing was cleared) or the store failed.
     pub async fn pull_attendance(&mut self, clear: bool) -> Result<PullOutcome, SessionError> {
