@@ -212,6 +212,36 @@ impl Server {
         }
     }
 
+    /// Ask the server to stop (SIGTERM) and wait at most `deadline` for it to exit; returns whether it exited
+    /// successfully. Panics when it is still running after the deadline.
+    pub fn terminate(&mut self, deadline: Duration) -> bool {
+        let mut child = self.child.take().expect("server already stopped");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        let start = Instant::now();
+        let exit = loop {
+            if let Some(exit) = child.try_wait().unwrap() {
+                break exit;
+            }
+            if start.elapsed() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "punchd still running {deadline:?} after SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        exit.success()
+    }
+
     /// An API token (created once with `punchd token create`).
     pub fn token(&self) -> String {
         let mut token = self.token.lock().unwrap();

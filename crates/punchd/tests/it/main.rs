@@ -11,6 +11,7 @@ mod bad_input;
 mod commands;
 mod crash;
 mod idempotency;
+mod lifecycle;
 mod pull;
 mod samples;
 mod storage_failure;
