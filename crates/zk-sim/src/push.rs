@@ -173,10 +173,22 @@ pub struct HttpReply {
 }
 
 impl HttpReply {
-    /// Whether the terminal counts this answer as accepted (push.md §7, FW `svr_res_proc`): status 200 and `OK`
+    /// Whether the terminal counts this answer to an upload as accepted (push.md §7, FW `svr_res_proc`): status 200 and `OK`
     /// somewhere in the body, and not `UNKNOWN DEVICE`.
     pub fn accepted(&self) -> bool {
         self.status == 200 && !self.unknown_device() && find(&self.body, b"OK").is_some()
+    }
+
+    /// Whether the terminal counts this answer to a request of `kind` as accepted: an upload or command results
+    /// as [`HttpReply::accepted`]; a handshake or poll needs status 200 and not `UNKNOWN DEVICE` (its body is the
+    /// option block or the commands, push.md §3.2, §6).
+    pub fn accepted_as(&self, kind: RequestKind) -> bool {
+        match kind {
+            RequestKind::Handshake | RequestKind::Poll => {
+                self.status == 200 && !self.unknown_device()
+            }
+            RequestKind::Attlog | RequestKind::Operlog | RequestKind::DeviceCmd => self.accepted(),
+        }
     }
 
     /// Whether the server refused the terminal (`UNKNOWN DEVICE`, push.md §1).
@@ -503,6 +515,7 @@ impl KindStats {
 
     fn count(
         &mut self,
+        kind: RequestKind,
         started: Instant,
         ended: Instant,
         outcome: &Result<HttpReply, ExchangeError>,
@@ -517,7 +530,7 @@ impl KindStats {
             Ok(reply) => {
                 self.latency
                     .record(ended.saturating_duration_since(started));
-                if reply.accepted() {
+                if reply.accepted_as(kind) {
                     self.accepted += 1;
                 } else {
                     self.refused += 1;
@@ -761,7 +774,7 @@ impl Fleet {
         let outcome = exchange(self.addr, request, self.config.request_timeout).await;
         let ended = Instant::now();
         self.with_stats(|stats| {
-            stats.kinds[kind.index()].count(started, ended, &outcome);
+            stats.kinds[kind.index()].count(kind, started, ended, &outcome);
             if let Err(e) = &outcome {
                 if stats.first_error.is_none() {
                     stats.first_error = Some(format!("{}: {e}", kind.name()));
@@ -784,7 +797,7 @@ impl Fleet {
                 return Sent::Stopped;
             }
             let wait = match self.send(kind, request).await {
-                Ok(reply) if reply.accepted() => return Sent::Accepted(reply),
+                Ok(reply) if reply.accepted_as(kind) => return Sent::Accepted(reply),
                 Ok(reply) if reply.unknown_device() => {
                     self.with_stats(|s| s.unknown_device += 1);
                     if kind != RequestKind::Handshake {
