@@ -411,3 +411,60 @@ fn garbage_on_the_socket_is_refused_and_the_server_keeps_serving() {
         [json!("GOOD000001")]
     );
 }
+
+#[test]
+fn unusual_but_legal_http_from_terminals_is_served() {
+    let server = Server::start();
+    // Two requests pipelined on one keep-alive connection.
+    let body = "1\t2024-01-01 08:00:00\t0\t1\n";
+    let request = format!(
+        "POST /iclock/cdata?SN={SN}&table=ATTLOG&Stamp=1 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}\
+         GET /iclock/getrequest?SN={SN} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"OK:1").unwrap() + 4;
+    let first = crate::harness::parse_response(&answer[..split]).unwrap();
+    let second = crate::harness::parse_response(&answer[split..]).unwrap();
+    assert_eq!((first.status, first.text()), (200, "OK:1".to_owned()));
+    assert_eq!((second.status, second.text()), (200, "OK".to_owned()));
+    // A chunked body.
+    let r = server.raw(
+        format!(
+            "POST /iclock/cdata?SN={SN}&table=ATTLOG&Stamp=2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n1a\r\n2\t2024-01-01 08:00:00\t0\t1\n\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!((r.status, r.text()), (200, "OK:1".to_owned()));
+    // Expect: 100-continue.
+    let r = server.raw(
+        format!(
+            "POST /iclock/cdata?SN={SN}&table=ATTLOG&Stamp=3 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\
+             Content-Length: 26\r\nConnection: close\r\n\r\n3\t2024-01-01 08:00:00\t0\t1\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!((r.status, r.text()), (200, "OK:1".to_owned()));
+    // HTTP/1.0 without Host; a lower-case `sn=`.
+    let r = server.raw(format!("GET /iclock/getrequest?SN={SN} HTTP/1.0\r\n\r\n").as_bytes());
+    assert_eq!((r.status, r.text()), (200, "OK".to_owned()));
+    let r = server.iclock("GET", "/iclock/cdata?sn=lower0001&options=all", b"");
+    assert!(
+        r.text().starts_with("GET OPTION FROM: lower0001\n"),
+        "{}",
+        r.text()
+    );
+    let pins: Vec<String> = server
+        .punches(SN)
+        .iter()
+        .map(|p| p["pin"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pins, ["1", "2", "3"]);
+}

@@ -331,3 +331,38 @@ fn a_command_queued_with_the_cli_reaches_a_running_server() {
     assert_eq!(shown["status"], "succeeded");
     assert_eq!(shown["return_code"], 0);
 }
+
+#[test]
+fn a_long_queue_is_delivered_over_several_polls_within_the_reply_limits() {
+    let server = crate::harness::Server::with(crate::harness::Options {
+        time_zone: Some("UTC".into()),
+        config: Some("[push]\ncommands_per_poll = 4\ncommand_reply_bytes = 80\n".into()),
+        ..crate::harness::Options::default()
+    });
+    assert_eq!(poll(&server, SN), "OK");
+    let ids: Vec<i64> = (0..6)
+        .map(|i| {
+            enqueue(
+                &server,
+                SN,
+                json!({"type": "set_option", "key": format!("Key{i}"), "value": "x".repeat(10)}),
+            )
+        })
+        .collect();
+    // Each line is `C:<id>:SET OPTION KeyN=xxxxxxxxxx\n` (about 35 bytes): two fit in 80 bytes.
+    let mut delivered = Vec::new();
+    for _ in 0..3 {
+        let reply = poll(&server, SN);
+        let lines: Vec<&str> = reply.lines().collect();
+        assert_eq!(lines.len(), 2, "{reply}");
+        assert!(reply.len() <= 80, "{reply}");
+        delivered.extend(lines.iter().map(|l| l.to_owned().to_owned()));
+    }
+    assert_eq!(poll(&server, SN), "OK");
+    let expected: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!("C:{id}:SET OPTION Key{i}=xxxxxxxxxx"))
+        .collect();
+    assert_eq!(delivered, expected);
+}

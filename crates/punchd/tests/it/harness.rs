@@ -409,12 +409,16 @@ pub fn raw_request(port: u16, request: &[u8]) -> Response {
     })
 }
 
-/// Parse one HTTP/1.1 response (Content-Length, chunked, or until EOF).
+/// Parse one HTTP/1.1 response (Content-Length, chunked, or until EOF), after any interim 1xx answers.
 pub fn parse_response(bytes: &[u8]) -> Option<Response> {
     let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&bytes[..head_end]).ok()?;
     let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    if (100..200).contains(&status) {
+        // An interim answer (100 Continue): the real one follows.
+        return parse_response(&bytes[head_end + 4..]);
+    }
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
