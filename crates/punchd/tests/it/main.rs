@@ -14,4 +14,5 @@ mod idempotency;
 mod lifecycle;
 mod pull;
 mod samples;
+mod settings;
 mod storage_failure;
