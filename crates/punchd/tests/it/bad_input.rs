@@ -468,3 +468,43 @@ fn unusual_but_legal_http_from_terminals_is_served() {
         .collect();
     assert_eq!(pins, ["1", "2", "3"]);
 }
+
+#[test]
+fn pins_refused_by_ingest_are_journaled() {
+    let server = Server::start();
+    let long_pin = "9".repeat(65);
+    let body = format!(
+        "101\t2024-01-15 08:00:00\t0\t1\n\
+         bad-time\t2024-01-1\n\
+         \u{1}7\t2024-01-15 08:01:00\t0\t1\n\
+         {long_pin}\t2024-01-15 08:02:00\t0\t1\n\
+         102\t2024-01-15 08:03:00\t0\t1\n"
+    );
+    let r = server.attlog(SN, &body);
+    assert_eq!((r.status, r.text()), (200, "OK:2".to_owned()));
+    let errors = issues(&last_journal(&server, "ATTLOG"));
+    let found: Vec<(i64, String)> = errors.iter().map(|e| (e.0, e.1.clone())).collect();
+    // FIXME: ingest numbers the lines it refuses by their index among the parsed punches, not by their line in
+    // the body: the control-character PIN is body line 3 and the long PIN line 4, but they are reported as
+    // lines 2 and 3 (after the parser's line 2). `ingest::PunchRecord` would need the body line number (the
+    // pull source builds PunchRecords too, so the fix is not local to push). Today's numbers are pinned here.
+    assert_eq!(
+        found,
+        [
+            (2, "bad-time\t2024-01-1".to_owned()),
+            (2, "\u{1}7\t2024-01-15 08:01:00".to_owned()),
+            (3, format!("{long_pin}\t2024-01-15 08:02:00")),
+        ]
+    );
+    assert!(
+        errors[1].2.contains("control characters"),
+        "{}",
+        errors[1].2
+    );
+    let pins: Vec<String> = server
+        .punches(SN)
+        .iter()
+        .map(|p| p["pin"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pins, ["101", "102"]);
+}
