@@ -366,3 +366,73 @@ fn a_long_queue_is_delivered_over_several_polls_within_the_reply_limits() {
         .collect();
     assert_eq!(delivered, expected);
 }
+
+#[test]
+fn disable_and_enable_user_round_trip_through_the_device() {
+    let server = Server::start();
+    let r = server.iclock(
+        "POST",
+        &format!("/iclock/cdata?SN={SN}&table=OPERLOG&Stamp=1"),
+        b"USER PIN=77\tName=Bob\tPri=14\tPasswd=123\tCard=4455\tGrp=2\tTZ=0001000000000000\tVerify=1\n\
+          FP PIN=77\tFID=6\tSize=8\tValid=1\tTMP=QUJDRA==\n",
+    );
+    assert_eq!(r.text(), "OK:2");
+    let templates = server.get_json(&format!("/devices/{SN}/templates?pin=77"));
+    assert_eq!(templates.as_array().unwrap().len(), 1);
+    assert_eq!(templates[0]["template"], "QUJDRA==");
+
+    // Disabling removes the user from the terminal; punchd keeps the record, marked disabled.
+    let disable = enqueue(&server, SN, json!({"type": "disable_user", "pin": "77"}));
+    assert_eq!(
+        poll(&server, SN),
+        format!("C:{disable}:DATA DELETE USERINFO PIN=77\n")
+    );
+    results(&server, SN, &format!("ID={disable}&Return=0&CMD=DATA\n"));
+    let users = server.get_json(&format!("/devices/{SN}/users"));
+    assert_eq!(
+        (users[0]["pin"].clone(), users[0]["enabled"].clone()),
+        (json!("77"), json!(false))
+    );
+
+    // Enabling writes the full stored record back, templates included, as one command per record.
+    let r = server.api(
+        "POST",
+        &format!("/devices/{SN}/commands"),
+        Some(&json!({"type": "enable_user", "pin": "77"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let queued = r.json();
+    let ids: Vec<i64> = queued
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(
+        poll(&server, SN),
+        format!(
+            "C:{}:DATA UPDATE USERINFO PIN=77\tName=Bob\tPri=14\tPasswd=123\tCard=4455\tGrp=2\tTZ=0001000000000000\tVerify=1\n\
+             C:{}:DATA UPDATE FINGERTMP PIN=77\tFID=6\tSize=8\tValid=1\tTMP=QUJDRA==\n",
+            ids[0], ids[1]
+        )
+    );
+    results(
+        &server,
+        SN,
+        &format!(
+            "ID={}&Return=0&CMD=DATA\nID={}&Return=0&CMD=DATA\n",
+            ids[0], ids[1]
+        ),
+    );
+    let users = server.get_json(&format!("/devices/{SN}/users"));
+    assert_eq!(users[0]["enabled"], true);
+
+    // Enabling a user punchd never saw is refused (the full record is needed).
+    let r = server.api(
+        "POST",
+        &format!("/devices/{SN}/commands"),
+        Some(&json!({"type": "enable_user", "pin": "404"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}
