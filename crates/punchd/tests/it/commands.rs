@@ -216,6 +216,18 @@ fn commands_are_delivered_as_exact_lines_and_results_are_recorded_once() {
         st("succeeded", 1, Some(0), Some("success (Return=0)"))
     );
 
+    // Nor are its effects applied again: user 77 enrolled anew survives a re-posted delete result.
+    let r = server.iclock(
+        "POST",
+        &format!("/iclock/cdata?SN={SN}&table=OPERLOG&Stamp=2"),
+        b"USER PIN=77\tName=Bob\tPri=0\tPasswd=\tCard=\tGrp=1\tTZ=0000000000000000\n",
+    );
+    assert_eq!(r.text(), "OK:1");
+    results(&server, SN, &format!("ID={delete}&Return=0&CMD=DATA\n"));
+    let users = server.get_json(&format!("/devices/{SN}/users"));
+    assert_eq!(users.as_array().unwrap().len(), 1, "{users}");
+    assert_eq!(users[0]["pin"], "77");
+
     // Listings: newest first, filtered by status.
     let listed = server.get_json(&format!("/devices/{SN}/commands"));
     let ids: Vec<i64> = listed
