@@ -88,6 +88,9 @@ pub struct PushSimArgs {
     /// Milliseconds between polls (0: after every batch, back to back when idle).
     #[arg(long, default_value_t = 10_000)]
     pub poll_interval_ms: u64,
+    /// Milliseconds between two ATTLOG batches of a terminal (0: back to back, a terminal draining a backlog).
+    #[arg(long, default_value_t = 0)]
+    pub batch_interval_ms: u64,
     /// Stop after this many seconds (requests in flight finish).
     #[arg(long)]
     pub duration_secs: Option<u64>,
@@ -204,6 +207,7 @@ fn push_config(args: &PushSimArgs) -> anyhow::Result<PushSimConfig> {
         (None, None) => Some(10),
     };
     config.poll_interval = Duration::from_millis(args.poll_interval_ms);
+    config.batch_interval = Duration::from_millis(args.batch_interval_ms);
     config.duration = args.duration_secs.map(Duration::from_secs);
     config.operlog_users = args.operlog_users;
     config.resend_every = args.resend_every;

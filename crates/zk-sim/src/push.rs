@@ -600,6 +600,9 @@ pub struct PushSimConfig {
     pub batches: Option<u64>,
     /// Time between polls; zero polls after every batch and back-to-back when there is nothing to upload.
     pub poll_interval: Duration,
+    /// Time between the starts of two ATTLOG batches of one terminal; zero pushes them back to back (a terminal
+    /// draining a backlog).
+    pub batch_interval: Duration,
     /// Stop after this long (requests in flight finish); `None`: when every terminal has sent its batches.
     pub duration: Option<Duration>,
     /// `USER` lines uploaded on OPERLOG once after the first handshake (0: no OPERLOG upload).
@@ -631,6 +634,7 @@ impl PushSimConfig {
             punches_per_batch: 10,
             batches: Some(10),
             poll_interval: Duration::from_secs(10),
+            batch_interval: Duration::ZERO,
             duration: None,
             operlog_users: 10,
             resend_every: None,
@@ -1072,6 +1076,7 @@ impl Terminal {
             }
         }
         let mut next_poll = Instant::now() + config.poll_interval;
+        let mut next_batch = Instant::now();
         loop {
             if fleet.stop.is_set() {
                 break;
@@ -1107,11 +1112,19 @@ impl Terminal {
                 }
                 continue;
             }
-            if uploading {
+            if uploading && now >= next_batch {
                 if !self.push_batch().await {
                     break;
                 }
-            } else if !fleet.stop.sleep(next_poll - now).await {
+                next_batch = Instant::now() + config.batch_interval;
+                continue;
+            }
+            let wake = if uploading {
+                next_poll.min(next_batch)
+            } else {
+                next_poll
+            };
+            if !fleet.stop.sleep(wake.saturating_duration_since(now)).await {
                 break;
             }
         }

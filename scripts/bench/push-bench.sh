@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The push benchmark (BENCHMARKS.md): the real `punchd serve` on loopback pinned to core 1, a fleet of simulated
+# push terminals (`punchd simulate push`, one current-thread runtime) pinned to core 0, `Connection: close` per
+# request as att firmware sends. Each run starts a fresh server on a copy of the database it names, measures
+# punches/s, requests/s, p50/p99 latency and the server's peak memory (VmHWM), then checks that every acknowledged
+# punch is stored exactly once.
+#
+#   cargo build --release -p punchd
+#   scripts/bench/push-bench.sh [scenario ...]
+#
+# Scenarios: attlog1 attlog10 attlog100 attlog1000 polls (fresh database), the same with a "10m-" prefix (on a
+# database that already holds 10 million punches, built once by the `prefill` step), and fleet10k (10,000
+# terminals greeting the server and polling; peak memory). Default: all of them.
+#
+# Environment: PUNCHD (binary, default $CARGO_TARGET_DIR or target, release/punchd), RUNS (runs per scenario,
+# default 3), DURATION (seconds per run, default 10), WORK (scratch directory, default /tmp/punchd-bench),
+# CONCURRENCY (terminals = requests in flight, default 64), SERVER_CPU / LOAD_CPU (default 1 / 0).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+target=${CARGO_TARGET_DIR:-$here/../../target}
+PUNCHD=${PUNCHD:-$target/release/punchd}
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+WORK=${WORK:-/tmp/punchd-bench}
+CONCURRENCY=${CONCURRENCY:-64}
+SERVER_CPU=${SERVER_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+PREFILL_PUNCHES=${PREFILL_PUNCHES:-10000000}
+RESULTS=$WORK/results.tsv
+
+mkdir -p "$WORK"
+[ -x "$PUNCHD" ] || { echo "no punchd binary at $PUNCHD: cargo build --release -p punchd" >&2; exit 1; }
+
+server_pid=""
+stop_server() {
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid"
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    server_pid=""
+}
+trap stop_server EXIT
+
+# start_server DB: start `punchd serve` on DB, pinned; sets server_pid and port.
+start_server() {
+    local db=$1 log=$WORK/server.log
+    taskset -c "$SERVER_CPU" "$PUNCHD" serve --listen 127.0.0.1:0 --database "$db" >"$log" 2>&1 &
+    server_pid=$!
+    port=""
+    for _ in $(seq 1 100); do
+        port=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listen=127\.0\.0\.1:[0-9]*' | head -1 | cut -d: -f2 || true)
+        [ -n "$port" ] && return 0
+        sleep 0.1
+    done
+    echo "punchd did not start:" >&2
+    cat "$log" >&2
+    exit 1
+}
+
+peak_kb() { awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status"; }
+
+# load DB PREFIX ARGS...: run the fleet against the running server, print its JSON summary.
+load() {
+    local db=$1 prefix=$2
+    shift 2
+    taskset -c "$LOAD_CPU" "$PUNCHD" simulate push --server "http://127.0.0.1:$port" --sn-prefix "$prefix" \
+        --check-database "$db" --json "$@"
+}
+
+# The database that already holds PREFILL_PUNCHES punches: 100 terminals push 1000-punch batches. Built once.
+prefill() {
+    local db=$WORK/prefilled.db
+    if [ -f "$db" ]; then return 0; fi
+    echo "prefill: $PREFILL_PUNCHES punches into $db" >&2
+    local batches=$((PREFILL_PUNCHES / 100 / 1000))
+    rm -f "$db.tmp" "$db.tmp-wal" "$db.tmp-shm"
+    start_server "$db.tmp"
+    local started=$SECONDS
+    load "$db.tmp" PREFILL --devices 100 --max-in-flight 32 --punches-per-batch 1000 --batches "$batches" \
+        --poll-interval-ms 60000 --operlog-users 0 >"$WORK/prefill.json"
+    stop_server
+    echo "prefill took $((SECONDS - started)) s: $(jq -c '{punches_acked, punches_per_sec, exactly_once}' "$WORK/prefill.json")" >&2
+    mv "$db.tmp" "$db"
+    rm -f "$db.tmp-wal" "$db.tmp-shm"
+}
+
+# run SCENARIO RUN: one measurement, appended to RESULTS.
+run() {
+    local scenario=$1 run=$2 base=${1#10m-} db=$WORK/run.db
+    rm -f "$db" "$db-wal" "$db-shm"
+    if [ "$scenario" != "$base" ]; then
+        prefill
+        cp "$WORK/prefilled.db" "$db"
+    fi
+    local prefix
+    prefix=B$(date +%s | tail -c 6)$run
+    start_server "$db"
+    sleep 0.5
+    local load_avg json
+    load_avg=$(cut -d' ' -f1 /proc/loadavg)
+    case $base in
+        attlog1 | attlog10 | attlog100 | attlog1000)
+            json=$(load "$db" "$prefix" --devices "$CONCURRENCY" --max-in-flight "$CONCURRENCY" \
+                --punches-per-batch "${base#attlog}" --duration-secs "$DURATION" --poll-interval-ms 10000 \
+                --operlog-users 10)
+            ;;
+        polls)
+            json=$(load "$db" "$prefix" --devices "$CONCURRENCY" --max-in-flight "$CONCURRENCY" --batches 0 \
+                --duration-secs "$DURATION" --poll-interval-ms 0 --operlog-users 0)
+            ;;
+        fleet10k)
+            # 10,000 terminals greet the server (handshake, INFO, 10 users on OPERLOG) over 10 s, then poll every
+            # 10 s and push one punch per minute each (what Delay=10 asks of them).
+            json=$(load "$db" "$prefix" --devices 10000 --max-in-flight 256 --ramp-up-ms 10000 \
+                --punches-per-batch 1 --batch-interval-ms 60000 --poll-interval-ms 10000 \
+                --duration-secs $((DURATION + 20)) --operlog-users 10)
+            ;;
+        *)
+            echo "unknown scenario $scenario" >&2
+            exit 1
+            ;;
+    esac
+    local peak
+    peak=$(peak_kb)
+    stop_server
+    echo "$json" >"$WORK/$scenario.$run.json"
+    local line
+    line=$(jq -r --arg s "$scenario" --arg r "$run" --arg peak "$peak" --arg load "$load_avg" '[
+        $s, $r, (.punches_per_sec | floor), (.requests_per_sec | floor),
+        (if .kinds.attlog.requests > 0 then .kinds.attlog else .kinds.poll end) as $k
+        | ($k.per_sec | floor), $k.p50_us, $k.p99_us, ($peak | tonumber / 1024 | floor),
+        (.exactly_once.holds), .exactly_once.acknowledged, (.kinds | map(.transport_errors + .refused) | add),
+        $load ] | @tsv' <<<"$json")
+    echo "$line" | tee -a "$RESULTS"
+}
+
+scenarios=("$@")
+if [ ${#scenarios[@]} -eq 0 ]; then
+    scenarios=(attlog1 attlog10 attlog100 attlog1000 polls 10m-attlog1 10m-attlog10 10m-attlog100 10m-attlog1000 10m-polls
+        fleet10k)
+fi
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); runs=$RUNS duration=${DURATION}s concurrency=$CONCURRENCY" | tee -a "$RESULTS"
+printf '# scenario\trun\tpunches/s\trequests/s\tmain-kind/s\tp50_us\tp99_us\tpeak_MB\texactly_once\tacked\terrors\tload1\n' | tee -a "$RESULTS"
+for scenario in "${scenarios[@]}"; do
+    for run in $(seq 1 "$RUNS"); do
+        run "$scenario" "$run"
+    done
+done
