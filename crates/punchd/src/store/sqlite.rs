@@ -107,6 +107,10 @@ fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> 
     // touches is written to a temporary file first — measured at 30 % of the writer thread's time on ATTLOG
     // batches (BENCHMARKS.md). Savepoint journals only live for one transaction, so memory is the right place.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // A group commit of 64 terminals × 1000 punches dirties ≈ 13 MB of pages; with the default 2 MB cache SQLite
+    // spills pages to the WAL mid-transaction and reads them back (pagerStress + readDbPage were 40 % of the
+    // writer at 1000 punches per POST, BENCHMARKS.md). 16 MiB keeps a group in memory; it is an upper bound.
+    conn.pragma_update(None, "cache_size", -16384)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
