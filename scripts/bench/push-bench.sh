@@ -59,12 +59,14 @@ start_server() {
 }
 
 peak_kb() { awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status"; }
+# CPU ticks (1/100 s) the server used so far, all threads.
+server_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 
 # load DB PREFIX ARGS...: run the fleet against the running server, print its JSON summary.
 load() {
     local db=$1 prefix=$2
     shift 2
-    taskset -c "$LOAD_CPU" "$PUNCHD" simulate push --server "http://127.0.0.1:$port" --sn-prefix "$prefix" \
+    /usr/bin/time -f "%e %U %S" -o "$WORK/load.time" taskset -c "$LOAD_CPU" "$PUNCHD" simulate push --server "http://127.0.0.1:$port" --sn-prefix "$prefix" \
         --check-database "$db" --json "$@"
 }
 
@@ -97,8 +99,9 @@ run() {
     prefix=B$(date +%s | tail -c 6)$run
     start_server "$db"
     sleep 0.5
-    local load_avg json
+    local load_avg json ticks_before
     load_avg=$(cut -d' ' -f1 /proc/loadavg)
+    ticks_before=$(server_ticks)
     case $base in
         attlog1 | attlog10 | attlog100 | attlog1000)
             json=$(load "$db" "$prefix" --devices "$CONCURRENCY" --max-in-flight "$CONCURRENCY" \
@@ -121,17 +124,22 @@ run() {
             exit 1
             ;;
     esac
-    local peak
+    local peak server_cpu load_cpu
     peak=$(peak_kb)
+    # Share of one core used by the server and by the load generator over the run (wall time of the fleet).
+    read -r wall user sys <"$WORK/load.time"
+    server_cpu=$(awk -v a="$ticks_before" -v b="$(server_ticks)" -v w="$wall" 'BEGIN {printf "%.0f", (b - a) / w}')
+    load_cpu=$(awk -v u="$user" -v s="$sys" -v w="$wall" 'BEGIN {printf "%.0f", 100 * (u + s) / w}')
     stop_server
     echo "$json" >"$WORK/$scenario.$run.json"
     local line
-    line=$(jq -r --arg s "$scenario" --arg r "$run" --arg peak "$peak" --arg load "$load_avg" '[
+    line=$(jq -r --arg s "$scenario" --arg r "$run" --arg peak "$peak" --arg load "$load_avg" \
+        --arg scpu "$server_cpu" --arg lcpu "$load_cpu" '[
         $s, $r, (.punches_per_sec | floor), (.requests_per_sec | floor),
         (if .kinds.attlog.requests > 0 then .kinds.attlog else .kinds.poll end) as $k
         | ($k.per_sec | floor), $k.p50_us, $k.p99_us, ($peak | tonumber / 1024 | floor),
         (.exactly_once.holds), .exactly_once.acknowledged, (.kinds | map(.transport_errors + .refused) | add),
-        $load ] | @tsv' <<<"$json")
+        $scpu, $lcpu, $load ] | @tsv' <<<"$json")
     echo "$line" | tee -a "$RESULTS"
 }
 
@@ -141,7 +149,7 @@ if [ ${#scenarios[@]} -eq 0 ]; then
         fleet10k)
 fi
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); runs=$RUNS duration=${DURATION}s concurrency=$CONCURRENCY" | tee -a "$RESULTS"
-printf '# scenario\trun\tpunches/s\trequests/s\tmain-kind/s\tp50_us\tp99_us\tpeak_MB\texactly_once\tacked\terrors\tload1\n' | tee -a "$RESULTS"
+printf '# scenario\trun\tpunches/s\trequests/s\tmain-kind/s\tp50_us\tp99_us\tpeak_MB\texactly_once\tacked\terrors\tserver_cpu%%\tload_cpu%%\tload1\n' | tee -a "$RESULTS"
 for scenario in "${scenarios[@]}"; do
     for run in $(seq 1 "$RUNS"); do
         run "$scenario" "$run"
