@@ -20,6 +20,9 @@ use crate::store::{Batch, BatchOutcome, LineIssue, RawEntry, Store, StoreError};
 /// A punch as a device reported it, before normalisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PunchRecord {
+    /// Where the record stood in what the source received: the 1-based line of a push body, the record number of
+    /// a pulled dataset; 0 when unknown (its position in the delivery is reported instead).
+    pub line_no: usize,
     /// Who.
     pub pin: String,
     /// Terminal local wall time.
@@ -98,6 +101,7 @@ impl Ingest {
         } = delivery;
         let zone_name = time_zone.name().to_owned();
         let mut seen = HashSet::with_capacity(punches.len());
+        let mut n_repeated = 0usize;
         batch.punches.reserve(punches.len());
         for (idx, p) in punches.into_iter().enumerate() {
             let pin = p.pin.trim();
@@ -106,7 +110,7 @@ impl Ingest {
                 || pin.chars().any(char::is_control)
             {
                 batch.raw.errors.push(LineIssue {
-                    line_no: idx + 1,
+                    line_no: if p.line_no > 0 { p.line_no } else { idx + 1 },
                     line: format!("{}\t{}", p.pin, p.punched_at),
                     reason: format!(
                         "PIN {:?} is empty, too long or has control characters",
@@ -116,6 +120,8 @@ impl Ingest {
                 continue;
             }
             if !seen.insert((pin.to_owned(), p.punched_at, p.punch_state)) {
+                // The same punch twice in one delivery: held once, counted as a duplicate.
+                n_repeated += 1;
                 continue;
             }
             batch.punches.push(NewPunch {
@@ -133,7 +139,8 @@ impl Ingest {
         }
         let n_errors = batch.raw.errors.len();
         match self.store.write_batch(batch).await {
-            Ok(outcome) => {
+            Ok(mut outcome) => {
+                outcome.n_duplicate += n_repeated;
                 self.metrics.punches_stored.inc_by(outcome.n_stored as u64);
                 self.metrics
                     .punches_duplicate

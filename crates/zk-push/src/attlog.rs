@@ -100,14 +100,24 @@ pub(crate) fn parse_device_time(field: &str) -> Result<NaiveDateTime, String> {
 /// fewer than 2 fields, empty PIN, unparseable time, year outside 2000..=2099, a status or verify column that
 /// is neither empty nor a number up to 65535. Never rejected for extra columns.
 pub fn parse_attlog(body: &[u8]) -> Vec<Result<AttlogRecord, LineError>> {
+    parse_attlog_numbered(body)
+        .into_iter()
+        .map(|(_, result)| result)
+        .collect()
+}
+
+/// [`parse_attlog`], with each entry's 1-based line number in the body (blank lines are skipped but counted), so
+/// that a record refused later (by the hub's own checks) can still be reported by its line.
+pub fn parse_attlog_numbered(body: &[u8]) -> Vec<(usize, Result<AttlogRecord, LineError>)> {
     body_lines(body)
         .map(|(line_no, raw)| {
             let line = decode_text(raw);
-            parse_line(&line).map_err(|reason| LineError {
+            let result = parse_line(&line).map_err(|reason| LineError {
                 line_no,
                 line: line.clone(),
                 reason,
-            })
+            });
+            (line_no, result)
         })
         .collect()
 }

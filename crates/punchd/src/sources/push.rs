@@ -379,9 +379,10 @@ async fn upload(ctx: &Ctx, table: Table, stamp: Option<String>) -> Response {
         Table::AttLog => {
             let mut punches = Vec::new();
             let mut errors = Vec::new();
-            for line in zk_push::attlog::parse_attlog(&ctx.body) {
+            for (line_no, line) in zk_push::attlog::parse_attlog_numbered(&ctx.body) {
                 match line {
                     Ok(r) => punches.push(PunchRecord {
+                        line_no,
                         pin: r.pin,
                         punched_at: r.time,
                         punch_state: r.status,

@@ -294,6 +294,27 @@ fn a_body_over_the_limit_gets_413_and_the_server_carries_on() {
 }
 
 #[test]
+fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent() {
+    let server = Server::with(Options {
+        time_zone: Some("UTC".into()),
+        config: Some("max_body_bytes = 1024\n".into()),
+        ..Options::default()
+    });
+    // Headers only: the body never comes. The answer must not wait for it (the read times out after 20 s, the
+    // server's own request timeout is 120 s).
+    let request = format!(
+        "POST /iclock/cdata?SN={SN}&table=ATTLOG&Stamp=9999 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n"
+    );
+    let r = crate::harness::raw_request(server.port, request.as_bytes());
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "request body of 5000000 bytes is over the limit of 1024 bytes\n"
+    );
+    assert_eq!(server.punches(SN).len(), 0);
+}
+
+#[test]
 fn a_slow_client_does_not_hold_up_other_terminals() {
     let server = Server::start();
     // Half the headers, then silence.
@@ -484,16 +505,13 @@ fn pins_refused_by_ingest_are_journaled() {
     assert_eq!((r.status, r.text()), (200, "OK:2".to_owned()));
     let errors = issues(&last_journal(&server, "ATTLOG"));
     let found: Vec<(i64, String)> = errors.iter().map(|e| (e.0, e.1.clone())).collect();
-    // FIXME: ingest numbers the lines it refuses by their index among the parsed punches, not by their line in
-    // the body: the control-character PIN is body line 3 and the long PIN line 4, but they are reported as
-    // lines 2 and 3 (after the parser's line 2). `ingest::PunchRecord` would need the body line number (the
-    // pull source builds PunchRecords too, so the fix is not local to push). Today's numbers are pinned here.
+    // Lines refused by ingest (not by the parser) are reported by their line in the body too.
     assert_eq!(
         found,
         [
             (2, "bad-time\t2024-01-1".to_owned()),
-            (2, "\u{1}7\t2024-01-15 08:01:00".to_owned()),
-            (3, format!("{long_pin}\t2024-01-15 08:02:00")),
+            (3, "\u{1}7\t2024-01-15 08:01:00".to_owned()),
+            (4, format!("{long_pin}\t2024-01-15 08:02:00")),
         ]
     );
     assert!(

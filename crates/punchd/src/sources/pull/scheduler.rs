@@ -395,7 +395,7 @@ async fn store_live_punch(
             device_sn: sn.clone(),
             time_zone: tz,
             source: Source::Pull,
-            punches: vec![super::session::punch_record(&record)],
+            punches: vec![super::session::punch_record(&record, 0)],
             batch: Batch::new(raw),
         })
         .await?;

@@ -423,7 +423,8 @@ impl<'a> Session<'a> {
                 .get(first_new..)
                 .unwrap_or_default()
                 .iter()
-                .map(punch_record)
+                .enumerate()
+                .map(|(idx, r)| punch_record(r, first_new + idx + 1))
                 .collect();
             let stored = self
                 .app
@@ -530,8 +531,9 @@ impl<'a> Session<'a> {
         let punches: Vec<PunchRecord> = download
             .records
             .iter()
-            .filter(|r| r.time >= from && r.time < to)
-            .map(punch_record)
+            .enumerate()
+            .filter(|(_, r)| r.time >= from && r.time < to)
+            .map(|(idx, r)| punch_record(r, idx + 1))
             .collect();
         let n_in_range = punches.len();
         let request = format!(
@@ -691,9 +693,10 @@ impl<'a> Session<'a> {
 }
 
 /// A pulled attendance record as `ingest` takes it: the PIN as text, the terminal's wall time, the punch state
-/// and verify mode as sent.
-pub fn punch_record(r: &Attendance) -> PunchRecord {
+/// and verify mode as sent. `record_no` is its 1-based position among the records read (0 for a live event).
+pub fn punch_record(r: &Attendance, record_no: usize) -> PunchRecord {
     PunchRecord {
+        line_no: record_no,
         pin: r.user_id.clone(),
         punched_at: r.time,
         punch_state: Some(u16::from(r.punch)),
