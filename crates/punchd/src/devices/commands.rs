@@ -3,8 +3,8 @@
 //!
 //! For push terminals the wire text (push.md §8.2) is fixed when a command is queued, so the history shows exactly
 //! what was delivered. Delivery happens on the terminal's poll (`sources::push`), results come back on
-//! `devicecmd`; [`CommandQueue::complete`] records them and applies their effect on what punchd knows (a deleted
-//! user is forgotten, a disabled user is marked so, an INFO result refreshes the device's facts).
+//! `devicecmd`; [`CommandQueue::complete`] records them, and the store applies their effect on what punchd knows
+//! in the same transaction (a deleted user is forgotten, a disabled user is marked so).
 
 use std::sync::Arc;
 
@@ -205,7 +205,8 @@ impl CommandQueue {
         Ok(queued)
     }
 
-    /// Record a device's results and apply their effects. Returns the commands that changed.
+    /// Record a device's results; the store applies their effect on what punchd knows (a deleted user is
+    /// forgotten, a disabled user is marked) in the same transaction. Returns the commands that changed.
     ///
     /// Errors: the store failed (the device should not be acknowledged; it re-posts its results).
     pub async fn complete(
@@ -214,28 +215,6 @@ impl CommandQueue {
         completions: Vec<CommandCompletion>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Command>, StoreError> {
-        let done = self.store.complete_commands(sn, completions, now).await?;
-        for command in &done {
-            if command.return_code.unwrap_or(-1) < 0 {
-                continue;
-            }
-            match &command.kind {
-                CommandKind::DeleteUser { pin } => {
-                    self.store.delete_device_user(sn, &Pin(pin.clone())).await?;
-                }
-                CommandKind::DisableUser { pin } => {
-                    self.store
-                        .set_user_enabled(sn, &Pin(pin.clone()), false)
-                        .await?;
-                }
-                CommandKind::EnableUser { pin } => {
-                    self.store
-                        .set_user_enabled(sn, &Pin(pin.clone()), true)
-                        .await?;
-                }
-                _ => {}
-            }
-        }
-        Ok(done)
+        self.store.complete_commands(sn, completions, now).await
     }
 }

@@ -466,7 +466,10 @@ pub trait Store: Send + Sync + 'static {
     /// Mark commands delivered: those still `queued` become `sent` (attempts + 1). Returns the ids marked; an id
     /// missing from the answer was delivered by another instance meanwhile and must not be sent again.
     async fn mark_sent(&self, ids: Vec<i64>, now: DateTime<Utc>) -> Result<Vec<i64>>;
-    /// Record results. Unknown ids and commands already finished are ignored (devices re-post results).
+    /// Record results. Unknown ids and commands that already have a result (succeeded or failed) are ignored:
+    /// devices re-post results. A late result for an `expired` command is recorded, because the device did run it.
+    /// A succeeded `delete_user` forgets the user and their templates, `disable_user`/`enable_user` mark the
+    /// user, in the same transaction as the result.
     async fn complete_commands(
         &self,
         sn: &DeviceSn,

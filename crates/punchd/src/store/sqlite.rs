@@ -19,7 +19,8 @@ use super::{
     Store, StoreError, Template, TimeBound, TokenInfo,
 };
 use crate::domain::{
-    Approval, Command, CommandKind, CommandStatus, Device, DeviceSn, NewCommand, Pin, Punch, Source, Transport,
+    Approval, Command, CommandKind, CommandStatus, Device, DeviceSn, NewCommand, Pin, Punch,
+    Source, Transport,
 };
 
 /// How durable an acknowledged write is.
