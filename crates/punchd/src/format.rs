@@ -118,11 +118,14 @@ pub fn punch_rows(punches: &[Punch]) -> Rows {
     }
 }
 
-/// Punches as CSV for programs: the punch state as its number.
+/// Punches as CSV for programs: the punch state as its number, and an `extra` column with the columns beyond
+/// the known ones (mask flag, temperature, sequence number, job codes…) as the terminal sent them, TAB-separated.
 pub fn punch_csv_rows(punches: &[Punch]) -> Rows {
     let mut rows = punch_rows(punches);
+    rows.header.push("extra");
     for (row, p) in rows.rows.iter_mut().zip(punches) {
         row[6] = opt(&p.punch_state);
+        row.push(p.extra.join("\t"));
     }
     rows
 }

@@ -11,9 +11,11 @@ pub mod request_line;
 use std::future::Future;
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -39,11 +41,45 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            refuse_oversized,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .with_state(app)
+}
+
+/// Refuse a request whose declared `Content-Length` is over the limit at once, before its body is read (a
+/// terminal must not wait for the request timeout to learn it); bodies without a length are cut off at the limit
+/// by [`DefaultBodyLimit`] while they are read.
+async fn refuse_oversized(State(app): State<App>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = app.config.max_body_bytes as u64;
+    match declared {
+        Some(len) if len > limit => {
+            tracing::warn!(
+                target_uri = %request.uri(),
+                declared = len,
+                limit,
+                "request body refused: over max_body_bytes"
+            );
+            app.metrics.request("oversized", 413);
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                [(header::CONTENT_TYPE, "text/plain")],
+                format!("request body of {len} bytes is over the limit of {limit} bytes\n"),
+            )
+                .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// `GET /healthz`: 200 `ok` when the store answers, 503 otherwise.

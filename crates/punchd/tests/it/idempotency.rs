@@ -143,3 +143,16 @@ fn the_same_punch_from_two_devices_is_two_punches() {
     assert_eq!(server.punches("DEVA0001").len(), 1);
     assert_eq!(server.punches("DEVB0001").len(), 1);
 }
+
+#[test]
+fn a_line_repeated_within_one_batch_is_acknowledged_and_stored_once() {
+    let server = Server::start();
+    let line = "4711\t2024-06-03 07:59:12\t0\t15\t0\t0\t0\n";
+    let r = server.attlog(SN, &format!("{line}{line}{line}"));
+    // Every line is acknowledged (the terminal counts what it sent), one punch is held.
+    assert_eq!((r.status, r.text()), (200, "OK:3".to_owned()));
+    let punches = server.punches(SN);
+    assert_eq!(punches.len(), 1);
+    assert_eq!(punches[0]["pin"], "4711");
+    assert_eq!(punches[0]["punched_at"], "2024-06-03T07:59:12");
+}

@@ -398,9 +398,11 @@ fn stored_samples_read_back_through_the_api_cli_and_database() {
     let mut lines = csv.stdout.lines();
     assert_eq!(
         lines.next(),
-        Some("id,device_sn,pin,punched_at,time_zone,punched_at_utc,punch_state,verify_mode,work_code,source,received_at")
+        Some("id,device_sn,pin,punched_at,time_zone,punched_at_utc,punch_state,verify_mode,work_code,source,received_at,extra")
     );
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    // Columns beyond the known ones, as the terminal sent them (mask flag 255 in the 8th column).
+    assert_eq!(row[11], "0\t0\t255\t0\t0");
     assert_eq!(
         row[1..10],
         [
