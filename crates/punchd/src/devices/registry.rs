@@ -243,13 +243,30 @@ impl Registry {
             .and_then(|map| map.get(sn).cloned())
     }
 
-    /// Every known device.
-    pub fn all(&self) -> Vec<Device> {
+    /// How many devices match `test` (nothing is copied).
+    pub fn count_where(&self, test: impl Fn(&Device) -> bool) -> usize {
         let map = match self.devices.read() {
             Ok(map) => map,
             Err(p) => p.into_inner(),
         };
-        map.values().map(|e| e.device()).collect()
+        map.values()
+            .filter(|entry| entry.device.read().is_ok_and(|d| test(&d)))
+            .count()
+    }
+
+    /// Copies of the devices that match `keep` (only those are copied: the pull scheduler asks every second,
+    /// and a registry may hold thousands of push terminals).
+    pub fn devices_where(&self, keep: impl Fn(&Device) -> bool) -> Vec<Device> {
+        let map = match self.devices.read() {
+            Ok(map) => map,
+            Err(p) => p.into_inner(),
+        };
+        map.values()
+            .filter_map(|entry| {
+                let device = entry.device.read().ok()?;
+                keep(&device).then(|| device.clone())
+            })
+            .collect()
     }
 
     fn insert(&self, device: Device) -> Arc<Entry> {

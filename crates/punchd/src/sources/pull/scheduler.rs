@@ -74,9 +74,8 @@ pub async fn run(app: App, settings: PullSettings, shutdown: impl Future<Output 
         }
         let wanted: HashMap<DeviceSn, Device> = app
             .registry
-            .all()
+            .devices_where(is_pulled)
             .into_iter()
-            .filter(is_pulled)
             .map(|d| (d.sn.clone(), d))
             .collect();
         let mut previous: HashMap<DeviceSn, JoinHandle<()>> = HashMap::new();
