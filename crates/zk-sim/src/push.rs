@@ -17,7 +17,7 @@
 //! `zk_push` (line encoding) and tokio only; never on punchd.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use zk_push::attlog::AttlogRecord;
 
@@ -293,17 +293,30 @@ pub enum ExchangeError {
     Malformed(usize),
 }
 
-/// Send one request on a new connection and read the answer until the server closes the connection.
+/// Send one request on a new connection (from `local`, when given, with a port the kernel picks) and read the
+/// answer until the server closes the connection.
 ///
 /// # Errors
 /// [`ExchangeError`]: connection refused or reset, timeout, or an answer that is not HTTP/1.x.
 pub async fn exchange(
     addr: SocketAddr,
+    local: Option<IpAddr>,
     request: &[u8],
     timeout: Duration,
 ) -> Result<HttpReply, ExchangeError> {
     let work = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = match local {
+            Some(ip) => {
+                let socket = if ip.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+            None => TcpStream::connect(addr).await?,
+        };
         stream.set_nodelay(true)?;
         stream.write_all(request).await?;
         let mut raw = Vec::with_capacity(512);
@@ -620,6 +633,10 @@ pub struct PushSimConfig {
     pub error_delay: Duration,
     /// A request with no complete answer in this time counts as a transport error.
     pub request_timeout: Duration,
+    /// When the server is on 127.0.0.1, each terminal connects from its own loopback address (127.0.0.2, …),
+    /// as terminals on a site have their own IPs. Besides realism this keeps the kernel from running out of
+    /// (address, port) pairs at tens of thousands of `Connection: close` requests per second.
+    pub loopback_address_per_terminal: bool,
 }
 
 impl PushSimConfig {
@@ -643,6 +660,7 @@ impl PushSimConfig {
             retry_delay: Duration::from_millis(300),
             error_delay: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            loopback_address_per_terminal: true,
         }
     }
 
@@ -772,10 +790,15 @@ impl Fleet {
     }
 
     /// One request, counted.
-    async fn send(&self, kind: RequestKind, request: &[u8]) -> Result<HttpReply, ExchangeError> {
+    async fn send(
+        &self,
+        kind: RequestKind,
+        local: Option<IpAddr>,
+        request: &[u8],
+    ) -> Result<HttpReply, ExchangeError> {
         let _permit = self.in_flight.acquire().await;
         let started = Instant::now();
-        let outcome = exchange(self.addr, request, self.config.request_timeout).await;
+        let outcome = exchange(self.addr, local, request, self.config.request_timeout).await;
         let ended = Instant::now();
         self.with_stats(|stats| {
             stats.kinds[kind.index()].count(kind, started, ended, &outcome);
@@ -792,6 +815,7 @@ impl Fleet {
     async fn send_until_accepted(
         &self,
         kind: RequestKind,
+        local: Option<IpAddr>,
         request: &[u8],
         on_retry: impl Fn(&Fleet),
     ) -> Sent {
@@ -800,7 +824,7 @@ impl Fleet {
             if self.stop.is_set() {
                 return Sent::Stopped;
             }
-            let wait = match self.send(kind, request).await {
+            let wait = match self.send(kind, local, request).await {
                 Ok(reply) if reply.accepted_as(kind) => return Sent::Accepted(reply),
                 Ok(reply) if reply.unknown_device() => {
                     self.with_stats(|s| s.unknown_device += 1);
@@ -865,6 +889,8 @@ pub fn command_results_body(commands: &[(String, String)]) -> Vec<u8> {
 
 struct Terminal {
     fleet: Arc<Fleet>,
+    /// The address this terminal connects from (`None`: the kernel's choice).
+    local: Option<IpAddr>,
     report: DeviceReport,
     next_seq: u64,
     batches_acked: u64,
@@ -889,7 +915,7 @@ impl Terminal {
             None,
         );
         match fleet
-            .send_until_accepted(RequestKind::Handshake, &handshake, |_| {})
+            .send_until_accepted(RequestKind::Handshake, self.local, &handshake, |_| {})
             .await
         {
             Sent::Accepted(_) => self.report.handshaken = true,
@@ -902,7 +928,7 @@ impl Terminal {
             None,
         );
         match fleet
-            .send_until_accepted(RequestKind::Poll, &info_poll, |_| {})
+            .send_until_accepted(RequestKind::Poll, self.local, &info_poll, |_| {})
             .await
         {
             Sent::Accepted(reply) => {
@@ -925,7 +951,7 @@ impl Terminal {
                 Some(&body),
             );
             match fleet
-                .send_until_accepted(RequestKind::Operlog, &request, |_| {})
+                .send_until_accepted(RequestKind::Operlog, self.local, &request, |_| {})
                 .await
             {
                 Sent::Accepted(_) => self.operlog_sent = true,
@@ -954,7 +980,7 @@ impl Terminal {
         );
         if matches!(
             fleet
-                .send_until_accepted(RequestKind::DeviceCmd, &request, |_| {})
+                .send_until_accepted(RequestKind::DeviceCmd, self.local, &request, |_| {})
                 .await,
             Sent::Stopped
         ) {
@@ -978,7 +1004,7 @@ impl Terminal {
             None,
         );
         match fleet
-            .send_until_accepted(RequestKind::Poll, &request, |_| {})
+            .send_until_accepted(RequestKind::Poll, self.local, &request, |_| {})
             .await
         {
             Sent::Accepted(reply) => {
@@ -1014,7 +1040,7 @@ impl Terminal {
         );
         self.report.sent_end = self.report.sent_end.max(seqs.end);
         let reply = match fleet
-            .send_until_accepted(RequestKind::Attlog, &request, |f| {
+            .send_until_accepted(RequestKind::Attlog, self.local, &request, |f| {
                 f.with_stats(|s| s.batches_retried += 1)
             })
             .await
@@ -1041,7 +1067,7 @@ impl Terminal {
             .is_some_and(|every| every > 0 && self.batches_acked % every == 0)
         {
             match fleet
-                .send_until_accepted(RequestKind::Attlog, &request, |_| {})
+                .send_until_accepted(RequestKind::Attlog, self.local, &request, |_| {})
                 .await
             {
                 Sent::Accepted(reply) => {
@@ -1132,6 +1158,16 @@ impl Terminal {
     }
 }
 
+/// Terminal `index`'s own loopback address (127.0.0.2, 127.0.0.3, …, wrapping inside 127/8) when the server
+/// listens on 127.0.0.1 and [`PushSimConfig::loopback_address_per_terminal`] is set.
+fn local_address(config: &PushSimConfig, server: SocketAddr, index: usize) -> Option<IpAddr> {
+    if !config.loopback_address_per_terminal || server.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+        return None;
+    }
+    let offset = u32::try_from(index % 0x00FF_FFF0).unwrap_or(0) + 2;
+    Some(IpAddr::V4(Ipv4Addr::from(0x7F00_0000 | offset)))
+}
+
 fn resolve_server(server: &str) -> Result<String, FleetError> {
     let authority = server
         .trim_end_matches('/')
@@ -1178,6 +1214,7 @@ pub async fn run_fleet(
     let mut tasks = Vec::with_capacity(fleet.config.devices);
     for index in 0..fleet.config.devices {
         let terminal = Terminal {
+            local: local_address(&fleet.config, addr, index),
             fleet: Arc::clone(&fleet),
             report: DeviceReport {
                 sn: fleet.config.sn(index),
