@@ -4,7 +4,7 @@ pyzk library (PyPI `pyzk` 0.9, module `zk`), the same unit of work as the Rust d
 disconnect.
 
 Runs --runs timed downloads after --warmup untimed ones and prints one line `PYZK_PULL_JSON {...}` with the
-median/min/max in milliseconds, and the share of each run spent in pyzk's `read_with_buffer` (the buffered
+median/min/max in milliseconds (wall and process CPU time), and the share of each run spent in pyzk's `read_with_buffer` (the buffered
 1503/1504 transfer) and `get_users` (pyzk reads the users inside get_attendance to map uids), timed by wrapping those
 two methods on the instance; what is left is pyzk's record parser. A download of any other count than --expect fails
 (exit 1). Read-only: unlike tests/conformance/pyzk_matrix.py it never clears the log, so it is safe on a real
@@ -40,8 +40,9 @@ def timed(spent, name, method):
 
 
 def download(args):
-    """One connect + get_attendance + disconnect; returns (seconds, spent by phase, records)."""
+    """One connect + get_attendance + disconnect; returns (seconds, CPU seconds, spent by phase, records)."""
     spent = {"read_with_buffer": 0.0, "get_users": 0.0}
+    cpu_started = time.process_time()
     started = time.perf_counter()
     zk = ZK(
         args.host,
@@ -59,10 +60,11 @@ def download(args):
     finally:
         conn.disconnect()
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     if len(records) != args.expect:
         print("read %d punches, expected %d" % (len(records), args.expect), file=sys.stderr)
         sys.exit(1)
-    return elapsed, spent, records
+    return elapsed, cpu, spent, records
 
 
 def summary(seconds):
@@ -99,11 +101,12 @@ def main():
 
     for _ in range(args.warmup):
         download(args)
-    totals, transfers, users = [], [], []
+    totals, cpu_times, transfers, users = [], [], [], []
     records = []
     for _ in range(args.runs):
-        elapsed, spent, records = download(args)
+        elapsed, cpu, spent, records = download(args)
         totals.append(elapsed)
+        cpu_times.append(cpu)
         transfers.append(spent["read_with_buffer"])
         users.append(spent["get_users"])
     report = {
@@ -115,6 +118,7 @@ def main():
             "last": record_json(records[-1]) if records else None,
         },
         "time": summary(totals),
+        "cpu": summary(cpu_times),
         "read_with_buffer": summary(transfers),
         "get_users": summary(users),
     }

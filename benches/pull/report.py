@@ -61,6 +61,7 @@ def hyperfine_by_name(data):
             "median_ms": result["median"] * 1000.0,
             "min_ms": result["min"] * 1000.0,
             "max_ms": result["max"] * 1000.0,
+            "cpu_ms": (result["user"] + result["system"]) * 1000.0,
         }
     return out
 
@@ -109,14 +110,24 @@ def main():
         problem = same_records(ours["records"], pyzk["records"])
         if problem:
             problems.append("%s: %s" % (transport, problem))
+        sim_ours = load(args.work, "sim-ours-%s.json" % transport)["cpu_ms_per_download"]
+        sim_pyzk = load(args.work, "sim-pyzk-%s.json" % transport)["cpu_ms_per_download"]
+        t = transport.upper()
         ours_ms, pyzk_ms = ours["time"]["median_ms"], pyzk["time"]["median_ms"]
-        add("| %s | library: connect + read log + disconnect | %s | %s | **%.0f×** |"
-            % (transport.upper(), spread(ours["time"]), spread(pyzk["time"]), pyzk_ms / ours_ms))
+        add("| %s | **library wall**: connect + read log + disconnect | %s | %s | **%.0f×** |"
+            % (t, spread(ours["time"]), spread(pyzk["time"]), pyzk_ms / ours_ms))
+        add("| %s | library CPU (client process, all threads) | %s | %s | %.0f× |"
+            % (t, ms(ours["cpu"]["median_ms"]), ms(pyzk["cpu"]["median_ms"]),
+               pyzk["cpu"]["median_ms"] / ours["cpu"]["median_ms"]))
+        add("| %s | simulator CPU per download (mean) | %s | %s | |" % (t, ms(sim_ours), ms(sim_pyzk)))
         add("| %s | process wall: `punchd pull --format csv` / `python3 pyzk_pull.py` | %s | %s | %.0f× |"
-            % (transport.upper(), spread(processes["punchd pull"]), spread(processes["pyzk"]),
+            % (t, spread(processes["punchd pull"]), spread(processes["pyzk"]),
                processes["pyzk"]["median_ms"] / processes["punchd pull"]["median_ms"]))
-        add("| %s | pyzk's share in `read_with_buffer` (users + log transfer) | | %s | |"
-            % (transport.upper(), spread(pyzk["read_with_buffer"])))
+        add("| %s | process CPU, user + sys (mean) | %s | %s | %.0f× |"
+            % (t, ms(processes["punchd pull"]["cpu_ms"]), ms(processes["pyzk"]["cpu_ms"]),
+               processes["pyzk"]["cpu_ms"] / processes["punchd pull"]["cpu_ms"]))
+        add("| %s | pyzk wall inside `read_with_buffer` (users + log transfer) | | %s | |"
+            % (t, spread(pyzk["read_with_buffer"])))
     add("")
     add("Downloaded log: %s bytes (raw, 40-byte records), %s punches; first and last punch identical in both clients: %s."
         % (format(load(args.work, "ours-tcp.json")["raw_bytes"], ","), format(args.punches, ","),
@@ -129,12 +140,12 @@ def main():
     add("### Ingest of the pulled batch (one delivery of %s punches, fresh SQLite store, %s)"
         % (format(ingest["punches"], ","), ingest["durability"]))
     add("")
-    add("| batch | time per batch | punches/s |")
-    add("|---|---|---|")
-    add("| first ingest (all new) | %s | %s |" % (spread(ingest["fresh"]["time"]),
-                                                format(round(ingest["fresh"]["punches_per_s"]), ",")))
-    add("| same batch again (all duplicates) | %s | %s |" % (spread(ingest["duplicates"]["time"]),
-                                                           format(round(ingest["duplicates"]["punches_per_s"]), ",")))
+    add("| batch | wall per batch | punches/s (median wall) | CPU per batch (all threads) |")
+    add("|---|---|---|---|")
+    for name, key in (("first ingest (all new)", "fresh"), ("same batch again (all duplicates)", "duplicates")):
+        add("| %s | %s | %s | %s |" % (name, spread(ingest[key]["time"]),
+                                       format(round(ingest[key]["punches_per_s"]), ","),
+                                       ms(ingest[key]["cpu"]["median_ms"])))
     add("")
     add("### Machine")
     add("")

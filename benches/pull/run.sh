@@ -73,6 +73,14 @@ done
 [ -n "$port" ] || { echo "pull bench: the simulator did not start:" >&2; cat "$WORK/sim.log" >&2; exit 1; }
 
 on_client() { taskset -c "$CLIENT_CPU" "$@"; }
+# CPU time the simulator has used so far, all threads, in nanoseconds (schedstat).
+sim_cpu_ns() { cat /proc/"$sim_pid"/task/*/schedstat | awk '{ns += $1} END {print ns}'; }
+# sim_share NAME DOWNLOADS BEFORE: record the simulator's CPU per download since BEFORE in $WORK/sim-NAME.json.
+sim_share() {
+    local after
+    after=$(sim_cpu_ns)
+    echo "{\"downloads\": $2, \"cpu_ms_per_download\": $(( (after - $3) / $2 / 1000 ))e-3}" >"$WORK/sim-$1.json"
+}
 # json_of MARKER FILE: the JSON after MARKER on the command's stdout, saved to FILE.
 json_of() { sed -n "s/^$1 //p" | tail -1 >"$2"; [ -s "$2" ] || { echo "pull bench: no $1 line" >&2; exit 1; }; }
 
@@ -83,11 +91,15 @@ for transport in "${transports[@]}"; do
     flag=""
     [ "$transport" = udp ] && flag="--udp"
     echo "== $transport: our client (library, in process)" >&2
+    before=$(sim_cpu_ns)
     on_client "$DRIVER" pull --address "127.0.0.1:$port" $flag --comm-key "$COMM_KEY" --runs "$RUNS" \
         --expect "$PUNCHES" | json_of PULLBENCH_JSON "$WORK/ours-$transport.json"
+    sim_share "ours-$transport" $((RUNS + 1)) "$before"
     echo "== $transport: pyzk (library, in process)" >&2
+    before=$(sim_cpu_ns)
     on_client python3 "$here/pyzk_pull.py" --port "$port" $flag --comm-key "$COMM_KEY" --runs "$RUNS" \
         --expect "$PUNCHES" | json_of PYZK_PULL_JSON "$WORK/pyzk-$transport.json"
+    sim_share "pyzk-$transport" $((RUNS + 1)) "$before"
     echo "== $transport: processes (hyperfine)" >&2
     on_client hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$WORK/hyperfine-$transport.json" \
         -n "punchd pull" "$PUNCHD pull 127.0.0.1 --port $port $flag --comm-key $COMM_KEY --format csv >/dev/null" \

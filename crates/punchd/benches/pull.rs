@@ -108,6 +108,43 @@ impl Target {
     }
 }
 
+/// CPU time this process has used so far, all threads (Linux `/proc/self/task/*/schedstat`, first field, in
+/// nanoseconds); `None` where that is not readable. Wall time alone mixes in waiting for a core that another
+/// process holds, which on a shared 2-core machine is most of the noise.
+fn cpu_time() -> Option<Duration> {
+    let mut total_ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total_ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total_ns))
+}
+
+/// Wall and CPU time of one timed operation.
+struct Timer {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Timer {
+    fn start() -> Timer {
+        Timer {
+            cpu: cpu_time(),
+            wall: Instant::now(),
+        }
+    }
+
+    /// (wall, CPU) since `start`; CPU is zero when unknown.
+    fn stop(self) -> (Duration, Duration) {
+        let wall = self.wall.elapsed();
+        let cpu = match (self.cpu, cpu_time()) {
+            (Some(before), Some(after)) => after.saturating_sub(before),
+            _ => Duration::ZERO,
+        };
+        (wall, cpu)
+    }
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -152,10 +189,13 @@ fn first_last(download: &AttendanceDownload) -> serde_json::Value {
 async fn run_pull(target: &Target) -> anyhow::Result<serde_json::Value> {
     let warm = target.download().await.context("warm-up")?;
     let mut times = Vec::with_capacity(target.runs);
+    let mut cpu_times = Vec::with_capacity(target.runs);
     for _ in 0..target.runs {
-        let started = Instant::now();
+        let timer = Timer::start();
         let download = target.download().await?;
-        times.push(started.elapsed());
+        let (wall, cpu) = timer.stop();
+        times.push(wall);
+        cpu_times.push(cpu);
         drop(download);
     }
     Ok(json!({
@@ -165,6 +205,7 @@ async fn run_pull(target: &Target) -> anyhow::Result<serde_json::Value> {
         "raw_bytes": warm.raw.len(),
         "records": first_last(&warm),
         "time": summary(&times),
+        "cpu": summary(&cpu_times),
     }))
 }
 
@@ -211,6 +252,8 @@ async fn run_ingest(target: &Target, work: &std::path::Path) -> anyhow::Result<s
     let delivery = delivery(&download, target.address)?;
     let mut fresh = Vec::with_capacity(target.runs);
     let mut again = Vec::with_capacity(target.runs);
+    let mut fresh_cpu = Vec::with_capacity(target.runs);
+    let mut again_cpu = Vec::with_capacity(target.runs);
     // Run 0 is the warm-up.
     for run in 0..=target.runs {
         let dir = work.join(format!("ingest-{run}"));
@@ -222,9 +265,9 @@ async fn run_ingest(target: &Target, work: &std::path::Path) -> anyhow::Result<s
         let ingest = Ingest::new(Arc::new(store), Arc::new(Metrics::new()));
         // The clone is made before the clock starts: a source hands over a delivery it already owns.
         let first = delivery.clone();
-        let started = Instant::now();
+        let timer = Timer::start();
         let outcome = ingest.ingest(first).await.context("first ingest")?;
-        let fresh_time = started.elapsed();
+        let fresh_time = timer.stop();
         if outcome.n_stored != n || outcome.n_duplicate != 0 {
             bail!(
                 "first ingest stored {} and found {} duplicates of {n}",
@@ -233,9 +276,9 @@ async fn run_ingest(target: &Target, work: &std::path::Path) -> anyhow::Result<s
             );
         }
         let second = delivery.clone();
-        let started = Instant::now();
+        let timer = Timer::start();
         let outcome = ingest.ingest(second).await.context("second ingest")?;
-        let again_time = started.elapsed();
+        let again_time = timer.stop();
         if outcome.n_stored != 0 || outcome.n_duplicate != n {
             bail!(
                 "re-ingest stored {} and found {} duplicates of {n}",
@@ -246,21 +289,27 @@ async fn run_ingest(target: &Target, work: &std::path::Path) -> anyhow::Result<s
         drop(ingest);
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         if run > 0 {
-            fresh.push(fresh_time);
-            again.push(again_time);
+            fresh.push(fresh_time.0);
+            fresh_cpu.push(fresh_time.1);
+            again.push(again_time.0);
+            again_cpu.push(again_time.1);
         }
     }
-    let rate = |times: &[Duration]| {
+    let rate = |times: &[Duration], cpu_times: &[Duration]| {
         let s = summary(times);
         let median_ms = s["median_ms"].as_f64().unwrap_or(f64::NAN);
-        json!({ "time": s, "punches_per_s": n as f64 / (median_ms / 1000.0) })
+        json!({
+            "time": s,
+            "cpu": summary(cpu_times),
+            "punches_per_s": n as f64 / (median_ms / 1000.0),
+        })
     };
     Ok(json!({
         "mode": "ingest",
         "punches": n,
         "durability": "power-safe",
-        "fresh": rate(&fresh),
-        "duplicates": rate(&again),
+        "fresh": rate(&fresh, &fresh_cpu),
+        "duplicates": rate(&again, &again_cpu),
     }))
 }
 
