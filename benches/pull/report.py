@@ -89,6 +89,7 @@ def main():
     parser.add_argument("--client-cpu", required=True)
     parser.add_argument("--load-before", required=True)
     parser.add_argument("--load-after", required=True)
+    parser.add_argument("--busy-before", default="?")
     parser.add_argument("--transports", nargs="+", required=True)
     args = parser.parse_args()
 
@@ -120,6 +121,9 @@ def main():
             % (t, ms(ours["cpu"]["median_ms"]), ms(pyzk["cpu"]["median_ms"]),
                pyzk["cpu"]["median_ms"] / ours["cpu"]["median_ms"]))
         add("| %s | simulator CPU per download (mean) | %s | %s | |" % (t, ms(sim_ours), ms(sim_pyzk)))
+        add("| %s | waiting: library wall − client CPU − simulator CPU | %s | %s | |"
+            % (t, ms(max(0.0, ours_ms - ours["cpu"]["median_ms"] - sim_ours)),
+               ms(max(0.0, pyzk_ms - pyzk["cpu"]["median_ms"] - sim_pyzk))))
         add("| %s | process wall: `punchd pull --format csv` / `python3 pyzk_pull.py` | %s | %s | %.0f× |"
             % (t, spread(processes["punchd pull"]), spread(processes["pyzk"]),
                processes["pyzk"]["median_ms"] / processes["punchd pull"]["median_ms"]))
@@ -152,7 +156,12 @@ def main():
     add("- %s cores, %s; %s" % (command_output("nproc"), cpu_model(), command_output("uname", "-sr")))
     add("- %s; Python %s, pyzk %s; %s" % (command_output("rustc", "--version"), platform.python_version(),
                                                     pyzk_version(), command_output("hyperfine", "--version")))
+    add("- commit %s%s" % (command_output("git", "rev-parse", "--short", "HEAD"),
+                          " (with uncommitted changes)" if command_output("git", "status", "--porcelain", "--",
+                                                                           "crates", "benches") else ""))
     add("- load average (1/5/15 min) before: %s; after: %s" % (args.load_before, args.load_after))
+    add("- cores busy with other work in the second before the clients started (simulator idle): %s"
+        % args.busy_before)
     print("\n".join(lines))
     if problems:
         sys.exit(1)

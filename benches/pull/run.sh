@@ -84,6 +84,23 @@ sim_share() {
 # json_of MARKER FILE: the JSON after MARKER on the command's stdout, saved to FILE.
 json_of() { sed -n "s/^$1 //p" | tail -1 >"$2"; [ -s "$2" ] || { echo "pull bench: no $1 line" >&2; exit 1; }; }
 
+# How busy each core was (other engineers, other jobs) over the second before the clients start: pinned
+# processes share their core with whatever else runs there, which shows in wall times, not in CPU times.
+core_busy() {
+    python3 -c '
+import time
+def sample():
+    with open("/proc/stat") as f:
+        return {l.split()[0]: [int(x) for x in l.split()[1:]] for l in f if l.startswith("cpu") and l[3].isdigit()}
+a = sample(); time.sleep(1); b = sample()
+out = []
+for cpu in sorted(a):
+    d = [y - x for x, y in zip(a[cpu], b[cpu])]
+    idle = d[3] + d[4]
+    out.append("%s %d%%" % (cpu, round(100 * (1 - idle / max(1, sum(d))))))
+print(", ".join(out))'
+}
+busy_before=$(core_busy)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 transports=(tcp)
 [ "$UDP" = 1 ] && transports+=(udp)
@@ -114,4 +131,4 @@ stop_sim
 
 python3 "$here/report.py" --work "$WORK" --runs "$RUNS" --punches "$PUNCHES" --users "$USERS" \
     --comm-key "$COMM_KEY" --sim-cpu "$SIM_CPU" --client-cpu "$CLIENT_CPU" --load-before "$load_before" \
-    --load-after "$load_after" --transports "${transports[@]}" | tee "$WORK/report.md"
+    --load-after "$load_after" --busy-before "$busy_before" --transports "${transports[@]}" | tee "$WORK/report.md"
