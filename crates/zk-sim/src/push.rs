@@ -1103,6 +1103,7 @@ impl Terminal {
         }
         let mut next_poll = Instant::now() + config.poll_interval;
         let mut next_batch = Instant::now();
+        let mut polled_last = false;
         loop {
             if fleet.stop.is_set() {
                 break;
@@ -1126,7 +1127,10 @@ impl Terminal {
                 break;
             }
             let now = Instant::now();
-            if now >= next_poll {
+            // With a zero poll interval an uploading terminal alternates poll and batch.
+            let must_batch = uploading && polled_last && config.poll_interval.is_zero();
+            if now >= next_poll && !must_batch {
+                polled_last = true;
                 match self.poll().await {
                     None => break,
                     // Firmware polls again after 1 s when the answer carried commands (push.md §6).
@@ -1139,13 +1143,16 @@ impl Terminal {
                 continue;
             }
             if uploading && now >= next_batch {
+                polled_last = false;
                 if !self.push_batch().await {
                     break;
                 }
                 next_batch = Instant::now() + config.batch_interval;
                 continue;
             }
-            let wake = if uploading {
+            let wake = if must_batch {
+                next_batch
+            } else if uploading {
                 next_poll.min(next_batch)
             } else {
                 next_poll
@@ -1567,5 +1574,203 @@ mod tests {
             }
         );
         assert!(!result.holds());
+    }
+
+    /// What the fake server saw.
+    #[derive(Default)]
+    struct Seen {
+        heads: Vec<String>,
+        peers: std::collections::BTreeSet<IpAddr>,
+        info_polls: usize,
+        polls: std::collections::HashMap<String, usize>,
+        attlog_attempts: std::collections::HashMap<String, usize>,
+        stored: std::collections::HashMap<String, std::collections::BTreeSet<String>>,
+        devicecmd: Vec<String>,
+    }
+
+    fn query_value<'a>(target: &'a str, key: &str) -> Option<&'a str> {
+        target
+            .split_once('?')?
+            .1
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// A push server in miniature: greets, hands out two commands on each terminal's first poll, refuses each
+    /// terminal's first ATTLOG POST with 503, then stores lines (as a set: dedupe) and answers `OK:<n>`.
+    async fn fake_server(listener: tokio::net::TcpListener, seen: Arc<Mutex<Seen>>) {
+        loop {
+            let Ok((mut stream, peer)) = listener.accept().await else {
+                return;
+            };
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut raw = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    let n = stream.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "request cut short");
+                    raw.extend_from_slice(&chunk[..n]);
+                    let Some(at) = find(&raw, b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8(raw[..at].to_vec()).unwrap();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.parse::<usize>().unwrap());
+                    if raw.len() >= at + 4 + length {
+                        break (head, raw[at + 4..at + 4 + length].to_vec());
+                    }
+                };
+                let target = head.split(' ').nth(1).unwrap().to_owned();
+                let sn = query_value(&target, "SN").unwrap().to_owned();
+                let body = String::from_utf8(body).unwrap();
+                let (status, reply) = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.heads.push(head.clone());
+                    seen.peers.insert(peer.ip());
+                    if target.contains("options=all") {
+                        (
+                            200,
+                            format!("GET OPTION FROM: {sn}\nDelay=10\nServerVer=2.4.1\n"),
+                        )
+                    } else if target.starts_with("/iclock/getrequest") {
+                        if target.contains("&INFO=") {
+                            seen.info_polls += 1;
+                        }
+                        let polls = seen.polls.entry(sn.clone()).or_default();
+                        *polls += 1;
+                        if *polls == 1 {
+                            (
+                                200,
+                                "C:101:DATA UPDATE USERINFO PIN=1\tName=A\nC:102:INFO\n".to_owned(),
+                            )
+                        } else {
+                            (200, "OK".to_owned())
+                        }
+                    } else if target.starts_with("/iclock/devicecmd") {
+                        seen.devicecmd.push(body);
+                        (200, "OK".to_owned())
+                    } else if target.contains("table=OPERLOG") {
+                        (200, format!("OK:{}", body.lines().count()))
+                    } else if target.contains("table=ATTLOG") {
+                        let attempts = seen.attlog_attempts.entry(sn.clone()).or_default();
+                        *attempts += 1;
+                        if *attempts == 1 {
+                            (503, "storage unavailable".to_owned())
+                        } else {
+                            let lines = seen.stored.entry(sn).or_default();
+                            for line in body.lines() {
+                                lines.insert(line.to_owned());
+                            }
+                            (200, format!("OK:{}", body.lines().count()))
+                        }
+                    } else {
+                        (404, String::new())
+                    }
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                stream.write_all(answer.as_bytes()).await.unwrap();
+                stream.shutdown().await.unwrap();
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn fleet_greets_retries_resends_runs_commands_and_is_checked() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let server = tokio::spawn(fake_server(listener, Arc::clone(&seen)));
+
+        let mut config = PushSimConfig::new(format!("http://127.0.0.1:{port}/"));
+        config.devices = 2;
+        config.punches_per_batch = 4;
+        config.batches = Some(3);
+        config.poll_interval = Duration::ZERO;
+        config.operlog_users = 3;
+        config.resend_every = Some(2);
+        config.retry_delay = Duration::from_millis(1);
+        config.error_delay = Duration::from_millis(5);
+        let plan = config.plan.clone();
+        let report = tokio::time::timeout(
+            Duration::from_secs(20),
+            run_fleet(config, std::future::pending()),
+        )
+        .await
+        .expect("the fleet finishes its batches")
+        .unwrap();
+        server.abort();
+
+        let stats = &report.stats;
+        assert_eq!(stats.punches_acked, 24);
+        assert_eq!(stats.batches_acked, 6);
+        assert_eq!(
+            stats.batches_retried, 2,
+            "each terminal's first ATTLOG was refused once"
+        );
+        assert_eq!(
+            stats.batches_resent, 2,
+            "the second batch of each terminal went out twice"
+        );
+        assert_eq!(stats.ack_count_mismatches, 0);
+        assert_eq!(stats.commands_received, 4);
+        let attlog = stats.kind(RequestKind::Attlog);
+        assert_eq!(
+            (attlog.requests, attlog.accepted, attlog.refused),
+            (10, 8, 2)
+        );
+        assert_eq!(stats.kind(RequestKind::Handshake).accepted, 2);
+        assert_eq!(stats.kind(RequestKind::Operlog).accepted, 2);
+        assert_eq!(stats.kind(RequestKind::DeviceCmd).accepted, 2);
+        assert_eq!(attlog.latency.len(), 10);
+
+        let sns: Vec<&str> = report.devices.iter().map(|d| d.sn.as_str()).collect();
+        assert_eq!(sns, ["SIM0000000001", "SIM0000000002"]);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.info_polls, 2);
+        assert_eq!(
+            seen.devicecmd,
+            ["ID=101&Return=0&CMD=DATA\nID=102&Return=0&CMD=INFO\n"; 2]
+        );
+        assert_eq!(
+            seen.peers.iter().copied().collect::<Vec<_>>(),
+            [
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))
+            ]
+        );
+        for head in &seen.heads {
+            assert!(
+                head.contains("\r\nUser-Agent: iClock Proxy/1.09\r\n"),
+                "{head}"
+            );
+            assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+            assert!(
+                !head.to_ascii_lowercase().contains("content-type"),
+                "{head}"
+            );
+        }
+        for device in &report.devices {
+            assert_eq!(device.acked, vec![0..12]);
+            assert_eq!(device.sent_end, 12);
+            let stored = seen.stored[&device.sn].iter().map(|line| {
+                let record = zk_push::attlog::parse_attlog(line.as_bytes())
+                    .remove(0)
+                    .unwrap();
+                StoredPunch {
+                    pin: record.pin,
+                    punched_at: record.time,
+                    punch_state: record.status,
+                }
+            });
+            let check = check_device(&plan, device, stored);
+            assert!(check.holds(), "{check:?}");
+            assert_eq!((check.acknowledged, check.stored), (12, 12));
+        }
     }
 }
