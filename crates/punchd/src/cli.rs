@@ -450,7 +450,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    crate::web::serve(listener, app, shutdown).await?;
+    // On a worker thread, not the thread that blocks on the runtime: accepting there costs a cross-thread
+    // wake-up per connection (BENCHMARKS.md).
+    tokio::spawn(crate::web::serve(listener, app, shutdown))
+        .await
+        .context("the server task failed")??;
     let _ = housekeeping.await;
     let _ = pull.await;
     Ok(())

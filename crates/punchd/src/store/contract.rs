@@ -1262,6 +1262,45 @@ mod tests {
         run_all(&store).await;
     }
 
+    /// SQLite-specific: the writer never checkpoints (so a commit never waits for one); the checkpoint thread
+    /// moves committed pages from the WAL into the database file on its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_checkpoints_happen_off_the_writer() {
+        let (dir, store) = open();
+        let db = dir.path().join("contract.db");
+        let dev = sn("CONTRACT-K1");
+        let size_before = std::fs::metadata(&db).expect("db").len();
+        let punches = (0..3000u32)
+            .map(|i| {
+                punch(
+                    &dev,
+                    &format!("{i}"),
+                    local(12, 8, i / 60 % 60, i % 60),
+                    Some(0),
+                )
+            })
+            .collect();
+        store
+            .write_batch(batch_of(&dev, punches, instant(700)))
+            .await
+            .expect("write");
+        // The writer connection has wal_autocheckpoint = 0: without the checkpoint thread the file would keep its
+        // size until the last connection closed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&db).expect("db").len() <= size_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint reached the database file"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let n_punches: i64 = conn
+            .query_row("SELECT COUNT(*) FROM punches", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n_punches, 3000);
+    }
+
     /// SQLite-specific failure injection: a trigger makes some inserts fail; in one group commit the failing
     /// batches fail alone (nothing of theirs is kept, journal included) and the others are committed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

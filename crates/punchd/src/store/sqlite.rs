@@ -36,7 +36,15 @@ pub enum Durability {
 }
 
 /// The schema, in order. `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_drop_punches_pin.sql"),
+];
+
+/// How often the checkpointer moves committed pages from the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// A WAL file left larger than this after a checkpoint is truncated to it (bytes).
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// How many queued jobs one transaction takes at most.
 const MAX_GROUP: usize = 4096;
@@ -52,6 +60,8 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: Arc<PathBuf>,
+    /// Dropped with the last clone; the checkpoint thread then runs a last checkpoint and ends.
+    _checkpoints: Arc<mpsc::Sender<()>>,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -141,6 +151,18 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(backend)?;
         configure(&conn, durability).map_err(backend)?;
         migrate(&conn).map_err(backend)?;
+        // Checkpoints run on their own thread (below), not inside a commit of the writer: a checkpoint writes
+        // pages into the database file and fsyncs it, and every request of a group commit would wait for it.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(backend)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+            .map_err(backend)?;
+        let checkpointer = Connection::open(path).map_err(backend)?;
+        configure(&checkpointer, durability).map_err(backend)?;
+        let (stop_checkpoints, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("punchd-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, stopped))
+            .map_err(|e| StoreError::Backend(format!("starting the checkpoint thread: {e}")))?;
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("punchd-sqlite-writer".into())
@@ -150,6 +172,7 @@ impl SqliteStore {
             jobs,
             readers: Arc::new(Mutex::new(Vec::new())),
             path: Arc::new(path.to_owned()),
+            _checkpoints: Arc::new(stop_checkpoints),
         })
     }
 
@@ -224,6 +247,24 @@ fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<
     match end {
         Ok(()) => result,
         Err(e) => Err(backend(e)),
+    }
+}
+
+/// Move committed pages from the WAL into the database file every [`CHECKPOINT_EVERY`], without waiting for
+/// readers or the writer (`PASSIVE`); when the WAL was fully copied and no reader uses it, the writer starts it
+/// over. Ends, after a last checkpoint, when the store is dropped.
+fn checkpoint_loop(conn: Connection, stopped: mpsc::Receiver<()>) {
+    loop {
+        let last = match stopped.recv_timeout(CHECKPOINT_EVERY) {
+            Err(mpsc::RecvTimeoutError::Timeout) | Ok(()) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => true,
+        };
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
+        if last {
+            break;
+        }
     }
 }
 
