@@ -15,6 +15,7 @@ With --runs 1 --warmup 0 it is the process that hyperfine times (interpreter sta
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -39,10 +40,23 @@ def timed(spent, name, method):
     return wrapper
 
 
+def runqueue_wait():
+    """Seconds this process's threads spent runnable but waiting for a core (Linux schedstat; 0 elsewhere)."""
+    total = 0
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open("/proc/self/task/%s/schedstat" % tid) as f:
+                total += int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return total / 1e9
+
+
 def download(args):
     """One connect + get_attendance + disconnect; returns (seconds, CPU seconds, spent by phase, records)."""
     spent = {"read_with_buffer": 0.0, "get_users": 0.0}
     cpu_started = time.process_time()
+    wait_started = runqueue_wait()
     started = time.perf_counter()
     zk = ZK(
         args.host,
@@ -61,6 +75,7 @@ def download(args):
         conn.disconnect()
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
+    spent["runqueue_wait"] = runqueue_wait() - wait_started
     if len(records) != args.expect:
         print("read %d punches, expected %d" % (len(records), args.expect), file=sys.stderr)
         sys.exit(1)
@@ -101,12 +116,13 @@ def main():
 
     for _ in range(args.warmup):
         download(args)
-    totals, cpu_times, transfers, users = [], [], [], []
+    totals, cpu_times, waits, transfers, users = [], [], [], [], []
     records = []
     for _ in range(args.runs):
         elapsed, cpu, spent, records = download(args)
         totals.append(elapsed)
         cpu_times.append(cpu)
+        waits.append(spent["runqueue_wait"])
         transfers.append(spent["read_with_buffer"])
         users.append(spent["get_users"])
     report = {
@@ -119,6 +135,7 @@ def main():
         },
         "time": summary(totals),
         "cpu": summary(cpu_times),
+        "runqueue_wait": summary(waits),
         "read_with_buffer": summary(transfers),
         "get_users": summary(users),
     }

@@ -90,6 +90,7 @@ def main():
     parser.add_argument("--load-before", required=True)
     parser.add_argument("--load-after", required=True)
     parser.add_argument("--busy-before", default="?")
+    parser.add_argument("--others", default="?")
     parser.add_argument("--transports", nargs="+", required=True)
     args = parser.parse_args()
 
@@ -124,6 +125,11 @@ def main():
         add("| %s | waiting: library wall − client CPU − simulator CPU | %s | %s | |"
             % (t, ms(max(0.0, ours_ms - ours["cpu"]["median_ms"] - sim_ours)),
                ms(max(0.0, pyzk_ms - pyzk["cpu"]["median_ms"] - sim_pyzk))))
+        wait_ours = load(args.work, "sim-ours-%s.json" % transport)["runqueue_wait_ms_per_download"]
+        wait_pyzk = load(args.work, "sim-pyzk-%s.json" % transport)["runqueue_wait_ms_per_download"]
+        add("| %s | of which waiting for a core held by other work: client (median) + simulator (mean) | %s + %s | %s + %s | |"
+            % (t, ms(ours["runqueue_wait"]["median_ms"]), ms(wait_ours), ms(pyzk["runqueue_wait"]["median_ms"]),
+               ms(wait_pyzk)))
         add("| %s | process wall: `punchd pull --format csv` / `python3 pyzk_pull.py` | %s | %s | %.0f× |"
             % (t, spread(processes["punchd pull"]), spread(processes["pyzk"]),
                processes["pyzk"]["median_ms"] / processes["punchd pull"]["median_ms"]))
@@ -144,12 +150,13 @@ def main():
     add("### Ingest of the pulled batch (one delivery of %s punches, fresh SQLite store, %s)"
         % (format(ingest["punches"], ","), ingest["durability"]))
     add("")
-    add("| batch | wall per batch | punches/s (median wall) | CPU per batch (all threads) |")
-    add("|---|---|---|---|")
+    add("| batch | wall per batch | punches/s (median wall) | CPU per batch (all threads) | waiting for a core |")
+    add("|---|---|---|---|---|")
     for name, key in (("first ingest (all new)", "fresh"), ("same batch again (all duplicates)", "duplicates")):
-        add("| %s | %s | %s | %s |" % (name, spread(ingest[key]["time"]),
-                                       format(round(ingest[key]["punches_per_s"]), ","),
-                                       ms(ingest[key]["cpu"]["median_ms"])))
+        add("| %s | %s | %s | %s | %s |" % (name, spread(ingest[key]["time"]),
+                                            format(round(ingest[key]["punches_per_s"]), ","),
+                                            ms(ingest[key]["cpu"]["median_ms"]),
+                                            ms(ingest[key]["runqueue_wait"]["median_ms"])))
     add("")
     add("### Machine")
     add("")
@@ -162,6 +169,7 @@ def main():
     add("- load average (1/5/15 min) before: %s; after: %s" % (args.load_before, args.load_after))
     add("- cores busy with other work in the second before the clients started (simulator idle): %s"
         % args.busy_before)
+    add("- CPU taken by other work (not the simulator or the clients) while the benchmark ran: %s" % args.others)
     print("\n".join(lines))
     if problems:
         sys.exit(1)

@@ -50,6 +50,14 @@ for line in sys.stdin:
         print(m["executable"])')
 [ -x "$DRIVER" ] || { echo "pull bench: the driver did not build (cargo bench -p punchd --bench pull --no-run)" >&2; exit 1; }
 
+# CPU the whole machine has used so far and CPU this script's waited-for children have used, in jiffies: their
+# difference over the run is the CPU other work (other engineers, other jobs) took while the benchmark ran.
+machine_jiffies() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+children_jiffies() { awk '{print $16 + $17}' /proc/$$/stat; }
+run_machine0=$(machine_jiffies)
+run_children0=$(children_jiffies)
+run_started=$(date +%s.%N)
+
 sim_pid=""
 stop_sim() {
     if [ -n "$sim_pid" ] && kill -0 "$sim_pid" 2>/dev/null; then
@@ -73,13 +81,16 @@ done
 [ -n "$port" ] || { echo "pull bench: the simulator did not start:" >&2; cat "$WORK/sim.log" >&2; exit 1; }
 
 on_client() { taskset -c "$CLIENT_CPU" "$@"; }
-# CPU time the simulator has used so far, all threads, in nanoseconds (schedstat).
-sim_cpu_ns() { cat /proc/"$sim_pid"/task/*/schedstat | awk '{ns += $1} END {print ns}'; }
-# sim_share NAME DOWNLOADS BEFORE: record the simulator's CPU per download since BEFORE in $WORK/sim-NAME.json.
+# CPU time the simulator has used so far and time it waited for a core, all threads, in nanoseconds (schedstat).
+sim_sched_ns() { cat /proc/"$sim_pid"/task/*/schedstat | awk '{cpu += $1; wait += $2} END {print cpu, wait}'; }
+# sim_share NAME DOWNLOADS BEFORE: record the simulator's CPU and wait per download since BEFORE ("cpu wait") in
+# $WORK/sim-NAME.json.
 sim_share() {
-    local after
-    after=$(sim_cpu_ns)
-    echo "{\"downloads\": $2, \"cpu_ms_per_download\": $(( (after - $3) / $2 / 1000 ))e-3}" >"$WORK/sim-$1.json"
+    local cpu wait
+    read -r cpu wait <<<"$(sim_sched_ns)"
+    set -- "$1" "$2" $3
+    echo "{\"downloads\": $2, \"cpu_ms_per_download\": $(( (cpu - $3) / $2 / 1000 ))e-3," \
+        "\"runqueue_wait_ms_per_download\": $(( (wait - $4) / $2 / 1000 ))e-3}" >"$WORK/sim-$1.json"
 }
 # json_of MARKER FILE: the JSON after MARKER on the command's stdout, saved to FILE.
 json_of() { sed -n "s/^$1 //p" | tail -1 >"$2"; [ -s "$2" ] || { echo "pull bench: no $1 line" >&2; exit 1; }; }
@@ -108,12 +119,12 @@ for transport in "${transports[@]}"; do
     flag=""
     [ "$transport" = udp ] && flag="--udp"
     echo "== $transport: our client (library, in process)" >&2
-    before=$(sim_cpu_ns)
+    before=$(sim_sched_ns)
     on_client "$DRIVER" pull --address "127.0.0.1:$port" $flag --comm-key "$COMM_KEY" --runs "$RUNS" \
         --expect "$PUNCHES" | json_of PULLBENCH_JSON "$WORK/ours-$transport.json"
     sim_share "ours-$transport" $((RUNS + 1)) "$before"
     echo "== $transport: pyzk (library, in process)" >&2
-    before=$(sim_cpu_ns)
+    before=$(sim_sched_ns)
     on_client python3 "$here/pyzk_pull.py" --port "$port" $flag --comm-key "$COMM_KEY" --runs "$RUNS" \
         --expect "$PUNCHES" | json_of PYZK_PULL_JSON "$WORK/pyzk-$transport.json"
     sim_share "pyzk-$transport" $((RUNS + 1)) "$before"
@@ -128,7 +139,10 @@ on_client "$DRIVER" ingest --address "127.0.0.1:$port" --comm-key "$COMM_KEY" --
     --work "$WORK" | json_of PULLBENCH_JSON "$WORK/ingest.json"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 stop_sim
+others=$(awk -v m0="$run_machine0" -v m1="$(machine_jiffies)" -v c0="$run_children0" -v c1="$(children_jiffies)" \
+    -v t0="$run_started" -v t1="$(date +%s.%N)" -v n="$(nproc)" \
+    'BEGIN {o = (m1 - m0) - (c1 - c0); if (o < 0) o = 0; printf "%.0f%% of %d cores (%.0f CPU-s in %.0f s)", 100 * o / 100 / ((t1 - t0) * n), n, o / 100, t1 - t0}')
 
 python3 "$here/report.py" --work "$WORK" --runs "$RUNS" --punches "$PUNCHES" --users "$USERS" \
     --comm-key "$COMM_KEY" --sim-cpu "$SIM_CPU" --client-cpu "$CLIENT_CPU" --load-before "$load_before" \
-    --load-after "$load_after" --busy-before "$busy_before" --transports "${transports[@]}" | tee "$WORK/report.md"
+    --load-after "$load_after" --busy-before "$busy_before" --others "$others" --transports "${transports[@]}" | tee "$WORK/report.md"

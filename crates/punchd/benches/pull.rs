@@ -12,6 +12,7 @@
 //! Run it through the script; by hand:
 //! `cargo bench -p punchd --bench pull -- pull --address 127.0.0.1:4370 --runs 7`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -108,41 +109,84 @@ impl Target {
     }
 }
 
-/// CPU time this process has used so far, all threads (Linux `/proc/self/task/*/schedstat`, first field, in
-/// nanoseconds); `None` where that is not readable. Wall time alone mixes in waiting for a core that another
-/// process holds, which on a shared 2-core machine is most of the noise.
-fn cpu_time() -> Option<Duration> {
-    let mut total_ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total_ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+/// Per thread of this process: (CPU time, time spent runnable but waiting for a core), from Linux
+/// `/proc/self/task/*/schedstat` (nanoseconds); empty where that is not readable. Wall time alone mixes in waiting
+/// for a core that another process holds, which on a shared 2-core machine is most of the noise; the wait says
+/// how much of that a run suffered.
+fn sched_times() -> HashMap<u64, (u64, u64)> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        // A thread may exit between the listing and the read (a dropped store's writer): skip it.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        let mut fields = stat.split_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(cpu)), Some(Ok(wait))) = (fields.next(), fields.next()) {
+            out.insert(tid, (cpu, wait));
+        }
     }
-    Some(Duration::from_nanos(total_ns))
+    out
 }
 
-/// Wall and CPU time of one timed operation.
+/// Wall time, CPU time and run-queue wait of one timed operation.
 struct Timer {
     wall: Instant,
-    cpu: Option<Duration>,
+    sched: HashMap<u64, (u64, u64)>,
+}
+
+/// What a [`Timer`] measured.
+struct Timing {
+    wall: Duration,
+    /// CPU time of the threads alive at the end (threads that exited meanwhile are not counted).
+    cpu: Duration,
+    /// Time those threads were ready to run but waited for a core.
+    wait: Duration,
 }
 
 impl Timer {
     fn start() -> Timer {
         Timer {
-            cpu: cpu_time(),
+            sched: sched_times(),
             wall: Instant::now(),
         }
     }
 
-    /// (wall, CPU) since `start`; CPU is zero when unknown.
-    fn stop(self) -> (Duration, Duration) {
+    fn stop(self) -> Timing {
         let wall = self.wall.elapsed();
-        let cpu = match (self.cpu, cpu_time()) {
-            (Some(before), Some(after)) => after.saturating_sub(before),
-            _ => Duration::ZERO,
-        };
-        (wall, cpu)
+        let (mut cpu, mut wait) = (0u64, 0u64);
+        for (tid, (cpu_after, wait_after)) in sched_times() {
+            let (cpu_before, wait_before) = self.sched.get(&tid).copied().unwrap_or((0, 0));
+            cpu += cpu_after.saturating_sub(cpu_before);
+            wait += wait_after.saturating_sub(wait_before);
+        }
+        Timing {
+            wall,
+            cpu: Duration::from_nanos(cpu),
+            wait: Duration::from_nanos(wait),
+        }
     }
+}
+
+fn walls(timings: &[Timing]) -> Vec<Duration> {
+    timings.iter().map(|t| t.wall).collect()
+}
+
+fn cpus(timings: &[Timing]) -> Vec<Duration> {
+    timings.iter().map(|t| t.cpu).collect()
+}
+
+fn waits(timings: &[Timing]) -> Vec<Duration> {
+    timings.iter().map(|t| t.wait).collect()
 }
 
 fn millis(d: Duration) -> f64 {
@@ -188,14 +232,11 @@ fn first_last(download: &AttendanceDownload) -> serde_json::Value {
 
 async fn run_pull(target: &Target) -> anyhow::Result<serde_json::Value> {
     let warm = target.download().await.context("warm-up")?;
-    let mut times = Vec::with_capacity(target.runs);
-    let mut cpu_times = Vec::with_capacity(target.runs);
+    let mut timings = Vec::with_capacity(target.runs);
     for _ in 0..target.runs {
         let timer = Timer::start();
         let download = target.download().await?;
-        let (wall, cpu) = timer.stop();
-        times.push(wall);
-        cpu_times.push(cpu);
+        timings.push(timer.stop());
         drop(download);
     }
     Ok(json!({
@@ -204,8 +245,9 @@ async fn run_pull(target: &Target) -> anyhow::Result<serde_json::Value> {
         "punches": warm.records.len(),
         "raw_bytes": warm.raw.len(),
         "records": first_last(&warm),
-        "time": summary(&times),
-        "cpu": summary(&cpu_times),
+        "time": summary(&walls(&timings)),
+        "cpu": summary(&cpus(&timings)),
+        "runqueue_wait": summary(&waits(&timings)),
     }))
 }
 
@@ -252,8 +294,6 @@ async fn run_ingest(target: &Target, work: &std::path::Path) -> anyhow::Result<s
     let delivery = delivery(&download, target.address)?;
     let mut fresh = Vec::with_capacity(target.runs);
     let mut again = Vec::with_capacity(target.runs);
-    let mut fresh_cpu = Vec::with_capacity(target.runs);
-    let mut again_cpu = Vec::with_capacity(target.runs);
     // Run 0 is the warm-up.
     for run in 0..=target.runs {
         let dir = work.join(format!("ingest-{run}"));
@@ -289,18 +329,17 @@ async fn run_ingest(target: &Target, work: &std::path::Path) -> anyhow::Result<s
         drop(ingest);
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         if run > 0 {
-            fresh.push(fresh_time.0);
-            fresh_cpu.push(fresh_time.1);
-            again.push(again_time.0);
-            again_cpu.push(again_time.1);
+            fresh.push(fresh_time);
+            again.push(again_time);
         }
     }
-    let rate = |times: &[Duration], cpu_times: &[Duration]| {
-        let s = summary(times);
+    let rate = |timings: &[Timing]| {
+        let s = summary(&walls(timings));
         let median_ms = s["median_ms"].as_f64().unwrap_or(f64::NAN);
         json!({
             "time": s,
-            "cpu": summary(cpu_times),
+            "cpu": summary(&cpus(timings)),
+            "runqueue_wait": summary(&waits(timings)),
             "punches_per_s": n as f64 / (median_ms / 1000.0),
         })
     };
@@ -308,8 +347,8 @@ async fn run_ingest(target: &Target, work: &std::path::Path) -> anyhow::Result<s
         "mode": "ingest",
         "punches": n,
         "durability": "power-safe",
-        "fresh": rate(&fresh, &fresh_cpu),
-        "duplicates": rate(&again, &again_cpu),
+        "fresh": rate(&fresh),
+        "duplicates": rate(&again),
     }))
 }
 
