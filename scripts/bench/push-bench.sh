@@ -67,7 +67,7 @@ start_server() {
     server_pid=$!
     port=""
     for _ in $(seq 1 100); do
-        port=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listen=127\.0\.0\.1:[0-9]*' | head -1 | cut -d: -f2 || true)
+        port=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listen=127\.0\.0\.1:[0-9]* ' | head -1 | cut -d: -f2 | tr -d ' ' || true)
         [ -n "$port" ] && return 0
         sleep 0.1
     done

@@ -7,7 +7,7 @@
 //! cargo run --release -p zk-sim --example ok_server [-- 127.0.0.1:0]
 //! ```
 //!
-//! Prints `listen=<address>` on stderr once it accepts connections.
+//! Prints `listen=<address> (…)` on stderr once it accepts connections.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -55,7 +55,10 @@ fn main() -> std::io::Result<()> {
         .build()?;
     runtime.block_on(async {
         let listener = TcpListener::bind(&addr).await?;
-        eprintln!("listen={}", listener.local_addr()?);
+        eprintln!(
+            "listen={} (answers OK to every request)",
+            listener.local_addr()?
+        );
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
