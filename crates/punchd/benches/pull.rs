@@ -3,14 +3,15 @@
 //! driver times whole operations against it and prints one JSON line for the script.
 //!
 //! - `pull`: `Client::connect` + `attendance()` + `disconnect()` against a running pull terminal, `--runs` times
-//!   after one warm-up; the library time of a whole attendance-log download, as `punchd pull` does it.
+//!   after one warm-up: the library time of a whole attendance-log download (`punchd pull` also reads the device
+//!   info and clock, and prints).
 //! - `ingest`: downloads the log once, then `--runs` times: a fresh SQLite store (power-safe, the default) in a new
 //!   directory, `Ingest::ingest` of the whole download as one delivery (built as the pull session builds it:
 //!   raw journal entry with the downloaded bytes, the pull cursor as the stamp), then the same delivery again
 //!   (every punch a duplicate).
 //!
 //! Run it through the script; by hand:
-//! `cargo bench -p punchd --bench pull -- pull --address 127.0.0.1:4370 --runs 7`.
+//! `cargo bench -p punchd --bench pull -- pull --address 127.0.0.1:4370 --expect 100000 --runs 7`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -354,7 +355,7 @@ async fn run_ingest(target: &Target, work: &std::path::Path) -> anyhow::Result<s
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // One thread, like the client half of `punchd pull`; the SQLite writer has its own thread anyway.
+    // One thread: a download is one sequential conversation, and the SQLite writer has its own thread anyway.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
