@@ -153,7 +153,8 @@ impl SqliteStore {
         migrate(&conn).map_err(backend)?;
         // Checkpoints run on their own thread (below), not inside a commit of the writer: a checkpoint writes
         // pages into the database file and fsyncs it, and every request of a group commit would wait for it.
-        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(backend)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(backend)?;
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
             .map_err(backend)?;
         let checkpointer = Connection::open(path).map_err(backend)?;
