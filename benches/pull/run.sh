@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The pull benchmark (benches/pull/RESULTS.md): one simulated pull terminal (`punchd simulate pull`, 100,000
+# The pull benchmark (BENCHMARKS.md, section "Pull"): one simulated pull terminal (`punchd simulate pull`, 100,000
 # punches, zk8 profile: 40-byte attendance records) pinned to one core, and on another core, against that same
 # instance and data:
 #   1. our client: the Rust driver (crates/punchd/benches/pull.rs, release) times connect + attendance() +

@@ -1,5 +1,5 @@
 //! The pull benchmark's Rust driver (benches/pull/run.sh at the repo root runs it; the results go to
-//! benches/pull/RESULTS.md). Not a criterion bench: the simulator is a separate process shared with pyzk, so the
+//! BENCHMARKS.md, section "Pull"). Not a criterion bench: the simulator is a separate process shared with pyzk, so the
 //! driver times whole operations against it and prints one JSON line for the script.
 //!
 //! - `pull`: `Client::connect` + `attendance()` + `disconnect()` against a running pull terminal, `--runs` times
