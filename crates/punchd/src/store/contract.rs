@@ -731,16 +731,8 @@ async fn users_and_templates_are_upserted(store: &dyn Store) {
         store.list_templates(&dev, None).await.expect("all").len(),
         3
     );
-    // Enable flag, and forgetting a user takes their templates along.
-    store
-        .set_user_enabled(&dev, &Pin("36235".into()), false)
-        .await
-        .expect("disable");
-    let users = store.list_device_users(&dev).await.expect("users");
-    assert_eq!(
-        users.iter().map(|u| u.enabled).collect::<Vec<_>>(),
-        [true, false]
-    );
+    // Forgetting a user takes their templates along (the enabled flag is set by command results, see
+    // command_results_apply_their_effect_on_users).
     store
         .delete_device_user(&dev, &Pin("036234".into()))
         .await

@@ -448,8 +448,6 @@ pub trait Store: Send + Sync + 'static {
     async fn list_device_users(&self, sn: &DeviceSn) -> Result<Vec<DeviceUser>>;
     /// Templates of a device (optionally one PIN).
     async fn list_templates(&self, sn: &DeviceSn, pin: Option<&Pin>) -> Result<Vec<Template>>;
-    /// Mark a user enabled or disabled (after the device confirmed).
-    async fn set_user_enabled(&self, sn: &DeviceSn, pin: &Pin, enabled: bool) -> Result<()>;
     /// Forget a user and their templates (after the device confirmed a delete).
     async fn delete_device_user(&self, sn: &DeviceSn, pin: &Pin) -> Result<()>;
     /// One journal entry.

@@ -620,7 +620,8 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
     if let Some((sn, info)) = &batch.device_info {
         merge_info_on(conn, sn.as_str(), info)?;
     }
-    let n_records = batch.n_records() - batch.punches.len() + n_stored + n_duplicate;
+    // Every punch is either newly stored or a duplicate, so this counts all records held after the commit.
+    let n_records = batch.n_records();
     conn.prepare_cached(
         "UPDATE journal SET n_records = ?2, n_stored = ?3, n_duplicate = ?4 WHERE id = ?1",
     )
@@ -641,24 +642,28 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
     })
 }
 
+/// Forget a user of a device and their templates.
+fn delete_user_on(conn: &Connection, sn: &str, pin: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM device_users WHERE device_sn = ?1 AND pin = ?2",
+        params![sn, pin],
+    )
+    .and_then(|_| {
+        conn.execute(
+            "DELETE FROM templates WHERE device_sn = ?1 AND pin = ?2",
+            params![sn, pin],
+        )
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
 /// What a succeeded command changes in what punchd knows about the device's users, in the same transaction as
 /// the result (so a crash cannot record one without the other).
 fn apply_command_effect_on(conn: &Connection, command: &Command) -> Result<()> {
     let sn = command.device_sn.as_str();
     match &command.kind {
-        CommandKind::DeleteUser { pin } => {
-            conn.execute(
-                "DELETE FROM device_users WHERE device_sn = ?1 AND pin = ?2",
-                params![sn, pin],
-            )
-            .and_then(|_| {
-                conn.execute(
-                    "DELETE FROM templates WHERE device_sn = ?1 AND pin = ?2",
-                    params![sn, pin],
-                )
-            })
-            .map_err(backend)?;
-        }
+        CommandKind::DeleteUser { pin } => delete_user_on(conn, sn, pin)?,
         CommandKind::DisableUser { pin } | CommandKind::EnableUser { pin } => {
             let enabled = matches!(command.kind, CommandKind::EnableUser { .. });
             conn.execute(
@@ -1089,36 +1094,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_user_enabled(&self, sn: &DeviceSn, pin: &Pin, enabled: bool) -> Result<()> {
-        let (sn, pin) = (sn.clone(), pin.clone());
-        self.write(move |conn| {
-            conn.execute(
-                "UPDATE device_users SET enabled = ?3 WHERE device_sn = ?1 AND pin = ?2",
-                params![sn.as_str(), pin.as_str(), enabled],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn delete_device_user(&self, sn: &DeviceSn, pin: &Pin) -> Result<()> {
         let (sn, pin) = (sn.clone(), pin.clone());
-        self.write(move |conn| {
-            conn.execute(
-                "DELETE FROM device_users WHERE device_sn = ?1 AND pin = ?2",
-                params![sn.as_str(), pin.as_str()],
-            )
-            .and_then(|_| {
-                conn.execute(
-                    "DELETE FROM templates WHERE device_sn = ?1 AND pin = ?2",
-                    params![sn.as_str(), pin.as_str()],
-                )
-            })
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| delete_user_on(conn, sn.as_str(), pin.as_str()))
+            .await
     }
 
     async fn get_journal(&self, id: i64) -> Result<JournalEntry> {
