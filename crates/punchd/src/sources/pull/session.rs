@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::devices::registry::ContactFacts;
 use crate::domain::{Device, DeviceSn, Pin, Source, Transport};
 use crate::ingest::{Delivery, PunchRecord};
-use crate::store::{Batch, DeviceUser, LineIssue, RawEntry, StoreError};
+use crate::store::{Batch, BatchOutcome, DeviceUser, LineIssue, RawEntry, StoreError};
 
 /// What ended a session early, in words an operator can act on (this text becomes the device's `last_error`).
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +263,24 @@ impl<'a> Session<'a> {
             .ok_or(SessionError::Client(ClientError::NotConnected))
     }
 
+    /// Hand pulled punches and their batch (raw journal entry included) to the one ingest path.
+    async fn ingest(
+        &self,
+        punches: Vec<PunchRecord>,
+        batch: Batch,
+    ) -> Result<BatchOutcome, StoreError> {
+        self.app
+            .ingest
+            .ingest(Delivery {
+                device_sn: self.device.sn.clone(),
+                time_zone: self.tz,
+                source: Source::Pull,
+                punches,
+                batch,
+            })
+            .await
+    }
+
     fn raw_entry(&self, kind: &str, request: String, body: Vec<u8>) -> RawEntry {
         RawEntry {
             received_at: Utc::now(),
@@ -426,17 +444,7 @@ impl<'a> Session<'a> {
                 .enumerate()
                 .map(|(idx, r)| punch_record(r, first_new + idx + 1))
                 .collect();
-            let stored = self
-                .app
-                .ingest
-                .ingest(Delivery {
-                    device_sn: self.device.sn.clone(),
-                    time_zone: self.tz,
-                    source: Source::Pull,
-                    punches,
-                    batch,
-                })
-                .await?;
+            let stored = self.ingest(punches, batch).await?;
             outcome.n_stored = stored.n_stored;
             n_held = stored.n_stored + stored.n_duplicate;
             if outcome.n_stored > 0 {
@@ -542,17 +550,7 @@ impl<'a> Session<'a> {
             download.records.len()
         );
         let batch = Batch::new(self.raw_entry("pull:attendance", request, download.raw));
-        let stored = self
-            .app
-            .ingest
-            .ingest(Delivery {
-                device_sn: self.device.sn.clone(),
-                time_zone: self.tz,
-                source: Source::Pull,
-                punches,
-                batch,
-            })
-            .await?;
+        let stored = self.ingest(punches, batch).await?;
         Ok((n_in_range, stored.n_stored))
     }
 
