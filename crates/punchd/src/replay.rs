@@ -13,20 +13,12 @@ use zk_push::sample::CapturedRequest;
 use crate::app::App;
 use crate::config::Config;
 
-/// The request target with the samples' `<root>` placeholder (the terminal's root URL, push.md §1) made real.
-fn target_of(captured: &CapturedRequest) -> String {
-    match captured.target.strip_prefix("<root>") {
-        Some(rest) => format!("/iclock/{rest}"),
-        None => captured.target.clone(),
-    }
-}
-
 fn build_request(
     captured: &CapturedRequest,
     host: &str,
 ) -> anyhow::Result<axum::http::Request<Body>> {
     // In process there is no socket to repair the line on, so repair the target here the same way.
-    let target = crate::web::request_line::repair_target(target_of(captured).as_bytes());
+    let target = crate::web::request_line::repair_target(captured.terminal_target().as_bytes());
     let mut builder = axum::http::Request::builder()
         .method(captured.method.as_str())
         .uri(target.as_slice());
@@ -63,29 +55,7 @@ pub async fn send_to_server(
     let mut stream = tokio::net::TcpStream::connect(authority)
         .await
         .with_context(|| format!("connecting to {authority}"))?;
-    let mut request = format!(
-        "{} {} HTTP/1.1\r\nHost: {authority}\r\n",
-        captured.method,
-        target_of(captured)
-    )
-    .into_bytes();
-    for (name, value) in &captured.headers {
-        if ["content-length", "transfer-encoding", "host", "connection"]
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h))
-        {
-            continue;
-        }
-        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-    }
-    request.extend_from_slice(
-        format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            captured.body.len()
-        )
-        .as_bytes(),
-    );
-    request.extend_from_slice(&captured.body);
+    let request = captured.to_terminal_bytes(authority);
     stream
         .write_all(&request)
         .await

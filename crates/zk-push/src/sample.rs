@@ -62,6 +62,45 @@ impl CapturedRequest {
         self.target.split_once('?').map_or("", |(_, query)| query)
     }
 
+    /// The target a terminal would send: the captured one byte for byte (raw spaces kept), with the samples'
+    /// `<root>` placeholder for the terminal's root URL made `/iclock/` (push.md §1).
+    pub fn terminal_target(&self) -> String {
+        match self.target.strip_prefix("<root>") {
+            Some(rest) => format!("/iclock/{rest}"),
+            None => self.target.clone(),
+        }
+    }
+
+    /// The request as a terminal puts it on the wire: the request line with [`Self::terminal_target`], the
+    /// captured headers except `Content-Length`, `Transfer-Encoding`, `Host` and `Connection`, then
+    /// `Host: <host>`, the real `Content-Length`, `Connection: close` (as att firmware sends), and the body.
+    pub fn to_terminal_bytes(&self, host: &str) -> Vec<u8> {
+        let mut request = format!(
+            "{} {} HTTP/1.1\r\nHost: {host}\r\n",
+            self.method,
+            self.terminal_target()
+        )
+        .into_bytes();
+        for (name, value) in &self.headers {
+            if ["content-length", "transfer-encoding", "host", "connection"]
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+            {
+                continue;
+            }
+            request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        request.extend_from_slice(
+            format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                self.body.len()
+            )
+            .as_bytes(),
+        );
+        request.extend_from_slice(&self.body);
+        request
+    }
+
     /// The value of the first header named `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -282,6 +321,20 @@ mod tests {
         assert_eq!(req.header("content-length"), Some("4"));
         assert_eq!(req.body, b"abcd");
         assert_eq!(req.expected_response, None);
+    }
+
+    #[test]
+    fn terminal_bytes_keep_the_target_and_fix_length_and_connection() {
+        let raw = b"GET <root>getrequest?SN=A1&INFO=Ver 6.8 HTTP/1.1\r\nHost: old\r\nUser-Agent: iClock Proxy/1.09\r\nContent-Length: 99\r\nConnection: keep-alive\r\n\r\nxy";
+        let req = parse_captured_request(raw).unwrap();
+        assert_eq!(
+            req.terminal_target(),
+            "/iclock/getrequest?SN=A1&INFO=Ver 6.8"
+        );
+        assert_eq!(
+            req.to_terminal_bytes("127.0.0.1:8080"),
+            b"GET /iclock/getrequest?SN=A1&INFO=Ver 6.8 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: iClock Proxy/1.09\r\nContent-Length: 2\r\nConnection: close\r\n\r\nxy".to_vec()
+        );
     }
 
     #[test]

@@ -471,37 +471,9 @@ pub fn sample_files() -> Vec<PathBuf> {
     files
 }
 
-/// A sample as a terminal would send it: the request line with the target byte for byte (`<root>` made
-/// `/iclock/`), the captured headers except length/connection/host, our Host, the real Content-Length,
-/// `Connection: close`, the body.
+/// A sample as a terminal would send it (see `CapturedRequest::to_terminal_bytes`), addressed to our server.
 pub fn terminal_bytes(captured: &zk_push::sample::CapturedRequest, port: u16) -> Vec<u8> {
-    let target = match captured.target.strip_prefix("<root>") {
-        Some(rest) => format!("/iclock/{rest}"),
-        None => captured.target.clone(),
-    };
-    let mut request = format!(
-        "{} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n",
-        captured.method
-    )
-    .into_bytes();
-    for (name, value) in &captured.headers {
-        if ["content-length", "transfer-encoding", "host", "connection"]
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h))
-        {
-            continue;
-        }
-        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-    }
-    request.extend_from_slice(
-        format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            captured.body.len()
-        )
-        .as_bytes(),
-    );
-    request.extend_from_slice(&captured.body);
-    request
+    captured.to_terminal_bytes(&format!("127.0.0.1:{port}"))
 }
 
 /// Read and parse a sample by file name.
