@@ -139,7 +139,9 @@ fn attendance_rows(records: &[Attendance], names: bool) -> Rows {
             .map(|r| {
                 vec![
                     r.user_id.clone(),
-                    r.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    // Pulled times are whole seconds, so Display gives YYYY-MM-DD HH:MM:SS without parsing a
+                    // format string per row.
+                    r.time.to_string(),
                     if names {
                         format!(
                             "{} {}",
