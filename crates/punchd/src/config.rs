@@ -13,7 +13,7 @@
 //! allow = ["CNYG*", "PYA8262300072"] # SN patterns (* and ?) approved on first contact
 //!
 //! [push]
-//! delay_secs = 10                  # poll interval asked of terminals (push `Delay`)
+//! delay_secs = 10                  # poll interval (push `Delay`) given to terminals on registration
 //! error_delay_secs = 30
 //! commands_per_poll = 10
 //!
@@ -62,7 +62,9 @@ pub struct ApprovalConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PushConfig {
-    /// `Delay`: seconds between polls (the terminal treats it as an upper bound). Also used for online detection.
+    /// `Delay`: seconds between polls (the terminal treats it as an upper bound), given to a terminal when it
+    /// registers; each terminal then keeps its own (`punchd devices set SN --poll-delay`), which the handshake
+    /// sends and online detection uses.
     pub delay_secs: u32,
     /// `ErrorDelay`: seconds a terminal waits after a failed request.
     pub error_delay_secs: u32,
