@@ -9,7 +9,7 @@
 //! - [`sources`]: where punches come from: `push` (the `/iclock` HTTP routes for terminals) and `pull` (the
 //!   scheduler and one-shot reader for terminals read over TCP/UDP 4370).
 //! - [`web`]: the JSON API (`/api/v1`), auth, health, metrics, and the HTTP server loop.
-//! - [`metrics`] (Prometheus counters) and [`format`] (table, CSV and JSON listings for the CLI and the API).
+//! - [`metrics`] (Prometheus counters) and [`format`](mod@format) (table, CSV and JSON listings for the CLI and the API).
 //! - [`replay`] (feed captured requests through the handlers or a server) and [`simulate`] (simulated terminals
 //!   from `zk-sim`): support and test tools behind CLI subcommands.
 //! - [`config`] and [`cli`]: settings and the `punchd` subcommands; `main.rs` only parses and calls.
