@@ -730,6 +730,15 @@ pub enum FleetError {
         #[source]
         source: std::io::Error,
     },
+    /// Nothing answers at the server's address (connection refused, no route, or no TCP handshake within the
+    /// request timeout, at most 10 s), checked once before the terminals start.
+    #[error("cannot reach the server at {addr}: {reason}")]
+    Unreachable {
+        /// The resolved address.
+        addr: SocketAddr,
+        /// What went wrong, e.g. "connection refused (os error 111)".
+        reason: String,
+    },
     /// A terminal task panicked or was cancelled.
     #[error("terminal task failed: {0}")]
     Task(String),
@@ -1190,8 +1199,8 @@ fn resolve_server(server: &str) -> Result<String, FleetError> {
 /// cheapest host for a load generator.
 ///
 /// # Errors
-/// [`FleetError`]: a server address that is not `http://host:port` or does not resolve, or a terminal task that
-/// panicked. Failed requests are not errors: they are counted in [`FleetStats`] and retried.
+/// [`FleetError`]: a server address that is not `http://host:port`, does not resolve or cannot be reached
+/// (checked once before the terminals start), or a terminal task that panicked. Failed requests are not errors: they are counted in [`FleetStats`] and retried.
 pub async fn run_fleet(
     config: PushSimConfig,
     shutdown: impl Future<Output = ()>,
@@ -1208,6 +1217,24 @@ pub async fn run_fleet(
             host: host.clone(),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
         })?;
+    // Terminals retry forever, as firmware does; a server that is not there at all is a mistake to report
+    // now, not a run of silent retries.
+    let wait = config.request_timeout.min(Duration::from_secs(10));
+    match tokio::time::timeout(wait, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            return Err(FleetError::Unreachable {
+                addr,
+                reason: e.to_string().to_lowercase(),
+            })
+        }
+        Err(_) => {
+            return Err(FleetError::Unreachable {
+                addr,
+                reason: format!("no answer within {} s", wait.as_secs_f64()),
+            })
+        }
+    }
     let started = Instant::now();
     let deadline = config.duration.map(|d| started + d);
     let fleet = Arc::new(Fleet {

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod drain;
 mod generate;
 mod model;
 mod responder;
@@ -163,6 +164,51 @@ pub struct Faults {
     pub drop_bad_checksum_requests: bool,
 }
 
+/// How bulk transfers (1504 chunks, legacy reads) are spread over time. The default lets pyzk 0.9,
+/// node-zklib 1.3.0 and zkteco-js 1.7.2 read 100 000 punches over TCP and UDP (pull-simulator.md §4, tested in
+/// `tests/it/node.rs` and `tests/it/pyzk.rs`); [`Pacing::none`] writes every reply at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// TCP: a transfer goes out as `PREPARE_DATA`, a wait, the data frames and `ACK_OK` in one write, and a
+    /// wait again. node-zklib and zkteco-js take one frame per socket read and drop the rest of that read,
+    /// so coalesced frames stall or truncate their downloads, and an `ACK_OK` arriving on its own after the
+    /// data is taken as the reply to their next request. For a client on this machine (Linux, 127.0.0.0/8)
+    /// each wait lasts until the client has read what was sent (at most 1 s; the kernel's socket table
+    /// says); for other clients it is this pause. Default 20 ms. Zero: one write per reply, no waits (pyzk
+    /// and the Rust client still work; the Node clients don't). Ignored when [`Faults::frame_gap`] is set.
+    pub tcp_gap: Duration,
+    /// UDP: after this many datagrams of a transfer, wait as for `tcp_gap` until the client has read them
+    /// (for a remote client: pause [`Pacing::udp_burst_gap`]). node-zklib asks for every chunk at once; sent
+    /// back to back, the datagrams overflow its socket's receive buffer (about 90 datagrams at Linux
+    /// defaults) and the download times out. Default 8. Zero: no waits.
+    pub udp_burst: usize,
+    /// UDP: the pause after each burst when the client's reading cannot be observed. Default 2 ms; zero: no
+    /// waits.
+    pub udp_burst_gap: Duration,
+}
+
+impl Pacing {
+    /// No pacing: every reply in one TCP write, datagrams back to back (fastest; only pyzk and the Rust
+    /// client read it reliably).
+    pub fn none() -> Pacing {
+        Pacing {
+            tcp_gap: Duration::ZERO,
+            udp_burst: 0,
+            udp_burst_gap: Duration::ZERO,
+        }
+    }
+}
+
+impl Default for Pacing {
+    fn default() -> Pacing {
+        Pacing {
+            tcp_gap: Duration::from_millis(20),
+            udp_burst: 8,
+            udp_burst_gap: Duration::from_millis(2),
+        }
+    }
+}
+
 /// What the simulated terminal holds and how it behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullSimConfig {
@@ -195,6 +241,8 @@ pub struct PullSimConfig {
     /// `CMD_DATA`; larger ones go through the buffer and 1504 chunks (pull-simulator.md rule R2). Capped at
     /// 1016 on UDP, where pyzk truncates larger datagrams.
     pub direct_threshold: usize,
+    /// How bulk transfers are spread over time so the Node clients read them (pull-simulator.md §4).
+    pub pacing: Pacing,
     /// Payload size of live attendance events (pull.md §9.3). `None`: 32 on TCP, 12 on UDP.
     pub event_payload_len: Option<usize>,
     /// How long a TCP connection waits for the client's ACK of a live event before sending the next one
@@ -230,6 +278,7 @@ impl PullSimConfig {
             punches_until: None,
             clock_offset: chrono::Duration::zero(),
             direct_threshold: 1016,
+            pacing: Pacing::default(),
             event_payload_len: None,
             event_ack_timeout: Duration::from_millis(500),
             live_punch_every: None,

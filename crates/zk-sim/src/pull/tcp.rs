@@ -14,9 +14,13 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use zk_pull::records::AttendanceEvent;
 
+use super::drain;
 use super::responder::{event_packet, handle_request, After, Context, Session, Transport};
 use super::wire::{cut_tcp_frame, render, Wire};
 use super::{utc_now, Direction, Shared};
+
+/// The longest wait for a client to read a paced transfer's frames before sending on anyway.
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Keeps the live-subscriber count right however the connection ends (including task abort at shutdown).
 struct Subscription {
@@ -57,11 +61,20 @@ async fn next_event(subscription: &mut Option<Subscription>) -> AttendanceEvent 
 }
 
 /// Carry out a write plan; `Ok(false)` when the plan closes the connection.
-async fn write_plan(writer: &mut OwnedWriteHalf, plan: Vec<Wire>) -> std::io::Result<bool> {
+async fn write_plan(
+    writer: &mut OwnedWriteHalf,
+    peer: SocketAddr,
+    plan: Vec<Wire>,
+) -> std::io::Result<bool> {
     for step in plan {
         match step {
             Wire::Bytes(bytes) => writer.write_all(&bytes).await?,
             Wire::Pause(duration) => tokio::time::sleep(duration).await,
+            Wire::Drain(fallback) => {
+                if !drain::tcp(writer.local_addr()?, peer, DRAIN_MAX).await {
+                    tokio::time::sleep(fallback).await;
+                }
+            }
             Wire::Close => {
                 writer.shutdown().await?;
                 return Ok(false);
@@ -127,14 +140,21 @@ async fn serve_inner(
                         ack_deadline = None;
                     }
                     let (plan, rendered) =
-                        render(&reply, request.command, Transport::Tcp, &config.faults, &mut shared.fault_state());
+                        render(
+                            &reply,
+                            request.command,
+                            Transport::Tcp,
+                            &config.faults,
+                            &config.pacing,
+                            &mut shared.fault_state(),
+                        );
                     shared.count_faults(rendered);
                     if reply.after == After::Restart {
                         // Restart before the ACK leaves: a client reconnecting as soon as it reads the ACK must
                         // not be caught by this restart.
                         shared.restart();
                     }
-                    if !write_plan(&mut writer, plan).await? || reply.after != After::Continue {
+                    if !write_plan(&mut writer, peer, plan).await? || reply.after != After::Continue {
                         return Ok(());
                     }
                     match (session.wants_attendance_events(), subscription.is_some()) {

@@ -10,6 +10,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 use zk_pull::codec::{self, cmd, Packet};
 
+use super::drain;
 use super::responder::{event_packet, handle_request, After, Context, Session, Transport};
 use super::wire::{render, Wire};
 use super::{utc_now, Direction, Shared};
@@ -61,6 +62,9 @@ impl Drop for Sessions {
     }
 }
 
+/// The longest wait for a client to read a paced transfer's datagrams before sending on anyway.
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn send_plan(socket: &UdpSocket, addr: SocketAddr, plan: Vec<Wire>) -> std::io::Result<()> {
     for step in plan {
         match step {
@@ -68,6 +72,11 @@ async fn send_plan(socket: &UdpSocket, addr: SocketAddr, plan: Vec<Wire>) -> std
                 socket.send_to(&bytes, addr).await?;
             }
             Wire::Pause(duration) => tokio::time::sleep(duration).await,
+            Wire::Drain(fallback) => {
+                if !drain::udp(addr, DRAIN_MAX).await {
+                    tokio::time::sleep(fallback).await;
+                }
+            }
             Wire::Close => return Ok(()),
         }
     }
@@ -210,6 +219,7 @@ async fn handle_datagram(
         request.command,
         Transport::Udp,
         &config.faults,
+        &config.pacing,
         &mut shared.fault_state(),
     );
     shared.count_faults(rendered);

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use zk_pull::codec::{self, DecodeError, Packet, TCP_HEADER_LEN};
 
 use super::responder::{Reply, Transport};
-use super::Faults;
+use super::{Faults, Pacing};
 
 /// One step of writing a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,9 @@ pub(crate) enum Wire {
     Bytes(Vec<u8>),
     /// Wait before the next step.
     Pause(Duration),
+    /// Wait until the client has read everything sent so far (a client on this machine: see `drain`);
+    /// when that cannot be observed, pause this long.
+    Drain(Duration),
     /// Close the TCP connection now (UDP: stop sending the rest of this reply).
     Close,
 }
@@ -60,13 +63,20 @@ fn encode(packet: &Packet, transport: Transport) -> Vec<u8> {
 /// - `truncate_reply_to`: only the first `n` bytes of the reply are sent (UDP: datagrams up to `n` bytes in
 ///   all, the one crossing the limit cut short).
 ///
-/// Timing: `reply_delay` before the first byte; on bulk transfers `frame_gap` between packets. Without a gap a
-/// TCP reply is one write; UDP is always one datagram per packet.
+/// Timing: `reply_delay` before the first byte; on bulk transfers `frame_gap` between packets. Without a
+/// `frame_gap`, a TCP bulk transfer with a non-zero `pacing.tcp_gap` is paced as the Node clients need
+/// (pull-simulator.md §4): `PREPARE_DATA` in one write, a wait until the client has read it, the data frames
+/// and the closing `ACK_OK` in one write (so the ACK reaches the client with the end of the data and is never
+/// read as the reply to the next request), and a wait again before whatever comes next (their collectors take one frame per socket read
+/// and drop what else that read held). Other TCP replies, and every reply when `tcp_gap` is zero, are
+/// one write. UDP is always one datagram per packet; a bulk transfer waits for the client to read after
+/// every `udp_burst` datagrams.
 pub(crate) fn render(
     reply: &Reply,
     request_command: u16,
     transport: Transport,
     faults: &Faults,
+    pacing: &Pacing,
     state: &mut FaultState,
 ) -> (Vec<Wire>, Rendered) {
     let mut rendered = Rendered::default();
@@ -130,6 +140,20 @@ pub(crate) fn render(
         Duration::ZERO
     };
     match transport {
+        Transport::Tcp if gap.is_zero() && reply.bulk && !pacing.tcp_gap.is_zero() => {
+            let mut frames = frames.into_iter();
+            if let Some(prepare) = frames.next() {
+                plan.push(Wire::Bytes(prepare));
+            }
+            let rest: Vec<u8> = frames.collect::<Vec<_>>().concat();
+            if !rest.is_empty() {
+                plan.push(Wire::Drain(pacing.tcp_gap));
+                plan.push(Wire::Bytes(rest));
+            }
+            if !close {
+                plan.push(Wire::Drain(pacing.tcp_gap));
+            }
+        }
         Transport::Tcp if gap.is_zero() => {
             let bytes: Vec<u8> = frames.concat();
             if !bytes.is_empty() {
@@ -137,9 +161,17 @@ pub(crate) fn render(
             }
         }
         _ => {
+            let burst = if reply.bulk && gap.is_zero() && !pacing.udp_burst_gap.is_zero() {
+                pacing.udp_burst
+            } else {
+                0
+            };
             for (index, frame) in frames.into_iter().enumerate() {
                 if index > 0 && !gap.is_zero() {
                     plan.push(Wire::Pause(gap));
+                }
+                if index > 0 && burst > 0 && index % burst == 0 {
+                    plan.push(Wire::Drain(pacing.udp_burst_gap));
                 }
                 plan.push(Wire::Bytes(frame));
             }
@@ -211,11 +243,73 @@ mod tests {
             cmd::DATA_RDY,
             Transport::Tcp,
             &Faults::default(),
+            &Pacing::none(),
             &mut FaultState::default(),
         );
         let expected: Vec<u8> = reply.packets.iter().flat_map(Packet::encode_tcp).collect();
         assert_eq!(plan, vec![Wire::Bytes(expected)]);
         assert_eq!(rendered, Rendered::default());
+    }
+
+    /// pull-simulator.md §4: node-zklib and zkteco-js read one frame per socket read, so `PREPARE_DATA` goes
+    /// alone, the data and its `ACK_OK` together, each followed by a pause.
+    #[test]
+    fn default_pacing_splits_a_tcp_transfer_for_the_node_clients() {
+        let reply = transfer_reply();
+        let pacing = Pacing::default();
+        let (plan, _) = render(
+            &reply,
+            cmd::DATA_RDY,
+            Transport::Tcp,
+            &Faults::default(),
+            &pacing,
+            &mut FaultState::default(),
+        );
+        let frames: Vec<Vec<u8>> = reply.packets.iter().map(Packet::encode_tcp).collect();
+        assert_eq!(
+            plan,
+            vec![
+                Wire::Bytes(frames[0].clone()),
+                Wire::Drain(pacing.tcp_gap),
+                Wire::Bytes([frames[1].clone(), frames[2].clone()].concat()),
+                Wire::Drain(pacing.tcp_gap),
+            ]
+        );
+        // Replies that are not transfers stay one write, without pauses.
+        let (plan, _) = render(
+            &simple_reply(),
+            cmd::GET_TIME,
+            Transport::Tcp,
+            &Faults::default(),
+            &pacing,
+            &mut FaultState::default(),
+        );
+        assert_eq!(plan.len(), 1);
+    }
+
+    #[test]
+    fn default_pacing_pauses_udp_transfers_every_burst() {
+        let mut reply = transfer_reply();
+        let data = reply.packets[1].clone();
+        reply.packets.splice(1..2, std::iter::repeat_n(data, 40));
+        let pacing = Pacing::default();
+        let (plan, _) = render(
+            &reply,
+            cmd::DATA_RDY,
+            Transport::Udp,
+            &Faults::default(),
+            &pacing,
+            &mut FaultState::default(),
+        );
+        let pauses: Vec<usize> = plan
+            .iter()
+            .enumerate()
+            .filter(|(_, step)| **step == Wire::Drain(pacing.udp_burst_gap))
+            .map(|(at, _)| at)
+            .collect();
+        // 42 datagrams: waits after every 8th.
+        assert_eq!(pauses, vec![8, 17, 26, 35, 44]);
+        assert_eq!(plan.len(), 47);
     }
 
     #[test]
@@ -231,6 +325,7 @@ mod tests {
             cmd::DATA_RDY,
             Transport::Udp,
             &faults,
+            &Pacing::none(),
             &mut FaultState::default(),
         );
         let frames: Vec<Vec<u8>> = reply.packets.iter().map(Packet::encode).collect();
@@ -260,12 +355,27 @@ mod tests {
             cmd::GET_VERSION,
             Transport::Tcp,
             &faults,
+            &Pacing::none(),
             &mut state,
         );
         assert_eq!(plan.len(), 1);
-        let (plan, rendered) = render(&reply, cmd::GET_TIME, Transport::Tcp, &faults, &mut state);
+        let (plan, rendered) = render(
+            &reply,
+            cmd::GET_TIME,
+            Transport::Tcp,
+            &faults,
+            &Pacing::none(),
+            &mut state,
+        );
         assert!(plan.is_empty() && rendered.dropped);
-        let (plan, _) = render(&reply, cmd::GET_TIME, Transport::Tcp, &faults, &mut state);
+        let (plan, _) = render(
+            &reply,
+            cmd::GET_TIME,
+            Transport::Tcp,
+            &faults,
+            &Pacing::none(),
+            &mut state,
+        );
         assert_eq!(plan, vec![Wire::Bytes(reply.packets[0].encode_tcp())]);
     }
 
@@ -281,6 +391,7 @@ mod tests {
             cmd::GET_TIME,
             Transport::Tcp,
             &faults,
+            &Pacing::none(),
             &mut FaultState::default(),
         );
         let mut expected = reply.packets[0].encode_tcp();
@@ -303,6 +414,7 @@ mod tests {
             cmd::DATA_RDY,
             Transport::Tcp,
             &faults,
+            &Pacing::none(),
             &mut FaultState::default(),
         );
         let mut expected = reply.packets[0].encode_tcp();
@@ -314,6 +426,7 @@ mod tests {
             cmd::DATA_RDY,
             Transport::Udp,
             &faults,
+            &Pacing::none(),
             &mut FaultState::default(),
         );
         assert_eq!(
@@ -337,6 +450,7 @@ mod tests {
             cmd::DATA_RDY,
             Transport::Udp,
             &faults,
+            &Pacing::none(),
             &mut FaultState::default(),
         );
         let first = reply.packets[0].encode();
@@ -353,6 +467,7 @@ mod tests {
             cmd::DATA_RDY,
             Transport::Tcp,
             &faults,
+            &Pacing::none(),
             &mut FaultState::default(),
         );
         let all: Vec<u8> = reply.packets.iter().flat_map(Packet::encode_tcp).collect();
