@@ -357,6 +357,14 @@ fn overrides(cli: &Cli) -> Overrides {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Cmd::Simulate(args) = &cli.command {
+        let (config, database, listen) = (
+            cli.config.as_deref(),
+            cli.database.as_deref(),
+            cli.listen.as_deref(),
+        );
+        crate::simulate::reject_global_flags(&args.kind, config, database, listen)?;
+    }
     let config = Config::load(cli.config.as_deref(), &overrides(&cli))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -68,6 +68,11 @@ pub struct PullSimArgs {
     /// Seed of the generated users and punches.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The terminal's serial number [default: SIMPULL and the port, e.g. SIMPULL004370, so simulators on
+    /// different ports, and the push simulator's SIM0000000001…, never share one; with --port 0,
+    /// SIMPULLP and the process id].
+    #[arg(long)]
+    pub sn: Option<String>,
 }
 
 /// `punchd simulate push` options.
@@ -143,6 +148,12 @@ async fn run_pull(args: PullSimArgs) -> anyhow::Result<()> {
     config.templates = args.templates;
     config.comm_key = args.comm_key;
     config.seed = args.seed;
+    config.serial_number = match &args.sn {
+        Some(sn) => DeviceSn::parse(sn)
+            .map_err(|e| anyhow::anyhow!("--sn {sn:?}: {e}"))?
+            .to_string(),
+        None => default_pull_sn(args.port),
+    };
     config.live_punch_every =
         (args.live_every_ms > 0).then(|| Duration::from_millis(args.live_every_ms));
     let sim = zk_sim::pull::PullSim::bind(SocketAddr::new(args.bind, args.port), config)
@@ -156,8 +167,11 @@ async fn run_pull(args: PullSimArgs) -> anyhow::Result<()> {
     };
     let port = addr.port();
     println!(
-        "simulated pull terminal ({profile}) on {addr}, TCP and UDP: {} users, {} punches, comm key {}",
-        args.users, args.punches, args.comm_key
+        "simulated pull terminal {} ({profile}) on {addr}, TCP and UDP: {} users, {} punches, comm key {}",
+        sim.handle().config().serial_number,
+        args.users,
+        args.punches,
+        args.comm_key
     );
     println!("try:");
     println!(
@@ -168,17 +182,73 @@ async fn run_pull(args: PullSimArgs) -> anyhow::Result<()> {
         "  punchd pull {host} --port {port} --udp --comm-key {}",
         args.comm_key
     );
-    println!(
-        "  python3 -c \"from zk import ZK; c = ZK('{host}', port={port}, password={}).connect(); \
-         print(len(c.get_users()), len(c.get_attendance())); c.disconnect()\"",
-        args.comm_key
-    );
+    println!("  {}", pyzk_command(&host, port, args.comm_key));
     println!("Ctrl-C stops it.");
     sim.run(async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
     .context("serving the pull protocol")
+}
+
+/// The default SN of a pull simulator on `port`: 13 characters, distinct per port and from the push
+/// simulator's `SIM0000000001`…; on port 0 (any free port) from the process id instead.
+fn default_pull_sn(port: u16) -> String {
+    if port == 0 {
+        format!("SIMPULLP{:05}", std::process::id() % 100_000)
+    } else {
+        format!("SIMPULL{port:06}")
+    }
+}
+
+/// A pyzk one-liner reading the simulator. `ommit_ping=True` (pyzk's spelling): without it pyzk first runs
+/// `ping`, and `connect()` fails with "can't reach device" where no `ping` binary is installed
+/// (pull-simulator.md §2).
+fn pyzk_command(host: &str, port: u16, comm_key: u32) -> String {
+    format!(
+        "python3 -c \"from zk import ZK; c = ZK('{host}', port={port}, password={comm_key}, ommit_ping=True).connect(); \
+         print(len(c.get_users()), len(c.get_attendance())); c.disconnect()\""
+    )
+}
+
+/// `--config`, `--database` and `--listen` are global flags of `punchd`, but no simulator reads them: given on
+/// the command line (not through `PUNCHD_*` variables, which may be set for the server), they are a mistake.
+///
+/// # Errors
+/// Names the flag and what to use instead.
+pub fn reject_global_flags(
+    kind: &SimulateKind,
+    config: Option<&std::path::Path>,
+    database: Option<&str>,
+    listen: Option<&str>,
+) -> anyhow::Result<()> {
+    let from_env =
+        |var: &str, value: &std::ffi::OsStr| std::env::var_os(var).as_deref() == Some(value);
+    let (name, instead_listen, instead_database) = match kind {
+        SimulateKind::Pull(_) => (
+            "pull",
+            "--bind and --port",
+            "nothing: it serves generated data",
+        ),
+        SimulateKind::Push(_) => ("push", "--server", "--check-database"),
+    };
+    if let Some(listen) = listen.filter(|v| !from_env("PUNCHD_LISTEN", v.as_ref())) {
+        anyhow::bail!(
+            "--listen {listen} does not apply to `punchd simulate {name}` (it uses {instead_listen})"
+        );
+    }
+    if let Some(database) = database.filter(|v| !from_env("PUNCHD_DATABASE", v.as_ref())) {
+        anyhow::bail!(
+            "--database {database} does not apply to `punchd simulate {name}` (it uses {instead_database})"
+        );
+    }
+    if let Some(config) = config.filter(|v| !from_env("PUNCHD_CONFIG", v.as_os_str())) {
+        anyhow::bail!(
+            "--config {} does not apply to `punchd simulate {name}` (its flags are all it reads)",
+            config.display()
+        );
+    }
+    Ok(())
 }
 
 fn push_config(args: &PushSimArgs) -> anyhow::Result<PushSimConfig> {
@@ -236,6 +306,7 @@ async fn run_push(args: PushSimArgs) -> anyhow::Result<()> {
     })
     .await
     .context("simulator thread")??;
+    let greeted = report.devices.iter().filter(|d| d.handshaken).count();
     let check = match &args.check_database {
         Some(path) => Some(check_database(path, &plan, &report).await?),
         None => None,
@@ -247,6 +318,21 @@ async fn run_push(args: PushSimArgs) -> anyhow::Result<()> {
         );
     } else {
         print_summary(&report, check.as_ref());
+    }
+    if greeted == 0 && !report.devices.is_empty() {
+        let stats = &report.stats;
+        let why = match (&stats.first_error, stats.unknown_device) {
+            (_, n) if n > 0 => {
+                "it answered UNKNOWN DEVICE (approve the terminals: punchd devices approve <SN>)"
+                    .to_owned()
+            }
+            (Some(error), _) => format!("first error: {error}"),
+            (None, _) => "no handshake was accepted".to_owned(),
+        };
+        anyhow::bail!(
+            "no terminal was accepted by the server at {}: {why}",
+            args.server
+        );
     }
     if let Some(check) = check {
         if !check.holds() {

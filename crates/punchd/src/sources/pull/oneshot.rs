@@ -61,10 +61,24 @@ pub async fn run(config: Config, args: PullArgs) -> anyhow::Result<()> {
     let mut options = ClientOptions::new(transport);
     options.comm_key = args.comm_key;
     options.timeout = TIMEOUT;
+    let attempts = options.retries + 1;
     let transport_name = if args.udp { "UDP" } else { "TCP" };
+    let started = std::time::Instant::now();
+    // A timeout error names the per-attempt limit; say how long the whole run waited.
+    let gave_up = |what: String| {
+        format!(
+            "{what}: gave up after {:.1} s ({attempts} attempts of {} s per request)",
+            started.elapsed().as_secs_f64(),
+            TIMEOUT.as_secs()
+        )
+    };
     let mut client = Client::connect_with(address.as_str(), options)
         .await
-        .with_context(|| format!("connecting to {address} over {transport_name}"))?;
+        .map_err(|e| {
+            let what = format!("connecting to {address} over {transport_name}");
+            let what = if is_timeout(&e) { gave_up(what) } else { what };
+            anyhow::Error::new(e).context(what)
+        })?;
     let read = async {
         let info = client.device_info().await.context("reading device info")?;
         let device_time = client.get_time().await.context("reading the clock")?;
@@ -82,15 +96,48 @@ pub async fn run(config: Config, args: PullArgs) -> anyhow::Result<()> {
         })
     }
     .await;
+    let timed_out = read.as_ref().err().is_some_and(|e| {
+        e.chain().any(|c| {
+            c.downcast_ref::<zk_pull::ClientError>()
+                .is_some_and(is_timeout)
+        })
+    });
+    let what = format!("pulling from {address}");
+    let what = if timed_out { gave_up(what) } else { what };
     let _ = client.disconnect().await;
-    let reading = read.with_context(|| format!("pulling from {address}"))?;
+    let reading = read.context(what)?;
     if reading.n_undecoded > 0 {
         eprintln!(
             "punchd: {} attendance records could not be decoded and are not listed",
             reading.n_undecoded
         );
     }
-    print(&reading, args.format, tz)
+    match print(&reading, args.format, tz) {
+        // `punchd pull … | head`: the reader has what it wanted; stop quietly.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_timeout(e: &zk_pull::ClientError) -> bool {
+    matches!(
+        e,
+        zk_pull::ClientError::Timeout { .. } | zk_pull::ClientError::ConnectTimeout { .. }
+    )
+}
+
+/// Whether writing the output failed because its reader went away (EPIPE), also when the CSV writer
+/// wrapped the error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    fn io_broken(io: &std::io::Error) -> bool {
+        io.kind() == std::io::ErrorKind::BrokenPipe
+            || io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<csv::Error>())
+                .is_some_and(|csv| matches!(csv.kind(), csv::ErrorKind::Io(io) if io_broken(io)))
+    }
+    e.chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(io_broken))
 }
 
 fn info_lines(r: &Reading, tz: Tz) -> Vec<(&'static str, String)> {
