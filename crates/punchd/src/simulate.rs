@@ -73,6 +73,11 @@ pub struct PullSimArgs {
     /// SIMPULLP and the process id].
     #[arg(long)]
     pub sn: Option<String>,
+    /// Send every reply in one write, datagrams back to back (fastest, for benchmarks). By default bulk
+    /// transfers are paced so node-zklib and zkteco-js read them (pull-simulator.md §4); pyzk and `punchd pull`
+    /// read both.
+    #[arg(long)]
+    pub no_pacing: bool,
 }
 
 /// `punchd simulate push` options.
@@ -154,6 +159,9 @@ async fn run_pull(args: PullSimArgs) -> anyhow::Result<()> {
             .to_string(),
         None => default_pull_sn(args.port),
     };
+    if args.no_pacing {
+        config.pacing = zk_sim::pull::Pacing::none();
+    }
     config.live_punch_every =
         (args.live_every_ms > 0).then(|| Duration::from_millis(args.live_every_ms));
     let sim = zk_sim::pull::PullSim::bind(SocketAddr::new(args.bind, args.port), config)
