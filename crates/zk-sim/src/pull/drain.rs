@@ -14,6 +14,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// What a wait found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drained {
+    /// The client has read everything.
+    Read,
+    /// The client did not read within the limit (stopped, or gone without closing).
+    Stalled,
+    /// Reading cannot be observed (not loopback, not Linux, IPv6, socket not in the table).
+    Unobservable,
+}
+
 /// How often the socket table is read while waiting.
 const POLL: Duration = Duration::from_millis(1);
 
@@ -65,52 +76,54 @@ fn observable(peer: SocketAddr) -> bool {
 /// Wait until the client's end of the TCP connection `ours` → `peer` has nothing unread (checked at once
 /// when everything sent is acknowledged, otherwise after a poll interval), or `max` has passed. `false` when that cannot be observed (the caller then
 /// pauses instead).
-pub(crate) async fn tcp(ours: SocketAddr, peer: SocketAddr, max: Duration) -> bool {
+pub(crate) async fn tcp(ours: SocketAddr, peer: SocketAddr, max: Duration) -> Drained {
     let (Some(ours), Some(theirs)) = (proc_addr(ours), proc_addr(peer)) else {
-        return false;
+        return Drained::Unobservable;
     };
     if !observable(peer) {
-        return false;
+        return Drained::Unobservable;
     }
     let deadline = Instant::now() + max;
     let mut first = true;
     loop {
         let Ok(table) = tokio::fs::read_to_string("/proc/net/tcp").await else {
-            return false;
+            return Drained::Unobservable;
         };
         let mine = queues(&table, &ours, Some(&theirs));
         let client = queues(&table, &theirs, Some(&ours));
         let (Some((unacked, _)), Some((_, unread))) = (mine, client) else {
-            return false;
+            return Drained::Unobservable;
         };
         // Nothing unread and everything acknowledged: read. Nothing unread a poll later: read too (bytes
         // still on their way through loopback take microseconds, and the client's ACK may be delayed).
-        if unread == 0 && (unacked == 0 || !first) || Instant::now() >= deadline {
-            return true;
+        if unread == 0 && (unacked == 0 || !first) {
+            return Drained::Read;
+        }
+        if Instant::now() >= deadline {
+            return Drained::Stalled;
         }
         first = false;
         tokio::time::sleep(POLL).await;
     }
 }
 
-/// Wait until the client's UDP socket at `peer` holds no unread datagram, or `max` has passed. `false` when
-/// that cannot be observed.
-pub(crate) async fn udp(peer: SocketAddr, max: Duration) -> bool {
+/// Wait until the client's UDP socket at `peer` holds no unread datagram, or `max` has passed.
+pub(crate) async fn udp(peer: SocketAddr, max: Duration) -> Drained {
     let Some(theirs) = proc_addr(peer) else {
-        return false;
+        return Drained::Unobservable;
     };
     if !observable(peer) {
-        return false;
+        return Drained::Unobservable;
     }
     let deadline = Instant::now() + max;
     loop {
         let Ok(table) = tokio::fs::read_to_string("/proc/net/udp").await else {
-            return false;
+            return Drained::Unobservable;
         };
         match queues(&table, &theirs, None) {
-            Some((_, 0)) => return true,
-            None => return false,
-            _ if Instant::now() >= deadline => return true,
+            Some((_, 0)) => return Drained::Read,
+            None => return Drained::Unobservable,
+            _ if Instant::now() >= deadline => return Drained::Stalled,
             _ => tokio::time::sleep(POLL).await,
         }
     }

@@ -173,8 +173,8 @@ pub struct Pacing {
     /// wait again. node-zklib and zkteco-js take one frame per socket read and drop the rest of that read,
     /// so coalesced frames stall or truncate their downloads, and an `ACK_OK` arriving on its own after the
     /// data is taken as the reply to their next request. For a client on this machine (Linux, 127.0.0.0/8)
-    /// each wait lasts until the client has read what was sent (at most 1 s; the kernel's socket table
-    /// says); for other clients it is this pause. Default 20 ms. Zero: one write per reply, no waits (pyzk
+    /// each wait lasts until the client has read what was sent (the kernel's socket table says; after 1 s
+    /// without reading, the rest of that reply goes out without waits); for other clients it is this pause. Default 20 ms. Zero: one write per reply, no waits (pyzk
     /// and the Rust client still work; the Node clients don't). Ignored when [`Faults::frame_gap`] is set.
     pub tcp_gap: Duration,
     /// UDP: after this many datagrams of a transfer, wait as for `tcp_gap` until the client has read them

@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use zk_pull::records::AttendanceEvent;
 
-use super::drain;
+use super::drain::{self, Drained};
 use super::responder::{event_packet, handle_request, After, Context, Session, Transport};
 use super::wire::{cut_tcp_frame, render, Wire};
 use super::{utc_now, Direction, Shared};
@@ -66,13 +66,18 @@ async fn write_plan(
     peer: SocketAddr,
     plan: Vec<Wire>,
 ) -> std::io::Result<bool> {
+    // A client that stops reading gets the rest of this reply without further waits.
+    let mut stalled = false;
     for step in plan {
         match step {
             Wire::Bytes(bytes) => writer.write_all(&bytes).await?,
             Wire::Pause(duration) => tokio::time::sleep(duration).await,
+            Wire::Drain(_) if stalled => {}
             Wire::Drain(fallback) => {
-                if !drain::tcp(writer.local_addr()?, peer, DRAIN_MAX).await {
-                    tokio::time::sleep(fallback).await;
+                match drain::tcp(writer.local_addr()?, peer, DRAIN_MAX).await {
+                    Drained::Read => {}
+                    Drained::Stalled => stalled = true,
+                    Drained::Unobservable => tokio::time::sleep(fallback).await,
                 }
             }
             Wire::Close => {

@@ -10,7 +10,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 use zk_pull::codec::{self, cmd, Packet};
 
-use super::drain;
+use super::drain::{self, Drained};
 use super::responder::{event_packet, handle_request, After, Context, Session, Transport};
 use super::wire::{render, Wire};
 use super::{utc_now, Direction, Shared};
@@ -66,17 +66,21 @@ impl Drop for Sessions {
 const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn send_plan(socket: &UdpSocket, addr: SocketAddr, plan: Vec<Wire>) -> std::io::Result<()> {
+    // A client that stops reading gets the rest of this reply without further waits (the UDP socket serves
+    // every client from one task).
+    let mut stalled = false;
     for step in plan {
         match step {
             Wire::Bytes(bytes) => {
                 socket.send_to(&bytes, addr).await?;
             }
             Wire::Pause(duration) => tokio::time::sleep(duration).await,
-            Wire::Drain(fallback) => {
-                if !drain::udp(addr, DRAIN_MAX).await {
-                    tokio::time::sleep(fallback).await;
-                }
-            }
+            Wire::Drain(_) if stalled => {}
+            Wire::Drain(fallback) => match drain::udp(addr, DRAIN_MAX).await {
+                Drained::Read => {}
+                Drained::Stalled => stalled = true,
+                Drained::Unobservable => tokio::time::sleep(fallback).await,
+            },
             Wire::Close => return Ok(()),
         }
     }
