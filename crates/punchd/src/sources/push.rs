@@ -457,7 +457,11 @@ fn fields_map(fields: &[(String, String)]) -> serde_json::Map<String, serde_json
 /// OPERLOG-shaped bodies (also BIODATA, IDCARD, ERRORLOG): every line becomes a record or a journal error.
 fn operlog_batch(ctx: &Ctx, kind: &str) -> (Batch, usize) {
     use zk_push::operlog::{OperlogRecord, PhotoKind, TemplateKind};
-    let parsed = zk_push::operlog::parse_operlog(&ctx.body);
+    let parsed = if kind == "BIODATA" {
+        zk_push::operlog::parse_biodata(&ctx.body)
+    } else {
+        zk_push::operlog::parse_operlog(&ctx.body)
+    };
     let n_lines = parsed.len();
     let mut errors = Vec::new();
     let mut users = Vec::new();
