@@ -13,6 +13,7 @@ mod crash;
 mod idempotency;
 mod lifecycle;
 mod pull;
+mod push_users;
 mod samples;
 mod settings;
 mod storage_failure;
