@@ -9,6 +9,7 @@ CREATE TABLE push_auth (
     held_since      INTEGER,                  -- ms UTC of the first refused request from it
     held_requests   INTEGER NOT NULL DEFAULT 0,
     comm_key        TEXT,                     -- required `ComKey=` value (SPEC-US); NULL = not required
+    comm_key_seen   INTEGER NOT NULL DEFAULT 0, -- 1 once a request carried it: from then on it is required
     handshake_key   TEXT,                     -- `pushcommkey=` pinned from the first approved handshake
     updated_at      INTEGER NOT NULL
 );

@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod health;
+pub mod push_auth;
 pub mod registry;
 pub mod validate;
 

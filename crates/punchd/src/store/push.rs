@@ -30,6 +30,9 @@ pub struct PushAuth {
     /// required. Never shown by the API (only whether it is set).
     #[serde(skip)]
     pub comm_key: Option<String>,
+    /// Whether a request carried `comm_key`: until then requests without `ComKey=` are still accepted (the
+    /// terminal has not applied `SET OPTION IsPushComKey=1` yet); from then on every request must carry it.
+    pub comm_key_seen: bool,
     /// The `pushcommkey=` value pinned from the terminal's first approved handshake (push.md §3.1); a later
     /// handshake with another value is held.
     #[serde(skip)]
@@ -41,7 +44,7 @@ pub struct PushAuth {
 pub struct PushAuthPatch {
     /// Binding on, off, or back to the server-wide setting.
     pub bind_addresses: Option<Option<bool>>,
-    /// Required `ComKey=`.
+    /// Required `ComKey=` (setting or clearing it resets `comm_key_seen`).
     pub comm_key: Option<Option<String>>,
     /// Forget the pinned `pushcommkey` (a terminal replaced or reset).
     pub clear_handshake_key: bool,
@@ -96,6 +99,8 @@ pub trait PushStore: Send + Sync {
     /// Accept the held address, if any (what `punchd devices approve SN` does). Returns the state after.
     async fn accept_held_push_address(&self, sn: &DeviceSn, now: DateTime<Utc>)
         -> Result<PushAuth>;
+    /// Record that a request carried the configured `ComKey=` (from then on it is required).
+    async fn mark_push_comm_key_seen(&self, sn: &DeviceSn, now: DateTime<Utc>) -> Result<PushAuth>;
     /// Pin the `pushcommkey` of the terminal's handshake.
     async fn pin_push_handshake_key(
         &self,

@@ -85,8 +85,8 @@ pub(super) fn apply_upsert_on(conn: &Connection, command: &Command) -> Result<()
 
 fn read_auth_on(conn: &Connection, sn: &str) -> Result<PushAuth> {
     conn.prepare_cached(
-        "SELECT bind_addresses, addresses, held_address, held_since, held_requests, comm_key, handshake_key \
-         FROM push_auth WHERE sn = ?1",
+        "SELECT bind_addresses, addresses, held_address, held_since, held_requests, comm_key, handshake_key, \
+         comm_key_seen FROM push_auth WHERE sn = ?1",
     )
     .and_then(|mut st| {
         st.query_row([sn], |r| {
@@ -99,6 +99,7 @@ fn read_auth_on(conn: &Connection, sn: &str) -> Result<PushAuth> {
                 held_requests: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
                 comm_key: r.get(5)?,
                 handshake_key: r.get(6)?,
+                comm_key_seen: r.get(7)?,
             })
         })
         .optional()
@@ -110,11 +111,12 @@ fn read_auth_on(conn: &Connection, sn: &str) -> Result<PushAuth> {
 fn write_auth_on(conn: &Connection, sn: &str, auth: &PushAuth, now: DateTime<Utc>) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO push_auth (sn, bind_addresses, addresses, held_address, held_since, held_requests, comm_key, \
-         handshake_key, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         handshake_key, updated_at, comm_key_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (sn) DO UPDATE SET bind_addresses = excluded.bind_addresses, addresses = excluded.addresses, \
          held_address = excluded.held_address, held_since = excluded.held_since, \
          held_requests = excluded.held_requests, comm_key = excluded.comm_key, \
-         handshake_key = excluded.handshake_key, updated_at = excluded.updated_at",
+         handshake_key = excluded.handshake_key, updated_at = excluded.updated_at, \
+         comm_key_seen = excluded.comm_key_seen",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -127,6 +129,7 @@ fn write_auth_on(conn: &Connection, sn: &str, auth: &PushAuth, now: DateTime<Utc
             auth.comm_key,
             auth.handshake_key,
             ms(now),
+            auth.comm_key_seen,
         ])
     })
     .map_err(backend)?;
@@ -231,6 +234,11 @@ impl PushStore for SqliteStore {
         .await
     }
 
+    async fn mark_push_comm_key_seen(&self, sn: &DeviceSn, now: DateTime<Utc>) -> Result<PushAuth> {
+        self.change_auth(sn, now, |auth| auth.comm_key_seen = true)
+            .await
+    }
+
     async fn pin_push_handshake_key(
         &self,
         sn: &DeviceSn,
@@ -254,6 +262,7 @@ impl PushStore for SqliteStore {
             }
             if let Some(key) = patch.comm_key {
                 auth.comm_key = key;
+                auth.comm_key_seen = false;
             }
             if patch.clear_handshake_key {
                 auth.handshake_key = None;
