@@ -173,7 +173,7 @@ impl PushGuard {
                 Some(_) => {
                     return Ok(self.refuse(
                         sn,
-                        "comm_key",
+                        "comm_key_wrong",
                         format!(
                             "push terminal {sn}: request from {} carries a wrong ComKey; answered UNKNOWN DEVICE",
                             presented.address.unwrap_or("an unknown address")
@@ -183,7 +183,7 @@ impl PushGuard {
                 None if auth.comm_key_seen => {
                     return Ok(self.refuse(
                         sn,
-                        "comm_key",
+                        "comm_key_missing",
                         format!(
                             "push terminal {sn}: request from {} carries no ComKey, which this terminal sends; \
                              answered UNKNOWN DEVICE (clear it with `punchd devices push-auth {sn} --no-comm-key` \

@@ -13,6 +13,8 @@ mod crash;
 mod idempotency;
 mod lifecycle;
 mod pull;
+mod push_auth;
+mod push_seed;
 mod push_users;
 mod samples;
 mod settings;
