@@ -162,8 +162,16 @@ fn commands_are_delivered_as_exact_lines_and_results_are_recorded_once() {
         state(&server, reboot),
         st("succeeded", 1, Some(0), Some("success (Return=0)"))
     );
-    // A confirmed delete forgets the user.
-    assert_eq!(server.get_json(&format!("/devices/{SN}/users")), json!([]));
+    // A confirmed delete forgets the user; a confirmed upsert keeps the user punchd sent.
+    let users = server.get_json(&format!("/devices/{SN}/users"));
+    let pins: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["pin"].as_str().unwrap())
+        .collect();
+    assert_eq!(pins, ["0042"]);
+    assert_eq!(users[0]["name"], "Ann");
 
     // INFO in its multi-line form, a failure and a success with a count, in one body.
     results(
