@@ -7,6 +7,8 @@
 
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod contract_push;
 pub mod push;
 pub mod sqlite;
 
