@@ -163,13 +163,12 @@ impl PushGuard {
         let mut auth = self.state(sn).await?;
         if let Some(expected) = auth.comm_key.clone() {
             match presented.comm_key {
-                Some(key) if key == expected => {
-                    if !auth.comm_key_seen {
-                        auth = self.store.mark_push_comm_key_seen(sn, now).await?;
-                        self.remember(sn, auth.clone());
-                        tracing::info!(sn = %sn, "terminal sends its ComKey; from now on every request must carry it");
-                    }
+                Some(key) if key == expected && !auth.comm_key_seen => {
+                    auth = self.store.mark_push_comm_key_seen(sn, now).await?;
+                    self.remember(sn, auth.clone());
+                    tracing::info!(sn = %sn, "terminal sends its ComKey; from now on every request must carry it");
                 }
+                Some(key) if key == expected => {}
                 Some(_) => {
                     return Ok(self.refuse(
                         sn,

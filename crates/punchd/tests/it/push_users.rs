@@ -7,6 +7,9 @@ use crate::harness::{cli, sqlite, Server};
 
 const SN: &str = "SEEDK40000001";
 
+/// (PIN, name, group, privilege, verify mode) as stored.
+type UserRow = (String, String, String, Option<i64>, Option<i64>);
+
 fn handshake(server: &Server, sn: &str) {
     let r = server.iclock("GET", &format!("/iclock/cdata?SN={sn}&options=all"), b"");
     assert!(r.text().starts_with("GET OPTION FROM: "), "{}", r.text());
@@ -63,7 +66,7 @@ fn seed_operlog_example_with_spaces_is_a_user_named_test_user() {
         b"USER PIN=1001 Name=Test User Grp=1 Pri=0 Verify=1 TZ=0\n",
     );
     assert_eq!((r.status, r.text()), (200, "OK:1".to_owned()));
-    let rows: Vec<(String, String, String, Option<i64>, Option<i64>)> = sqlite(&server.db)
+    let rows: Vec<UserRow> = sqlite(&server.db)
         .prepare(
             "SELECT pin, name, grp, privilege, verify_mode FROM device_users WHERE device_sn = ?1",
         )
