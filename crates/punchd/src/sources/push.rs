@@ -6,8 +6,9 @@
 //! Transport rules followed here (push.md §1, §12): every answer is `200` with `Content-Type: text/plain` and a GMT
 //! `Date` header (terminals set their clock from it; hyper adds it); bodies are read raw whatever the
 //! Content-Type; `OK:<n>` is sent only after the batch is committed, and a storage failure is answered `503` so
-//! the terminal keeps the data and retries; a device that is not approved gets `UNKNOWN DEVICE`; any unknown table
-//! or `/iclock` path gets `OK` and is kept in the raw journal.
+//! the terminal keeps the data and retries; a device that is not approved gets `UNKNOWN DEVICE`, and so does an
+//! approved one whose request fails terminal authentication (`auth`: address binding, ComKey, pushcommkey); any
+//! unknown table or `/iclock` path gets `OK` and is kept in the raw journal.
 
 mod auth;
 mod user_file;
