@@ -30,6 +30,8 @@ pub struct App {
     pub commands: CommandQueue,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Push terminal authentication (address binding, comm keys).
+    pub push_guard: Arc<crate::devices::push_auth::PushGuard>,
 }
 
 /// Bring the store in line with the `[[devices]]` of the settings file.
@@ -108,6 +110,10 @@ impl App {
         Ok(App {
             ingest: Ingest::new(store.clone(), metrics.clone()),
             commands: CommandQueue::new(store.clone(), Some(registry.clone())),
+            push_guard: Arc::new(crate::devices::push_auth::PushGuard::new(
+                store.clone(),
+                config.push.bind_addresses,
+            )),
             config: Arc::new(config),
             store,
             registry,

@@ -6,8 +6,12 @@
 //! Transport rules followed here (push.md §1, §12): every answer is `200` with `Content-Type: text/plain` and a GMT
 //! `Date` header (terminals set their clock from it; hyper adds it); bodies are read raw whatever the
 //! Content-Type; `OK:<n>` is sent only after the batch is committed, and a storage failure is answered `503` so
-//! the terminal keeps the data and retries; a device that is not approved gets `UNKNOWN DEVICE`; any unknown table
-//! or `/iclock` path gets `OK` and is kept in the raw journal.
+//! the terminal keeps the data and retries; a device that is not approved gets `UNKNOWN DEVICE`, and so does an
+//! approved one whose request fails terminal authentication (`auth`: address binding, ComKey, pushcommkey); any
+//! unknown table or `/iclock` path gets `OK` and is kept in the raw journal.
+
+mod auth;
+mod user_file;
 
 use std::net::SocketAddr;
 
@@ -189,13 +193,18 @@ async fn iclock(
     remote: Option<Extension<RemoteAddr>>,
     method: Method,
     uri: Uri,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let query = Query::parse(uri.query().unwrap_or(""));
     let target = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    let remote = remote.map(|Extension(RemoteAddr(addr))| addr.ip().to_string());
+    let remote = auth::client_address(
+        &app,
+        remote.map(|Extension(RemoteAddr(addr))| addr),
+        &headers,
+    );
     let (sn_text, request) = match zk_push::request::parse_request(
         method.as_str(),
         uri.path(),
@@ -281,6 +290,10 @@ async fn iclock(
         app.metrics.request(endpoint, 200);
         return ok(zk_push::reply::UNKNOWN_DEVICE);
     }
+    if let Some(refused) = auth::check(&app, &sn, remote.as_deref(), &query, &request, now).await {
+        app.metrics.request(endpoint, refused.status().as_u16());
+        return refused;
+    }
     let tz = app.registry.entry_time_zone(&entry);
     let ctx = Ctx {
         app: app.clone(),
@@ -307,8 +320,12 @@ async fn iclock(
         }
         Request::Upload { table, stamp } => upload(&ctx, table, stamp).await,
         Request::PhotoUpload { stamp } => {
-            let legacy_pin = query.get("PIN").map(str::to_owned);
-            attphoto(&ctx, stamp, legacy_pin.as_deref()).await
+            if let Some(pin) = user_file::user_file_pin(&query, &ctx.body) {
+                user_file::store(&ctx, &query, &pin).await
+            } else {
+                let legacy_pin = query.get("PIN").map(str::to_owned);
+                attphoto(&ctx, stamp, legacy_pin.as_deref()).await
+            }
         }
         Request::Poll { info } => poll(&ctx, &entry, info).await,
         Request::Ping => ok(zk_push::reply::OK),
@@ -457,7 +474,11 @@ fn fields_map(fields: &[(String, String)]) -> serde_json::Map<String, serde_json
 /// OPERLOG-shaped bodies (also BIODATA, IDCARD, ERRORLOG): every line becomes a record or a journal error.
 fn operlog_batch(ctx: &Ctx, kind: &str) -> (Batch, usize) {
     use zk_push::operlog::{OperlogRecord, PhotoKind, TemplateKind};
-    let parsed = zk_push::operlog::parse_operlog(&ctx.body);
+    let parsed = if kind == "BIODATA" {
+        zk_push::operlog::parse_biodata(&ctx.body)
+    } else {
+        zk_push::operlog::parse_operlog(&ctx.body)
+    };
     let n_lines = parsed.len();
     let mut errors = Vec::new();
     let mut users = Vec::new();
