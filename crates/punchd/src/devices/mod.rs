@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod health;
 pub mod registry;
+pub mod settings;
 
 pub use commands::CommandQueue;
 pub use registry::{ApprovalPolicy, Registry};

@@ -7,14 +7,19 @@
 
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod contract_operations;
+pub mod operations;
 pub mod sqlite;
+
+pub use operations::{JournalFilter, OperationsStore};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::{
     Approval, Command, CommandKind, CommandStatus, Device, DeviceSn, NewCommand, NewPunch, Pin,
-    Punch, Source, Transport,
+    Punch, Scope, Source, Transport,
 };
 
 /// What went wrong in the store, in the domain's terms.
@@ -377,8 +382,9 @@ pub struct JournalEntry {
     pub request: String,
     /// Remote address.
     pub remote_addr: Option<String>,
-    /// Body bytes.
-    #[serde(skip)]
+    /// Body bytes, base64 (standard alphabet, padded) in JSON as `body_base64`.
+    #[serde(rename = "body_base64", serialize_with = "operations::base64_bytes")]
+    #[schema(value_type = String, format = Byte)]
     pub body: Vec<u8>,
     /// Records seen.
     pub n_records: usize,
@@ -397,6 +403,8 @@ pub struct TokenInfo {
     pub id: i64,
     /// Name given at creation.
     pub name: String,
+    /// What it may do.
+    pub scope: Scope,
     /// Created (UTC).
     pub created_at: DateTime<Utc>,
     /// Revoked (UTC), if it was.
@@ -406,7 +414,7 @@ pub struct TokenInfo {
 /// Everything punchd keeps. Implementations must make every `write_*`/`enqueue_*`/`take_*`/`complete_*`
 /// durable before returning `Ok` (the push server acknowledges on it).
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OperationsStore + Send + Sync + 'static {
     /// Check that the database answers (health checks).
     async fn ping(&self) -> Result<()>;
     /// Write a batch and its raw journal entry atomically. Re-sent punches are counted as duplicates and not
@@ -491,8 +499,14 @@ pub trait Store: Send + Sync + 'static {
     /// Devices that have queued commands.
     async fn devices_with_queued_commands(&self) -> Result<Vec<DeviceSn>>;
 
-    /// Store a new API token's hash; `Conflict` if the name is taken.
-    async fn create_token(&self, name: &str, hash: &str, now: DateTime<Utc>) -> Result<TokenInfo>;
+    /// Store a new API token's hash with its scope; `Conflict` if the name is taken.
+    async fn create_token(
+        &self,
+        name: &str,
+        hash: &str,
+        scope: Scope,
+        now: DateTime<Utc>,
+    ) -> Result<TokenInfo>;
     /// The live (not revoked) token with this hash.
     async fn find_token(&self, hash: &str) -> Result<Option<TokenInfo>>;
     /// All tokens.
