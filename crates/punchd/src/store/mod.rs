@@ -269,8 +269,10 @@ pub struct DeviceContact {
     pub device_type: Option<String>,
 }
 
-/// A change to a device's settings; `None` fields are left as they are, `Some(None)` clears.
+/// A change to a device's settings; `None` fields are left as they are, `Some(None)` clears. Unknown fields are
+/// refused (a typo must not be answered 200 with nothing changed).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DevicePatch {
     /// New approval.
     pub approval: Option<Approval>,
