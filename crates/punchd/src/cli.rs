@@ -349,7 +349,7 @@ pub enum TokenAction {
         #[arg(long, default_value = "read", value_parser = parse_scope)]
         scope: Scope,
     },
-    /// List tokens (names and scopes only).
+    /// List tokens: name, live or revoked, created (UTC), scope; TAB-separated.
     List,
     /// Revoke a token.
     Revoke {
@@ -857,9 +857,9 @@ async fn token(config: Config, action: TokenAction) -> anyhow::Result<()> {
                 println!(
                     "{}\t{}\t{}\t{}",
                     t.name,
-                    t.scope,
                     state,
-                    t.created_at.format("%Y-%m-%dT%H:%M:%SZ")
+                    t.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    t.scope,
                 );
             }
             Ok(())
