@@ -115,6 +115,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .merge(scoped(Scope::Read, read))
         .merge(scoped(Scope::Operate, operate))
         .merge(scoped(Scope::Admin, admin))
+        // Areas: `.merge(super::<area>::routes())` here, above the token layer (their groups already scoped).
         .route_layer(middleware::from_fn_with_state(app, require_token))
         .route("/openapi.json", get(openapi))
 }
