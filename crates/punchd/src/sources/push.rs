@@ -573,7 +573,6 @@ async fn attphoto(ctx: &Ctx, stamp: Option<String>, legacy_pin: Option<&str>) ->
             content: p.jpeg,
         }),
         Err(e) => {
-            tracing::warn!(sn = %ctx.sn, "capture photo could not be read ({e}); kept in the raw journal");
             errors.push(LineIssue {
                 line_no: 1,
                 line: clip(&String::from_utf8_lossy(
@@ -586,8 +585,15 @@ async fn attphoto(ctx: &Ctx, stamp: Option<String>, legacy_pin: Option<&str>) ->
     let mut batch = Batch::new(ctx.raw("ATTPHOTO", errors));
     batch.photos = photos;
     batch.stamp = stamp.map(|value| (ctx.sn.clone(), "ATTPHOTO".to_owned(), value));
+    let bad = first_issue(&batch.raw.errors);
     match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
-        Ok(_) => ok(zk_push::reply::OK),
+        Ok(outcome) => {
+            if let Some((_, reason)) = &bad {
+                tracing::warn!(sn = %ctx.sn, journal_id = outcome.journal_id,
+                    "capture photo could not be read ({reason}); kept in the raw journal");
+            }
+            ok(zk_push::reply::OK)
+        }
         Err(e) => storage_failed(&ctx.app, &ctx.sn, "ATTPHOTO", &e),
     }
 }
