@@ -3,6 +3,10 @@
 //!
 //! Subcommands other than `serve` and `replay --server` work on the database directly: they are safe to run
 //! while the server runs (SQLite WAL), and a running server picks up their changes within a few seconds.
+//! Only `serve`, `token create`, `devices add` and `replay` create a missing database; every other subcommand
+//! says "no database at PATH" and exits non-zero (a typo in `--database` must not look like an empty install).
+
+mod ops;
 
 mod push;
 
@@ -16,7 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::App;
 use crate::config::{ApprovalMode, Config, Overrides};
-use crate::domain::{Approval, CommandKind, CommandStatus, DeviceSn, Pin, Transport};
+use crate::domain::{Approval, CommandKind, CommandStatus, DeviceSn, Pin, Scope, Transport};
 use crate::format::{self, Format, Rows};
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::store::{CommandFilter, DevicePatch, PunchFilter, Store};
@@ -72,6 +76,9 @@ pub enum Cmd {
         /// What to do (default: list).
         #[command(subcommand)]
         action: Option<CommandAction>,
+        /// Listing filters when no action is given (`punchd commands --limit 2`).
+        #[command(flatten)]
+        list: CommandListArgs,
         /// Output format for listings.
         #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
         format: Format,
@@ -88,6 +95,8 @@ pub enum Cmd {
     Pull(crate::sources::pull::PullArgs),
     /// Run simulated terminals: `simulate pull` (a terminal to read) or `simulate push` (a fleet pushing to a server).
     Simulate(crate::simulate::SimulateArgs),
+    /// List raw journal entries (what terminals sent, with the lines that could not be read).
+    Journal(ops::JournalArgs),
 }
 
 /// `serve` options.
@@ -155,7 +164,7 @@ pub enum DeviceAction {
         #[arg(long)]
         site: Option<String>,
     },
-    /// Change a device's settings.
+    /// Change a device's settings (pull settings only for pull terminals).
     Set {
         /// Serial number.
         sn: String,
@@ -168,9 +177,31 @@ pub enum DeviceAction {
         /// IANA zone of the device's clock.
         #[arg(long)]
         time_zone: Option<String>,
-        /// Seconds between polls asked of the terminal (push Delay).
+        /// Seconds between polls asked of the terminal (push Delay), 1–3600.
         #[arg(long)]
         poll_delay: Option<u32>,
+        /// Pull: address, `host` or `host:port`.
+        #[arg(long)]
+        address: Option<String>,
+        /// Pull: seconds between pulls; 0 keeps a live connection.
+        #[arg(long)]
+        interval: Option<u32>,
+        /// Pull: comm key (0 = none).
+        #[arg(long)]
+        comm_key: Option<u32>,
+        /// Pull: tcp or udp.
+        #[arg(long)]
+        transport: Option<String>,
+        /// Pull: clear the attendance log after a verified complete pull (true or false).
+        #[arg(long)]
+        clear_after_pull: Option<bool>,
+    },
+    /// Remove a device: its registration, settings and stamps; its queued commands are cancelled. Its punches,
+    /// journal, users, templates and command history are kept. A terminal that contacts punchd again
+    /// registers anew.
+    Delete {
+        /// Serial number.
+        sn: String,
     },
 }
 
@@ -197,20 +228,29 @@ pub struct PunchArgs {
     pub format: Format,
 }
 
+/// Filters of a command listing.
+#[derive(Debug, Clone, Args)]
+pub struct CommandListArgs {
+    /// Only this device.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Only this status (queued, sent, succeeded, failed, expired, cancelled).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many (0 = all).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
 /// Command actions.
 #[derive(Debug, Subcommand)]
 pub enum CommandAction {
     /// List commands, newest first.
-    List {
-        /// Only this device.
-        #[arg(long)]
-        device: Option<String>,
-        /// Only this status (queued, sent, succeeded, failed, expired).
-        #[arg(long)]
-        status: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+    List(CommandListArgs),
+    /// Cancel a queued command (a command already sent cannot be called back: the terminal may have run it).
+    Cancel {
+        /// Command id.
+        id: i64,
     },
     /// Show one command and its result (JSON).
     Show {
@@ -307,8 +347,13 @@ pub enum TokenAction {
     Create {
         /// A name for the token (who or what uses it).
         name: String,
+        /// What it may do: read (every GET), operate (also queue and cancel commands, approve and block
+        /// devices) or admin (also create, change and delete devices). Default read: the least privilege; a
+        /// token that can reboot terminals or delete devices is asked for by name.
+        #[arg(long, default_value = "read", value_parser = parse_scope)]
+        scope: Scope,
     },
-    /// List tokens (names only).
+    /// List tokens: name, live or revoked, created (UTC), scope; TAB-separated.
     List,
     /// Revoke a token.
     Revoke {
@@ -392,7 +437,23 @@ fn sn(s: &str) -> anyhow::Result<DeviceSn> {
     DeviceSn::parse(s).map_err(|e| anyhow::anyhow!("invalid SN {s:?}: {e}"))
 }
 
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s).ok_or_else(|| format!("scope {s:?} is not read, operate or admin"))
+}
+
+/// Open the configured database. Only subcommands that write pass `create` (serve, token create, devices add,
+/// replay); the others refuse a missing file instead of creating an empty one.
 fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_with(config, false)
+}
+
+fn open_store_with(config: &Config, create: bool) -> anyhow::Result<Arc<dyn Store>> {
+    if !create && !config.database.exists() {
+        bail!(
+            "no database at {} (give --database PATH or PUNCHD_DATABASE; `punchd serve` creates one)",
+            config.database.display()
+        );
+    }
     let store = SqliteStore::open(&config.database, config.durability)
         .map_err(|e| anyhow::anyhow!("opening database {}: {e}", config.database.display()))?;
     Ok(Arc::new(store))
@@ -407,25 +468,30 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Punches(args) => punches(config, args).await,
         Cmd::Users { device, format } => {
             let store = open_store(&config)?;
-            let users = store.list_device_users(&sn(&device)?).await?;
+            let device = sn(&device)?;
+            if let Err(crate::store::StoreError::NotFound(_)) = store.get_device(&device).await {
+                bail!("no such device {device} (`punchd devices` lists them)");
+            }
+            let users = store.list_device_users(&device).await?;
             print_rows(
                 &format::user_rows(&users),
                 format,
                 serde_json::to_value(&users)?,
             )
         }
-        Cmd::Commands { action, format } => {
-            let action = action.unwrap_or(CommandAction::List {
-                device: None,
-                status: None,
-                limit: 50,
-            });
+        Cmd::Commands {
+            action,
+            list,
+            format,
+        } => {
+            let action = action.unwrap_or(CommandAction::List(list));
             commands(config, action, format).await
         }
         Cmd::Token { action } => token(config, action).await,
         Cmd::Replay(args) => crate::replay::run(config, args.files, args.server).await,
         Cmd::Pull(args) => crate::sources::pull::run_cli(config, args).await,
         Cmd::Simulate(args) => crate::simulate::run(args).await,
+        Cmd::Journal(args) => ops::journal(open_store(&config)?, args).await,
     }
 }
 
@@ -495,7 +561,7 @@ async fn shutdown_signal() {
 }
 
 async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    let store = open_store_with(&config, matches!(action, DeviceAction::Add { .. }))?;
     let print_one = |d: &crate::domain::Device| -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(d)?);
         Ok(())
@@ -532,14 +598,13 @@ async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow
             alias,
             site,
         } => {
-            let transport = match transport.as_str() {
-                "tcp" => Transport::Tcp,
-                "udp" => Transport::Udp,
-                other => bail!("transport {other:?} is not tcp or udp"),
-            };
+            use crate::devices::settings;
+            let transport = pull_transport(&transport)?;
             if let Some(zone) = &time_zone {
                 crate::config::parse_time_zone(zone)?;
             }
+            let address = settings::check_address(&address).map_err(anyhow::Error::msg)?;
+            let interval = settings::check_pull_interval(interval).map_err(anyhow::Error::msg)?;
             let device = crate::devices::registry::new_pull_device(
                 sn(&s)?,
                 transport,
@@ -565,24 +630,55 @@ async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow
             site,
             time_zone,
             poll_delay,
+            address,
+            interval,
+            comm_key,
+            transport,
+            clear_after_pull,
         } => {
-            if let Some(zone) = &time_zone {
-                crate::config::parse_time_zone(zone)?;
+            let sn = sn(&s)?;
+            let patch = DevicePatch {
+                alias: alias.map(Some),
+                site: site.map(Some),
+                time_zone: time_zone.map(Some),
+                poll_delay_secs: poll_delay,
+                address: address.map(Some),
+                pull_interval_secs: interval,
+                comm_key,
+                transport: transport.as_deref().map(pull_transport).transpose()?,
+                clear_after_pull,
+                ..Default::default()
+            };
+            if patch == DevicePatch::default() {
+                bail!("nothing to change: give at least one setting (see `punchd devices set --help`)");
             }
-            let d = store
-                .update_device(
-                    &sn(&s)?,
-                    DevicePatch {
-                        alias: alias.map(Some),
-                        site: site.map(Some),
-                        time_zone: time_zone.map(Some),
-                        poll_delay_secs: poll_delay,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            print_one(&d)
+            let device = store.get_device(&sn).await?;
+            crate::devices::settings::check_patch(&device, &patch).map_err(anyhow::Error::msg)?;
+            print_one(&store.update_device(&sn, patch).await?)
         }
+        DeviceAction::Delete { sn: s } => {
+            let sn = sn(&s)?;
+            store.delete_device(&sn, Utc::now()).await?;
+            let kept = store
+                .count_punches(&PunchFilter {
+                    device_sn: Some(sn.clone()),
+                    ..PunchFilter::default()
+                })
+                .await?;
+            eprintln!(
+                "{sn} removed; its {kept} punches, journal, users and command history are kept \
+                 (a running server forgets it within a few seconds)"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn pull_transport(s: &str) -> anyhow::Result<Transport> {
+    match s {
+        "tcp" => Ok(Transport::Tcp),
+        "udp" => Ok(Transport::Udp),
+        other => bail!("transport {other:?} is not tcp or udp"),
     }
 }
 
@@ -617,7 +713,17 @@ async fn punches(config: Config, args: PunchArgs) -> anyhow::Result<()> {
         Format::Csv => format::punch_csv_rows(&punches),
         _ => format::punch_rows(&punches),
     };
-    print_rows(&rows, args.format, serde_json::to_value(&punches)?)
+    let json = match args.format {
+        Format::Json => serde_json::to_value(
+            punches
+                .iter()
+                .cloned()
+                .map(format::NamedPunch::from)
+                .collect::<Vec<_>>(),
+        )?,
+        _ => serde_json::Value::Null,
+    };
+    print_rows(&rows, args.format, json)
 }
 
 fn send_kind(kind: SendKind) -> anyhow::Result<CommandKind> {
@@ -673,11 +779,11 @@ fn send_kind(kind: SendKind) -> anyhow::Result<CommandKind> {
 async fn commands(config: Config, action: CommandAction, format: Format) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     match action {
-        CommandAction::List {
+        CommandAction::List(CommandListArgs {
             device,
             status,
             limit,
-        } => {
+        }) => {
             let status = status
                 .as_deref()
                 .map(|s| {
@@ -696,6 +802,23 @@ async fn commands(config: Config, action: CommandAction, format: Format) -> anyh
                 format,
                 serde_json::to_value(&list)?,
             )
+        }
+        CommandAction::Cancel { id } => {
+            let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+            match store
+                .cancel_command(id, &format!("cli:{user}"), Utc::now())
+                .await
+            {
+                Ok(command) => {
+                    eprintln!("command {id} cancelled");
+                    print_rows(
+                        &format::command_rows(std::slice::from_ref(&command)),
+                        format,
+                        serde_json::to_value(&command)?,
+                    )
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         CommandAction::Show { id } => {
             println!(
@@ -725,14 +848,19 @@ async fn commands(config: Config, action: CommandAction, format: Format) -> anyh
 }
 
 async fn token(config: Config, action: TokenAction) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    let store = open_store_with(&config, matches!(action, TokenAction::Create { .. }))?;
     match action {
-        TokenAction::Create { name } => {
+        TokenAction::Create { name, scope } => {
             let token = crate::web::auth::generate_token();
             store
-                .create_token(&name, &crate::web::auth::hash_token(&token), Utc::now())
+                .create_token(
+                    &name,
+                    &crate::web::auth::hash_token(&token),
+                    scope,
+                    Utc::now(),
+                )
                 .await?;
-            eprintln!("token {name:?} created; it is shown only this once:");
+            eprintln!("token {name:?} (scope {scope}) created; it is shown only this once:");
             println!("{token}");
             Ok(())
         }
@@ -744,10 +872,11 @@ async fn token(config: Config, action: TokenAction) -> anyhow::Result<()> {
                     "live"
                 };
                 println!(
-                    "{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}",
                     t.name,
                     state,
-                    t.created_at.format("%Y-%m-%dT%H:%M:%SZ")
+                    t.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    t.scope,
                 );
             }
             Ok(())

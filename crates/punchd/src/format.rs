@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::domain::{Command, Device, Punch, PunchState};
+use crate::domain::{Command, Device, Punch, PunchState, VerifyMode};
 use crate::store::DeviceUser;
 
 /// How a listing is printed.
@@ -78,9 +78,46 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
-/// Punches as rows: id, device, PIN, local time, zone, UTC, punch state, verify mode, work code, source,
-/// received.
+/// A punch with the names of its codes, as the API and `punches --format json` answer it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct NamedPunch {
+    /// The punch.
+    #[serde(flatten)]
+    pub punch: Punch,
+    /// Name of the punch state: `check-in`, `check-out`, `break-out`, `break-in`, `overtime-in`,
+    /// `overtime-out`, `unset` (255) or `other`; absent when no state was sent.
+    pub punch_state_name: Option<String>,
+    /// Name of the verify mode (`fingerprint`, `face`, `card`, … push.md appendix B); absent when not sent or
+    /// the code is not known (the number is the truth).
+    pub verify_mode_name: Option<String>,
+}
+
+impl From<Punch> for NamedPunch {
+    fn from(punch: Punch) -> NamedPunch {
+        NamedPunch {
+            punch_state_name: state_name(&punch).map(str::to_owned),
+            verify_mode_name: verify_name(&punch).map(str::to_owned),
+            punch,
+        }
+    }
+}
+
+fn state_name(p: &Punch) -> Option<&'static str> {
+    p.punch_state.map(|s| PunchState::from_code(s).name())
+}
+
+fn verify_name(p: &Punch) -> Option<&'static str> {
+    p.verify_mode.and_then(|v| VerifyMode(v).name())
+}
+
+/// Punches as rows for people: id, device, PIN, local time, zone, UTC, punch state and verify mode (code and
+/// name), work code, source, received.
 pub fn punch_rows(punches: &[Punch]) -> Rows {
+    let with_name = |code: Option<u16>, name: Option<&str>| match (code, name) {
+        (Some(code), Some(name)) => format!("{code} {name}"),
+        (Some(code), None) => code.to_string(),
+        (None, _) => String::new(),
+    };
     Rows {
         header: vec![
             "id",
@@ -105,10 +142,8 @@ pub fn punch_rows(punches: &[Punch]) -> Rows {
                     p.punched_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                     p.time_zone.clone(),
                     p.punched_at_utc.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                    p.punch_state
-                        .map(|s| format!("{} {}", s, PunchState::from_code(s).name()))
-                        .unwrap_or_default(),
-                    opt(&p.verify_mode),
+                    with_name(p.punch_state, state_name(p)),
+                    with_name(p.verify_mode, verify_name(p)),
                     opt(&p.work_code),
                     p.source.as_str().to_owned(),
                     p.received_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
@@ -118,16 +153,72 @@ pub fn punch_rows(punches: &[Punch]) -> Rows {
     }
 }
 
-/// Punches as CSV for programs: the punch state as its number, and an `extra` column with the columns beyond
-/// the known ones (mask flag, temperature, sequence number, job codes…) as the terminal sent them, TAB-separated.
+/// Column names of the punch CSV (CLI `--format csv` and `GET /api/v1/punches?format=csv`).
+pub const PUNCH_CSV_HEADER: [&str; 14] = [
+    "id",
+    "device_sn",
+    "pin",
+    "punched_at",
+    "time_zone",
+    "punched_at_utc",
+    "punch_state",
+    "punch_state_name",
+    "verify_mode",
+    "verify_mode_name",
+    "work_code",
+    "source",
+    "received_at",
+    "extra",
+];
+
+/// Punches as CSV for programs: codes as numbers, each followed by its name column, and an `extra` column with
+/// the columns beyond the known ones (mask flag, temperature, sequence number, job codes…) as the terminal
+/// sent them, encoded as a JSON array of strings (`["1","36.5"]`; empty when there are none), so no raw tab
+/// or line break ever lands in a cell.
 pub fn punch_csv_rows(punches: &[Punch]) -> Rows {
-    let mut rows = punch_rows(punches);
-    rows.header.push("extra");
-    for (row, p) in rows.rows.iter_mut().zip(punches) {
-        row[6] = opt(&p.punch_state);
-        row.push(p.extra.join("\t"));
+    Rows {
+        header: PUNCH_CSV_HEADER.to_vec(),
+        rows: punches
+            .iter()
+            .map(|p| {
+                vec![
+                    p.id.to_string(),
+                    p.device_sn.to_string(),
+                    p.pin.to_string(),
+                    p.punched_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    p.time_zone.clone(),
+                    p.punched_at_utc.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    opt(&p.punch_state),
+                    state_name(p).unwrap_or_default().to_owned(),
+                    opt(&p.verify_mode),
+                    verify_name(p).unwrap_or_default().to_owned(),
+                    opt(&p.work_code),
+                    p.source.as_str().to_owned(),
+                    p.received_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                    if p.extra.is_empty() {
+                        String::new()
+                    } else {
+                        serde_json::to_string(&p.extra).unwrap_or_default()
+                    },
+                ]
+            })
+            .collect(),
     }
-    rows
+}
+
+/// Write punches as CSV rows ([`punch_csv_rows`]), with the header row first when `header` (a streamed export
+/// writes it with its first step only).
+pub fn write_punch_csv(punches: &[Punch], header: bool, out: impl Write) -> std::io::Result<()> {
+    let rows = punch_csv_rows(punches);
+    let mut w = csv::Writer::from_writer(out);
+    if header {
+        w.write_record(&rows.header)
+            .map_err(std::io::Error::other)?;
+    }
+    for row in &rows.rows {
+        w.write_record(row).map_err(std::io::Error::other)?;
+    }
+    w.flush()
 }
 
 /// Devices as rows, with online state at `now`.

@@ -28,7 +28,7 @@ pub struct Metrics {
     pub line_errors: Counter,
     /// Writes that failed in the store (the terminal was not acknowledged and will retry).
     pub storage_errors: Counter,
-    /// Devices seen within their online window (set when scraped).
+    /// Approved devices seen within their online window (set when scraped; pending and blocked not counted).
     pub devices_online: Gauge,
     /// Devices registered (set when scraped).
     pub devices_registered: Gauge,
@@ -74,7 +74,7 @@ impl Metrics {
         );
         registry.register(
             "devices_online",
-            "Devices seen within their online window",
+            "Approved devices seen within their online window (pending and blocked ones are not counted)",
             devices_online.clone(),
         );
         registry.register(

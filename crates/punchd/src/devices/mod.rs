@@ -7,6 +7,7 @@ pub mod commands;
 pub mod health;
 pub mod push_auth;
 pub mod registry;
+pub mod settings;
 pub mod validate;
 
 pub use commands::CommandQueue;

@@ -343,10 +343,25 @@ impl Registry {
         self.insert(device)
     }
 
+    /// Forget a removed device (its task in the pull scheduler stops on the next check).
+    pub fn remove(&self, sn: &DeviceSn) {
+        let mut map = match self.devices.write() {
+            Ok(map) => map,
+            Err(p) => p.into_inner(),
+        };
+        map.remove(sn);
+    }
+
     /// Reload devices whose settings changed since the last refresh, and the queued-command hints.
     pub async fn refresh(&self) -> Result<()> {
         let since = self.revision.load(Ordering::Acquire);
+        // Removals first: a device removed and registered again since `since` is in `changed` too.
+        let (deleted, deleted_max) = self.store.devices_deleted_since(since).await?;
+        for sn in deleted {
+            self.remove(&sn);
+        }
         let (changed, max) = self.store.devices_changed_since(since).await?;
+        let max = max.max(deleted_max);
         for device in changed {
             self.insert(device);
         }

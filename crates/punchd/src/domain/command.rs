@@ -103,7 +103,8 @@ impl CommandKind {
     }
 }
 
-/// Where a command is in its life: queued → sent → succeeded | failed, or expired.
+/// Where a command is in its life: queued → sent → succeeded | failed, or expired; a queued command can be
+/// cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CommandStatus {
@@ -117,6 +118,8 @@ pub enum CommandStatus {
     Failed,
     /// Not delivered or not answered within the attempts allowed.
     Expired,
+    /// Cancelled by an operator while still queued (never delivered).
+    Cancelled,
 }
 
 impl CommandStatus {
@@ -128,6 +131,7 @@ impl CommandStatus {
             CommandStatus::Succeeded => "succeeded",
             CommandStatus::Failed => "failed",
             CommandStatus::Expired => "expired",
+            CommandStatus::Cancelled => "cancelled",
         }
     }
 
@@ -139,6 +143,7 @@ impl CommandStatus {
             "succeeded" => CommandStatus::Succeeded,
             "failed" => CommandStatus::Failed,
             "expired" => CommandStatus::Expired,
+            "cancelled" => CommandStatus::Cancelled,
             _ => return None,
         })
     }

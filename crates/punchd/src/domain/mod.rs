@@ -4,10 +4,12 @@
 //! (`ATTLOG`, `Stamp=`, `C:<id>:`) stay in the protocol crates and the `sources` adapters, which convert to these
 //! types at the edge.
 
+mod access;
 mod command;
 mod device;
 mod punch;
 
+pub use access::Scope;
 pub use command::{Command, CommandKind, CommandStatus, NewCommand};
 pub use device::{Approval, Device, DeviceSn, InvalidSn, Transport};
 pub use punch::{NewPunch, Pin, Punch, PunchState, Source, VerifyMode};

@@ -410,14 +410,15 @@ async fn upload(ctx: &Ctx, table: Table, stamp: Option<String>) -> Response {
                     Err(e) => errors.push(issue(e)),
                 }
             }
-            if !errors.is_empty() {
-                tracing::warn!(sn = %ctx.sn, n_bad = errors.len(), first = %errors[0].reason,
-                    "ATTLOG lines could not be read; kept in the raw journal, the rest stored");
-            }
+            let bad = first_issue(&errors);
             let mut batch = Batch::new(ctx.raw("ATTLOG", errors));
             batch.stamp = stamp_for("ATTLOG");
             match ctx.app.ingest.ingest(ctx.delivery(batch, punches)).await {
                 Ok(outcome) => {
+                    if let Some((n_bad, first)) = &bad {
+                        tracing::warn!(sn = %ctx.sn, journal_id = outcome.journal_id, n_bad, first = %first,
+                            "ATTLOG lines could not be read; kept in the raw journal (punchd journal --errors), the rest stored");
+                    }
                     tracing::debug!(sn = %ctx.sn, stored = outcome.n_stored, duplicate = outcome.n_duplicate, "ATTLOG");
                     ok(zk_push::reply::encode_ok_count(
                         outcome.n_stored + outcome.n_duplicate,
@@ -430,8 +431,13 @@ async fn upload(ctx: &Ctx, table: Table, stamp: Option<String>) -> Response {
             let kind = table.as_str().to_owned();
             let (mut batch, n_lines) = operlog_batch(ctx, &kind);
             batch.stamp = stamp_for(&kind);
+            let bad = first_issue(&batch.raw.errors);
             match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
                 Ok(outcome) => {
+                    if let Some((n_bad, first)) = &bad {
+                        tracing::warn!(sn = %ctx.sn, journal_id = outcome.journal_id, table = %kind, n_bad, first = %first,
+                            "lines could not be read; kept in the raw journal (punchd journal --errors), the rest stored");
+                    }
                     tracing::debug!(sn = %ctx.sn, table = %kind, records = outcome.n_records, lines = n_lines, "stored");
                     ok(zk_push::reply::encode_ok_count(outcome.n_records))
                 }
@@ -462,6 +468,11 @@ async fn upload(ctx: &Ctx, table: Table, stamp: Option<String>) -> Response {
             }
         }
     }
+}
+
+/// How many lines could not be read and the first reason, for the log line written once the journal id is known.
+fn first_issue(errors: &[LineIssue]) -> Option<(usize, String)> {
+    errors.first().map(|e| (errors.len(), e.reason.clone()))
 }
 
 fn fields_map(fields: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
@@ -561,10 +572,6 @@ fn operlog_batch(ctx: &Ctx, kind: &str) -> (Batch, usize) {
             }),
         }
     }
-    if !errors.is_empty() {
-        tracing::warn!(sn = %ctx.sn, table = kind, n_bad = errors.len(), first = %errors[0].reason,
-            "lines could not be read; kept in the raw journal, the rest stored");
-    }
     let mut batch = Batch::new(ctx.raw(kind, errors));
     batch.users = users;
     batch.templates = templates;
@@ -587,7 +594,6 @@ async fn attphoto(ctx: &Ctx, stamp: Option<String>, legacy_pin: Option<&str>) ->
             content: p.jpeg,
         }),
         Err(e) => {
-            tracing::warn!(sn = %ctx.sn, "capture photo could not be read ({e}); kept in the raw journal");
             errors.push(LineIssue {
                 line_no: 1,
                 line: clip(&String::from_utf8_lossy(
@@ -600,8 +606,15 @@ async fn attphoto(ctx: &Ctx, stamp: Option<String>, legacy_pin: Option<&str>) ->
     let mut batch = Batch::new(ctx.raw("ATTPHOTO", errors));
     batch.photos = photos;
     batch.stamp = stamp.map(|value| (ctx.sn.clone(), "ATTPHOTO".to_owned(), value));
+    let bad = first_issue(&batch.raw.errors);
     match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
-        Ok(_) => ok(zk_push::reply::OK),
+        Ok(outcome) => {
+            if let Some((_, reason)) = &bad {
+                tracing::warn!(sn = %ctx.sn, journal_id = outcome.journal_id,
+                    "capture photo could not be read ({reason}); kept in the raw journal");
+            }
+            ok(zk_push::reply::OK)
+        }
         Err(e) => storage_failed(&ctx.app, &ctx.sn, "ATTPHOTO", &e),
     }
 }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::domain::{
     Approval, CommandKind, CommandStatus, Device, DeviceSn, NewCommand, NewPunch, Pin, PunchState,
-    Source, Transport, VerifyMode,
+    Scope, Source, Transport, VerifyMode,
 };
 
 /// Run every check of the contract against `store`. Panics on the first broken rule.
@@ -1139,14 +1139,17 @@ async fn command_results_apply_their_effect_on_users(store: &dyn Store) {
 async fn tokens_are_created_found_and_revoked(store: &dyn Store) {
     let t0 = instant(400);
     let created = store
-        .create_token("contract-ops", "hash-ops", t0)
+        .create_token("contract-ops", "hash-ops", Scope::Operate, t0)
         .await
         .expect("create");
     assert_eq!(created.name, "contract-ops");
     assert_eq!(created.created_at, t0);
     assert_eq!(created.revoked_at, None);
+    assert_eq!(created.scope, Scope::Operate);
     assert!(matches!(
-        store.create_token("contract-ops", "hash-other", t0).await,
+        store
+            .create_token("contract-ops", "hash-other", Scope::Admin, t0)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
@@ -1176,7 +1179,9 @@ async fn tokens_are_created_found_and_revoked(store: &dyn Store) {
     assert_eq!((ops.id, ops.revoked_at), (created.id, Some(t1)));
     // A revoked name stays taken.
     assert!(matches!(
-        store.create_token("contract-ops", "hash-new", t1).await,
+        store
+            .create_token("contract-ops", "hash-new", Scope::Read, t1)
+            .await,
         Err(StoreError::Conflict(_))
     ));
 }

@@ -8,16 +8,21 @@
 #[cfg(test)]
 mod contract;
 #[cfg(test)]
+mod contract_operations;
+#[cfg(test)]
 mod contract_push;
+pub mod operations;
 pub mod push;
 pub mod sqlite;
+
+pub use operations::{JournalFilter, OperationsStore};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::{
     Approval, Command, CommandKind, CommandStatus, Device, DeviceSn, NewCommand, NewPunch, Pin,
-    Punch, Source, Transport,
+    Punch, Scope, Source, Transport,
 };
 
 /// What went wrong in the store, in the domain's terms.
@@ -267,8 +272,10 @@ pub struct DeviceContact {
     pub device_type: Option<String>,
 }
 
-/// A change to a device's settings; `None` fields are left as they are, `Some(None)` clears.
+/// A change to a device's settings; `None` fields are left as they are, `Some(None)` clears. Unknown fields are
+/// refused (a typo must not be answered 200 with nothing changed).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DevicePatch {
     /// New approval.
     pub approval: Option<Approval>,
@@ -380,8 +387,9 @@ pub struct JournalEntry {
     pub request: String,
     /// Remote address.
     pub remote_addr: Option<String>,
-    /// Body bytes.
-    #[serde(skip)]
+    /// Body bytes, base64 (standard alphabet, padded) in JSON as `body_base64`.
+    #[serde(rename = "body_base64", serialize_with = "operations::base64_bytes")]
+    #[schema(value_type = String, format = Byte)]
     pub body: Vec<u8>,
     /// Records seen.
     pub n_records: usize,
@@ -400,6 +408,8 @@ pub struct TokenInfo {
     pub id: i64,
     /// Name given at creation.
     pub name: String,
+    /// What it may do.
+    pub scope: Scope,
     /// Created (UTC).
     pub created_at: DateTime<Utc>,
     /// Revoked (UTC), if it was.
@@ -409,7 +419,7 @@ pub struct TokenInfo {
 /// Everything punchd keeps. Implementations must make every `write_*`/`enqueue_*`/`take_*`/`complete_*`
 /// durable before returning `Ok` (the push server acknowledges on it).
 #[async_trait::async_trait]
-pub trait Store: push::PushStore + Send + Sync + 'static {
+pub trait Store: push::PushStore + OperationsStore + Send + Sync + 'static {
     /// Check that the database answers (health checks).
     async fn ping(&self) -> Result<()>;
     /// Write a batch and its raw journal entry atomically. Re-sent punches are counted as duplicates and not
@@ -494,8 +504,14 @@ pub trait Store: push::PushStore + Send + Sync + 'static {
     /// Devices that have queued commands.
     async fn devices_with_queued_commands(&self) -> Result<Vec<DeviceSn>>;
 
-    /// Store a new API token's hash; `Conflict` if the name is taken.
-    async fn create_token(&self, name: &str, hash: &str, now: DateTime<Utc>) -> Result<TokenInfo>;
+    /// Store a new API token's hash with its scope; `Conflict` if the name is taken.
+    async fn create_token(
+        &self,
+        name: &str,
+        hash: &str,
+        scope: Scope,
+        now: DateTime<Utc>,
+    ) -> Result<TokenInfo>;
     /// The live (not revoked) token with this hash.
     async fn find_token(&self, hash: &str) -> Result<Option<TokenInfo>>;
     /// All tokens.

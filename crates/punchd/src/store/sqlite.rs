@@ -6,6 +6,7 @@
 //! caller. With `synchronous=FULL` (the default, power-safe) the fsync cost is shared by everything queued, which
 //! is what makes per-request acknowledgement after a durable commit cheap.
 
+mod operations;
 mod push;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use super::{
     Store, StoreError, Template, TimeBound, TokenInfo,
 };
 use crate::domain::{
-    Approval, Command, CommandKind, CommandStatus, Device, DeviceSn, NewCommand, Pin, Punch,
+    Approval, Command, CommandKind, CommandStatus, Device, DeviceSn, NewCommand, Pin, Punch, Scope,
     Source, Transport,
 };
 
@@ -42,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_drop_punches_pin.sql"),
     include_str!("../../migrations/sqlite/0004_push.sql"),
+    include_str!("../../migrations/sqlite/0005_operations.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.
@@ -348,8 +350,10 @@ fn get_device_on(conn: &Connection, sn: &str) -> Result<Device> {
 }
 
 fn next_revision(conn: &Connection) -> Result<i64> {
+    // Removed devices keep their revision in device_deletions: the counter must never go back.
     conn.query_row(
-        "SELECT COALESCE(MAX(revision), 0) + 1 FROM devices",
+        "SELECT MAX(COALESCE((SELECT MAX(revision) FROM devices), 0), \
+         COALESCE((SELECT MAX(revision) FROM device_deletions), 0)) + 1",
         [],
         |r| r.get(0),
     )
@@ -421,10 +425,14 @@ fn get_command_on(conn: &Connection, id: i64) -> Result<Command> {
     .ok_or_else(|| StoreError::NotFound(format!("command {id}")))
 }
 
+const TOKEN_COLUMNS: &str = "id, name, created_at, revoked_at, scope";
+
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
+    let scope: String = row.get(4)?;
     Ok(TokenInfo {
         id: row.get(0)?,
         name: row.get(1)?,
+        scope: Scope::parse(&scope).ok_or_else(|| conversion(format!("token scope {scope:?}")))?,
         created_at: from_ms(row.get(2)?),
         revoked_at: row.get::<_, Option<i64>>(3)?.map(from_ms),
     })
@@ -1328,20 +1336,27 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_token(&self, name: &str, hash: &str, now: DateTime<Utc>) -> Result<TokenInfo> {
+    async fn create_token(
+        &self,
+        name: &str,
+        hash: &str,
+        scope: Scope,
+        now: DateTime<Utc>,
+    ) -> Result<TokenInfo> {
         let (name, hash) = (name.to_owned(), hash.to_owned());
         self.write(move |conn| {
             let inserted = conn
                 .execute(
-                    "INSERT INTO api_tokens (name, hash, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                    params![name, hash, ms(now)],
+                    "INSERT INTO api_tokens (name, hash, created_at, scope) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT DO NOTHING",
+                    params![name, hash, ms(now), scope.as_str()],
                 )
                 .map_err(backend)?;
             if inserted == 0 {
                 return Err(StoreError::Conflict(format!("a token named {name:?} exists")));
             }
             conn.query_row(
-                "SELECT id, name, created_at, revoked_at FROM api_tokens WHERE name = ?1",
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE name = ?1"),
                 [&name],
                 token_from_row,
             )
@@ -1353,9 +1368,9 @@ impl Store for SqliteStore {
     async fn find_token(&self, hash: &str) -> Result<Option<TokenInfo>> {
         let hash = hash.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, name, created_at, revoked_at FROM api_tokens WHERE hash = ?1 AND revoked_at IS NULL",
-            )
+            conn.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?1 AND revoked_at IS NULL"
+            ))
             .and_then(|mut st| st.query_row([&hash], token_from_row).optional())
             .map_err(backend)
         })
@@ -1365,9 +1380,9 @@ impl Store for SqliteStore {
     async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
         self.read(|conn| {
             let mut st = conn
-                .prepare_cached(
-                    "SELECT id, name, created_at, revoked_at FROM api_tokens ORDER BY id",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
+                ))
                 .map_err(backend)?;
             let rows = st.query_map([], token_from_row).map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)

@@ -52,6 +52,8 @@ pub fn router(app: App) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        // Outermost: every /api/ error, wherever it came from, is `{"error": …}`.
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(app)
 }
 
@@ -99,7 +101,10 @@ async fn healthz(State(app): State<App>) -> impl IntoResponse {
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let now = chrono::Utc::now();
-    let online = app.registry.count_where(|d| health::is_online(d, now));
+    // Pending and blocked devices are not counted online: their data is not taken.
+    let online = app.registry.count_where(|d| {
+        d.approval == crate::domain::Approval::Approved && health::is_online(d, now)
+    });
     let registered = app.registry.count_where(|_| true);
     app.metrics.devices_online.set(online as i64);
     app.metrics.devices_registered.set(registered as i64);

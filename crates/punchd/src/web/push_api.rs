@@ -43,7 +43,7 @@ fn parse_sn(sn: &str) -> Result<DeviceSn, Error> {
 
 /// Files uploaded for a user, oldest first.
 #[utoipa::path(get, path = "/api/v1/devices/{sn}/users/{pin}/files",
-    params(("sn" = String, Path), ("pin" = String, Path)), security(("bearer" = [])),
+    params(("sn" = String, Path), ("pin" = String, Path)), security(("bearer" = ["read"])),
     responses((status = 200, body = [UserFile]), (status = 401)))]
 async fn list_user_files(
     State(app): State<App>,
@@ -58,7 +58,7 @@ async fn list_user_files(
 
 /// One file's bytes, as the terminal sent them.
 #[utoipa::path(get, path = "/api/v1/devices/{sn}/users/{pin}/files/{id}",
-    params(("sn" = String, Path), ("pin" = String, Path), ("id" = i64, Path)), security(("bearer" = [])),
+    params(("sn" = String, Path), ("pin" = String, Path), ("id" = i64, Path)), security(("bearer" = ["read"])),
     responses((status = 200, description = "the file's bytes", content_type = "application/octet-stream"),
         (status = 401), (status = 404)))]
 async fn get_user_file(
@@ -106,7 +106,7 @@ pub struct PushAuthView {
 
 /// A push terminal's authentication state.
 #[utoipa::path(get, path = "/api/v1/devices/{sn}/push-auth", params(("sn" = String, Path)),
-    security(("bearer" = [])), responses((status = 200, body = PushAuthView), (status = 401), (status = 404)))]
+    security(("bearer" = ["read"])), responses((status = 200, body = PushAuthView), (status = 401), (status = 404)))]
 async fn get_push_auth(
     State(app): State<App>,
     Path(sn): Path<String>,

@@ -18,18 +18,19 @@ use chrono::{Days, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
-use super::auth::{require_token, TokenName};
+use super::auth::{require_token, scoped, TokenName};
 use super::error::Error;
 use crate::app::App;
+use crate::domain::Scope;
 use crate::domain::{Command, CommandKind, DeviceSn};
 
 /// The routes, nested under `/api/push`, behind the token check.
 pub fn routes(app: App) -> Router<App> {
-    Router::new()
+    let routes = Router::new()
         .route("/devices/{sn}/command", post(raw_command))
         .route("/devices/{sn}/upload-users", post(upload_users))
-        .route("/devices/{sn}/upload-attendance", post(upload_attendance))
-        .route_layer(middleware::from_fn_with_state(app, require_token))
+        .route("/devices/{sn}/upload-attendance", post(upload_attendance));
+    scoped(Scope::Operate, routes).route_layer(middleware::from_fn_with_state(app, require_token))
 }
 
 /// The OpenAPI paths of these routes (merged into `/api/v1/openapi.json`).
@@ -138,7 +139,7 @@ async fn queue(
 
 /// Queue one raw push command line (the `raw` command).
 #[utoipa::path(post, path = "/api/push/devices/{sn}/command", params(("sn" = String, Path)),
-    request_body = SeedCommand, security(("bearer" = [])),
+    request_body = SeedCommand, security(("bearer" = ["operate"])),
     responses((status = 201, body = Queued), (status = 400), (status = 401), (status = 404)))]
 async fn raw_command(
     State(app): State<App>,
@@ -154,7 +155,7 @@ async fn raw_command(
 /// Queue an `upsert_user` for each user; every user is checked first (PIN, name, privilege, card; see
 /// `devices::validate`), so one refused user queues nothing.
 #[utoipa::path(post, path = "/api/push/devices/{sn}/upload-users", params(("sn" = String, Path)),
-    request_body = SeedUsers, security(("bearer" = [])),
+    request_body = SeedUsers, security(("bearer" = ["operate"])),
     responses((status = 201, body = Queued), (status = 400), (status = 401), (status = 404)))]
 async fn upload_users(
     State(app): State<App>,
@@ -210,7 +211,7 @@ fn local_time(s: &str, end: bool) -> Result<NaiveDateTime, Error> {
 
 /// Queue a `reupload_punches` for the range (push: `DATA QUERY ATTLOG StartTime=…\tEndTime=…`).
 #[utoipa::path(post, path = "/api/push/devices/{sn}/upload-attendance", params(("sn" = String, Path)),
-    request_body = SeedAttendance, security(("bearer" = [])),
+    request_body = SeedAttendance, security(("bearer" = ["operate"])),
     responses((status = 201, body = Queued), (status = 400), (status = 401), (status = 404)))]
 async fn upload_attendance(
     State(app): State<App>,

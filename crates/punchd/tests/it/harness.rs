@@ -242,13 +242,16 @@ impl Server {
         exit.success()
     }
 
-    /// An API token (created once with `punchd token create`).
+    /// An admin API token (created once with `punchd token create --scope admin`).
     pub fn token(&self) -> String {
         let mut token = self.token.lock().unwrap();
         if let Some(t) = token.as_ref() {
             return t.clone();
         }
-        let out = cli(&self.db, &["token", "create", "hubtest"]);
+        let out = cli(
+            &self.db,
+            &["token", "create", "hubtest", "--scope", "admin"],
+        );
         assert!(out.ok, "token create failed: {}", out.stderr);
         let t = out.stdout.trim().to_owned();
         assert!(!t.is_empty() && !t.contains(char::is_whitespace), "{t:?}");

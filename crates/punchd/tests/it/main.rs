@@ -12,6 +12,7 @@ mod commands;
 mod crash;
 mod idempotency;
 mod lifecycle;
+mod operations;
 mod pull;
 mod push_auth;
 mod push_seed;

@@ -279,7 +279,12 @@ impl Hub {
         let store = SqliteStore::open(&db, Durability::CrashSafe).unwrap();
         let app = App::with_store(config, Arc::new(store)).await.unwrap();
         app.store
-            .create_token("test", &punchd::web::auth::hash_token(TOKEN), Utc::now())
+            .create_token(
+                "test",
+                &punchd::web::auth::hash_token(TOKEN),
+                punchd::domain::Scope::Admin,
+                Utc::now(),
+            )
             .await
             .unwrap();
         let (stop, rx) = tokio::sync::watch::channel(false);

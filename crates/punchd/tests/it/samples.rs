@@ -395,16 +395,34 @@ fn stored_samples_read_back_through_the_api_cli_and_database() {
         &["punches", "--device", "0782232260009", "--format", "csv"],
     );
     assert!(csv.ok, "{}", csv.stderr);
-    let mut lines = csv.stdout.lines();
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_bytes());
     assert_eq!(
-        lines.next(),
-        Some("id,device_sn,pin,punched_at,time_zone,punched_at_utc,punch_state,verify_mode,work_code,source,received_at,extra")
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "id",
+            "device_sn",
+            "pin",
+            "punched_at",
+            "time_zone",
+            "punched_at_utc",
+            "punch_state",
+            "punch_state_name",
+            "verify_mode",
+            "verify_mode_name",
+            "work_code",
+            "source",
+            "received_at",
+            "extra"
+        ]
     );
-    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
-    // Columns beyond the known ones, as the terminal sent them (mask flag 255 in the 8th column).
-    assert_eq!(row[11], "0\t0\t255\t0\t0");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    let row: Vec<&str> = rows[0].iter().collect();
+    // Columns beyond the known ones, as the terminal sent them (mask flag 255 in the 8th column), as a JSON
+    // array: no raw tab in a CSV cell.
+    assert_eq!(row[13], r#"["0","0","255","0","0"]"#);
     assert_eq!(
-        row[1..10],
+        row[1..12],
         [
             "0782232260009",
             "3",
@@ -412,12 +430,13 @@ fn stored_samples_read_back_through_the_api_cli_and_database() {
             "Asia/Shanghai",
             "2023-10-16T00:38:16Z",
             "255",
+            "unset",
             "15",
+            "face",
             "0",
             "push"
         ]
     );
-    assert_eq!(lines.next(), None);
     let from_cli = cli_json(
         &server.db,
         &["punches", "--device", "0316144680030", "--format", "json"],
