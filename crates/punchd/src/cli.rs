@@ -12,6 +12,8 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
+pub mod sinks;
+
 use crate::app::App;
 use crate::config::{ApprovalMode, Config, Overrides};
 use crate::domain::{Approval, CommandKind, CommandStatus, DeviceSn, Pin, Transport};
@@ -86,6 +88,15 @@ pub enum Cmd {
     Pull(crate::sources::pull::PullArgs),
     /// Run simulated terminals: `simulate pull` (a terminal to read) or `simulate push` (a fleet pushing to a server).
     Simulate(crate::simulate::SimulateArgs),
+    /// Where check-ins go (Frappe HR, webhook, NATS): list, add, pause, resume, retry, replay.
+    Sinks {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<sinks::SinkAction>,
+        /// Output format for listings.
+        #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+        format: Format,
+    },
 }
 
 /// `serve` options.
@@ -414,6 +425,9 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Replay(args) => crate::replay::run(config, args.files, args.server).await,
         Cmd::Pull(args) => crate::sources::pull::run_cli(config, args).await,
         Cmd::Simulate(args) => crate::simulate::run(args).await,
+        Cmd::Sinks { action, format } => {
+            sinks::run(config, action.unwrap_or(sinks::SinkAction::List), format).await
+        }
     }
 }
 
@@ -445,6 +459,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }))
     };
+    let delivery = {
+        let app = app.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(crate::sinks::run(app, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }))
+    };
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -457,6 +478,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("the server task failed")??;
     let _ = housekeeping.await;
     let _ = pull.await;
+    let _ = delivery.await;
     Ok(())
 }
 

@@ -70,6 +70,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .route("/commands", get(list_commands))
         .route("/commands/{id}", get(get_command))
         .route("/journal/{id}", get(get_journal))
+        .merge(super::sinks::routes())
         .route_layer(middleware::from_fn_with_state(app, require_token))
         .route("/openapi.json", get(openapi))
 }
@@ -105,7 +106,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    Json(ApiDoc::openapi().merge_from(super::sinks::SinksDoc::openapi()))
 }
 
 /// All registered devices, by SN.

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod request_line;
+pub mod sinks;
 
 use std::future::Future;
 use std::time::Duration;
