@@ -109,11 +109,31 @@ impl Metrics {
             devices_registered.clone(),
         );
         let sinks = SinkMetrics::default();
-        registry.register("sink_delivered", "Events a sink delivered", sinks.delivered.clone());
-        registry.register("sink_retried", "Failed attempts to be retried", sinks.retried.clone());
-        registry.register("sink_parked", "Events parked (never dropped)", sinks.parked.clone());
-        registry.register("sink_pending", "Events not yet delivered or parked", sinks.pending.clone());
-        registry.register("sink_failing", "1 while the sink is failing", sinks.failing.clone());
+        registry.register(
+            "sink_delivered",
+            "Events a sink delivered",
+            sinks.delivered.clone(),
+        );
+        registry.register(
+            "sink_retried",
+            "Failed attempts to be retried",
+            sinks.retried.clone(),
+        );
+        registry.register(
+            "sink_parked",
+            "Events parked (never dropped)",
+            sinks.parked.clone(),
+        );
+        registry.register(
+            "sink_pending",
+            "Events not yet delivered or parked",
+            sinks.pending.clone(),
+        );
+        registry.register(
+            "sink_failing",
+            "1 while the sink is failing",
+            sinks.failing.clone(),
+        );
         Metrics {
             sinks,
             registry,

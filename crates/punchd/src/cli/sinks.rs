@@ -30,7 +30,7 @@ pub enum SinkAction {
     Add {
         /// Which kind.
         #[command(subcommand)]
-        kind: AddKind,
+        kind: Box<AddKind>,
     },
     /// Stop delivering (events keep accumulating in the outbox).
     Pause {
@@ -236,7 +236,7 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
             Ok(())
         }
         SinkAction::Add { kind } => {
-            let (kind, name, settings, common) = match kind {
+            let (kind, name, settings, common) = match *kind {
                 AddKind::Webhook {
                     url,
                     secret,

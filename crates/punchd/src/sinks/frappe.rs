@@ -180,10 +180,9 @@ impl Frappe {
     ///
     /// Errors: no method path stored, an unknown zone, or the HTTP client cannot be built.
     pub fn new(config: FrappeConfig) -> anyhow::Result<Frappe> {
-        let method = config
-            .method
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("no method path: add the sink again so punchd probes the site"))?;
+        let method = config.method.clone().ok_or_else(|| {
+            anyhow::anyhow!("no method path: add the sink again so punchd probes the site")
+        })?;
         let zone = config
             .time_zone
             .as_deref()
@@ -215,9 +214,11 @@ impl Frappe {
             "device_id": event.device_alias.clone().unwrap_or_else(|| p.device_sn.as_str().to_owned()),
             "log_type": log_type,
         });
-        if let (Some(lat), Some(long), Some(map)) =
-            (self.config.latitude, self.config.longitude, body.as_object_mut())
-        {
+        if let (Some(lat), Some(long), Some(map)) = (
+            self.config.latitude,
+            self.config.longitude,
+            body.as_object_mut(),
+        ) {
             map.insert("latitude".into(), lat.into());
             map.insert("longitude".into(), long.into());
         }
@@ -242,13 +243,18 @@ impl Frappe {
                     self.config.timeout_secs
                 ))
             }
-            Err(e) => return Attempt::Retry(format!("could not reach Frappe: {}", error_chain(&e))),
+            Err(e) => {
+                return Attempt::Retry(format!("could not reach Frappe: {}", error_chain(&e)))
+            }
         };
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         let messages = server_messages(&json);
-        let message = messages.first().cloned().unwrap_or_else(|| text.chars().take(200).collect());
+        let message = messages
+            .first()
+            .cloned()
+            .unwrap_or_else(|| text.chars().take(200).collect());
         let exc_type = json.get("exc_type").and_then(|v| v.as_str()).unwrap_or("");
         match status {
             200 => Attempt::Delivered(

@@ -27,9 +27,7 @@ use tokio::sync::watch;
 use crate::app::App;
 use crate::domain::{DeviceSn, Pin, Punch};
 use crate::metrics::SinkLabels;
-use crate::store::outbox::{
-    NewSink, OutboxEvent, Outcome, ParkKind, Sink, SinkCounts, SinkKind,
-};
+use crate::store::outbox::{NewSink, OutboxEvent, Outcome, ParkKind, Sink, SinkCounts, SinkKind};
 use crate::store::{Store, StoreError};
 
 /// The employee value a check-in carries for a punch of `pin` on `device`.
@@ -225,7 +223,9 @@ pub fn build(sink: &Sink) -> anyhow::Result<Arc<dyn Deliver>> {
         SinkKind::Webhook => Arc::new(webhook::Webhook::new(serde_json::from_value(
             sink.config.clone(),
         )?)?),
-        SinkKind::Nats => Arc::new(nats::Nats::new(serde_json::from_value(sink.config.clone())?)),
+        SinkKind::Nats => Arc::new(nats::Nats::new(serde_json::from_value(
+            sink.config.clone(),
+        )?)),
         SinkKind::Frappe => Arc::new(frappe::Frappe::new(serde_json::from_value(
             sink.config.clone(),
         )?)?),
@@ -304,7 +304,10 @@ pub async fn status(store: &dyn Store, sink: &Sink) -> Result<SinkStatus, StoreE
             .to_owned(),
         counts,
         oldest_pending_age_secs: age,
-        last_error: sink.pause_reason.clone().or_else(|| sink.last_error.clone()),
+        last_error: sink
+            .pause_reason
+            .clone()
+            .or_else(|| sink.last_error.clone()),
     })
 }
 
@@ -374,8 +377,15 @@ const UNMAPPED_RETRY_EVERY: Duration = Duration::from_secs(600);
 /// deleted by the CLI or the API are picked up within a second.
 pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let mut workers: HashMap<String, (i64, String, watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
-        HashMap::new();
+    let mut workers: HashMap<
+        String,
+        (
+            i64,
+            String,
+            watch::Sender<bool>,
+            tokio::task::JoinHandle<()>,
+        ),
+    > = HashMap::new();
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unmapped_tick = tokio::time::interval(UNMAPPED_RETRY_EVERY);
@@ -453,12 +463,7 @@ async fn pause_for(d: Duration, stop: &mut watch::Receiver<bool>) {
 }
 
 /// One sink's delivery loop.
-async fn worker(
-    app: App,
-    sink: Sink,
-    deliver: Arc<dyn Deliver>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch::Receiver<bool>) {
     let store = app.store.clone();
     let labels = SinkLabels {
         sink: sink.name.clone(),
@@ -507,7 +512,8 @@ async fn worker(
                 continue;
             }
             if event.next_attempt_at > now {
-                next_due = Some(next_due.map_or(event.next_attempt_at, |t| t.min(event.next_attempt_at)));
+                next_due =
+                    Some(next_due.map_or(event.next_attempt_at, |t| t.min(event.next_attempt_at)));
                 continue;
             }
             chosen.push(event);
@@ -520,7 +526,11 @@ async fn worker(
             if last_count.elapsed() >= COUNT_EVERY {
                 last_count = std::time::Instant::now();
                 if let Ok(counts) = store.sink_counts(sink.id).await {
-                    app.metrics.sinks.pending.get_or_create(&labels).set(counts.pending as i64);
+                    app.metrics
+                        .sinks
+                        .pending
+                        .get_or_create(&labels)
+                        .set(counts.pending as i64);
                 }
             }
             let wait = next_due
@@ -549,10 +559,9 @@ async fn worker(
                 continue;
             };
             for (i, event) in chunk.iter().enumerate() {
-                let attempt = attempts
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| Attempt::Retry("the sink gave no answer for this event".into()));
+                let attempt = attempts.get(i).cloned().unwrap_or_else(|| {
+                    Attempt::Retry("the sink gave no answer for this event".into())
+                });
                 let outcome = match attempt {
                     Attempt::Delivered(remote) => {
                         delivered_any = true;
@@ -584,7 +593,10 @@ async fn worker(
                             app.metrics.sinks.retried.get_or_create(&labels).inc();
                             let delay = chrono::Duration::from_std(options.backoff(attempts))
                                 .unwrap_or_else(|_| chrono::Duration::seconds(1));
-                            Outcome::Retry { at: now + delay, error: reason }
+                            Outcome::Retry {
+                                at: now + delay,
+                                error: reason,
+                            }
                         }
                     }
                 };
@@ -601,8 +613,12 @@ async fn worker(
                 "sink paused: {reason}; fix its settings, then `punchd sinks resume {}`",
                 sink.name
             );
-            let _ = store.set_sink_paused(&sink.name, true, Some(reason.clone())).await;
-            let _ = store.set_sink_health(sink.id, Some(failing_since.unwrap_or(now)), Some(reason)).await;
+            let _ = store
+                .set_sink_paused(&sink.name, true, Some(reason.clone()))
+                .await;
+            let _ = store
+                .set_sink_health(sink.id, Some(failing_since.unwrap_or(now)), Some(reason))
+                .await;
             failing_since.get_or_insert(now);
             app.metrics.sinks.failing.get_or_create(&labels).set(1);
         } else if let Some(reason) = error {
@@ -610,7 +626,9 @@ async fn worker(
                 tracing::warn!(sink = %sink.name, "sink started failing: {reason}; retrying with backoff");
                 failing_since = Some(now);
             }
-            let _ = store.set_sink_health(sink.id, failing_since, Some(reason)).await;
+            let _ = store
+                .set_sink_health(sink.id, failing_since, Some(reason))
+                .await;
             app.metrics.sinks.failing.get_or_create(&labels).set(1);
         } else if delivered_any {
             if let Some(since) = failing_since.take() {

@@ -112,7 +112,7 @@ impl Nats {
         payload: Vec<u8>,
     ) -> Result<async_nats::jetstream::context::PublishAckFuture, String> {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", msg_id);
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
         js.publish_with_headers(subject, headers, payload.into())
             .await
             .map_err(|e| format!("publishing to NATS failed: {e}"))
@@ -154,7 +154,10 @@ impl Deliver for Nats {
             .await;
             let checkin_ack = Self::publish(
                 &js,
-                format!("punchd.checkins.{site}.{}", subject_token(&checkin.employee)),
+                format!(
+                    "punchd.checkins.{site}.{}",
+                    subject_token(&checkin.employee)
+                ),
                 &format!("{key}.checkin"),
                 body,
             )
@@ -166,7 +169,9 @@ impl Deliver for Nats {
         for (punch_ack, checkin_ack) in pending {
             let outcome = match (punch_ack, checkin_ack) {
                 (Ok(p), Ok(c)) => match (p.await, c.await) {
-                    (Ok(_), Ok(ack)) => Attempt::Delivered(Some(format!("{}:{}", ack.stream, ack.sequence))),
+                    (Ok(_), Ok(ack)) => {
+                        Attempt::Delivered(Some(format!("{}:{}", ack.stream, ack.sequence)))
+                    }
                     (Err(e), _) | (_, Err(e)) => {
                         Attempt::Retry(format!("the stream did not acknowledge: {e}"))
                     }

@@ -125,7 +125,10 @@ impl Deliver for Webhook {
             .post(&self.config.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(TIMESTAMP_HEADER, timestamp.to_string())
-            .header(SIGNATURE_HEADER, sign(&self.config.secret, timestamp, &body))
+            .header(
+                SIGNATURE_HEADER,
+                sign(&self.config.secret, timestamp, &body),
+            )
             .header("Idempotency-Key", first_key)
             .body(body)
             .send()

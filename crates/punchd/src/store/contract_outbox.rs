@@ -71,8 +71,17 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .write_batch(batch(&dev, &[("1", local(1, 8, 0), 0)], instant(0)))
         .await
         .expect("batch");
-    let a = store.create_sink(new_sink("a", None), instant(1)).await.expect("create a");
-    assert_eq!(store.take_events(a.id, 100, instant(1)).await.expect("take"), 0);
+    let a = store
+        .create_sink(new_sink("a", None), instant(1))
+        .await
+        .expect("create a");
+    assert_eq!(
+        store
+            .take_events(a.id, 100, instant(1))
+            .await
+            .expect("take"),
+        0
+    );
     assert!(matches!(
         store.create_sink(new_sink("a", None), instant(1)).await,
         Err(StoreError::Conflict(_))
@@ -80,18 +89,38 @@ pub(crate) async fn run_all(store: &dyn Store) {
 
     // With a sink: one event per NEW punch; the re-sent punch in the second batch gets none.
     store
-        .write_batch(batch(&dev, &[("2", local(1, 9, 0), 0), ("3", local(1, 9, 1), 1)], instant(2)))
+        .write_batch(batch(
+            &dev,
+            &[("2", local(1, 9, 0), 0), ("3", local(1, 9, 1), 1)],
+            instant(2),
+        ))
         .await
         .expect("batch");
     let outcome = store
-        .write_batch(batch(&dev, &[("2", local(1, 9, 0), 0), ("4", local(1, 9, 2), 0)], instant(3)))
+        .write_batch(batch(
+            &dev,
+            &[("2", local(1, 9, 0), 0), ("4", local(1, 9, 2), 0)],
+            instant(3),
+        ))
         .await
         .expect("batch");
     assert_eq!((outcome.n_stored, outcome.n_duplicate), (1, 1));
     let counts = store.sink_counts(a.id).await.expect("counts");
-    assert_eq!((counts.pending, counts.oldest_pending_at), (3, Some(instant(2))));
-    assert_eq!(store.take_events(a.id, 2, instant(4)).await.expect("take"), 2);
-    assert_eq!(store.take_events(a.id, 100, instant(4)).await.expect("take"), 1);
+    assert_eq!(
+        (counts.pending, counts.oldest_pending_at),
+        (3, Some(instant(2)))
+    );
+    assert_eq!(
+        store.take_events(a.id, 2, instant(4)).await.expect("take"),
+        2
+    );
+    assert_eq!(
+        store
+            .take_events(a.id, 100, instant(4))
+            .await
+            .expect("take"),
+        1
+    );
     let events = store.pending_events(a.id, 100).await.expect("pending");
     let pins: Vec<&str> = events.iter().map(|e| e.punch.pin.as_str()).collect();
     assert_eq!(pins, ["2", "3", "4"], "event order is store order");
@@ -103,11 +132,23 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .record_outcomes(
             a.id,
             vec![
-                (events[0].id, Outcome::Delivered(Some("EMP-CKIN-06-2025-000001".into()))),
-                (events[1].id, Outcome::Retry { at: later, error: "HTTP 502".into() }),
+                (
+                    events[0].id,
+                    Outcome::Delivered(Some("EMP-CKIN-06-2025-000001".into())),
+                ),
+                (
+                    events[1].id,
+                    Outcome::Retry {
+                        at: later,
+                        error: "HTTP 502".into(),
+                    },
+                ),
                 (
                     events[2].id,
-                    Outcome::Parked { kind: ParkKind::Unmapped, reason: "No Employee found".into() },
+                    Outcome::Parked {
+                        kind: ParkKind::Unmapped,
+                        reason: "No Employee found".into(),
+                    },
                 ),
             ],
             instant(5),
@@ -115,28 +156,67 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .await
         .expect("record");
     let counts = store.sink_counts(a.id).await.expect("counts");
-    assert_eq!((counts.pending, counts.delivered, counts.failed, counts.parked), (1, 1, 1, 1));
     assert_eq!(
-        store.remote_ref(a.id, events[0].id).await.expect("ref").as_deref(),
+        (
+            counts.pending,
+            counts.delivered,
+            counts.failed,
+            counts.parked
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        store
+            .remote_ref(a.id, events[0].id)
+            .await
+            .expect("ref")
+            .as_deref(),
         Some("EMP-CKIN-06-2025-000001")
     );
     let waiting = store.pending_events(a.id, 100).await.expect("pending");
-    assert_eq!((waiting.len(), waiting[0].attempts, waiting[0].next_attempt_at), (1, 1, later));
+    assert_eq!(
+        (
+            waiting.len(),
+            waiting[0].attempts,
+            waiting[0].next_attempt_at
+        ),
+        (1, 1, later)
+    );
     let parked = store.parked_events(a.id, 10).await.expect("parked");
-    assert_eq!((parked[0].pin.as_str(), parked[0].kind), ("4", ParkKind::Unmapped));
+    assert_eq!(
+        (parked[0].pin.as_str(), parked[0].kind),
+        ("4", ParkKind::Unmapped)
+    );
 
     // Retry only the unmapped: parked → pending with a fresh budget; nothing dropped.
-    assert_eq!(store.retry_sink("a", Some(ParkKind::Unmapped), instant(6)).await.expect("retry"), 1);
+    assert_eq!(
+        store
+            .retry_sink("a", Some(ParkKind::Unmapped), instant(6))
+            .await
+            .expect("retry"),
+        1
+    );
     let counts = store.sink_counts(a.id).await.expect("counts");
     assert_eq!((counts.pending, counts.parked), (2, 0));
 
     // Replay from a date: the punch stored before any sink existed gets its event, delivered ones go again.
     let n = store
-        .replay_sink("a", DateTime::from_naive_utc_and_offset(local(1, 0, 0), Utc), instant(7))
+        .replay_sink(
+            "a",
+            DateTime::from_naive_utc_and_offset(local(1, 0, 0), Utc),
+            instant(7),
+        )
         .await
         .expect("replay");
     assert_eq!(n, 3, "3 events up to the cursor set pending again");
-    assert_eq!(store.take_events(a.id, 100, instant(7)).await.expect("take"), 1, "backfilled event");
+    assert_eq!(
+        store
+            .take_events(a.id, 100, instant(7))
+            .await
+            .expect("take"),
+        1,
+        "backfilled event"
+    );
     let counts = store.sink_counts(a.id).await.expect("counts");
     assert_eq!((counts.pending, counts.delivered), (4, 0));
 
@@ -147,12 +227,21 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .expect("batch");
     let b = store
         .create_sink(
-            new_sink("b", Some(DateTime::from_naive_utc_and_offset(local(1, 9, 0), Utc))),
+            new_sink(
+                "b",
+                Some(DateTime::from_naive_utc_and_offset(local(1, 9, 0), Utc)),
+            ),
             instant(9),
         )
         .await
         .expect("create b");
-    assert_eq!(store.take_events(b.id, 100, instant(9)).await.expect("take"), 4);
+    assert_eq!(
+        store
+            .take_events(b.id, 100, instant(9))
+            .await
+            .expect("take"),
+        4
+    );
     let pins: Vec<String> = store
         .pending_events(b.id, 100)
         .await
@@ -163,11 +252,17 @@ pub(crate) async fn run_all(store: &dyn Store) {
     assert_eq!(pins, ["2", "3", "4", "5"]);
 
     // Pause and delete.
-    store.set_sink_paused("b", true, Some("HTTP 401".into())).await.expect("pause");
+    store
+        .set_sink_paused("b", true, Some("HTTP 401".into()))
+        .await
+        .expect("pause");
     let b = store.get_sink("b").await.expect("get");
     assert!(b.paused && b.pause_reason.as_deref() == Some("HTTP 401"));
     store.delete_sink("b").await.expect("delete");
-    assert!(matches!(store.get_sink("b").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get_sink("b").await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 mod tests {
@@ -176,8 +271,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_outbox_keeps_the_contract() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("outbox.db"), Durability::PowerSafe)
-            .expect("open");
+        let store =
+            SqliteStore::open(&dir.path().join("outbox.db"), Durability::PowerSafe).expect("open");
         super::run_all(&store).await;
     }
 }

@@ -218,12 +218,20 @@ pub trait OutboxStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<()>;
     /// Parked events back to pending, due now: all of them, or only one kind. Returns how many.
-    async fn retry_sink(&self, name: &str, only: Option<ParkKind>, now: DateTime<Utc>)
-        -> Result<usize>;
+    async fn retry_sink(
+        &self,
+        name: &str,
+        only: Option<ParkKind>,
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
     /// Deliver again every event of punches from `from` (UTC instant), delivered or not (the idempotency key keeps
     /// the sink from counting one twice); writes missing events first. Returns how many were set pending.
-    async fn replay_sink(&self, name: &str, from: DateTime<Utc>, now: DateTime<Utc>)
-        -> Result<usize>;
+    async fn replay_sink(
+        &self,
+        name: &str,
+        from: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
     /// Counts of a sink's deliveries.
     async fn sink_counts(&self, sink_id: i64) -> Result<SinkCounts>;
     /// Parked events of a sink, oldest first, at most `max`.

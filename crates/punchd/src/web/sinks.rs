@@ -28,10 +28,29 @@ pub fn routes() -> Router<App> {
 /// The sink part of the OpenAPI document, merged into the API's.
 #[derive(OpenApi)]
 #[openapi(
-    paths(list_sinks, add_sink, show_sink, remove_sink, pause_sink, resume_sink, retry_sink, replay_sink),
+    paths(
+        list_sinks,
+        add_sink,
+        show_sink,
+        remove_sink,
+        pause_sink,
+        resume_sink,
+        retry_sink,
+        replay_sink
+    ),
     components(schemas(
-        SinkStatus, SinkState, SinkKind, SinkCounts, ParkedEvent, ParkKind, NewSinkRequest, DeliveryOptions,
-        SinkDetail, Changed, CheckInBatch, CheckIn
+        SinkStatus,
+        SinkState,
+        SinkKind,
+        SinkCounts,
+        ParkedEvent,
+        ParkKind,
+        NewSinkRequest,
+        DeliveryOptions,
+        SinkDetail,
+        Changed,
+        CheckInBatch,
+        CheckIn
     ))
 )]
 pub struct SinksDoc;
@@ -150,10 +169,7 @@ async fn remove_sink(
 
 /// Pause a sink.
 #[utoipa::path(post, path = "/api/v1/sinks/{name}/pause", responses((status = 204), (status = 404)))]
-async fn pause_sink(
-    State(app): State<App>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, Error> {
+async fn pause_sink(State(app): State<App>, Path(name): Path<String>) -> Result<StatusCode, Error> {
     app.store.set_sink_paused(&name, true, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -133,7 +133,9 @@ impl FrappeContract {
         let accept_site = site.clone();
         runtime.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let drop_it = {
                     let mut s = accept_site.lock().unwrap();
                     if s.drop_next > 0 {
@@ -147,7 +149,8 @@ impl FrappeContract {
                     // Read the request, then close without a word (a proxy or worker dying mid-request).
                     tokio::spawn(async move {
                         let mut buf = [0u8; 4096];
-                        let _ = tokio::time::timeout(Duration::from_millis(200), stream.readable()).await;
+                        let _ = tokio::time::timeout(Duration::from_millis(200), stream.readable())
+                            .await;
                         let _ = stream.try_read(&mut buf);
                         drop(stream);
                     });
@@ -155,9 +158,11 @@ impl FrappeContract {
                 }
                 let service = hyper_util::service::TowerToHyperService::new(router.clone());
                 tokio::spawn(async move {
-                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
                 });
             }
         });
@@ -218,10 +223,12 @@ fn frappe_error(status: StatusCode, exc_type: &str, message: &str) -> Response {
 
 fn method_path(version: Version) -> Option<&'static str> {
     match version {
-        Version::Hrms => Some("hrms.hr.doctype.employee_checkin.employee_checkin.add_log_based_on_employee_field"),
-        Version::Erpnext13 => {
-            Some("erpnext.hr.doctype.employee_checkin.employee_checkin.add_log_based_on_employee_field")
-        }
+        Version::Hrms => Some(
+            "hrms.hr.doctype.employee_checkin.employee_checkin.add_log_based_on_employee_field",
+        ),
+        Version::Erpnext13 => Some(
+            "erpnext.hr.doctype.employee_checkin.employee_checkin.add_log_based_on_employee_field",
+        ),
         Version::NoHr => None,
     }
 }
@@ -317,7 +324,10 @@ async fn method(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     if fail {
-        return (StatusCode::SERVICE_UNAVAILABLE, "<html>503 Service Temporarily Unavailable</html>")
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<html>503 Service Temporarily Unavailable</html>",
+        )
             .into_response();
     }
     let mut s = site.lock().unwrap();
@@ -325,7 +335,11 @@ async fn method(
     match credentials(&headers) {
         None => return frappe_error(StatusCode::FORBIDDEN, "PermissionError", "Not permitted"),
         Some((k, sec)) if k != s.key || sec != s.secret => {
-            return frappe_error(StatusCode::UNAUTHORIZED, "AuthenticationError", "Invalid Request")
+            return frappe_error(
+                StatusCode::UNAUTHORIZED,
+                "AuthenticationError",
+                "Invalid Request",
+            )
         }
         Some(_) => {}
     }
@@ -355,7 +369,9 @@ async fn method(
         return frappe_error(
             StatusCode::EXPECTATION_FAILED,
             "ValidationError",
-            &format!("No Employee found for the given employee field value. '{fieldname}': {value}"),
+            &format!(
+                "No Employee found for the given employee field value. '{fieldname}': {value}"
+            ),
         );
     };
     let Some(time) = naive_time(&timestamp) else {
@@ -370,14 +386,19 @@ async fn method(
         return frappe_error(
             StatusCode::EXPECTATION_FAILED,
             "ValidationError",
-            &format!("Log Type cannot be \"{log_type}\". It should be one of \"\", \"IN\", \"OUT\""),
+            &format!(
+                "Log Type cannot be \"{log_type}\". It should be one of \"\", \"IN\", \"OUT\""
+            ),
         );
     }
     if employee.status == "Inactive" {
         return frappe_error(
             StatusCode::EXPECTATION_FAILED,
             "InactiveEmployeeStatusError",
-            &format!("Transactions cannot be created for an Inactive Employee {}.", employee.name),
+            &format!(
+                "Transactions cannot be created for an Inactive Employee {}.",
+                employee.name
+            ),
         );
     }
     let version = s.version;

@@ -25,10 +25,14 @@ fn sink_status(server: &Server, name: &str) -> serde_json::Value {
 
 /// Wait until the sink has nothing pending; returns its status.
 fn drained(server: &Server, name: &str) -> serde_json::Value {
-    server.wait_for(&format!("sink {name} drained"), Duration::from_secs(30), || {
-        let s = sink_status(server, name);
-        (s["pending"] == 0).then_some(s)
-    })
+    server.wait_for(
+        &format!("sink {name} drained"),
+        Duration::from_secs(30),
+        || {
+            let s = sink_status(server, name);
+            (s["pending"] == 0).then_some(s)
+        },
+    )
 }
 
 fn attlog_lines(lines: &[(&str, &str, u8)]) -> String {
@@ -69,7 +73,9 @@ async fn receive(
         .get("x-punchd-timestamp")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok());
-    let sig = headers.get("x-punchd-signature").and_then(|v| v.to_str().ok());
+    let sig = headers
+        .get("x-punchd-signature")
+        .and_then(|v| v.to_str().ok());
     let (Some(ts), Some(sig)) = (ts, sig) else {
         st.refused.fetch_add(1, Ordering::SeqCst);
         return StatusCode::UNAUTHORIZED;
@@ -141,8 +147,17 @@ fn webhook_gets_signed_batches_one_key_per_punch_and_retries_through_an_outage()
     let added = cli(
         &server.db,
         &[
-            "sinks", "add", "webhook", "--url", &format!("http://127.0.0.1:{}/hook", receiver.port),
-            "--secret", "s3cret", "--backoff-ms", "50", "--backoff-max-secs", "1",
+            "sinks",
+            "add",
+            "webhook",
+            "--url",
+            &format!("http://127.0.0.1:{}/hook", receiver.port),
+            "--secret",
+            "s3cret",
+            "--backoff-ms",
+            "50",
+            "--backoff-max-secs",
+            "1",
         ],
     );
     assert!(added.ok, "{}", added.stderr);
@@ -159,32 +174,60 @@ fn webhook_gets_signed_batches_one_key_per_punch_and_retries_through_an_outage()
 
     // The terminal re-sends the batch with one new punch while the receiver is down for two requests.
     receiver.fail_next.store(2, Ordering::SeqCst);
-    let again = format!("{first}{}", attlog_lines(&[("1002", "2024-05-01 17:05:00", 1)]));
+    let again = format!(
+        "{first}{}",
+        attlog_lines(&[("1002", "2024-05-01 17:05:00", 1)])
+    );
     assert_eq!(server.attlog("WEBHOOK0001", &again).text(), "OK:4");
     let status = drained(&server, "webhook");
     let keys = receiver.keys();
     let unique: HashSet<&String> = keys.iter().collect();
-    assert_eq!((keys.len(), unique.len()), (4, 4), "each punch once: {keys:?}");
+    assert_eq!(
+        (keys.len(), unique.len()),
+        (4, 4),
+        "each punch once: {keys:?}"
+    );
     assert!(keys.iter().all(|k| k.starts_with("p1-") && k.len() == 35));
-    assert_eq!(receiver.refused.load(Ordering::SeqCst), 0, "every signature verified");
-    assert_eq!((status["delivered"].as_u64(), status["parked"].as_u64()), (Some(4), Some(0)));
+    assert_eq!(
+        receiver.refused.load(Ordering::SeqCst),
+        0,
+        "every signature verified"
+    );
+    assert_eq!(
+        (status["delivered"].as_u64(), status["parked"].as_u64()),
+        (Some(4), Some(0))
+    );
     assert_eq!(status["state"], "running");
-    server.wait_for("failing and recovery logged", Duration::from_secs(5), || {
-        let log = server.log();
-        (log.contains("sink started failing") && log.contains("sink recovered")).then_some(())
-    });
+    server.wait_for(
+        "failing and recovery logged",
+        Duration::from_secs(5),
+        || {
+            let log = server.log();
+            (log.contains("sink started failing") && log.contains("sink recovered")).then_some(())
+        },
+    );
 
     // Replay from a date: sent again with the same keys (the receiver de-duplicates on them).
-    let replay = cli(&server.db, &["sinks", "replay", "webhook", "--from", "2024-04-30"]);
+    let replay = cli(
+        &server.db,
+        &["sinks", "replay", "webhook", "--from", "2024-04-30"],
+    );
     assert!(replay.ok, "{}", replay.stderr);
     drained(&server, "webhook");
-    server.wait_for("replayed", Duration::from_secs(10), || (receiver.keys().len() == 8).then_some(()));
+    server.wait_for("replayed", Duration::from_secs(10), || {
+        (receiver.keys().len() == 8).then_some(())
+    });
     let replayed: HashSet<String> = receiver.keys().into_iter().collect();
     assert_eq!(replayed.len(), 4, "a replay reuses the idempotency keys");
 
     // Metrics per sink.
-    let metrics = server.raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").text();
-    assert!(metrics.contains("punchd_sink_delivered_total{sink=\"webhook\"} 8"), "{metrics}");
+    let metrics = server
+        .raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .text();
+    assert!(
+        metrics.contains("punchd_sink_delivered_total{sink=\"webhook\"} 8"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -200,15 +243,38 @@ fn no_outbox_events_without_a_sink_and_one_per_new_punch_with_one() {
     assert_eq!(events(&server), 0);
     let added = cli(
         &server.db,
-        &["sinks", "add", "webhook", "--url", "http://127.0.0.1:9/none", "--secret", "x", "--name", "w"],
+        &[
+            "sinks",
+            "add",
+            "webhook",
+            "--url",
+            "http://127.0.0.1:9/none",
+            "--secret",
+            "x",
+            "--name",
+            "w",
+        ],
     );
     assert!(added.ok, "{}", added.stderr);
     pause(&server, "w");
-    let more = format!("{lines}{}", attlog_lines(&[("8", "2024-05-02 08:01:00", 0), ("9", "2024-05-02 08:02:00", 0)]));
+    let more = format!(
+        "{lines}{}",
+        attlog_lines(&[
+            ("8", "2024-05-02 08:01:00", 0),
+            ("9", "2024-05-02 08:02:00", 0)
+        ])
+    );
     assert_eq!(server.attlog("OUTBOX00001", &more).text(), "OK:3");
-    assert_eq!(events(&server), 2, "one event per NEW punch, written by the server that stored it");
+    assert_eq!(
+        events(&server),
+        2,
+        "one event per NEW punch, written by the server that stored it"
+    );
     let status = sink_status(&server, "w");
-    assert_eq!((status["state"].as_str(), status["pending"].as_u64()), (Some("paused"), Some(2)));
+    assert_eq!(
+        (status["state"].as_str(), status["pending"].as_u64()),
+        (Some("paused"), Some(2))
+    );
 }
 
 fn pause(server: &Server, name: &str) {
@@ -219,11 +285,27 @@ fn pause(server: &Server, name: &str) {
 // ---------------------------------------------------------------------------------------------------------------
 // Frappe
 
-fn add_frappe(server: &Server, site: &FrappeContract, secret: &str, extra: &[&str]) -> crate::harness::CliOutput {
+fn add_frappe(
+    server: &Server,
+    site: &FrappeContract,
+    secret: &str,
+    extra: &[&str],
+) -> crate::harness::CliOutput {
     let url = site.url();
     let mut args = vec![
-        "sinks", "add", "frappe", "--url", &url, "--api-key", "K", "--api-secret", secret,
-        "--backoff-ms", "50", "--backoff-max-secs", "1",
+        "sinks",
+        "add",
+        "frappe",
+        "--url",
+        &url,
+        "--api-key",
+        "K",
+        "--api-secret",
+        secret,
+        "--backoff-ms",
+        "50",
+        "--backoff-max-secs",
+        "1",
     ];
     args.extend_from_slice(extra);
     cli(&server.db, &args)
@@ -238,13 +320,17 @@ fn frappe_not_found_and_inactive_are_parked_duplicate_is_delivered() {
     site.employee("HR-EMP-00002", "102", "Inactive");
     site.employee("HR-EMP-00003", "103", "Left");
     // Already in Frappe (e.g. from the old sync tool): the same punch is a duplicate.
-    site.site.lock().unwrap().checkins.push(crate::frappe_contract::Checkin {
-        name: "EMP-CKIN-05-2024-000099".into(),
-        employee: "HR-EMP-00001".into(),
-        time: "2024-05-01 08:00:00".into(),
-        log_type: "IN".into(),
-        device_id: Some("OLDTOOL".into()),
-    });
+    site.site
+        .lock()
+        .unwrap()
+        .checkins
+        .push(crate::frappe_contract::Checkin {
+            name: "EMP-CKIN-05-2024-000099".into(),
+            employee: "HR-EMP-00001".into(),
+            time: "2024-05-01 08:00:00".into(),
+            log_type: "IN".into(),
+            device_id: Some("OLDTOOL".into()),
+        });
     let server = Server::start();
     let added = add_frappe(&server, &site, "S", &[]);
     assert!(added.ok, "{}", added.stderr);
@@ -259,19 +345,40 @@ fn frappe_not_found_and_inactive_are_parked_duplicate_is_delivered() {
     ]);
     assert_eq!(server.attlog("FRAPPE00001", &body).text(), "OK:5");
     let status = drained(&server, "frappe");
-    assert_eq!((status["delivered"].as_u64(), status["parked"].as_u64()), (Some(3), Some(2)), "{status}");
+    assert_eq!(
+        (status["delivered"].as_u64(), status["parked"].as_u64()),
+        (Some(3), Some(2)),
+        "{status}"
+    );
 
-    let got: Vec<(String, String, String, Option<String>)> = site
+    // Employees are delivered concurrently; within one employee, in punch order.
+    let mut got: Vec<(String, String, String, Option<String>)> = site
         .checkins()
         .into_iter()
         .map(|c| (c.employee, c.time, c.log_type, c.device_id))
         .collect();
+    got.sort();
     assert_eq!(
         got,
         vec![
-            ("HR-EMP-00001".into(), "2024-05-01 08:00:00".into(), "IN".into(), Some("OLDTOOL".into())),
-            ("HR-EMP-00001".into(), "2024-05-01 17:30:00".into(), "OUT".into(), Some("FRAPPE00001".into())),
-            ("HR-EMP-00003".into(), "2024-05-01 08:30:00".into(), "IN".into(), Some("FRAPPE00001".into())),
+            (
+                "HR-EMP-00001".into(),
+                "2024-05-01 08:00:00".into(),
+                "IN".into(),
+                Some("OLDTOOL".into())
+            ),
+            (
+                "HR-EMP-00001".into(),
+                "2024-05-01 17:30:00".into(),
+                "OUT".into(),
+                Some("FRAPPE00001".into())
+            ),
+            (
+                "HR-EMP-00003".into(),
+                "2024-05-01 08:30:00".into(),
+                "IN".into(),
+                Some("FRAPPE00001".into())
+            ),
         ]
     );
     let shown = cli_json(&server.db, &["sinks", "show", "frappe"]);
@@ -282,23 +389,47 @@ fn frappe_not_found_and_inactive_are_parked_duplicate_is_delivered() {
         .map(|p| format!("{} {} {}", p["pin"], p["kind"], p["reason"]))
         .collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(reasons[0].contains("\"102\" \"unmapped\"") && reasons[0].contains("Inactive"), "{reasons:?}");
-    assert!(reasons[1].contains("\"999\" \"unmapped\"") && reasons[1].contains("No Employee found"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("\"102\" \"unmapped\"") && reasons[0].contains("Inactive"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("\"999\" \"unmapped\"") && reasons[1].contains("No Employee found"),
+        "{reasons:?}"
+    );
     // The document name Frappe returned is kept.
     let kept: String = sqlite(&server.db)
-        .query_row("SELECT remote_ref FROM deliveries WHERE remote_ref IS NOT NULL", [], |r| r.get(0))
+        .query_row(
+            "SELECT remote_ref FROM deliveries WHERE remote_ref IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert_eq!(kept, site.checkins()[1].name);
+    let out = site
+        .checkins()
+        .into_iter()
+        .find(|c| c.time == "2024-05-01 17:30:00")
+        .unwrap();
+    assert_eq!(kept, out.name);
 
     // HR fixes Frappe: 999 gets an employee, 102 is active again; one retry delivers both.
     site.employee("HR-EMP-00009", "999", "Active");
     site.set_status("HR-EMP-00002", "Active");
     let retry = cli(&server.db, &["sinks", "retry", "frappe", "--unmapped"]);
-    assert!(retry.ok && retry.stdout.contains("2 events"), "{} {}", retry.stdout, retry.stderr);
-    server.wait_for("unmapped delivered after the fix", Duration::from_secs(30), || {
-        let s = sink_status(&server, "frappe");
-        (s["delivered"] == 5 && s["parked"] == 0).then_some(())
-    });
+    assert!(
+        retry.ok && retry.stdout.contains("2 events"),
+        "{} {}",
+        retry.stdout,
+        retry.stderr
+    );
+    server.wait_for(
+        "unmapped delivered after the fix",
+        Duration::from_secs(30),
+        || {
+            let s = sink_status(&server, "frappe");
+            (s["delivered"] == 5 && s["parked"] == 0).then_some(())
+        },
+    );
     assert_eq!(site.checkins().len(), 5);
 }
 
@@ -311,9 +442,18 @@ fn frappe_late_upload_through_faults_arrives_once_in_order_on_erpnext_v13() {
     site.employee("HR-EMP-00001", "201", "Active");
     site.employee("HR-EMP-00002", "202", "Active");
     let server = Server::start();
-    let added = add_frappe(&server, &site, "S", &["--timeout-secs", "1", "--concurrency", "4"]);
+    let added = add_frappe(
+        &server,
+        &site,
+        "S",
+        &["--timeout-secs", "1", "--concurrency", "4"],
+    );
     assert!(added.ok, "{}", added.stderr);
-    assert!(added.stdout.contains("erpnext.hr.doctype"), "{}", added.stdout);
+    assert!(
+        added.stdout.contains("erpnext.hr.doctype"),
+        "{}",
+        added.stdout
+    );
     {
         let mut s = site.site.lock().unwrap();
         s.fail_next = 3;
@@ -331,10 +471,17 @@ fn frappe_late_upload_through_faults_arrives_once_in_order_on_erpnext_v13() {
     ]);
     assert_eq!(server.attlog("FRAPPE00002", &today).text(), "OK:6");
     // Days later another terminal, offline since, uploads its punches of the 7th.
-    let late = attlog_lines(&[("202", "2024-05-07 09:00:00", 0), ("202", "2024-05-07 18:00:00", 1)]);
+    let late = attlog_lines(&[
+        ("202", "2024-05-07 09:00:00", 0),
+        ("202", "2024-05-07 18:00:00", 1),
+    ]);
     assert_eq!(server.attlog("FRAPPE00003", &late).text(), "OK:2");
     let status = drained(&server, "frappe");
-    assert_eq!((status["delivered"].as_u64(), status["parked"].as_u64()), (Some(8), Some(0)), "{status}");
+    assert_eq!(
+        (status["delivered"].as_u64(), status["parked"].as_u64()),
+        (Some(8), Some(0)),
+        "{status}"
+    );
     let checkins = site.checkins();
     let times = |employee: &str| -> Vec<(String, String)> {
         checkins
@@ -365,7 +512,10 @@ fn frappe_late_upload_through_faults_arrives_once_in_order_on_erpnext_v13() {
         .map(|(a, b)| (a.to_owned(), b.to_owned())),
     );
     let log = server.log();
-    assert!(log.contains("sink started failing") && log.contains("sink recovered"), "{log}");
+    assert!(
+        log.contains("sink started failing") && log.contains("sink recovered"),
+        "{log}"
+    );
 }
 
 /// Wrong credentials are refused when the sink is added; a key revoked later pauses the sink with a
@@ -376,10 +526,18 @@ fn frappe_credentials_refused_at_add_and_revoked_key_pauses_without_losing_event
     site.employee("HR-EMP-00001", "301", "Active");
     let server = Server::start();
     let wrong = add_frappe(&server, &site, "nope", &[]);
-    assert!(!wrong.ok && wrong.stderr.contains("HTTP 401"), "{}", wrong.stderr);
+    assert!(
+        !wrong.ok && wrong.stderr.contains("HTTP 401"),
+        "{}",
+        wrong.stderr
+    );
     let none = FrappeContract::start(Version::NoHr, "K", "S");
     let no_hr = add_frappe(&server, &none, "S", &[]);
-    assert!(!no_hr.ok && no_hr.stderr.contains("no Employee Checkin method"), "{}", no_hr.stderr);
+    assert!(
+        !no_hr.ok && no_hr.stderr.contains("no Employee Checkin method"),
+        "{}",
+        no_hr.stderr
+    );
 
     assert!(add_frappe(&server, &site, "S", &[]).ok);
     site.site.lock().unwrap().secret = "rotated".into();
@@ -389,7 +547,10 @@ fn frappe_credentials_refused_at_add_and_revoked_key_pauses_without_losing_event
         let s = sink_status(&server, "frappe");
         (s["state"] == "needs-configuration").then_some(s)
     });
-    assert!(status["last_error"].as_str().unwrap().contains("HTTP 401"), "{status}");
+    assert!(
+        status["last_error"].as_str().unwrap().contains("HTTP 401"),
+        "{status}"
+    );
     assert_eq!(status["pending"], 1);
     assert!(site.checkins().is_empty());
 
@@ -413,7 +574,9 @@ fn nats_available() -> bool {
     .is_ok();
     if !up {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("NATS is not reachable on 127.0.0.1:4222 in CI (.ci/run starts nats-server -js)");
+            panic!(
+                "NATS is not reachable on 127.0.0.1:4222 in CI (.ci/run starts nats-server -js)"
+            );
         }
         println!("SKIPPED: NATS is not reachable on 127.0.0.1:4222 (nats-server -js)");
     }
@@ -432,7 +595,15 @@ fn nats_jetstream_gets_punches_and_checkins_once_with_msg_ids() {
     let server = Server::start();
     let added = cli(
         &server.db,
-        &["sinks", "add", "nats", "--url", "nats://127.0.0.1:4222", "--backoff-ms", "50"],
+        &[
+            "sinks",
+            "add",
+            "nats",
+            "--url",
+            "nats://127.0.0.1:4222",
+            "--backoff-ms",
+            "50",
+        ],
     );
     assert!(added.ok, "{}", added.stderr);
     let body = attlog_lines(&[
@@ -444,7 +615,10 @@ fn nats_jetstream_gets_punches_and_checkins_once_with_msg_ids() {
     let status = drained(&server, "nats");
     assert_eq!(status["delivered"], 3);
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let count = |subject: String| -> usize {
         runtime.block_on(async {
             use futures_util::StreamExt;
@@ -471,13 +645,30 @@ fn nats_jetstream_gets_punches_and_checkins_once_with_msg_ids() {
             .await
             .unwrap()
     });
-    let msg_id = last.headers.get("Nats-Msg-Id").unwrap().as_str().to_owned();
+    let msg_id = last
+        .headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .unwrap_or_else(|| panic!("no Nats-Msg-Id in {:?}", last.headers))
+        .as_str()
+        .to_owned();
     let checkin: serde_json::Value = serde_json::from_slice(&last.payload).unwrap();
-    assert_eq!(msg_id, format!("{}.checkin", checkin["idempotency_key"].as_str().unwrap()));
-    assert_eq!((checkin["pin"].as_str(), checkin["log_type"].as_str()), (Some(pins[1].as_str()), Some("IN")));
+    assert_eq!(
+        msg_id,
+        format!("{}.checkin", checkin["idempotency_key"].as_str().unwrap())
+    );
+    assert_eq!(
+        (checkin["pin"].as_str(), checkin["log_type"].as_str()),
+        (Some(pins[1].as_str()), Some("IN"))
+    );
 
     // Replayed at once: published again with the same Nats-Msg-Id, the stream keeps one copy.
-    assert!(cli(&server.db, &["sinks", "replay", "nats", "--from", "2024-05-11"]).ok);
+    assert!(
+        cli(
+            &server.db,
+            &["sinks", "replay", "nats", "--from", "2024-05-11"]
+        )
+        .ok
+    );
     let status = drained(&server, "nats");
     assert_eq!(status["delivered"], 3);
     assert_eq!(count(format!("punchd.punches.default.{sn}")), 3);

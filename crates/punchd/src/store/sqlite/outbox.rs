@@ -42,7 +42,8 @@ fn backfill_on(conn: &Connection, from_s: i64, now_ms: i64) -> Result<usize> {
     .map_err(backend)
 }
 
-const SINK_COLUMNS: &str = "id, name, kind, config, since_utc, paused, pause_reason, failing_since, \
+const SINK_COLUMNS: &str =
+    "id, name, kind, config, since_utc, paused, pause_reason, failing_since, \
     last_error, created_at";
 
 fn sink_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Sink> {
@@ -92,10 +93,8 @@ impl OutboxStore for SqliteStore {
                 backfill_on(conn, from, ms(now))?;
                 0
             } else {
-                conn.query_row("SELECT COALESCE(MAX(id), 0) FROM outbox", [], |r| {
-                    r.get(0)
-                })
-                .map_err(backend)?
+                conn.query_row("SELECT COALESCE(MAX(id), 0) FROM outbox", [], |r| r.get(0))
+                    .map_err(backend)?
             };
             let inserted = conn.execute(
                 "INSERT INTO sinks (name, kind, config, since_utc, cursor, created_at) \
