@@ -111,7 +111,7 @@ pub enum AddKind {
         #[command(flatten)]
         common: Common,
     },
-    /// NATS JetStream: punches on punchd.punches.<site>.<sn>, check-ins on punchd.checkins.<site>.<employee>.
+    /// NATS JetStream: punches on punchd.punches.SITE.SN, check-ins on punchd.checkins.SITE.EMPLOYEE.
     Nats {
         /// Server URL.
         #[arg(long, default_value = "nats://127.0.0.1:4222")]
