@@ -596,10 +596,13 @@ fn frappe_late_upload_through_faults_arrives_once_in_order_on_erpnext_v13() {
         ]
         .map(|(a, b)| (a.to_owned(), b.to_owned())),
     );
-    let log = server.log();
-    assert!(
-        log.contains("sink started failing") && log.contains("sink recovered"),
-        "{log}"
+    server.wait_for(
+        "failing and recovery logged",
+        Duration::from_secs(5),
+        || {
+            let log = server.log();
+            (log.contains("sink started failing") && log.contains("sink recovered")).then_some(())
+        },
     );
 }
 
