@@ -761,3 +761,49 @@ fn nats_jetstream_gets_punches_and_checkins_once_with_msg_ids() {
     assert_eq!(status["delivered"], 3);
     assert_eq!(count(format!("punchd.punches.default.{sn}")), 3);
 }
+
+#[test]
+fn sinks_api_adds_lists_pauses_and_documents_the_webhook_schema() {
+    let server = Server::start();
+    let hook = serde_json::json!({
+        "name": "hook", "kind": "webhook",
+        "config": {"url": "http://127.0.0.1:9/x", "secret": "s"},
+        "delivery": {"concurrency": 2}
+    });
+    let created = server.api("POST", "/sinks", Some(&hook));
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["state"], "running");
+    assert_eq!(server.api("POST", "/sinks", Some(&hook)).status, 409);
+    let bad = serde_json::json!({"kind": "webhook", "config": {"url": "ftp://x", "secret": "s"}});
+    let refused = server.api("POST", "/sinks", Some(&bad));
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.text().contains("not http or https"),
+        "{}",
+        refused.text()
+    );
+
+    assert_eq!(server.api("POST", "/sinks/hook/pause", None).status, 204);
+    let list = server.get_json("/sinks");
+    assert_eq!(
+        (list[0]["name"].as_str(), list[0]["state"].as_str()),
+        (Some("hook"), Some("paused"))
+    );
+    assert_eq!(server.api("POST", "/sinks/nope/pause", None).status, 404);
+    let stored = cli_json(&server.db, &["sinks", "show", "hook"]);
+    assert_eq!(stored["status"]["target"], "http://127.0.0.1:9/x");
+
+    let doc = server.get_json("/openapi.json");
+    assert!(
+        doc["paths"]["/api/v1/sinks"]["post"].is_object(),
+        "sinks routes documented"
+    );
+    let batch = &doc["components"]["schemas"]["CheckInBatch"];
+    assert!(
+        batch["properties"]["checkins"].is_object(),
+        "webhook schema documented: {batch}"
+    );
+    assert!(doc["components"]["schemas"]["CheckIn"]["properties"]["idempotency_key"].is_object());
+    assert_eq!(server.api("DELETE", "/sinks/hook", None).status, 204);
+    assert!(server.get_json("/sinks").as_array().unwrap().is_empty());
+}
