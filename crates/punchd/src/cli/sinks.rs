@@ -3,7 +3,6 @@
 //! Works on the database directly, like the other subcommands: a running `punchd serve` picks up a new, paused,
 //! resumed or removed sink within a second.
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
@@ -14,7 +13,6 @@ use crate::sinks::nats::NatsConfig;
 use crate::sinks::webhook::WebhookConfig;
 use crate::sinks::{self, DeliveryOptions, SinkStatus};
 use crate::store::outbox::{ParkKind, SinkKind};
-use crate::store::TimeBound;
 
 /// Sink actions.
 #[derive(Debug, Subcommand)]
@@ -160,14 +158,7 @@ pub enum AddKind {
 
 /// A date given on the command line as an instant: RFC 3339, or terminal local time in the default zone.
 fn instant(config: &Config, s: &str) -> anyhow::Result<DateTime<Utc>> {
-    match crate::web::api::parse_time_bound(s).map_err(anyhow::Error::msg)? {
-        TimeBound::Utc(t) => Ok(t),
-        TimeBound::Local(t) => t
-            .and_local_timezone(config.default_time_zone)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .with_context(|| format!("{s} does not exist in {}", config.default_time_zone)),
-    }
+    sinks::parse_instant(config.default_time_zone, s)
 }
 
 /// Status rows.

@@ -362,6 +362,99 @@ pub async fn add(
     Ok(sink)
 }
 
+/// A sink listed in the settings file (`[[sinks]]`). `punchd serve` creates it at start when no sink of that name
+/// exists (probing Frappe, connecting to NATS, as `punchd sinks add` does); a stored sink whose settings differ from
+/// the file is left as it is and the difference is logged (remove it to re-create it from the file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkFileConfig {
+    /// Unique name.
+    pub name: String,
+    /// webhook, nats or frappe.
+    pub kind: SinkKind,
+    /// Also deliver punches stored before, from this date (RFC 3339, or a local date/time in the default zone).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// The kind's settings, as `POST /api/v1/sinks` takes them (`url`, `secret`, `api_key`, …).
+    pub settings: serde_json::Value,
+    /// Retry settings.
+    #[serde(default)]
+    pub delivery: DeliveryOptions,
+}
+
+/// An instant given by a person: RFC 3339, or a local date/time (`YYYY-MM-DD[ HH:MM[:SS]]`) in `zone`.
+///
+/// Errors: neither form, or a local time that does not exist in the zone.
+pub fn parse_instant(zone: chrono_tz::Tz, s: &str) -> anyhow::Result<DateTime<Utc>> {
+    match crate::web::api::parse_time_bound(s).map_err(anyhow::Error::msg)? {
+        crate::store::TimeBound::Utc(t) => Ok(t),
+        crate::store::TimeBound::Local(t) => t
+            .and_local_timezone(zone)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| anyhow::anyhow!("{s} does not exist in {zone}")),
+    }
+}
+
+/// Create the `[[sinks]]` of the settings file that do not exist yet; log the ones whose stored settings differ.
+async fn sync_configured(app: &App) {
+    for c in &app.config.sinks {
+        match app.store.get_sink(&c.name).await {
+            Ok(stored) => {
+                let differs: Vec<&String> = c
+                    .settings
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(k, v)| stored.config.get(k.as_str()) != Some(v))
+                            .map(|(k, _)| k)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if stored.kind != c.kind || !differs.is_empty() {
+                    tracing::warn!(
+                        sink = %c.name,
+                        "the stored sink differs from the settings file ({differs:?}); it is kept as stored: \
+                         `punchd sinks remove {}` and restart to re-create it from the file",
+                        c.name
+                    );
+                }
+            }
+            Err(StoreError::NotFound(_)) => {
+                let since = match c
+                    .since
+                    .as_deref()
+                    .map(|s| parse_instant(app.config.default_time_zone, s))
+                {
+                    Some(Err(e)) => {
+                        tracing::error!(sink = %c.name, "[[sinks]] since: {e:#}");
+                        continue;
+                    }
+                    Some(Ok(t)) => Some(t),
+                    None => None,
+                };
+                match add(
+                    app.store.as_ref(),
+                    c.name.clone(),
+                    c.kind,
+                    c.settings.clone(),
+                    c.delivery.clone(),
+                    since,
+                )
+                .await
+                {
+                    Ok(_) => tracing::info!(sink = %c.name, "sink created from the settings file"),
+                    Err(e) => tracing::error!(
+                        sink = %c.name,
+                        "the sink in the settings file could not be created: {e:#} (fix it and restart)"
+                    ),
+                }
+            }
+            Err(e) => tracing::error!(sink = %c.name, error = %e, "reading the sink failed"),
+        }
+    }
+}
+
 /// How many new events a worker takes from the outbox at a time.
 const TAKE: usize = 1000;
 /// How often an idle worker looks for new events (and a paused one for a resume).
@@ -377,6 +470,7 @@ const UNMAPPED_RETRY_EVERY: Duration = Duration::from_secs(600);
 /// deleted by the CLI or the API are picked up within a second.
 pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    sync_configured(&app).await;
     let mut workers: HashMap<
         String,
         (

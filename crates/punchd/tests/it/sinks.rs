@@ -807,3 +807,39 @@ fn sinks_api_adds_lists_pauses_and_documents_the_webhook_schema() {
     assert_eq!(server.api("DELETE", "/sinks/hook", None).status, 204);
     assert!(server.get_json("/sinks").as_array().unwrap().is_empty());
 }
+
+/// `[[sinks]]` in the settings file: created at start (with `since`: punches stored before are delivered too),
+/// left as stored when it already exists.
+#[test]
+fn a_sink_in_the_settings_file_is_created_at_start_and_delivers_older_punches() {
+    let receiver = Receiver::start("filesecret");
+    let first = Server::start();
+    let old = attlog_lines(&[
+        ("401", "2024-05-20 08:00:00", 0),
+        ("402", "2024-04-01 08:00:00", 0),
+    ]);
+    assert_eq!(first.attlog("TOMLSINK001", &old).text(), "OK:2");
+    let db = first.db.clone();
+    let mut first = first;
+    first.terminate(Duration::from_secs(10));
+    let config = format!(
+        "[[sinks]]\nname = \"fromfile\"\nkind = \"webhook\"\nsince = \"2024-05-01T00:00:00Z\"\n\
+         settings = {{ url = \"http://127.0.0.1:{}/hook\", secret = \"filesecret\" }}\n\
+         delivery = {{ concurrency = 2, backoff_ms = 50 }}\n",
+        receiver.port
+    );
+    let server = Server::with(Options {
+        time_zone: Some("Asia/Shanghai".into()),
+        db: Some(db),
+        config: Some(config),
+        ..Options::default()
+    });
+    let status = drained(&server, "fromfile");
+    assert_eq!(
+        status["delivered"], 1,
+        "only the punch from `since` on: {status}"
+    );
+    assert_eq!(receiver.keys().len(), 1);
+    assert!(server.log().contains("sink created from the settings file"));
+    drop(first);
+}
