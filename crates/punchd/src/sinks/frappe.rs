@@ -317,3 +317,112 @@ impl Deliver for Frappe {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DeviceSn, Pin, Punch, Source};
+    use chrono::{NaiveDate, TimeZone, Utc};
+
+    fn config(
+        time_zone: Option<&str>,
+        log_type: LogTypeMode,
+        lat_long: Option<(f64, f64)>,
+    ) -> FrappeConfig {
+        FrappeConfig {
+            url: "http://127.0.0.1:1".into(),
+            api_key: "K".into(),
+            api_secret: "S".into(),
+            employee_field: "attendance_device_id".into(),
+            log_type,
+            time_zone: time_zone.map(str::to_owned),
+            latitude: lat_long.map(|l| l.0),
+            longitude: lat_long.map(|l| l.1),
+            method: Some(HRMS_METHOD.into()),
+            timeout_secs: 5,
+        }
+    }
+
+    /// A punch at 08:00 in Shanghai (00:00 UTC), state 1 (check-out).
+    fn event(alias: Option<&str>) -> OutboxEvent {
+        let at = NaiveDate::from_ymd_opt(2024, 5, 1)
+            .and_then(|d| d.and_hms_opt(8, 0, 0))
+            .expect("time");
+        let utc = Utc
+            .with_ymd_and_hms(2024, 5, 1, 0, 0, 0)
+            .single()
+            .expect("utc");
+        OutboxEvent {
+            id: 1,
+            created_at: utc,
+            attempts: 0,
+            next_attempt_at: utc,
+            punch: Punch {
+                id: 1,
+                device_sn: DeviceSn::parse("FRAPPEUNIT1").expect("sn"),
+                pin: Pin("0042".into()),
+                punched_at: at,
+                time_zone: "Asia/Shanghai".into(),
+                punched_at_utc: utc,
+                received_at: utc,
+                punch_state: Some(1),
+                verify_mode: Some(1),
+                work_code: None,
+                extra: Vec::new(),
+                source: Source::Push,
+                journal_id: 1,
+            },
+            device_alias: alias.map(str::to_owned),
+            device_site: None,
+        }
+    }
+
+    #[test]
+    fn body_follows_frappe_hr_md_section_2() {
+        let plain = Frappe::new(config(None, LogTypeMode::Device, None)).expect("sink");
+        assert_eq!(
+            plain.body(&event(None)),
+            serde_json::json!({
+                "employee_field_value": "0042",
+                "employee_fieldname": "attendance_device_id",
+                "timestamp": "2024-05-01 08:00:00",
+                "device_id": "FRAPPEUNIT1",
+                "log_type": "OUT",
+            }),
+            "terminal local time unchanged, SN as device_id, PIN with its leading zeros"
+        );
+        let kolkata = Frappe::new(config(
+            Some("Asia/Kolkata"),
+            LogTypeMode::None,
+            Some((12.5, 77.25)),
+        ))
+        .expect("sink");
+        assert_eq!(
+            kolkata.body(&event(Some("Gate 1"))),
+            serde_json::json!({
+                "employee_field_value": "0042",
+                "employee_fieldname": "attendance_device_id",
+                "timestamp": "2024-05-01 05:30:00",
+                "device_id": "Gate 1",
+                "log_type": null,
+                "latitude": 12.5,
+                "longitude": 77.25,
+            }),
+            "converted to the site's zone, alias as device_id, no log type, lat/long when configured"
+        );
+    }
+
+    #[test]
+    fn server_messages_are_decoded_from_the_nested_json_strings() {
+        let body = serde_json::json!({
+            "exc_type": "ValidationError",
+            "_server_messages": "[\"{\\\"message\\\": \\\"This employee already has a log with the same timestamp.<Br><a href='/app/employee-checkin/EMP-CKIN-05-2024-000001'>EMP-CKIN-05-2024-000001</a>\\\", \\\"title\\\": \\\"Message\\\", \\\"indicator\\\": \\\"red\\\", \\\"raise_exception\\\": 1}\"]"
+        });
+        let messages = server_messages(&body);
+        assert_eq!(messages.len(), 1);
+        assert!(
+            messages[0].starts_with("This employee already has a log with the same timestamp. <a")
+        );
+        assert!(server_messages(&serde_json::json!({"exc": "[\"Traceback\"]"})).is_empty());
+    }
+}
