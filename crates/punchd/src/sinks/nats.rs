@@ -8,7 +8,8 @@
 //!   `Nats-Msg-Id` = the idempotency key + `.checkin`.
 //!
 //! `<site>` is the device's site or `default`; subject tokens keep ASCII letters, digits, `-` and `_`, anything else
-//! becomes `_`. The stream (default `PUNCHD`, subjects `punchd.>`) is created when missing. An event is delivered
+//! becomes `_`. The stream (default `PUNCHD`, subjects `punchd.>`) is created when missing, with JetStream's default
+//! limits (it keeps everything: create it yourself beforehand to choose a retention). An event is delivered
 //! when both acknowledgements came back (a duplicate acknowledgement counts: the stream has the message); the
 //! reference kept is `<stream>:<sequence>` of the check-in. Connection and publish errors are retried.
 
