@@ -834,12 +834,22 @@ fn a_sink_in_the_settings_file_is_created_at_start_and_delivers_older_punches() 
         config: Some(config),
         ..Options::default()
     });
+    // Created by the delivery task right after start.
+    server.wait_for(
+        "sink created from the file",
+        Duration::from_secs(10),
+        || {
+            server
+                .log()
+                .contains("sink created from the settings file")
+                .then_some(())
+        },
+    );
     let status = drained(&server, "fromfile");
     assert_eq!(
         status["delivered"], 1,
         "only the punch from `since` on: {status}"
     );
     assert_eq!(receiver.keys().len(), 1);
-    assert!(server.log().contains("sink created from the settings file"));
     drop(first);
 }
