@@ -87,8 +87,16 @@ impl Nats {
         })
         .await
         .map_err(|e| {
+            let text = e.to_string();
+            let hint = if text.contains("overlap") {
+                " (another stream already takes punchd.>: use its name with --stream)"
+            } else if text.contains("no responders") || text.contains("not enabled") {
+                " (is JetStream enabled: nats-server -js?)"
+            } else {
+                ""
+            };
             anyhow::anyhow!(
-                "JetStream stream {} on {}: {e} (is JetStream enabled: nats-server -js?)",
+                "JetStream stream {} on {}: {text}{hint}",
                 self.config.stream,
                 self.config.url
             )
