@@ -18,6 +18,8 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
+pub mod sinks;
+
 use crate::app::App;
 use crate::config::{ApprovalMode, Config, Overrides};
 use crate::domain::{Approval, CommandKind, CommandStatus, DeviceSn, Pin, Scope, Transport};
@@ -97,6 +99,15 @@ pub enum Cmd {
     Simulate(crate::simulate::SimulateArgs),
     /// List raw journal entries (what terminals sent, with the lines that could not be read).
     Journal(ops::JournalArgs),
+    /// Where check-ins go (Frappe HR, webhook, NATS): list, add, pause, resume, retry, replay.
+    Sinks {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<sinks::SinkAction>,
+        /// Output format for listings.
+        #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+        format: Format,
+    },
 }
 
 /// `serve` options.
@@ -492,6 +503,9 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Pull(args) => crate::sources::pull::run_cli(config, args).await,
         Cmd::Simulate(args) => crate::simulate::run(args).await,
         Cmd::Journal(args) => ops::journal(open_store(&config)?, args).await,
+        Cmd::Sinks { action, format } => {
+            sinks::run(config, action.unwrap_or(sinks::SinkAction::List), format).await
+        }
     }
 }
 
@@ -523,6 +537,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }))
     };
+    let delivery = {
+        let app = app.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(crate::sinks::run(app, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }))
+    };
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -535,6 +556,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("the server task failed")??;
     let _ = housekeeping.await;
     let _ = pull.await;
+    let _ = delivery.await;
     Ok(())
 }
 

@@ -19,6 +19,13 @@
 //! bind_addresses = true            # approved terminals are bound to their address (off for DHCP sites)
 //! trusted_proxies = ["127.0.0.1"]  # a reverse proxy whose X-Forwarded-For names the terminal
 //!
+//! [[sinks]]                        # where check-ins go (README "Delivering check-ins"); created when missing
+//! name = "hr"
+//! kind = "frappe"                  # or "webhook", "nats"
+//! since = "2026-11-01"             # optional: also punches stored before
+//! settings = { url = "https://erp.example.com", api_key = "K", api_secret = "S" }
+//! delivery = { concurrency = 4 }   # optional: concurrency, max_attempts, max_age_secs, backoff_ms, backoff_max_secs
+//!
 //! [[devices]]                      # a terminal punchd pulls over TCP/UDP 4370
 //! sn = "BWXP201960123"
 //! address = "192.168.1.201"        # host or host:port (4370 by default)
@@ -162,6 +169,8 @@ pub struct FileConfig {
     pub push: PushConfig,
     /// Pull terminals.
     pub devices: Vec<DeviceConfig>,
+    /// Sinks (`[[sinks]]`), created by `punchd serve` when missing.
+    pub sinks: Vec<crate::sinks::SinkFileConfig>,
 }
 
 /// The effective settings.
@@ -189,6 +198,8 @@ pub struct Config {
     pub push: PushConfig,
     /// Pull terminals listed in the settings file.
     pub devices: Vec<DeviceConfig>,
+    /// Sinks listed in the settings file.
+    pub sinks: Vec<crate::sinks::SinkFileConfig>,
 }
 
 /// The default listen address.
@@ -283,6 +294,7 @@ impl Config {
             approval,
             push: file_config.push,
             devices: file_config.devices,
+            sinks: file_config.sinks,
         })
     }
 }

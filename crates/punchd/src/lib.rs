@@ -12,6 +12,7 @@
 //! - [`metrics`] (Prometheus counters) and [`format`](mod@format) (table, CSV and JSON listings for the CLI and the API).
 //! - [`replay`] (feed captured requests through the handlers or a server) and [`simulate`] (simulated terminals
 //!   from `zk-sim`): support and test tools behind CLI subcommands.
+//! - [`sinks`]: delivery of check-ins from the outbox to Frappe HR, webhooks and NATS (one worker per sink).
 //! - [`config`] and [`cli`]: settings and the `punchd` subcommands; `main.rs` only parses and calls.
 //!
 //! [`app::App`] wires these together for one running instance.
@@ -26,6 +27,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod replay;
 pub mod simulate;
+pub mod sinks;
 pub mod sources;
 pub mod store;
 pub mod web;

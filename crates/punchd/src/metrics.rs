@@ -32,6 +32,32 @@ pub struct Metrics {
     pub devices_online: Gauge,
     /// Devices registered (set when scraped).
     pub devices_registered: Gauge,
+    /// Per sink: delivery counters and gauges (sinks/mod.rs).
+    pub sinks: SinkMetrics,
+}
+
+/// Labels of the per-sink metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// The sink's name.
+    pub sink: String,
+}
+
+/// Per-sink metrics: `punchd_sink_delivered_total`, `punchd_sink_retried_total`, `punchd_sink_parked_total`
+/// (events), `punchd_sink_pending` (events not yet delivered or parked) and `punchd_sink_failing` (1 while the
+/// sink's last attempt failed or it is paused by punchd).
+#[derive(Debug, Clone, Default)]
+pub struct SinkMetrics {
+    /// Events delivered.
+    pub delivered: Family<SinkLabels, Counter>,
+    /// Attempts that failed and will be retried.
+    pub retried: Family<SinkLabels, Counter>,
+    /// Events parked.
+    pub parked: Family<SinkLabels, Counter>,
+    /// Events pending.
+    pub pending: Family<SinkLabels, Gauge>,
+    /// 1 while failing.
+    pub failing: Family<SinkLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -82,7 +108,34 @@ impl Metrics {
             "Devices registered",
             devices_registered.clone(),
         );
+        let sinks = SinkMetrics::default();
+        registry.register(
+            "sink_delivered",
+            "Events a sink delivered",
+            sinks.delivered.clone(),
+        );
+        registry.register(
+            "sink_retried",
+            "Failed attempts to be retried",
+            sinks.retried.clone(),
+        );
+        registry.register(
+            "sink_parked",
+            "Events parked (never dropped)",
+            sinks.parked.clone(),
+        );
+        registry.register(
+            "sink_pending",
+            "Events not yet delivered or parked",
+            sinks.pending.clone(),
+        );
+        registry.register(
+            "sink_failing",
+            "1 while the sink is failing",
+            sinks.failing.clone(),
+        );
         Metrics {
+            sinks,
             registry,
             requests,
             punches_stored,

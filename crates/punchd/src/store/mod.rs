@@ -13,6 +13,9 @@ mod contract_operations;
 mod contract_push;
 pub mod operations;
 pub mod push;
+#[cfg(test)]
+mod contract_outbox;
+pub mod outbox;
 pub mod sqlite;
 
 pub use operations::{JournalFilter, OperationsStore};
@@ -419,7 +422,7 @@ pub struct TokenInfo {
 /// Everything punchd keeps. Implementations must make every `write_*`/`enqueue_*`/`take_*`/`complete_*`
 /// durable before returning `Ok` (the push server acknowledges on it).
 #[async_trait::async_trait]
-pub trait Store: push::PushStore + OperationsStore + Send + Sync + 'static {
+pub trait Store: push::PushStore + OperationsStore + outbox::OutboxStore + Send + Sync + 'static {
     /// Check that the database answers (health checks).
     async fn ping(&self) -> Result<()>;
     /// Write a batch and its raw journal entry atomically. Re-sent punches are counted as duplicates and not

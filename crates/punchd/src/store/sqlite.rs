@@ -16,6 +16,8 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Timelike, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
+mod outbox;
+
 use super::{
     command_kind_from_json, Batch, BatchOutcome, CommandCompletion, CommandFilter, DeviceContact,
     DevicePatch, DeviceUser, JournalEntry, LineIssue, PunchFilter, RawEntry, Result, SeenUpdate,
@@ -44,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_drop_punches_pin.sql"),
     include_str!("../../migrations/sqlite/0004_push.sql"),
     include_str!("../../migrations/sqlite/0005_operations.sql"),
+    include_str!("../../migrations/sqlite/0008_outbox.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.
@@ -469,6 +472,8 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
     let received = ms(batch.raw.received_at);
     let mut n_stored = 0usize;
     let mut n_duplicate = 0usize;
+    // Ids of the punches this batch stored: one writer, so they form one range (sqlite/outbox.rs).
+    let mut new_ids: Option<(i64, i64)> = None;
     if !batch.punches.is_empty() {
         let mut st = conn
             .prepare_cached(
@@ -503,7 +508,12 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
                 n_duplicate += 1;
             } else {
                 n_stored += 1;
+                let id = conn.last_insert_rowid();
+                new_ids = Some(new_ids.map_or((id, id), |(first, _)| (first, id)));
             }
+        }
+        if let Some(range) = new_ids {
+            outbox::insert_events_on(conn, range, received)?;
         }
     }
     for u in &batch.users {

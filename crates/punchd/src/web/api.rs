@@ -116,6 +116,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .merge(scoped(Scope::Operate, operate))
         .merge(scoped(Scope::Admin, admin))
         .merge(scoped(Scope::Read, super::push_api::routes()))
+        .merge(super::sinks::routes())
         // Areas: `.merge(super::<area>::routes())` here, above the token layer (their groups already scoped).
         .route_layer(middleware::from_fn_with_state(app, require_token))
         .route("/openapi.json", get(openapi))
@@ -151,6 +152,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = doc;
     doc.merge(super::push_api::PushApi::openapi());
     doc.merge(super::seed::SeedApi::openapi());
+    doc.merge(super::sinks::SinksDoc::openapi());
     ErrorResponses::apply(&mut doc);
     doc
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod push_api;
 pub mod request_line;
 pub mod seed;
+pub mod sinks;
 
 use std::future::Future;
 use std::time::Duration;

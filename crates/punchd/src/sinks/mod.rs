@@ -1,0 +1,740 @@
+//! Delivery (issue 8): the outbox worker and one file per destination ([`webhook`], [`nats`], [`frappe`]).
+//!
+//! Every punch stored while a sink exists has one outbox event, written in the punch's transaction
+//! (store/sqlite/outbox.rs). `punchd serve` runs one worker per sink ([`run`]): it takes new events past the sink's
+//! cursor, picks the ones due (at most one per employee at a time where the sink cares about order: Frappe pairs
+//! alternating IN/OUT, frappe-hr.md §5), hands them to the sink in batches with a configurable number in flight, and
+//! records each outcome: delivered, retried later (exponential backoff with jitter), or parked with its reason once
+//! the maximum attempts or age is reached, never dropped. A sink answering "your credentials are wrong" pauses with
+//! a configuration error. Delivery is at least once; each event carries an idempotency key ([`idempotency_key`]) so
+//! the receiver sees it once. A crash between the punch's commit and the send loses nothing: the event is in the
+//! store and is sent after the restart.
+
+pub mod frappe;
+pub mod nats;
+pub mod webhook;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::domain::{DeviceSn, Pin, Punch};
+use crate::metrics::SinkLabels;
+use crate::store::outbox::{NewSink, OutboxEvent, Outcome, ParkKind, Sink, SinkCounts, SinkKind};
+use crate::store::{Store, StoreError};
+
+/// The employee value a check-in carries for a punch of `pin` on `device`.
+///
+/// This is the one seam between delivery and the attendance area's employees and mappings (issue 8 with the
+/// `AttendanceStore` of the `att` work): until that mapping exists here, the employee value is the PIN itself,
+/// which is Frappe's convention (`Employee.attendance_device_id` holds the device user id, frappe-hr.md §3: one id
+/// space for all devices). When (device, PIN) → employee mappings land, resolve them here and every sink follows.
+pub fn employee_for(_device: &DeviceSn, pin: &Pin) -> String {
+    pin.as_str().to_owned()
+}
+
+/// The stable idempotency key of a punch's event: `p1-` and the first 32 hex digits of SHA-256 over
+/// `SN \t PIN \t terminal local time (YYYY-MM-DD HH:MM:SS) \t punch state (-1 when not sent)`. The same punch
+/// (a re-send, a replay, a restart mid-delivery) always has the same key; two different punches never share one.
+/// Hashed so it is safe in HTTP headers and NATS headers whatever a PIN contains.
+pub fn idempotency_key(punch: &Punch) -> String {
+    let text = format!(
+        "{}\t{}\t{}\t{}",
+        punch.device_sn.as_str(),
+        punch.pin.as_str(),
+        punch.punched_at.format("%Y-%m-%d %H:%M:%S"),
+        punch.punch_state.map_or(-1, i32::from)
+    );
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    format!("p1-{}", &hex::encode(digest)[..32])
+}
+
+/// IN/OUT from the terminal's punch state, as the official sync tool maps it by default (frappe-hr.md §6,
+/// `device_punch_values_IN`/`_OUT`): check-in 0 and overtime-in 4 → `IN`; check-out 1 and overtime-out 5 → `OUT`;
+/// anything else (breaks 2/3, 255, not sent) → none.
+pub fn log_type_by_device(punch_state: Option<u16>) -> Option<&'static str> {
+    match punch_state {
+        Some(0 | 4) => Some("IN"),
+        Some(1 | 5) => Some("OUT"),
+        _ => None,
+    }
+}
+
+/// One check-in as webhook batches and NATS messages carry it (schema `punchd.checkins.v1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckIn {
+    /// Stable per punch ([`idempotency_key`]): a receiver that has seen it must ignore it.
+    pub idempotency_key: String,
+    /// The outbox event id (increasing in store order; not stable across databases).
+    pub event_id: i64,
+    /// The employee value ([`employee_for`]; today the PIN).
+    pub employee: String,
+    /// Terminal serial number.
+    pub device_sn: String,
+    /// The device's alias, if set.
+    pub device_alias: Option<String>,
+    /// The device's site, if set.
+    pub site: Option<String>,
+    /// User id on the terminal.
+    pub pin: String,
+    /// Terminal local wall time, `YYYY-MM-DDTHH:MM:SS`, as the terminal recorded it.
+    pub punched_at: String,
+    /// The IANA zone of `punched_at`.
+    pub time_zone: String,
+    /// The instant (UTC, RFC 3339).
+    pub punched_at_utc: DateTime<Utc>,
+    /// Punch state code (0 check-in, 1 check-out, 2 break-out, 3 break-in, 4 OT-in, 5 OT-out, others as sent).
+    pub punch_state: Option<u16>,
+    /// `IN`, `OUT` or null, from the punch state ([`log_type_by_device`]).
+    pub log_type: Option<String>,
+    /// Verify mode code (1 fingerprint, 15 face, …).
+    pub verify_mode: Option<u16>,
+    /// push, pull, biotime, import or webhook.
+    pub source: String,
+    /// When punchd received the punch (UTC).
+    pub received_at: DateTime<Utc>,
+}
+
+/// The body of a webhook delivery: a versioned batch of check-ins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckInBatch {
+    /// Always `punchd.checkins.v1` for this shape; a new shape gets a new name.
+    pub schema: String,
+    /// When this attempt was sent (UTC).
+    pub sent_at: DateTime<Utc>,
+    /// The check-ins, in store order.
+    pub checkins: Vec<CheckIn>,
+}
+
+/// The schema name of [`CheckInBatch`].
+pub const CHECKINS_SCHEMA: &str = "punchd.checkins.v1";
+
+impl CheckIn {
+    /// The check-in of an outbox event.
+    pub fn of(event: &OutboxEvent) -> CheckIn {
+        let p = &event.punch;
+        CheckIn {
+            idempotency_key: idempotency_key(p),
+            event_id: event.id,
+            employee: employee_for(&p.device_sn, &p.pin),
+            device_sn: p.device_sn.as_str().to_owned(),
+            device_alias: event.device_alias.clone(),
+            site: event.device_site.clone(),
+            pin: p.pin.as_str().to_owned(),
+            punched_at: p.punched_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            time_zone: p.time_zone.clone(),
+            punched_at_utc: p.punched_at_utc,
+            punch_state: p.punch_state,
+            log_type: log_type_by_device(p.punch_state).map(str::to_owned),
+            verify_mode: p.verify_mode,
+            source: p.source.as_str().to_owned(),
+            received_at: p.received_at,
+        }
+    }
+}
+
+/// What one attempt at one event came to, as a sink reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The sink has it (with its name for it, if any).
+    Delivered(Option<String>),
+    /// A failure worth retrying (5xx, timeout, connection refused), in plain words.
+    Retry(String),
+    /// The sink refused it for a reason retrying will not fix by itself.
+    Park(ParkKind, String),
+    /// The sink's configuration is wrong (credentials refused): pause the sink; the event stays pending.
+    Pause(String),
+}
+
+/// A destination. Implementations live in [`webhook`], [`nats`] and [`frappe`].
+#[async_trait::async_trait]
+pub trait Deliver: Send + Sync {
+    /// Whether events of one employee must reach the sink in order, one at a time.
+    fn ordered(&self) -> bool;
+    /// How many events one call takes at most.
+    fn batch_size(&self) -> usize;
+    /// Deliver `events`; one [`Attempt`] per event, in the same order.
+    async fn deliver(&self, events: &[OutboxEvent]) -> Vec<Attempt>;
+}
+
+/// How a sink retries; stored with the sink's settings under `delivery`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryOptions {
+    /// Calls in flight at once (Frappe: requests; webhook: batches).
+    pub concurrency: usize,
+    /// Attempts after which a failing event is parked.
+    pub max_attempts: u32,
+    /// Age (seconds since the event was written) after which a failing event is parked.
+    pub max_age_secs: u64,
+    /// First retry delay (milliseconds); doubles with each attempt, with jitter (a random 50–100 % of it).
+    pub backoff_ms: u64,
+    /// Longest retry delay (seconds).
+    pub backoff_max_secs: u64,
+}
+
+impl Default for DeliveryOptions {
+    fn default() -> Self {
+        DeliveryOptions {
+            concurrency: 4,
+            max_attempts: 50,
+            max_age_secs: 7 * 24 * 3600,
+            backoff_ms: 1000,
+            backoff_max_secs: 3600,
+        }
+    }
+}
+
+impl DeliveryOptions {
+    /// The delay before attempt `attempts + 1`, after `attempts` failures (≥ 1): `backoff_ms × 2^(attempts−1)`,
+    /// at most `backoff_max_secs`, then a random 50–100 % of that (jitter, so sinks recovering from an outage are
+    /// not hit by every event at once).
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exp = attempts.saturating_sub(1).min(30);
+        let full = self
+            .backoff_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.backoff_max_secs.saturating_mul(1000))
+            .max(1);
+        Duration::from_millis(rand::random_range(full.div_ceil(2)..=full))
+    }
+}
+
+/// The delivery options stored in a sink's settings (defaults when absent or unreadable).
+pub fn delivery_options(config: &serde_json::Value) -> DeliveryOptions {
+    config
+        .get("delivery")
+        .and_then(|d| serde_json::from_value(d.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Build the sink's deliverer from its stored settings.
+///
+/// Errors: the settings cannot be read (the sink then shows "needs configuration").
+pub fn build(sink: &Sink) -> anyhow::Result<Arc<dyn Deliver>> {
+    Ok(match sink.kind {
+        SinkKind::Webhook => Arc::new(webhook::Webhook::new(serde_json::from_value(
+            sink.config.clone(),
+        )?)?),
+        SinkKind::Nats => Arc::new(nats::Nats::new(serde_json::from_value(
+            sink.config.clone(),
+        )?)),
+        SinkKind::Frappe => Arc::new(frappe::Frappe::new(serde_json::from_value(
+            sink.config.clone(),
+        )?)?),
+    })
+}
+
+/// A sink's state as a person sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkState {
+    /// Delivering (or idle with nothing to deliver).
+    Running,
+    /// Paused by a person (`punchd sinks pause`).
+    Paused,
+    /// Its last attempt failed; retrying with backoff.
+    Failing,
+    /// Paused by punchd: the sink refused the credentials or the settings are unusable.
+    NeedsConfiguration,
+}
+
+impl SinkState {
+    /// The state's name (`running`, `paused`, `failing`, `needs-configuration`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkState::Running => "running",
+            SinkState::Paused => "paused",
+            SinkState::Failing => "failing",
+            SinkState::NeedsConfiguration => "needs-configuration",
+        }
+    }
+}
+
+/// One sink's status (`punchd sinks`, `GET /api/v1/sinks`).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SinkStatus {
+    /// Name.
+    pub name: String,
+    /// webhook, nats or frappe.
+    pub kind: SinkKind,
+    /// State.
+    pub state: SinkState,
+    /// Where it delivers (URL; never a secret).
+    pub target: String,
+    /// Counts.
+    #[serde(flatten)]
+    pub counts: SinkCounts,
+    /// Age of the oldest pending event (seconds), if any.
+    pub oldest_pending_age_secs: Option<i64>,
+    /// The last error (or why punchd paused it), in plain words.
+    pub last_error: Option<String>,
+}
+
+/// The status of a sink now.
+///
+/// Errors: the store fails.
+pub async fn status(store: &dyn Store, sink: &Sink) -> Result<SinkStatus, StoreError> {
+    let counts = store.sink_counts(sink.id).await?;
+    let state = match (&sink.paused, &sink.pause_reason, &sink.failing_since) {
+        (true, Some(_), _) => SinkState::NeedsConfiguration,
+        (true, None, _) => SinkState::Paused,
+        (false, _, Some(_)) => SinkState::Failing,
+        _ => SinkState::Running,
+    };
+    let age = counts
+        .oldest_pending_at
+        .map(|t| (Utc::now() - t).num_seconds().max(0));
+    Ok(SinkStatus {
+        name: sink.name.clone(),
+        kind: sink.kind,
+        state,
+        target: sink
+            .config
+            .get("url")
+            .and_then(|u| u.as_str())
+            .unwrap_or("")
+            .to_owned(),
+        counts,
+        oldest_pending_age_secs: age,
+        last_error: sink
+            .pause_reason
+            .clone()
+            .or_else(|| sink.last_error.clone()),
+    })
+}
+
+/// Create a sink after checking it can work: Frappe is probed (frappe-hr.md §2: the HRMS method path, then the
+/// ERPNext v12/v13 one), NATS is connected and its stream created; a webhook is only checked for a valid URL (the
+/// receiver may not be up yet). `config` is the kind's settings; `delivery` options are stored with them.
+///
+/// Errors: the settings are invalid, the probe fails (the message says why), or the name is taken.
+pub async fn add(
+    store: &dyn Store,
+    name: String,
+    kind: SinkKind,
+    mut config: serde_json::Value,
+    delivery: DeliveryOptions,
+    since: Option<DateTime<Utc>>,
+) -> anyhow::Result<Sink> {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '/') {
+        anyhow::bail!("sink name {name:?} must be non-empty, without spaces or '/'");
+    }
+    if delivery.concurrency == 0 {
+        anyhow::bail!("concurrency must be at least 1");
+    }
+    match kind {
+        SinkKind::Webhook => {
+            webhook::Webhook::new(serde_json::from_value(config.clone())?)?;
+        }
+        SinkKind::Nats => {
+            nats::Nats::new(serde_json::from_value(config.clone())?)
+                .connect()
+                .await?;
+        }
+        SinkKind::Frappe => {
+            let mut settings: frappe::FrappeConfig = serde_json::from_value(config.clone())?;
+            settings.method = Some(frappe::probe(&settings).await?);
+            config = serde_json::to_value(settings)?;
+        }
+    }
+    if let Some(map) = config.as_object_mut() {
+        map.insert("delivery".into(), serde_json::to_value(delivery)?);
+    }
+    let sink = store
+        .create_sink(
+            NewSink {
+                name,
+                kind,
+                config,
+                since,
+            },
+            Utc::now(),
+        )
+        .await?;
+    Ok(sink)
+}
+
+/// A sink listed in the settings file (`[[sinks]]`). `punchd serve` creates it at start when no sink of that name
+/// exists (probing Frappe, connecting to NATS, as `punchd sinks add` does); a stored sink whose settings differ from
+/// the file is left as it is and the difference is logged (remove it to re-create it from the file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkFileConfig {
+    /// Unique name.
+    pub name: String,
+    /// webhook, nats or frappe.
+    pub kind: SinkKind,
+    /// Also deliver punches stored before, from this date (RFC 3339, or a local date/time in the default zone).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// The kind's settings, as `POST /api/v1/sinks` takes them (`url`, `secret`, `api_key`, …).
+    pub settings: serde_json::Value,
+    /// Retry settings.
+    #[serde(default)]
+    pub delivery: DeliveryOptions,
+}
+
+/// An instant given by a person: RFC 3339, or a local date/time (`YYYY-MM-DD[ HH:MM[:SS]]`) in `zone`.
+///
+/// Errors: neither form, or a local time that does not exist in the zone.
+pub fn parse_instant(zone: chrono_tz::Tz, s: &str) -> anyhow::Result<DateTime<Utc>> {
+    match crate::web::api::parse_time_bound(s).map_err(anyhow::Error::msg)? {
+        crate::store::TimeBound::Utc(t) => Ok(t),
+        crate::store::TimeBound::Local(t) => t
+            .and_local_timezone(zone)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| anyhow::anyhow!("{s} does not exist in {zone}")),
+    }
+}
+
+/// Create the `[[sinks]]` of the settings file that do not exist yet; log the ones whose stored settings differ.
+async fn sync_configured(app: &App) {
+    for c in &app.config.sinks {
+        match app.store.get_sink(&c.name).await {
+            Ok(stored) => {
+                let differs: Vec<&String> = c
+                    .settings
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(k, v)| stored.config.get(k.as_str()) != Some(v))
+                            .map(|(k, _)| k)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if stored.kind != c.kind || !differs.is_empty() {
+                    tracing::warn!(
+                        sink = %c.name,
+                        "the stored sink differs from the settings file ({differs:?}); it is kept as stored: \
+                         `punchd sinks remove {}` and restart to re-create it from the file",
+                        c.name
+                    );
+                }
+            }
+            Err(StoreError::NotFound(_)) => {
+                let since = match c
+                    .since
+                    .as_deref()
+                    .map(|s| parse_instant(app.config.default_time_zone, s))
+                {
+                    Some(Err(e)) => {
+                        tracing::error!(sink = %c.name, "[[sinks]] since: {e:#}");
+                        continue;
+                    }
+                    Some(Ok(t)) => Some(t),
+                    None => None,
+                };
+                match add(
+                    app.store.as_ref(),
+                    c.name.clone(),
+                    c.kind,
+                    c.settings.clone(),
+                    c.delivery.clone(),
+                    since,
+                )
+                .await
+                {
+                    Ok(_) => tracing::info!(sink = %c.name, "sink created from the settings file"),
+                    Err(e) => tracing::error!(
+                        sink = %c.name,
+                        "the sink in the settings file could not be created: {e:#} (fix it and restart)"
+                    ),
+                }
+            }
+            Err(e) => tracing::error!(sink = %c.name, error = %e, "reading the sink failed"),
+        }
+    }
+}
+
+/// How many new events a worker takes from the outbox at a time.
+const TAKE: usize = 1000;
+/// How often an idle worker looks for new events (and a paused one for a resume).
+const IDLE: Duration = Duration::from_millis(250);
+/// How often an idle worker refreshes its pending gauge.
+const COUNT_EVERY: Duration = Duration::from_secs(5);
+/// How often the supervisor looks for new, changed or deleted sinks.
+const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+/// How often events parked as unmapped are retried (until employee and mapping changes signal it).
+const UNMAPPED_RETRY_EVERY: Duration = Duration::from_secs(600);
+
+/// Run one worker per sink until `shutdown` resolves (inside `punchd serve`). Sinks added, changed, paused or
+/// deleted by the CLI or the API are picked up within a second.
+pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    sync_configured(&app).await;
+    let mut workers: HashMap<
+        String,
+        (
+            i64,
+            String,
+            watch::Sender<bool>,
+            tokio::task::JoinHandle<()>,
+        ),
+    > = HashMap::new();
+    let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unmapped_tick = tokio::time::interval(UNMAPPED_RETRY_EVERY);
+    unmapped_tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = unmapped_tick.tick() => {
+                if let Ok(sinks) = app.store.list_sinks().await {
+                    for sink in sinks {
+                        match app.store.retry_sink(&sink.name, Some(ParkKind::Unmapped), Utc::now()).await {
+                            Ok(n) if n > 0 => tracing::info!(sink = %sink.name, events = n, "unmapped events retried"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(sink = %sink.name, error = %e, "retrying unmapped events failed"),
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let sinks = match app.store.list_sinks().await {
+                    Ok(sinks) => sinks,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listing sinks failed; will retry");
+                        continue;
+                    }
+                };
+                let names: HashSet<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
+                workers.retain(|name, (_, _, stop, handle)| {
+                    let keep = names.contains(name.as_str()) && !handle.is_finished();
+                    if !keep {
+                        let _ = stop.send(true);
+                    }
+                    keep
+                });
+                for sink in sinks {
+                    let config = sink.config.to_string();
+                    if let Some((id, running_config, stop, _)) = workers.get(&sink.name) {
+                        if *id == sink.id && *running_config == config {
+                            continue;
+                        }
+                        let _ = stop.send(true);
+                    }
+                    let deliver = match build(&sink) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            if sink.pause_reason.is_none() {
+                                let reason = format!("the settings cannot be used: {e:#}");
+                                tracing::warn!(sink = %sink.name, "{reason}");
+                                let _ = app.store.set_sink_paused(&sink.name, true, Some(reason)).await;
+                            }
+                            continue;
+                        }
+                    };
+                    let (stop, stopped) = watch::channel(false);
+                    let handle = tokio::spawn(worker(app.clone(), sink.clone(), deliver, stopped));
+                    workers.insert(sink.name.clone(), (sink.id, config, stop, handle));
+                }
+            }
+        }
+    }
+    for (_, (_, _, stop, _)) in workers.iter() {
+        let _ = stop.send(true);
+    }
+    for (_, (_, _, _, handle)) in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    }
+}
+
+/// Sleep `d`, or less when `stop` is set.
+async fn pause_for(d: Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}
+
+/// One sink's delivery loop.
+async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch::Receiver<bool>) {
+    let store = app.store.clone();
+    let labels = SinkLabels {
+        sink: sink.name.clone(),
+    };
+    let options = delivery_options(&sink.config);
+    let batch_size = deliver.batch_size().max(1);
+    let mut failing_since = sink.failing_since;
+    let mut last_count = std::time::Instant::now() - COUNT_EVERY;
+    tracing::info!(sink = %sink.name, kind = sink.kind.as_str(), "sink worker started");
+    while !*stop.borrow() {
+        let current = match store.get_sink(&sink.name).await {
+            Ok(s) if s.id == sink.id => s,
+            Ok(_) | Err(StoreError::NotFound(_)) => break,
+            Err(e) => {
+                tracing::warn!(sink = %sink.name, error = %e, "reading the sink failed; will retry");
+                pause_for(Duration::from_secs(1), &mut stop).await;
+                continue;
+            }
+        };
+        if current.paused {
+            pause_for(IDLE, &mut stop).await;
+            continue;
+        }
+        let now = Utc::now();
+        if let Err(e) = store.take_events(sink.id, TAKE, now).await {
+            tracing::warn!(sink = %sink.name, error = %e, "taking events from the outbox failed; will retry");
+            pause_for(Duration::from_secs(1), &mut stop).await;
+            continue;
+        }
+        let window = (options.concurrency * batch_size * 4).max(TAKE);
+        let events = match store.pending_events(sink.id, window).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(sink = %sink.name, error = %e, "reading pending events failed; will retry");
+                pause_for(Duration::from_secs(1), &mut stop).await;
+                continue;
+            }
+        };
+        let mut blocked: HashSet<String> = HashSet::new();
+        let mut chosen: Vec<OutboxEvent> = Vec::new();
+        let mut next_due: Option<DateTime<Utc>> = None;
+        let limit = options.concurrency * batch_size;
+        for event in events {
+            let key = employee_for(&event.punch.device_sn, &event.punch.pin);
+            if deliver.ordered() && !blocked.insert(key) {
+                continue;
+            }
+            if event.next_attempt_at > now {
+                next_due =
+                    Some(next_due.map_or(event.next_attempt_at, |t| t.min(event.next_attempt_at)));
+                continue;
+            }
+            chosen.push(event);
+            if chosen.len() >= limit {
+                break;
+            }
+        }
+        if chosen.is_empty() {
+            // Counting is a scan of the sink's deliveries: every few seconds, not every idle turn.
+            if last_count.elapsed() >= COUNT_EVERY {
+                last_count = std::time::Instant::now();
+                if let Ok(counts) = store.sink_counts(sink.id).await {
+                    app.metrics
+                        .sinks
+                        .pending
+                        .get_or_create(&labels)
+                        .set(counts.pending as i64);
+                }
+            }
+            let wait = next_due
+                .and_then(|t| (t - now).to_std().ok())
+                .map_or(IDLE, |d| d.min(IDLE));
+            pause_for(wait, &mut stop).await;
+            continue;
+        }
+        let mut calls = tokio::task::JoinSet::new();
+        for chunk in chosen.chunks(batch_size) {
+            let deliver = deliver.clone();
+            let chunk = chunk.to_vec();
+            calls.spawn(async move {
+                let attempts = deliver.deliver(&chunk).await;
+                (chunk, attempts)
+            });
+        }
+        let mut outcomes = Vec::with_capacity(chosen.len());
+        let mut pause: Option<String> = None;
+        let mut error: Option<String> = None;
+        let mut delivered_any = false;
+        let now = Utc::now();
+        while let Some(joined) = calls.join_next().await {
+            let Ok((chunk, attempts)) = joined else {
+                error = Some("a delivery task failed".into());
+                continue;
+            };
+            for (i, event) in chunk.iter().enumerate() {
+                let attempt = attempts.get(i).cloned().unwrap_or_else(|| {
+                    Attempt::Retry("the sink gave no answer for this event".into())
+                });
+                let outcome = match attempt {
+                    Attempt::Delivered(remote) => {
+                        delivered_any = true;
+                        app.metrics.sinks.delivered.get_or_create(&labels).inc();
+                        Outcome::Delivered(remote)
+                    }
+                    Attempt::Park(kind, reason) => {
+                        delivered_any = true;
+                        app.metrics.sinks.parked.get_or_create(&labels).inc();
+                        Outcome::Parked { kind, reason }
+                    }
+                    Attempt::Pause(reason) => {
+                        pause = Some(reason);
+                        continue;
+                    }
+                    Attempt::Retry(reason) => {
+                        let attempts = event.attempts + 1;
+                        let age = (now - event.created_at).num_seconds().max(0) as u64;
+                        error.get_or_insert_with(|| reason.clone());
+                        if attempts >= options.max_attempts || age >= options.max_age_secs {
+                            app.metrics.sinks.parked.get_or_create(&labels).inc();
+                            Outcome::Parked {
+                                kind: ParkKind::GaveUp,
+                                reason: format!(
+                                    "gave up after {attempts} attempts over {age} s; last error: {reason}"
+                                ),
+                            }
+                        } else {
+                            app.metrics.sinks.retried.get_or_create(&labels).inc();
+                            let delay = chrono::Duration::from_std(options.backoff(attempts))
+                                .unwrap_or_else(|_| chrono::Duration::seconds(1));
+                            Outcome::Retry {
+                                at: now + delay,
+                                error: reason,
+                            }
+                        }
+                    }
+                };
+                outcomes.push((event.id, outcome));
+            }
+        }
+        if let Err(e) = store.record_outcomes(sink.id, outcomes, now).await {
+            // Not recorded: the events stay pending and are sent again (the idempotency key absorbs it).
+            tracing::warn!(sink = %sink.name, error = %e, "recording delivery outcomes failed; events will be sent again");
+        }
+        if let Some(reason) = pause {
+            tracing::warn!(
+                sink = %sink.name,
+                "sink paused: {reason}; fix its settings, then `punchd sinks resume {}`",
+                sink.name
+            );
+            let _ = store
+                .set_sink_paused(&sink.name, true, Some(reason.clone()))
+                .await;
+            let _ = store
+                .set_sink_health(sink.id, Some(failing_since.unwrap_or(now)), Some(reason))
+                .await;
+            failing_since.get_or_insert(now);
+            app.metrics.sinks.failing.get_or_create(&labels).set(1);
+        } else if let Some(reason) = error {
+            if failing_since.is_none() {
+                tracing::warn!(sink = %sink.name, "sink started failing: {reason}; retrying with backoff");
+                failing_since = Some(now);
+            }
+            let _ = store
+                .set_sink_health(sink.id, failing_since, Some(reason))
+                .await;
+            app.metrics.sinks.failing.get_or_create(&labels).set(1);
+        } else if delivered_any {
+            if let Some(since) = failing_since.take() {
+                tracing::info!(
+                    sink = %sink.name,
+                    "sink recovered after {} s of failures",
+                    (now - since).num_seconds().max(0)
+                );
+                let _ = store.set_sink_health(sink.id, None, None).await;
+            }
+            app.metrics.sinks.failing.get_or_create(&labels).set(0);
+        }
+    }
+    tracing::info!(sink = %sink.name, "sink worker stopped");
+}

@@ -1,0 +1,278 @@
+//! The outbox contract ([`super::outbox::OutboxStore`]), written against `&dyn Store` so the PostgreSQL backend
+//! runs the same checks: one event per newly stored punch (none for a re-sent one, none while no sink exists),
+//! sinks take events in order past their cursor, outcomes move deliveries, parked events are retried and
+//! replayed, and a sink created with a start date gets the older punches too.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+use super::outbox::{NewSink, Outcome, ParkKind, SinkKind};
+use super::{Batch, RawEntry, Store, StoreError};
+use crate::domain::{DeviceSn, NewPunch, Pin, PunchState, Source};
+
+fn sn(s: &str) -> DeviceSn {
+    DeviceSn::parse(s).expect("test SN")
+}
+
+fn local(day: u32, h: u32, m: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2025, 6, day)
+        .and_then(|d| d.and_hms_opt(h, m, 0))
+        .expect("test time")
+}
+
+fn instant(secs_after: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_750_000_000 + secs_after, 0)
+        .single()
+        .expect("test instant")
+}
+
+fn batch(device: &DeviceSn, punches: &[(&str, NaiveDateTime, u16)], at: DateTime<Utc>) -> Batch {
+    let mut batch = Batch::new(RawEntry {
+        received_at: at,
+        device_sn: Some(device.clone()),
+        source: Source::Push,
+        kind: "ATTLOG".into(),
+        request: "POST /iclock/cdata".into(),
+        remote_addr: None,
+        body: b"lines".to_vec(),
+        errors: Vec::new(),
+    });
+    batch.punches = punches
+        .iter()
+        .map(|(pin, t, state)| NewPunch {
+            device_sn: device.clone(),
+            pin: Pin((*pin).to_owned()),
+            punched_at: *t,
+            time_zone: "UTC".into(),
+            punched_at_utc: DateTime::from_naive_utc_and_offset(*t, Utc),
+            punch_state: Some(PunchState::from_code(*state)),
+            verify_mode: None,
+            work_code: None,
+            extra: Vec::new(),
+            source: Source::Push,
+        })
+        .collect();
+    batch
+}
+
+fn new_sink(name: &str, since: Option<DateTime<Utc>>) -> NewSink {
+    NewSink {
+        name: name.into(),
+        kind: SinkKind::Webhook,
+        config: serde_json::json!({"url": "http://127.0.0.1:9/"}),
+        since,
+    }
+}
+
+/// Run every outbox check against `store` (a fresh store: the checks count events).
+pub(crate) async fn run_all(store: &dyn Store) {
+    let dev = sn("OUTBOX-1");
+    // No sink: punches are stored, no events written.
+    store
+        .write_batch(batch(&dev, &[("1", local(1, 8, 0), 0)], instant(0)))
+        .await
+        .expect("batch");
+    let a = store
+        .create_sink(new_sink("a", None), instant(1))
+        .await
+        .expect("create a");
+    assert_eq!(
+        store
+            .take_events(a.id, 100, instant(1))
+            .await
+            .expect("take"),
+        0
+    );
+    assert!(matches!(
+        store.create_sink(new_sink("a", None), instant(1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // With a sink: one event per NEW punch; the re-sent punch in the second batch gets none.
+    store
+        .write_batch(batch(
+            &dev,
+            &[("2", local(1, 9, 0), 0), ("3", local(1, 9, 1), 1)],
+            instant(2),
+        ))
+        .await
+        .expect("batch");
+    let outcome = store
+        .write_batch(batch(
+            &dev,
+            &[("2", local(1, 9, 0), 0), ("4", local(1, 9, 2), 0)],
+            instant(3),
+        ))
+        .await
+        .expect("batch");
+    assert_eq!((outcome.n_stored, outcome.n_duplicate), (1, 1));
+    let counts = store.sink_counts(a.id).await.expect("counts");
+    assert_eq!(
+        (counts.pending, counts.oldest_pending_at),
+        (3, Some(instant(2)))
+    );
+    assert_eq!(
+        store.take_events(a.id, 2, instant(4)).await.expect("take"),
+        2
+    );
+    assert_eq!(
+        store
+            .take_events(a.id, 100, instant(4))
+            .await
+            .expect("take"),
+        1
+    );
+    let events = store.pending_events(a.id, 100).await.expect("pending");
+    let pins: Vec<&str> = events.iter().map(|e| e.punch.pin.as_str()).collect();
+    assert_eq!(pins, ["2", "3", "4"], "event order is store order");
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+
+    // Outcomes: delivered with a reference, retried later, parked as unmapped.
+    let later = instant(600);
+    store
+        .record_outcomes(
+            a.id,
+            vec![
+                (
+                    events[0].id,
+                    Outcome::Delivered(Some("EMP-CKIN-06-2025-000001".into())),
+                ),
+                (
+                    events[1].id,
+                    Outcome::Retry {
+                        at: later,
+                        error: "HTTP 502".into(),
+                    },
+                ),
+                (
+                    events[2].id,
+                    Outcome::Parked {
+                        kind: ParkKind::Unmapped,
+                        reason: "No Employee found".into(),
+                    },
+                ),
+            ],
+            instant(5),
+        )
+        .await
+        .expect("record");
+    let counts = store.sink_counts(a.id).await.expect("counts");
+    assert_eq!(
+        (
+            counts.pending,
+            counts.delivered,
+            counts.failed,
+            counts.parked
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        store
+            .remote_ref(a.id, events[0].id)
+            .await
+            .expect("ref")
+            .as_deref(),
+        Some("EMP-CKIN-06-2025-000001")
+    );
+    let waiting = store.pending_events(a.id, 100).await.expect("pending");
+    assert_eq!(
+        (
+            waiting.len(),
+            waiting[0].attempts,
+            waiting[0].next_attempt_at
+        ),
+        (1, 1, later)
+    );
+    let parked = store.parked_events(a.id, 10).await.expect("parked");
+    assert_eq!(
+        (parked[0].pin.as_str(), parked[0].kind),
+        ("4", ParkKind::Unmapped)
+    );
+
+    // Retry only the unmapped: parked → pending with a fresh budget; nothing dropped.
+    assert_eq!(
+        store
+            .retry_sink("a", Some(ParkKind::Unmapped), instant(6))
+            .await
+            .expect("retry"),
+        1
+    );
+    let counts = store.sink_counts(a.id).await.expect("counts");
+    assert_eq!((counts.pending, counts.parked), (2, 0));
+
+    // Replay from a date: the punch stored before any sink existed gets its event, delivered ones go again.
+    let n = store
+        .replay_sink(
+            "a",
+            DateTime::from_naive_utc_and_offset(local(1, 0, 0), Utc),
+            instant(7),
+        )
+        .await
+        .expect("replay");
+    assert_eq!(n, 3, "3 events up to the cursor set pending again");
+    assert_eq!(
+        store
+            .take_events(a.id, 100, instant(7))
+            .await
+            .expect("take"),
+        1,
+        "backfilled event"
+    );
+    let counts = store.sink_counts(a.id).await.expect("counts");
+    assert_eq!((counts.pending, counts.delivered), (4, 0));
+
+    // A sink created with a start date: older punches from that date, not before.
+    store
+        .write_batch(batch(&dev, &[("5", local(20, 8, 0), 0)], instant(8)))
+        .await
+        .expect("batch");
+    let b = store
+        .create_sink(
+            new_sink(
+                "b",
+                Some(DateTime::from_naive_utc_and_offset(local(1, 9, 0), Utc)),
+            ),
+            instant(9),
+        )
+        .await
+        .expect("create b");
+    assert_eq!(
+        store
+            .take_events(b.id, 100, instant(9))
+            .await
+            .expect("take"),
+        4
+    );
+    let pins: Vec<String> = store
+        .pending_events(b.id, 100)
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|e| e.punch.pin.0)
+        .collect();
+    assert_eq!(pins, ["2", "3", "4", "5"]);
+
+    // Pause and delete.
+    store
+        .set_sink_paused("b", true, Some("HTTP 401".into()))
+        .await
+        .expect("pause");
+    let b = store.get_sink("b").await.expect("get");
+    assert!(b.paused && b.pause_reason.as_deref() == Some("HTTP 401"));
+    store.delete_sink("b").await.expect("delete");
+    assert!(matches!(
+        store.get_sink("b").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+mod tests {
+    use crate::store::sqlite::{Durability, SqliteStore};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_outbox_keeps_the_contract() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            SqliteStore::open(&dir.path().join("outbox.db"), Durability::PowerSafe).expect("open");
+        super::run_all(&store).await;
+    }
+}

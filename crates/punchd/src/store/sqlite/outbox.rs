@@ -1,0 +1,456 @@
+//! [`OutboxStore`] for SQLite (schema: migrations/sqlite/0008_outbox.sql).
+//!
+//! The hot path is [`insert_events_on`], called by `write_batch_on` inside the batch's transaction, only for a
+//! batch that stored new punches: ONE `INSERT … SELECT` over the id range of those punches (one writer thread, so
+//! a batch's new punch ids are contiguous; a duplicate allocates no id), guarded by `EXISTS (SELECT 1 FROM sinks)`.
+//! The guard is read inside the transaction, so it is exact even when another process (`punchd sinks add` while
+//! `punchd serve` runs) creates the first sink. With no sink a batch pays that one statement, which inserts
+//! nothing; with sinks, one small row per new punch, appended at the right edge of two integer-keyed b-trees.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{backend, from_ms, ms, punch_from_row, SqliteStore};
+use crate::store::outbox::{
+    NewSink, OutboxEvent, OutboxStore, Outcome, ParkKind, ParkedEvent, Sink, SinkCounts, SinkKind,
+};
+use crate::store::{Result, StoreError};
+
+/// Write one outbox event for each punch with an id in `first..=last` (the punches one batch just stored).
+pub(super) fn insert_events_on(
+    conn: &Connection,
+    (first, last): (i64, i64),
+    now_ms: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (punch_id, created_at) SELECT id, ?3 FROM punches \
+         WHERE id BETWEEN ?1 AND ?2 AND EXISTS (SELECT 1 FROM sinks)",
+    )
+    .and_then(|mut st| st.execute(params![first, last, now_ms]))
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Events for stored punches from `from_s` (unix seconds) that have none.
+fn backfill_on(conn: &Connection, from_s: i64, now_ms: i64) -> Result<usize> {
+    conn.execute(
+        "INSERT INTO outbox (punch_id, created_at) SELECT p.id, ?2 FROM punches p \
+         WHERE p.punched_at_utc >= ?1 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.punch_id = p.id) \
+         ORDER BY p.id",
+        params![from_s, now_ms],
+    )
+    .map_err(backend)
+}
+
+const SINK_COLUMNS: &str =
+    "id, name, kind, config, since_utc, paused, pause_reason, failing_since, \
+    last_error, created_at";
+
+fn sink_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Sink> {
+    let kind: String = row.get(2)?;
+    let config: String = row.get(3)?;
+    let since: Option<i64> = row.get(4)?;
+    Ok(Sink {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        kind: SinkKind::parse(&kind)
+            .ok_or_else(|| super::conversion(format!("sink kind {kind:?}")))?,
+        config: serde_json::from_str(&config).unwrap_or(serde_json::Value::Null),
+        since: since.and_then(|s| DateTime::from_timestamp(s, 0)),
+        paused: row.get(5)?,
+        pause_reason: row.get(6)?,
+        failing_since: row.get::<_, Option<i64>>(7)?.map(from_ms),
+        last_error: row.get(8)?,
+        created_at: from_ms(row.get(9)?),
+    })
+}
+
+fn sink_by_name_on(conn: &Connection, name: &str) -> Result<Sink> {
+    conn.query_row(
+        &format!("SELECT {SINK_COLUMNS} FROM sinks WHERE name = ?1"),
+        [name],
+        sink_from_row,
+    )
+    .optional()
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::NotFound(format!("sink {name:?}")))
+}
+
+fn park_kind(s: &str) -> ParkKind {
+    match s {
+        "unmapped" => ParkKind::Unmapped,
+        "rejected" => ParkKind::Rejected,
+        _ => ParkKind::GaveUp,
+    }
+}
+
+#[async_trait::async_trait]
+impl OutboxStore for SqliteStore {
+    async fn create_sink(&self, sink: NewSink, now: DateTime<Utc>) -> Result<Sink> {
+        self.write(move |conn| {
+            let since_s = sink.since.map(|t| t.timestamp());
+            let cursor: i64 = if let Some(from) = since_s {
+                backfill_on(conn, from, ms(now))?;
+                0
+            } else {
+                conn.query_row("SELECT COALESCE(MAX(id), 0) FROM outbox", [], |r| r.get(0))
+                    .map_err(backend)?
+            };
+            let inserted = conn.execute(
+                "INSERT INTO sinks (name, kind, config, since_utc, cursor, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
+                params![
+                    sink.name,
+                    sink.kind.as_str(),
+                    sink.config.to_string(),
+                    since_s,
+                    cursor,
+                    ms(now)
+                ],
+            );
+            match inserted.map_err(backend)? {
+                0 => Err(StoreError::Conflict(format!(
+                    "a sink named {:?} exists",
+                    sink.name
+                ))),
+                _ => sink_by_name_on(conn, &sink.name),
+            }
+        })
+        .await
+    }
+
+    async fn list_sinks(&self) -> Result<Vec<Sink>> {
+        self.read(|conn| {
+            let mut st = conn
+                .prepare(&format!("SELECT {SINK_COLUMNS} FROM sinks ORDER BY name"))
+                .map_err(backend)?;
+            let rows = st.query_map([], sink_from_row).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_sink(&self, name: &str) -> Result<Sink> {
+        let name = name.to_owned();
+        self.read(move |conn| sink_by_name_on(conn, &name)).await
+    }
+
+    async fn delete_sink(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let sink = sink_by_name_on(conn, &name)?;
+            conn.execute("DELETE FROM deliveries WHERE sink_id = ?1", [sink.id])
+                .map_err(backend)?;
+            conn.execute("DELETE FROM sinks WHERE id = ?1", [sink.id])
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_sink_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        reason: Option<String>,
+    ) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE sinks SET paused = ?2, pause_reason = ?3 WHERE name = ?1",
+                    params![name, paused, reason],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("sink {name:?}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_sink_health(
+        &self,
+        id: i64,
+        failing_since: Option<DateTime<Utc>>,
+        last_error: Option<String>,
+    ) -> Result<()> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE sinks SET failing_since = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, failing_since.map(ms), last_error],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_events(&self, sink_id: i64, max: usize, now: DateTime<Utc>) -> Result<usize> {
+        // A read first: an idle worker asks often, and should not queue a write each time.
+        let any_new: bool = self
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM outbox WHERE id > (SELECT cursor FROM sinks WHERE id = ?1))",
+                    [sink_id],
+                    |r| r.get(0),
+                )
+                .map_err(backend)
+            })
+            .await?;
+        if !any_new {
+            return Ok(0);
+        }
+        self.write(move |conn| {
+            let (cursor, since): (i64, Option<i64>) = conn
+                .query_row(
+                    "SELECT cursor, since_utc FROM sinks WHERE id = ?1",
+                    [sink_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(backend)?;
+            let last: Option<i64> = conn
+                .query_row(
+                    "SELECT MAX(id) FROM (SELECT id FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2)",
+                    params![cursor, max as i64],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            let Some(last) = last else { return Ok(0) };
+            let taken = conn
+                .prepare_cached(
+                    "INSERT INTO deliveries (sink_id, event_id, status, next_attempt_at, updated_at) \
+                     SELECT ?1, o.id, 'pending', ?4, ?4 FROM outbox o JOIN punches p ON p.id = o.punch_id \
+                     WHERE o.id > ?2 AND o.id <= ?3 AND (?5 IS NULL OR p.punched_at_utc >= ?5) \
+                     ON CONFLICT (sink_id, event_id) DO NOTHING",
+                )
+                .and_then(|mut st| st.execute(params![sink_id, cursor, last, ms(now), since]))
+                .map_err(backend)?;
+            conn.execute(
+                "UPDATE sinks SET cursor = ?2 WHERE id = ?1",
+                params![sink_id, last],
+            )
+            .map_err(backend)?;
+            Ok(taken)
+        })
+        .await
+    }
+
+    async fn pending_events(&self, sink_id: i64, max: usize) -> Result<Vec<OutboxEvent>> {
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT p.id, p.device_sn, p.pin, p.punched_at, p.punch_state, p.verify_mode, p.work_code, \
+                     p.extra, p.time_zone, p.punched_at_utc, p.received_at, p.source, p.journal_id, \
+                     d.event_id, o.created_at, d.attempts, d.next_attempt_at, dev.alias, dev.site \
+                     FROM deliveries d JOIN outbox o ON o.id = d.event_id JOIN punches p ON p.id = o.punch_id \
+                     LEFT JOIN devices dev ON dev.sn = p.device_sn \
+                     WHERE d.sink_id = ?1 AND d.status = 'pending' ORDER BY d.event_id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![sink_id, max as i64], |row| {
+                    Ok(OutboxEvent {
+                        punch: punch_from_row(row)?,
+                        id: row.get(13)?,
+                        created_at: from_ms(row.get(14)?),
+                        attempts: row.get(15)?,
+                        next_attempt_at: from_ms(row.get(16)?),
+                        device_alias: row.get(17)?,
+                        device_site: row.get(18)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn record_outcomes(
+        &self,
+        sink_id: i64,
+        outcomes: Vec<(i64, Outcome)>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.write(move |conn| {
+            let now = ms(now);
+            for (event_id, outcome) in &outcomes {
+                let (status, next, error, kind, remote): (&str, i64, Option<&str>, Option<&str>, Option<&str>) =
+                    match outcome {
+                        Outcome::Delivered(remote) => ("delivered", now, None, None, remote.as_deref()),
+                        Outcome::Retry { at, error } => ("pending", ms(*at), Some(error), None, None),
+                        Outcome::Parked { kind, reason } => {
+                            ("parked", now, Some(reason), Some(kind.as_str()), None)
+                        }
+                    };
+                conn.prepare_cached(
+                    "UPDATE deliveries SET status = ?3, attempts = attempts + 1, next_attempt_at = ?4, \
+                     last_error = ?5, park_kind = ?6, remote_ref = COALESCE(?7, remote_ref), updated_at = ?8 \
+                     WHERE sink_id = ?1 AND event_id = ?2",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![sink_id, event_id, status, next, error, kind, remote, now])
+                })
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retry_sink(
+        &self,
+        name: &str,
+        only: Option<ParkKind>,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let sink = sink_by_name_on(conn, &name)?;
+            let kind = only.map(ParkKind::as_str);
+            let mut n = conn
+                .execute(
+                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2, \
+                     park_kind = NULL, updated_at = ?2 \
+                     WHERE sink_id = ?1 AND status = 'parked' AND (?3 IS NULL OR park_kind = ?3)",
+                    params![sink.id, ms(now), kind],
+                )
+                .map_err(backend)?;
+            if only.is_none() {
+                n += conn
+                    .execute(
+                        "UPDATE deliveries SET next_attempt_at = ?2, updated_at = ?2 \
+                         WHERE sink_id = ?1 AND status = 'pending' AND next_attempt_at > ?2",
+                        params![sink.id, ms(now)],
+                    )
+                    .map_err(backend)?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn replay_sink(
+        &self,
+        name: &str,
+        from: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let sink = sink_by_name_on(conn, &name)?;
+            let from_s = from.timestamp();
+            backfill_on(conn, from_s, ms(now))?;
+            // Events past the cursor are taken by the worker anyway; widen the sink's start so they are not
+            // filtered out.
+            conn.execute(
+                "UPDATE sinks SET since_utc = MIN(since_utc, ?2) WHERE id = ?1 AND since_utc IS NOT NULL",
+                params![sink.id, from_s],
+            )
+            .map_err(backend)?;
+            conn.execute(
+                "INSERT INTO deliveries (sink_id, event_id, status, next_attempt_at, updated_at) \
+                 SELECT ?1, o.id, 'pending', ?3, ?3 FROM outbox o JOIN punches p ON p.id = o.punch_id \
+                 WHERE p.punched_at_utc >= ?2 AND o.id <= (SELECT cursor FROM sinks WHERE id = ?1) \
+                 ON CONFLICT (sink_id, event_id) DO UPDATE SET status = 'pending', attempts = 0, \
+                 next_attempt_at = excluded.next_attempt_at, last_error = NULL, park_kind = NULL, \
+                 updated_at = excluded.updated_at",
+                params![sink.id, from_s, ms(now)],
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn sink_counts(&self, sink_id: i64) -> Result<SinkCounts> {
+        self.read(move |conn| {
+            let mut counts = SinkCounts::default();
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT status, COUNT(*), SUM(attempts > 0) FROM deliveries WHERE sink_id = ?1 GROUP BY status",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([sink_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(backend)?;
+            for row in rows {
+                let (status, n, failed) = row.map_err(backend)?;
+                match status.as_str() {
+                    "pending" => {
+                        counts.pending += n as u64;
+                        counts.failed = failed as u64;
+                    }
+                    "delivered" => counts.delivered = n as u64,
+                    _ => counts.parked += n as u64,
+                }
+            }
+            let (untaken, oldest_untaken): (i64, Option<i64>) = conn
+                .query_row(
+                    "SELECT COUNT(*), MIN(o.created_at) FROM outbox o JOIN punches p ON p.id = o.punch_id, sinks s \
+                     WHERE s.id = ?1 AND o.id > s.cursor AND (s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc)",
+                    [sink_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(backend)?;
+            let oldest_taken: Option<i64> = conn
+                .query_row(
+                    "SELECT MIN(o.created_at) FROM deliveries d JOIN outbox o ON o.id = d.event_id \
+                     WHERE d.sink_id = ?1 AND d.status = 'pending'",
+                    [sink_id],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            counts.pending += untaken as u64;
+            counts.oldest_pending_at = match (oldest_taken, oldest_untaken) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(from_ms);
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn parked_events(&self, sink_id: i64, max: usize) -> Result<Vec<ParkedEvent>> {
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare(
+                    "SELECT d.event_id, p.device_sn, p.pin, p.punched_at, d.park_kind, COALESCE(d.last_error, '') \
+                     FROM deliveries d JOIN outbox o ON o.id = d.event_id JOIN punches p ON p.id = o.punch_id \
+                     WHERE d.sink_id = ?1 AND d.status = 'parked' ORDER BY d.event_id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![sink_id, max as i64], |r| {
+                    Ok(ParkedEvent {
+                        event_id: r.get(0)?,
+                        device_sn: r.get(1)?,
+                        pin: r.get(2)?,
+                        punched_at: r.get(3)?,
+                        kind: park_kind(&r.get::<_, Option<String>>(4)?.unwrap_or_default()),
+                        reason: r.get(5)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn remote_ref(&self, sink_id: i64, event_id: i64) -> Result<Option<String>> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT remote_ref FROM deliveries WHERE sink_id = ?1 AND event_id = ?2",
+                [sink_id, event_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+            .map(Option::flatten)
+        })
+        .await
+    }
+}

@@ -1,0 +1,225 @@
+//! `/api/v1/sinks`: the same as `punchd sinks` (sinks/mod.rs) over the JSON API, and the documented webhook
+//! payload (`CheckInBatch`, schema `punchd.checkins.v1`) in the OpenAPI document.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+use super::auth::scoped;
+use super::error::Error;
+use crate::domain::Scope;
+use crate::app::App;
+use crate::sinks::{self, CheckIn, CheckInBatch, DeliveryOptions, SinkState, SinkStatus};
+use crate::store::outbox::{ParkKind, ParkedEvent, SinkCounts, SinkKind};
+
+/// The sink routes (mounted under `/api/v1`, behind the token check).
+/// Reading needs scope `read`; pausing, resuming, retrying and replaying `operate`; adding and removing a sink
+/// (its URL and secrets) `admin`.
+pub fn routes() -> Router<App> {
+    let read = Router::new()
+        .route("/sinks", get(list_sinks))
+        .route("/sinks/{name}", get(show_sink));
+    let operate = Router::new()
+        .route("/sinks/{name}/pause", post(pause_sink))
+        .route("/sinks/{name}/resume", post(resume_sink))
+        .route("/sinks/{name}/retry", post(retry_sink))
+        .route("/sinks/{name}/replay", post(replay_sink));
+    let admin = Router::new()
+        .route("/sinks", post(add_sink))
+        .route("/sinks/{name}", delete(remove_sink));
+    Router::new()
+        .merge(scoped(Scope::Read, read))
+        .merge(scoped(Scope::Operate, operate))
+        .merge(scoped(Scope::Admin, admin))
+}
+
+/// The sink part of the OpenAPI document, merged into the API's.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        list_sinks,
+        add_sink,
+        show_sink,
+        remove_sink,
+        pause_sink,
+        resume_sink,
+        retry_sink,
+        replay_sink
+    ),
+    components(schemas(
+        SinkStatus,
+        SinkState,
+        SinkKind,
+        SinkCounts,
+        ParkedEvent,
+        ParkKind,
+        NewSinkRequest,
+        DeliveryOptions,
+        SinkDetail,
+        Changed,
+        CheckInBatch,
+        CheckIn
+    ))
+)]
+pub struct SinksDoc;
+
+/// A sink to add. `config` holds the kind's settings: webhook `{url, secret, batch_size?, timeout_secs?}`
+/// (deliveries are `CheckInBatch` bodies signed in `X-Punchd-Signature`); nats `{url, stream?}`; frappe
+/// `{url, api_key, api_secret, employee_field?, log_type? (device|none), time_zone?, latitude?, longitude?,
+/// timeout_secs?}` (the site is probed first).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NewSinkRequest {
+    /// Unique name (default: the kind).
+    pub name: Option<String>,
+    /// webhook, nats or frappe.
+    pub kind: SinkKind,
+    /// The kind's settings.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    /// Also deliver punches stored before, from this instant (UTC).
+    pub since: Option<DateTime<Utc>>,
+    /// Retry settings.
+    #[serde(default)]
+    pub delivery: DeliveryOptions,
+}
+
+/// A sink's status and its parked events.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SinkDetail {
+    /// Status.
+    pub status: SinkStatus,
+    /// Parked events (oldest first, at most 1000) with their reasons.
+    pub parked: Vec<ParkedEvent>,
+}
+
+/// How many events an action changed.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Changed {
+    /// Events set to be delivered now.
+    pub events: usize,
+}
+
+/// `retry` options.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct RetryQuery {
+    /// Only events parked as unmapped.
+    #[serde(default)]
+    pub unmapped: bool,
+}
+
+/// `replay` options.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ReplayQuery {
+    /// Deliver every punch from this instant again (RFC 3339); without it, the parked events.
+    pub from: Option<DateTime<Utc>>,
+}
+
+/// Every sink with its state and counts.
+#[utoipa::path(get, path = "/api/v1/sinks", security(("bearer" = ["read"])), responses((status = 200, body = [SinkStatus])))]
+async fn list_sinks(State(app): State<App>) -> Result<Json<Vec<SinkStatus>>, Error> {
+    let mut out = Vec::new();
+    for sink in app.store.list_sinks().await? {
+        out.push(sinks::status(app.store.as_ref(), &sink).await?);
+    }
+    Ok(Json(out))
+}
+
+/// Add a sink (Frappe is probed, NATS connected, first).
+#[utoipa::path(post, path = "/api/v1/sinks", security(("bearer" = ["admin"])), request_body = NewSinkRequest,
+    responses((status = 201, body = SinkStatus), (status = 400, description = "invalid settings or the probe failed"),
+    (status = 409, description = "name taken")))]
+async fn add_sink(
+    State(app): State<App>,
+    Json(req): Json<NewSinkRequest>,
+) -> Result<(StatusCode, Json<SinkStatus>), Error> {
+    let name = req.name.unwrap_or_else(|| req.kind.as_str().to_owned());
+    let sink = sinks::add(
+        app.store.as_ref(),
+        name,
+        req.kind,
+        req.config,
+        req.delivery,
+        req.since,
+    )
+    .await
+    .map_err(|e| match e.downcast::<crate::store::StoreError>() {
+        Ok(store) => Error::from(store),
+        Err(e) => Error::BadRequest(format!("{e:#}")),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(sinks::status(app.store.as_ref(), &sink).await?),
+    ))
+}
+
+/// One sink's status and parked events.
+#[utoipa::path(get, path = "/api/v1/sinks/{name}", security(("bearer" = ["read"])), responses((status = 200, body = SinkDetail), (status = 404)))]
+async fn show_sink(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<SinkDetail>, Error> {
+    let sink = app.store.get_sink(&name).await?;
+    Ok(Json(SinkDetail {
+        status: sinks::status(app.store.as_ref(), &sink).await?,
+        parked: app.store.parked_events(sink.id, 1000).await?,
+    }))
+}
+
+/// Remove a sink and its delivery state.
+#[utoipa::path(delete, path = "/api/v1/sinks/{name}", security(("bearer" = ["admin"])), responses((status = 204), (status = 404)))]
+async fn remove_sink(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Error> {
+    app.store.delete_sink(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pause a sink.
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/pause", security(("bearer" = ["operate"])), responses((status = 204), (status = 404)))]
+async fn pause_sink(State(app): State<App>, Path(name): Path<String>) -> Result<StatusCode, Error> {
+    app.store.set_sink_paused(&name, true, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Resume a sink (also one punchd paused for a configuration error).
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/resume", security(("bearer" = ["operate"])), responses((status = 204), (status = 404)))]
+async fn resume_sink(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Error> {
+    app.store.set_sink_paused(&name, false, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Try parked and waiting events now.
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/retry", security(("bearer" = ["operate"])), params(RetryQuery),
+    responses((status = 200, body = Changed), (status = 404)))]
+async fn retry_sink(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Query(q): Query<RetryQuery>,
+) -> Result<Json<Changed>, Error> {
+    let only = q.unmapped.then_some(ParkKind::Unmapped);
+    let events = app.store.retry_sink(&name, only, Utc::now()).await?;
+    Ok(Json(Changed { events }))
+}
+
+/// Deliver again every punch from a date (or the parked events).
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/replay", security(("bearer" = ["operate"])), params(ReplayQuery),
+    responses((status = 200, body = Changed), (status = 404)))]
+async fn replay_sink(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Query(q): Query<ReplayQuery>,
+) -> Result<Json<Changed>, Error> {
+    let events = match q.from {
+        Some(from) => app.store.replay_sink(&name, from, Utc::now()).await?,
+        None => app.store.retry_sink(&name, None, Utc::now()).await?,
+    };
+    Ok(Json(Changed { events }))
+}
