@@ -94,23 +94,77 @@ pub fn clipped_issue(line_no: usize, line: &str, reason: &str) -> LineIssue {
     }
 }
 
+/// The text that marks the last entry of a capped list: `N more line errors not recorded …`.
+const NOT_RECORDED: &str = " more line errors not recorded";
+
+/// How many issues a summary entry (made by [`cap_issues`] or [`IssueLog`]) stands for.
+fn summary_count(issue: &LineIssue) -> Option<usize> {
+    if issue.line_no != 0 || !issue.line.is_empty() {
+        return None;
+    }
+    issue
+        .reason
+        .split_once(NOT_RECORDED)
+        .and_then(|(n, _)| n.parse().ok())
+}
+
+fn summary(not_recorded: usize, total: usize, max: usize) -> LineIssue {
+    LineIssue {
+        line_no: 0,
+        line: String::new(),
+        reason: format!(
+            "{not_recorded}{NOT_RECORDED} ({total} in all; at most {max} are recorded per request)"
+        ),
+    }
+}
+
 /// Keep the first `max` issues; when there were more, add one last issue (line 0) saying how many were not
-/// recorded. Returns the number of issues there were in all.
+/// recorded. A list capped before (by the parser, then extended by later checks) is counted with what its
+/// summary stands for. Returns the number of issues there were in all.
 pub fn cap_issues(issues: &mut Vec<LineIssue>, max: usize) -> usize {
-    let total = issues.len();
-    if total > max {
+    let mut carried = 0usize;
+    issues.retain(|issue| match summary_count(issue) {
+        Some(n) => {
+            carried += n;
+            false
+        }
+        None => true,
+    });
+    let total = issues.len() + carried;
+    if total > max || carried > 0 {
         issues.truncate(max);
         issues.shrink_to_fit();
-        issues.push(LineIssue {
-            line_no: 0,
-            line: String::new(),
-            reason: format!(
-                "{} more line errors not recorded ({total} in all; at most {max} are recorded per request)",
-                total - max
-            ),
-        });
+        let not_recorded = total - issues.len();
+        issues.push(summary(not_recorded, total, max));
     }
     total
+}
+
+/// Collects line issues as they are found, keeping at most `max` (the rest only counted), so that a body of
+/// many bad lines never holds more than `max` issues in memory.
+#[derive(Debug)]
+struct IssueLog {
+    max: usize,
+    kept: Vec<LineIssue>,
+    dropped: usize,
+}
+
+impl IssueLog {
+    fn push(&mut self, issue: LineIssue) {
+        if self.kept.len() < self.max {
+            self.kept.push(issue);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<LineIssue> {
+        if self.dropped > 0 {
+            let total = self.kept.len() + self.dropped;
+            self.kept.push(summary(self.dropped, total, self.max));
+        }
+        self.kept
+    }
 }
 
 /// A piece of an upload body, in order.
@@ -208,8 +262,8 @@ pub fn split_body<'a>(
 
 /// Parse an upload body run by run with `parse` (a `zk_push` parser giving each entry's 1-based line number
 /// within what it was given, or 0), after [`split_body`]: the records with their line numbers in the whole body,
-/// and every line error (clipped with [`clipped_issue`]; overlong lines included), in body order. The number of
-/// errors is bounded by `max_lines_per_request`; [`cap_issues`] bounds what is recorded.
+/// and the line errors (clipped with [`clipped_issue`]; overlong lines included) in body order: at most
+/// `max_line_errors` of them, then one summary entry counting the rest (see [`cap_issues`]).
 ///
 /// Errors: the body has too many lines; nothing was parsed.
 pub fn parse_in_runs<T>(
@@ -218,7 +272,11 @@ pub fn parse_in_runs<T>(
     mut parse: impl FnMut(&[u8]) -> Vec<(usize, Result<T, zk_push::attlog::LineError>)>,
 ) -> Result<(Vec<(usize, T)>, Vec<LineIssue>), TooManyLines> {
     let mut records = Vec::new();
-    let mut issues = Vec::new();
+    let mut issues = IssueLog {
+        max: limits.max_line_errors,
+        kept: Vec::new(),
+        dropped: 0,
+    };
     for piece in split_body(body, limits)? {
         match piece {
             Piece::Overlong(issue) => issues.push(issue),
@@ -228,15 +286,21 @@ pub fn parse_in_runs<T>(
                         Ok(record) => {
                             records.push((if line_no > 0 { line_no + offset } else { 0 }, record))
                         }
-                        Err(e) => {
-                            issues.push(clipped_issue(e.line_no + offset, &e.line, &e.reason))
-                        }
+                        Err(e) => issues.push(if issues.kept.len() < issues.max {
+                            clipped_issue(e.line_no + offset, &e.line, &e.reason)
+                        } else {
+                            LineIssue {
+                                line_no: 0,
+                                line: String::new(),
+                                reason: String::new(),
+                            }
+                        }),
                     }
                 }
             }
         }
     }
-    Ok((records, issues))
+    Ok((records, issues.finish()))
 }
 
 /// Counts serial numbers never seen before, per source address, in one-minute windows.
@@ -513,6 +577,11 @@ mod tests {
         assert_eq!(issues.len(), 101);
         assert_eq!(issues[100].line_no, 0);
         assert!(issues[100].reason.starts_with("150 more line errors"));
+        // A list capped earlier (by the parser's collector) keeps counting: 101 + 50 more.
+        issues.extend((1..=50).map(|n| clipped_issue(n, "x", "bad")));
+        assert_eq!(cap_issues(&mut issues, 100), 300);
+        assert_eq!(issues.len(), 101);
+        assert!(issues[100].reason.starts_with("200 more line errors not recorded (300 in all"));
         let long = "é".repeat(10_000);
         let issue = clipped_issue(1, &long, &long);
         assert_eq!(issue.line.chars().count(), MAX_ISSUE_LINE_CHARS + "…(20000 bytes)".chars().count());

@@ -165,6 +165,54 @@ impl SqliteStore {
     }
 }
 
+/// Journal bodies larger than this are journaled after the batch's records, with their counts, instead of
+/// being inserted first and updated at the end: the `UPDATE` of the counts rewrites the whole row, which for a
+/// 16 MiB body loaded it again and wrote it to the WAL a second time.
+pub(super) const LARGE_BODY_BYTES: usize = 64 * 1024;
+
+/// Insert a journal row with a known `id` and its counts (records, newly stored, duplicates).
+pub(super) fn insert_journal_with_counts(
+    conn: &Connection,
+    raw: &crate::store::RawEntry,
+    id: i64,
+    counts: (usize, usize, usize),
+) -> Result<i64> {
+    let errors = if raw.errors.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&raw.errors).unwrap_or_default())
+    };
+    conn.prepare_cached(
+        "INSERT INTO journal (id, received_at, device_sn, source, kind, request, remote_addr, body, errors, \
+         n_records, n_stored, n_duplicate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .and_then(|mut st| {
+        st.execute(rusqlite::params![
+            id,
+            raw.received_at.timestamp_millis(),
+            raw.device_sn.as_ref().map(DeviceSn::as_str),
+            raw.source.as_str(),
+            raw.kind,
+            raw.request,
+            raw.remote_addr,
+            raw.body,
+            errors,
+            counts.0 as i64,
+            counts.1 as i64,
+            counts.2 as i64,
+        ])
+    })
+    .map_err(backend)?;
+    Ok(id)
+}
+
+/// The id the next journal row will get (the writer is the only one inserting, inside its transaction).
+pub(super) fn next_journal_id(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM journal")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(backend)
+}
+
 #[async_trait::async_trait]
 impl HardeningStore for SqliteStore {
     async fn prune_pending(&self, keep: usize) -> Result<Vec<DeviceSn>> {
