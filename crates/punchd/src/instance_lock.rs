@@ -78,7 +78,10 @@ mod tests {
         let first = acquire(&db).unwrap();
         assert_eq!(first.path, dir.path().join("punchd.db.lock"));
         let err = acquire(&db).unwrap_err().to_string();
-        assert!(err.contains("another punchd serve is already running"), "{err}");
+        assert!(
+            err.contains("another punchd serve is already running"),
+            "{err}"
+        );
         assert!(err.contains(&std::process::id().to_string()), "{err}");
         drop(first);
         assert!(acquire(&db).is_ok());

@@ -260,6 +260,9 @@ pub fn split_body<'a>(
     Ok(pieces)
 }
 
+/// What [`parse_in_runs`] found: the records with their line numbers, and the line errors to record.
+pub type Parsed<T> = (Vec<(usize, T)>, Vec<LineIssue>);
+
 /// Parse an upload body run by run with `parse` (a `zk_push` parser giving each entry's 1-based line number
 /// within what it was given, or 0), after [`split_body`]: the records with their line numbers in the whole body,
 /// and the line errors (clipped with [`clipped_issue`]; overlong lines included) in body order: at most
@@ -270,7 +273,7 @@ pub fn parse_in_runs<T>(
     body: &[u8],
     limits: &LimitsConfig,
     mut parse: impl FnMut(&[u8]) -> Vec<(usize, Result<T, zk_push::attlog::LineError>)>,
-) -> Result<(Vec<(usize, T)>, Vec<LineIssue>), TooManyLines> {
+) -> Result<Parsed<T>, TooManyLines> {
     let mut records = Vec::new();
     let mut issues = IssueLog {
         max: limits.max_line_errors,
@@ -461,7 +464,11 @@ impl Guards {
 
 /// Whether a serial number never seen before, arriving from `remote`, may be registered now
 /// (`new_sns_per_address_per_minute`); counts and logs a refusal.
-pub fn admit_new_sn(app: &crate::app::App, sn: &crate::domain::DeviceSn, remote: Option<&str>) -> bool {
+pub fn admit_new_sn(
+    app: &crate::app::App,
+    sn: &crate::domain::DeviceSn,
+    remote: Option<&str>,
+) -> bool {
     let Some(ip) = remote.and_then(|r| r.parse::<IpAddr>().ok()) else {
         return true;
     };
@@ -478,7 +485,11 @@ pub fn admit_new_sn(app: &crate::app::App, sn: &crate::domain::DeviceSn, remote:
 /// After a new device was registered as pending: forget the pending devices beyond `max_pending_devices`, the
 /// one pending longest first, each logged. A store failure is logged and left for the next new device.
 pub async fn cap_pending(app: &crate::app::App) {
-    match app.store.prune_pending(app.config.limits.max_pending_devices).await {
+    match app
+        .store
+        .prune_pending(app.config.limits.max_pending_devices)
+        .await
+    {
         Ok(gone) => {
             for sn in gone {
                 app.registry.forget(&sn);
@@ -487,7 +498,9 @@ pub async fn cap_pending(app: &crate::app::App) {
                     "pending device forgotten: max_pending_devices reached and it waited longest");
             }
         }
-        Err(e) => tracing::warn!(error = %e, "capping pending devices failed; will retry with the next one"),
+        Err(e) => {
+            tracing::warn!(error = %e, "capping pending devices failed; will retry with the next one")
+        }
     }
 }
 
@@ -532,7 +545,10 @@ mod tests {
         let body = b"a\n\nbbbbbbbbbb\r\nc\nd";
         let pieces = split_body(body, &limits(10, 5)).unwrap();
         assert_eq!(pieces.len(), 3);
-        assert_eq!(lines_of(&pieces), vec![(0, b"a\n\n".to_vec()), (3, b"c\nd".to_vec())]);
+        assert_eq!(
+            lines_of(&pieces),
+            vec![(0, b"a\n\n".to_vec()), (3, b"c\nd".to_vec())]
+        );
         match &pieces[1] {
             Piece::Overlong(issue) => {
                 assert_eq!(issue.line_no, 3);
@@ -581,10 +597,15 @@ mod tests {
         issues.extend((1..=50).map(|n| clipped_issue(n, "x", "bad")));
         assert_eq!(cap_issues(&mut issues, 100), 300);
         assert_eq!(issues.len(), 101);
-        assert!(issues[100].reason.starts_with("200 more line errors not recorded (300 in all"));
+        assert!(issues[100]
+            .reason
+            .starts_with("200 more line errors not recorded (300 in all"));
         let long = "é".repeat(10_000);
         let issue = clipped_issue(1, &long, &long);
-        assert_eq!(issue.line.chars().count(), MAX_ISSUE_LINE_CHARS + "…(20000 bytes)".chars().count());
+        assert_eq!(
+            issue.line.chars().count(),
+            MAX_ISSUE_LINE_CHARS + "…(20000 bytes)".chars().count()
+        );
         assert!(issue.reason.ends_with("…(20000 bytes)"));
     }
 
@@ -615,7 +636,15 @@ mod tests {
         let (b, sb) = limits.admit();
         let (c, sc) = limits.admit();
         let (d, sd) = limits.admit();
-        assert_eq!([a, b, c, d], [Admission::Open, Admission::Open, Admission::Reserved, Admission::Refused]);
+        assert_eq!(
+            [a, b, c, d],
+            [
+                Admission::Open,
+                Admission::Open,
+                Admission::Reserved,
+                Admission::Refused
+            ]
+        );
         assert!(sd.is_none());
         drop((sa, sb));
         assert_eq!(limits.open(), 1);

@@ -32,7 +32,11 @@ fn contact(sn: &DeviceSn, minute: u32, approval: Approval) -> DeviceContact {
 pub(crate) async fn run_all(store: &dyn Store) {
     pending_devices_beyond_the_cap_go_oldest_first(store).await;
     resent_device_records_are_kept_once(store).await;
-    assert_eq!(store.storage_fault(), None, "a working store reports no fault");
+    assert_eq!(
+        store.storage_fault(),
+        None,
+        "a working store reports no fault"
+    );
 }
 
 async fn pending_devices_beyond_the_cap_go_oldest_first(store: &dyn Store) {
@@ -51,10 +55,16 @@ async fn pending_devices_beyond_the_cap_go_oldest_first(store: &dyn Store) {
     let gone = store.prune_pending(2).await.expect("prune");
     assert_eq!(gone, vec![sn("HARD-P1"), sn("HARD-P2"), sn("HARD-P3")]);
     for minute in 1..=3 {
-        assert!(store.get_device(&sn(&format!("HARD-P{minute}"))).await.is_err());
+        assert!(store
+            .get_device(&sn(&format!("HARD-P{minute}")))
+            .await
+            .is_err());
     }
     for minute in 4..=5 {
-        assert!(store.get_device(&sn(&format!("HARD-P{minute}"))).await.is_ok());
+        assert!(store
+            .get_device(&sn(&format!("HARD-P{minute}")))
+            .await
+            .is_ok());
     }
     assert!(store.get_device(&approved).await.is_ok());
     assert!(store.prune_pending(2).await.expect("prune").is_empty());
@@ -79,7 +89,10 @@ async fn resent_device_records_are_kept_once(store: &dyn Store) {
             fields: vec![("PIN".into(), "1".into()), ("IDNum".into(), "X".into())],
         }];
         let outcome = store.write_batch(batch).await.expect("batch");
-        assert_eq!(outcome.n_records, 1, "a re-sent record is still acknowledged");
+        assert_eq!(
+            outcome.n_records, 1,
+            "a re-sent record is still acknowledged"
+        );
     }
 }
 
@@ -137,7 +150,10 @@ mod tests {
         // The probe runs within 2 s of idleness (or the next write clears it).
         let start = std::time::Instant::now();
         while store.storage_fault().is_some() {
-            assert!(start.elapsed() < std::time::Duration::from_secs(10), "not recovered");
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "not recovered"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }

@@ -94,7 +94,10 @@ async fn healthz(State(app): State<App>) -> impl IntoResponse {
         Ok(_) => (StatusCode::OK, "ok\n".to_owned()),
         Err(e) => {
             tracing::error!(error = %e, "health check: store unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n"))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store unavailable: {e}\n"),
+            )
         }
     }
 }

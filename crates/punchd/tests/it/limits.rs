@@ -56,7 +56,8 @@ fn a_16_mib_body_of_8_million_bad_lines_is_refused_before_parsing_and_nothing_is
         );
         assert_eq!(r.status, 413, "{}", r.text());
         assert!(
-            r.text().contains("8388608 lines in one request is over the limit of 10000"),
+            r.text()
+                .contains("8388608 lines in one request is over the limit of 10000"),
             "{}",
             r.text()
         );
@@ -92,7 +93,10 @@ fn a_16_mib_body_of_long_bad_lines_records_100_clipped_errors_and_counts_the_res
     assert_eq!((r.status, r.text()), (200, "OK:0".to_owned()));
     // One bad line of 1.5 MiB (over max_line_bytes) and one of 900 KiB (under it), each with a good line.
     let mut one = format!("1\t2024-06-01 08:00:00\n{}\n", "\u{1}".repeat(1_572_864));
-    one.push_str(&format!("x\t{}\n2\t2024-06-01 08:01:00\n", "\u{1}".repeat(921_600)));
+    one.push_str(&format!(
+        "x\t{}\n2\t2024-06-01 08:01:00\n",
+        "\u{1}".repeat(921_600)
+    ));
     let r = server.iclock(
         "POST",
         "/iclock/cdata?SN=LONG1&table=ATTLOG",
@@ -138,7 +142,13 @@ fn a_16_mib_body_of_long_bad_lines_records_100_clipped_errors_and_counts_the_res
     );
     assert_eq!(errors[1]["line_no"], 3);
     assert!(rows[1].1 < 10_000, "errors JSON of {} bytes", rows[1].1);
-    assert_eq!(count(&server, "SELECT COUNT(*) FROM punches WHERE device_sn = 'LONG1'"), 2);
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(*) FROM punches WHERE device_sn = 'LONG1'"
+        ),
+        2
+    );
     // The error counter counts every bad line, recorded or not.
     assert_eq!(metric(&server, "punchd_line_errors_total"), 10_002.0);
     // No log line carries the bad bytes at length.
@@ -156,7 +166,9 @@ fn requests_without_an_approved_sn_are_not_journaled_and_pending_devices_are_cap
     let server = Server::with(Options {
         time_zone: Some("UTC".into()),
         approval: Some("manual".into()),
-        config: Some("[limits]\nmax_pending_devices = 5\nnew_sns_per_address_per_minute = 8\n".into()),
+        config: Some(
+            "[limits]\nmax_pending_devices = 5\nnew_sns_per_address_per_minute = 8\n".into(),
+        ),
         ..Options::default()
     });
     // No SN, unknown path: answered OK (push.md §1.1), nothing kept.
@@ -166,7 +178,10 @@ fn requests_without_an_approved_sn_are_not_journaled_and_pending_devices_are_cap
         assert_eq!((r.status, r.text()), (200, "OK".to_owned()));
     }
     assert_eq!(count(&server, "SELECT COUNT(*) FROM journal"), 0);
-    assert_eq!(metric(&server, "punchd_refused_total{reason=\"no_sn\"}"), 3.0);
+    assert_eq!(
+        metric(&server, "punchd_refused_total{reason=\"no_sn\"}"),
+        3.0
+    );
     // Ten fake SNs from one address: eight registered (pending), the last two refused by the rate limit; of
     // the eight, the five newest stay pending.
     for n in 1..=10 {
@@ -184,11 +199,18 @@ fn requests_without_an_approved_sn_are_not_journaled_and_pending_devices_are_cap
     assert_eq!(sns, ["FAKE004", "FAKE005", "FAKE006", "FAKE007", "FAKE008"]);
     assert_eq!(count(&server, "SELECT COUNT(*) FROM journal"), 0);
     assert_eq!(metric(&server, "punchd_pending_dropped_total"), 3.0);
-    assert_eq!(metric(&server, "punchd_refused_total{reason=\"new_sn_rate\"}"), 2.0);
-    assert_eq!(metric(&server, "punchd_refused_total{reason=\"unapproved\"}"), 8.0);
+    assert_eq!(
+        metric(&server, "punchd_refused_total{reason=\"new_sn_rate\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&server, "punchd_refused_total{reason=\"unapproved\"}"),
+        8.0
+    );
     let log = server.log();
     assert!(
-        log.lines().any(|l| l.contains("pending device forgotten") && l.contains("FAKE001")),
+        log.lines()
+            .any(|l| l.contains("pending device forgotten") && l.contains("FAKE001")),
         "{log}"
     );
     // The API lists what the store holds.
@@ -233,8 +255,20 @@ fn past_the_connection_limit_only_established_terminals_are_served() {
     let r = server.attlog("TERM1", "1\t2024-06-01 09:00:00\n");
     assert_eq!((r.status, r.text()), (200, "OK:1".to_owned()));
     drop(held);
-    assert_eq!(count(&server, "SELECT COUNT(*) FROM devices WHERE sn = 'STRANGER1'"), 0);
-    assert_eq!(count(&server, "SELECT COUNT(*) FROM punches WHERE device_sn = 'TERM1'"), 2);
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(*) FROM devices WHERE sn = 'STRANGER1'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(*) FROM punches WHERE device_sn = 'TERM1'"
+        ),
+        2
+    );
     // Until the server has seen the held sockets close, /metrics itself may land on a reserved slot (and be
     // closed unanswered): ask until it answers.
     let text = server.wait_for("metrics answered", Duration::from_secs(10), || {
@@ -285,7 +319,10 @@ fn a_full_database_turns_healthz_red_and_the_server_recovers_on_its_own_when_spa
     assert_eq!(server.attlog("FULL1", &batch(refused)).status, 503);
     // Nothing of the refused batch was kept.
     assert_eq!(
-        count(&server, "SELECT COUNT(*) FROM punches WHERE device_sn = 'FULL1'"),
+        count(
+            &server,
+            "SELECT COUNT(*) FROM punches WHERE device_sn = 'FULL1'"
+        ),
         refused as i64 - 1
     );
     // Space returns (an operator deletes old journal bodies); no restart, no request needed.
@@ -295,11 +332,18 @@ fn a_full_database_turns_healthz_red_and_the_server_recovers_on_its_own_when_spa
     server.wait_for("healthz ok again", Duration::from_secs(15), || {
         (healthz(&server).0 == 200).then_some(())
     });
-    assert!(server.log().contains("storage recovered"), "{}", server.log());
+    assert!(
+        server.log().contains("storage recovered"),
+        "{}",
+        server.log()
+    );
     let r = server.attlog("FULL1", &batch(refused));
     assert_eq!((r.status, r.text()), (200, "OK:1".to_owned()));
     assert_eq!(
-        count(&server, "SELECT COUNT(*) FROM punches WHERE device_sn = 'FULL1'"),
+        count(
+            &server,
+            "SELECT COUNT(*) FROM punches WHERE device_sn = 'FULL1'"
+        ),
         refused as i64
     );
 }
@@ -350,7 +394,10 @@ fn no_colour_codes_when_the_log_is_not_a_terminal() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(seen.contains("punchd is running"), "{seen}");
-    assert!(!seen.contains('\u{1b}'), "ANSI codes in a piped log: {seen:?}");
+    assert!(
+        !seen.contains('\u{1b}'),
+        "ANSI codes in a piped log: {seen:?}"
+    );
 }
 
 #[test]
@@ -433,7 +480,11 @@ fn a_second_serve_on_the_same_database_is_refused_with_a_clear_message() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains(&server.pid().to_string()), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&server.pid().to_string()),
+        "{}",
+        out.stderr
+    );
     // The first one still works.
     assert_eq!(
         server.attlog("LOCK1", "1\t2024-06-01 08:00:00\n").text(),

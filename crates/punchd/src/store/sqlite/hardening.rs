@@ -88,11 +88,7 @@ fn set(fault: &Fault, value: Option<String>) {
 pub(super) fn after_group(fault: &Fault, committed: bool) {
     match take_noted() {
         Some(reason) => set(fault, Some(reason)),
-        None if committed => {
-            if current(fault).is_some() {
-                set(fault, None);
-            }
-        }
+        None if committed && current(fault).is_some() => set(fault, None),
         None => {}
     }
 }
@@ -155,9 +151,11 @@ impl SqliteStore {
                 .map_err(backend)?;
             let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(1);
             let max: i64 = conn
-                .query_row(&format!("PRAGMA max_page_count = {}", pages.max(1)), [], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    &format!("PRAGMA max_page_count = {}", pages.max(1)),
+                    [],
+                    |r| r.get(0),
+                )
                 .map_err(backend)?;
             Ok(u64::try_from(max * page_size).unwrap_or(0))
         })
