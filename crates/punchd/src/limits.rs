@@ -143,14 +143,24 @@ pub fn cap_issues(issues: &mut Vec<LineIssue>, max: usize) -> usize {
 /// Collects line issues as they are found, keeping at most `max` (the rest only counted), so that a body of
 /// many bad lines never holds more than `max` issues in memory.
 #[derive(Debug)]
-struct IssueLog {
+pub struct IssueLog {
     max: usize,
     kept: Vec<LineIssue>,
     dropped: usize,
 }
 
 impl IssueLog {
-    fn push(&mut self, issue: LineIssue) {
+    /// An empty log keeping at most `max` issues.
+    pub fn new(max: usize) -> IssueLog {
+        IssueLog {
+            max,
+            kept: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Keep `issue`, or count it when `max` are kept already.
+    pub fn push(&mut self, issue: LineIssue) {
         if self.kept.len() < self.max {
             self.kept.push(issue);
         } else {
@@ -158,7 +168,8 @@ impl IssueLog {
         }
     }
 
-    fn finish(mut self) -> Vec<LineIssue> {
+    /// The kept issues, then (when some were only counted) one summary entry saying how many.
+    pub fn finish(mut self) -> Vec<LineIssue> {
         if self.dropped > 0 {
             let total = self.kept.len() + self.dropped;
             self.kept.push(summary(self.dropped, total, self.max));
@@ -275,11 +286,7 @@ pub fn parse_in_runs<T>(
     mut parse: impl FnMut(&[u8]) -> Vec<(usize, Result<T, zk_push::attlog::LineError>)>,
 ) -> Result<Parsed<T>, TooManyLines> {
     let mut records = Vec::new();
-    let mut issues = IssueLog {
-        max: limits.max_line_errors,
-        kept: Vec::new(),
-        dropped: 0,
-    };
+    let mut issues = IssueLog::new(limits.max_line_errors);
     for piece in split_body(body, limits)? {
         match piece {
             Piece::Overlong(issue) => issues.push(issue),
@@ -304,6 +311,49 @@ pub fn parse_in_runs<T>(
         }
     }
     Ok((records, issues.finish()))
+}
+
+/// At most this many keys of an options upload are kept (a terminal sends about a hundred).
+pub const MAX_OPTION_KEYS: usize = 1_000;
+/// An option key or value longer than this (characters) is not kept but recorded as a line error.
+pub const MAX_OPTION_CHARS: usize = 1_024;
+
+/// Parse an options upload (`table=options`, push.md §3.4) within the limits: lines checked with
+/// [`split_body`] and parsed run by run, keys and values over [`MAX_OPTION_CHARS`] and keys beyond
+/// [`MAX_OPTION_KEYS`] left out and recorded as line errors (line 0: the options parser does not number lines).
+///
+/// Errors: the body has too many lines; nothing was parsed.
+pub fn parse_options_bounded(
+    body: &[u8],
+    limits: &LimitsConfig,
+) -> Result<Parsed<(String, String)>, TooManyLines> {
+    let mut kept = Vec::new();
+    let mut issues = IssueLog::new(limits.max_line_errors);
+    for piece in split_body(body, limits)? {
+        match piece {
+            Piece::Overlong(issue) => issues.push(issue),
+            Piece::Lines { bytes, .. } => {
+                for (key, value) in zk_push::options::parse_options(bytes) {
+                    let long = key.chars().count() > MAX_OPTION_CHARS
+                        || value.chars().count() > MAX_OPTION_CHARS;
+                    if long || kept.len() >= MAX_OPTION_KEYS {
+                        issues.push(clipped_issue(
+                            0,
+                            &format!("{key}={value}"),
+                            if long {
+                                "option key or value over 1024 characters; not kept"
+                            } else {
+                                "more than 1000 options in one upload; not kept"
+                            },
+                        ));
+                    } else {
+                        kept.push((0, (key, value)));
+                    }
+                }
+            }
+        }
+    }
+    Ok((kept, issues.finish()))
 }
 
 /// Counts serial numbers never seen before, per source address, in one-minute windows.

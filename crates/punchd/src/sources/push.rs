@@ -427,12 +427,16 @@ async fn upload(ctx: &Ctx, table: Table, stamp: Option<String>) -> Response {
         }
         Table::AttPhoto => attphoto(ctx, stamp, None).await,
         Table::Options => {
-            let info: serde_json::Map<String, serde_json::Value> =
-                zk_push::options::parse_options(&ctx.body)
-                    .into_iter()
-                    .map(|(k, v)| (k, serde_json::Value::String(v)))
-                    .collect();
-            let mut batch = Batch::new(ctx.raw("options", Vec::new()));
+            let (options, errors) =
+                match crate::limits::parse_options_bounded(&ctx.body, &ctx.app.config.limits) {
+                    Ok(parsed) => parsed,
+                    Err(e) => return too_many_lines(ctx, "options", &e),
+                };
+            let info: serde_json::Map<String, serde_json::Value> = options
+                .into_iter()
+                .map(|(_, (k, v))| (k, serde_json::Value::String(v)))
+                .collect();
+            let mut batch = Batch::new(ctx.raw("options", errors));
             batch.device_info = Some((ctx.sn.clone(), info));
             match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
                 Ok(_) => ok(zk_push::reply::OK),
@@ -671,7 +675,7 @@ async fn poll(
 }
 
 async fn command_results(ctx: &Ctx) -> Response {
-    let mut errors = Vec::new();
+    let mut errors = crate::limits::IssueLog::new(ctx.app.config.limits.max_line_errors);
     let mut completions = Vec::new();
     let mut info = serde_json::Map::new();
     for result in zk_push::devicecmd::parse_command_results(&ctx.body) {
@@ -718,7 +722,7 @@ async fn command_results(ctx: &Ctx) -> Response {
             result: Some(serde_json::Value::Object(result)),
         });
     }
-    let mut batch = Batch::new(ctx.raw("devicecmd", errors));
+    let mut batch = Batch::new(ctx.raw("devicecmd", errors.finish()));
     if !info.is_empty() {
         batch.device_info = Some((ctx.sn.clone(), info));
     }

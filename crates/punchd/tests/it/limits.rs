@@ -151,6 +151,28 @@ fn a_16_mib_body_of_long_bad_lines_records_100_clipped_errors_and_counts_the_res
     );
     // The error counter counts every bad line, recorded or not.
     assert_eq!(metric(&server, "punchd_line_errors_total"), 10_002.0);
+    // An options upload keeps short keys and values only (it is merged into the device's info).
+    let mut options = format!("FaceFunOn=1\nHuge={}\n", "v".repeat(5_000));
+    for n in 0..1_500 {
+        options.push_str(&format!("K{n}=1\n"));
+    }
+    let r = server.iclock(
+        "POST",
+        "/iclock/cdata?SN=LONG1&table=options",
+        options.as_bytes(),
+    );
+    assert_eq!((r.status, r.text()), (200, "OK".to_owned()));
+    let info: serde_json::Value = serde_json::from_str(
+        &sqlite(&server.db)
+            .query_row("SELECT info FROM devices WHERE sn = 'LONG1'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["FaceFunOn"], "1");
+    assert!(info.get("Huge").is_none());
+    assert_eq!(info.as_object().unwrap().len(), 1_000);
     // No log line carries the bad bytes at length.
     let log = server.log();
     let longest = log.lines().map(str::len).max().unwrap_or(0);
