@@ -26,6 +26,12 @@
 //! settings = { url = "https://erp.example.com", api_key = "K", api_secret = "S" }
 //! delivery = { concurrency = 4 }   # optional: concurrency, max_attempts, max_age_secs, backoff_ms, backoff_max_secs
 //!
+//! [limits]                         # what one request, client or address may cost (crate::limits)
+//! max_lines_per_request = 10000
+//! max_pending_devices = 1000
+//! new_sns_per_address_per_minute = 20
+//! max_connections = 0              # 0 = 3/4 of the open-file limit
+//!
 //! [[devices]]                      # a terminal punchd pulls over TCP/UDP 4370
 //! sn = "BWXP201960123"
 //! address = "192.168.1.201"        # host or host:port (4370 by default)
@@ -171,6 +177,8 @@ pub struct FileConfig {
     pub devices: Vec<DeviceConfig>,
     /// Sinks (`[[sinks]]`), created by `punchd serve` when missing.
     pub sinks: Vec<crate::sinks::SinkFileConfig>,
+    /// What one request, client or address may cost (`[limits]`).
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// The effective settings.
@@ -200,6 +208,8 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     /// Sinks listed in the settings file.
     pub sinks: Vec<crate::sinks::SinkFileConfig>,
+    /// Resource limits.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// The default listen address.
@@ -220,6 +230,12 @@ pub struct Overrides {
     pub durability: Option<Durability>,
     /// `--approval` / `PUNCHD_APPROVAL`.
     pub approval_mode: Option<ApprovalMode>,
+    /// `--max-connections` / `PUNCHD_MAX_CONNECTIONS`.
+    pub max_connections: Option<usize>,
+    /// `--max-pending-devices` / `PUNCHD_MAX_PENDING_DEVICES`.
+    pub max_pending_devices: Option<usize>,
+    /// `--new-sns-per-minute` / `PUNCHD_NEW_SNS_PER_MINUTE`.
+    pub new_sns_per_address_per_minute: Option<u32>,
 }
 
 /// The zone of this machine (from the OS), or UTC when it cannot be told.
@@ -277,6 +293,16 @@ impl Config {
         if let Some(mode) = overrides.approval_mode {
             approval.mode = mode;
         }
+        let mut limits = file_config.limits;
+        if let Some(n) = overrides.max_connections {
+            limits.max_connections = n;
+        }
+        if let Some(n) = overrides.max_pending_devices {
+            limits.max_pending_devices = n;
+        }
+        if let Some(n) = overrides.new_sns_per_address_per_minute {
+            limits.new_sns_per_address_per_minute = n;
+        }
         Ok(Config {
             listen,
             database: PathBuf::from(database),
@@ -295,6 +321,7 @@ impl Config {
             push: file_config.push,
             devices: file_config.devices,
             sinks: file_config.sinks,
+            limits,
         })
     }
 }

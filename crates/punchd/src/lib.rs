@@ -14,6 +14,8 @@
 //!   from `zk-sim`): support and test tools behind CLI subcommands.
 //! - [`sinks`]: delivery of check-ins from the outbox to Frappe HR, webhooks and NATS (one worker per sink).
 //! - [`config`] and [`cli`]: settings and the `punchd` subcommands; `main.rs` only parses and calls.
+//! - [`limits`] (what one request, client or address may cost), [`logfmt`] (log fields escaped and clipped) and
+//!   [`instance_lock`] (one `serve` per database).
 //!
 //! [`app::App`] wires these together for one running instance.
 
@@ -24,6 +26,9 @@ pub mod devices;
 pub mod domain;
 pub mod format;
 pub mod ingest;
+pub mod instance_lock;
+pub mod limits;
+pub mod logfmt;
 pub mod metrics;
 pub mod replay;
 pub mod simulate;

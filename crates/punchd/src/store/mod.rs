@@ -8,16 +8,20 @@
 #[cfg(test)]
 mod contract;
 #[cfg(test)]
+mod contract_hardening;
+#[cfg(test)]
 mod contract_operations;
 #[cfg(test)]
-mod contract_push;
-pub mod operations;
-pub mod push;
-#[cfg(test)]
 mod contract_outbox;
+#[cfg(test)]
+mod contract_push;
+pub mod hardening;
+pub mod operations;
 pub mod outbox;
+pub mod push;
 pub mod sqlite;
 
+pub use hardening::HardeningStore;
 pub use operations::{JournalFilter, OperationsStore};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -422,7 +426,9 @@ pub struct TokenInfo {
 /// Everything punchd keeps. Implementations must make every `write_*`/`enqueue_*`/`take_*`/`complete_*`
 /// durable before returning `Ok` (the push server acknowledges on it).
 #[async_trait::async_trait]
-pub trait Store: push::PushStore + OperationsStore + outbox::OutboxStore + Send + Sync + 'static {
+pub trait Store:
+    HardeningStore + push::PushStore + OperationsStore + outbox::OutboxStore + Send + Sync + 'static
+{
     /// Check that the database answers (health checks).
     async fn ping(&self) -> Result<()>;
     /// Write a batch and its raw journal entry atomically. Re-sent punches are counted as duplicates and not

@@ -11,8 +11,8 @@ use utoipa::OpenApi;
 
 use super::auth::scoped;
 use super::error::Error;
-use crate::domain::Scope;
 use crate::app::App;
+use crate::domain::Scope;
 use crate::sinks::{self, CheckIn, CheckInBatch, DeliveryOptions, SinkState, SinkStatus};
 use crate::store::outbox::{ParkKind, ParkedEvent, SinkCounts, SinkKind};
 

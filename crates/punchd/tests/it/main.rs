@@ -13,6 +13,7 @@ mod crash;
 mod frappe_contract;
 mod idempotency;
 mod lifecycle;
+mod limits;
 mod operations;
 mod pull;
 mod push_auth;
