@@ -12,6 +12,8 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
+mod sources;
+
 use crate::app::App;
 use crate::config::{ApprovalMode, Config, Overrides};
 use crate::domain::{Approval, CommandKind, CommandStatus, DeviceSn, Pin, Transport};
@@ -86,6 +88,17 @@ pub enum Cmd {
     Pull(crate::sources::pull::PullArgs),
     /// Run simulated terminals: `simulate pull` (a terminal to read) or `simulate push` (a fleet pushing to a server).
     Simulate(crate::simulate::SimulateArgs),
+    /// Import a file: a terminal's USB export (`<SN>_attlog.dat`), a CSV file or an XLSX sheet.
+    Import(sources::ImportArgs),
+    /// List and add sources other than terminals (webhooks, imports).
+    Sources {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<sources::SourceAction>,
+        /// Output format for listings.
+        #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+        format: Format,
+    },
 }
 
 /// `serve` options.
@@ -414,6 +427,10 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Replay(args) => crate::replay::run(config, args.files, args.server).await,
         Cmd::Pull(args) => crate::sources::pull::run_cli(config, args).await,
         Cmd::Simulate(args) => crate::simulate::run(args).await,
+        Cmd::Import(args) => sources::import(config, args).await,
+        Cmd::Sources { action, format } => {
+            sources::sources(config, action.unwrap_or(sources::SourceAction::List), format).await
+        }
     }
 }
 

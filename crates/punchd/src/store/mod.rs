@@ -7,6 +7,9 @@
 
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod contract_sources;
+pub mod sources;
 pub mod sqlite;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -406,7 +409,7 @@ pub struct TokenInfo {
 /// Everything punchd keeps. Implementations must make every `write_*`/`enqueue_*`/`take_*`/`complete_*`
 /// durable before returning `Ok` (the push server acknowledges on it).
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: sources::SourcesStore + Send + Sync + 'static {
     /// Check that the database answers (health checks).
     async fn ping(&self) -> Result<()>;
     /// Write a batch and its raw journal entry atomically. Re-sent punches are counted as duplicates and not

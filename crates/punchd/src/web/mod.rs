@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod request_line;
+pub mod sources;
 
 use std::future::Future;
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .merge(push::routes())
         .nest("/api/v1", api::routes(app.clone()))
+        .merge(sources::routes(app.clone()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))
