@@ -123,6 +123,9 @@ pub(crate) struct CsvRows<R: Read> {
     reader: csv::Reader<Tee<std::io::BufReader<R>>>,
     record: csv::ByteRecord,
     first: bool,
+    /// The file ends its lines with CRLF: the csv crate then reports every record after the first one line
+    /// early (it counts the LF of the previous record's CRLF into the next record), corrected here.
+    crlf: bool,
 }
 
 impl<R: Read + Send> CsvRows<R> {
@@ -133,6 +136,7 @@ impl<R: Read + Send> CsvRows<R> {
             .map_err(|e| ImportError::Io(e.to_string()))?;
         let first_line = head.split(|b| *b == b'\n').next().unwrap_or_default();
         let delimiter = guess_delimiter(first_line);
+        let crlf = first_line.ends_with(b"\r");
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -142,6 +146,7 @@ impl<R: Read + Send> CsvRows<R> {
             reader,
             record: csv::ByteRecord::new(),
             first: true,
+            crlf,
         })
     }
 }
@@ -186,7 +191,8 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
                 .record
                 .position()
                 .map(|p| p.line() as usize)
-                .unwrap_or(0);
+                .unwrap_or(0)
+                + usize::from(self.crlf && !self.first);
             let mut cells: Vec<String> = self.record.iter().map(decode).collect();
             if self.first {
                 self.first = false;
@@ -856,6 +862,18 @@ mod tests {
         assert_eq!(guess_delimiter(b"a;b;\"c,d\""), b';');
         assert_eq!(guess_delimiter(b"a\tb\tc"), b'\t');
         assert_eq!(guess_delimiter(b"abc"), b',');
+    }
+
+    #[test]
+    fn csv_line_numbers_count_lf_and_crlf_files_alike() {
+        for body in [&b"a,b\n1,x\n2,\"y\"\n"[..], b"a,b\r\n1,x\r\n2,\"y\"\r\n"] {
+            let mut rows = CsvRows::new(body).unwrap();
+            let mut lines = Vec::new();
+            while let Some((n, _)) = rows.next_row().unwrap() {
+                lines.push(n);
+            }
+            assert_eq!(lines, [1, 2, 3], "{body:?}");
+        }
     }
 
     #[test]
