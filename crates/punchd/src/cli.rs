@@ -429,7 +429,12 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Simulate(args) => crate::simulate::run(args).await,
         Cmd::Import(args) => sources::import(config, args).await,
         Cmd::Sources { action, format } => {
-            sources::sources(config, action.unwrap_or(sources::SourceAction::List), format).await
+            sources::sources(
+                config,
+                action.unwrap_or(sources::SourceAction::List),
+                format,
+            )
+            .await
         }
     }
 }

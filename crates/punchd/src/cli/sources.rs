@@ -216,17 +216,17 @@ pub async fn sources(config: Config, action: SourceAction, format: Format) -> an
 pub fn source_rows(sources: &[SourceInfo]) -> Rows {
     let mut rows = Rows {
         header: vec![
-        "name",
-        "kind",
-        "state",
-        "cursor",
-        "last_success",
-        "last_error",
-        "runs",
-        "stored",
-        "duplicate",
-        "rejected",
-    ],
+            "name",
+            "kind",
+            "state",
+            "cursor",
+            "last_success",
+            "last_error",
+            "runs",
+            "stored",
+            "duplicate",
+            "rejected",
+        ],
         rows: Vec::new(),
     };
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {

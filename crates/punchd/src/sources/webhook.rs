@@ -144,7 +144,9 @@ fn read_event(event: &Value, zone: Tz) -> Result<PunchRecord, String> {
         None => return Err("user_id is missing".into()),
     };
     if pin.chars().count() > 64 || pin.chars().any(char::is_control) {
-        return Err(format!("user_id {pin:?} is too long or has control characters"));
+        return Err(format!(
+            "user_id {pin:?} is too long or has control characters"
+        ));
     }
     let punched_at = match e.get("time") {
         Some(Value::String(s)) => read_time(s, zone)?,
@@ -159,7 +161,12 @@ fn read_event(event: &Value, zone: Tz) -> Result<PunchRecord, String> {
                 .and_then(|n| u16::try_from(n).ok())
                 .ok_or_else(|| format!("type {n} is not a punch state code (0–65535)"))?,
         ),
-        Some(other) => return Err(format!("type must be a string or a number, not {}", kind(other))),
+        Some(other) => {
+            return Err(format!(
+                "type must be a string or a number, not {}",
+                kind(other)
+            ))
+        }
     };
     let verify_mode = match e.get("verify") {
         None | Some(Value::Null) => None,
@@ -290,9 +297,18 @@ mod tests {
             (&b"{not json"[..], "not JSON"),
             (b"[]", "JSON object"),
             (br#"{"events": []}"#, "device_id is missing"),
-            (br#"{"device_id": 5, "events": []}"#, "device_id must be a string"),
-            (br#"{"device_id": "A", "events": {}}"#, "events must be an array"),
-            (br#"{"device_id": "A", "events": [], "x": 1}"#, "unknown field"),
+            (
+                br#"{"device_id": 5, "events": []}"#,
+                "device_id must be a string",
+            ),
+            (
+                br#"{"device_id": "A", "events": {}}"#,
+                "events must be an array",
+            ),
+            (
+                br#"{"device_id": "A", "events": [], "x": 1}"#,
+                "unknown field",
+            ),
         ] {
             let err = read_events(body, istanbul()).unwrap_err();
             assert!(err.contains(want), "{err}");

@@ -32,7 +32,11 @@ pub(crate) async fn run_all(store: &dyn Store) {
     // Found by its token hash only.
     let found = store.find_source_by_token("h1").await.expect("find");
     assert_eq!(found.map(|s| s.name), Some("gate-app".to_owned()));
-    assert!(store.find_source_by_token("h2").await.expect("find").is_none());
+    assert!(store
+        .find_source_by_token("h2")
+        .await
+        .expect("find")
+        .is_none());
 
     // Runs add up; an error is kept until the next success, which clears it but keeps its time.
     let t1 = t0 + Duration::seconds(10);
@@ -57,8 +61,15 @@ pub(crate) async fn run_all(store: &dyn Store) {
     assert_eq!(s.state, "failing");
     assert_eq!(s.last_error.as_deref(), Some("server said 503"));
     assert_eq!((s.last_success_at, s.last_error_at), (Some(t1), Some(t2)));
-    assert_eq!(s.cursor.as_deref(), Some("c1"), "a run without a cursor keeps it");
-    assert_eq!((s.n_runs, s.n_stored, s.n_duplicate, s.n_rejected), (2, 5, 2, 4));
+    assert_eq!(
+        s.cursor.as_deref(),
+        Some("c1"),
+        "a run without a cursor keeps it"
+    );
+    assert_eq!(
+        (s.n_runs, s.n_stored, s.n_duplicate, s.n_rejected),
+        (2, 5, 2, 4)
+    );
     let t3 = t2 + Duration::seconds(10);
     store
         .record_source_run(created.id, run(t3, None, 1, Some("c2")))
@@ -66,10 +77,15 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .expect("run 3");
     let s = store.get_source("gate-app").await.expect("get");
     assert_eq!(s.state, "ok");
-    assert_eq!((s.last_error, s.last_success_at, s.last_error_at), (None, Some(t3), Some(t2)));
+    assert_eq!(
+        (s.last_error, s.last_success_at, s.last_error_at),
+        (None, Some(t3), Some(t2))
+    );
     assert_eq!(s.cursor.as_deref(), Some("c2"));
     assert!(matches!(
-        store.record_source_run(i64::MAX, run(t3, None, 0, None)).await,
+        store
+            .record_source_run(i64::MAX, run(t3, None, 0, None))
+            .await,
         Err(StoreError::NotFound(_))
     ));
 
@@ -81,7 +97,10 @@ pub(crate) async fn run_all(store: &dyn Store) {
         time_zone: None,
         settings: serde_json::Map::new(),
     };
-    let a = store.ensure_source(import.clone(), t0).await.expect("ensure");
+    let a = store
+        .ensure_source(import.clone(), t0)
+        .await
+        .expect("ensure");
     let b = store.ensure_source(import, t3).await.expect("ensure again");
     assert_eq!((a.id, a.created_at), (b.id, b.created_at));
     let names: Vec<String> = store
@@ -105,7 +124,8 @@ mod tests {
     #[tokio::test]
     async fn sqlite_keeps_the_sources_contract() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("s.db"), Durability::PowerSafe).expect("open");
+        let store =
+            SqliteStore::open(&dir.path().join("s.db"), Durability::PowerSafe).expect("open");
         super::run_all(&store).await;
     }
 }

@@ -19,7 +19,9 @@ use super::error::Error;
 use crate::app::App;
 use crate::domain::{DeviceSn, Source};
 use crate::ingest::Delivery;
-use crate::sources::import::{self, ColumnSpec, FileFormat, ImportError, ImportInput, ImportOptions, ImportReport};
+use crate::sources::import::{
+    self, ColumnSpec, FileFormat, ImportError, ImportInput, ImportOptions, ImportReport,
+};
 use crate::sources::push::RemoteAddr;
 use crate::sources::webhook::{self, EventError};
 use crate::store::sources::{NewSource, SourceInfo, SourceKind, SourceRun};
@@ -111,7 +113,10 @@ async fn receive_webhook(
         }
         Err(e) => {
             tracing::error!(error = %e, "webhook: looking up the token failed");
-            return refused(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; send again".into());
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; send again".into(),
+            );
         }
     };
     let zone = source_zone(&app, &source);
@@ -137,7 +142,15 @@ async fn receive_webhook(
             if let Err(e) = app.ingest.journal(raw).await {
                 tracing::error!(error = %e, "webhook: journaling a refused body failed");
             }
-            record(&app, &source, Some(format!("request refused: {reason}")), 0, 0, 1).await;
+            record(
+                &app,
+                &source,
+                Some(format!("request refused: {reason}")),
+                0,
+                0,
+                1,
+            )
+            .await;
             app.metrics.request("webhook", 400);
             return refused(StatusCode::BAD_REQUEST, reason);
         }
@@ -347,7 +360,9 @@ async fn upload_import(
 ) -> Result<Json<ImportReport>, Error> {
     let mut options = ImportOptions::default();
     let mut file: Option<Vec<u8>> = None;
-    let bad = |e: axum::extract::multipart::MultipartError| Error::BadRequest(format!("reading the upload: {e}"));
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        Error::BadRequest(format!("reading the upload: {e}"))
+    };
     while let Some(field) = multipart.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
@@ -360,7 +375,8 @@ async fn upload_import(
         match name.as_str() {
             "device" => {
                 options.device = Some(
-                    DeviceSn::parse(value).map_err(|e| Error::BadRequest(format!("device: {e}")))?,
+                    DeviceSn::parse(value)
+                        .map_err(|e| Error::BadRequest(format!("device: {e}")))?,
                 )
             }
             "format" => {

@@ -15,4 +15,5 @@ mod lifecycle;
 mod pull;
 mod samples;
 mod settings;
+mod sources;
 mod storage_failure;

@@ -191,7 +191,9 @@ pub enum ImportError {
     #[error("reading the spreadsheet: {0}")]
     Spreadsheet(String),
     /// No PIN and time columns were found.
-    #[error("no recognisable columns (a PIN and a time): {0}; name them with --columns pin=…,time=…")]
+    #[error(
+        "no recognisable columns (a PIN and a time): {0}; name them with --columns pin=…,time=…"
+    )]
     NoColumns(String),
     /// The punches belong to no known device.
     #[error("{0}")]
@@ -394,11 +396,15 @@ async fn store_chunk(
     let mut raw = Some(std::mem::take(&mut chunk.raw));
     let mut issues = Some(issues);
     for (sn, punches) in by_device {
-        let zone = options
-            .time_zone
-            .unwrap_or_else(|| zone_of(app, &sn));
+        let zone = options.time_zone.unwrap_or_else(|| zone_of(app, &sn));
         let body = raw.take().unwrap_or_default();
-        let entry = raw_entry(options, &chunk, Some(sn.clone()), body, issues.take().unwrap_or_default());
+        let entry = raw_entry(
+            options,
+            &chunk,
+            Some(sn.clone()),
+            body,
+            issues.take().unwrap_or_default(),
+        );
         let outcome = app
             .ingest
             .ingest(Delivery {
@@ -488,7 +494,10 @@ fn read_file(
                 let Some(row) = rows.next_row()? else { break };
                 if let Some(spec) = &options.columns {
                     if let Ok(m) = Mapping::from_spec(spec, &row.1) {
-                        let by_number = spec.0.iter().all(|(_, c)| matches!(c, ColumnRef::Number(_)));
+                        let by_number = spec
+                            .0
+                            .iter()
+                            .all(|(_, c)| matches!(c, ColumnRef::Number(_)));
                         let header_row = !by_number
                             || m.convert(&row.1, options.date_format.as_deref(), default_zone)
                                 .is_err();
@@ -636,9 +645,8 @@ fn convert_row(
         .filter(|s| !s.is_empty());
     let sn = match (file_device, device_cell) {
         (Some(sn), _) => sn.clone(),
-        (None, Some(cell)) => {
-            DeviceSn::parse(cell).map_err(|e| format!("device {cell:?} is not a serial number: {e}"))?
-        }
+        (None, Some(cell)) => DeviceSn::parse(cell)
+            .map_err(|e| format!("device {cell:?} is not a serial number: {e}"))?,
         (None, None) => return Err("no device in this row (give --device)".into()),
     };
     let zone = options
@@ -655,7 +663,10 @@ fn open(
     options: &ImportOptions,
 ) -> Result<(FileFormat, Box<dyn RowSource>), ImportError> {
     let io = |e: std::io::Error| ImportError::Io(e.to_string());
-    let format = match options.format.or_else(|| FileFormat::from_name(&options.file_name)) {
+    let format = match options
+        .format
+        .or_else(|| FileFormat::from_name(&options.file_name))
+    {
         Some(f) => f,
         None => {
             let mut head = vec![0u8; 4096];
@@ -673,9 +684,10 @@ fn open(
         }
     };
     let reader: Box<dyn Read + Send> = match input {
-        ImportInput::Path(p) => Box::new(std::fs::File::open(&p).map_err(|e| {
-            ImportError::Io(format!("{}: {e}", p.display()))
-        })?),
+        ImportInput::Path(p) => Box::new(
+            std::fs::File::open(&p)
+                .map_err(|e| ImportError::Io(format!("{}: {e}", p.display())))?,
+        ),
         ImportInput::Bytes(b) => Box::new(std::io::Cursor::new(b)),
     };
     let rows: Box<dyn RowSource> = match format {
@@ -704,11 +716,15 @@ pub fn device_from_file_name(name: &str) -> Result<DeviceSn, ImportError> {
         .map(|i| &base[..i])
         .filter(|p| !p.is_empty());
     match prefix {
-        Some(p) if p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()) => Err(ImportError::NoDevice(format!(
-            "{base:?} names machine number {p}, not a serial number: give --device SN"
-        ))),
+        Some(p) if p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()) => {
+            Err(ImportError::NoDevice(format!(
+                "{base:?} names machine number {p}, not a serial number: give --device SN"
+            )))
+        }
         Some(p) => DeviceSn::parse(p).map_err(|e| {
-            ImportError::NoDevice(format!("{base:?}: {p:?} is not a serial number ({e}); give --device SN"))
+            ImportError::NoDevice(format!(
+                "{base:?}: {p:?} is not a serial number ({e}); give --device SN"
+            ))
         }),
         None => Err(ImportError::NoDevice(format!(
             "{base:?} is not named <SN>_attlog.dat: give --device SN"

@@ -364,8 +364,7 @@ pub(crate) fn parse_date_time(
     if let Some(format) = format {
         return NaiveDateTime::parse_from_str(text, format)
             .or_else(|_| {
-                NaiveDate::parse_from_str(text, format)
-                    .map(|d| d.and_time(NaiveTime::MIN))
+                NaiveDate::parse_from_str(text, format).map(|d| d.and_time(NaiveTime::MIN))
             })
             .map_err(|e| format!("time {text:?} does not match --date-format {format:?}: {e}"));
     }
@@ -399,7 +398,10 @@ pub(crate) fn parse_date_and_time(
     }
     // A spreadsheet date cell may carry 00:00:00; a time cell may carry the 1899-12-30 date.
     let date_part = date.strip_suffix(" 00:00:00").unwrap_or(date);
-    let time_part = time.rsplit(' ').next().filter(|_| time.contains(':') && time.len() > 10);
+    let time_part = time
+        .rsplit(' ')
+        .next()
+        .filter(|_| time.contains(':') && time.len() > 10);
     let time_part = time_part.map_or(time, |t| {
         // "1899-12-30 08:01:00" → "08:01:00"; "08:01 AM" must stay whole.
         if time.starts_with("1899-12-") {
@@ -460,10 +462,10 @@ impl Field {
     /// Header names recognised without `--columns` (compared lowercase, letters and digits only).
     fn from_header(cell: &str) -> Option<Field> {
         Some(match normal(cell).as_str() {
-            "pin" | "userid" | "user" | "empcode" | "employeeid" | "employeecode" | "employeeno"
-            | "empid" | "empno" | "acno" | "enrollnumber" | "enrollno" | "enrollid" | "badge"
-            | "badgenumber" | "personnelid" | "staffid" | "staffno" | "id" | "no" | "cardno"
-            | "userno" => Field::Pin,
+            "pin" | "userid" | "user" | "empcode" | "employeeid" | "employeecode"
+            | "employeeno" | "empid" | "empno" | "acno" | "enrollnumber" | "enrollno"
+            | "enrollid" | "badge" | "badgenumber" | "personnelid" | "staffid" | "staffno"
+            | "id" | "no" | "cardno" | "userno" => Field::Pin,
             "time" | "datetime" | "timestamp" | "punchtime" | "checktime" | "clocktime"
             | "atttime" | "attendancetime" | "logtime" | "recordtime" | "dateandtime" => {
                 Field::Time
@@ -471,12 +473,10 @@ impl Field {
             "date" | "punchdate" | "attdate" | "logdate" | "checkdate" => Field::Date,
             "state" | "status" | "punchstate" | "type" | "inout" | "checktype" | "punchtype"
             | "attstate" | "event" => Field::State,
-            "verify" | "verifymode" | "verifytype" | "verification" | "verifycode" => {
-                Field::Verify
-            }
+            "verify" | "verifymode" | "verifytype" | "verification" | "verifycode" => Field::Verify,
             "workcode" => Field::WorkCode,
-            "device" | "sn" | "serial" | "serialnumber" | "devicesn" | "terminalsn" | "terminal"
-            | "deviceserial" | "terminalserial" => Field::Device,
+            "device" | "sn" | "serial" | "serialnumber" | "devicesn" | "terminalsn"
+            | "terminal" | "deviceserial" | "terminalserial" => Field::Device,
             _ => return None,
         })
     }
@@ -526,7 +526,10 @@ impl std::str::FromStr for ColumnSpec {
         if !out.iter().any(|(f, _)| *f == Field::Pin) {
             return Err("--columns needs pin=…".into());
         }
-        if !out.iter().any(|(f, _)| matches!(f, Field::Time | Field::Date)) {
+        if !out
+            .iter()
+            .any(|(f, _)| matches!(f, Field::Time | Field::Date))
+        {
             return Err("--columns needs time=… (or date=… and time=…)".into());
         }
         Ok(ColumnSpec(out))
@@ -695,7 +698,13 @@ impl Mapping {
             .map(str::to_owned);
         let extra = self
             .extra_from
-            .map(|from| cells.iter().skip(from).map(|c| c.trim().to_owned()).collect())
+            .map(|from| {
+                cells
+                    .iter()
+                    .skip(from)
+                    .map(|c| c.trim().to_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         Ok((
             device,
@@ -844,7 +853,10 @@ mod tests {
     #[test]
     fn excel_serials_become_text() {
         assert_eq!(excel_serial_text(46_328.0), "2026-11-02");
-        assert_eq!(excel_serial_text(46_328.334_027_777_8), "2026-11-02 08:01:00");
+        assert_eq!(
+            excel_serial_text(46_328.334_027_777_8),
+            "2026-11-02 08:01:00"
+        );
         assert_eq!(excel_serial_text(0.75), "18:00:00");
     }
 

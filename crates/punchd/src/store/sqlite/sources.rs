@@ -7,7 +7,8 @@ use super::{backend, from_ms, ms, SqliteStore};
 use crate::store::sources::{NewSource, SourceInfo, SourceKind, SourceRun, SourcesStore};
 use crate::store::{Result, StoreError};
 
-const COLUMNS: &str = "id, name, kind, time_zone, settings, enabled, cursor, created_at, last_run_at, \
+const COLUMNS: &str =
+    "id, name, kind, time_zone, settings, enabled, cursor, created_at, last_run_at, \
      last_success_at, last_error, last_error_at, n_runs, n_stored, n_duplicate, n_rejected";
 
 fn source_from_row(row: &Row<'_>) -> rusqlite::Result<SourceInfo> {
