@@ -18,8 +18,9 @@
 //!     the punch state number;
 //!   - `verify` (optional integer): the verify mode code;
 //!   - `work_code` (optional string).
-//!   An event with another field, a wrong type or an unreadable value is refused with its index and reason; the
-//!   other events of the request are stored.
+//!
+//! An event with another field, a wrong type or an unreadable value is refused with its index and reason; the
+//! other events of the request are stored.
 //!
 //! The answer comes only after the events are durable: `{"ok": true, "inserted": n, "duplicates": m, "errors":
 //! []}` (200) when every event was good, the same with `"ok": false` and the reasons (422) when some were not. A

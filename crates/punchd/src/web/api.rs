@@ -105,7 +105,9 @@ impl utoipa::Modify for BearerAuth {
 }
 
 async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::sources::SourcesDoc::openapi());
+    Json(doc)
 }
 
 /// All registered devices, by SN.

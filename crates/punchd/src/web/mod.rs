@@ -102,6 +102,7 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let registered = app.registry.count_where(|_| true);
     app.metrics.devices_online.set(online as i64);
     app.metrics.devices_registered.set(registered as i64);
+    sources::set_source_metrics(&app).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -27,6 +27,24 @@ use crate::sources::webhook::{self, EventError};
 use crate::store::sources::{NewSource, SourceInfo, SourceKind, SourceRun};
 use crate::store::{Batch, LineIssue, RawEntry};
 
+/// The OpenAPI paths of these routes (merged into `/api/v1/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(receive_webhook, list_sources, create_source, upload_import),
+    components(schemas(
+        WebhookReply,
+        EventError,
+        SourceInfo,
+        SourceKind,
+        NewWebhookSource,
+        CreatedSource,
+        ImportReport,
+        import::PreviewRow,
+        FileFormat
+    ))
+)]
+pub struct SourcesDoc;
+
 /// The routes, with their full paths: merge them into the root router.
 pub fn routes(app: App) -> Router<App> {
     let with_api_token = Router::new()
@@ -39,6 +57,36 @@ pub fn routes(app: App) -> Router<App> {
             post(receive_webhook).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),
         )
         .merge(with_api_token)
+}
+
+/// Set the per-source gauges from the store (called when `/metrics` is scraped); a store error leaves them.
+pub async fn set_source_metrics(app: &App) {
+    let sources = match app.store.list_sources().await {
+        Ok(sources) => sources,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: listing sources failed");
+            return;
+        }
+    };
+    let m = &app.metrics;
+    for s in sources {
+        let labels = crate::metrics::SourceLabels {
+            source: s.name.clone(),
+            kind: s.kind.as_str().to_owned(),
+        };
+        m.source_punches_stored
+            .get_or_create(&labels)
+            .set(s.n_stored as i64);
+        m.source_punches_duplicate
+            .get_or_create(&labels)
+            .set(s.n_duplicate as i64);
+        m.source_rejected
+            .get_or_create(&labels)
+            .set(s.n_rejected as i64);
+        m.source_failing
+            .get_or_create(&labels)
+            .set(i64::from(s.state == "failing"));
+    }
 }
 
 /// What the webhook answers.

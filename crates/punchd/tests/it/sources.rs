@@ -655,4 +655,14 @@ fn webhook_bad_input_gets_reasons_and_good_events_are_kept() {
     // The API lists the same.
     let listed = server.get_json("/sources");
     assert_eq!(listed[0]["n_rejected"], 5);
+    // And the metrics.
+    let metrics = server
+        .raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .text();
+    assert!(
+        metrics.contains("punchd_source_punches_stored{source=\"app\",kind=\"webhook\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("punchd_source_rejected{source=\"app\",kind=\"webhook\"} 5"));
+    assert!(metrics.contains("punchd_source_failing{source=\"app\",kind=\"webhook\"} 1"));
 }

@@ -206,10 +206,13 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
+/// One row read: its line number, the punch (with its device) or the reason it is bad, and its text.
+type ReadRow = (usize, Result<(DeviceSn, parse::Punch), String>, String);
+
 /// One chunk of parsed rows and the file bytes they came from.
 struct Chunk {
     raw: Vec<u8>,
-    rows: Vec<(usize, Result<(DeviceSn, parse::Punch), String>, String)>,
+    rows: Vec<ReadRow>,
     position: u64,
     first_line: usize,
     last_line: usize,
