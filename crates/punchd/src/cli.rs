@@ -467,6 +467,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }))
     };
+    let biotime = {
+        let app = app.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(crate::sources::biotime::run_scheduler(app, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }))
+    };
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -479,6 +486,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("the server task failed")??;
     let _ = housekeeping.await;
     let _ = pull.await;
+    let _ = biotime.await;
     Ok(())
 }
 

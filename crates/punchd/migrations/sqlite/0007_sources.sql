@@ -5,6 +5,7 @@ CREATE TABLE sources (
     name            TEXT NOT NULL UNIQUE,
     kind            TEXT NOT NULL,            -- webhook | import | biotime
     token_hash      TEXT UNIQUE,              -- webhook: sha256 hex of its token
+    secret          TEXT,                     -- biotime: the API password (needed in clear to log in)
     time_zone       TEXT,                     -- IANA zone for naive times; NULL = configured default
     settings        TEXT NOT NULL DEFAULT '{}',   -- JSON object, kind-specific
     enabled         INTEGER NOT NULL DEFAULT 1,

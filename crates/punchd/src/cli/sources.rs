@@ -61,11 +61,46 @@ pub enum SourceAction {
         #[command(subcommand)]
         kind: AddSource,
     },
+    /// Read a BioTime source once now (as `punchd serve` does at its interval) and print what it did.
+    Run {
+        /// The source's name.
+        name: String,
+    },
 }
 
 /// Sources that can be added.
 #[derive(Debug, Subcommand)]
 pub enum AddSource {
+    /// A ZKBio Time server, read by `punchd serve` every `--interval`.
+    Biotime {
+        /// A unique name [default: biotime].
+        #[arg(long, default_value = "biotime")]
+        name: String,
+        /// Base URL, e.g. http://biotime.local:8081.
+        #[arg(long)]
+        url: String,
+        /// API user.
+        #[arg(long)]
+        username: String,
+        /// API password (kept in the database, needed in clear to log in).
+        #[arg(long, env = "PUNCHD_BIOTIME_PASSWORD")]
+        password: String,
+        /// How to log in.
+        #[arg(long, value_enum, default_value = "jwt")]
+        auth: crate::sources::biotime::Auth,
+        /// Time between reads: 60s, 5m, 1h.
+        #[arg(long, default_value = "60s")]
+        interval: String,
+        /// Only punches at or after this server wall time (YYYY-MM-DD[ HH:MM:SS]).
+        #[arg(long)]
+        since: Option<String>,
+        /// IANA zone of the BioTime server's wall times [default: the configured default zone].
+        #[arg(long, value_name = "ZONE")]
+        time_zone: Option<String>,
+        /// Rows per page asked for.
+        #[arg(long, default_value_t = crate::sources::biotime::PAGE_SIZE)]
+        page_size: u32,
+    },
     /// A JSON webhook: prints the token devices or apps send as `X-Device-Token` (shown only once).
     Webhook {
         /// A unique name (`gate-app`).
@@ -207,6 +242,83 @@ pub async fn sources(config: Config, action: SourceAction, format: Format) -> an
                 source.name
             );
             println!("{token}");
+        }
+        SourceAction::Add {
+            kind:
+                AddSource::Biotime {
+                    name,
+                    url,
+                    username,
+                    password,
+                    auth,
+                    interval,
+                    since,
+                    time_zone,
+                    page_size,
+                },
+        } => {
+            use crate::sources::biotime::{parse_interval, Settings};
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                anyhow::bail!("--url {url:?} must start with http:// or https://");
+            }
+            if let Some(zone) = &time_zone {
+                crate::config::parse_time_zone(zone)?;
+            }
+            let since = since.map(|s| {
+                if s.len() == 10 {
+                    format!("{s} 00:00:00")
+                } else {
+                    s
+                }
+            });
+            let settings = Settings {
+                url,
+                username,
+                auth,
+                interval_secs: parse_interval(&interval).map_err(anyhow::Error::msg)?,
+                since,
+                page_size,
+            };
+            let serde_json::Value::Object(settings) = serde_json::to_value(&settings)? else {
+                anyhow::bail!("settings are not an object");
+            };
+            let source = app
+                .store
+                .create_source(
+                    crate::store::sources::NewSource {
+                        name,
+                        kind: crate::store::sources::SourceKind::Biotime,
+                        token_hash: None,
+                        time_zone,
+                        settings,
+                        secret: Some(password),
+                    },
+                    chrono::Utc::now(),
+                )
+                .await?;
+            println!(
+                "BioTime source {:?} added; `punchd serve` reads it every {} s (`punchd sources run {}` reads it now)",
+                source.name,
+                interval,
+                source.name
+            );
+        }
+        SourceAction::Run { name } => {
+            let source = app.store.get_source(&name).await?;
+            if source.kind != crate::store::sources::SourceKind::Biotime {
+                anyhow::bail!(
+                    "source {name:?} is a {} source; only BioTime sources are run",
+                    source.kind.as_str()
+                );
+            }
+            let mut session = crate::sources::biotime::Session::default();
+            let report = crate::sources::biotime::run_once(&app, &source, &mut session)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading BioTime source {name:?}: {e}"))?;
+            if let Some(w) = &report.warning {
+                eprintln!("warning: {w}");
+            }
+            println!("{}", serde_json::to_string(&report)?);
         }
     }
     Ok(())

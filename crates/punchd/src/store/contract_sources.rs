@@ -13,6 +13,7 @@ fn webhook(name: &str, hash: &str) -> NewSource {
         token_hash: Some(hash.to_owned()),
         time_zone: Some("Europe/Istanbul".to_owned()),
         settings: serde_json::Map::new(),
+        secret: None,
     }
 }
 
@@ -96,12 +97,27 @@ pub(crate) async fn run_all(store: &dyn Store) {
         token_hash: None,
         time_zone: None,
         settings: serde_json::Map::new(),
+        secret: None,
     };
     let a = store
         .ensure_source(import.clone(), t0)
         .await
         .expect("ensure");
     let b = store.ensure_source(import, t3).await.expect("ensure again");
+    assert_eq!(store.source_secret(a.id).await.expect("secret"), None);
+    let with_secret = NewSource {
+        name: "bt".to_owned(),
+        kind: SourceKind::Biotime,
+        token_hash: None,
+        time_zone: None,
+        settings: serde_json::Map::new(),
+        secret: Some("pw".to_owned()),
+    };
+    let bt = store.create_source(with_secret, t0).await.expect("biotime");
+    assert_eq!(
+        store.source_secret(bt.id).await.expect("secret").as_deref(),
+        Some("pw")
+    );
     assert_eq!((a.id, a.created_at), (b.id, b.created_at));
     let names: Vec<String> = store
         .list_sources()
@@ -110,7 +126,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .into_iter()
         .map(|s| s.name)
         .collect();
-    assert_eq!(names, ["gate-app", "import"]);
+    assert_eq!(names, ["bt", "gate-app", "import"]);
     assert!(matches!(
         store.get_source("nope").await,
         Err(StoreError::NotFound(_))

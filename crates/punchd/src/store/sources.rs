@@ -53,6 +53,8 @@ pub struct NewSource {
     pub time_zone: Option<String>,
     /// Kind-specific settings (JSON object).
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// A secret the source needs in clear (the BioTime password); never listed.
+    pub secret: Option<String>,
 }
 
 /// A source as stored, with what its runs did.
@@ -125,6 +127,8 @@ pub trait SourcesStore: Send + Sync + 'static {
     async fn find_source_by_token(&self, token_hash: &str) -> Result<Option<SourceInfo>>;
     /// All sources, by name.
     async fn list_sources(&self) -> Result<Vec<SourceInfo>>;
+    /// The source's secret (the BioTime password), if it has one.
+    async fn source_secret(&self, id: i64) -> Result<Option<String>>;
     /// Add a run's counts and outcome to a source (by id); `NotFound` if it is gone.
     async fn record_source_run(&self, id: i64, run: SourceRun) -> Result<()>;
 }

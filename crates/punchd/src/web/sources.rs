@@ -390,6 +390,7 @@ pub async fn create_webhook_source(
                 token_hash: Some(hash_token(&token)),
                 time_zone: time_zone.map(str::to_owned),
                 settings: serde_json::Map::new(),
+                secret: None,
             },
             Utc::now(),
         )

@@ -8,6 +8,7 @@ mod harness;
 
 mod approval;
 mod bad_input;
+mod biotime;
 mod commands;
 mod crash;
 mod idempotency;

@@ -302,6 +302,7 @@ async fn record_run(app: &App, report: &ImportReport, error: Option<&ImportError
         token_hash: None,
         time_zone: None,
         settings: serde_json::Map::new(),
+        secret: None,
     };
     let result = async {
         let source = app.store.ensure_source(source, now).await?;

@@ -58,8 +58,8 @@ fn insert(conn: &Connection, s: &NewSource, now: DateTime<Utc>) -> Result<bool> 
     let settings = serde_json::Value::Object(s.settings.clone()).to_string();
     let n = conn
         .prepare_cached(
-            "INSERT INTO sources (name, kind, token_hash, time_zone, settings, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            "INSERT INTO sources (name, kind, token_hash, time_zone, settings, created_at, secret) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         )
         .and_then(|mut st| {
             st.execute(params![
@@ -68,7 +68,8 @@ fn insert(conn: &Connection, s: &NewSource, now: DateTime<Utc>) -> Result<bool> 
                 s.token_hash,
                 s.time_zone,
                 settings,
-                ms(now)
+                ms(now),
+                s.secret
             ])
         })
         .map_err(backend)?;
@@ -127,6 +128,16 @@ impl SourcesStore for SqliteStore {
                 .map_err(backend)?;
             let rows = st.query_map([], source_from_row).map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn source_secret(&self, id: i64) -> Result<Option<String>> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT secret FROM sources WHERE id = ?1")
+                .and_then(|mut st| st.query_row([id], |r| r.get(0)).optional())
+                .map_err(backend)
+                .map(Option::flatten)
         })
         .await
     }
