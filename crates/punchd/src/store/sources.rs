@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::Result;
+use super::{PunchFilter, Result};
+use crate::domain::Punch;
 
 /// What kind of source a row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -114,6 +115,23 @@ pub struct SourceRun {
     pub cursor: Option<String>,
 }
 
+/// The orders the BioTime-compatible API lists punches in (ties broken by id, in the same direction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PunchOrder {
+    /// By id.
+    Id,
+    /// By id, newest first.
+    IdDesc,
+    /// By terminal local time.
+    PunchTime,
+    /// By terminal local time, latest first.
+    PunchTimeDesc,
+    /// By receive time (BioTime's upload_time).
+    Received,
+    /// By receive time, latest first.
+    ReceivedDesc,
+}
+
 /// Persistence of sources. `record_source_run` must be durable before `Ok`.
 #[async_trait::async_trait]
 pub trait SourcesStore: Send + Sync + 'static {
@@ -129,6 +147,15 @@ pub trait SourcesStore: Send + Sync + 'static {
     async fn list_sources(&self) -> Result<Vec<SourceInfo>>;
     /// The source's secret (the BioTime password), if it has one.
     async fn source_secret(&self, id: i64) -> Result<Option<String>>;
+    /// One page of punches matching `filter` (its `after_id` and `limit` are ignored) in `order`, skipping
+    /// `offset` (the BioTime-compatible API's page numbers).
+    async fn punch_page(
+        &self,
+        filter: &PunchFilter,
+        order: PunchOrder,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<Punch>>;
     /// Add a run's counts and outcome to a source (by id); `NotFound` if it is gone.
     async fn record_source_run(&self, id: i64, run: SourceRun) -> Result<()>;
 }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod biotime_api;
 pub mod error;
 pub mod request_line;
 pub mod sources;
@@ -40,6 +41,7 @@ pub fn router(app: App) -> Router {
         .merge(push::routes())
         .nest("/api/v1", api::routes(app.clone()))
         .merge(sources::routes(app.clone()))
+        .merge(biotime_api::routes(app.clone()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))

@@ -392,3 +392,97 @@ fn every_biotime_version_shape_is_read() {
         );
     }
 }
+
+const READER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/biotime/read_punchd.py");
+
+/// pybiotime's client against punchd's BioTime-compatible API.
+fn read_with_pybiotime(server: &Server, auth: &str, state: &str) -> Value {
+    let out = Command::new("python3")
+        .args([
+            READER,
+            &format!("http://127.0.0.1:{}", server.port),
+            "hubtest",
+            &server.token(),
+            auth,
+            state,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn biotime_consumers_read_punches_of_every_source_from_punchd() {
+    if !pybiotime_available() {
+        return;
+    }
+    let server = Server::start();
+    // A pushed punch, an imported file and a webhook event.
+    let r = server.attlog("PUSH000001", "1001\t2026-11-02 08:00:00\t0\t1\t0\t0\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("p.csv");
+    std::fs::write(&csv, "PIN,Time,State\n0042,2026-11-02 08:05:00,0\n").unwrap();
+    let out = cli(
+        &server.db,
+        &["import", csv.to_str().unwrap(), "--device", "FILE000001"],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let token = cli(&server.db, &["sources", "add", "webhook", "--name", "gate"])
+        .stdout
+        .trim()
+        .to_owned();
+    let body = r#"{"device_id": "HOOK000001", "events": [{"user_id": "7", "time": "2026-11-02T08:07:00", "type": "OUT"}]}"#;
+    let request = format!(
+        "POST /api/v1/sources/webhook HTTP/1.1\r\nHost: x\r\nX-Device-Token: {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(server.raw(request.as_bytes()).status, 200);
+
+    let first = read_with_pybiotime(&server, "token", "");
+    let want = json!([
+        [1, "1001", "2026-11-02 08:00:00", "0", "PUSH000001"],
+        [2, "0042", "2026-11-02 08:05:00", "0", "FILE000001"],
+        [3, "7", "2026-11-02 08:07:00", "1", "HOOK000001"]
+    ]);
+    assert_eq!(first["all"], want, "{first}");
+    assert_eq!(first["new"], want, "{first}");
+    assert!(
+        first["terminals"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("PUSH000001")),
+        "{first}"
+    );
+
+    // A late punch (an old punch time, arriving now): read_new returns it and only it.
+    let r = server.attlog("PUSH000001", "1003\t2026-10-30 17:00:00\t1\t1\t0\t0\n");
+    assert_eq!(r.status, 200);
+    let second = read_with_pybiotime(&server, "jwt", &first["state"].to_string());
+    assert_eq!(
+        second["new"],
+        json!([[4, "1003", "2026-10-30 17:00:00", "1", "PUSH000001"]]),
+        "{second}"
+    );
+
+    // Wrong credentials: refused as BioTime refuses them.
+    let body = r#"{"username": "hubtest", "password": "pd_wrong"}"#;
+    let request = format!(
+        "POST /api-token-auth/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = server.raw(request.as_bytes());
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["non_field_errors"][0],
+        "Unable to log in with provided credentials."
+    );
+    let r = server
+        .raw(b"GET /iclock/api/transactions/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 401);
+}

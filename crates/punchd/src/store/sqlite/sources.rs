@@ -3,8 +3,11 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{backend, from_ms, ms, SqliteStore};
+use super::{backend, from_ms, ms, punch_from_row, punch_where, SqliteStore, PUNCH_COLUMNS};
+use crate::domain::Punch;
+use crate::store::sources::PunchOrder;
 use crate::store::sources::{NewSource, SourceInfo, SourceKind, SourceRun, SourcesStore};
+use crate::store::PunchFilter;
 use crate::store::{Result, StoreError};
 
 const COLUMNS: &str =
@@ -138,6 +141,36 @@ impl SourcesStore for SqliteStore {
                 .and_then(|mut st| st.query_row([id], |r| r.get(0)).optional())
                 .map_err(backend)
                 .map(Option::flatten)
+        })
+        .await
+    }
+
+    async fn punch_page(
+        &self,
+        filter: &PunchFilter,
+        order: PunchOrder,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<Punch>> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let (where_sql, values) = punch_where(&filter);
+            let order_sql = match order {
+                PunchOrder::Id => "id",
+                PunchOrder::IdDesc => "id DESC",
+                PunchOrder::PunchTime => "punched_at, id",
+                PunchOrder::PunchTimeDesc => "punched_at DESC, id DESC",
+                PunchOrder::Received => "received_at, id",
+                PunchOrder::ReceivedDesc => "received_at DESC, id DESC",
+            };
+            let sql = format!(
+                "SELECT {PUNCH_COLUMNS} FROM punches{where_sql} ORDER BY {order_sql} LIMIT {limit} OFFSET {offset}"
+            );
+            let mut st = conn.prepare(&sql).map_err(backend)?;
+            let rows = st
+                .query_map(rusqlite::params_from_iter(values), punch_from_row)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })
         .await
     }
