@@ -17,7 +17,7 @@
 //!   read as `PIN, time, state, verify, work code`. A file with none of these is refused with the cells found.
 //! - **Times** are terminal local wall times in the device's zone (`--time-zone`, else the device's zone, else
 //!   the configured default); RFC 3339 times with an offset are converted into that zone. Forms: see
-//!   [`parse::parse_date_time`]; `--date-format` (chrono strftime) overrides them.
+//!   `parse::parse_date_time`; `--date-format` (chrono strftime) overrides them.
 //!
 //! Rows are read on a blocking thread and handed over in chunks of [`CHUNK_ROWS`] through a channel of two, so a
 //! 1,000,000-line file never sits in memory (spreadsheets are the exception: calamine reads a sheet whole). Each

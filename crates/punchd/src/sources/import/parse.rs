@@ -1,7 +1,7 @@
 //! Reading import files into rows and rows into punches: no IO beyond the reader it is given, no store.
 //!
-//! A [`RowSource`] yields the rows of a file (tab-separated attlog lines, CSV records, spreadsheet rows) as text
-//! cells; a [`Mapping`] says which cell holds what; [`Mapping::convert`] turns one row into a punch or a reason.
+//! A `RowSource` yields the rows of a file (tab-separated attlog lines, CSV records, spreadsheet rows) as text
+//! cells; a `Mapping` says which cell holds what; `Mapping::convert` turns one row into a punch or a reason.
 
 use std::io::{BufRead, Read};
 
