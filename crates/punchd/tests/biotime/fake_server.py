@@ -13,6 +13,9 @@ Control endpoints (JSON body) let a test change the fake between runs:
                                 transactions stay, ids restart at next_id
   POST /_control/expire_tokens {}  -> every token issued so far is forgotten (as after a server restart)
   POST /_control/jwt_lifetime  {"seconds": 2}
+  POST /_control/insert_during_paging {"after_page": 1, "transaction": {...as /_control/transaction...}}
+                             -> once the fake has answered that page of the transactions, the punch is added
+                                (as a punch arriving while a client pages: rows shift, the next page repeats one)
   GET  /_control/requests      -> the requests the fake saw: [[method, path, params, authorization], ...]
 """
 
@@ -75,6 +78,19 @@ def main() -> None:
                 fake.tokens.clear()
             elif path == "/_control/jwt_lifetime":
                 fake.jwt_lifetime = float(data["seconds"])
+            elif path == "/_control/insert_during_paging":
+                t = data["transaction"]
+                t["punch_time"] = datetime.strptime(t["punch_time"], FORMAT)
+                if t.get("upload_time"):
+                    t["upload_time"] = datetime.strptime(t["upload_time"], FORMAT)
+                page = str(data.get("after_page", 1))
+
+                def hook(request, t=t, page=page):
+                    if request.path == "/iclock/api/transactions/" and request.params.get("page", "1") == page:
+                        fake.add_transaction(**t)
+                        fake.after_request = None
+
+                fake.after_request = hook
             elif path == "/_control/requests":
                 out = [[r.method, r.path, r.params, r.authorization] for r in fake.requests]
             else:

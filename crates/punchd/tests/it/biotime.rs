@@ -271,6 +271,64 @@ fn biotime_is_read_incrementally_through_late_uploads_errors_and_a_restore() {
     want.push(p("BT00000001", "1002", "2026-11-02 17:31:00", 1));
     assert_eq!(stored(&db), want);
 
+    // A punch arriving while punchd pages (after page 1): rows shift, page 2 repeats a row of page 1 (taken
+    // once); the new punch, already past, is read by the next run.
+    fake.punch(
+        "1003",
+        "2026-11-02 17:32:00",
+        "BT00000001",
+        "1",
+        Some("2026-11-02 17:32:00"),
+    );
+    fake.punch(
+        "1004",
+        "2026-11-02 17:33:00",
+        "BT00000001",
+        "1",
+        Some("2026-11-02 17:33:00"),
+    );
+    fake.punch(
+        "1005",
+        "2026-11-02 17:34:00",
+        "BT00000001",
+        "1",
+        Some("2026-11-02 17:34:00"),
+    );
+    fake.punch(
+        "1001",
+        "2026-11-02 17:35:00",
+        "BT00000001",
+        "1",
+        Some("2026-11-02 17:35:00"),
+    );
+    fake.control(
+        "insert_during_paging",
+        json!({"after_page": 1, "transaction": {"emp_code": "1002", "punch_time": "2026-11-02 17:36:00",
+               "terminal_sn": "BT00000001", "punch_state": "1", "upload_time": "2026-11-02 17:36:00"}}),
+    );
+    let r = run_ok(&db, "hq");
+    assert_eq!(
+        (r["stored"].as_u64(), r["duplicate"].as_u64()),
+        (Some(4), Some(0)),
+        "{r}"
+    );
+    let r = run_ok(&db, "hq");
+    assert_eq!(
+        (r["stored"].as_u64(), r["duplicate"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    for (pin, at) in [
+        ("1003", "17:32"),
+        ("1004", "17:33"),
+        ("1005", "17:34"),
+        ("1001", "17:35"),
+        ("1002", "17:36"),
+    ] {
+        want.push(p("BT00000001", pin, &format!("2026-11-02 {at}:00"), 1));
+    }
+    assert_eq!(stored(&db), want);
+
     // A restore: the database goes back to its first 2 transactions (ids 2 and 3; the terminal took id 1) and ids
     // restart at 4. The new punch reuses an id punchd has seen; it is not missed, and the source says why.
     fake.control("restore", json!({"keep": 2, "next_id": 4}));
@@ -300,10 +358,10 @@ fn biotime_is_read_incrementally_through_late_uploads_errors_and_a_restore() {
         "{hq}"
     );
     assert!(
-        hq["cursor"].as_str().unwrap().contains("\"max_id\":4"),
+        hq["cursor"].as_str().unwrap().contains("\"max_id\":4,"),
         "{hq}"
     );
-    assert_eq!(hq["n_stored"], 9);
+    assert_eq!(hq["n_stored"], 14);
 
     // HTML where JSON was expected (a wrong base URL: the fake answers its "Page not found" page with 200).
     add_source(
