@@ -19,6 +19,7 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
 pub mod sinks;
+mod sources;
 
 use crate::app::App;
 use crate::config::{ApprovalMode, Config, Overrides};
@@ -104,6 +105,17 @@ pub enum Cmd {
         /// What to do (default: list).
         #[command(subcommand)]
         action: Option<sinks::SinkAction>,
+        /// Output format for listings.
+        #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+        format: Format,
+    },
+    /// Import a file: a terminal's USB export (`<SN>_attlog.dat`), a CSV file or an XLSX sheet.
+    Import(sources::ImportArgs),
+    /// List and add sources other than terminals (webhooks, imports).
+    Sources {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<sources::SourceAction>,
         /// Output format for listings.
         #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
         format: Format,
@@ -520,6 +532,15 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Sinks { action, format } => {
             sinks::run(config, action.unwrap_or(sinks::SinkAction::List), format).await
         }
+        Cmd::Import(args) => sources::import(config, args).await,
+        Cmd::Sources { action, format } => {
+            sources::sources(
+                config,
+                action.unwrap_or(sources::SourceAction::List),
+                format,
+            )
+            .await
+        }
     }
 }
 
@@ -561,6 +582,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }))
     };
+    let biotime = {
+        let app = app.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(crate::sources::biotime::run_scheduler(app, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }))
+    };
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -574,6 +602,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = housekeeping.await;
     let _ = pull.await;
     let _ = delivery.await;
+    let _ = biotime.await;
     Ok(())
 }
 

@@ -15,6 +15,15 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of the per-source gauges (issue 9).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// The source's name.
+    pub source: String,
+    /// webhook, import or biotime.
+    pub kind: String,
+}
+
 /// Every metric punchd exports.
 pub struct Metrics {
     registry: Registry,
@@ -41,6 +50,14 @@ pub struct Metrics {
     pub pending_dropped: Counter,
     /// Connections open now (set when scraped).
     pub connections_open: Gauge,
+    /// Per source: punches stored through it so far (set when scraped, from the store).
+    pub source_punches_stored: Family<SourceLabels, Gauge>,
+    /// Per source: punches it delivered that were already held (set when scraped).
+    pub source_punches_duplicate: Family<SourceLabels, Gauge>,
+    /// Per source: rows or events refused (set when scraped).
+    pub source_rejected: Family<SourceLabels, Gauge>,
+    /// Per source: 1 when its last run failed, else 0 (set when scraped).
+    pub source_failing: Family<SourceLabels, Gauge>,
 }
 
 /// Labels of the per-sink metrics.
@@ -166,12 +183,40 @@ impl Metrics {
             "Connections open now",
             connections_open.clone(),
         );
+        let source_punches_stored = Family::<SourceLabels, Gauge>::default();
+        let source_punches_duplicate = Family::<SourceLabels, Gauge>::default();
+        let source_rejected = Family::<SourceLabels, Gauge>::default();
+        let source_failing = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "source_punches_stored",
+            "Punches stored through a source (webhook, import, biotime)",
+            source_punches_stored.clone(),
+        );
+        registry.register(
+            "source_punches_duplicate",
+            "Punches a source delivered that were already held",
+            source_punches_duplicate.clone(),
+        );
+        registry.register(
+            "source_rejected",
+            "Rows or events a source delivered that were refused",
+            source_rejected.clone(),
+        );
+        registry.register(
+            "source_failing",
+            "1 when the source's last run failed",
+            source_failing.clone(),
+        );
         Metrics {
             sinks,
             refused,
             pending_dropped,
             connections_open,
             registry,
+            source_punches_stored,
+            source_punches_duplicate,
+            source_rejected,
+            source_failing,
             requests,
             punches_stored,
             punches_duplicate,

@@ -15,10 +15,13 @@ mod contract_operations;
 mod contract_outbox;
 #[cfg(test)]
 mod contract_push;
+#[cfg(test)]
+mod contract_sources;
 pub mod hardening;
 pub mod operations;
 pub mod outbox;
 pub mod push;
+pub mod sources;
 pub mod sqlite;
 
 pub use hardening::HardeningStore;
@@ -427,7 +430,14 @@ pub struct TokenInfo {
 /// durable before returning `Ok` (the push server acknowledges on it).
 #[async_trait::async_trait]
 pub trait Store:
-    HardeningStore + push::PushStore + OperationsStore + outbox::OutboxStore + Send + Sync + 'static
+    HardeningStore
+    + push::PushStore
+    + OperationsStore
+    + outbox::OutboxStore
+    + sources::SourcesStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Check that the database answers (health checks).
     async fn ping(&self) -> Result<()>;

@@ -9,6 +9,7 @@
 mod hardening;
 mod operations;
 mod push;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -48,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_hardening.sql"),
     include_str!("../../migrations/sqlite/0004_push.sql"),
     include_str!("../../migrations/sqlite/0005_operations.sql"),
+    include_str!("../../migrations/sqlite/0007_sources.sql"),
     include_str!("../../migrations/sqlite/0008_outbox.sql"),
 ];
 

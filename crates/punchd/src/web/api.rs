@@ -153,6 +153,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::push_api::PushApi::openapi());
     doc.merge(super::seed::SeedApi::openapi());
     doc.merge(super::sinks::SinksDoc::openapi());
+    doc.merge(super::sources::SourcesDoc::openapi());
     ErrorResponses::apply(&mut doc);
     doc
 }

@@ -5,11 +5,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod biotime_api;
 pub mod error;
 pub mod push_api;
 pub mod request_line;
 pub mod seed;
 pub mod sinks;
+pub mod sources;
 
 use std::future::Future;
 use std::time::Duration;
@@ -42,6 +44,8 @@ pub fn router(app: App) -> Router {
         .merge(push::routes())
         .nest("/api/v1", api::routes(app.clone()))
         .nest("/api/push", seed::routes(app.clone()))
+        .merge(sources::routes(app.clone()))
+        .merge(biotime_api::routes(app.clone()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))
@@ -121,6 +125,7 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
     app.metrics
         .connections_open
         .set(app.guards.connections.open() as i64);
+    sources::set_source_metrics(&app).await;
     (
         [(
             header::CONTENT_TYPE,

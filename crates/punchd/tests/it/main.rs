@@ -8,6 +8,7 @@ mod harness;
 
 mod approval;
 mod bad_input;
+mod biotime;
 mod commands;
 mod crash;
 mod frappe_contract;
@@ -23,4 +24,5 @@ mod samples;
 mod settings;
 mod simulate;
 mod sinks;
+mod sources;
 mod storage_failure;
