@@ -17,6 +17,7 @@
 //! [`app::App`] wires these together for one running instance.
 
 pub mod app;
+pub mod attendance;
 pub mod cli;
 pub mod config;
 pub mod devices;

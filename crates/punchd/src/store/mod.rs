@@ -5,6 +5,7 @@
 //! (a later issue) implements the same trait with native SQL. Callers never see SQL: `ingest`, `devices`,
 //! `sources` and `web` speak in the types below. This module depends only on `domain`.
 
+pub mod attendance;
 #[cfg(test)]
 mod contract;
 pub mod sqlite;
@@ -406,7 +407,7 @@ pub struct TokenInfo {
 /// Everything punchd keeps. Implementations must make every `write_*`/`enqueue_*`/`take_*`/`complete_*`
 /// durable before returning `Ok` (the push server acknowledges on it).
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: attendance::AttendanceStore + Send + Sync + 'static {
     /// Check that the database answers (health checks).
     async fn ping(&self) -> Result<()>;
     /// Write a batch and its raw journal entry atomically. Re-sent punches are counted as duplicates and not

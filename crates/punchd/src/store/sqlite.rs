@@ -6,6 +6,8 @@
 //! caller. With `synchronous=FULL` (the default, power-safe) the fsync cost is shared by everything queued, which
 //! is what makes per-request acknowledgement after a durable commit cheap.
 
+mod attendance;
+
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -39,6 +41,7 @@ pub enum Durability {
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_drop_punches_pin.sql"),
+    include_str!("../../migrations/sqlite/0006_attendance.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.

@@ -1,0 +1,101 @@
+//! PIN → employee: explicit mappings per device or site, and the self-mapping convention (PIN = employee code,
+//! Frappe HR's `attendance_device_id`).
+//!
+//! A punch's employee is resolved at read time, every time, from the mappings as they are now: mapping a PIN makes
+//! its stored punches count at once (nothing is marked or copied), and removing a mapping puts them back into the
+//! unmapped queue. Order: a device mapping, then a mapping of the device's site, then an employee whose code is the
+//! PIN and whose site is the device's site (or who has no site). A PIN that resolves to nobody is **unmapped**.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::Device;
+use crate::store::attendance::{Employee, PinMapping, PinSeen, Scope};
+
+/// The resolver: built once per computation from the store's mappings, employees and devices.
+#[derive(Debug, Clone, Default)]
+pub struct Resolver {
+    by_device: HashMap<(String, String), String>,
+    by_site: HashMap<(String, String), String>,
+    employee_site: HashMap<String, Option<String>>,
+    device_site: HashMap<String, Option<String>>,
+}
+
+impl Resolver {
+    /// Build from the current facts.
+    pub fn new(mappings: &[PinMapping], employees: &[Employee], devices: &[Device]) -> Resolver {
+        let mut r = Resolver::default();
+        for m in mappings {
+            let key = (m.scope_key.clone(), m.pin.clone());
+            match m.scope {
+                Scope::Device => r.by_device.insert(key, m.employee_code.clone()),
+                Scope::Site => r.by_site.insert(key, m.employee_code.clone()),
+            };
+        }
+        for e in employees {
+            r.employee_site.insert(e.code.clone(), e.site.clone());
+        }
+        for d in devices {
+            r.device_site
+                .insert(d.sn.as_str().to_owned(), d.site.clone());
+        }
+        r
+    }
+
+    /// The employee a PIN on a device means, if any.
+    pub fn resolve(&self, device_sn: &str, pin: &str) -> Option<&str> {
+        if let Some(e) = self.by_device.get(&(device_sn.to_owned(), pin.to_owned())) {
+            return Some(e);
+        }
+        let site = self.device_site.get(device_sn).cloned().flatten();
+        if let Some(site) = &site {
+            if let Some(e) = self.by_site.get(&(site.clone(), pin.to_owned())) {
+                return Some(e);
+            }
+        }
+        match self.employee_site.get_key_value(pin) {
+            Some((code, None)) => Some(code),
+            Some((code, Some(esite))) if Some(esite) == site.as_ref() => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// One line of the unmapped queue: a PIN on a device that means nobody yet. Its punches are kept and count as soon
+/// as it is mapped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Unmapped {
+    /// The device SN.
+    pub device_sn: String,
+    /// The device's site, if it has one.
+    pub site: Option<String>,
+    /// The PIN.
+    pub pin: String,
+    /// How many punches wait.
+    pub count: u64,
+    /// First punch (UTC).
+    pub first_seen: DateTime<Utc>,
+    /// Last punch (UTC).
+    pub last_seen: DateTime<Utc>,
+}
+
+/// The unmapped queue from the punches held per (device, PIN).
+pub fn unmapped(resolver: &Resolver, seen: &[PinSeen]) -> Vec<Unmapped> {
+    seen.iter()
+        .filter(|s| resolver.resolve(s.device_sn.as_str(), &s.pin).is_none())
+        .map(|s| Unmapped {
+            device_sn: s.device_sn.as_str().to_owned(),
+            site: resolver
+                .device_site
+                .get(s.device_sn.as_str())
+                .cloned()
+                .flatten(),
+            pin: s.pin.clone(),
+            count: s.count,
+            first_seen: s.first_seen,
+            last_seen: s.last_seen,
+        })
+        .collect()
+}

@@ -1,0 +1,13 @@
+//! Attendance: raw punches become working days and a month HR can sign off.
+//!
+//! - [`import`]: employee files (CSV, XLSX) with header detection and per-row errors.
+//! - [`mapping`]: PIN → employee (device, site, PIN = employee code), resolved at read time; the unmapped queue.
+//! - [`setup`]: checked, audited changes to sites, employees, mappings, shifts, roster and policies.
+//! - [`watermark`]: completeness per device and day.
+//!
+//! Raw punches are never changed here: corrections, reviews and sign-offs are records of their own.
+
+pub mod import;
+pub mod mapping;
+pub mod setup;
+pub mod watermark;
