@@ -8,6 +8,7 @@
 //! - [`devices`]: the registry (approval, settings, last seen), the command queue, health.
 //! - [`sources`]: where punches come from: `push` (the `/iclock` HTTP routes for terminals) and `pull` (the
 //!   scheduler and one-shot reader for terminals read over TCP/UDP 4370).
+//! - [`attendance`]: punches become working days and months; [`attendance::rules`] is the pure rules engine.
 //! - [`web`]: the JSON API (`/api/v1`), auth, health, metrics, and the HTTP server loop.
 //! - [`metrics`] (Prometheus counters) and [`format`](mod@format) (table, CSV and JSON listings for the CLI and the API).
 //! - [`replay`] (feed captured requests through the handlers or a server) and [`simulate`] (simulated terminals

@@ -1,5 +1,7 @@
-//! Attendance: raw punches become working days and a month HR can sign off.
+//! Attendance: punches become working days, months and exceptions HR reviews (issue 7).
 //!
+//! - [`rules`]: the pure rules engine (working-day assignment, punch-state policy, shifts, day and month results).
+//!   No IO, no store, no async: everything is a function of punches and settings passed in.
 //! - [`import`]: employee files (CSV, XLSX) with header detection and per-row errors.
 //! - [`mapping`]: PIN → employee (device, site, PIN = employee code), resolved at read time; the unmapped queue.
 //! - [`setup`]: checked, audited changes to sites, employees, mappings, shifts, roster and policies.
@@ -9,5 +11,6 @@
 
 pub mod import;
 pub mod mapping;
+pub mod rules;
 pub mod setup;
 pub mod watermark;
