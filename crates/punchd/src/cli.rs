@@ -12,6 +12,8 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
+mod attendance;
+
 use crate::app::App;
 use crate::config::{ApprovalMode, Config, Overrides};
 use crate::domain::{Approval, CommandKind, CommandStatus, DeviceSn, Pin, Transport};
@@ -86,6 +88,9 @@ pub enum Cmd {
     Pull(crate::sources::pull::PullArgs),
     /// Run simulated terminals: `simulate pull` (a terminal to read) or `simulate push` (a fleet pushing to a server).
     Simulate(crate::simulate::SimulateArgs),
+    /// Attendance: sites, employees, pins, shifts, roster, attendance (flattened).
+    #[command(flatten)]
+    Attendance(attendance::AttendanceCmd),
 }
 
 /// `serve` options.
@@ -414,6 +419,7 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Replay(args) => crate::replay::run(config, args.files, args.server).await,
         Cmd::Pull(args) => crate::sources::pull::run_cli(config, args).await,
         Cmd::Simulate(args) => crate::simulate::run(args).await,
+        Cmd::Attendance(cmd) => attendance::run(config, cmd).await,
     }
 }
 

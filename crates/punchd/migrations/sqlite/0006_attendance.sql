@@ -42,7 +42,7 @@ CREATE TABLE pin_mappings (
 
 CREATE TABLE shifts (
     name       TEXT PRIMARY KEY,
-    definition TEXT NOT NULL,              -- JSON of store::attendance::ShiftDef
+    definition TEXT NOT NULL,              -- JSON of attendance::rules::Shift
     updated_at INTEGER NOT NULL
 );
 

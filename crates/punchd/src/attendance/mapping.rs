@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::Device;
 use crate::store::attendance::{Employee, PinMapping, PinSeen, Scope};
@@ -65,7 +65,7 @@ impl Resolver {
 
 /// One line of the unmapped queue: a PIN on a device that means nobody yet. Its punches are kept and count as soon
 /// as it is mapped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Unmapped {
     /// The device SN.
     pub device_sn: String,

@@ -8,6 +8,7 @@ use chrono::NaiveTime;
 use serde::Serialize;
 
 use super::import::{ParsedFile, RowError};
+use super::rules::{BreakRule, Shift};
 use crate::store::attendance::{
     AuditRecord, Employee, PinMapping, PolicySetting, RosterEntry, Scope, ShiftDef, Site,
 };
@@ -199,53 +200,52 @@ pub async fn add_mapping(store: &dyn Store, m: PinMapping, author: &str) -> AttR
     Ok(())
 }
 
-/// Check and add (or, with `replace`, change) a shift. Refused: unreadable times, a shift that starts when it ends,
-/// a break as long as the shift, grace longer than the shift, and a name in use (without `replace`).
-pub async fn put_shift(
-    store: &dyn Store,
-    shift: ShiftDef,
-    replace: bool,
-    author: &str,
-) -> AttResult<()> {
-    if shift.name.trim().is_empty() {
-        return invalid("the shift name is empty");
-    }
-    let start = parse_clock(&shift.start)?;
-    let end = parse_clock(&shift.end)?;
-    let span = shift_span_secs(start, end);
-    if span == 0 {
-        return invalid(format!("shift {}: start and end are both {}", shift.name, shift.start));
-    }
-    if i64::from(shift.break_secs) >= span {
-        return invalid(format!(
-            "shift {}: a break of {} min does not fit a shift of {} min",
-            shift.name,
-            shift.break_secs / 60,
-            span / 60
-        ));
+/// Check and add (or, with `replace`, change) a shift. Refused ([`Shift::validate`]): an empty name, a shift
+/// that starts when it ends, check-in/check-out windows that overlap the same shift the next day (overlapping
+/// definitions), thresholds out of order; here also grace-in plus grace-out as long as the shift, a deducted break
+/// as long as the shift; and a name in use (without `replace`).
+pub async fn put_shift(store: &dyn Store, shift: Shift, replace: bool, author: &str) -> AttResult<()> {
+    shift.validate().map_err(|e| AttError::Invalid(e.to_string()))?;
+    let span = i64::from(shift.length_secs());
+    if let BreakRule::Deduct { secs, .. } = shift.break_rule {
+        if i64::from(secs) >= span {
+            return invalid(format!(
+                "shift {}: a break of {} min does not fit a shift of {} min",
+                shift.name,
+                secs / 60,
+                span / 60
+            ));
+        }
     }
     if i64::from(shift.grace_in_secs) + i64::from(shift.grace_out_secs) >= span {
         return invalid(format!(
-            "shift {}: grace-in and grace-out overlap (together longer than the shift)",
+            "shift {}: grace-in and grace-out overlap (together as long as the shift)",
             shift.name
         ));
     }
-    let name = shift.name.clone();
-    let detail = serde_json::to_value(&shift).unwrap_or_default();
+    let def = ShiftDef {
+        name: shift.name.clone(),
+        definition: serde_json::to_value(&shift).map_err(|e| AttError::Invalid(e.to_string()))?,
+    };
+    let detail = def.definition.clone();
+    let name = def.name.clone();
     store
-        .put_shift(shift, replace, audit(author, "shift.put", &name, detail))
+        .put_shift(def, replace, audit(author, "shift.put", &name, detail))
         .await?;
     Ok(())
 }
 
-/// Length of a shift in seconds; an end at or before the start is on the next day (overnight).
-pub fn shift_span_secs(start: NaiveTime, end: NaiveTime) -> i64 {
-    let d = (end - start).num_seconds();
-    if d < 0 {
-        d + 86_400
-    } else {
-        d
-    }
+/// The shifts of the store, readable by the rules; `Invalid` names a stored definition that is not.
+pub async fn load_shifts(store: &dyn Store) -> AttResult<Vec<Shift>> {
+    store
+        .list_shifts()
+        .await?
+        .into_iter()
+        .map(|d| {
+            serde_json::from_value(d.definition)
+                .map_err(|e| AttError::Invalid(format!("stored shift {} is unreadable: {e}", d.name)))
+        })
+        .collect()
 }
 
 /// Write roster lines, all or nothing (the store names the first unknown employee or shift).

@@ -13,7 +13,7 @@
 //! window ([`CHECKOUT_WINDOW_SECS`]); a site without devices has no complete day.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::devices::health;
 use crate::domain::Device;
@@ -22,7 +22,7 @@ use crate::domain::Device;
 pub const CHECKOUT_WINDOW_SECS: i64 = 2 * 3600;
 
 /// One device's watermark.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Watermark {
     /// The device SN.
     pub device_sn: String,

@@ -144,25 +144,14 @@ pub struct PinMapping {
     pub employee_code: String,
 }
 
-/// A shift as stored: a named working-time rule. Times are site local wall times; `end` before `start` means the
-/// shift ends the next day (overnight).
+/// A shift as stored: its name and its definition (JSON of `attendance::rules::Shift`; the store does not read it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShiftDef {
-    /// Name (`Day`, `Night`).
+    /// Name (`Day`, `Night`), unique.
     pub name: String,
-    /// Start, `HH:MM`.
-    pub start: String,
-    /// End, `HH:MM`.
-    pub end: String,
-    /// Grace after the start before a check-in is late, seconds.
-    #[serde(default)]
-    pub grace_in_secs: u32,
-    /// Grace before the end before a check-out is an early exit, seconds.
-    #[serde(default)]
-    pub grace_out_secs: u32,
-    /// Break deducted from the worked time, seconds.
-    #[serde(default)]
-    pub break_secs: u32,
+    /// The definition.
+    #[schema(value_type = Object)]
+    pub definition: serde_json::Value,
 }
 
 /// One roster line: on `day`, `employee_code` works `shift` (`None` = a day off).

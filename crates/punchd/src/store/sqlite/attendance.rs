@@ -326,7 +326,7 @@ impl AttendanceStore for SqliteStore {
                 "INSERT OR REPLACE INTO shifts (name, definition, updated_at) VALUES (?1, ?2, ?3)",
                 params![
                     shift.name,
-                    serde_json::to_string(&shift).map_err(|e| StoreError::Backend(e.to_string()))?,
+                    shift.definition.to_string(),
                     ms(Utc::now())
                 ],
             )
@@ -338,14 +338,18 @@ impl AttendanceStore for SqliteStore {
 
     async fn list_shifts(&self) -> Result<Vec<ShiftDef>> {
         self.read(|conn| {
-            let defs: Vec<String> = conn
-                .prepare_cached("SELECT definition FROM shifts ORDER BY name")
-                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            let defs: Vec<(String, String)> = conn
+                .prepare_cached("SELECT name, definition FROM shifts ORDER BY name")
+                .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
                 .map_err(backend)?;
-            defs.iter()
-                .map(|d| {
-                    serde_json::from_str(d)
-                        .map_err(|e| StoreError::Backend(format!("stored shift unreadable: {e}")))
+            defs.into_iter()
+                .map(|(name, d)| {
+                    Ok(ShiftDef {
+                        name,
+                        definition: serde_json::from_str(&d).map_err(|e| {
+                            StoreError::Backend(format!("stored shift unreadable: {e}"))
+                        })?,
+                    })
                 })
                 .collect()
         })
