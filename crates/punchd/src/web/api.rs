@@ -70,6 +70,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .route("/commands", get(list_commands))
         .route("/commands/{id}", get(get_command))
         .route("/journal/{id}", get(get_journal))
+        .merge(super::attendance::routes())
         .route_layer(middleware::from_fn_with_state(app, require_token))
         .route("/openapi.json", get(openapi))
 }
@@ -86,6 +87,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         Device, Punch, Command, CommandKind, CommandStatus, Approval, DevicePatch, DeviceUser, Template,
         JournalEntry, PunchPage, NewPullDevice, crate::store::LineIssue, crate::domain::Transport
     )),
+    nest((path = "/api/v1", api = super::attendance::AttendanceDoc)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
