@@ -67,11 +67,15 @@ pub struct SiteRules {
     /// The same person punching again within this many seconds (inclusive), on any device, is a double tap: the
     /// later punch is kept, marked, and not counted (default 60).
     pub double_tap_secs: u32,
+    /// Overtime rule for weekly offs and holidays (no shift to take it from): the whole worked time of such a
+    /// day is overtime in the off-day bucket, with this rule's block, rounding and cap.
+    pub off_day_overtime: OvertimeRule,
 }
 
 impl SiteRules {
-    /// Defaults for a zone: day change at 00:00, double taps within 60 s.
+    /// Defaults for a zone: day change at 00:00, double taps within 60 s, off-day overtime without block, rounding
+    /// or cap.
     pub fn new(zone: Tz) -> SiteRules {
-        SiteRules { zone, day_change: NaiveTime::MIN, double_tap_secs: 60 }
+        SiteRules { zone, day_change: NaiveTime::MIN, double_tap_secs: 60, off_day_overtime: OvertimeRule::default() }
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use super::day::{compute_days, DayResult};
+use super::day::{compute_days, DayResult, DayStatus};
 use super::policy::PolicyChoice;
 use super::shift::DayPlan;
 use super::{RulePunch, SiteRules};
@@ -45,10 +45,35 @@ pub struct MonthTotals {
     pub exceptions: u32,
 }
 
-/// Sum day results into month totals.
+/// Sum day results into month totals. A day counts under its status; late and early-exit counts are days with
+/// such an exception, whatever their status.
 pub fn month_totals(days: &[DayResult]) -> MonthTotals {
-    let _ = days;
-    MonthTotals::default()
+    let mut totals = MonthTotals::default();
+    for day in days {
+        match day.status {
+            DayStatus::Present => totals.days_present += 1,
+            DayStatus::Absent => totals.days_absent += 1,
+            DayStatus::HalfDay => totals.half_days += 1,
+            DayStatus::WeeklyOff => totals.weekly_offs += 1,
+            DayStatus::Holiday => totals.holidays += 1,
+            DayStatus::Leave => totals.leave_days += 1,
+            DayStatus::Inactive => totals.inactive_days += 1,
+            DayStatus::Incomplete => totals.incomplete_days += 1,
+        }
+        if day.late_secs > 0 {
+            totals.late_count += 1;
+            totals.late_secs += day.late_secs;
+        }
+        if day.early_exit_secs > 0 {
+            totals.early_exit_count += 1;
+            totals.early_exit_secs += day.early_exit_secs;
+        }
+        totals.worked_secs += day.worked_secs;
+        totals.overtime_secs += day.overtime_secs;
+        totals.overtime_off_day_secs += day.overtime_off_day_secs;
+        totals.exceptions += day.exceptions.len() as u32;
+    }
+    totals
 }
 
 /// Every date of a month, or `None` for a month that does not exist.
@@ -87,5 +112,28 @@ pub fn preview(
 ) -> PolicyPreview {
     let before = compute_days(site, current, punches, plans);
     let after = compute_days(site, proposed, punches, plans);
-    PolicyPreview { before: month_totals(&before), after: month_totals(&after), changes: Vec::new() }
+    let totals_before = month_totals(&before);
+    let totals_after = month_totals(&after);
+    let changes = before
+        .into_iter()
+        .zip(after)
+        .filter(|(before, after)| differs(before, after))
+        .map(|(before, after)| DayChange { before, after })
+        .collect();
+    PolicyPreview { before: totals_before, after: totals_after, changes }
+}
+
+/// Everything but the policy's name.
+fn differs(before: &DayResult, after: &DayResult) -> bool {
+    before.status != after.status
+        || before.first_in != after.first_in
+        || before.last_out != after.last_out
+        || before.worked_secs != after.worked_secs
+        || before.break_secs != after.break_secs
+        || before.late_secs != after.late_secs
+        || before.early_exit_secs != after.early_exit_secs
+        || before.overtime_secs != after.overtime_secs
+        || before.overtime_off_day_secs != after.overtime_off_day_secs
+        || before.exceptions != after.exceptions
+        || before.punches.iter().map(|punch| punch.role).ne(after.punches.iter().map(|punch| punch.role))
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum BreakRule {
-    /// No break: worked time is what the IN/OUT pairs say.
+    /// Paid breaks: nothing is deducted, and break punches (states 2/3) are kept but not counted.
     None,
     /// Deduct `secs` automatically from a day's worked time when that worked time (before the deduction) is at
     /// least `min_worked_secs` (0 = always). Never below zero. Break punches (states 2/3) are then kept but not
