@@ -34,7 +34,11 @@ fn hours(secs: i64) -> f64 {
 /// The grid as rows of cells: header first. Numbers are numbers in XLSX (see [`Cell`]).
 pub fn grid(m: &Month) -> Vec<Vec<Cell>> {
     let mut header = vec![Cell::Text("code".into()), Cell::Text("name".into())];
-    header.extend(m.dates.iter().map(|d| Cell::Text(d.format("%d").to_string())));
+    header.extend(
+        m.dates
+            .iter()
+            .map(|d| Cell::Text(d.format("%d").to_string())),
+    );
     header.extend(TOTALS.iter().map(|t| Cell::Text((*t).to_owned())));
     let mut rows = vec![header];
     for e in &m.employees {
@@ -90,7 +94,11 @@ pub fn exception_rows(m: &Month) -> Vec<Vec<Cell>> {
             t(&x.kind),
             t(x.state.as_str()),
             Cell::Int(x.secs / 60),
-            t(&x.punch_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")),
+            t(&x.punch_ids
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")),
             t(&x.note),
         ]);
     }
@@ -102,7 +110,10 @@ pub fn exception_rows(m: &Month) -> Vec<Vec<Cell>> {
             t("open"),
             Cell::Int(0),
             t(""),
-            t(&format!("PIN {} on {}: {} punches", u.pin, u.device_sn, u.count)),
+            t(&format!(
+                "PIN {} on {}: {} punches",
+                u.pin, u.device_sn, u.count
+            )),
         ]);
     }
     for p in &m.arrived_after_signoff {
@@ -113,7 +124,12 @@ pub fn exception_rows(m: &Month) -> Vec<Vec<Cell>> {
             t("open"),
             Cell::Int(0),
             t(&p.id.to_string()),
-            t(&format!("PIN {} on {}, received {}", p.pin, p.device_sn, p.received_at.to_rfc3339())),
+            t(&format!(
+                "PIN {} on {}, received {}",
+                p.pin,
+                p.device_sn,
+                p.received_at.to_rfc3339()
+            )),
         ]);
     }
     rows
@@ -141,7 +157,9 @@ impl std::fmt::Display for Cell {
 }
 
 fn text_rows(rows: &[Vec<Cell>]) -> Vec<Vec<String>> {
-    rows.iter().map(|r| r.iter().map(ToString::to_string).collect()).collect()
+    rows.iter()
+        .map(|r| r.iter().map(ToString::to_string).collect())
+        .collect()
 }
 
 /// The grid as CSV (header row, one row per employee).
@@ -164,7 +182,11 @@ pub fn write_table(m: &Month, out: &mut impl Write) -> std::io::Result<()> {
         ),
         None => "not signed off".into(),
     };
-    writeln!(out, "{} {} ({}), {}; {} incomplete employee-days", m.site, m.month, m.time_zone, signed, m.incomplete_days)?;
+    writeln!(
+        out,
+        "{} {} ({}), {}; {} incomplete employee-days",
+        m.site, m.month, m.time_zone, signed, m.incomplete_days
+    )?;
     aligned(&text_rows(&grid(m)), out)?;
     let x = exception_rows(m);
     if x.len() > 1 {
@@ -194,7 +216,11 @@ fn aligned(rows: &[Vec<String>], out: &mut impl Write) -> std::io::Result<()> {
         }
     }
     for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         writeln!(out, "{}", line.join(" ").trim_end())?;
     }
     Ok(())

@@ -113,9 +113,8 @@ pub fn parse_rows(rows: &[Vec<String>]) -> Result<ParsedFile, String> {
             let name = cell(name_c).ok_or("the name is empty")?;
             let status = match cell(status_c) {
                 None => EmployeeStatus::Active,
-                Some(s) => EmployeeStatus::parse(&s).ok_or_else(|| {
-                    format!("status {s:?} is not one of active, inactive, left")
-                })?,
+                Some(s) => EmployeeStatus::parse(&s)
+                    .ok_or_else(|| format!("status {s:?} is not one of active, inactive, left"))?,
             };
             let joined_on = cell(joined_c).map(|s| parse_date(&s)).transpose()?;
             let left_on = cell(left_c).map(|s| parse_date(&s)).transpose()?;
@@ -183,19 +182,21 @@ pub fn read_spreadsheet(bytes: &[u8]) -> Result<Vec<Vec<String>>, String> {
     let mut rows: Vec<Vec<String>> = vec![Vec::new(); first_row as usize];
     for r in range.rows() {
         let mut cells = vec![String::new(); first_col as usize];
-        cells.extend(r.iter().map(|c| match c {
-            Data::Empty => String::new(),
-            Data::String(s) => s.clone(),
-            Data::Int(i) => i.to_string(),
-            Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
-            Data::Float(f) => f.to_string(),
-            Data::Bool(b) => b.to_string(),
-            Data::DateTime(d) => d
-                .as_datetime()
-                .map(|t| t.date().to_string())
-                .unwrap_or_default(),
-            Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
-            Data::Error(e) => format!("#{e:?}"),
+        cells.extend(r.iter().map(|c| {
+            match c {
+                Data::Empty => String::new(),
+                Data::String(s) => s.clone(),
+                Data::Int(i) => i.to_string(),
+                Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+                Data::Float(f) => f.to_string(),
+                Data::Bool(b) => b.to_string(),
+                Data::DateTime(d) => d
+                    .as_datetime()
+                    .map(|t| t.date().to_string())
+                    .unwrap_or_default(),
+                Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+                Data::Error(e) => format!("#{e:?}"),
+            }
         }));
         rows.push(cells);
     }
@@ -238,7 +239,11 @@ mod tests {
              7,Ana again,active,\n",
         ))
         .unwrap();
-        let codes: Vec<_> = parsed.employees.iter().map(|(r, e)| (*r, e.code.as_str())).collect();
+        let codes: Vec<_> = parsed
+            .employees
+            .iter()
+            .map(|(r, e)| (*r, e.code.as_str()))
+            .collect();
         assert_eq!(codes, vec![(3, "7"), (7, "10")]);
         let errors: Vec<_> = parsed.errors.iter().map(|e| e.row).collect();
         assert_eq!(errors, vec![4, 5, 6, 8]);

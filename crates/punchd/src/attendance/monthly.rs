@@ -187,17 +187,23 @@ pub struct Inputs {
 }
 
 /// Load the inputs of a site.
-pub async fn load_inputs(store: &dyn Store, site_name: &str, now: DateTime<Utc>) -> AttResult<Inputs> {
+pub async fn load_inputs(
+    store: &dyn Store,
+    site_name: &str,
+    now: DateTime<Utc>,
+) -> AttResult<Inputs> {
     let site = store
         .list_sites()
         .await?
         .into_iter()
         .find(|s| s.name == site_name)
         .ok_or_else(|| AttError::Invalid(format!("site {site_name:?} is unknown")))?;
-    let zone: Tz = site
-        .time_zone
-        .parse()
-        .map_err(|_| AttError::Invalid(format!("site zone {:?} is not an IANA zone", site.time_zone)))?;
+    let zone: Tz = site.time_zone.parse().map_err(|_| {
+        AttError::Invalid(format!(
+            "site zone {:?} is not an IANA zone",
+            site.time_zone
+        ))
+    })?;
     let all_devices = store.list_devices().await?;
     let site_devices: Vec<_> = all_devices
         .iter()
@@ -236,7 +242,10 @@ pub async fn load_inputs(store: &dyn Store, site_name: &str, now: DateTime<Utc>)
         .map(|s| (s.name.clone(), Arc::new(s)))
         .collect();
     Ok(Inputs {
-        watermarks: site_devices.iter().map(|d| watermark::watermark(d, now)).collect(),
+        watermarks: site_devices
+            .iter()
+            .map(|d| watermark::watermark(d, now))
+            .collect(),
         devices: site_devices.iter().map(|d| d.sn.clone()).collect(),
         site,
         rules: rules_settings,
@@ -262,11 +271,12 @@ pub fn plan_days(
     leave: &HashMap<(String, NaiveDate), String>,
 ) -> AttResult<Vec<DayPlan>> {
     let shift = |name: &str| {
-        inputs
-            .shifts
-            .get(name)
-            .cloned()
-            .ok_or_else(|| AttError::Invalid(format!("shift {name:?} (of employee {}) is unknown", e.code)))
+        inputs.shifts.get(name).cloned().ok_or_else(|| {
+            AttError::Invalid(format!(
+                "shift {name:?} (of employee {}) is unknown",
+                e.code
+            ))
+        })
     };
     dates
         .iter()
@@ -312,7 +322,12 @@ fn rule_punch(p: &Punch) -> RulePunch {
 }
 
 /// Compute (or, when signed off, read back) a site's month.
-pub async fn month(store: &dyn Store, site: &str, month: &str, now: DateTime<Utc>) -> AttResult<Month> {
+pub async fn month(
+    store: &dyn Store,
+    site: &str,
+    month: &str,
+    now: DateTime<Utc>,
+) -> AttResult<Month> {
     let (_, _, dates) = parse_month(month)?;
     if let Some(signoff) = store.get_signoff(site, month).await? {
         let mut frozen: Month = serde_json::from_value(signoff.snapshot.clone())
@@ -324,13 +339,18 @@ pub async fn month(store: &dyn Store, site: &str, month: &str, now: DateTime<Utc
         });
         let inputs = load_inputs(store, site, now).await?;
         let (from, to) = window(&inputs, &dates);
-        let punches = store.punches_between(inputs.devices.clone(), from, to).await?;
+        let punches = store
+            .punches_between(inputs.devices.clone(), from, to)
+            .await?;
         // Only punches of the month itself: by their local date in the site's zone.
         frozen.arrived_after_signoff = punches
             .iter()
             .filter(|p| p.id > signoff.max_punch_id)
             .filter(|p| {
-                let d = p.punched_at_utc.with_timezone(&inputs.rules.zone).date_naive();
+                let d = p
+                    .punched_at_utc
+                    .with_timezone(&inputs.rules.zone)
+                    .date_naive();
                 dates.first().is_some_and(|f| d >= *f) && dates.last().is_some_and(|l| d <= *l)
             })
             .map(|p| LatePunch {
@@ -391,14 +411,23 @@ async fn compute(
         .map(|c| ((c.employee_code.clone(), c.day), "leave".to_owned()))
         .collect();
     let (from, to) = window(&inputs, dates);
-    let punches = store.punches_between(inputs.devices.clone(), from, to).await?;
+    let punches = store
+        .punches_between(inputs.devices.clone(), from, to)
+        .await?;
 
     // Punches by employee; the rest is the site's unmapped queue for the month.
     let mut by_employee: BTreeMap<String, Vec<RulePunch>> = BTreeMap::new();
-    let mut unmapped_seen: BTreeMap<(String, String), crate::store::attendance::PinSeen> = BTreeMap::new();
+    let mut unmapped_seen: BTreeMap<(String, String), crate::store::attendance::PinSeen> =
+        BTreeMap::new();
     for p in &punches {
-        match inputs.resolver.resolve(p.device_sn.as_str(), p.pin.as_str()) {
-            Some(code) => by_employee.entry(code.to_owned()).or_default().push(rule_punch(p)),
+        match inputs
+            .resolver
+            .resolve(p.device_sn.as_str(), p.pin.as_str())
+        {
+            Some(code) => by_employee
+                .entry(code.to_owned())
+                .or_default()
+                .push(rule_punch(p)),
             None => {
                 let e = unmapped_seen
                     .entry((p.device_sn.as_str().to_owned(), p.pin.0.clone()))
@@ -420,7 +449,10 @@ async fn compute(
     let correction_sn = DeviceSn::parse(CORRECTION_DEVICE)
         .map_err(|e| AttError::Invalid(format!("correction SN: {e}")))?;
     for c in &corrections {
-        by_day.entry((c.employee_code.clone(), c.day)).or_default().push(c);
+        by_day
+            .entry((c.employee_code.clone(), c.day))
+            .or_default()
+            .push(c);
         match c.kind {
             CorrectionKind::VoidPunch => {
                 for list in by_employee.values_mut() {
@@ -431,14 +463,17 @@ async fn compute(
             }
             CorrectionKind::AddPunch => {
                 if let Some(at) = c.punched_at {
-                    by_employee.entry(c.employee_code.clone()).or_default().push(RulePunch {
-                        id: -c.id,
-                        device_sn: correction_sn.clone(),
-                        at: local_to_utc(inputs.rules.zone, at),
-                        punch_state: c.punch_state,
-                        added_by_correction: true,
-                        voided: false,
-                    });
+                    by_employee
+                        .entry(c.employee_code.clone())
+                        .or_default()
+                        .push(RulePunch {
+                            id: -c.id,
+                            device_sn: correction_sn.clone(),
+                            at: local_to_utc(inputs.rules.zone, at),
+                            punch_state: c.punch_state,
+                            added_by_correction: true,
+                            voided: false,
+                        });
                 }
             }
             _ => {}
@@ -461,7 +496,10 @@ async fn compute(
         let results = rules::compute_days(&inputs.rules, &inputs.policy, punches, &plans);
         let mut cells = Vec::new();
         for mut result in results {
-            let day_corrections = by_day.get(&(e.code.clone(), result.date)).cloned().unwrap_or_default();
+            let day_corrections = by_day
+                .get(&(e.code.clone(), result.date))
+                .cloned()
+                .unwrap_or_default();
             let mut status = result.status;
             for c in &day_corrections {
                 match c.kind {
@@ -506,7 +544,12 @@ async fn compute(
                 });
             };
             for x in &result.exceptions {
-                push(kind_name(&x.kind), x.punch_ids.clone(), x.secs, String::new());
+                push(
+                    kind_name(&x.kind),
+                    x.punch_ids.clone(),
+                    x.secs,
+                    String::new(),
+                );
             }
             let shown = if held_by.is_empty() {
                 status
@@ -536,7 +579,10 @@ async fn compute(
             })
             .collect();
         let mut totals = rules::month_totals(&results);
-        totals.incomplete_days = cells.iter().filter(|c| c.status == DayStatus::Incomplete).count() as u32;
+        totals.incomplete_days = cells
+            .iter()
+            .filter(|c| c.status == DayStatus::Incomplete)
+            .count() as u32;
         rows.push(EmployeeMonth {
             code: e.code.clone(),
             name: e.name.clone(),

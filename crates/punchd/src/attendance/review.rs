@@ -11,9 +11,7 @@ use super::monthly::{self, load_inputs, parse_month, parse_status, Month};
 use super::rules::{self, MonthTotals, PunchStatePolicy, RulePunch};
 use super::setup::{audit, AttError, AttResult};
 use crate::domain::DeviceSn;
-use crate::store::attendance::{
-    Correction, CorrectionKind, ExceptionReview, ReviewState, SignOff,
-};
+use crate::store::attendance::{Correction, CorrectionKind, ExceptionReview, ReviewState, SignOff};
 use crate::store::{Store, StoreError};
 
 fn month_of(day: NaiveDate) -> String {
@@ -84,10 +82,14 @@ pub async fn review(
     author: &str,
 ) -> AttResult<()> {
     if state == ReviewState::Open {
-        return Err(AttError::Invalid("an exception can be moved to explained, approved or rejected".into()));
+        return Err(AttError::Invalid(
+            "an exception can be moved to explained, approved or rejected".into(),
+        ));
     }
     if note.trim().is_empty() {
-        return Err(AttError::Invalid("a review needs a note (the explanation or the reason)".into()));
+        return Err(AttError::Invalid(
+            "a review needs a note (the explanation or the reason)".into(),
+        ));
     }
     refuse_if_signed_off(store, employee_code, day).await?;
     let r = ExceptionReview {
@@ -151,21 +153,37 @@ pub async fn sign_off(
     };
     let detail = serde_json::json!({"forced": force, "incomplete_days": m.incomplete_days});
     store
-        .sign_off(signoff, audit(author, "signoff", &format!("{site}/{month}"), detail))
+        .sign_off(
+            signoff,
+            audit(author, "signoff", &format!("{site}/{month}"), detail),
+        )
         .await?;
     monthly::month(store, site, month, now).await
 }
 
 /// Reopen a signed-off month; the reason is required and audited.
-pub async fn reopen(store: &dyn Store, site: &str, month: &str, reason: &str, author: &str) -> AttResult<()> {
+pub async fn reopen(
+    store: &dyn Store,
+    site: &str,
+    month: &str,
+    reason: &str,
+    author: &str,
+) -> AttResult<()> {
     if reason.trim().is_empty() {
-        return Err(AttError::Invalid("reopening a signed-off month needs a reason".into()));
+        return Err(AttError::Invalid(
+            "reopening a signed-off month needs a reason".into(),
+        ));
     }
     store
         .reopen(
             site,
             month,
-            audit(author, "reopen", &format!("{site}/{month}"), serde_json::json!({"reason": reason})),
+            audit(
+                author,
+                "reopen",
+                &format!("{site}/{month}"),
+                serde_json::json!({"reason": reason}),
+            ),
         )
         .await?;
     Ok(())
@@ -213,15 +231,19 @@ pub async fn preview(
     device: Option<&str>,
     now: DateTime<Utc>,
 ) -> AttResult<PreviewReport> {
-    let policy = PunchStatePolicy::parse(proposed)
-        .ok_or_else(|| AttError::Invalid(format!("policy {proposed:?} is not one of device, first-last, alternating, schedule")))?;
+    let policy = PunchStatePolicy::parse(proposed).ok_or_else(|| {
+        AttError::Invalid(format!(
+            "policy {proposed:?} is not one of device, first-last, alternating, schedule"
+        ))
+    })?;
     let (_, _, dates) = parse_month(month)?;
     let inputs = load_inputs(store, site, now).await?;
     let mut next = inputs.policy.clone();
     match device {
         None => next.site = policy,
         Some(sn) => {
-            let sn = DeviceSn::parse(sn).map_err(|e| AttError::Invalid(format!("invalid SN: {e}")))?;
+            let sn =
+                DeviceSn::parse(sn).map_err(|e| AttError::Invalid(format!("invalid SN: {e}")))?;
             next.devices.retain(|(d, _)| *d != sn);
             next.devices.push((sn, policy));
         }
@@ -236,26 +258,38 @@ pub async fn preview(
         .collect();
     let from = monthly::local_to_utc(inputs.rules.zone, first.and_time(inputs.rules.day_change))
         - chrono::Duration::days(2);
-    let to = monthly::local_to_utc(inputs.rules.zone, after_last.and_time(inputs.rules.day_change))
-        + chrono::Duration::days(2);
-    let punches = store.punches_between(inputs.devices.clone(), from, to).await?;
+    let to = monthly::local_to_utc(
+        inputs.rules.zone,
+        after_last.and_time(inputs.rules.day_change),
+    ) + chrono::Duration::days(2);
+    let punches = store
+        .punches_between(inputs.devices.clone(), from, to)
+        .await?;
     let mut by_employee: BTreeMap<String, Vec<RulePunch>> = BTreeMap::new();
     for p in &punches {
-        if let Some(code) = inputs.resolver.resolve(p.device_sn.as_str(), p.pin.as_str()) {
-            by_employee.entry(code.to_owned()).or_default().push(RulePunch {
-                id: p.id,
-                device_sn: p.device_sn.clone(),
-                at: p.punched_at_utc,
-                punch_state: p.punch_state,
-                added_by_correction: false,
-                voided: false,
-            });
+        if let Some(code) = inputs
+            .resolver
+            .resolve(p.device_sn.as_str(), p.pin.as_str())
+        {
+            by_employee
+                .entry(code.to_owned())
+                .or_default()
+                .push(RulePunch {
+                    id: p.id,
+                    device_sn: p.device_sn.clone(),
+                    at: p.punched_at_utc,
+                    punch_state: p.punch_state,
+                    added_by_correction: false,
+                    voided: false,
+                });
         }
     }
     let mut out = Vec::new();
     let mut changed_days = 0;
     for (code, punches) in &by_employee {
-        let Some(e) = inputs.employees.iter().find(|e| &e.code == code) else { continue };
+        let Some(e) = inputs.employees.iter().find(|e| &e.code == code) else {
+            continue;
+        };
         let plans = monthly::plan_days(&inputs, e, &dates, &roster, &HashMap::new())?;
         let p = rules::preview(&inputs.rules, &inputs.policy, &next, punches, &plans);
         if p.changes.is_empty() && p.before == p.after {

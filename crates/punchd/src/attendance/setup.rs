@@ -62,9 +62,9 @@ pub fn parse_duration_secs(s: &str) -> AttResult<u32> {
             num.push(c);
             continue;
         }
-        let n: u64 = num
-            .parse()
-            .map_err(|_| AttError::Invalid(format!("duration {s:?} is not like 10m, 90s, 1h30m")))?;
+        let n: u64 = num.parse().map_err(|_| {
+            AttError::Invalid(format!("duration {s:?} is not like 10m, 90s, 1h30m"))
+        })?;
         num.clear();
         total += n * match c {
             'h' => 3600,
@@ -92,7 +92,9 @@ pub async fn put_site(store: &dyn Store, site: Site, author: &str) -> AttResult<
     }
     parse_clock(&site.day_change)?;
     if let Some(d) = site.weekly_offs.iter().find(|d| !(1..=7).contains(*d)) {
-        return invalid(format!("weekly off {d} is not a weekday number 1 (Monday) … 7 (Sunday)"));
+        return invalid(format!(
+            "weekly off {d} is not a weekday number 1 (Monday) … 7 (Sunday)"
+        ));
     }
     let detail = serde_json::to_value(&site).unwrap_or_default();
     let name = site.name.clone();
@@ -124,17 +126,27 @@ pub async fn import_employees(
     dry_run: bool,
     author: &str,
 ) -> AttResult<ImportReport> {
-    let sites: HashSet<String> = store.list_sites().await?.into_iter().map(|s| s.name).collect();
-    let shifts: HashSet<String> = store.list_shifts().await?.into_iter().map(|s| s.name).collect();
+    let sites: HashSet<String> = store
+        .list_sites()
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let shifts: HashSet<String> = store
+        .list_shifts()
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     let mut good = Vec::new();
     for (row, e) in parsed.employees {
         let problem = match (&e.site, &e.default_shift) {
-            (Some(s), _) if !sites.contains(s) => {
-                Some(format!("site {s:?} is unknown (add it with `punchd sites add`)"))
-            }
-            (_, Some(s)) if !shifts.contains(s) => {
-                Some(format!("shift {s:?} is unknown (add it with `punchd shifts add`)"))
-            }
+            (Some(s), _) if !sites.contains(s) => Some(format!(
+                "site {s:?} is unknown (add it with `punchd sites add`)"
+            )),
+            (_, Some(s)) if !shifts.contains(s) => Some(format!(
+                "shift {s:?} is unknown (add it with `punchd shifts add`)"
+            )),
             _ => None,
         };
         match problem {
@@ -144,7 +156,8 @@ pub async fn import_employees(
     }
     parsed.errors.sort_by_key(|e| e.row);
     let valid = good.len();
-    let write = !dry_run && !(all_or_nothing && !parsed.errors.is_empty()) && !good.is_empty();
+    let refused = all_or_nothing && !parsed.errors.is_empty();
+    let write = !dry_run && !refused && !good.is_empty();
     if write {
         let detail = serde_json::json!({"employees": valid, "bad_rows": parsed.errors.len()});
         store
@@ -165,7 +178,8 @@ pub async fn put_employee(store: &dyn Store, e: Employee, author: &str) -> AttRe
         employees: vec![(1, e)],
         errors: Vec::new(),
     };
-    if parsed.employees[0].1.code.trim().is_empty() || parsed.employees[0].1.name.trim().is_empty() {
+    if parsed.employees[0].1.code.trim().is_empty() || parsed.employees[0].1.name.trim().is_empty()
+    {
         return invalid("code and name are required");
     }
     let report = import_employees(store, parsed, true, false, author).await?;
@@ -182,7 +196,12 @@ pub async fn add_mapping(store: &dyn Store, m: PinMapping, author: &str) -> AttR
     }
     match m.scope {
         Scope::Site => {
-            if !store.list_sites().await?.iter().any(|s| s.name == m.scope_key) {
+            if !store
+                .list_sites()
+                .await?
+                .iter()
+                .any(|s| s.name == m.scope_key)
+            {
                 return invalid(format!("site {:?} is unknown", m.scope_key));
             }
         }
@@ -204,8 +223,15 @@ pub async fn add_mapping(store: &dyn Store, m: PinMapping, author: &str) -> AttR
 /// that starts when it ends, check-in/check-out windows that overlap the same shift the next day (overlapping
 /// definitions), thresholds out of order; here also grace-in plus grace-out as long as the shift, a deducted break
 /// as long as the shift; and a name in use (without `replace`).
-pub async fn put_shift(store: &dyn Store, shift: Shift, replace: bool, author: &str) -> AttResult<()> {
-    shift.validate().map_err(|e| AttError::Invalid(e.to_string()))?;
+pub async fn put_shift(
+    store: &dyn Store,
+    shift: Shift,
+    replace: bool,
+    author: &str,
+) -> AttResult<()> {
+    shift
+        .validate()
+        .map_err(|e| AttError::Invalid(e.to_string()))?;
     let span = i64::from(shift.length_secs());
     if let BreakRule::Deduct { secs, .. } = shift.break_rule {
         if i64::from(secs) >= span {
@@ -242,14 +268,19 @@ pub async fn load_shifts(store: &dyn Store) -> AttResult<Vec<Shift>> {
         .await?
         .into_iter()
         .map(|d| {
-            serde_json::from_value(d.definition)
-                .map_err(|e| AttError::Invalid(format!("stored shift {} is unreadable: {e}", d.name)))
+            serde_json::from_value(d.definition).map_err(|e| {
+                AttError::Invalid(format!("stored shift {} is unreadable: {e}", d.name))
+            })
         })
         .collect()
 }
 
 /// Write roster lines, all or nothing (the store names the first unknown employee or shift).
-pub async fn put_roster(store: &dyn Store, entries: Vec<RosterEntry>, author: &str) -> AttResult<()> {
+pub async fn put_roster(
+    store: &dyn Store,
+    entries: Vec<RosterEntry>,
+    author: &str,
+) -> AttResult<()> {
     if entries.is_empty() {
         return invalid("no roster lines");
     }
@@ -279,4 +310,3 @@ pub async fn put_policy(store: &dyn Store, p: PolicySetting, author: &str) -> At
         .await?;
     Ok(())
 }
-

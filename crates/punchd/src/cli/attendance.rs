@@ -398,12 +398,18 @@ pub async fn run(config: Config, cmd: AttendanceCmd) -> anyhow::Result<()> {
     let store = super::open_store(&config)?;
     let store = store.as_ref();
     match cmd {
-        AttendanceCmd::Sites { action, format } => sites(store, action.unwrap_or(SiteAction::List), format).await,
+        AttendanceCmd::Sites { action, format } => {
+            sites(store, action.unwrap_or(SiteAction::List), format).await
+        }
         AttendanceCmd::Employees { action, format } => {
             employees(store, action.unwrap_or(EmployeeAction::List), format).await
         }
-        AttendanceCmd::Pins { action, format } => pins(store, action.unwrap_or(PinAction::List), format).await,
-        AttendanceCmd::Shifts { action, format } => shifts(store, action.unwrap_or(ShiftAction::List), format).await,
+        AttendanceCmd::Pins { action, format } => {
+            pins(store, action.unwrap_or(PinAction::List), format).await
+        }
+        AttendanceCmd::Shifts { action, format } => {
+            shifts(store, action.unwrap_or(ShiftAction::List), format).await
+        }
         AttendanceCmd::Roster { action, format } => roster(store, action, format).await,
         AttendanceCmd::Attendance { action } => month::run(store, action).await,
     }
@@ -422,8 +428,16 @@ async fn sites(store: &dyn Store, action: SiteAction, format: Format) -> anyhow:
                             s.name.clone(),
                             s.time_zone.clone(),
                             s.day_change.clone(),
-                            s.weekly_offs.iter().map(u8::to_string).collect::<Vec<_>>().join(","),
-                            s.holidays.iter().map(|h| h.day.to_string()).collect::<Vec<_>>().join(","),
+                            s.weekly_offs
+                                .iter()
+                                .map(u8::to_string)
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            s.holidays
+                                .iter()
+                                .map(|h| h.day.to_string())
+                                .collect::<Vec<_>>()
+                                .join(","),
                         ]
                     })
                     .collect(),
@@ -459,7 +473,11 @@ async fn sites(store: &dyn Store, action: SiteAction, format: Format) -> anyhow:
             println!("site {name} saved");
             Ok(())
         }
-        SiteAction::Holiday { site, date: d, name } => {
+        SiteAction::Holiday {
+            site,
+            date: d,
+            name,
+        } => {
             let mut s = store
                 .list_sites()
                 .await?
@@ -478,7 +496,16 @@ async fn sites(store: &dyn Store, action: SiteAction, format: Format) -> anyhow:
 
 fn employee_rows(list: &[Employee]) -> Rows {
     Rows {
-        header: vec!["code", "name", "status", "joined on", "left on", "site", "department", "shift"],
+        header: vec![
+            "code",
+            "name",
+            "status",
+            "joined on",
+            "left on",
+            "site",
+            "department",
+            "shift",
+        ],
         rows: list
             .iter()
             .map(|e| {
@@ -497,7 +524,11 @@ fn employee_rows(list: &[Employee]) -> Rows {
     }
 }
 
-async fn employees(store: &dyn Store, action: EmployeeAction, format: Format) -> anyhow::Result<()> {
+async fn employees(
+    store: &dyn Store,
+    action: EmployeeAction,
+    format: Format,
+) -> anyhow::Result<()> {
     match action {
         EmployeeAction::List => {
             let list = store.list_employees().await?;
@@ -510,7 +541,8 @@ async fn employees(store: &dyn Store, action: EmployeeAction, format: Format) ->
             author,
         } => {
             let parsed = import::read_file(&file).map_err(|e| anyhow!(e))?;
-            let report = setup::import_employees(store, parsed, all_or_nothing, dry_run, &author).await?;
+            let report =
+                setup::import_employees(store, parsed, all_or_nothing, dry_run, &author).await?;
             if format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -524,7 +556,11 @@ async fn employees(store: &dyn Store, action: EmployeeAction, format: Format) ->
                 } else {
                     format!("{} employees imported", report.imported)
                 };
-                println!("{what}; {} good rows, {} bad rows", report.valid, report.errors.len());
+                println!(
+                    "{what}; {} good rows, {} bad rows",
+                    report.valid,
+                    report.errors.len()
+                );
             }
             if !report.errors.is_empty() {
                 std::process::exit(2);
@@ -616,7 +652,10 @@ async fn pins(store: &dyn Store, action: PinAction, format: Format) -> anyhow::R
                 employee_code: employee.clone(),
             };
             setup::add_mapping(store, m, &author).await?;
-            println!("PIN {pin} on {} {scope_key} → employee {employee}", scope.as_str());
+            println!(
+                "PIN {pin} on {} {scope_key} → employee {employee}",
+                scope.as_str()
+            );
             Ok(())
         }
         PinAction::Unmap {
@@ -673,7 +712,11 @@ pub async fn unmapped_queue(store: &dyn Store) -> anyhow::Result<Vec<mapping::Un
 
 fn shift_def(f: ShiftFields) -> anyhow::Result<(Shift, String)> {
     let d = |s: &str| setup::parse_duration_secs(s);
-    let mut shift = Shift::new(&f.name, setup::parse_clock(&f.start)?, setup::parse_clock(&f.end)?);
+    let mut shift = Shift::new(
+        &f.name,
+        setup::parse_clock(&f.start)?,
+        setup::parse_clock(&f.end)?,
+    );
     shift.grace_in_secs = d(&f.grace_in)?;
     shift.grace_out_secs = d(&f.grace_out)?;
     let break_secs = d(&f.break_)?;
@@ -712,7 +755,14 @@ async fn shifts(store: &dyn Store, action: ShiftAction, format: Format) -> anyho
         ShiftAction::List => {
             let list = setup::load_shifts(store).await?;
             let rows = Rows {
-                header: vec!["name", "start", "end", "grace in (s)", "grace out (s)", "break"],
+                header: vec![
+                    "name",
+                    "start",
+                    "end",
+                    "grace in (s)",
+                    "grace out (s)",
+                    "break",
+                ],
                 rows: list
                     .iter()
                     .map(|s| {
@@ -806,7 +856,12 @@ async fn roster(store: &dyn Store, action: RosterAction, format: Format) -> anyh
 
 /// Parse a site local wall time `YYYY-MM-DD HH:MM[:SS]`.
 pub(crate) fn local_time(s: &str) -> anyhow::Result<NaiveDateTime> {
-    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s.trim(), fmt) {
             return Ok(t);
         }

@@ -418,8 +418,11 @@ pub trait AttendanceStore: Send + Sync {
     async fn list_policies(&self) -> Result<Vec<PolicySetting>>;
 
     /// Record a correction; returns it with its id. `NotFound` for an unknown employee or voided punch.
-    async fn add_correction(&self, correction: Correction, audit: AuditRecord)
-        -> Result<Correction>;
+    async fn add_correction(
+        &self,
+        correction: Correction,
+        audit: AuditRecord,
+    ) -> Result<Correction>;
     /// Corrections with `from <= day < to`, by id.
     async fn list_corrections(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Correction>>;
 

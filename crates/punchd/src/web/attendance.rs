@@ -45,7 +45,10 @@ fn author(token: &TokenName) -> String {
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/attendance/sites", get(list_sites).post(put_site))
-        .route("/attendance/employees", get(list_employees).post(put_employee))
+        .route(
+            "/attendance/employees",
+            get(list_employees).post(put_employee),
+        )
         .route("/attendance/employees/import", post(import_employees))
         .route(
             "/attendance/mappings",
@@ -57,7 +60,10 @@ pub fn routes() -> Router<App> {
         .route("/attendance/policies", get(list_policies).post(put_policy))
         .route("/attendance/policies/preview", get(preview_policy))
         .route("/attendance/month", get(month))
-        .route("/attendance/corrections", get(list_corrections).post(add_correction))
+        .route(
+            "/attendance/corrections",
+            get(list_corrections).post(add_correction),
+        )
         .route("/attendance/exceptions/review", post(review_exception))
         .route("/attendance/signoff", post(sign_off))
         .route("/attendance/reopen", post(reopen))
@@ -69,16 +75,56 @@ pub fn routes() -> Router<App> {
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        list_sites, put_site, list_employees, put_employee, import_employees, list_mappings, add_mapping,
-        remove_mapping, unmapped, list_shifts, put_shift, list_roster, put_roster, list_policies, put_policy,
-        preview_policy, month, list_corrections, add_correction, review_exception, sign_off, reopen, audit_log,
+        list_sites,
+        put_site,
+        list_employees,
+        put_employee,
+        import_employees,
+        list_mappings,
+        add_mapping,
+        remove_mapping,
+        unmapped,
+        list_shifts,
+        put_shift,
+        list_roster,
+        put_roster,
+        list_policies,
+        put_policy,
+        preview_policy,
+        month,
+        list_corrections,
+        add_correction,
+        review_exception,
+        sign_off,
+        reopen,
+        audit_log,
         watermarks
     ),
     components(schemas(
-        Site, crate::store::attendance::Holiday, Employee, crate::store::attendance::EmployeeStatus, PinMapping,
-        Scope, Unmapped, Shift, RosterEntry, PolicySetting, PreviewReport, Month, ExceptionRow, Correction,
-        crate::store::attendance::CorrectionKind, ReviewState, AuditEntry, Watermark, ImportReport, RowError,
-        ReviewRequest, SignOffRequest, ReopenRequest, UnmapQuery
+        Site,
+        crate::store::attendance::Holiday,
+        Employee,
+        crate::store::attendance::EmployeeStatus,
+        PinMapping,
+        Scope,
+        Unmapped,
+        Shift,
+        RosterEntry,
+        PolicySetting,
+        PreviewReport,
+        Month,
+        ExceptionRow,
+        Correction,
+        crate::store::attendance::CorrectionKind,
+        ReviewState,
+        AuditEntry,
+        Watermark,
+        ImportReport,
+        RowError,
+        ReviewRequest,
+        SignOffRequest,
+        ReopenRequest,
+        UnmapQuery
     ))
 )]
 pub struct AttendanceDoc;
@@ -140,7 +186,8 @@ async fn import_employees(
     Query(q): Query<ImportQuery>,
     body: Bytes,
 ) -> Result<Json<ImportReport>, Error> {
-    let spreadsheet = body.starts_with(b"PK\x03\x04") || body.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]);
+    let spreadsheet =
+        body.starts_with(b"PK\x03\x04") || body.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]);
     let rows = if spreadsheet {
         import::read_spreadsheet(&body)
     } else {
@@ -148,9 +195,14 @@ async fn import_employees(
     }
     .map_err(Error::BadRequest)?;
     let parsed = import::parse_rows(&rows).map_err(Error::BadRequest)?;
-    let report =
-        setup::import_employees(app.store.as_ref(), parsed, q.all_or_nothing, q.dry_run, &author(&token))
-            .await?;
+    let report = setup::import_employees(
+        app.store.as_ref(),
+        parsed,
+        q.all_or_nothing,
+        q.dry_run,
+        &author(&token),
+    )
+    .await?;
     Ok(Json(report))
 }
 
@@ -196,7 +248,12 @@ async fn remove_mapping(
             q.scope,
             &q.scope_key,
             &q.pin,
-            setup::audit(&author(&token), "mapping.remove", &subject, serde_json::json!({})),
+            setup::audit(
+                &author(&token),
+                "mapping.remove",
+                &subject,
+                serde_json::json!({}),
+            ),
         )
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
@@ -211,7 +268,10 @@ async fn unmapped(State(app): State<App>) -> Result<Json<Vec<Unmapped>>, Error> 
         &store.list_employees().await?,
         &store.list_devices().await?,
     );
-    Ok(Json(mapping::unmapped(&resolver, &store.pins_seen().await?)))
+    Ok(Json(mapping::unmapped(
+        &resolver,
+        &store.pins_seen().await?,
+    )))
 }
 
 /// Shifts.
@@ -237,7 +297,13 @@ async fn put_shift(
     Query(q): Query<ShiftQuery>,
     Json(shift): Json<Shift>,
 ) -> Result<Json<Shift>, Error> {
-    setup::put_shift(app.store.as_ref(), shift.clone(), q.replace, &author(&token)).await?;
+    setup::put_shift(
+        app.store.as_ref(),
+        shift.clone(),
+        q.replace,
+        &author(&token),
+    )
+    .await?;
     Ok(Json(shift))
 }
 
@@ -267,7 +333,10 @@ fn site_of(q: &MonthQuery) -> Result<String, Error> {
 
 /// Roster lines of a month.
 #[utoipa::path(get, path = "/attendance/roster", params(MonthQuery), responses((status = 200, body = [RosterEntry])))]
-async fn list_roster(State(app): State<App>, Query(q): Query<MonthQuery>) -> Result<Json<Vec<RosterEntry>>, Error> {
+async fn list_roster(
+    State(app): State<App>,
+    Query(q): Query<MonthQuery>,
+) -> Result<Json<Vec<RosterEntry>>, Error> {
     let (from, to) = month_dates(&q.month)?;
     Ok(Json(app.store.list_roster(from, to).await?))
 }
@@ -316,9 +385,20 @@ struct PreviewQuery {
 
 /// What a policy would change on a month's stored punches; nothing is written.
 #[utoipa::path(get, path = "/attendance/policies/preview", params(PreviewQuery), responses((status = 200, body = PreviewReport)))]
-async fn preview_policy(State(app): State<App>, Query(q): Query<PreviewQuery>) -> Result<Json<PreviewReport>, Error> {
+async fn preview_policy(
+    State(app): State<App>,
+    Query(q): Query<PreviewQuery>,
+) -> Result<Json<PreviewReport>, Error> {
     Ok(Json(
-        review::preview(app.store.as_ref(), &q.site, &q.month, &q.policy, q.device.as_deref(), Utc::now()).await?,
+        review::preview(
+            app.store.as_ref(),
+            &q.site,
+            &q.month,
+            &q.policy,
+            q.device.as_deref(),
+            Utc::now(),
+        )
+        .await?,
     ))
 }
 
@@ -332,33 +412,44 @@ async fn month(State(app): State<App>, Query(q): Query<MonthQuery>) -> Result<Re
         "json" => Ok(Json(m).into_response()),
         "csv" => {
             let mut b = Vec::new();
-            crate::attendance::export::write_csv(&m, &mut b).map_err(|e| Error::Internal(e.to_string()))?;
+            crate::attendance::export::write_csv(&m, &mut b)
+                .map_err(|e| Error::Internal(e.to_string()))?;
             Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], b).into_response())
         }
         "xlsx" => {
-            let b = crate::attendance::export::xlsx(&m).map_err(|e| Error::Internal(e.to_string()))?;
+            let b =
+                crate::attendance::export::xlsx(&m).map_err(|e| Error::Internal(e.to_string()))?;
             Ok((
                 [
                     (
                         header::CONTENT_TYPE,
-                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned(),
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+                            .to_owned(),
                     ),
                     (
                         header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"attendance-{site}-{}.xlsx\"", q.month),
+                        format!(
+                            "attachment; filename=\"attendance-{site}-{}.xlsx\"",
+                            q.month
+                        ),
                     ),
                 ],
                 b,
             )
                 .into_response())
         }
-        other => Err(Error::BadRequest(format!("format {other:?} is not json, csv or xlsx"))),
+        other => Err(Error::BadRequest(format!(
+            "format {other:?} is not json, csv or xlsx"
+        ))),
     }
 }
 
 /// Corrections of a month.
 #[utoipa::path(get, path = "/attendance/corrections", params(MonthQuery), responses((status = 200, body = [Correction])))]
-async fn list_corrections(State(app): State<App>, Query(q): Query<MonthQuery>) -> Result<Json<Vec<Correction>>, Error> {
+async fn list_corrections(
+    State(app): State<App>,
+    Query(q): Query<MonthQuery>,
+) -> Result<Json<Vec<Correction>>, Error> {
     let (from, to) = month_dates(&q.month)?;
     Ok(Json(app.store.list_corrections(from, to).await?))
 }
@@ -371,7 +462,9 @@ async fn add_correction(
     Extension(token): Extension<TokenName>,
     Json(c): Json<Correction>,
 ) -> Result<Json<Correction>, Error> {
-    Ok(Json(review::correct(app.store.as_ref(), c, &author(&token)).await?))
+    Ok(Json(
+        review::correct(app.store.as_ref(), c, &author(&token)).await?,
+    ))
 }
 
 /// An exception review.
@@ -397,8 +490,16 @@ async fn review_exception(
     Extension(token): Extension<TokenName>,
     Json(r): Json<ReviewRequest>,
 ) -> Result<axum::http::StatusCode, Error> {
-    review::review(app.store.as_ref(), &r.employee_code, r.date, &r.kind, r.state, &r.note, &author(&token))
-        .await?;
+    review::review(
+        app.store.as_ref(),
+        &r.employee_code,
+        r.date,
+        &r.kind,
+        r.state,
+        &r.note,
+        &author(&token),
+    )
+    .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -422,7 +523,15 @@ async fn sign_off(
     Json(r): Json<SignOffRequest>,
 ) -> Result<Json<Month>, Error> {
     Ok(Json(
-        review::sign_off(app.store.as_ref(), &r.site, &r.month, r.force, &author(&token), Utc::now()).await?,
+        review::sign_off(
+            app.store.as_ref(),
+            &r.site,
+            &r.month,
+            r.force,
+            &author(&token),
+            Utc::now(),
+        )
+        .await?,
     ))
 }
 
@@ -444,7 +553,14 @@ async fn reopen(
     Extension(token): Extension<TokenName>,
     Json(r): Json<ReopenRequest>,
 ) -> Result<axum::http::StatusCode, Error> {
-    review::reopen(app.store.as_ref(), &r.site, &r.month, &r.reason, &author(&token)).await?;
+    review::reopen(
+        app.store.as_ref(),
+        &r.site,
+        &r.month,
+        &r.reason,
+        &author(&token),
+    )
+    .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -458,7 +574,10 @@ struct AuditQuery {
 
 /// The audit log, newest first.
 #[utoipa::path(get, path = "/attendance/audit", params(AuditQuery), responses((status = 200, body = [AuditEntry])))]
-async fn audit_log(State(app): State<App>, Query(q): Query<AuditQuery>) -> Result<Json<Vec<AuditEntry>>, Error> {
+async fn audit_log(
+    State(app): State<App>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<AuditEntry>>, Error> {
     Ok(Json(app.store.list_audit(q.limit.unwrap_or(100)).await?))
 }
 

@@ -249,7 +249,12 @@ pub enum CorrectKind {
     },
 }
 
-fn blank(employee: String, day: chrono::NaiveDate, kind: CorrectionKind, reason: String) -> Correction {
+fn blank(
+    employee: String,
+    day: chrono::NaiveDate,
+    kind: CorrectionKind,
+    reason: String,
+) -> Correction {
     Correction {
         id: 0,
         employee_code: employee,
@@ -298,7 +303,8 @@ pub async fn run(store: &dyn Store, action: MonthAction) -> anyhow::Result<()> {
             };
             match output {
                 Some(path) => {
-                    std::fs::write(&path, bytes).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+                    std::fs::write(&path, bytes)
+                        .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
                     eprintln!("wrote {}", path.display());
                 }
                 None if format == MonthFormat::Xlsx => bail!("--format xlsx needs --output FILE"),
@@ -327,7 +333,8 @@ pub async fn run(store: &dyn Store, action: MonthAction) -> anyhow::Result<()> {
                 month,
                 device,
             } => {
-                let report = review::preview(store, &site, &month, &policy, device.as_deref(), now).await?;
+                let report =
+                    review::preview(store, &site, &month, &policy, device.as_deref(), now).await?;
                 json(&report)
             }
         },
@@ -420,7 +427,10 @@ pub async fn run(store: &dyn Store, action: MonthAction) -> anyhow::Result<()> {
             println!(
                 "{site} {month} signed off by {author}{}",
                 if m.incomplete_days > 0 {
-                    format!(" with {} incomplete employee-days (--force)", m.incomplete_days)
+                    format!(
+                        " with {} incomplete employee-days (--force)",
+                        m.incomplete_days
+                    )
                 } else {
                     String::new()
                 }

@@ -6,9 +6,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{backend, from_ms, local_text, ms, parse_local, punch_from_row, SqliteStore};
 use crate::domain::{DeviceSn, Punch};
 use crate::store::attendance::{
-    AttendanceStore, AuditEntry, AuditRecord, Correction, CorrectionKind, Employee,
-    EmployeeStatus, ExceptionReview, Holiday, PinMapping, PinSeen, PolicySetting, ReviewState,
-    RosterEntry, Scope, ShiftDef, SignOff, Site,
+    AttendanceStore, AuditEntry, AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus,
+    ExceptionReview, Holiday, PinMapping, PinSeen, PolicySetting, ReviewState, RosterEntry, Scope,
+    ShiftDef, SignOff, Site,
 };
 use crate::store::{Result, StoreError};
 
@@ -324,11 +324,7 @@ impl AttendanceStore for SqliteStore {
             }
             conn.execute(
                 "INSERT OR REPLACE INTO shifts (name, definition, updated_at) VALUES (?1, ?2, ?3)",
-                params![
-                    shift.name,
-                    shift.definition.to_string(),
-                    ms(Utc::now())
-                ],
+                params![shift.name, shift.definition.to_string(), ms(Utc::now())],
             )
             .map_err(backend)?;
             audit_on(conn, &audit)
@@ -630,9 +626,7 @@ impl AttendanceStore for SqliteStore {
                 )
                 .map_err(backend)?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!(
-                    "sign-off of {site} {month}"
-                )));
+                return Err(StoreError::NotFound(format!("sign-off of {site} {month}")));
             }
             audit_on(conn, &audit)
         })
