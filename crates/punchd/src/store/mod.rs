@@ -8,6 +8,8 @@
 pub mod attendance;
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod contract_attendance;
 pub mod sqlite;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
