@@ -584,3 +584,88 @@ fn corrections_sign_off_a_late_upload_and_the_xlsx() {
         "2026-10-08T01:00:00Z"
     );
 }
+
+#[test]
+fn a_policy_is_previewed_on_stored_punches_before_it_is_applied() {
+    let server = Server::start();
+    setup_site(&server, "PV");
+    let out = cli(
+        &server.db,
+        &[
+            "employees",
+            "add",
+            "2",
+            "--name",
+            "Bo",
+            "--site",
+            "PV",
+            "--shift",
+            "Day",
+        ],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    // The terminal's state key was left on check-in all day: two INs at 09:00 and 18:00 on Tue 6th.
+    device(
+        &server,
+        "PVDEV00001",
+        "PV",
+        "2\t2026-10-06 09:00:00\t0\t1\n2\t2026-10-06 18:00:00\t0\t1\n",
+    );
+    // A roster line pointing at a missing employee is refused as a whole.
+    let r = server.api(
+        "POST",
+        "/attendance/roster",
+        Some(
+            &json!([{"employee_code": "2", "day": "2026-10-07", "shift": null},
+                     {"employee_code": "404", "day": "2026-10-07", "shift": "Day"}]),
+        ),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(
+        server.get_json("/attendance/roster?month=2026-10"),
+        json!([])
+    );
+
+    // Under `device` the two INs make no pair: nothing worked. Under `first-last` 09:00–18:00 minus the break: 8 h.
+    let before = month(&server, "PV", "2026-10");
+    assert_eq!(day(&before, "2", 6)["result"]["worked_secs"], 0);
+    let preview =
+        server.get_json("/attendance/policies/preview?site=PV&month=2026-10&policy=first-last");
+    assert_eq!(preview["current"], "device");
+    assert_eq!(preview["changed_days"], 1);
+    assert_eq!(preview["employees"][0]["code"], "2");
+    assert_eq!(
+        preview["employees"][0]["changed_dates"],
+        json!(["2026-10-06"])
+    );
+    assert_eq!(preview["employees"][0]["before"]["worked_secs"], 0);
+    assert_eq!(preview["employees"][0]["after"]["worked_secs"], 8 * 3600);
+    // The preview wrote nothing; the CLI gives the same answer.
+    let mut again = month(&server, "PV", "2026-10");
+    again["computed_at"] = before["computed_at"].clone();
+    again["watermarks"] = before["watermarks"].clone();
+    assert!(again == before, "the preview changed the month");
+    assert_eq!(server.get_json("/attendance/policies"), json!([]));
+    let cli_preview = cli_json(
+        &server.db,
+        &[
+            "attendance",
+            "policy",
+            "preview",
+            "first-last",
+            "--site",
+            "PV",
+            "--month",
+            "2026-10",
+        ],
+    );
+    assert_eq!(cli_preview, preview);
+    let out = cli(
+        &server.db,
+        &["attendance", "policy", "set", "first-last", "--site", "PV"],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let after = month(&server, "PV", "2026-10");
+    assert_eq!(day(&after, "2", 6)["result"]["worked_secs"], 8 * 3600);
+    assert_eq!(day(&after, "2", 6)["result"]["policy"], "first-last");
+}
