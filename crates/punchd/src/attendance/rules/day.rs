@@ -6,7 +6,9 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::policy::{PolicyChoice, PunchStatePolicy};
-use super::shift::{BreakRule, DayKind, DayPlan, LateFrom, OvertimeRounding, OvertimeRule, Shift, WorkedTime};
+use super::shift::{
+    BreakRule, DayKind, DayPlan, LateFrom, OvertimeRounding, OvertimeRule, Shift, WorkedTime,
+};
 use super::{RulePunch, SiteRules};
 use crate::domain::DeviceSn;
 
@@ -92,7 +94,19 @@ pub struct ClassifiedPunch {
 }
 
 /// The kinds of exception the rules raise (the caller adds `unmapped PIN` and `incomplete`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ExceptionKind {
     /// An OUT without an IN before it (or only OUTs).
@@ -176,7 +190,9 @@ pub struct DayResult {
 impl DayResult {
     /// Has an exception of this kind.
     pub fn has(&self, kind: ExceptionKind) -> bool {
-        self.exceptions.iter().any(|exception| exception.kind == kind)
+        self.exceptions
+            .iter()
+            .any(|exception| exception.kind == kind)
     }
 }
 
@@ -194,7 +210,10 @@ pub fn fetch_window(site: &SiteRules, plans: &[DayPlan]) -> Option<(DateTime<Utc
 ///
 /// `punches` are all the employee's punches around the planned days (any order; see [`fetch_window`]);
 /// `plans` are the days wanted (any order, one per date). Returns one [`DayResult`] per plan, in date order.
-/// Punches that belong to a day not in `plans` are left out.
+/// Punches that belong to a day not in `plans` are left out, and so is a punch outside the first (last) planned
+/// day's shift before (after) it, since it may belong to the unplanned neighbour's shift. For exact edges (a
+/// weekly off right after an unplanned overnight shift), plan the day before the first wanted day too and drop
+/// its result.
 ///
 /// Steps, in order:
 /// 1. **Double taps**: in time order, a punch within `double_tap_secs` (inclusive) of the person's previous
@@ -221,7 +240,10 @@ pub fn compute_days(
 ) -> Vec<DayResult> {
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|&plan_idx| plans[plan_idx].date);
-    let spans: Vec<Span> = order.iter().map(|&plan_idx| Span::at(site, &plans[plan_idx], plan_idx)).collect();
+    let spans: Vec<Span> = order
+        .iter()
+        .map(|&plan_idx| Span::at(site, &plans[plan_idx], plan_idx))
+        .collect();
 
     let mut sorted: Vec<&RulePunch> = punches.iter().collect();
     sorted.sort_by_key(|punch| (punch.at, punch.id));
@@ -234,12 +256,18 @@ pub fn compute_days(
         let mut double_tap = false;
         if !punch.voided && !punch.added_by_correction {
             match last_counted {
-                Some(previous) if (punch.at - previous).num_seconds() <= double_tap_secs => double_tap = true,
+                Some(previous) if (punch.at - previous).num_seconds() <= double_tap_secs => {
+                    double_tap = true
+                }
                 _ => last_counted = Some(punch.at),
             }
         }
         if let Some((span_idx, outside_shift)) = assign(site, &spans, punch.at) {
-            per_day[span_idx].push(Assigned { punch, double_tap, outside_shift });
+            per_day[span_idx].push(Assigned {
+                punch,
+                double_tap,
+                outside_shift,
+            });
         }
     }
 
@@ -270,7 +298,11 @@ impl Span {
         match plan.shift() {
             Some(shift) => {
                 let start_at = local_to_utc(&site.zone, plan.date.and_time(shift.start));
-                let end_date = if shift.is_overnight() { next_day(plan.date) } else { plan.date };
+                let end_date = if shift.is_overnight() {
+                    next_day(plan.date)
+                } else {
+                    plan.date
+                };
                 let end_at = local_to_utc(&site.zone, end_date.and_time(shift.end));
                 Span {
                     plan_idx,
@@ -304,7 +336,9 @@ fn local_to_utc(zone: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
         LocalResult::None => {
             let hour = TimeDelta::hours(1);
             match zone.from_local_datetime(&(local - hour)) {
-                LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => at.with_timezone(&Utc) + hour,
+                LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => {
+                    at.with_timezone(&Utc) + hour
+                }
                 // Gaps longer than an hour do not occur in the zone database today; read as UTC rather than fail.
                 LocalResult::None => Utc.from_utc_datetime(&local),
             }
@@ -325,11 +359,16 @@ fn assign(site: &SiteRules, spans: &[Span], at: DateTime<Utc>) -> Option<(usize,
         if span.date > last {
             break;
         }
-        let Some((start_at, end_at)) = span.shift_at else { continue };
+        let Some((start_at, end_at)) = span.shift_at else {
+            continue;
+        };
         if at < span.opens_at || at >= span.closes_at {
             continue;
         }
-        let distance = (at - start_at).num_seconds().abs().min((at - end_at).num_seconds().abs());
+        let distance = (at - start_at)
+            .num_seconds()
+            .abs()
+            .min((at - end_at).num_seconds().abs());
         if best.is_none_or(|(_, best_distance)| distance < best_distance) {
             best = Some((span_idx, distance));
         }
@@ -339,7 +378,20 @@ fn assign(site: &SiteRules, spans: &[Span], at: DateTime<Utc>) -> Option<(usize,
     }
     let day = (local - (site.day_change - chrono::NaiveTime::MIN)).date();
     let span_idx = spans.binary_search_by_key(&day, |span| span.date).ok()?;
-    Some((span_idx, spans[span_idx].shift_at.is_some()))
+    let span = &spans[span_idx];
+    if span.shift_at.is_some() {
+        // Before this shift opens, the punch may be the unplanned previous day's (its overnight shift); after it
+        // closes, the unplanned next day's. Only between two planned days is it surely outside every shift.
+        let planned = |date: Option<NaiveDate>| {
+            date.is_some_and(|date| spans.binary_search_by_key(&date, |s| s.date).is_ok())
+        };
+        if at < span.opens_at && !planned(span.date.pred_opt())
+            || at >= span.closes_at && !planned(span.date.succ_opt())
+        {
+            return None;
+        }
+    }
+    Some((span_idx, span.shift_at.is_some()))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -374,18 +426,32 @@ fn compute_day(
         .collect();
     // The punches that count, as indices into `punches`.
     let candidates: Vec<usize> = (0..punches.len())
-        .filter(|&idx| !punches[idx].voided && !punches[idx].double_tap && !punches[idx].outside_shift)
+        .filter(|&idx| {
+            !punches[idx].voided && !punches[idx].double_tap && !punches[idx].outside_shift
+        })
         .collect();
-    let policy = candidates.first().map_or(policy_choice.site, |&idx| policy_choice.for_device(&punches[idx].device_sn));
+    let policy = candidates.first().map_or(policy_choice.site, |&idx| {
+        policy_choice.for_device(&punches[idx].device_sn)
+    });
 
     // Break punches: delimit breaks, or kept and not counted when breaks are paid or deducted.
     let break_rule = shift.map_or(BreakRule::Punches, |shift| shift.break_rule);
     let breaks_from_punches = break_rule == BreakRule::Punches;
-    classify(policy, breaks_from_punches, span.shift_at, &candidates, &mut punches);
+    classify(
+        policy,
+        breaks_from_punches,
+        span.shift_at,
+        &candidates,
+        &mut punches,
+    );
 
     let mut exceptions: Vec<DayException> = Vec::new();
     let mut raise = |kind: ExceptionKind, punch_ids: Vec<i64>, secs: i64| {
-        exceptions.push(DayException { kind, punch_ids, secs });
+        exceptions.push(DayException {
+            kind,
+            punch_ids,
+            secs,
+        });
     };
 
     // Pairing.
@@ -395,7 +461,10 @@ fn compute_day(
     let mut on_break: Option<(i64, DateTime<Utc>)> = None;
     let mut missing_in: Vec<i64> = Vec::new();
     let mut missing_out: Vec<i64> = Vec::new();
-    for punch in punches.iter().filter(|punch| punch.role != PunchRole::NotCounted) {
+    for punch in punches
+        .iter()
+        .filter(|punch| punch.role != PunchRole::NotCounted)
+    {
         match punch.role {
             PunchRole::In => {
                 if let Some((open_id, _)) = open {
@@ -439,18 +508,37 @@ fn compute_day(
         missing_out.push(break_id);
     }
 
-    let first_in = punches.iter().find(|punch| punch.role == PunchRole::In).map(|punch| (punch.id, punch.at));
-    let last_out = punches.iter().rev().find(|punch| punch.role == PunchRole::Out).map(|punch| (punch.id, punch.at));
+    let first_in = punches
+        .iter()
+        .find(|punch| punch.role == PunchRole::In)
+        .map(|punch| (punch.id, punch.at));
+    let last_out = punches
+        .iter()
+        .rev()
+        .find(|punch| punch.role == PunchRole::Out)
+        .map(|punch| (punch.id, punch.at));
     let worked_time = shift.map_or(WorkedTime::EveryPair, |shift| shift.worked_time);
     if worked_time == WorkedTime::FirstInLastOut && policy != PunchStatePolicy::FirstLast {
         work = match (first_in, last_out) {
-            (Some((_, in_at)), Some((_, out_at))) if out_at > in_at => subtract(in_at, out_at, &breaks),
+            (Some((_, in_at)), Some((_, out_at))) if out_at > in_at => {
+                subtract(in_at, out_at, &breaks)
+            }
             _ => Vec::new(),
         };
     }
-    let mut worked_secs: i64 = work.iter().map(|(from, to)| (*to - *from).num_seconds()).sum();
-    let mut break_secs: i64 = breaks.iter().map(|(from, to)| (*to - *from).num_seconds()).sum();
-    if let BreakRule::Deduct { secs, min_worked_secs } = break_rule {
+    let mut worked_secs: i64 = work
+        .iter()
+        .map(|(from, to)| (*to - *from).num_seconds())
+        .sum();
+    let mut break_secs: i64 = breaks
+        .iter()
+        .map(|(from, to)| (*to - *from).num_seconds())
+        .sum();
+    if let BreakRule::Deduct {
+        secs,
+        min_worked_secs,
+    } = break_rule
+    {
         if worked_secs > 0 && worked_secs >= i64::from(min_worked_secs) {
             let deducted = i64::from(secs).min(worked_secs);
             worked_secs -= deducted;
@@ -466,16 +554,32 @@ fn compute_day(
         raise(ExceptionKind::MissingOut, missing_out.clone(), 0);
     }
     if candidates.len() == 1 {
-        raise(ExceptionKind::SinglePunch, vec![punches[candidates[0]].id], 0);
+        raise(
+            ExceptionKind::SinglePunch,
+            vec![punches[candidates[0]].id],
+            0,
+        );
     }
     if candidates.len() >= 3 && candidates.len() % 2 == 1 {
-        raise(ExceptionKind::OddPunchCount, candidates.iter().map(|&idx| punches[idx].id).collect(), 0);
+        raise(
+            ExceptionKind::OddPunchCount,
+            candidates.iter().map(|&idx| punches[idx].id).collect(),
+            0,
+        );
     }
-    let outside: Vec<i64> = punches.iter().filter(|p| p.outside_shift && !p.voided).map(|p| p.id).collect();
+    let outside: Vec<i64> = punches
+        .iter()
+        .filter(|p| p.outside_shift && !p.voided)
+        .map(|p| p.id)
+        .collect();
     if !outside.is_empty() {
         raise(ExceptionKind::OutsideShift, outside, 0);
     }
-    let double_taps: Vec<i64> = punches.iter().filter(|p| p.double_tap).map(|p| p.id).collect();
+    let double_taps: Vec<i64> = punches
+        .iter()
+        .filter(|p| p.double_tap)
+        .map(|p| p.id)
+        .collect();
     if !double_taps.is_empty() {
         raise(ExceptionKind::DoubleTap, double_taps, 0);
     }
@@ -493,7 +597,11 @@ fn compute_day(
         if let Some((in_id, in_at)) = first_in {
             let grace_end = start_at + TimeDelta::seconds(i64::from(shift.grace_in_secs));
             if in_at > grace_end {
-                let from = if shift.late_from == LateFrom::ShiftStart { start_at } else { grace_end };
+                let from = if shift.late_from == LateFrom::ShiftStart {
+                    start_at
+                } else {
+                    grace_end
+                };
                 late_secs = (in_at - from).num_seconds();
                 raise(ExceptionKind::Late, vec![in_id], late_secs);
             }
@@ -501,7 +609,11 @@ fn compute_day(
         if let Some((out_id, out_at)) = last_out {
             let grace_start = end_at - TimeDelta::seconds(i64::from(shift.grace_out_secs));
             if out_at < grace_start {
-                let to = if shift.late_from == LateFrom::ShiftStart { end_at } else { grace_start };
+                let to = if shift.late_from == LateFrom::ShiftStart {
+                    end_at
+                } else {
+                    grace_start
+                };
                 early_exit_secs = (to - out_at).num_seconds();
                 raise(ExceptionKind::EarlyExit, vec![out_id], early_exit_secs);
             }
@@ -547,7 +659,9 @@ fn compute_day(
             DayKind::WeeklyOff => DayStatus::WeeklyOff,
             DayKind::Holiday(_) => DayStatus::Holiday,
             DayKind::Leave(_) => DayStatus::Leave,
-            DayKind::Working(_) | DayKind::WorkingNoShift if candidates.is_empty() => DayStatus::Absent,
+            DayKind::Working(_) | DayKind::WorkingNoShift if candidates.is_empty() => {
+                DayStatus::Absent
+            }
             DayKind::Working(_) | DayKind::WorkingNoShift if unpaired => DayStatus::Present,
             DayKind::Working(shift) => working_status(shift, worked_secs),
             DayKind::WorkingNoShift => DayStatus::Present,
@@ -634,19 +748,33 @@ fn classify(
         }
     }
     let nearer_end = |at: DateTime<Utc>| match shift_at {
-        Some((start_at, end_at)) => (at - end_at).num_seconds().abs() < (at - start_at).num_seconds().abs(),
+        Some((start_at, end_at)) => {
+            (at - end_at).num_seconds().abs() < (at - start_at).num_seconds().abs()
+        }
         None => false,
     };
     match policy {
         PunchStatePolicy::Device => {}
         PunchStatePolicy::Alternating => {
             for (position, &idx) in ordinary.iter().enumerate() {
-                punches[idx].role = if position % 2 == 0 { PunchRole::In } else { PunchRole::Out };
+                punches[idx].role = if position % 2 == 0 {
+                    PunchRole::In
+                } else {
+                    PunchRole::Out
+                };
             }
         }
         PunchStatePolicy::Schedule if shift_at.is_some() => {
-            let ins: Vec<usize> = ordinary.iter().copied().filter(|&idx| !nearer_end(punches[idx].at)).collect();
-            let outs: Vec<usize> = ordinary.iter().copied().filter(|&idx| nearer_end(punches[idx].at)).collect();
+            let ins: Vec<usize> = ordinary
+                .iter()
+                .copied()
+                .filter(|&idx| !nearer_end(punches[idx].at))
+                .collect();
+            let outs: Vec<usize> = ordinary
+                .iter()
+                .copied()
+                .filter(|&idx| nearer_end(punches[idx].at))
+                .collect();
             if let Some(&idx) = ins.first() {
                 punches[idx].role = PunchRole::In;
             }
@@ -657,7 +785,11 @@ fn classify(
         PunchStatePolicy::FirstLast | PunchStatePolicy::Schedule => match ordinary.as_slice() {
             [] => {}
             [only] => {
-                punches[*only].role = if nearer_end(punches[*only].at) { PunchRole::Out } else { PunchRole::In };
+                punches[*only].role = if nearer_end(punches[*only].at) {
+                    PunchRole::Out
+                } else {
+                    PunchRole::In
+                };
             }
             [first, .., last] => {
                 punches[*first].role = PunchRole::In;
@@ -692,7 +824,11 @@ fn subtract(
 }
 
 /// Seconds of the intervals inside `[from, to)` (`to = None`: unbounded).
-fn overlap(intervals: &[(DateTime<Utc>, DateTime<Utc>)], from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> i64 {
+fn overlap(
+    intervals: &[(DateTime<Utc>, DateTime<Utc>)],
+    from: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
+) -> i64 {
     intervals
         .iter()
         .map(|&(a, b)| {

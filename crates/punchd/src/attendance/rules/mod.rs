@@ -27,13 +27,14 @@ use chrono_tz::Tz;
 use crate::domain::DeviceSn;
 
 pub use day::{
-    compute_days, fetch_window, ClassifiedPunch, DayException, DayKindName, DayResult, DayStatus, ExceptionKind,
-    PunchRole,
+    compute_days, fetch_window, ClassifiedPunch, DayException, DayKindName, DayResult, DayStatus,
+    ExceptionKind, PunchRole,
 };
 pub use month::{month_dates, month_totals, preview, DayChange, MonthTotals, PolicyPreview};
 pub use policy::{PolicyChoice, PunchStatePolicy};
 pub use shift::{
-    BreakRule, DayKind, DayPlan, LateFrom, OvertimeRounding, OvertimeRule, Shift, ShiftError, WorkedTime,
+    BreakRule, DayKind, DayPlan, LateFrom, OvertimeRounding, OvertimeRule, Shift, ShiftError,
+    WorkedTime,
 };
 
 /// One punch as the rules see it: the caller converts stored punches (and punches added by a correction) into these.
@@ -76,6 +77,14 @@ impl SiteRules {
     /// Defaults for a zone: day change at 00:00, double taps within 60 s, off-day overtime without block, rounding
     /// or cap.
     pub fn new(zone: Tz) -> SiteRules {
-        SiteRules { zone, day_change: NaiveTime::MIN, double_tap_secs: 60, off_day_overtime: OvertimeRule::default() }
+        SiteRules {
+            zone,
+            day_change: NaiveTime::MIN,
+            double_tap_secs: 60,
+            off_day_overtime: OvertimeRule::default(),
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -79,7 +79,12 @@ pub fn month_totals(days: &[DayResult]) -> MonthTotals {
 /// Every date of a month, or `None` for a month that does not exist.
 pub fn month_dates(year: i32, month: u32) -> Option<Vec<NaiveDate>> {
     let first = NaiveDate::from_ymd_opt(year, month, 1)?;
-    Some(first.iter_days().take_while(|date| date.month() == month).collect())
+    Some(
+        first
+            .iter_days()
+            .take_while(|date| date.month() == month)
+            .collect(),
+    )
 }
 
 /// A day whose result differs between two policies.
@@ -120,7 +125,11 @@ pub fn preview(
         .filter(|(before, after)| differs(before, after))
         .map(|(before, after)| DayChange { before, after })
         .collect();
-    PolicyPreview { before: totals_before, after: totals_after, changes }
+    PolicyPreview {
+        before: totals_before,
+        after: totals_after,
+        changes,
+    }
 }
 
 /// Everything but the policy's name.
@@ -135,5 +144,9 @@ fn differs(before: &DayResult, after: &DayResult) -> bool {
         || before.overtime_secs != after.overtime_secs
         || before.overtime_off_day_secs != after.overtime_off_day_secs
         || before.exceptions != after.exceptions
-        || before.punches.iter().map(|punch| punch.role).ne(after.punches.iter().map(|punch| punch.role))
+        || before
+            .punches
+            .iter()
+            .map(|punch| punch.role)
+            .ne(after.punches.iter().map(|punch| punch.role))
 }

@@ -58,11 +58,18 @@ pub struct PolicyChoice {
 impl PolicyChoice {
     /// One policy for every device.
     pub fn site(policy: PunchStatePolicy) -> PolicyChoice {
-        PolicyChoice { site: policy, devices: Vec::new() }
+        PolicyChoice {
+            site: policy,
+            devices: Vec::new(),
+        }
     }
 
     /// The policy for punches of this device.
     pub fn for_device(&self, device_sn: &DeviceSn) -> PunchStatePolicy {
-        self.devices.iter().find(|(sn, _)| sn == device_sn).map(|(_, policy)| *policy).unwrap_or(self.site)
+        self.devices
+            .iter()
+            .find(|(sn, _)| sn == device_sn)
+            .map(|(_, policy)| *policy)
+            .unwrap_or(self.site)
     }
 }

@@ -198,7 +198,9 @@ impl Shift {
             return Err(ShiftError::ZeroLength(self.name.clone()));
         }
         let length_secs = self.length_secs();
-        if u64::from(length_secs) + u64::from(self.checkin_window_secs) + u64::from(self.checkout_window_secs)
+        if u64::from(length_secs)
+            + u64::from(self.checkin_window_secs)
+            + u64::from(self.checkout_window_secs)
             >= 86_400
         {
             return Err(ShiftError::WindowsTooWide {
@@ -250,7 +252,11 @@ pub struct DayPlan {
 impl DayPlan {
     /// An active working day with a shift.
     pub fn working(date: NaiveDate, shift: Arc<Shift>) -> DayPlan {
-        DayPlan { date, kind: DayKind::Working(shift), employee_active: true }
+        DayPlan {
+            date,
+            kind: DayKind::Working(shift),
+            employee_active: true,
+        }
     }
 
     /// The shift, on a working day that has one.
