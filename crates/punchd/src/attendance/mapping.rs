@@ -99,3 +99,85 @@ pub fn unmapped(resolver: &Resolver, seen: &[PinSeen]) -> Vec<Unmapped> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Approval, DeviceSn, Transport};
+    use crate::store::attendance::EmployeeStatus;
+
+    fn device(sn: &str, site: Option<&str>) -> Device {
+        Device {
+            sn: DeviceSn::parse(sn).unwrap(),
+            approval: Approval::Approved,
+            transport: Transport::Push,
+            alias: None,
+            site: site.map(str::to_owned),
+            time_zone: None,
+            address: None,
+            comm_key: None,
+            pull_interval_secs: None,
+            clear_after_pull: false,
+            first_seen: Utc::now(),
+            last_seen: None,
+            last_ip: None,
+            firmware: None,
+            push_version: None,
+            language: None,
+            device_type: None,
+            poll_delay_secs: 10,
+            info: Default::default(),
+            last_error: None,
+            clock_drift_secs: None,
+        }
+    }
+
+    fn employee(code: &str, site: Option<&str>) -> Employee {
+        Employee {
+            code: code.into(),
+            name: code.into(),
+            status: EmployeeStatus::Active,
+            joined_on: None,
+            left_on: None,
+            site: site.map(str::to_owned),
+            department: None,
+            default_shift: None,
+        }
+    }
+
+    #[test]
+    fn device_mapping_beats_site_mapping_beats_the_pin_as_code_on_its_own_site() {
+        let map = |scope, key: &str, pin: &str, e: &str| PinMapping {
+            scope,
+            scope_key: key.into(),
+            pin: pin.into(),
+            employee_code: e.into(),
+        };
+        let r = Resolver::new(
+            &[
+                map(Scope::Site, "BR", "7", "B7"),
+                map(Scope::Device, "BR2", "7", "X7"),
+            ],
+            &[
+                employee("7", Some("HQ")),
+                employee("B7", Some("BR")),
+                employee("X7", Some("BR")),
+                employee("9", None),
+            ],
+            &[
+                device("HQ1", Some("HQ")),
+                device("BR1", Some("BR")),
+                device("BR2", Some("BR")),
+                device("LOOSE", None),
+            ],
+        );
+        assert_eq!(r.resolve("HQ1", "7"), Some("7"));
+        assert_eq!(r.resolve("BR1", "7"), Some("B7"));
+        assert_eq!(r.resolve("BR2", "7"), Some("X7"));
+        // PIN 7 = employee 7 only on 7's site; an employee without a site maps itself anywhere.
+        assert_eq!(r.resolve("LOOSE", "7"), None);
+        assert_eq!(r.resolve("BR1", "9"), Some("9"));
+        assert_eq!(r.resolve("HQ1", "B7"), None);
+        assert_eq!(r.resolve("UNKNOWN", "8"), None);
+    }
+}

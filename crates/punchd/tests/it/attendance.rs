@@ -198,6 +198,18 @@ fn employee_import_reports_a_bad_row_and_imports_the_rest_or_nothing() {
         .clone();
     assert_eq!(eve["name"], "Eve");
     assert_eq!(eve["department"], "Ops");
+    // The routes are in the OpenAPI document.
+    let doc = server.get_json("/openapi.json");
+    for path in [
+        "/api/v1/attendance/month",
+        "/api/v1/attendance/employees/import",
+        "/api/v1/attendance/watermarks",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
     // Every import is in the audit log with its author.
     let audit = server.get_json("/attendance/audit");
     assert_eq!(audit[0]["action"], "employee.import");
