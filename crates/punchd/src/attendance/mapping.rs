@@ -17,8 +17,10 @@ use crate::store::attendance::{Employee, PinMapping, PinSeen, Scope};
 /// The resolver: built once per computation from the store's mappings, employees and devices.
 #[derive(Debug, Clone, Default)]
 pub struct Resolver {
-    by_device: HashMap<(String, String), String>,
-    by_site: HashMap<(String, String), String>,
+    /// device SN → PIN → employee (nested, so a lookup allocates nothing).
+    by_device: HashMap<String, HashMap<String, String>>,
+    /// site → PIN → employee.
+    by_site: HashMap<String, HashMap<String, String>>,
     employee_site: HashMap<String, Option<String>>,
     device_site: HashMap<String, Option<String>>,
 }
@@ -28,11 +30,13 @@ impl Resolver {
     pub fn new(mappings: &[PinMapping], employees: &[Employee], devices: &[Device]) -> Resolver {
         let mut r = Resolver::default();
         for m in mappings {
-            let key = (m.scope_key.clone(), m.pin.clone());
-            match m.scope {
-                Scope::Device => r.by_device.insert(key, m.employee_code.clone()),
-                Scope::Site => r.by_site.insert(key, m.employee_code.clone()),
+            let map = match m.scope {
+                Scope::Device => &mut r.by_device,
+                Scope::Site => &mut r.by_site,
             };
+            map.entry(m.scope_key.clone())
+                .or_default()
+                .insert(m.pin.clone(), m.employee_code.clone());
         }
         for e in employees {
             r.employee_site.insert(e.code.clone(), e.site.clone());
@@ -46,18 +50,19 @@ impl Resolver {
 
     /// The employee a PIN on a device means, if any.
     pub fn resolve(&self, device_sn: &str, pin: &str) -> Option<&str> {
-        if let Some(e) = self.by_device.get(&(device_sn.to_owned(), pin.to_owned())) {
+        if let Some(e) = self.by_device.get(device_sn).and_then(|m| m.get(pin)) {
             return Some(e);
         }
-        let site = self.device_site.get(device_sn).cloned().flatten();
-        if let Some(site) = &site {
-            if let Some(e) = self.by_site.get(&(site.clone(), pin.to_owned())) {
-                return Some(e);
-            }
+        let site = self.device_site.get(device_sn).and_then(Option::as_ref);
+        if let Some(e) = site
+            .and_then(|s| self.by_site.get(s))
+            .and_then(|m| m.get(pin))
+        {
+            return Some(e);
         }
         match self.employee_site.get_key_value(pin) {
             Some((code, None)) => Some(code),
-            Some((code, Some(esite))) if Some(esite) == site.as_ref() => Some(code),
+            Some((code, Some(esite))) if Some(esite) == site => Some(code),
             _ => None,
         }
     }
