@@ -18,7 +18,12 @@
 //! - the **warehouse team** (shift 07:00–16:00, Monday to Friday) punches on the terminal in the other zone;
 //! - about 3 % of punches are **double taps**: the same person again 3–40 s later, often on the other entrance.
 //!
-//! Depends on chrono and chrono-tz only.
+//! [`push_month`] uploads a month to a push server the way terminals do (handshake, then `ATTLOG` batches), for
+//! `punchd simulate push --month`; the pull simulator serves one terminal's records (`punchd simulate pull
+//! --month`). Generation depends on chrono and chrono-tz only; the upload on [`crate::push`]'s request helpers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use chrono::{
     DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Utc, Weekday,
@@ -393,6 +398,128 @@ fn record(
     }
 }
 
+/// What [`push_month`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonthUpload {
+    /// Terminals that uploaded.
+    pub devices: usize,
+    /// `ATTLOG` POSTs acknowledged.
+    pub batches: u64,
+    /// Punches the server acknowledged (the sum of its `OK:<n>` answers).
+    pub punches_acked: u64,
+}
+
+/// Why [`push_month`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MonthPushError {
+    /// Below HTTP: connection refused or reset, timeout, not HTTP.
+    #[error("terminal {sn}: {source}")]
+    Exchange {
+        /// The terminal.
+        sn: String,
+        /// What failed.
+        #[source]
+        source: crate::push::ExchangeError,
+    },
+    /// The server did not accept (an unapproved terminal is answered so): nothing after this was sent.
+    #[error("terminal {sn}: the server answered {status} {body:?} to the {what}")]
+    Refused {
+        /// The terminal.
+        sn: String,
+        /// `handshake` or `ATTLOG batch`.
+        what: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The answer's body.
+        body: String,
+    },
+}
+
+/// Upload every terminal's records of `scenario` to the push server at `addr` (`host` is the `Host` header), one
+/// terminal after the other: the handshake (`GET /iclock/cdata?SN=…&options=all`, push.md §2), then `ATTLOG`
+/// POSTs of `punches_per_batch` lines each, oldest first (push.md §7.1), each on its own connection with
+/// `Connection: close`, as att firmware sends. A batch counts when the server answers `OK:<n>`.
+///
+/// # Errors
+/// [`MonthPushError`] at the first failed or refused request; what was acknowledged before it stays stored on the
+/// server.
+pub async fn push_month(
+    addr: SocketAddr,
+    host: &str,
+    scenario: &MonthScenario,
+    punches_per_batch: usize,
+) -> Result<MonthUpload, MonthPushError> {
+    const TIMEOUT: Duration = Duration::from_secs(30);
+    let mut upload = MonthUpload::default();
+    for device in &scenario.devices {
+        let sn = device.sn.as_str();
+        let exchange = |request: Vec<u8>| async move {
+            crate::push::exchange(addr, None, &request, TIMEOUT)
+                .await
+                .map_err(|source| MonthPushError::Exchange {
+                    sn: sn.to_owned(),
+                    source,
+                })
+        };
+        let target = format!(
+            "/iclock/cdata?SN={sn}&options=all&pushver={}&language=69",
+            crate::push::PUSH_VERSION
+        );
+        let reply = exchange(crate::push::encode_request("GET", &target, host, None)).await?;
+        if reply.status != 200 {
+            return Err(refused(sn, "handshake", reply.status, &reply.body));
+        }
+        let records: Vec<&MonthRecord> = scenario.records_of(sn).collect();
+        for (batch_idx, batch) in records.chunks(punches_per_batch.max(1)).enumerate() {
+            let mut body = String::new();
+            for record in batch {
+                let line = zk_push::attlog::AttlogRecord {
+                    pin: record.pin.clone(),
+                    time: record.punched_at,
+                    status: Some(u16::from(record.punch_state)),
+                    verify: Some(u16::from(record.verify_mode)),
+                    work_code: Some("0".to_owned()),
+                    extra: Vec::new(),
+                    line: String::new(),
+                };
+                body.push_str(&line.encode_line());
+                body.push('\n');
+            }
+            let target = format!("/iclock/cdata?SN={sn}&table=ATTLOG&Stamp={}", batch_idx + 1);
+            let reply = exchange(crate::push::encode_request(
+                "POST",
+                &target,
+                host,
+                Some(body.as_bytes()),
+            ))
+            .await?;
+            let text = String::from_utf8_lossy(&reply.body);
+            let acked = text
+                .trim()
+                .strip_prefix("OK")
+                .and_then(|rest| rest.trim_start_matches(':').trim().parse::<u64>().ok());
+            match acked {
+                Some(n) if reply.status == 200 => {
+                    upload.batches += 1;
+                    upload.punches_acked += n;
+                }
+                _ => return Err(refused(sn, "ATTLOG batch", reply.status, &reply.body)),
+            }
+        }
+        upload.devices += 1;
+    }
+    Ok(upload)
+}
+
+fn refused(sn: &str, what: &'static str, status: u16, body: &[u8]) -> MonthPushError {
+    MonthPushError::Refused {
+        sn: sn.to_owned(),
+        what,
+        status,
+        body: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -540,5 +667,113 @@ mod tests {
         };
         assert!(!offsets(23).is_empty() && offsets(23).iter().all(|offset| *offset == 7200));
         assert!(!offsets(26).is_empty() && offsets(26).iter().all(|offset| *offset == 3600));
+    }
+
+    /// A push server in miniature: answers the handshake with options and each ATTLOG POST with `OK:<lines>`;
+    /// returns the request lines and the ATTLOG bodies it saw.
+    async fn fake_server(
+        listener: tokio::net::TcpListener,
+        refuse_sn: Option<&'static str>,
+    ) -> Vec<(String, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut seen = Vec::new();
+        while let Ok(Ok((mut stream, _))) =
+            tokio::time::timeout(std::time::Duration::from_millis(500), listener.accept()).await
+        {
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            let (head, body) = loop {
+                let n = stream.read(&mut buf).await.unwrap();
+                raw.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.parse().unwrap());
+                    if body.len() >= length {
+                        break (head.to_owned(), body.to_owned());
+                    }
+                }
+            };
+            let request_line = head.lines().next().unwrap().to_owned();
+            let answer = if refuse_sn.is_some_and(|sn| request_line.contains(sn))
+                && request_line.starts_with("POST")
+            {
+                "UNKNOWN DEVICE".to_owned()
+            } else if request_line.starts_with("POST") {
+                format!("OK: {}", body.lines().count())
+            } else {
+                "GET OPTION FROM: X\nDelay=10\n".to_owned()
+            };
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            stream.write_all(reply.as_bytes()).await.unwrap();
+            seen.push((request_line, body));
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn push_month_uploads_every_record_as_attlog_lines() {
+        let config = MonthConfig {
+            day_team: 3,
+            night_team: 1,
+            warehouse_team: 1,
+            ..MonthConfig::new(2026, 11)
+        };
+        let month = generate_month(&config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(fake_server(listener, None));
+        let upload = push_month(addr, &addr.to_string(), &month, 50)
+            .await
+            .unwrap();
+        let seen = server.await.unwrap();
+        assert_eq!(upload.devices, 3);
+        assert_eq!(upload.punches_acked, month.records.len() as u64);
+        assert_eq!(
+            seen.iter()
+                .filter(|(line, _)| line.starts_with("GET /iclock/cdata?SN=SIMMONTH"))
+                .count(),
+            3
+        );
+        // The first line sent by the warehouse terminal is its first record, in its own clock's wall time.
+        let first = month.records_of("SIMMONTH0003").next().unwrap();
+        let (line, body) = seen
+            .iter()
+            .find(|(line, _)| line.contains("SN=SIMMONTH0003&table=ATTLOG&Stamp=1"))
+            .unwrap();
+        assert!(line.starts_with("POST "));
+        assert_eq!(
+            body.lines().next().unwrap(),
+            format!(
+                "{}\t{}\t{}\t{}\t0",
+                first.pin,
+                first.punched_at.format("%Y-%m-%d %H:%M:%S"),
+                first.punch_state,
+                first.verify_mode
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn push_month_stops_at_a_refused_terminal() {
+        let month = generate_month(&MonthConfig {
+            day_team: 2,
+            ..MonthConfig::new(2026, 11)
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(fake_server(listener, Some("SIMMONTH0002")));
+        let error = push_month(addr, "h", &month, 1000).await.unwrap_err();
+        server.await.unwrap();
+        assert!(
+            matches!(&error, MonthPushError::Refused { sn, what: "ATTLOG batch", body, .. } if sn == "SIMMONTH0002" && body == "UNKNOWN DEVICE"),
+            "{error}"
+        );
     }
 }
