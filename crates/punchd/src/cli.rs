@@ -18,6 +18,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
+mod attendance;
 pub mod sinks;
 mod sources;
 
@@ -120,6 +121,9 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
         format: Format,
     },
+    /// Attendance: sites, employees, pins, shifts, roster, attendance (flattened).
+    #[command(flatten)]
+    Attendance(attendance::AttendanceCmd),
 }
 
 /// `serve` options.
@@ -541,6 +545,7 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
             )
             .await
         }
+        Cmd::Attendance(cmd) => attendance::run(config, cmd).await,
     }
 }
 

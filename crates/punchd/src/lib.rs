@@ -9,6 +9,8 @@
 //! - [`sources`]: where punches come from: `push` (the `/iclock` HTTP routes for terminals) and `pull` (the
 //!   scheduler and one-shot reader for terminals read over TCP/UDP 4370), `import` (files), `webhook` (JSON
 //!   events) and `biotime` (a ZKBio Time server).
+//!   scheduler and one-shot reader for terminals read over TCP/UDP 4370).
+//! - [`attendance`]: punches become working days and months; [`attendance::rules`] is the pure rules engine.
 //! - [`web`]: the JSON API (`/api/v1`), auth, health, metrics, and the HTTP server loop.
 //! - [`metrics`] (Prometheus counters) and [`format`](mod@format) (table, CSV and JSON listings for the CLI and the API).
 //! - [`replay`] (feed captured requests through the handlers or a server) and [`simulate`] (simulated terminals
@@ -21,6 +23,7 @@
 //! [`app::App`] wires these together for one running instance.
 
 pub mod app;
+pub mod attendance;
 pub mod cli;
 pub mod config;
 pub mod devices;

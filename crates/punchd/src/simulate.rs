@@ -78,6 +78,14 @@ pub struct PullSimArgs {
     /// read both.
     #[arg(long)]
     pub no_pacing: bool,
+    /// Serve a realistic month (`YYYY-MM`, `zk_sim::month`) instead of generated punches: the terminal becomes
+    /// terminal `--month-device` of the simulated site, with its SN, its people and its records.
+    #[arg(long)]
+    pub month: Option<String>,
+    /// With `--month`: which terminal of the site (1 and 2 entrances, 3 the warehouse, whose clock is in
+    /// Europe/London).
+    #[arg(long, default_value_t = 1)]
+    pub month_device: usize,
 }
 
 /// `punchd simulate push` options.
@@ -132,6 +140,13 @@ pub struct PushSimArgs {
     /// Print the summary as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Upload a realistic month (`YYYY-MM`, `zk_sim::month`: three terminals, teams, breaks, double taps, a
+    /// terminal clock in another zone) instead of the fleet's numbered punches; `--seed` varies it.
+    #[arg(long)]
+    pub month: Option<String>,
+    /// Seed of the `--month` data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// Run a simulator until interrupted (or until its work is done).
@@ -164,9 +179,32 @@ async fn run_pull(args: PullSimArgs) -> anyhow::Result<()> {
     }
     config.live_punch_every =
         (args.live_every_ms > 0).then(|| Duration::from_millis(args.live_every_ms));
+    let month = args
+        .month
+        .as_deref()
+        .map(|month| month_scenario(month, args.seed))
+        .transpose()?;
+    if let Some(month) = &month {
+        let device = month
+            .devices
+            .get(args.month_device.wrapping_sub(1))
+            .with_context(|| {
+                format!(
+                    "--month-device {}: the simulated site has terminals 1 to {}",
+                    args.month_device,
+                    month.devices.len()
+                )
+            })?;
+        config.serial_number.clone_from(&device.sn);
+        config.punches = 0;
+        config.users = 0;
+    }
     let sim = zk_sim::pull::PullSim::bind(SocketAddr::new(args.bind, args.port), config)
         .await
         .with_context(|| format!("binding {}:{}", args.bind, args.port))?;
+    if let Some(month) = &month {
+        load_month(&sim.handle(), month, args.month_device - 1);
+    }
     let addr = sim.local_addr();
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_owned()
@@ -295,6 +333,9 @@ fn push_config(args: &PushSimArgs) -> anyhow::Result<PushSimConfig> {
 }
 
 async fn run_push(args: PushSimArgs) -> anyhow::Result<()> {
+    if let Some(month) = &args.month {
+        return run_push_month(&args, month).await;
+    }
     let config = push_config(&args)?;
     let plan = config.plan.clone();
     // The fleet runs on its own current-thread runtime: one core drives thousands of connections, and the load
@@ -351,6 +392,87 @@ async fn run_push(args: PushSimArgs) -> anyhow::Result<()> {
                 check.unexpected
             );
         }
+    }
+    Ok(())
+}
+
+/// `--month YYYY-MM`: the simulated site's month (`zk_sim::month`), with its seed.
+fn month_scenario(month: &str, seed: u64) -> anyhow::Result<zk_sim::month::MonthScenario> {
+    let config =
+        zk_sim::month::MonthConfig::parse(month).map_err(|e| anyhow::anyhow!("--month: {e}"))?;
+    let config = zk_sim::month::MonthConfig { seed, ..config };
+    zk_sim::month::generate_month(&config).map_err(|e| anyhow::anyhow!("--month: {e}"))
+}
+
+/// Give the pull terminal the month's people and the records of terminal `device_idx`.
+fn load_month(
+    handle: &zk_sim::pull::PullSimHandle,
+    month: &zk_sim::month::MonthScenario,
+    device_idx: usize,
+) {
+    for (idx, employee) in month.employees.iter().enumerate() {
+        handle.put_user(zk_pull::records::User {
+            uid: u16::try_from(idx + 1).unwrap_or(u16::MAX),
+            user_id: employee.pin.clone(),
+            name: employee.name.clone(),
+            privilege: 0,
+            password: String::new(),
+            group_id: "1".to_owned(),
+            card: 0,
+        });
+    }
+    let sn = &month.devices[device_idx].sn;
+    for record in month.records_of(sn) {
+        handle.add_punch(zk_pull::records::Attendance {
+            uid: month
+                .employees
+                .iter()
+                .position(|e| e.pin == record.pin)
+                .map_or(0, |idx| (idx + 1) as u16),
+            user_id: record.pin.clone(),
+            time: record.punched_at,
+            status: record.verify_mode,
+            punch: record.punch_state,
+        });
+    }
+    let device = &month.devices[device_idx];
+    println!(
+        "month: terminal {sn} ({}, clock in {}), {} people, {} punches",
+        device.place,
+        device.zone,
+        month.employees.len(),
+        month.records_of(sn).count()
+    );
+}
+
+/// `simulate push --month`: upload the simulated site's month, terminal after terminal.
+async fn run_push_month(args: &PushSimArgs, month: &str) -> anyhow::Result<()> {
+    let scenario = month_scenario(month, args.seed)?;
+    let authority = args
+        .server
+        .strip_prefix("http://")
+        .unwrap_or(&args.server)
+        .trim_end_matches('/');
+    let addr = tokio::net::lookup_host(authority)
+        .await
+        .with_context(|| format!("--server {:?}: expected http://host:port", args.server))?
+        .next()
+        .with_context(|| format!("--server {:?}: no address", args.server))?;
+    let upload = zk_sim::month::push_month(addr, authority, &scenario, args.punches_per_batch)
+        .await
+        .context("uploading the month (unapproved terminals? punchd devices approve <SN>)")?;
+    println!(
+        "month {month}: {} terminals uploaded {} batches, {} of {} punches acknowledged",
+        upload.devices,
+        upload.batches,
+        upload.punches_acked,
+        scenario.records.len()
+    );
+    for device in &scenario.devices {
+        println!(
+            "  {} ({}): clock in {}: punchd devices set {} --time-zone {}",
+            device.sn, device.place, device.zone, device.sn, device.zone
+        );
     }
     Ok(())
 }

@@ -7,9 +7,13 @@
 //! - [`push`]: a fleet of push terminals driving a push server over HTTP/1.1 with `Connection: close`
 //!   (shared/protocol/push.md §3–§9), built on `zk_push::attlog`; records what was acknowledged so a checker can
 //!   verify that every acknowledged punch was stored exactly once. Independent of `pull`.
+//! - [`month`]: a realistic month of punches (teams around their shifts, lunch breaks, forgotten check-outs,
+//!   double taps, an overnight team, a terminal whose clock is in another zone, DST days), deterministic from a
+//!   seed, as (SN, PIN, terminal local time, punch state) records the simulators can serve or send. Pure.
 //!
 //! The simulators depend on the protocol crates only; they must not depend on punchd (the hub depends on them,
 //! for `punchd simulate`), and the protocol crates must not depend on them.
 
+pub mod month;
 pub mod pull;
 pub mod push;

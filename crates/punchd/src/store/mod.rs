@@ -5,8 +5,11 @@
 //! (a later issue) implements the same trait with native SQL. Callers never see SQL: `ingest`, `devices`,
 //! `sources` and `web` speak in the types below. This module depends only on `domain`.
 
+pub mod attendance;
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod contract_attendance;
 #[cfg(test)]
 mod contract_hardening;
 #[cfg(test)]
@@ -435,6 +438,7 @@ pub trait Store:
     + OperationsStore
     + outbox::OutboxStore
     + sources::SourcesStore
+    + attendance::AttendanceStore
     + Send
     + Sync
     + 'static

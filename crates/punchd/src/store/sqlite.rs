@@ -6,6 +6,7 @@
 //! caller. With `synchronous=FULL` (the default, power-safe) the fsync cost is shared by everything queued, which
 //! is what makes per-request acknowledgement after a durable commit cheap.
 
+mod attendance;
 mod hardening;
 mod operations;
 mod push;
@@ -49,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_hardening.sql"),
     include_str!("../../migrations/sqlite/0004_push.sql"),
     include_str!("../../migrations/sqlite/0005_operations.sql"),
+    include_str!("../../migrations/sqlite/0006_attendance.sql"),
     include_str!("../../migrations/sqlite/0007_sources.sql"),
     include_str!("../../migrations/sqlite/0008_outbox.sql"),
 ];

@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
-use super::auth::{require_token, scoped, Caller};
+use super::auth::{require_token, scoped, scoped_by_method, Caller};
 use super::error::{ApiError, Error};
 use crate::app::App;
 use crate::domain::{Approval, Command, CommandKind, CommandStatus, Device, DeviceSn, Pin, Scope};
@@ -117,6 +117,11 @@ pub fn routes(app: App) -> axum::Router<App> {
         .merge(scoped(Scope::Admin, admin))
         .merge(scoped(Scope::Read, super::push_api::routes()))
         .merge(super::sinks::routes())
+        .merge(scoped_by_method(
+            Scope::Read,
+            Scope::Operate,
+            super::attendance::routes(),
+        ))
         // Areas: `.merge(super::<area>::routes())` here, above the token layer (their groups already scoped).
         .route_layer(middleware::from_fn_with_state(app, require_token))
         .route("/openapi.json", get(openapi))
@@ -140,6 +145,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         JournalEntry, JournalSummary, JournalPage, PunchPage, NewPullDevice, DeletedDevice, ApiError, Scope,
         crate::store::LineIssue, crate::domain::Transport
     )),
+    nest((path = "/api/v1", api = super::attendance::AttendanceDoc)),
     modifiers(&BearerAuth, &ErrorResponses),
 )]
 pub struct ApiDoc;
@@ -147,6 +153,7 @@ pub struct ApiDoc;
 /// The whole OpenAPI document served at `/api/v1/openapi.json`: [`ApiDoc`] and every area's document (one
 /// `merge` line each).
 pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::SecurityRequirement;
     let doc = ApiDoc::openapi();
     // Areas: doc.merge(super::<area>::Doc::openapi());
     let mut doc = doc;
@@ -154,6 +161,27 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::seed::SeedApi::openapi());
     doc.merge(super::sinks::SinksDoc::openapi());
     doc.merge(super::sources::SourcesDoc::openapi());
+    // Attendance routes read with scope `read` and change with `operate` (api::routes, scoped_by_method).
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/api/v1/attendance/") {
+            continue;
+        }
+        let scope = |s: &str| Some(vec![SecurityRequirement::new("bearer", [s])]);
+        if let Some(op) = item.get.as_mut() {
+            op.security = scope("read");
+        }
+        for op in [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            op.security = scope("operate");
+        }
+    }
     ErrorResponses::apply(&mut doc);
     doc
 }

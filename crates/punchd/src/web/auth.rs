@@ -83,8 +83,22 @@ pub async fn require_token(State(app): State<App>, mut request: Request, next: N
 /// Only tokens of at least `needed` reach `routes` (403 with the scope needed otherwise). Must sit inside
 /// [`require_token`] (the API router applies it to every route).
 pub fn scoped(needed: Scope, routes: Router<App>) -> Router<App> {
+    scoped_by_method(needed, needed, routes)
+}
+
+/// Like [`scoped`], with one scope for reading (`GET`, `HEAD`) and another for every other method: for areas
+/// whose routes read and change the same resources (attendance).
+pub fn scoped_by_method(reads: Scope, writes: Scope, routes: Router<App>) -> Router<App> {
     routes.route_layer(axum::middleware::from_fn(
         move |request: Request, next: Next| async move {
+            let needed = if matches!(
+                *request.method(),
+                axum::http::Method::GET | axum::http::Method::HEAD
+            ) {
+                reads
+            } else {
+                writes
+            };
             match request.extensions().get::<Caller>() {
                 Some(caller) if caller.scope.allows(needed) => next.run(request).await,
                 Some(caller) => Error::Forbidden(format!(

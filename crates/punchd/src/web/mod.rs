@@ -4,6 +4,7 @@
 //! future ([`serve`]); the binary passes real ones, tests pass a listener on port 0.
 
 pub mod api;
+pub mod attendance;
 pub mod auth;
 pub mod biotime_api;
 pub mod error;

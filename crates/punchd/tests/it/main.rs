@@ -7,6 +7,7 @@
 mod harness;
 
 mod approval;
+mod attendance;
 mod bad_input;
 mod biotime;
 mod commands;

@@ -1,0 +1,637 @@
+//! The month of a site: load everything from the store, plan each employee-day from the roster, run the rules
+//! ([`super::rules::compute_days`]), then apply what only the plumbing knows: corrections, completeness
+//! (watermarks), exception reviews, the unmapped queue and sign-off.
+//!
+//! How a day is planned (in this order): a roster line for the employee and date (a shift, or off = weekly off);
+//! a site holiday; a site weekly off; a `set-status leave` correction (leave); the employee's default shift; else a
+//! working day without a shift (the site's day-change time decides the day). The employee is active on a date
+//! when their status is not `inactive`, the date is not before `joined_on` and not after `left_on`.
+//!
+//! Punches are resolved to employees at read time ([`super::mapping`]), so a new mapping counts at once. A signed-off
+//! month is served from its frozen snapshot, with the punches stored after the sign-off listed as "arrived after
+//! sign-off".
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::mapping::{self, Resolver, Unmapped};
+use super::rules::{
+    self, DayKind, DayPlan, DayResult, DayStatus, MonthTotals, PolicyChoice, PunchStatePolicy,
+    RulePunch, Shift, SiteRules,
+};
+use super::setup::{load_shifts, parse_clock, AttError, AttResult};
+use super::watermark::{self, Watermark};
+use crate::domain::{DeviceSn, Punch};
+use crate::store::attendance::{
+    Correction, CorrectionKind, Employee, EmployeeStatus, ReviewState, Scope, Site,
+};
+use crate::store::Store;
+
+/// The SN shown for punches an HR correction added (they come from no terminal).
+pub const CORRECTION_DEVICE: &str = "HR-CORRECTION";
+
+/// One exception of the month, with its review state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExceptionRow {
+    /// The employee.
+    pub employee_code: String,
+    /// The working day.
+    #[schema(value_type = String)]
+    pub date: NaiveDate,
+    /// `missing-in`, `missing-out`, `single-punch`, `odd-punch-count`, `late`, `early-exit`, `outside-shift`,
+    /// `double-tap`, `inactive-employee`, `overtime-over-cap`, `incomplete`.
+    pub kind: String,
+    /// The punches concerned (ids; negative = added by correction `-id`).
+    pub punch_ids: Vec<i64>,
+    /// Seconds involved (late, early exit, overtime), else 0.
+    pub secs: i64,
+    /// open, explained, approved or rejected.
+    pub state: ReviewState,
+    /// The review note, or for `incomplete` the devices holding the day back.
+    pub note: String,
+}
+
+/// One cell of the grid: an employee-day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DayCell {
+    /// The rules' result (punches with their roles, times, exceptions), after corrections.
+    pub result: DayResult,
+    /// The status shown: the rules' status, a `set-status` correction's, or `incomplete` while a device holds the
+    /// day back.
+    pub status: DayStatus,
+    /// Devices whose watermark is before the day's close (empty = complete).
+    pub held_by: Vec<String>,
+    /// Corrections applied to this day (ids).
+    pub corrections: Vec<i64>,
+    /// Exceptions not yet approved or rejected.
+    pub open_exceptions: u32,
+}
+
+/// One employee's month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EmployeeMonth {
+    /// Employee code.
+    pub code: String,
+    /// Name.
+    pub name: String,
+    /// Department.
+    pub department: Option<String>,
+    /// One cell per date of the month.
+    pub days: Vec<DayCell>,
+    /// Totals (after corrections).
+    pub totals: MonthTotals,
+}
+
+/// A punch stored after the month was signed off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LatePunch {
+    /// Punch id.
+    pub id: i64,
+    /// Device.
+    pub device_sn: String,
+    /// PIN.
+    pub pin: String,
+    /// The employee it maps to now, if any.
+    pub employee_code: Option<String>,
+    /// When it happened (UTC).
+    pub punched_at_utc: DateTime<Utc>,
+    /// When it arrived (UTC).
+    pub received_at: DateTime<Utc>,
+}
+
+/// The sign-off facts shown with a month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SignOffInfo {
+    /// When (UTC).
+    pub signed_at: DateTime<Utc>,
+    /// Who.
+    pub author: String,
+    /// Signed off with incomplete days.
+    pub forced: bool,
+}
+
+/// A site's month: the grid, exceptions, unmapped PINs, watermarks, sign-off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Month {
+    /// The site.
+    pub site: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The site's IANA zone (days are local days there).
+    pub time_zone: String,
+    /// The dates (columns).
+    #[schema(value_type = Vec<String>)]
+    pub dates: Vec<NaiveDate>,
+    /// Rows, by employee code.
+    pub employees: Vec<EmployeeMonth>,
+    /// Every exception, by employee and date.
+    pub exceptions: Vec<ExceptionRow>,
+    /// PINs on the site's devices that map to nobody (their punches wait; `unmapped-pin` exceptions).
+    pub unmapped: Vec<Unmapped>,
+    /// The site's devices' watermarks when the month was computed.
+    pub watermarks: Vec<Watermark>,
+    /// Days (employee-days) still incomplete.
+    pub incomplete_days: u32,
+    /// Set when the month is signed off: the grid is the frozen one.
+    pub signed_off: Option<SignOffInfo>,
+    /// Punches stored after the sign-off that fall in this month (not in the frozen grid).
+    pub arrived_after_signoff: Vec<LatePunch>,
+    /// When it was computed (UTC).
+    pub computed_at: DateTime<Utc>,
+}
+
+/// `YYYY-MM` → (year, month, dates).
+pub fn parse_month(month: &str) -> AttResult<(i32, u32, Vec<NaiveDate>)> {
+    let bad = || AttError::Invalid(format!("month {month:?} is not YYYY-MM"));
+    let (y, m) = month.split_once('-').ok_or_else(bad)?;
+    let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    let dates = rules::month_dates(y, m).ok_or_else(bad)?;
+    Ok((y, m, dates))
+}
+
+/// The site local wall time as an instant (the earlier one in a DST fold; after a gap for times in it).
+pub fn local_to_utc(zone: Tz, t: NaiveDateTime) -> DateTime<Utc> {
+    match zone.from_local_datetime(&t) {
+        chrono::LocalResult::Single(x) => x.with_timezone(&Utc),
+        chrono::LocalResult::Ambiguous(a, _) => a.with_timezone(&Utc),
+        chrono::LocalResult::None => zone
+            .from_local_datetime(&(t + chrono::Duration::hours(1)))
+            .earliest()
+            .map(|x| x.with_timezone(&Utc))
+            .unwrap_or_else(|| Utc.from_utc_datetime(&t)),
+    }
+}
+
+/// Everything the month of a site is computed from (loaded once).
+pub struct Inputs {
+    /// The site.
+    pub site: Site,
+    /// Its rules settings.
+    pub rules: SiteRules,
+    /// Its devices.
+    pub devices: Vec<DeviceSn>,
+    /// Watermarks of its devices.
+    pub watermarks: Vec<Watermark>,
+    /// Every employee.
+    pub employees: Vec<Employee>,
+    /// PIN → employee.
+    pub resolver: Resolver,
+    /// Shifts by name.
+    pub shifts: HashMap<String, Arc<Shift>>,
+    /// The policy in force.
+    pub policy: PolicyChoice,
+}
+
+/// Load the inputs of a site.
+pub async fn load_inputs(
+    store: &dyn Store,
+    site_name: &str,
+    now: DateTime<Utc>,
+) -> AttResult<Inputs> {
+    let site = store
+        .list_sites()
+        .await?
+        .into_iter()
+        .find(|s| s.name == site_name)
+        .ok_or_else(|| AttError::Invalid(format!("site {site_name:?} is unknown")))?;
+    let zone: Tz = site.time_zone.parse().map_err(|_| {
+        AttError::Invalid(format!(
+            "site zone {:?} is not an IANA zone",
+            site.time_zone
+        ))
+    })?;
+    let all_devices = store.list_devices().await?;
+    let site_devices: Vec<_> = all_devices
+        .iter()
+        .filter(|d| d.site.as_deref() == Some(site_name))
+        .collect();
+    let policies = store.list_policies().await?;
+    let site_policy = policies
+        .iter()
+        .find(|p| p.scope == Scope::Site && p.scope_key == site_name);
+    let mut rules_settings = SiteRules::new(zone);
+    rules_settings.day_change = parse_clock(&site.day_change)?;
+    if let Some(p) = site_policy {
+        rules_settings.double_tap_secs = p.double_tap_secs;
+    }
+    let policy = PolicyChoice {
+        site: site_policy
+            .and_then(|p| PunchStatePolicy::parse(&p.policy))
+            .unwrap_or(PunchStatePolicy::Device),
+        devices: policies
+            .iter()
+            .filter(|p| p.scope == Scope::Device)
+            .filter_map(|p| {
+                let sn = DeviceSn::parse(&p.scope_key).ok()?;
+                site_devices
+                    .iter()
+                    .any(|d| d.sn == sn)
+                    .then_some((sn, PunchStatePolicy::parse(&p.policy)?))
+            })
+            .collect(),
+    };
+    let employees = store.list_employees().await?;
+    let resolver = Resolver::new(&store.list_mappings().await?, &employees, &all_devices);
+    let shifts = load_shifts(store)
+        .await?
+        .into_iter()
+        .map(|s| (s.name.clone(), Arc::new(s)))
+        .collect();
+    Ok(Inputs {
+        watermarks: site_devices
+            .iter()
+            .map(|d| watermark::watermark(d, now))
+            .collect(),
+        devices: site_devices.iter().map(|d| d.sn.clone()).collect(),
+        site,
+        rules: rules_settings,
+        employees,
+        resolver,
+        shifts,
+        policy,
+    })
+}
+
+fn active_on(e: &Employee, date: NaiveDate) -> bool {
+    e.status != EmployeeStatus::Inactive
+        && e.joined_on.is_none_or(|j| date >= j)
+        && e.left_on.is_none_or(|l| date <= l)
+}
+
+/// Plan one employee's days.
+pub fn plan_days(
+    inputs: &Inputs,
+    e: &Employee,
+    dates: &[NaiveDate],
+    roster: &HashMap<(String, NaiveDate), Option<String>>,
+    leave: &HashMap<(String, NaiveDate), String>,
+) -> AttResult<Vec<DayPlan>> {
+    let shift = |name: &str| {
+        inputs.shifts.get(name).cloned().ok_or_else(|| {
+            AttError::Invalid(format!(
+                "shift {name:?} (of employee {}) is unknown",
+                e.code
+            ))
+        })
+    };
+    dates
+        .iter()
+        .map(|&date| {
+            let kind = if let Some(r) = roster.get(&(e.code.clone(), date)) {
+                match r {
+                    Some(name) => DayKind::Working(shift(name)?),
+                    None => DayKind::WeeklyOff,
+                }
+            } else if let Some(h) = inputs.site.holidays.iter().find(|h| h.day == date) {
+                DayKind::Holiday(h.name.clone())
+            } else if inputs
+                .site
+                .weekly_offs
+                .contains(&(date.weekday().number_from_monday() as u8))
+            {
+                DayKind::WeeklyOff
+            } else if let Some(l) = leave.get(&(e.code.clone(), date)) {
+                DayKind::Leave(l.clone())
+            } else if let Some(name) = &e.default_shift {
+                DayKind::Working(shift(name)?)
+            } else {
+                DayKind::WorkingNoShift
+            };
+            Ok(DayPlan {
+                date,
+                kind,
+                employee_active: active_on(e, date),
+            })
+        })
+        .collect()
+}
+
+fn rule_punch(p: &Punch) -> RulePunch {
+    RulePunch {
+        id: p.id,
+        device_sn: p.device_sn.clone(),
+        at: p.punched_at_utc,
+        punch_state: p.punch_state,
+        added_by_correction: false,
+        voided: false,
+    }
+}
+
+/// Compute (or, when signed off, read back) a site's month.
+pub async fn month(
+    store: &dyn Store,
+    site: &str,
+    month: &str,
+    now: DateTime<Utc>,
+) -> AttResult<Month> {
+    let (_, _, dates) = parse_month(month)?;
+    if let Some(signoff) = store.get_signoff(site, month).await? {
+        let mut frozen: Month = serde_json::from_value(signoff.snapshot.clone())
+            .map_err(|e| AttError::Invalid(format!("the frozen month is unreadable: {e}")))?;
+        frozen.signed_off = Some(SignOffInfo {
+            signed_at: signoff.signed_at,
+            author: signoff.author.clone(),
+            forced: signoff.forced,
+        });
+        let inputs = load_inputs(store, site, now).await?;
+        let (from, to) = window(&inputs, &dates);
+        let punches = store
+            .punches_between(inputs.devices.clone(), from, to)
+            .await?;
+        // Only punches of the month itself: by their local date in the site's zone.
+        frozen.arrived_after_signoff = punches
+            .iter()
+            .filter(|p| p.id > signoff.max_punch_id)
+            .filter(|p| {
+                let d = p
+                    .punched_at_utc
+                    .with_timezone(&inputs.rules.zone)
+                    .date_naive();
+                dates.first().is_some_and(|f| d >= *f) && dates.last().is_some_and(|l| d <= *l)
+            })
+            .map(|p| LatePunch {
+                id: p.id,
+                device_sn: p.device_sn.as_str().to_owned(),
+                pin: p.pin.0.clone(),
+                employee_code: inputs
+                    .resolver
+                    .resolve(p.device_sn.as_str(), p.pin.as_str())
+                    .map(str::to_owned),
+                punched_at_utc: p.punched_at_utc,
+                received_at: p.received_at,
+            })
+            .collect();
+        return Ok(frozen);
+    }
+    compute(store, site, month, &dates, now).await
+}
+
+/// The UTC range of punches a month needs: from two days before its first local midnight to two days after its
+/// last (overnight shifts, check-in windows, double taps across the edge).
+fn window(inputs: &Inputs, dates: &[NaiveDate]) -> (DateTime<Utc>, DateTime<Utc>) {
+    let first = dates.first().copied().unwrap_or_default();
+    let last = dates.last().copied().unwrap_or_default();
+    let at = |d: NaiveDate| local_to_utc(inputs.rules.zone, d.and_time(inputs.rules.day_change));
+    (
+        at(first) - chrono::Duration::days(2),
+        at(last) + chrono::Duration::days(3),
+    )
+}
+
+async fn compute(
+    store: &dyn Store,
+    site: &str,
+    month: &str,
+    dates: &[NaiveDate],
+    now: DateTime<Utc>,
+) -> AttResult<Month> {
+    let inputs = load_inputs(store, site, now).await?;
+    let first = dates[0];
+    let next = dates[dates.len() - 1] + chrono::Duration::days(1);
+    let roster: HashMap<(String, NaiveDate), Option<String>> = store
+        .list_roster(first, next)
+        .await?
+        .into_iter()
+        .map(|r| ((r.employee_code, r.day), r.shift))
+        .collect();
+    let corrections = store.list_corrections(first, next).await?;
+    let reviews: HashMap<(String, NaiveDate, String), (ReviewState, String)> = store
+        .list_reviews(first, next)
+        .await?
+        .into_iter()
+        .map(|r| ((r.employee_code, r.day, r.kind), (r.state, r.note)))
+        .collect();
+    let leave: HashMap<(String, NaiveDate), String> = corrections
+        .iter()
+        .filter(|c| c.kind == CorrectionKind::SetStatus && c.status.as_deref() == Some("leave"))
+        .map(|c| ((c.employee_code.clone(), c.day), "leave".to_owned()))
+        .collect();
+    let (from, to) = window(&inputs, dates);
+    let punches = store
+        .punches_between(inputs.devices.clone(), from, to)
+        .await?;
+
+    // Punches by employee; the rest is the site's unmapped queue for the month.
+    let mut by_employee: BTreeMap<String, Vec<RulePunch>> = BTreeMap::new();
+    let mut unmapped_seen: BTreeMap<(String, String), crate::store::attendance::PinSeen> =
+        BTreeMap::new();
+    for p in &punches {
+        match inputs
+            .resolver
+            .resolve(p.device_sn.as_str(), p.pin.as_str())
+        {
+            Some(code) => by_employee
+                .entry(code.to_owned())
+                .or_default()
+                .push(rule_punch(p)),
+            None => {
+                let e = unmapped_seen
+                    .entry((p.device_sn.as_str().to_owned(), p.pin.0.clone()))
+                    .or_insert_with(|| crate::store::attendance::PinSeen {
+                        device_sn: p.device_sn.clone(),
+                        pin: p.pin.0.clone(),
+                        count: 0,
+                        first_seen: p.punched_at_utc,
+                        last_seen: p.punched_at_utc,
+                    });
+                e.count += 1;
+                e.first_seen = e.first_seen.min(p.punched_at_utc);
+                e.last_seen = e.last_seen.max(p.punched_at_utc);
+            }
+        }
+    }
+    // Corrections: voids mark punches, added punches join the employee's punches.
+    let mut by_day: HashMap<(String, NaiveDate), Vec<&Correction>> = HashMap::new();
+    let correction_sn = DeviceSn::parse(CORRECTION_DEVICE)
+        .map_err(|e| AttError::Invalid(format!("correction SN: {e}")))?;
+    for c in &corrections {
+        by_day
+            .entry((c.employee_code.clone(), c.day))
+            .or_default()
+            .push(c);
+        match c.kind {
+            CorrectionKind::VoidPunch => {
+                for list in by_employee.values_mut() {
+                    for p in list.iter_mut().filter(|p| Some(p.id) == c.punch_id) {
+                        p.voided = true;
+                    }
+                }
+            }
+            CorrectionKind::AddPunch => {
+                if let Some(at) = c.punched_at {
+                    by_employee
+                        .entry(c.employee_code.clone())
+                        .or_default()
+                        .push(RulePunch {
+                            id: -c.id,
+                            device_sn: correction_sn.clone(),
+                            at: local_to_utc(inputs.rules.zone, at),
+                            punch_state: c.punch_state,
+                            added_by_correction: true,
+                            voided: false,
+                        });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut employees: Vec<&Employee> = inputs
+        .employees
+        .iter()
+        .filter(|e| e.site.as_deref() == Some(site) || by_employee.contains_key(&e.code))
+        .collect();
+    employees.sort_by(|a, b| a.code.cmp(&b.code));
+    let mut rows = Vec::new();
+    let mut exceptions = Vec::new();
+    let mut incomplete_days = 0;
+    let empty = Vec::new();
+    for e in employees {
+        let plans = plan_days(&inputs, e, dates, &roster, &leave)?;
+        let punches = by_employee.get(&e.code).unwrap_or(&empty);
+        let results = rules::compute_days(&inputs.rules, &inputs.policy, punches, &plans);
+        let mut cells = Vec::new();
+        for mut result in results {
+            let day_corrections = by_day
+                .get(&(e.code.clone(), result.date))
+                .cloned()
+                .unwrap_or_default();
+            let mut status = result.status;
+            for c in &day_corrections {
+                match c.kind {
+                    CorrectionKind::SetStatus => {
+                        if let Some(s) = c.status.as_deref().and_then(parse_status) {
+                            status = s;
+                        }
+                    }
+                    CorrectionKind::ApproveOvertime | CorrectionKind::CutOvertime => {
+                        if let Some(m) = c.minutes {
+                            let cap = i64::from(m) * 60;
+                            result.overtime_secs = result.overtime_secs.min(cap);
+                            result.overtime_off_day_secs = result.overtime_off_day_secs.min(cap);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            result.status = status;
+            let held_by = if inputs.devices.is_empty() {
+                vec!["(no device on this site)".to_owned()]
+            } else {
+                watermark::held_by(&inputs.watermarks, result.closes_at)
+            };
+            let mut open = 0;
+            let mut push = |kind: String, punch_ids: Vec<i64>, secs: i64, default_note: String| {
+                let (state, note) = reviews
+                    .get(&(e.code.clone(), result.date, kind.clone()))
+                    .cloned()
+                    .unwrap_or((ReviewState::Open, default_note));
+                if matches!(state, ReviewState::Open | ReviewState::Explained) {
+                    open += 1;
+                }
+                exceptions.push(ExceptionRow {
+                    employee_code: e.code.clone(),
+                    date: result.date,
+                    kind,
+                    punch_ids,
+                    secs,
+                    state,
+                    note,
+                });
+            };
+            for x in &result.exceptions {
+                push(
+                    kind_name(&x.kind),
+                    x.punch_ids.clone(),
+                    x.secs,
+                    String::new(),
+                );
+            }
+            let shown = if held_by.is_empty() {
+                status
+            } else {
+                incomplete_days += 1;
+                push(
+                    "incomplete".to_owned(),
+                    Vec::new(),
+                    0,
+                    format!("waiting for {}", held_by.join(", ")),
+                );
+                DayStatus::Incomplete
+            };
+            cells.push(DayCell {
+                status: shown,
+                held_by,
+                corrections: day_corrections.iter().map(|c| c.id).collect(),
+                open_exceptions: open,
+                result,
+            });
+        }
+        let results: Vec<DayResult> = cells
+            .iter()
+            .map(|c| DayResult {
+                status: c.status,
+                ..c.result.clone()
+            })
+            .collect();
+        let mut totals = rules::month_totals(&results);
+        totals.incomplete_days = cells
+            .iter()
+            .filter(|c| c.status == DayStatus::Incomplete)
+            .count() as u32;
+        rows.push(EmployeeMonth {
+            code: e.code.clone(),
+            name: e.name.clone(),
+            department: e.department.clone(),
+            days: cells,
+            totals,
+        });
+    }
+    let seen: Vec<_> = unmapped_seen.into_values().collect();
+    Ok(Month {
+        site: site.to_owned(),
+        month: month.to_owned(),
+        time_zone: inputs.site.time_zone.clone(),
+        dates: dates.to_vec(),
+        employees: rows,
+        exceptions,
+        unmapped: mapping::unmapped(&inputs.resolver, &seen),
+        watermarks: inputs.watermarks.clone(),
+        incomplete_days,
+        signed_off: None,
+        arrived_after_signoff: Vec::new(),
+        computed_at: now,
+    })
+}
+
+/// The kebab-case name of an exception kind (as in JSON).
+pub fn kind_name<T: Serialize>(kind: &T) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A status name (`present`, `absent`, `half-day`, `weekly-off`, `holiday`, `leave`, `inactive`).
+pub fn parse_status(s: &str) -> Option<DayStatus> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+}
+
+/// The one- or two-letter mark of a status in the grid: P present, A absent, H half day, WO weekly off, HO
+/// holiday, L leave, - inactive, ? incomplete.
+pub fn status_mark(s: DayStatus) -> &'static str {
+    match s {
+        DayStatus::Present => "P",
+        DayStatus::Absent => "A",
+        DayStatus::HalfDay => "H",
+        DayStatus::WeeklyOff => "WO",
+        DayStatus::Holiday => "HO",
+        DayStatus::Leave => "L",
+        DayStatus::Inactive => "-",
+        DayStatus::Incomplete => "?",
+    }
+}

@@ -1,0 +1,371 @@
+//! The [`AttendanceStore`](super::attendance::AttendanceStore) contract, written against `&dyn Store` only so the
+//! PostgreSQL backend can run the same checks ([`run_all`]). Refused writes must leave nothing behind, audit
+//! records included.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+
+use super::attendance::{
+    AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus, Holiday, PinMapping,
+    RosterEntry, Scope, ShiftDef, SignOff, Site,
+};
+use super::{Batch, DeviceContact, DevicePatch, RawEntry, Store, StoreError};
+use crate::domain::{Approval, DeviceSn, NewPunch, Pin, PunchState, Source, Transport};
+
+fn audit(action: &str) -> AuditRecord {
+    AuditRecord {
+        author: "contract".into(),
+        action: action.into(),
+        subject: "s".into(),
+        detail: serde_json::json!({"n": 1}),
+    }
+}
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 10, d).expect("test date")
+}
+
+fn employee(code: &str, site: &str) -> Employee {
+    Employee {
+        code: code.into(),
+        name: format!("Name {code}"),
+        status: EmployeeStatus::Active,
+        joined_on: Some(day(1)),
+        left_on: None,
+        site: Some(site.into()),
+        department: None,
+        default_shift: None,
+    }
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_790_000_000 + secs, 0)
+        .single()
+        .expect("instant")
+}
+
+async fn n_audit(store: &dyn Store) -> usize {
+    store.list_audit(0).await.expect("audit").len()
+}
+
+/// Run every check.
+pub(crate) async fn run_all(store: &dyn Store) {
+    sites_keep_zone_offs_and_replace_holidays(store).await;
+    employees_and_mappings_refuse_ambiguity(store).await;
+    shifts_and_roster_are_all_or_nothing(store).await;
+    corrections_signoffs_and_punch_windows(store).await;
+}
+
+async fn sites_keep_zone_offs_and_replace_holidays(store: &dyn Store) {
+    let mut site = Site {
+        name: "CT-S1".into(),
+        time_zone: "Europe/Berlin".into(),
+        day_change: "04:00".into(),
+        weekly_offs: vec![6, 7],
+        holidays: vec![Holiday {
+            day: day(3),
+            name: "Unity".into(),
+        }],
+    };
+    store
+        .put_site(site.clone(), audit("site"))
+        .await
+        .expect("put");
+    site.holidays = vec![Holiday {
+        day: day(31),
+        name: "Reformation".into(),
+    }];
+    store
+        .put_site(site.clone(), audit("site"))
+        .await
+        .expect("replace");
+    let sites = store.list_sites().await.expect("list");
+    assert_eq!(sites.iter().find(|s| s.name == "CT-S1"), Some(&site));
+}
+
+async fn employees_and_mappings_refuse_ambiguity(store: &dyn Store) {
+    store
+        .put_employees(
+            vec![employee("CT-1", "CT-S1"), employee("CT-2", "CT-S1")],
+            audit("import"),
+        )
+        .await
+        .expect("employees");
+    let mut changed = employee("CT-2", "CT-S1");
+    changed.status = EmployeeStatus::Left;
+    changed.left_on = Some(day(15));
+    store
+        .put_employees(vec![changed.clone()], audit("edit"))
+        .await
+        .expect("edit");
+    let list = store.list_employees().await.expect("list");
+    assert_eq!(list.iter().find(|e| e.code == "CT-2"), Some(&changed));
+
+    let dev = DeviceSn::parse("CT-DEV1").expect("sn");
+    store
+        .upsert_device(DeviceContact {
+            sn: dev.clone(),
+            poll_delay_secs: 10,
+            approval_if_new: Approval::Approved,
+            transport: Transport::Push,
+            seen_at: at(0),
+            ip: None,
+            firmware: None,
+            push_version: None,
+            language: None,
+            device_type: None,
+        })
+        .await
+        .expect("device");
+    store
+        .update_device(
+            &dev,
+            DevicePatch {
+                site: Some(Some("CT-S1".into())),
+                ..DevicePatch::default()
+            },
+        )
+        .await
+        .expect("site");
+    let map = |scope, key: &str, pin: &str, e: &str| PinMapping {
+        scope,
+        scope_key: key.into(),
+        pin: pin.into(),
+        employee_code: e.into(),
+    };
+    store
+        .add_mapping(map(Scope::Site, "CT-S1", "5", "CT-1"), audit("map"))
+        .await
+        .expect("map");
+    let before = n_audit(store).await;
+    let same_key = store
+        .add_mapping(map(Scope::Site, "CT-S1", "5", "CT-2"), audit("map"))
+        .await;
+    assert!(
+        matches!(same_key, Err(StoreError::Conflict(_))),
+        "{same_key:?}"
+    );
+    let clash = store
+        .add_mapping(map(Scope::Device, "CT-DEV1", "5", "CT-2"), audit("map"))
+        .await;
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    let unknown = store
+        .add_mapping(map(Scope::Device, "CT-DEV1", "6", "CT-404"), audit("map"))
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "{unknown:?}"
+    );
+    assert_eq!(
+        n_audit(store).await,
+        before,
+        "refused changes are not audited"
+    );
+    // The same employee on the device agrees with the site mapping: allowed.
+    store
+        .add_mapping(map(Scope::Device, "CT-DEV1", "5", "CT-1"), audit("map"))
+        .await
+        .expect("agreeing device mapping");
+    store
+        .remove_mapping(Scope::Device, "CT-DEV1", "5", audit("unmap"))
+        .await
+        .expect("remove");
+    let again = store
+        .remove_mapping(Scope::Device, "CT-DEV1", "5", audit("unmap"))
+        .await;
+    assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
+    let mappings = store.list_mappings().await.expect("list");
+    assert_eq!(
+        mappings
+            .iter()
+            .filter(|m| m.scope_key.starts_with("CT-"))
+            .collect::<Vec<_>>(),
+        [&map(Scope::Site, "CT-S1", "5", "CT-1")]
+    );
+}
+
+async fn shifts_and_roster_are_all_or_nothing(store: &dyn Store) {
+    let def = ShiftDef {
+        name: "CT-Day".into(),
+        definition: serde_json::json!({"start": "09:00:00"}),
+    };
+    store
+        .put_shift(def.clone(), false, audit("shift"))
+        .await
+        .expect("shift");
+    let dup = store.put_shift(def.clone(), false, audit("shift")).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let mut changed = def.clone();
+    changed.definition = serde_json::json!({"start": "10:00:00"});
+    store
+        .put_shift(changed.clone(), true, audit("shift"))
+        .await
+        .expect("replace");
+    let shifts = store.list_shifts().await.expect("list");
+    assert_eq!(shifts.iter().find(|s| s.name == "CT-Day"), Some(&changed));
+
+    let line = |code: &str, d: u32, shift: Option<&str>| RosterEntry {
+        employee_code: code.into(),
+        day: day(d),
+        shift: shift.map(str::to_owned),
+    };
+    let bad = store
+        .put_roster(
+            vec![line("CT-1", 5, Some("CT-Day")), line("CT-404", 6, None)],
+            audit("roster"),
+        )
+        .await;
+    assert!(matches!(bad, Err(StoreError::NotFound(_))), "{bad:?}");
+    let bad = store
+        .put_roster(vec![line("CT-1", 5, Some("CT-Nope"))], audit("roster"))
+        .await;
+    assert!(matches!(bad, Err(StoreError::NotFound(_))), "{bad:?}");
+    let held = store.list_roster(day(1), day(31)).await.expect("list");
+    assert!(held.iter().all(|r| r.employee_code != "CT-1"), "{held:?}");
+    store
+        .put_roster(
+            vec![line("CT-1", 5, Some("CT-Day")), line("CT-1", 6, None)],
+            audit("roster"),
+        )
+        .await
+        .expect("roster");
+    let held = store.list_roster(day(5), day(6)).await.expect("list");
+    assert_eq!(held, [line("CT-1", 5, Some("CT-Day"))]);
+}
+
+async fn corrections_signoffs_and_punch_windows(store: &dyn Store) {
+    let dev = DeviceSn::parse("CT-DEV1").expect("sn");
+    let mut batch = Batch::new(RawEntry {
+        received_at: at(0),
+        device_sn: Some(dev.clone()),
+        source: Source::Push,
+        kind: "ATTLOG".into(),
+        request: "contract".into(),
+        remote_addr: None,
+        body: b"x".to_vec(),
+        errors: Vec::new(),
+    });
+    for (i, secs) in [0i64, 3600, 7200].iter().enumerate() {
+        let utc = at(*secs);
+        batch.punches.push(NewPunch {
+            device_sn: dev.clone(),
+            pin: Pin(if i == 2 { "77".into() } else { "5".into() }),
+            punched_at: utc.naive_utc() + Duration::hours(2),
+            time_zone: "Europe/Berlin".into(),
+            punched_at_utc: utc,
+            punch_state: Some(PunchState::CheckIn),
+            verify_mode: None,
+            work_code: None,
+            extra: Vec::new(),
+            source: Source::Push,
+        });
+    }
+    store.write_batch(batch).await.expect("batch");
+    let window = store
+        .punches_between(vec![dev.clone()], at(0), at(7200))
+        .await
+        .expect("window");
+    assert_eq!(
+        window.iter().map(|p| p.punched_at_utc).collect::<Vec<_>>(),
+        [at(0), at(3600)],
+        "from inclusive, to exclusive, by the UTC instant"
+    );
+    let max = store.max_punch_id().await.expect("max");
+    assert_eq!(max, window[1].id + 1);
+    let seen = store.pins_seen().await.expect("seen");
+    let five = seen
+        .iter()
+        .find(|s| s.device_sn == dev && s.pin == "5")
+        .expect("pin 5");
+    assert_eq!(
+        (five.count, five.first_seen, five.last_seen),
+        (2, at(0), at(3600))
+    );
+
+    let correction = Correction {
+        id: 0,
+        employee_code: "CT-1".into(),
+        day: day(5),
+        kind: CorrectionKind::VoidPunch,
+        punched_at: None,
+        punch_state: None,
+        punch_id: Some(window[0].id),
+        status: None,
+        minutes: None,
+        author: "hr".into(),
+        reason: "wrong person".into(),
+        created_at: at(10),
+    };
+    let stored = store
+        .add_correction(correction.clone(), audit("correct"))
+        .await
+        .expect("correct");
+    assert!(stored.id > 0);
+    let missing = Correction {
+        punch_id: Some(max + 1000),
+        ..correction.clone()
+    };
+    assert!(matches!(
+        store.add_correction(missing, audit("correct")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.list_corrections(day(5), day(6)).await.expect("list"),
+        [stored]
+    );
+
+    let signoff = SignOff {
+        site: "CT-S1".into(),
+        month: "2026-10".into(),
+        signed_at: at(20),
+        author: "hr".into(),
+        forced: true,
+        max_punch_id: max,
+        snapshot: serde_json::json!({"frozen": true}),
+    };
+    store
+        .sign_off(signoff.clone(), audit("signoff"))
+        .await
+        .expect("sign off");
+    assert!(matches!(
+        store.sign_off(signoff.clone(), audit("signoff")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_signoff("CT-S1", "2026-10").await.expect("get"),
+        Some(signoff)
+    );
+    store
+        .reopen("CT-S1", "2026-10", audit("reopen"))
+        .await
+        .expect("reopen");
+    assert_eq!(
+        store.get_signoff("CT-S1", "2026-10").await.expect("get"),
+        None
+    );
+    assert!(matches!(
+        store.reopen("CT-S1", "2026-10", audit("reopen")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let log = store.list_audit(2).await.expect("audit");
+    assert_eq!(
+        log.iter()
+            .map(|e| e.record.action.as_str())
+            .collect::<Vec<_>>(),
+        ["reopen", "signoff"]
+    );
+    assert_eq!(log[0].record.detail, serde_json::json!({"n": 1}));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::{Durability, SqliteStore};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_store_keeps_the_attendance_contract() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            SqliteStore::open(&dir.path().join("att.db"), Durability::PowerSafe).expect("open");
+        run_all(&store).await;
+    }
+}
