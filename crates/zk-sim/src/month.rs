@@ -758,15 +758,16 @@ mod tests {
         let upload = push_month(addr, &addr.to_string(), &month, 50)
             .await
             .unwrap();
+        assert_eq!(handshake_month(addr, "h", &month).await.unwrap(), 3);
         let seen = server.await.unwrap();
         assert_eq!(upload.devices, 3);
-        assert_eq!(handshake_month(addr, "h", &month).await.unwrap(), 3);
         assert_eq!(upload.punches_acked, month.records.len() as u64);
         assert_eq!(
             seen.iter()
                 .filter(|(line, _)| line.starts_with("GET /iclock/cdata?SN=SIMMONTH"))
                 .count(),
-            3
+            6,
+            "3 handshakes by push_month, 3 by handshake_month"
         );
         // The first line sent by the warehouse terminal is its first record, in its own clock's wall time.
         let first = month.records_of("SIMMONTH0003").next().unwrap();
