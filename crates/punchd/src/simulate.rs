@@ -147,6 +147,10 @@ pub struct PushSimArgs {
     /// Seed of the `--month` data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// With `--month`: only greet the server (handshake) so it registers the three terminals, and stop; set the
+    /// warehouse terminal's zone (`punchd devices set SIMMONTH0003 --time-zone Europe/London`), then upload.
+    #[arg(long)]
+    pub month_handshake_only: bool,
 }
 
 /// Run a simulator until interrupted (or until its work is done).
@@ -458,6 +462,19 @@ async fn run_push_month(args: &PushSimArgs, month: &str) -> anyhow::Result<()> {
         .with_context(|| format!("--server {:?}: expected http://host:port", args.server))?
         .next()
         .with_context(|| format!("--server {:?}: no address", args.server))?;
+    if args.month_handshake_only {
+        let n = zk_sim::month::handshake_month(addr, authority, &scenario)
+            .await
+            .context("greeting the server")?;
+        println!("{n} terminals greeted the server; set their zones, then run again without --month-handshake-only:");
+        for device in &scenario.devices {
+            println!(
+                "  punchd devices set {} --time-zone {}   # {}",
+                device.sn, device.zone, device.place
+            );
+        }
+        return Ok(());
+    }
     let upload = zk_sim::month::push_month(addr, authority, &scenario, args.punches_per_batch)
         .await
         .context("uploading the month (unapproved terminals? punchd devices approve <SN>)")?;
@@ -470,8 +487,8 @@ async fn run_push_month(args: &PushSimArgs, month: &str) -> anyhow::Result<()> {
     );
     for device in &scenario.devices {
         println!(
-            "  {} ({}): clock in {}: punchd devices set {} --time-zone {}",
-            device.sn, device.place, device.zone, device.sn, device.zone
+            "  {} ({}): clock in {}",
+            device.sn, device.place, device.zone
         );
     }
     Ok(())

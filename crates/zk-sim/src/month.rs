@@ -461,14 +461,7 @@ pub async fn push_month(
                     source,
                 })
         };
-        let target = format!(
-            "/iclock/cdata?SN={sn}&options=all&pushver={}&language=69",
-            crate::push::PUSH_VERSION
-        );
-        let reply = exchange(crate::push::encode_request("GET", &target, host, None)).await?;
-        if reply.status != 200 {
-            return Err(refused(sn, "handshake", reply.status, &reply.body));
-        }
+        handshake(addr, host, sn).await?;
         let records: Vec<&MonthRecord> = scenario.records_of(sn).collect();
         for (batch_idx, batch) in records.chunks(punches_per_batch.max(1)).enumerate() {
             let mut body = String::new();
@@ -509,6 +502,40 @@ pub async fn push_month(
         upload.devices += 1;
     }
     Ok(upload)
+}
+
+/// Only the handshake of every terminal of `scenario` (push.md §2), so the server registers them: then their
+/// settings (the warehouse terminal's clock zone) can be set before [`push_month`] uploads their punches.
+///
+/// # Errors
+/// As [`push_month`].
+pub async fn handshake_month(
+    addr: SocketAddr,
+    host: &str,
+    scenario: &MonthScenario,
+) -> Result<usize, MonthPushError> {
+    for device in &scenario.devices {
+        handshake(addr, host, &device.sn).await?;
+    }
+    Ok(scenario.devices.len())
+}
+
+async fn handshake(addr: SocketAddr, host: &str, sn: &str) -> Result<(), MonthPushError> {
+    let target = format!(
+        "/iclock/cdata?SN={sn}&options=all&pushver={}&language=69",
+        crate::push::PUSH_VERSION
+    );
+    let request = crate::push::encode_request("GET", &target, host, None);
+    let reply = crate::push::exchange(addr, None, &request, Duration::from_secs(30))
+        .await
+        .map_err(|source| MonthPushError::Exchange {
+            sn: sn.to_owned(),
+            source,
+        })?;
+    if reply.status != 200 {
+        return Err(refused(sn, "handshake", reply.status, &reply.body));
+    }
+    Ok(())
 }
 
 fn refused(sn: &str, what: &'static str, status: u16, body: &[u8]) -> MonthPushError {
@@ -731,6 +758,7 @@ mod tests {
         let upload = push_month(addr, &addr.to_string(), &month, 50)
             .await
             .unwrap();
+        assert_eq!(handshake_month(addr, "h", &month).await.unwrap(), 3);
         let seen = server.await.unwrap();
         assert_eq!(upload.devices, 3);
         assert_eq!(upload.punches_acked, month.records.len() as u64);
@@ -738,7 +766,8 @@ mod tests {
             seen.iter()
                 .filter(|(line, _)| line.starts_with("GET /iclock/cdata?SN=SIMMONTH"))
                 .count(),
-            3
+            6,
+            "3 handshakes by push_month, 3 by handshake_month"
         );
         // The first line sent by the warehouse terminal is its first record, in its own clock's wall time.
         let first = month.records_of("SIMMONTH0003").next().unwrap();
