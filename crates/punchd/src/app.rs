@@ -30,6 +30,8 @@ pub struct App {
     pub commands: CommandQueue,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The resource limits' state (new SNs per address, connections).
+    pub guards: Arc<crate::limits::Guards>,
 }
 
 /// Bring the store in line with the `[[devices]]` of the settings file.
@@ -88,6 +90,12 @@ impl App {
     pub async fn open(config: Config) -> anyhow::Result<App> {
         let store = SqliteStore::open(&config.database, config.durability)
             .map_err(|e| anyhow::anyhow!("opening database {}: {e}", config.database.display()))?;
+        if config.limits.max_database_bytes > 0 {
+            store
+                .limit_size(config.limits.max_database_bytes)
+                .await
+                .map_err(|e| anyhow::anyhow!("limiting the database size: {e}"))?;
+        }
         App::with_store(config, Arc::new(store)).await
     }
 
@@ -106,8 +114,10 @@ impl App {
             .map_err(|e| anyhow::anyhow!("loading devices: {e}"))?,
         );
         Ok(App {
-            ingest: Ingest::new(store.clone(), metrics.clone()),
+            ingest: Ingest::new(store.clone(), metrics.clone())
+                .with_max_line_errors(config.limits.max_line_errors),
             commands: CommandQueue::new(store.clone(), Some(registry.clone())),
+            guards: Arc::new(crate::limits::Guards::new(&config.limits)),
             config: Arc::new(config),
             store,
             registry,

@@ -100,6 +100,15 @@ pub struct ServeArgs {
     /// auto: approve new terminals on first contact; manual: they wait in pending [default: auto].
     #[arg(long, env = "PUNCHD_APPROVAL", value_name = "auto|manual")]
     pub approval: Option<ApprovalMode>,
+    /// Connections served at once [default: 3/4 of the open-file limit, at most 16384].
+    #[arg(long, env = "PUNCHD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Devices kept waiting in pending; the oldest is forgotten first [default: 1000].
+    #[arg(long, env = "PUNCHD_MAX_PENDING_DEVICES", value_name = "N")]
+    pub max_pending_devices: Option<usize>,
+    /// New serial numbers registered per source address per minute, 0 = no limit [default: 20].
+    #[arg(long, env = "PUNCHD_NEW_SNS_PER_MINUTE", value_name = "N")]
+    pub new_sns_per_minute: Option<u32>,
 }
 
 /// Device actions.
@@ -338,6 +347,8 @@ pub fn init_tracing(cli: &Cli) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(crate::logfmt::use_colours())
+        .fmt_fields(crate::logfmt::fields())
         .try_init();
 }
 
@@ -351,6 +362,9 @@ fn overrides(cli: &Cli) -> Overrides {
         o.default_time_zone.clone_from(&args.time_zone);
         o.durability = args.durability;
         o.approval_mode = args.approval;
+        o.max_connections = args.max_connections;
+        o.max_pending_devices = args.max_pending_devices;
+        o.new_sns_per_address_per_minute = args.new_sns_per_minute;
     }
     o
 }
@@ -426,6 +440,9 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let _lock = crate::instance_lock::acquire(&config.database)?;
+    let nofile = crate::limits::raise_nofile_limit();
+    tracing::debug!(nofile, "open-file limit");
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -152,6 +152,8 @@ pub struct FileConfig {
     pub push: PushConfig,
     /// Pull terminals.
     pub devices: Vec<DeviceConfig>,
+    /// What one request, client or address may cost (`[limits]`).
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// The effective settings.
@@ -179,6 +181,8 @@ pub struct Config {
     pub push: PushConfig,
     /// Pull terminals listed in the settings file.
     pub devices: Vec<DeviceConfig>,
+    /// Resource limits.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// The default listen address.
@@ -199,6 +203,12 @@ pub struct Overrides {
     pub durability: Option<Durability>,
     /// `--approval` / `PUNCHD_APPROVAL`.
     pub approval_mode: Option<ApprovalMode>,
+    /// `--max-connections` / `PUNCHD_MAX_CONNECTIONS`.
+    pub max_connections: Option<usize>,
+    /// `--max-pending-devices` / `PUNCHD_MAX_PENDING_DEVICES`.
+    pub max_pending_devices: Option<usize>,
+    /// `--new-sns-per-minute` / `PUNCHD_NEW_SNS_PER_MINUTE`.
+    pub new_sns_per_address_per_minute: Option<u32>,
 }
 
 /// The zone of this machine (from the OS), or UTC when it cannot be told.
@@ -256,6 +266,16 @@ impl Config {
         if let Some(mode) = overrides.approval_mode {
             approval.mode = mode;
         }
+        let mut limits = file_config.limits;
+        if let Some(n) = overrides.max_connections {
+            limits.max_connections = n;
+        }
+        if let Some(n) = overrides.max_pending_devices {
+            limits.max_pending_devices = n;
+        }
+        if let Some(n) = overrides.new_sns_per_address_per_minute {
+            limits.new_sns_per_address_per_minute = n;
+        }
         Ok(Config {
             listen,
             database: PathBuf::from(database),
@@ -273,6 +293,7 @@ impl Config {
             approval,
             push: file_config.push,
             devices: file_config.devices,
+            limits,
         })
     }
 }

@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 
 use crate::domain::{DeviceSn, NewPunch, Pin, PunchState, Source, VerifyMode};
 use crate::metrics::Metrics;
-use crate::store::{Batch, BatchOutcome, LineIssue, RawEntry, Store, StoreError};
+use crate::store::{Batch, BatchOutcome, RawEntry, Store, StoreError};
 
 /// A punch as a device reported it, before normalisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +78,24 @@ pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 pub struct Ingest {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    max_line_errors: usize,
 }
 
 impl Ingest {
     /// A new ingest path over a store.
     pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Ingest {
-        Ingest { store, metrics }
+        Ingest {
+            store,
+            metrics,
+            max_line_errors: crate::limits::LimitsConfig::default().max_line_errors,
+        }
+    }
+
+    /// Record at most `max` line errors per delivery in its journal entry (the rest are counted in one last
+    /// entry, see [`crate::limits::cap_issues`]).
+    pub fn with_max_line_errors(mut self, max: usize) -> Ingest {
+        self.max_line_errors = max;
+        self
     }
 
     /// Normalise and write a delivery. `Ok` means committed (durable at the configured level): only then may the
@@ -109,14 +121,14 @@ impl Ingest {
                 || pin.chars().count() > MAX_PIN_LEN
                 || pin.chars().any(char::is_control)
             {
-                batch.raw.errors.push(LineIssue {
-                    line_no: if p.line_no > 0 { p.line_no } else { idx + 1 },
-                    line: format!("{}\t{}", p.pin, p.punched_at),
-                    reason: format!(
+                batch.raw.errors.push(crate::limits::clipped_issue(
+                    if p.line_no > 0 { p.line_no } else { idx + 1 },
+                    &format!("{}\t{}", p.pin, p.punched_at),
+                    &format!(
                         "PIN {:?} is empty, too long or has control characters",
                         p.pin
                     ),
-                });
+                ));
                 continue;
             }
             if !seen.insert((pin.to_owned(), p.punched_at, p.punch_state)) {
@@ -137,7 +149,9 @@ impl Ingest {
                 source,
             });
         }
-        let n_errors = batch.raw.errors.len();
+        // Whatever the source, one delivery records a bounded number of errors (issue 6: 8.4 M bad lines once
+        // stored 915 MB of error text); the rest are counted.
+        let n_errors = crate::limits::cap_issues(&mut batch.raw.errors, self.max_line_errors);
         match self.store.write_batch(batch).await {
             Ok(mut outcome) => {
                 outcome.n_duplicate += n_repeated;

@@ -13,6 +13,8 @@
 //! - [`replay`] (feed captured requests through the handlers or a server) and [`simulate`] (simulated terminals
 //!   from `zk-sim`): support and test tools behind CLI subcommands.
 //! - [`config`] and [`cli`]: settings and the `punchd` subcommands; `main.rs` only parses and calls.
+//! - [`limits`] (what one request, client or address may cost), [`logfmt`] (log fields escaped and clipped) and
+//!   [`instance_lock`] (one `serve` per database).
 //!
 //! [`app::App`] wires these together for one running instance.
 
@@ -23,6 +25,9 @@ pub mod devices;
 pub mod domain;
 pub mod format;
 pub mod ingest;
+pub mod instance_lock;
+pub mod limits;
+pub mod logfmt;
 pub mod metrics;
 pub mod replay;
 pub mod simulate;

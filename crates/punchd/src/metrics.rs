@@ -32,6 +32,20 @@ pub struct Metrics {
     pub devices_online: Gauge,
     /// Devices registered (set when scraped).
     pub devices_registered: Gauge,
+    /// Requests and connections refused by a limit, nothing of them kept, by reason (`no_sn`, `unapproved`,
+    /// `new_sn_rate`, `too_many_lines`, `connection_limit`, `not_established`) — see `limits`.
+    pub refused: Family<RefusedLabels, Counter>,
+    /// Devices dropped from `pending` because `max_pending_devices` was reached.
+    pub pending_dropped: Counter,
+    /// Connections open now (set when scraped).
+    pub connections_open: Gauge,
+}
+
+/// Labels of the refused counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// Which limit refused it.
+    pub reason: String,
 }
 
 impl Default for Metrics {
@@ -82,7 +96,28 @@ impl Metrics {
             "Devices registered",
             devices_registered.clone(),
         );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        let pending_dropped = Counter::default();
+        let connections_open = Gauge::default();
+        registry.register(
+            "refused",
+            "Requests and connections refused by a limit; nothing of them was kept",
+            refused.clone(),
+        );
+        registry.register(
+            "pending_dropped",
+            "Devices dropped from pending because max_pending_devices was reached",
+            pending_dropped.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Connections open now",
+            connections_open.clone(),
+        );
         Metrics {
+            refused,
+            pending_dropped,
+            connections_open,
             registry,
             requests,
             punches_stored,
@@ -100,6 +135,15 @@ impl Metrics {
             .get_or_create(&RequestLabels {
                 endpoint: endpoint.to_owned(),
                 status,
+            })
+            .inc();
+    }
+
+    /// Count one request or connection refused by a limit.
+    pub fn refuse(&self, reason: &str) {
+        self.refused
+            .get_or_create(&RefusedLabels {
+                reason: reason.to_owned(),
             })
             .inc();
     }

@@ -338,6 +338,15 @@ impl Registry {
         Ok(entry)
     }
 
+    /// Drop a device from memory (after the store forgot it: a pending device over the cap).
+    pub fn forget(&self, sn: &DeviceSn) {
+        let mut map = match self.devices.write() {
+            Ok(map) => map,
+            Err(p) => p.into_inner(),
+        };
+        map.remove(sn);
+    }
+
     /// Put a device read from the store into memory (after an API or CLI change on this instance).
     pub fn update(&self, device: Device) -> Arc<Entry> {
         self.insert(device)

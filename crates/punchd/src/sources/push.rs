@@ -86,11 +86,16 @@ fn clip(line: &str) -> String {
 }
 
 fn issue(e: zk_push::attlog::LineError) -> LineIssue {
-    LineIssue {
-        line_no: e.line_no,
-        line: clip(&e.line),
-        reason: e.reason,
-    }
+    crate::limits::clipped_issue(e.line_no, &e.line, &e.reason)
+}
+
+/// The answer to an upload over `max_lines_per_request`: `413`, nothing kept, so the terminal sends it again in
+/// smaller batches (push.md §7.1 "Batch size").
+fn too_many_lines(ctx: &Ctx, kind: &str, e: &crate::limits::TooManyLines) -> Response {
+    tracing::warn!(sn = %ctx.sn, table = kind, lines = e.lines, max = e.max,
+        "upload refused before parsing: too many lines; nothing kept");
+    ctx.app.metrics.refuse("too_many_lines");
+    text(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n"))
 }
 
 fn endpoint_name(request: &Request) -> &'static str {
@@ -204,31 +209,12 @@ async fn iclock(
         Ok(parsed) => parsed,
         Err(zk_push::request::RequestError::MissingSn) if !is_known_endpoint(uri.path()) => {
             // Firmware fetches files relative to its root URL without an SN (PutFile, push.md §8.2 FIELD
-            // ZAM180). Unknown /iclock paths get 200 OK and are kept raw (push.md §1.1 tolerance rule).
-            tracing::info!(remote = ?remote, target = %target, "iclock request without SN for an unknown path; answered OK and kept raw");
-            let raw = RawEntry {
-                received_at: Utc::now(),
-                device_sn: None,
-                source: Source::Push,
-                kind: "other".into(),
-                request: format!("{method} {target}"),
-                remote_addr: remote.clone(),
-                body: body.map(|b| b.to_vec()).unwrap_or_default(),
-                errors: Vec::new(),
-            };
-            return match app.ingest.journal(raw).await {
-                Ok(_) => {
-                    app.metrics.request("other", 200);
-                    ok(zk_push::reply::OK)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "journaling a request without SN failed");
-                    text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "storage unavailable, retry later".into(),
-                    )
-                }
-            };
+            // ZAM180). Unknown /iclock paths get 200 OK (push.md §1.1 tolerance rule) but, carrying no SN of an
+            // approved device, nothing of them is kept (issue 6: anyone could fill the journal this way).
+            tracing::info!(remote = ?remote, target = %target, "iclock request without SN for an unknown path; answered OK, nothing kept");
+            app.metrics.refuse("no_sn");
+            app.metrics.request("other", 200);
+            return ok(zk_push::reply::OK);
         }
         Err(e) => {
             tracing::warn!(remote = ?remote, target = %target, "rejected iclock request: {e}");
@@ -264,6 +250,11 @@ async fn iclock(
         }),
         _ => None,
     };
+    let is_new = app.registry.get(&sn).is_none();
+    if is_new && !crate::limits::admit_new_sn(&app, &sn, remote.as_deref()) {
+        app.metrics.request(endpoint, 200);
+        return ok(zk_push::reply::UNKNOWN_DEVICE);
+    }
     let entry = match app
         .registry
         .contact(&sn, Transport::Push, remote.clone(), now, facts)
@@ -276,8 +267,12 @@ async fn iclock(
             return response;
         }
     };
+    if is_new && entry.approval() == Approval::Pending {
+        crate::limits::cap_pending(&app).await;
+    }
     if entry.approval() != Approval::Approved {
         tracing::debug!(sn = %sn, endpoint, "device not approved: UNKNOWN DEVICE");
+        app.metrics.refuse("unapproved");
         app.metrics.request(endpoint, 200);
         return ok(zk_push::reply::UNKNOWN_DEVICE);
     }
@@ -377,22 +372,28 @@ async fn upload(ctx: &Ctx, table: Table, stamp: Option<String>) -> Response {
     };
     match table {
         Table::AttLog => {
-            let mut punches = Vec::new();
-            let mut errors = Vec::new();
-            for (line_no, line) in zk_push::attlog::parse_attlog_numbered(&ctx.body) {
-                match line {
-                    Ok(r) => punches.push(PunchRecord {
-                        line_no,
-                        pin: r.pin,
-                        punched_at: r.time,
-                        punch_state: r.status,
-                        verify_mode: r.verify,
-                        work_code: r.work_code,
-                        extra: r.extra,
-                    }),
-                    Err(e) => errors.push(issue(e)),
-                }
-            }
+            // Parsed in bounded runs after the line limits are checked (crate::limits): memory stays a small
+            // multiple of the body's size whatever its shape.
+            let (records, errors) = match crate::limits::parse_in_runs(
+                &ctx.body,
+                &ctx.app.config.limits,
+                zk_push::attlog::parse_attlog_numbered,
+            ) {
+                Ok(parsed) => parsed,
+                Err(e) => return too_many_lines(ctx, "ATTLOG", &e),
+            };
+            let punches: Vec<PunchRecord> = records
+                .into_iter()
+                .map(|(line_no, r)| PunchRecord {
+                    line_no,
+                    pin: r.pin,
+                    punched_at: r.time,
+                    punch_state: r.status,
+                    verify_mode: r.verify,
+                    work_code: r.work_code,
+                    extra: r.extra,
+                })
+                .collect();
             if !errors.is_empty() {
                 tracing::warn!(sn = %ctx.sn, n_bad = errors.len(), first = %errors[0].reason,
                     "ATTLOG lines could not be read; kept in the raw journal, the rest stored");
@@ -411,7 +412,10 @@ async fn upload(ctx: &Ctx, table: Table, stamp: Option<String>) -> Response {
         }
         Table::OperLog | Table::BioData | Table::IdCard | Table::ErrorLog => {
             let kind = table.as_str().to_owned();
-            let (mut batch, n_lines) = operlog_batch(ctx, &kind);
+            let (mut batch, n_lines) = match operlog_batch(ctx, &kind) {
+                Ok(parsed) => parsed,
+                Err(e) => return too_many_lines(ctx, &kind, &e),
+            };
             batch.stamp = stamp_for(&kind);
             match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
                 Ok(outcome) => {
@@ -423,12 +427,16 @@ async fn upload(ctx: &Ctx, table: Table, stamp: Option<String>) -> Response {
         }
         Table::AttPhoto => attphoto(ctx, stamp, None).await,
         Table::Options => {
-            let info: serde_json::Map<String, serde_json::Value> =
-                zk_push::options::parse_options(&ctx.body)
-                    .into_iter()
-                    .map(|(k, v)| (k, serde_json::Value::String(v)))
-                    .collect();
-            let mut batch = Batch::new(ctx.raw("options", Vec::new()));
+            let (options, errors) =
+                match crate::limits::parse_options_bounded(&ctx.body, &ctx.app.config.limits) {
+                    Ok(parsed) => parsed,
+                    Err(e) => return too_many_lines(ctx, "options", &e),
+                };
+            let info: serde_json::Map<String, serde_json::Value> = options
+                .into_iter()
+                .map(|(_, (k, v))| (k, serde_json::Value::String(v)))
+                .collect();
+            let mut batch = Batch::new(ctx.raw("options", errors));
             batch.device_info = Some((ctx.sn.clone(), info));
             match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
                 Ok(_) => ok(zk_push::reply::OK),
@@ -455,11 +463,19 @@ fn fields_map(fields: &[(String, String)]) -> serde_json::Map<String, serde_json
 }
 
 /// OPERLOG-shaped bodies (also BIODATA, IDCARD, ERRORLOG): every line becomes a record or a journal error.
-fn operlog_batch(ctx: &Ctx, kind: &str) -> (Batch, usize) {
+fn operlog_batch(ctx: &Ctx, kind: &str) -> Result<(Batch, usize), crate::limits::TooManyLines> {
     use zk_push::operlog::{OperlogRecord, PhotoKind, TemplateKind};
-    let parsed = zk_push::operlog::parse_operlog(&ctx.body);
-    let n_lines = parsed.len();
-    let mut errors = Vec::new();
+    let (records, mut errors) =
+        crate::limits::parse_in_runs(&ctx.body, &ctx.app.config.limits, |run| {
+            zk_push::operlog::parse_operlog(run)
+                .into_iter()
+                .map(|r| (0, r))
+                .collect()
+        })?;
+    let n_lines = records.len() + errors.len();
+    let parsed = records
+        .into_iter()
+        .map(|(_, r)| Ok::<_, zk_push::attlog::LineError>(r));
     let mut users = Vec::new();
     let mut templates = Vec::new();
     let mut photos = Vec::new();
@@ -550,7 +566,7 @@ fn operlog_batch(ctx: &Ctx, kind: &str) -> (Batch, usize) {
     batch.photos = photos;
     batch.oplog = oplog;
     batch.records = records;
-    (batch, n_lines)
+    Ok((batch, n_lines))
 }
 
 async fn attphoto(ctx: &Ctx, stamp: Option<String>, legacy_pin: Option<&str>) -> Response {
@@ -659,7 +675,7 @@ async fn poll(
 }
 
 async fn command_results(ctx: &Ctx) -> Response {
-    let mut errors = Vec::new();
+    let mut errors = crate::limits::IssueLog::new(ctx.app.config.limits.max_line_errors);
     let mut completions = Vec::new();
     let mut info = serde_json::Map::new();
     for result in zk_push::devicecmd::parse_command_results(&ctx.body) {
@@ -706,7 +722,7 @@ async fn command_results(ctx: &Ctx) -> Response {
             result: Some(serde_json::Value::Object(result)),
         });
     }
-    let mut batch = Batch::new(ctx.raw("devicecmd", errors));
+    let mut batch = Batch::new(ctx.raw("devicecmd", errors.finish()));
     if !info.is_empty() {
         batch.device_info = Some((ctx.sn.clone(), info));
     }

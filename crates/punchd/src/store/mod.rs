@@ -7,7 +7,12 @@
 
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod contract_hardening;
+pub mod hardening;
 pub mod sqlite;
+
+pub use hardening::HardeningStore;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
@@ -406,7 +411,7 @@ pub struct TokenInfo {
 /// Everything punchd keeps. Implementations must make every `write_*`/`enqueue_*`/`take_*`/`complete_*`
 /// durable before returning `Ok` (the push server acknowledges on it).
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: HardeningStore + Send + Sync + 'static {
     /// Check that the database answers (health checks).
     async fn ping(&self) -> Result<()>;
     /// Write a batch and its raw journal entry atomically. Re-sent punches are counted as duplicates and not

@@ -6,6 +6,8 @@
 //! caller. With `synchronous=FULL` (the default, power-safe) the fsync cost is shared by everything queued, which
 //! is what makes per-request acknowledgement after a durable commit cheap.
 
+mod hardening;
+
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -39,6 +41,7 @@ pub enum Durability {
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_drop_punches_pin.sql"),
+    include_str!("../../migrations/sqlite/0003_hardening.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.
@@ -62,9 +65,12 @@ pub struct SqliteStore {
     path: Arc<PathBuf>,
     /// Dropped with the last clone; the checkpoint thread then runs a last checkpoint and ends.
     _checkpoints: Arc<mpsc::Sender<()>>,
+    /// Why storage fails, while it does (`hardening`).
+    fault: hardening::Fault,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
+    hardening::note(&e);
     StoreError::Backend(e.to_string())
 }
 
@@ -168,15 +174,18 @@ impl SqliteStore {
             .spawn(move || checkpoint_loop(checkpointer, stopped))
             .map_err(|e| StoreError::Backend(format!("starting the checkpoint thread: {e}")))?;
         let (jobs, rx) = mpsc::channel::<Job>();
+        let fault = hardening::Fault::default();
+        let writer_fault = fault.clone();
         std::thread::Builder::new()
             .name("punchd-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, writer_fault))
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
         Ok(SqliteStore {
             jobs,
             readers: Arc::new(Mutex::new(Vec::new())),
             path: Arc::new(path.to_owned()),
             _checkpoints: Arc::new(stop_checkpoints),
+            fault,
         })
     }
 
@@ -272,8 +281,8 @@ fn checkpoint_loop(conn: Connection, stopped: mpsc::Receiver<()>) {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, fault: hardening::Fault) {
+    while let Some(first) = hardening::next_job(&conn, &rx, &fault) {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -286,6 +295,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             for job in jobs {
                 job(Err(err.clone()))(Some(&err));
             }
+            hardening::after_group(&fault, false);
             continue;
         }
         let completions: Vec<Completion> = jobs.into_iter().map(|job| job(Ok(&conn))).collect();
@@ -294,6 +304,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             let _ = conn.execute_batch("ROLLBACK");
         }
         let err = commit.err();
+        hardening::after_group(&fault, err.is_none());
         for done in completions {
             done(err.as_ref());
         }
@@ -454,7 +465,13 @@ fn insert_journal(conn: &Connection, raw: &RawEntry) -> Result<i64> {
 }
 
 fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
-    let journal_id = insert_journal(conn, &batch.raw)?;
+    // A large body is journaled last, with its counts, so its row is never rewritten (hardening.rs).
+    let large = batch.raw.body.len() > hardening::LARGE_BODY_BYTES;
+    let journal_id = if large {
+        hardening::next_journal_id(conn)?
+    } else {
+        insert_journal(conn, &batch.raw)?
+    };
     let received = ms(batch.raw.received_at);
     let mut n_stored = 0usize;
     let mut n_duplicate = 0usize;
@@ -598,7 +615,7 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
             .collect();
         conn.prepare_cached(
             "INSERT INTO device_records (device_sn, tag, fields, received_at, journal_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )
         .and_then(|mut st| {
             st.execute(params![
@@ -625,6 +642,20 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
     }
     // Every punch is either newly stored or a duplicate, so this counts all records held after the commit.
     let n_records = batch.n_records();
+    if large {
+        hardening::insert_journal_with_counts(
+            conn,
+            &batch.raw,
+            journal_id,
+            (n_records, n_stored, n_duplicate),
+        )?;
+        return Ok(BatchOutcome {
+            journal_id,
+            n_stored,
+            n_duplicate,
+            n_records,
+        });
+    }
     conn.prepare_cached(
         "UPDATE journal SET n_records = ?2, n_stored = ?3, n_duplicate = ?4 WHERE id = ?1",
     )

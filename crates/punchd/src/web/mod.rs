@@ -27,14 +27,14 @@ use crate::app::App;
 use crate::devices::health;
 use crate::sources::push::{self, RemoteAddr};
 
-/// Longest time a client may take to send its request headers (slow clients are cut off, not waited on).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest time one request may take, body included.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest time a connection admitted on a reserved slot may take to send its request line
+/// (`limits.reserved_connections`): terminals send it at once.
+const RESERVED_LINE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The whole HTTP surface.
 pub fn router(app: App) -> Router {
     let max_body = app.config.max_body_bytes;
+    let request_timeout = Duration::from_secs(app.config.limits.request_timeout_secs.max(1));
     Router::new()
         .merge(push::routes())
         .nest("/api/v1", api::routes(app.clone()))
@@ -47,7 +47,7 @@ pub fn router(app: App) -> Router {
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            request_timeout,
         ))
         .with_state(app)
 }
@@ -82,13 +82,22 @@ async fn refuse_oversized(State(app): State<App>, request: Request, next: Next) 
     }
 }
 
-/// `GET /healthz`: 200 `ok` when the store answers, 503 otherwise.
+/// `GET /healthz`: 200 `ok` when the store answers and its writes succeed, 503 with the reason otherwise.
 async fn healthz(State(app): State<App>) -> impl IntoResponse {
+    if let Some(reason) = app.store.storage_fault() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("storage failing: {reason}\n"),
+        );
+    }
     match app.store.ping().await {
-        Ok(_) => (StatusCode::OK, "ok\n"),
+        Ok(_) => (StatusCode::OK, "ok\n".to_owned()),
         Err(e) => {
             tracing::error!(error = %e, "health check: store unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store unavailable: {e}\n"),
+            )
         }
     }
 }
@@ -100,6 +109,9 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let registered = app.registry.count_where(|_| true);
     app.metrics.devices_online.set(online as i64);
     app.metrics.devices_registered.set(registered as i64);
+    app.metrics
+        .connections_open
+        .set(app.guards.connections.open() as i64);
     (
         [(
             header::CONTENT_TYPE,
@@ -109,6 +121,31 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
     )
 }
 
+/// Whether a request line names an established terminal: an approved device seen within the last hour. Only
+/// such terminals get the connections kept in reserve (`limits.reserved_connections`).
+fn established_terminal(app: &App, line: Option<&[u8]>) -> bool {
+    let Some(line) = line.and_then(|l| std::str::from_utf8(l).ok()) else {
+        return false;
+    };
+    let target = line.split(' ').nth(1).unwrap_or("");
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let query = zk_push::query::Query::parse(query);
+    let Some(sn) = query
+        .get("SN")
+        .and_then(|sn| crate::domain::DeviceSn::parse(sn).ok())
+    else {
+        return false;
+    };
+    let Some(entry) = app.registry.get(&sn) else {
+        return false;
+    };
+    let device = entry.device();
+    device.approval == crate::domain::Approval::Approved
+        && device
+            .last_seen
+            .is_some_and(|at| chrono::Utc::now() - at < chrono::Duration::hours(1))
+}
+
 /// Serve HTTP on `listener` until `shutdown` resolves; then stop accepting, let requests in flight finish (up to
 /// 10 s), and return.
 pub async fn serve(
@@ -116,12 +153,14 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let limits = app.clone();
+    let header_timeout = Duration::from_secs(app.config.limits.header_timeout_secs.max(1));
     let router = router(app);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -138,6 +177,14 @@ pub async fn serve(
                 }
             },
         };
+        // At most limits.max_connections at once, the last reserved_connections of them for established
+        // terminals (crate::limits); beyond, the connection is closed at once and counted.
+        let (admission, slot) = limits.guards.connections.admit();
+        if slot.is_none() {
+            limits.metrics.refuse("connection_limit");
+            tracing::debug!(remote = %addr, "connection refused: max_connections reached");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(
@@ -149,14 +196,27 @@ pub async fn serve(
         );
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            let stream = match request_line::Rewound::new(stream, HEADER_READ_TIMEOUT).await {
+            let _slot = slot;
+            let reserved = admission == crate::limits::Admission::Reserved;
+            let line_timeout = if reserved {
+                RESERVED_LINE_TIMEOUT
+            } else {
+                header_timeout
+            };
+            let stream = match request_line::Rewound::new(stream, line_timeout).await {
                 Ok(stream) => stream,
                 Err(e) => {
                     tracing::debug!(remote = %addr, "no request: {e}");
                     return;
                 }
             };
+            if reserved && !established_terminal(&limits, stream.request_line()) {
+                limits.metrics.refuse("not_established");
+                tracing::debug!(remote = %addr, "connection closed: only reserved slots left, and it is not an established terminal");
+                return;
+            }
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();

@@ -112,6 +112,19 @@ impl<S: AsyncRead + Unpin> Rewound<S> {
     }
 }
 
+impl<S> Rewound<S> {
+    /// The first request line as read (repaired, without its line ending), before any of it was passed on;
+    /// `None` once reading started or when no whole line came.
+    pub fn request_line(&self) -> Option<&[u8]> {
+        if self.offset > 0 {
+            return None;
+        }
+        let end = self.prefix.iter().position(|&b| b == b'\n')?;
+        let line = &self.prefix[..end];
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -12,6 +12,7 @@ mod commands;
 mod crash;
 mod idempotency;
 mod lifecycle;
+mod limits;
 mod pull;
 mod samples;
 mod settings;

@@ -1,0 +1,246 @@
+//! [`HardeningStore`] for SQLite: the pending-device cap, and storage health — which failures are storage
+//! failures, and how the writer recovers from them on its own.
+//!
+//! A storage failure (`SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_READONLY`, `SQLITE_CANTOPEN`) seen by the writer
+//! thread sets the store's fault (logged once, reported by `/healthz`). While the fault is set the writer, before
+//! each group and every [`PROBE_EVERY`] when idle, rolls back anything left open, truncates the WAL
+//! (`wal_checkpoint(TRUNCATE)`: after a disk-full the WAL may be the file that holds the space) and writes a
+//! probe of [`PROBE_BYTES`] that it deletes in the same transaction; the first group or probe that commits
+//! clears the fault and logs that storage recovered. Failures that are not about storage (a constraint, a
+//! trigger) concern one write only and leave the health alone.
+
+use std::cell::RefCell;
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode};
+
+use super::{backend, Job, SqliteStore};
+use crate::domain::DeviceSn;
+use crate::store::{HardeningStore, Result};
+
+/// How often an idle writer probes storage while it is failing.
+pub(super) const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// Bytes the probe writes (and deletes): a write this size must fit before the store reports health again.
+const PROBE_BYTES: usize = 1024 * 1024;
+
+thread_local! {
+    /// The last storage failure seen on this thread (the writer thread reads it after each group).
+    static NOTED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Whether an SQLite error means storage itself fails (not one write's data).
+fn is_storage_failure(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::ReadOnly
+                | ErrorCode::CannotOpen
+                | ErrorCode::FileLockingProtocolFailed
+        )
+    )
+}
+
+/// Remember `e` when it is a storage failure (called by `backend` for every error it maps).
+pub(super) fn note(e: &rusqlite::Error) {
+    if is_storage_failure(e) {
+        NOTED.with(|n| *n.borrow_mut() = Some(e.to_string()));
+    }
+}
+
+fn take_noted() -> Option<String> {
+    NOTED.with(|n| n.borrow_mut().take())
+}
+
+/// The shared fault state of one store.
+pub(super) type Fault = std::sync::Arc<Mutex<Option<String>>>;
+
+fn current(fault: &Fault) -> Option<String> {
+    match fault.lock() {
+        Ok(f) => f.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+fn set(fault: &Fault, value: Option<String>) {
+    let mut f = match fault.lock() {
+        Ok(f) => f,
+        Err(p) => p.into_inner(),
+    };
+    match (&*f, &value) {
+        (None, Some(reason)) => tracing::error!(
+            error = %reason,
+            "storage is failing: writes are answered 503 and nothing is acknowledged; /healthz reports it; \
+             punchd retries on its own every {} s once space or the device is back",
+            PROBE_EVERY.as_secs()
+        ),
+        (Some(was), None) => {
+            tracing::info!(was = %was, "storage recovered: writes succeed again")
+        }
+        _ => {}
+    }
+    *f = value;
+}
+
+/// After a group: a storage failure seen during it sets the fault; a committed group without one clears it.
+pub(super) fn after_group(fault: &Fault, committed: bool) {
+    match take_noted() {
+        Some(reason) => set(fault, Some(reason)),
+        None if committed && current(fault).is_some() => set(fault, None),
+        None => {}
+    }
+}
+
+/// Roll back what a failure left open and truncate the WAL; errors are expected while storage still fails.
+fn clean_up(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+/// One probe write: [`PROBE_BYTES`] written and deleted in one committed transaction.
+fn probe(conn: &Connection) -> Result<()> {
+    let run = || -> rusqlite::Result<()> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        conn.execute(
+            "INSERT INTO storage_probe (pad) VALUES (zeroblob(?1))",
+            [PROBE_BYTES as i64],
+        )?;
+        conn.execute("DELETE FROM storage_probe", [])?;
+        conn.execute_batch("COMMIT")
+    };
+    run().map_err(|e| {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        backend(e)
+    })
+}
+
+/// The writer's next job. While storage fails: clean up first, and when no job comes within [`PROBE_EVERY`],
+/// probe (clearing the fault when the probe commits). `None` when every sender is gone.
+pub(super) fn next_job(conn: &Connection, rx: &mpsc::Receiver<Job>, fault: &Fault) -> Option<Job> {
+    loop {
+        if current(fault).is_none() {
+            return rx.recv().ok();
+        }
+        clean_up(conn);
+        match rx.recv_timeout(PROBE_EVERY) {
+            Ok(job) => return Some(job),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let ok = probe(conn).is_ok();
+                after_group(fault, ok);
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Let the database file grow to at most `bytes` (SQLite `max_page_count`); a write beyond fails as on a
+    /// full disk (`SQLITE_FULL`). Returns the limit in force, in bytes (never below the current size).
+    ///
+    /// Errors: the database failed.
+    pub async fn limit_size(&self, bytes: u64) -> Result<u64> {
+        self.write(move |conn| {
+            let page_size: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(backend)?;
+            let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(1);
+            let max: i64 = conn
+                .query_row(
+                    &format!("PRAGMA max_page_count = {}", pages.max(1)),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            Ok(u64::try_from(max * page_size).unwrap_or(0))
+        })
+        .await
+    }
+}
+
+/// Journal bodies larger than this are journaled after the batch's records, with their counts, instead of
+/// being inserted first and updated at the end: the `UPDATE` of the counts rewrites the whole row, which for a
+/// 16 MiB body loaded it again and wrote it to the WAL a second time.
+pub(super) const LARGE_BODY_BYTES: usize = 64 * 1024;
+
+/// Insert a journal row with a known `id` and its counts (records, newly stored, duplicates).
+pub(super) fn insert_journal_with_counts(
+    conn: &Connection,
+    raw: &crate::store::RawEntry,
+    id: i64,
+    counts: (usize, usize, usize),
+) -> Result<i64> {
+    let errors = if raw.errors.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&raw.errors).unwrap_or_default())
+    };
+    conn.prepare_cached(
+        "INSERT INTO journal (id, received_at, device_sn, source, kind, request, remote_addr, body, errors, \
+         n_records, n_stored, n_duplicate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .and_then(|mut st| {
+        st.execute(rusqlite::params![
+            id,
+            raw.received_at.timestamp_millis(),
+            raw.device_sn.as_ref().map(DeviceSn::as_str),
+            raw.source.as_str(),
+            raw.kind,
+            raw.request,
+            raw.remote_addr,
+            raw.body,
+            errors,
+            counts.0 as i64,
+            counts.1 as i64,
+            counts.2 as i64,
+        ])
+    })
+    .map_err(backend)?;
+    Ok(id)
+}
+
+/// The id the next journal row will get (the writer is the only one inserting, inside its transaction).
+pub(super) fn next_journal_id(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM journal")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(backend)
+}
+
+#[async_trait::async_trait]
+impl HardeningStore for SqliteStore {
+    async fn prune_pending(&self, keep: usize) -> Result<Vec<DeviceSn>> {
+        self.write(move |conn| {
+            let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+            let sns: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT sn FROM devices WHERE approval = 'pending' ORDER BY first_seen DESC, sn DESC \
+                     LIMIT -1 OFFSET ?1",
+                )
+                .and_then(|mut st| {
+                    st.query_map([keep], |r| r.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .map_err(backend)?;
+            let mut gone = Vec::with_capacity(sns.len());
+            for sn in sns.into_iter().rev() {
+                conn.prepare_cached("DELETE FROM devices WHERE sn = ?1 AND approval = 'pending'")
+                    .and_then(|mut st| st.execute([&sn]))
+                    .map_err(backend)?;
+                if let Ok(sn) = DeviceSn::parse(&sn) {
+                    gone.push(sn);
+                }
+            }
+            Ok(gone)
+        })
+        .await
+    }
+
+    fn storage_fault(&self) -> Option<String> {
+        current(&self.fault)
+    }
+}
