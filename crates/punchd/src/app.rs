@@ -32,6 +32,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The resource limits' state (new SNs per address, connections).
     pub guards: Arc<crate::limits::Guards>,
+    /// Push terminal authentication (address binding, comm keys).
+    pub push_guard: Arc<crate::devices::push_auth::PushGuard>,
 }
 
 /// Bring the store in line with the `[[devices]]` of the settings file.
@@ -118,6 +120,10 @@ impl App {
                 .with_max_line_errors(config.limits.max_line_errors),
             commands: CommandQueue::new(store.clone(), Some(registry.clone())),
             guards: Arc::new(crate::limits::Guards::new(&config.limits)),
+            push_guard: Arc::new(crate::devices::push_auth::PushGuard::new(
+                store.clone(),
+                config.push.bind_addresses,
+            )),
             config: Arc::new(config),
             store,
             registry,

@@ -4,6 +4,8 @@
 //! Subcommands other than `serve` and `replay --server` work on the database directly: they are safe to run
 //! while the server runs (SQLite WAL), and a running server picks up their changes within a few seconds.
 
+mod push;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -126,6 +128,8 @@ pub enum DeviceAction {
         /// Serial number.
         sn: String,
     },
+    /// Show or change a push terminal's authentication: address binding, ComKey, pinned pushcommkey.
+    PushAuth(push::PushAuthArgs),
     /// Block a device (it is answered UNKNOWN DEVICE).
     Block {
         /// Serial number.
@@ -524,7 +528,12 @@ async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow
         }
         DeviceAction::Show { sn: s } => print_one(&store.get_device(&sn(&s)?).await?),
         DeviceAction::Approve { sn: s } => {
-            set_approval(store.as_ref(), &sn(&s)?, Approval::Approved).await
+            set_approval(store.as_ref(), &sn(&s)?, Approval::Approved).await?;
+            push::after_approve(store.as_ref(), &sn(&s)?).await
+        }
+        DeviceAction::PushAuth(args) => {
+            let sn = sn(&args.sn)?;
+            push::run(store, &sn, args, config.push.bind_addresses).await
         }
         DeviceAction::Block { sn: s } => {
             set_approval(store.as_ref(), &sn(&s)?, Approval::Blocked).await

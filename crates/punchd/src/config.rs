@@ -16,6 +16,8 @@
 //! delay_secs = 10                  # poll interval (push `Delay`) given to terminals on registration
 //! error_delay_secs = 30
 //! commands_per_poll = 10
+//! bind_addresses = true            # approved terminals are bound to their address (off for DHCP sites)
+//! trusted_proxies = ["127.0.0.1"]  # a reverse proxy whose X-Forwarded-For names the terminal
 //!
 //! [[devices]]                      # a terminal punchd pulls over TCP/UDP 4370
 //! sn = "BWXP201960123"
@@ -78,6 +80,12 @@ pub struct PushConfig {
     pub commands_per_poll: usize,
     /// At most this many bytes of commands in one poll reply (push.md §8.1 suggests 40 KB).
     pub command_reply_bytes: usize,
+    /// Bind each approved terminal to the addresses it was approved from (README "Terminal authentication");
+    /// a terminal's own setting (`punchd devices push-auth SN --bind on|off`) wins. Turn off for DHCP sites.
+    pub bind_addresses: bool,
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` (last address) or `X-Real-IP` header names the
+    /// terminal's address. Requests from other peers are taken at their socket address, headers ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for PushConfig {
@@ -90,6 +98,8 @@ impl Default for PushConfig {
             realtime: true,
             commands_per_poll: 10,
             command_reply_bytes: 40 * 1024,
+            bind_addresses: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }

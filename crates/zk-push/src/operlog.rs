@@ -206,7 +206,15 @@ fn truncate(s: &str) -> &str {
 
 /// `Key=Value` fields separated by TAB, split at the first `=` (base64 values end in `=`); empty fields
 /// skipped; a field without `=` is kept as a key with an empty value.
+///
+/// A line with no TAB after its tag but with spaces is read as space-separated fields, the way hand-written
+/// examples and some third-party clients send them (`USER PIN=1001 Name=Test User Grp=1`): a token that is
+/// `Key=…` (key made of letters, digits, `_` or `~`) starts a field, any other token continues the previous
+/// value, so a name keeps its spaces. Lines with TABs are read exactly as before.
 fn key_values(rest: &str) -> Vec<(String, String)> {
+    if !rest.contains('\t') && rest.contains(' ') {
+        return space_key_values(rest);
+    }
     rest.split('\t')
         .filter(|field| !trim_field(field).is_empty())
         .map(|field| {
@@ -214,6 +222,99 @@ fn key_values(rest: &str) -> Vec<(String, String)> {
             (key.trim().to_string(), value.to_string())
         })
         .collect()
+}
+
+/// Whether a space-separated token starts a new `Key=Value` field.
+fn starts_field(token: &str) -> bool {
+    token.split_once('=').is_some_and(|(key, _)| {
+        !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'~')
+    })
+}
+
+/// Space-separated `Key=Value` fields (see [`key_values`]).
+fn space_key_values(rest: &str) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for token in rest.split(' ') {
+        if starts_field(token) {
+            let (key, value) = token.split_once('=').unwrap_or((token, ""));
+            fields.push((key.to_string(), value.to_string()));
+        } else if let Some((_, value)) = fields.last_mut() {
+            value.push(' ');
+            value.push_str(token);
+        } else if !trim_field(token).is_empty() {
+            fields.push((trim_field(token).to_string(), String::new()));
+        }
+    }
+    for (_, value) in &mut fields {
+        let kept = value.trim_end_matches([' ', '\r', '\n', '\0']).len();
+        value.truncate(kept);
+    }
+    fields
+}
+
+/// Parse a `table=BIODATA` body (push.md §7.4). Lines in the documented form (`BIODATA Pin=…\tNo=…\tTmp=…`)
+/// are read as by [`parse_operlog`]. A line without the tag whose fields are joined by `&`
+/// (`Pin=1001&No=0&Tmp=<base64>`, the form-encoded shape some integration guides and clients send) is read as a
+/// BIODATA template too: fields are split at `&`, `%XX` escapes in values are decoded (a `+` is kept: it is a
+/// base64 character), keys are matched ignoring case as everywhere else (`Pin`, `Tmp`). `Type` defaults to 0.
+pub fn parse_biodata(body: &[u8]) -> Vec<Result<OperlogRecord, LineError>> {
+    body_lines(body)
+        .map(|(line_no, raw)| {
+            let line = decode_text(raw);
+            let trimmed = line.trim();
+            let first = trimmed.split([' ', '\t']).next().unwrap_or("");
+            let result = if starts_field(first) && !trimmed.contains('\t') {
+                biodata_form(trimmed)
+            } else {
+                parse_line(&line)
+            };
+            result.map_err(|reason| LineError {
+                line_no,
+                line: line.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// `Pin=1001&No=0&Tmp=<base64>` as a BIODATA template.
+fn biodata_form(line: &str) -> Result<OperlogRecord, String> {
+    let fields: Vec<(String, String)> = line
+        .split('&')
+        .filter(|field| !trim_field(field).is_empty())
+        .map(|field| {
+            let (key, value) = field.split_once('=').unwrap_or((field, ""));
+            (key.trim().to_string(), percent_decode(trim_field(value)))
+        })
+        .collect();
+    let bio_type = number_or(&fields, &["Type"], 0)?;
+    parse_template(TemplateKind::Bio { bio_type }, fields)
+}
+
+/// Decode `%XX` escapes (invalid ones are kept as written); `+` stays `+`.
+fn percent_decode(value: &str) -> String {
+    if !value.contains('%') {
+        return value.to_string();
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The value of the first key matching any of `names` (ASCII case-insensitive).
@@ -529,6 +630,73 @@ mod tests {
             reason(b"{\"a\":1}"),
             "unrecognised line tag \"{\\\"a\\\":1}\""
         );
+    }
+
+    #[test]
+    fn space_separated_user_line_keeps_a_name_with_spaces() {
+        let OperlogRecord::User(user) =
+            one(b"USER PIN=1001 Name=Test User Grp=1 Pri=0 Verify=1 TZ=0\r\n").unwrap()
+        else {
+            panic!("not a user")
+        };
+        assert_eq!(user.pin, "1001");
+        assert_eq!(user.name, "Test User");
+        assert_eq!(user.group, "1");
+        assert_eq!(user.privilege, Some(0));
+        assert_eq!(user.verify_mode, Some(1));
+        assert_eq!(user.time_zones, "0");
+        assert_eq!(
+            user.fields,
+            kv(&[
+                ("PIN", "1001"),
+                ("Name", "Test User"),
+                ("Grp", "1"),
+                ("Pri", "0"),
+                ("Verify", "1"),
+                ("TZ", "0")
+            ])
+        );
+        // A TAB-separated line is read as before: spaces stay inside the value they are in.
+        let OperlogRecord::User(tabbed) = one(b"USER PIN=7\tName=A B=C D\tGrp=1").unwrap() else {
+            panic!("not a user")
+        };
+        assert_eq!(
+            (tabbed.name.as_str(), tabbed.group.as_str()),
+            ("A B=C D", "1")
+        );
+        // A token like `=)` does not start a field.
+        let OperlogRecord::User(odd) = one(b"USER PIN=8 Name=Smile =) x").unwrap() else {
+            panic!("not a user")
+        };
+        assert_eq!(odd.name, "Smile =) x");
+    }
+
+    #[test]
+    fn biodata_form_shape() {
+        let all = parse_biodata(b"Pin=1001&Tmp=QUJD%2BRA==\nPin=1002&No=6&Type=1&Tmp=a+b/\nBIODATA Pin=3\tNo=1\tType=9\tTmp=CC\nPin=&Tmp=AA\n");
+        assert_eq!(all.len(), 4);
+        let OperlogRecord::Template(a) = all[0].clone().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (a.kind, a.pin.as_str(), a.no, a.template.as_str()),
+            (TemplateKind::Bio { bio_type: 0 }, "1001", 0, "QUJD+RA==")
+        );
+        let OperlogRecord::Template(b) = all[1].clone().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (b.kind, b.pin.as_str(), b.no, b.template.as_str()),
+            (TemplateKind::Bio { bio_type: 1 }, "1002", 6, "a+b/")
+        );
+        let OperlogRecord::Template(c) = all[2].clone().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.kind, c.pin.as_str()),
+            (TemplateKind::Bio { bio_type: 9 }, "3")
+        );
+        assert_eq!(all[3].as_ref().unwrap_err().reason, "missing PIN");
     }
 
     #[test]

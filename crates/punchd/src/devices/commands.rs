@@ -180,6 +180,7 @@ impl CommandQueue {
             Err(StoreError::NotFound(_)) => return Err(EnqueueError::UnknownDevice(sn.clone())),
             Err(e) => return Err(e.into()),
         };
+        super::validate::check_command(&kind, device.transport).map_err(EnqueueError::Invalid)?;
         let parts: Vec<(CommandKind, Option<String>)> = match device.transport {
             Transport::Push => self
                 .push_wire(&device, &kind)

@@ -5,7 +5,9 @@
 
 pub mod commands;
 pub mod health;
+pub mod push_auth;
 pub mod registry;
+pub mod validate;
 
 pub use commands::CommandQueue;
 pub use registry::{ApprovalPolicy, Registry};

@@ -6,8 +6,12 @@
 //! Transport rules followed here (push.md §1, §12): every answer is `200` with `Content-Type: text/plain` and a GMT
 //! `Date` header (terminals set their clock from it; hyper adds it); bodies are read raw whatever the
 //! Content-Type; `OK:<n>` is sent only after the batch is committed, and a storage failure is answered `503` so
-//! the terminal keeps the data and retries; a device that is not approved gets `UNKNOWN DEVICE`; any unknown table
-//! or `/iclock` path gets `OK` and is kept in the raw journal.
+//! the terminal keeps the data and retries; a device that is not approved gets `UNKNOWN DEVICE`, and so does an
+//! approved one whose request fails terminal authentication (`auth`: address binding, ComKey, pushcommkey); any
+//! unknown table or `/iclock` path gets `OK` and is kept in the raw journal.
+
+mod auth;
+mod user_file;
 
 use std::net::SocketAddr;
 
@@ -194,13 +198,18 @@ async fn iclock(
     remote: Option<Extension<RemoteAddr>>,
     method: Method,
     uri: Uri,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let query = Query::parse(uri.query().unwrap_or(""));
     let target = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    let remote = remote.map(|Extension(RemoteAddr(addr))| addr.ip().to_string());
+    let remote = auth::client_address(
+        &app,
+        remote.map(|Extension(RemoteAddr(addr))| addr),
+        &headers,
+    );
     let (sn_text, request) = match zk_push::request::parse_request(
         method.as_str(),
         uri.path(),
@@ -276,6 +285,10 @@ async fn iclock(
         app.metrics.request(endpoint, 200);
         return ok(zk_push::reply::UNKNOWN_DEVICE);
     }
+    if let Some(refused) = auth::check(&app, &sn, remote.as_deref(), &query, &request, now).await {
+        app.metrics.request(endpoint, refused.status().as_u16());
+        return refused;
+    }
     let tz = app.registry.entry_time_zone(&entry);
     let ctx = Ctx {
         app: app.clone(),
@@ -302,8 +315,12 @@ async fn iclock(
         }
         Request::Upload { table, stamp } => upload(&ctx, table, stamp).await,
         Request::PhotoUpload { stamp } => {
-            let legacy_pin = query.get("PIN").map(str::to_owned);
-            attphoto(&ctx, stamp, legacy_pin.as_deref()).await
+            if let Some(pin) = user_file::user_file_pin(&query, &ctx.body) {
+                user_file::store(&ctx, &query, &pin).await
+            } else {
+                let legacy_pin = query.get("PIN").map(str::to_owned);
+                attphoto(&ctx, stamp, legacy_pin.as_deref()).await
+            }
         }
         Request::Poll { info } => poll(&ctx, &entry, info).await,
         Request::Ping => ok(zk_push::reply::OK),
@@ -467,10 +484,12 @@ fn operlog_batch(ctx: &Ctx, kind: &str) -> Result<(Batch, usize), crate::limits:
     use zk_push::operlog::{OperlogRecord, PhotoKind, TemplateKind};
     let (records, mut errors) =
         crate::limits::parse_in_runs(&ctx.body, &ctx.app.config.limits, |run| {
-            zk_push::operlog::parse_operlog(run)
-                .into_iter()
-                .map(|r| (0, r))
-                .collect()
+            let parsed = if kind == "BIODATA" {
+                zk_push::operlog::parse_biodata(run)
+            } else {
+                zk_push::operlog::parse_operlog(run)
+            };
+            parsed.into_iter().map(|r| (0, r)).collect()
         })?;
     let n_lines = records.len() + errors.len();
     let parsed = records

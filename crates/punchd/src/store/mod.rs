@@ -10,6 +10,8 @@ mod contract;
 #[cfg(test)]
 mod contract_hardening;
 pub mod hardening;
+mod contract_push;
+pub mod push;
 pub mod sqlite;
 
 pub use hardening::HardeningStore;
@@ -411,7 +413,7 @@ pub struct TokenInfo {
 /// Everything punchd keeps. Implementations must make every `write_*`/`enqueue_*`/`take_*`/`complete_*`
 /// durable before returning `Ok` (the push server acknowledges on it).
 #[async_trait::async_trait]
-pub trait Store: HardeningStore + Send + Sync + 'static {
+pub trait Store: HardeningStore + push::PushStore + Send + Sync + 'static {
     /// Check that the database answers (health checks).
     async fn ping(&self) -> Result<()>;
     /// Write a batch and its raw journal entry atomically. Re-sent punches are counted as duplicates and not

@@ -7,6 +7,7 @@
 //! is what makes per-request acknowledgement after a durable commit cheap.
 
 mod hardening;
+mod push;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -42,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_drop_punches_pin.sql"),
     include_str!("../../migrations/sqlite/0003_hardening.sql"),
+    include_str!("../../migrations/sqlite/0004_push.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.
@@ -698,6 +700,7 @@ fn apply_command_effect_on(conn: &Connection, command: &Command) -> Result<()> {
     let sn = command.device_sn.as_str();
     match &command.kind {
         CommandKind::DeleteUser { pin } => delete_user_on(conn, sn, pin)?,
+        CommandKind::UpsertUser { .. } => push::apply_upsert_on(conn, command)?,
         CommandKind::DisableUser { pin } | CommandKind::EnableUser { pin } => {
             let enabled = matches!(command.kind, CommandKind::EnableUser { .. });
             conn.execute(

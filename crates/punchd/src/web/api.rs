@@ -70,6 +70,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .route("/commands", get(list_commands))
         .route("/commands/{id}", get(get_command))
         .route("/journal/{id}", get(get_journal))
+        .merge(super::push_api::routes())
         .route_layer(middleware::from_fn_with_state(app, require_token))
         .route("/openapi.json", get(openapi))
 }
@@ -105,7 +106,10 @@ impl utoipa::Modify for BearerAuth {
 }
 
 async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::push_api::PushApi::openapi());
+    doc.merge(super::seed::SeedApi::openapi());
+    Json(doc)
 }
 
 /// All registered devices, by SN.
@@ -222,7 +226,10 @@ async fn approve_device(
         approval: Some(Approval::Approved),
         ..DevicePatch::default()
     };
-    Ok(Json(patch(&app, &parse_sn(&sn)?, body).await?))
+    let device = patch(&app, &parse_sn(&sn)?, body).await?;
+    crate::devices::push_auth::on_approve(app.store.as_ref(), &device, Utc::now()).await?;
+    app.push_guard.forget(&device.sn);
+    Ok(Json(device))
 }
 
 /// Block a device: it is answered `UNKNOWN DEVICE` and keeps its data.

@@ -6,7 +6,9 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod push_api;
 pub mod request_line;
+pub mod seed;
 
 use std::future::Future;
 use std::time::Duration;
@@ -38,6 +40,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .merge(push::routes())
         .nest("/api/v1", api::routes(app.clone()))
+        .nest("/api/push", seed::routes(app.clone()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))

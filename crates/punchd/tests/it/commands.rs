@@ -162,8 +162,16 @@ fn commands_are_delivered_as_exact_lines_and_results_are_recorded_once() {
         state(&server, reboot),
         st("succeeded", 1, Some(0), Some("success (Return=0)"))
     );
-    // A confirmed delete forgets the user.
-    assert_eq!(server.get_json(&format!("/devices/{SN}/users")), json!([]));
+    // A confirmed delete forgets the user; a confirmed upsert keeps the user punchd sent.
+    let users = server.get_json(&format!("/devices/{SN}/users"));
+    let pins: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["pin"].as_str().unwrap())
+        .collect();
+    assert_eq!(pins, ["0042"]);
+    assert_eq!(users[0]["name"], "Ann");
 
     // INFO in its multi-line form, a failure and a success with a count, in one body.
     results(
@@ -225,8 +233,11 @@ fn commands_are_delivered_as_exact_lines_and_results_are_recorded_once() {
     assert_eq!(r.text(), "OK:1");
     results(&server, SN, &format!("ID={delete}&Return=0&CMD=DATA\n"));
     let users = server.get_json(&format!("/devices/{SN}/users"));
-    assert_eq!(users.as_array().unwrap().len(), 1, "{users}");
-    assert_eq!(users[0]["pin"], "77");
+    assert_eq!(users.as_array().unwrap().len(), 2, "{users}");
+    assert_eq!(
+        (&users[0]["pin"], &users[1]["pin"]),
+        (&json!("0042"), &json!("77"))
+    );
 
     // Listings: newest first, filtered by status.
     let listed = server.get_json(&format!("/devices/{SN}/commands"));

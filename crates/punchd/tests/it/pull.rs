@@ -700,6 +700,16 @@ async fn commands_on_a_pull_terminal_report_results_through_the_api() {
     assert_eq!(stored["name"], "Zoe");
     assert_eq!(stored["card"], "4242");
     assert_eq!(stored["enabled"], true);
+    // A rename is in punchd's copy as soon as the command succeeded (same transaction as the result).
+    let c = hub
+        .command(
+            &sn,
+            json!({"type": "upsert_user", "pin": "077", "name": "Zoe Ng", "privilege": 0, "card": "4242"}),
+        )
+        .await;
+    assert_eq!(c["status"], "succeeded", "{c}");
+    let stored = user(&hub.get(&format!("/devices/{sn}/users")).await).unwrap();
+    assert_eq!(stored["name"], "Zoe Ng");
 
     let c = hub
         .command(&sn, json!({"type": "disable_user", "pin": "077"}))
@@ -733,11 +743,20 @@ async fn commands_on_a_pull_terminal_report_results_through_the_api() {
     assert_eq!(user(&hub.get(&format!("/devices/{sn}/users")).await), None);
 
     let c = hub
-        .command(&sn, json!({"type": "delete_user", "pin": "nobody"}))
+        .command(&sn, json!({"type": "delete_user", "pin": "999999"}))
         .await;
     assert_eq!(c["status"], "failed", "{c}");
     assert_eq!(c["return_code"], -1);
-    assert_eq!(c["message"], "no user with PIN nobody on the terminal");
+    assert_eq!(c["message"], "no user with PIN 999999 on the terminal");
+    // A PIN a pull terminal cannot hold is refused when queued (pull.md §8.1, §8.2: 1–9 digits).
+    let (status, body) = hub
+        .api(
+            "POST",
+            &format!("/devices/{sn}/commands"),
+            Some(json!({"type": "delete_user", "pin": "nobody"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
 
     sim.set_device_time(newest_punch());
     let c = hub.command(&sn, json!({"type": "sync_time"})).await;
