@@ -10,6 +10,7 @@ mod contract;
 #[cfg(test)]
 mod contract_hardening;
 pub mod hardening;
+#[cfg(test)]
 mod contract_push;
 pub mod push;
 pub mod sqlite;
