@@ -19,6 +19,12 @@
 //! bind_addresses = true            # approved terminals are bound to their address (off for DHCP sites)
 //! trusted_proxies = ["127.0.0.1"]  # a reverse proxy whose X-Forwarded-For names the terminal
 //!
+//! [limits]                         # what one request, client or address may cost (crate::limits)
+//! max_lines_per_request = 10000
+//! max_pending_devices = 1000
+//! new_sns_per_address_per_minute = 20
+//! max_connections = 0              # 0 = 3/4 of the open-file limit
+//!
 //! [[devices]]                      # a terminal punchd pulls over TCP/UDP 4370
 //! sn = "BWXP201960123"
 //! address = "192.168.1.201"        # host or host:port (4370 by default)

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{cli, parse_response, punchd_command, sqlite, Options, Server};
+use crate::harness::{parse_response, punchd_command, sqlite, Options, Server};
 
 fn count(server: &Server, sql: &str) -> i64 {
     sqlite(&server.db).query_row(sql, [], |r| r.get(0)).unwrap()
@@ -494,19 +494,44 @@ fn the_migration_removes_duplicate_records_an_older_punchd_stored() {
 #[test]
 fn a_second_serve_on_the_same_database_is_refused_with_a_clear_message() {
     let server = Server::start();
-    let out = cli(&server.db, &["--listen", "127.0.0.1:0", "serve"]);
-    assert!(!out.ok, "a second server started: {}", out.stderr);
+    let mut second = punchd_command()
+        .arg("--database")
+        .arg(&server.db)
+        .args(["--listen", "127.0.0.1:0", "serve"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It must exit on its own; one still running after 20 s is a second server (killed, and the test fails).
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(
-        out.stderr
-            .contains("another punchd serve is already running on database"),
-        "{}",
-        out.stderr
+        status.is_some_and(|s| !s.success()),
+        "a second server started: {stderr}"
     );
     assert!(
-        out.stderr.contains(&server.pid().to_string()),
-        "{}",
-        out.stderr
+        stderr.contains("another punchd serve is already running on database"),
+        "{stderr}"
     );
+    assert!(stderr.contains(&server.pid().to_string()), "{stderr}");
     // The first one still works.
     assert_eq!(
         server.attlog("LOCK1", "1\t2024-06-01 08:00:00\n").text(),
