@@ -9,9 +9,9 @@
 mod contract;
 #[cfg(test)]
 mod contract_hardening;
-pub mod hardening;
 #[cfg(test)]
 mod contract_push;
+pub mod hardening;
 pub mod push;
 pub mod sqlite;
 
