@@ -84,13 +84,44 @@ pub(crate) const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 /// Parse a device wall time: `YYYY-MM-DD HH:MM:SS` (also with a `T`), year 2000..=2099.
 pub(crate) fn parse_device_time(field: &str) -> Result<NaiveDateTime, String> {
     let field = trim_field(field);
-    let time = NaiveDateTime::parse_from_str(field, TIME_FORMAT)
-        .or_else(|_| NaiveDateTime::parse_from_str(field, "%Y-%m-%dT%H:%M:%S"))
-        .map_err(|_| format!("unparseable time {field:?}"))?;
+    let time = match fixed_width_time(field.as_bytes()) {
+        Some(time) => time,
+        None => NaiveDateTime::parse_from_str(field, TIME_FORMAT)
+            .or_else(|_| NaiveDateTime::parse_from_str(field, "%Y-%m-%dT%H:%M:%S"))
+            .map_err(|_| format!("unparseable time {field:?}"))?,
+    };
     if !(2000..=2099).contains(&time.year()) {
         return Err(format!("time {field:?} outside years 2000..=2099"));
     }
     Ok(time)
+}
+
+/// The common shape, `YYYY-MM-DD HH:MM:SS` (or with `T`) with every digit present and seconds below 60, read
+/// without chrono's format-string interpreter (issue 6: it was a third of the push worker's time at 100 punches
+/// per POST). `None` for anything else — including an impossible date — which then takes chrono's path, so the
+/// accepted set and every error message stay exactly chrono's.
+fn fixed_width_time(b: &[u8]) -> Option<NaiveDateTime> {
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || (b[10] != b' ' && b[10] != b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    // A leap second (:60) is chrono's to interpret.
+    if second >= 60 {
+        return None;
+    }
+    chrono::NaiveDate::from_ymd_opt(year as i32, month, day)?.and_hms_opt(hour, minute, second)
 }
 
 /// Parse an ATTLOG body (push.md §7.1). One entry per non-empty line (split on `\r?\n`); one bad line never
@@ -112,54 +143,98 @@ pub fn parse_attlog_numbered(body: &[u8]) -> Vec<(usize, Result<AttlogRecord, Li
     body_lines(body)
         .map(|(line_no, raw)| {
             let line = decode_text(raw);
-            let result = parse_line(&line).map_err(|reason| LineError {
-                line_no,
-                line: line.clone(),
-                reason,
-            });
+            let result = match parse_line(&line).map(Fields::into_record) {
+                Ok(record) => Ok(AttlogRecord { line, ..record }),
+                Err(reason) => Err(LineError {
+                    line_no,
+                    line,
+                    reason,
+                }),
+            };
             (line_no, result)
         })
         .collect()
 }
 
-fn parse_line(line: &str) -> Result<AttlogRecord, String> {
-    let mut fields: Vec<&str> = line.split('\t').collect();
-    if fields.len() > 1 && fields.last().is_some_and(|f| f.is_empty()) {
-        fields.pop();
+/// The columns of one good line, borrowed from it until the record takes the line itself (one copy of the
+/// line per record, no vector of fields).
+struct Fields<'a> {
+    pin: &'a str,
+    time: NaiveDateTime,
+    status: Option<u16>,
+    verify: Option<u16>,
+    work_code: Option<&'a str>,
+    extra: Vec<String>,
+}
+
+impl Fields<'_> {
+    /// The record, with an empty [`AttlogRecord::line`] for the caller to fill.
+    fn into_record(self) -> AttlogRecord {
+        AttlogRecord {
+            pin: self.pin.to_string(),
+            time: self.time,
+            status: self.status,
+            verify: self.verify,
+            work_code: self.work_code.map(str::to_string),
+            extra: self.extra,
+            line: String::new(),
+        }
     }
-    let (pin, time) = match fields.as_slice() {
-        [pin, time, ..] => (trim_field(pin), *time),
+}
+
+fn parse_line(line: &str) -> Result<Fields<'_>, String> {
+    // Fields 1..=5 by position, the rest as extra; then ONE trailing empty field (the last of all) is dropped.
+    let mut split = line.split('\t');
+    let mut head: [Option<&str>; 5] = [None; 5];
+    let mut n_head = 0;
+    for slot in head.iter_mut() {
+        match split.next() {
+            Some(f) => {
+                *slot = Some(f);
+                n_head += 1;
+            }
+            None => break,
+        }
+    }
+    let mut extra: Vec<String> = split.map(str::to_string).collect();
+    let n_fields = n_head + extra.len();
+    if n_fields > 1 {
+        if let Some(last) = extra.last() {
+            if last.is_empty() {
+                extra.pop();
+            }
+        } else if head[n_head - 1].is_some_and(str::is_empty) {
+            head[n_head - 1] = None;
+        }
+    }
+    let (pin, time) = match (head[0], head[1]) {
+        (Some(pin), Some(time)) => (trim_field(pin), time),
         _ => {
+            let n = head.iter().flatten().count();
             return Err(format!(
-                "expected at least 2 tab-separated fields (PIN, time), got {}",
-                fields.len()
-            ))
+                "expected at least 2 tab-separated fields (PIN, time), got {n}"
+            ));
         }
     };
     if pin.is_empty() {
         return Err("empty PIN".to_string());
     }
     let time = parse_device_time(time)?;
-    let status = optional_code(fields.get(2), "status")?;
-    let verify = optional_code(fields.get(3), "verify")?;
-    let work_code = fields
-        .get(4)
-        .map(|f| trim_field(f))
-        .filter(|f| !f.is_empty())
-        .map(str::to_string);
-    Ok(AttlogRecord {
-        pin: pin.to_string(),
+    let status = optional_code(head[2], "status")?;
+    let verify = optional_code(head[3], "verify")?;
+    let work_code = head[4].map(trim_field).filter(|f| !f.is_empty());
+    Ok(Fields {
+        pin,
         time,
         status,
         verify,
         work_code,
-        extra: fields.iter().skip(5).map(|f| (*f).to_string()).collect(),
-        line: line.to_string(),
+        extra,
     })
 }
 
-fn optional_code(field: Option<&&str>, what: &str) -> Result<Option<u16>, String> {
-    let Some(field) = field.map(|f| trim_field(f)) else {
+fn optional_code(field: Option<&str>, what: &str) -> Result<Option<u16>, String> {
+    let Some(field) = field.map(trim_field) else {
         return Ok(None);
     };
     if field.is_empty() {
@@ -329,6 +404,39 @@ mod tests {
         assert_eq!(one(&body).unwrap().pin, "张三");
         let rec = one(b"A\xFF\t2021-03-04 05:06:07\t0\t1\n").unwrap();
         assert_eq!(rec.pin, "A\u{ff}");
+    }
+
+    #[test]
+    fn fixed_width_time_agrees_with_chrono() {
+        for field in [
+            "2015-07-30 15:16:28",
+            "2015-07-30T15:16:28",
+            "2099-12-31 23:59:59",
+            "2000-01-01 00:00:00",
+            "2024-02-29 12:00:00",
+            "2023-02-29 12:00:00",
+            "2015-02-30 10:00:00",
+            "2015-13-01 10:00:00",
+            "2015-07-30 24:00:00",
+            "2015-07-30 23:60:00",
+            "2015-07-30 23:59:60",
+            "2015-07-30 15:16:2x",
+            "2015/07/30 15:16:28",
+            "2015-7-30 15:16:28",
+            "2015-07-30 15:16",
+        ] {
+            let chrono = NaiveDateTime::parse_from_str(field, TIME_FORMAT)
+                .or_else(|_| NaiveDateTime::parse_from_str(field, "%Y-%m-%dT%H:%M:%S"));
+            if let Some(fast) = fixed_width_time(field.as_bytes()) {
+                assert_eq!(Ok(fast), chrono, "{field}");
+            }
+            assert_eq!(
+                parse_device_time(field).ok(),
+                chrono.ok().filter(|t| (2000..=2099).contains(&t.year())),
+                "{field}"
+            );
+        }
+        assert!(fixed_width_time(b"2015-07-30 15:16:28").is_some());
     }
 
     #[test]

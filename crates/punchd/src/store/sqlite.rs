@@ -15,7 +15,7 @@ mod sources;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
@@ -95,9 +95,28 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 
 /// A terminal-local time as stored: `YYYY-MM-DD HH:MM:SS` (whole seconds; terminals have no finer clock).
 fn local_text(t: NaiveDateTime) -> String {
-    // `Display` prints exactly this form when there is no fraction, without parsing a format string per row
-    // (that parse was 8 % of ingest in the pull benchmark).
-    t.with_nanosecond(0).unwrap_or(t).to_string()
+    // `YYYY-MM-DD HH:MM:SS`, what `Display` prints for a time without fraction, written digit by digit: the
+    // `Display` path goes through `fmt::Write` per field and was a visible part of the writer's time per punch
+    // (issue 6). Years outside 0..=9999 (never from a terminal) take the `Display` path.
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return t.with_nanosecond(0).unwrap_or(t).to_string();
+    }
+    let mut b = *b"0000-00-00 00:00:00";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    // A leap second (nanoseconds ≥ 1e9) prints as :59 like `Display` after `with_nanosecond(0)`.
+    put(17, 2, t.second());
+    String::from_utf8(b.to_vec()).unwrap_or_default()
 }
 
 fn parse_local(s: &str) -> rusqlite::Result<NaiveDateTime> {
@@ -262,16 +281,24 @@ impl SqliteStore {
 }
 
 fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT job").map_err(backend)?;
+    // Cached statements: `execute_batch` compiled each of these anew for every job (issue 6).
+    exec_cached(conn, "SAVEPOINT job").map_err(backend)?;
     let result = f(conn);
     let end = match &result {
-        Ok(_) => conn.execute_batch("RELEASE job"),
-        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
+        Ok(_) => exec_cached(conn, "RELEASE job"),
+        Err(_) => {
+            exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"))
+        }
     };
     match end {
         Ok(()) => result,
         Err(e) => Err(backend(e)),
     }
+}
+
+/// Run one parameterless statement through the prepared-statement cache.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Move committed pages from the WAL into the database file every [`CHECKPOINT_EVERY`], without waiting for
@@ -301,7 +328,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, fault: hardening::Faul
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
             let err = backend(e);
             for job in jobs {
                 job(Err(err.clone()))(Some(&err));
@@ -310,7 +337,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, fault: hardening::Faul
             continue;
         }
         let completions: Vec<Completion> = jobs.into_iter().map(|job| job(Ok(&conn))).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(backend);
+        let commit = exec_cached(&conn, "COMMIT").map_err(backend);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -482,13 +509,11 @@ fn insert_journal(conn: &Connection, raw: &RawEntry) -> Result<i64> {
 }
 
 fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
-    // A large body is journaled last, with its counts, so its row is never rewritten (hardening.rs).
-    let large = batch.raw.body.len() > hardening::LARGE_BODY_BYTES;
-    let journal_id = if large {
-        hardening::next_journal_id(conn)?
-    } else {
-        insert_journal(conn, &batch.raw)?
-    };
+    // The journal row is written once, last, with its counts, under the id an insert would have taken now
+    // (`MAX(id) + 1`, the rowid rule), so its row is never rewritten: for a large body that saves rewriting it
+    // (hardening.rs); for every other one it saves an UPDATE per request (issue 6). It is in the same savepoint
+    // and transaction as the records, so it is durable exactly when they are.
+    let journal_id = hardening::next_journal_id(conn)?;
     let received = ms(batch.raw.received_at);
     let mut n_stored = 0usize;
     let mut n_duplicate = 0usize;
@@ -666,32 +691,12 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
     }
     // Every punch is either newly stored or a duplicate, so this counts all records held after the commit.
     let n_records = batch.n_records();
-    if large {
-        hardening::insert_journal_with_counts(
-            conn,
-            &batch.raw,
-            journal_id,
-            (n_records, n_stored, n_duplicate),
-        )?;
-        return Ok(BatchOutcome {
-            journal_id,
-            n_stored,
-            n_duplicate,
-            n_records,
-        });
-    }
-    conn.prepare_cached(
-        "UPDATE journal SET n_records = ?2, n_stored = ?3, n_duplicate = ?4 WHERE id = ?1",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            journal_id,
-            n_records as i64,
-            n_stored as i64,
-            n_duplicate as i64
-        ])
-    })
-    .map_err(backend)?;
+    hardening::insert_journal_with_counts(
+        conn,
+        &batch.raw,
+        journal_id,
+        (n_records, n_stored, n_duplicate),
+    )?;
     Ok(BatchOutcome {
         journal_id,
         n_stored,
@@ -1449,5 +1454,29 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_text_is_what_display_prints() {
+        let base = chrono::NaiveDate::from_ymd_opt(2026, 3, 9)
+            .and_then(|d| d.and_hms_opt(7, 5, 3))
+            .expect("valid");
+        for t in [
+            base,
+            base.with_nanosecond(123_000_000).expect("valid"),
+            base.with_nanosecond(1_500_000_000).expect("leap second"),
+            base.with_year(1).expect("valid"),
+            base.with_year(9999).expect("valid"),
+            base.with_year(12345).expect("valid"),
+            base.with_year(-3).expect("valid"),
+        ] {
+            assert_eq!(local_text(t), t.with_nanosecond(0).unwrap_or(t).to_string());
+        }
+        assert_eq!(local_text(base), "2026-03-09 07:05:03");
     }
 }

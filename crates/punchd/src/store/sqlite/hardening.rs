@@ -163,11 +163,6 @@ impl SqliteStore {
     }
 }
 
-/// Journal bodies larger than this are journaled after the batch's records, with their counts, instead of
-/// being inserted first and updated at the end: the `UPDATE` of the counts rewrites the whole row, which for a
-/// 16 MiB body loaded it again and wrote it to the WAL a second time.
-pub(super) const LARGE_BODY_BYTES: usize = 64 * 1024;
-
 /// Insert a journal row with a known `id` and its counts (records, newly stored, duplicates).
 pub(super) fn insert_journal_with_counts(
     conn: &Connection,
