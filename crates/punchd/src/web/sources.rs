@@ -150,8 +150,8 @@ fn source_token(headers: &HeaderMap) -> Option<String> {
 /// good ones are stored), 400 for a body that is not the expected object (nothing stored), 401 for a missing or
 /// wrong token (nothing stored), 413 over 1 MiB, 503 when storage failed (nothing acknowledged; send again).
 #[utoipa::path(post, path = "/api/v1/sources/webhook", request_body = Object, security(()),
-    responses((status = 200, description = "Punches stored (counts in the reply)", body = WebhookReply), (status = 422, description = "Rejected: the payload cannot be read as punches", body = WebhookReply), (status = 400, description = "Invalid request (named in the error)", body = WebhookReply),
-              (status = 401, description = "Missing or invalid credentials", body = WebhookReply)))]
+    responses((status = 200, description = "Punches stored (counts in the reply)", body = WebhookReply), (status = 422, description = "Some events were rejected (reasons per event); the good ones are stored", body = WebhookReply), (status = 400, description = "The body is not the expected object (nothing stored)", body = WebhookReply),
+              (status = 401, description = "Missing or wrong source token (nothing stored)", body = WebhookReply)))]
 async fn receive_webhook(
     State(app): State<App>,
     remote: Option<Extension<RemoteAddr>>,
