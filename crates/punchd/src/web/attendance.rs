@@ -215,7 +215,7 @@ async fn list_mappings(State(app): State<App>) -> Result<Json<Vec<PinMapping>>, 
 
 /// Map a PIN on a site or device to an employee; its punches count at once. 409 when the PIN would mean two
 /// employees on one device.
-#[utoipa::path(post, path = "/attendance/mappings", request_body = PinMapping, responses((status = 200, description = "Map a PIN on a site or device to an employee", body = PinMapping), (status = 409, description = "Conflicts with the stored state (named in the error)")))]
+#[utoipa::path(post, path = "/attendance/mappings", request_body = PinMapping, responses((status = 200, description = "Map a PIN on a site or device to an employee", body = PinMapping), (status = 409, description = "Conflicts with the stored state (named in the error)"), (status = 404, description = "No such employee (named in the error)")))]
 async fn add_mapping(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -466,7 +466,7 @@ async fn list_corrections(
 
 /// Record a correction (add-punch, void-punch, set-status, approve-overtime, cut-overtime) with its reason; raw
 /// punches never change. 409 when the month is signed off.
-#[utoipa::path(post, path = "/attendance/corrections", request_body = Correction, responses((status = 200, description = "Record a correction (add-punch, void-punch, set-status, approve-overtime, cut-overtime) with its reason", body = Correction), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Conflicts with the stored state (named in the error)")))]
+#[utoipa::path(post, path = "/attendance/corrections", request_body = Correction, responses((status = 200, description = "Record a correction (add-punch, void-punch, set-status, approve-overtime, cut-overtime) with its reason", body = Correction), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Conflicts with the stored state (named in the error)"), (status = 404, description = "No such employee or punch (named in the error)")))]
 async fn add_correction(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -494,7 +494,7 @@ struct ReviewRequest {
 }
 
 /// Move an exception to explained, approved or rejected.
-#[utoipa::path(post, path = "/attendance/exceptions/review", request_body = ReviewRequest, responses((status = 204, description = "Done"), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Conflicts with the stored state (named in the error)")))]
+#[utoipa::path(post, path = "/attendance/exceptions/review", request_body = ReviewRequest, responses((status = 204, description = "Done"), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Conflicts with the stored state (named in the error)"), (status = 404, description = "No such employee (named in the error)")))]
 async fn review_exception(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -526,7 +526,7 @@ struct SignOffRequest {
 }
 
 /// Sign off a site's month: its results are frozen until reopened. 400 with incomplete days unless `force`.
-#[utoipa::path(post, path = "/attendance/signoff", request_body = SignOffRequest, responses((status = 200, description = "Sign off a site's month", body = Month), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Conflicts with the stored state (named in the error)")))]
+#[utoipa::path(post, path = "/attendance/signoff", request_body = SignOffRequest, responses((status = 200, description = "Sign off a site's month", body = Month), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Conflicts with the stored state (named in the error)"), (status = 404, description = "No such site (named in the error)")))]
 async fn sign_off(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
