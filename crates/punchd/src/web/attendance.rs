@@ -130,13 +130,13 @@ pub fn routes() -> Router<App> {
 pub struct AttendanceDoc;
 
 /// Sites with their holidays.
-#[utoipa::path(get, path = "/attendance/sites", responses((status = 200, body = [Site])))]
+#[utoipa::path(get, path = "/attendance/sites", responses((status = 200, description = "Sites with their holidays", body = [Site])))]
 async fn list_sites(State(app): State<App>) -> Result<Json<Vec<Site>>, Error> {
     Ok(Json(app.store.list_sites().await?))
 }
 
 /// Create or replace a site (zone, day-change time, weekly offs, holidays). 400 for an unknown zone.
-#[utoipa::path(post, path = "/attendance/sites", request_body = Site, responses((status = 200, body = Site), (status = 400)))]
+#[utoipa::path(post, path = "/attendance/sites", request_body = Site, responses((status = 200, description = "Create or replace a site (zone, day-change time, weekly offs, holidays)", body = Site), (status = 400, description = "Invalid request (named in the error)")))]
 async fn put_site(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -147,13 +147,13 @@ async fn put_site(
 }
 
 /// Employees, by code.
-#[utoipa::path(get, path = "/attendance/employees", responses((status = 200, body = [Employee])))]
+#[utoipa::path(get, path = "/attendance/employees", responses((status = 200, description = "Employees, by code", body = [Employee])))]
 async fn list_employees(State(app): State<App>) -> Result<Json<Vec<Employee>>, Error> {
     Ok(Json(app.store.list_employees().await?))
 }
 
 /// Add or replace one employee. 400 for an unknown site or shift.
-#[utoipa::path(post, path = "/attendance/employees", request_body = Employee, responses((status = 200, body = Employee), (status = 400)))]
+#[utoipa::path(post, path = "/attendance/employees", request_body = Employee, responses((status = 200, description = "Add or replace one employee", body = Employee), (status = 400, description = "Invalid request (named in the error)")))]
 async fn put_employee(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -165,6 +165,7 @@ async fn put_employee(
 
 /// Import options.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ImportQuery {
     /// Import nothing when a row is bad.
     #[serde(default)]
@@ -179,7 +180,7 @@ struct ImportQuery {
 /// when rows are bad; 400 when the file has no header row.
 #[utoipa::path(post, path = "/attendance/employees/import", params(ImportQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, body = ImportReport), (status = 400)))]
+    responses((status = 200, description = "Import an employee file", body = ImportReport), (status = 400, description = "Invalid request (named in the error)")))]
 async fn import_employees(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -207,14 +208,14 @@ async fn import_employees(
 }
 
 /// Explicit PIN mappings.
-#[utoipa::path(get, path = "/attendance/mappings", responses((status = 200, body = [PinMapping])))]
+#[utoipa::path(get, path = "/attendance/mappings", responses((status = 200, description = "Explicit PIN mappings", body = [PinMapping])))]
 async fn list_mappings(State(app): State<App>) -> Result<Json<Vec<PinMapping>>, Error> {
     Ok(Json(app.store.list_mappings().await?))
 }
 
 /// Map a PIN on a site or device to an employee; its punches count at once. 409 when the PIN would mean two
 /// employees on one device.
-#[utoipa::path(post, path = "/attendance/mappings", request_body = PinMapping, responses((status = 200, body = PinMapping), (status = 409)))]
+#[utoipa::path(post, path = "/attendance/mappings", request_body = PinMapping, responses((status = 200, description = "Map a PIN on a site or device to an employee", body = PinMapping), (status = 409, description = "Conflicts with the stored state (named in the error)"), (status = 404, description = "No such employee (named in the error)")))]
 async fn add_mapping(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -226,6 +227,7 @@ async fn add_mapping(
 
 /// Which mapping to remove.
 #[derive(Debug, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UnmapQuery {
     /// site or device.
     scope: Scope,
@@ -236,7 +238,7 @@ struct UnmapQuery {
 }
 
 /// Remove a mapping; its punches go back to the unmapped queue.
-#[utoipa::path(delete, path = "/attendance/mappings", params(UnmapQuery), responses((status = 204), (status = 404)))]
+#[utoipa::path(delete, path = "/attendance/mappings", params(UnmapQuery), responses((status = 204, description = "Done"), (status = 404, description = "Not found (named in the error)")))]
 async fn remove_mapping(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -260,7 +262,7 @@ async fn remove_mapping(
 }
 
 /// The unmapped queue: PINs with stored punches that map to nobody (PIN, device, count, first and last seen).
-#[utoipa::path(get, path = "/attendance/unmapped", responses((status = 200, body = [Unmapped])))]
+#[utoipa::path(get, path = "/attendance/unmapped", responses((status = 200, description = "The unmapped queue", body = [Unmapped])))]
 async fn unmapped(State(app): State<App>) -> Result<Json<Vec<Unmapped>>, Error> {
     let store = app.store.as_ref();
     let resolver = Resolver::new(
@@ -275,13 +277,14 @@ async fn unmapped(State(app): State<App>) -> Result<Json<Vec<Unmapped>>, Error> 
 }
 
 /// Shifts.
-#[utoipa::path(get, path = "/attendance/shifts", responses((status = 200, body = [Shift])))]
+#[utoipa::path(get, path = "/attendance/shifts", responses((status = 200, description = "Shifts", body = [Shift])))]
 async fn list_shifts(State(app): State<App>) -> Result<Json<Vec<Shift>>, Error> {
     Ok(Json(setup::load_shifts(app.store.as_ref()).await?))
 }
 
 /// Shift options.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ShiftQuery {
     /// Replace a shift of the same name.
     #[serde(default)]
@@ -290,7 +293,7 @@ struct ShiftQuery {
 
 /// Add a shift (or replace one with `replace=true`). 400 for a zero-length shift or overlapping windows, 409 for a
 /// name in use.
-#[utoipa::path(post, path = "/attendance/shifts", params(ShiftQuery), request_body = Shift, responses((status = 200, body = Shift), (status = 400), (status = 409)))]
+#[utoipa::path(post, path = "/attendance/shifts", params(ShiftQuery), request_body = Shift, responses((status = 200, description = "Add a shift (or replace one with `replace=true`)", body = Shift), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Conflicts with the stored state (named in the error)")))]
 async fn put_shift(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -309,6 +312,7 @@ async fn put_shift(
 
 /// A month (`YYYY-MM`) and a site.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MonthQuery {
     /// `YYYY-MM`.
     month: String,
@@ -332,7 +336,7 @@ fn site_of(q: &MonthQuery) -> Result<String, Error> {
 }
 
 /// Roster lines of a month.
-#[utoipa::path(get, path = "/attendance/roster", params(MonthQuery), responses((status = 200, body = [RosterEntry])))]
+#[utoipa::path(get, path = "/attendance/roster", params(MonthQuery), responses((status = 200, description = "Roster lines of a month", body = [RosterEntry])))]
 async fn list_roster(
     State(app): State<App>,
     Query(q): Query<MonthQuery>,
@@ -342,7 +346,7 @@ async fn list_roster(
 }
 
 /// Write roster lines (a shift, or `null` for a day off), all or nothing. 404 names a missing employee or shift.
-#[utoipa::path(post, path = "/attendance/roster", request_body = [RosterEntry], responses((status = 204), (status = 404)))]
+#[utoipa::path(post, path = "/attendance/roster", request_body = [RosterEntry], responses((status = 204, description = "Done"), (status = 404, description = "Not found (named in the error)")))]
 async fn put_roster(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -353,13 +357,13 @@ async fn put_roster(
 }
 
 /// Punch-state policies.
-#[utoipa::path(get, path = "/attendance/policies", responses((status = 200, body = [PolicySetting])))]
+#[utoipa::path(get, path = "/attendance/policies", responses((status = 200, description = "Punch-state policies", body = [PolicySetting])))]
 async fn list_policies(State(app): State<App>) -> Result<Json<Vec<PolicySetting>>, Error> {
     Ok(Json(app.store.list_policies().await?))
 }
 
 /// Set the punch-state policy of a site or device (preview it first with `/attendance/policies/preview`).
-#[utoipa::path(post, path = "/attendance/policies", request_body = PolicySetting, responses((status = 200, body = PolicySetting), (status = 400)))]
+#[utoipa::path(post, path = "/attendance/policies", request_body = PolicySetting, responses((status = 200, description = "Set the punch-state policy of a site or device (preview it first with `/attendance/policies/preview`)", body = PolicySetting), (status = 400, description = "Invalid request (named in the error)")))]
 async fn put_policy(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -371,6 +375,7 @@ async fn put_policy(
 
 /// Preview parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PreviewQuery {
     /// The site.
     site: String,
@@ -384,7 +389,7 @@ struct PreviewQuery {
 }
 
 /// What a policy would change on a month's stored punches; nothing is written.
-#[utoipa::path(get, path = "/attendance/policies/preview", params(PreviewQuery), responses((status = 200, body = PreviewReport)))]
+#[utoipa::path(get, path = "/attendance/policies/preview", params(PreviewQuery), responses((status = 200, description = "What a policy would change on a month's stored punches", body = PreviewReport)))]
 async fn preview_policy(
     State(app): State<App>,
     Query(q): Query<PreviewQuery>,
@@ -404,7 +409,12 @@ async fn preview_policy(
 
 /// The month of a site: grid, totals, exceptions, unmapped PINs, watermarks, sign-off and punches that arrived
 /// after it. `format=csv` answers the grid as CSV, `format=xlsx` the workbook (sheets Grid and Exceptions).
-#[utoipa::path(get, path = "/attendance/month", params(MonthQuery), responses((status = 200, body = Month)))]
+#[utoipa::path(get, path = "/attendance/month", params(MonthQuery), responses((status = 200,
+    description = "The month of a site (JSON), its grid as CSV (`format=csv`) or the workbook (`format=xlsx`)",
+    content((Month = "application/json"), (String = "text/csv"),
+        (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))),
+    (status = 400, description = "Invalid month, site or format (named in the error)"),
+    (status = 404, description = "No such site")))]
 async fn month(State(app): State<App>, Query(q): Query<MonthQuery>) -> Result<Response, Error> {
     let site = site_of(&q)?;
     let m: Month = monthly::month(app.store.as_ref(), &site, &q.month, Utc::now()).await?;
@@ -445,7 +455,7 @@ async fn month(State(app): State<App>, Query(q): Query<MonthQuery>) -> Result<Re
 }
 
 /// Corrections of a month.
-#[utoipa::path(get, path = "/attendance/corrections", params(MonthQuery), responses((status = 200, body = [Correction])))]
+#[utoipa::path(get, path = "/attendance/corrections", params(MonthQuery), responses((status = 200, description = "Corrections of a month", body = [Correction])))]
 async fn list_corrections(
     State(app): State<App>,
     Query(q): Query<MonthQuery>,
@@ -456,7 +466,7 @@ async fn list_corrections(
 
 /// Record a correction (add-punch, void-punch, set-status, approve-overtime, cut-overtime) with its reason; raw
 /// punches never change. 409 when the month is signed off.
-#[utoipa::path(post, path = "/attendance/corrections", request_body = Correction, responses((status = 200, body = Correction), (status = 400), (status = 409)))]
+#[utoipa::path(post, path = "/attendance/corrections", request_body = Correction, responses((status = 200, description = "Record a correction (add-punch, void-punch, set-status, approve-overtime, cut-overtime) with its reason", body = Correction), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Conflicts with the stored state (named in the error)"), (status = 404, description = "No such employee or punch (named in the error)")))]
 async fn add_correction(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -484,7 +494,7 @@ struct ReviewRequest {
 }
 
 /// Move an exception to explained, approved or rejected.
-#[utoipa::path(post, path = "/attendance/exceptions/review", request_body = ReviewRequest, responses((status = 204), (status = 400), (status = 409)))]
+#[utoipa::path(post, path = "/attendance/exceptions/review", request_body = ReviewRequest, responses((status = 204, description = "Done"), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Conflicts with the stored state (named in the error)"), (status = 404, description = "No such employee (named in the error)")))]
 async fn review_exception(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -516,7 +526,7 @@ struct SignOffRequest {
 }
 
 /// Sign off a site's month: its results are frozen until reopened. 400 with incomplete days unless `force`.
-#[utoipa::path(post, path = "/attendance/signoff", request_body = SignOffRequest, responses((status = 200, body = Month), (status = 400), (status = 409)))]
+#[utoipa::path(post, path = "/attendance/signoff", request_body = SignOffRequest, responses((status = 200, description = "Sign off a site's month", body = Month), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Conflicts with the stored state (named in the error)"), (status = 404, description = "No such site (named in the error)")))]
 async fn sign_off(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -547,7 +557,7 @@ struct ReopenRequest {
 }
 
 /// Reopen a signed-off month.
-#[utoipa::path(post, path = "/attendance/reopen", request_body = ReopenRequest, responses((status = 204), (status = 400), (status = 404)))]
+#[utoipa::path(post, path = "/attendance/reopen", request_body = ReopenRequest, responses((status = 204, description = "Done"), (status = 400, description = "Invalid request (named in the error)"), (status = 404, description = "Not found (named in the error)")))]
 async fn reopen(
     State(app): State<App>,
     Extension(token): Extension<TokenName>,
@@ -566,6 +576,7 @@ async fn reopen(
 
 /// Audit log options.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     /// At most this many entries (default 100, 0 = all).
     #[serde(default)]
@@ -573,7 +584,7 @@ struct AuditQuery {
 }
 
 /// The audit log, newest first.
-#[utoipa::path(get, path = "/attendance/audit", params(AuditQuery), responses((status = 200, body = [AuditEntry])))]
+#[utoipa::path(get, path = "/attendance/audit", params(AuditQuery), responses((status = 200, description = "The audit log, newest first", body = [AuditEntry])))]
 async fn audit_log(
     State(app): State<App>,
     Query(q): Query<AuditQuery>,
@@ -582,7 +593,7 @@ async fn audit_log(
 }
 
 /// Every device's watermark: the instant up to which punchd holds everything it will send.
-#[utoipa::path(get, path = "/attendance/watermarks", responses((status = 200, body = [Watermark])))]
+#[utoipa::path(get, path = "/attendance/watermarks", responses((status = 200, description = "Every device's watermark", body = [Watermark])))]
 async fn watermarks(State(app): State<App>) -> Result<Json<Vec<Watermark>>, Error> {
     let now = Utc::now();
     Ok(Json(

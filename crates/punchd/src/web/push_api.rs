@@ -44,7 +44,7 @@ fn parse_sn(sn: &str) -> Result<DeviceSn, Error> {
 /// Files uploaded for a user, oldest first.
 #[utoipa::path(get, path = "/api/v1/devices/{sn}/users/{pin}/files",
     params(("sn" = String, Path), ("pin" = String, Path)), security(("bearer" = ["read"])),
-    responses((status = 200, body = [UserFile]), (status = 401)))]
+    responses((status = 200, description = "Files uploaded for a user, oldest first", body = [UserFile]), (status = 401, description = "Missing or invalid credentials")))]
 async fn list_user_files(
     State(app): State<App>,
     Path((sn, pin)): Path<(String, String)>,
@@ -60,7 +60,7 @@ async fn list_user_files(
 #[utoipa::path(get, path = "/api/v1/devices/{sn}/users/{pin}/files/{id}",
     params(("sn" = String, Path), ("pin" = String, Path), ("id" = i64, Path)), security(("bearer" = ["read"])),
     responses((status = 200, description = "the file's bytes", content_type = "application/octet-stream"),
-        (status = 401), (status = 404)))]
+        (status = 401, description = "Missing or invalid credentials"), (status = 404, description = "Not found (named in the error)")))]
 async fn get_user_file(
     State(app): State<App>,
     Path((sn, pin, id)): Path<(String, String, i64)>,
@@ -106,7 +106,7 @@ pub struct PushAuthView {
 
 /// A push terminal's authentication state.
 #[utoipa::path(get, path = "/api/v1/devices/{sn}/push-auth", params(("sn" = String, Path)),
-    security(("bearer" = ["read"])), responses((status = 200, body = PushAuthView), (status = 401), (status = 404)))]
+    security(("bearer" = ["read"])), responses((status = 200, description = "A push terminal's authentication state", body = PushAuthView), (status = 401, description = "Missing or invalid credentials"), (status = 404, description = "Not found (named in the error)")))]
 async fn get_push_auth(
     State(app): State<App>,
     Path(sn): Path<String>,

@@ -140,7 +140,7 @@ async fn queue(
 /// Queue one raw push command line (the `raw` command).
 #[utoipa::path(post, path = "/api/push/devices/{sn}/command", params(("sn" = String, Path)),
     request_body = SeedCommand, security(("bearer" = ["operate"])),
-    responses((status = 201, body = Queued), (status = 400), (status = 401), (status = 404)))]
+    responses((status = 201, description = "Queue one raw push command line (the `raw` command)", body = Queued), (status = 400, description = "Invalid request (named in the error)"), (status = 401, description = "Missing or invalid credentials"), (status = 404, description = "Not found (named in the error)")))]
 async fn raw_command(
     State(app): State<App>,
     Path(sn): Path<String>,
@@ -156,7 +156,7 @@ async fn raw_command(
 /// `devices::validate`), so one refused user queues nothing.
 #[utoipa::path(post, path = "/api/push/devices/{sn}/upload-users", params(("sn" = String, Path)),
     request_body = SeedUsers, security(("bearer" = ["operate"])),
-    responses((status = 201, body = Queued), (status = 400), (status = 401), (status = 404)))]
+    responses((status = 201, description = "Queue an `upsert_user` for each user", body = Queued), (status = 400, description = "Invalid request (named in the error)"), (status = 401, description = "Missing or invalid credentials"), (status = 404, description = "Not found (named in the error)")))]
 async fn upload_users(
     State(app): State<App>,
     Path(sn): Path<String>,
@@ -212,7 +212,7 @@ fn local_time(s: &str, end: bool) -> Result<NaiveDateTime, Error> {
 /// Queue a `reupload_punches` for the range (push: `DATA QUERY ATTLOG StartTime=…\tEndTime=…`).
 #[utoipa::path(post, path = "/api/push/devices/{sn}/upload-attendance", params(("sn" = String, Path)),
     request_body = SeedAttendance, security(("bearer" = ["operate"])),
-    responses((status = 201, body = Queued), (status = 400), (status = 401), (status = 404)))]
+    responses((status = 201, description = "Queue a `reupload_punches` for the range", body = Queued), (status = 400, description = "Invalid request (named in the error)"), (status = 401, description = "Missing or invalid credentials"), (status = 404, description = "Not found (named in the error)")))]
 async fn upload_attendance(
     State(app): State<App>,
     Path(sn): Path<String>,

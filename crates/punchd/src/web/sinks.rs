@@ -105,6 +105,7 @@ pub struct Changed {
 
 /// `retry` options.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RetryQuery {
     /// Only events parked as unmapped.
     #[serde(default)]
@@ -113,13 +114,14 @@ pub struct RetryQuery {
 
 /// `replay` options.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReplayQuery {
     /// Deliver every punch from this instant again (RFC 3339); without it, the parked events.
     pub from: Option<DateTime<Utc>>,
 }
 
 /// Every sink with its state and counts.
-#[utoipa::path(get, path = "/api/v1/sinks", security(("bearer" = ["read"])), responses((status = 200, body = [SinkStatus])))]
+#[utoipa::path(get, path = "/api/v1/sinks", security(("bearer" = ["read"])), responses((status = 200, description = "Every sink with its state and counts", body = [SinkStatus])))]
 async fn list_sinks(State(app): State<App>) -> Result<Json<Vec<SinkStatus>>, Error> {
     let mut out = Vec::new();
     for sink in app.store.list_sinks().await? {
@@ -130,7 +132,7 @@ async fn list_sinks(State(app): State<App>) -> Result<Json<Vec<SinkStatus>>, Err
 
 /// Add a sink (Frappe is probed, NATS connected, first).
 #[utoipa::path(post, path = "/api/v1/sinks", security(("bearer" = ["admin"])), request_body = NewSinkRequest,
-    responses((status = 201, body = SinkStatus), (status = 400, description = "invalid settings or the probe failed"),
+    responses((status = 201, description = "Add a sink (Frappe is probed, NATS connected, first)", body = SinkStatus), (status = 400, description = "invalid settings or the probe failed"),
     (status = 409, description = "name taken")))]
 async fn add_sink(
     State(app): State<App>,
@@ -157,7 +159,7 @@ async fn add_sink(
 }
 
 /// One sink's status and parked events.
-#[utoipa::path(get, path = "/api/v1/sinks/{name}", security(("bearer" = ["read"])), responses((status = 200, body = SinkDetail), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/sinks/{name}", security(("bearer" = ["read"])), params(("name" = String, Path, description = "sink name")), responses((status = 200, description = "One sink's status and parked events", body = SinkDetail), (status = 404, description = "Not found (named in the error)")))]
 async fn show_sink(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -170,7 +172,7 @@ async fn show_sink(
 }
 
 /// Remove a sink and its delivery state.
-#[utoipa::path(delete, path = "/api/v1/sinks/{name}", security(("bearer" = ["admin"])), responses((status = 204), (status = 404)))]
+#[utoipa::path(delete, path = "/api/v1/sinks/{name}", security(("bearer" = ["admin"])), params(("name" = String, Path, description = "sink name")), responses((status = 204, description = "Done"), (status = 404, description = "Not found (named in the error)")))]
 async fn remove_sink(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -180,14 +182,14 @@ async fn remove_sink(
 }
 
 /// Pause a sink.
-#[utoipa::path(post, path = "/api/v1/sinks/{name}/pause", security(("bearer" = ["operate"])), responses((status = 204), (status = 404)))]
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/pause", security(("bearer" = ["operate"])), params(("name" = String, Path, description = "sink name")), responses((status = 204, description = "Done"), (status = 404, description = "Not found (named in the error)")))]
 async fn pause_sink(State(app): State<App>, Path(name): Path<String>) -> Result<StatusCode, Error> {
     app.store.set_sink_paused(&name, true, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Resume a sink (also one punchd paused for a configuration error).
-#[utoipa::path(post, path = "/api/v1/sinks/{name}/resume", security(("bearer" = ["operate"])), responses((status = 204), (status = 404)))]
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/resume", security(("bearer" = ["operate"])), params(("name" = String, Path, description = "sink name")), responses((status = 204, description = "Done"), (status = 404, description = "Not found (named in the error)")))]
 async fn resume_sink(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -197,8 +199,8 @@ async fn resume_sink(
 }
 
 /// Try parked and waiting events now.
-#[utoipa::path(post, path = "/api/v1/sinks/{name}/retry", security(("bearer" = ["operate"])), params(RetryQuery),
-    responses((status = 200, body = Changed), (status = 404)))]
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/retry", security(("bearer" = ["operate"])), params(("name" = String, Path, description = "sink name"), RetryQuery),
+    responses((status = 200, description = "Try parked and waiting events now", body = Changed), (status = 404, description = "Not found (named in the error)")))]
 async fn retry_sink(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -210,8 +212,8 @@ async fn retry_sink(
 }
 
 /// Deliver again every punch from a date (or the parked events).
-#[utoipa::path(post, path = "/api/v1/sinks/{name}/replay", security(("bearer" = ["operate"])), params(ReplayQuery),
-    responses((status = 200, body = Changed), (status = 404)))]
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/replay", security(("bearer" = ["operate"])), params(("name" = String, Path, description = "sink name"), ReplayQuery),
+    responses((status = 200, description = "Deliver again every punch from a date (or the parked events)", body = Changed), (status = 404, description = "Not found (named in the error)")))]
 async fn replay_sink(
     State(app): State<App>,
     Path(name): Path<String>,

@@ -149,9 +149,9 @@ fn source_token(headers: &HeaderMap) -> Option<String> {
 /// [`crate::sources::webhook`]). 200 when all were good, 422 with reasons per event when some were not (the
 /// good ones are stored), 400 for a body that is not the expected object (nothing stored), 401 for a missing or
 /// wrong token (nothing stored), 413 over 1 MiB, 503 when storage failed (nothing acknowledged; send again).
-#[utoipa::path(post, path = "/api/v1/sources/webhook", request_body = Object,
-    responses((status = 200, body = WebhookReply), (status = 422, body = WebhookReply), (status = 400, body = WebhookReply),
-              (status = 401, body = WebhookReply)))]
+#[utoipa::path(post, path = "/api/v1/sources/webhook", request_body = Object, security(()),
+    responses((status = 200, description = "Punches stored (counts in the reply)", body = WebhookReply), (status = 422, description = "Some events were rejected (reasons per event); the good ones are stored", body = WebhookReply), (status = 400, description = "The body is not the expected object (nothing stored)", body = WebhookReply),
+              (status = 401, description = "Missing or wrong source token (nothing stored)", body = WebhookReply)))]
 async fn receive_webhook(
     State(app): State<App>,
     remote: Option<Extension<RemoteAddr>>,
@@ -316,7 +316,7 @@ async fn record(
 }
 
 /// Every source with its state, cursor, last success, last error and counts, by name.
-#[utoipa::path(get, path = "/api/v1/sources", security(("bearer" = ["read"])), responses((status = 200, body = [SourceInfo])))]
+#[utoipa::path(get, path = "/api/v1/sources", security(("bearer" = ["read"])), responses((status = 200, description = "Every source with its state, cursor, last success, last error and counts, by name", body = [SourceInfo])))]
 async fn list_sources(State(app): State<App>) -> Result<Json<Vec<SourceInfo>>, Error> {
     Ok(Json(app.store.list_sources().await?))
 }
@@ -343,7 +343,7 @@ pub struct CreatedSource {
 
 /// Create a webhook source; the answer holds its token, shown only this once.
 #[utoipa::path(post, path = "/api/v1/sources", security(("bearer" = ["admin"])), request_body = NewWebhookSource,
-    responses((status = 201, body = CreatedSource), (status = 409)))]
+    responses((status = 201, description = "Create a webhook source", body = CreatedSource), (status = 409, description = "Conflicts with the stored state (named in the error)")))]
 async fn create_source(
     State(app): State<App>,
     Json(new): Json<NewWebhookSource>,
@@ -414,7 +414,7 @@ pub async fn create_webhook_source(
 /// optional text parts `device`, `format` (attlog|csv|xlsx), `time_zone`, `columns`, `date_format`,
 /// `attlog_layout` (push|machine) and `dry_run` (true|false), as `punchd import` takes them. Answers the
 /// report (200), or 400 with the reason the file was refused.
-#[utoipa::path(post, path = "/api/v1/imports", security(("bearer" = ["operate"])), responses((status = 200, body = ImportReport), (status = 400)))]
+#[utoipa::path(post, path = "/api/v1/imports", security(("bearer" = ["operate"])), responses((status = 200, description = "Import report (rows stored, duplicates, bad rows)", body = ImportReport), (status = 400, description = "Invalid request (named in the error)")))]
 async fn upload_import(
     State(app): State<App>,
     mut multipart: Multipart,

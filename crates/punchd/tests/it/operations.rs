@@ -872,6 +872,32 @@ fn the_openapi_document_passes_the_real_validator() {
     );
     assert!(doc_json["paths"]["/healthz"]["get"].is_object());
     assert!(doc_json["paths"]["/metrics"]["get"].is_object());
+    // The areas' documents (attendance, sinks, sources, seed, push_api) follow the same rules.
+    let audit = &doc_json["paths"]["/api/v1/attendance/audit"]["get"];
+    assert!(
+        audit["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["in"] == "query"),
+        "{audit}"
+    );
+    assert_eq!(audit["security"][0]["bearer"][0], "read");
+    let sink = &doc_json["paths"]["/api/v1/sinks/{name}"]["get"]["parameters"][0];
+    assert_eq!(sink["name"], "name");
+    assert_eq!(sink["in"], "path");
+    let month = &doc_json["paths"]["/api/v1/attendance/month"]["get"]["responses"]["200"];
+    assert!(month["content"]["text/csv"].is_object(), "{month}");
+    for (path, item) in doc_json["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, r) in op["responses"].as_object().into_iter().flatten() {
+                assert!(
+                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {status} has no description"
+                );
+            }
+        }
+    }
     assert!(
         doc_json["paths"]["/api/v1/punches"]["get"]["responses"]["200"]["content"]["text/csv"]
             .is_object()
