@@ -208,7 +208,7 @@ impl Frappe {
             LogTypeMode::None | LogTypeMode::Policy => None,
         };
         let mut body = serde_json::json!({
-            "employee_field_value": employee_for(&p.device_sn, &p.pin),
+            "employee_field_value": employee_for(event),
             "employee_fieldname": self.config.employee_field,
             "timestamp": local.format("%Y-%m-%d %H:%M:%S").to_string(),
             "device_id": event.device_alias.clone().unwrap_or_else(|| p.device_sn.as_str().to_owned()),
@@ -373,6 +373,7 @@ mod tests {
                 journal_id: 1,
             },
             device_alias: alias.map(str::to_owned),
+            employee: None,
             device_site: None,
         }
     }
