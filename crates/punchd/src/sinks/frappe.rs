@@ -5,18 +5,18 @@
 //!   version"). The probe POSTs no parameters: a site that has the method answers 417 "'employee_field_value' and
 //!   'timestamp' are required." (§2 behaviour 1) and creates nothing; 401/403 stop with a clear error.
 //! - Request: `POST /api/method/<path>`, JSON body, `Authorization: token <api_key>:<api_secret>` (§4), parameters
-//!   `employee_field_value` (the employee value, [`super::employee_for`]), `employee_fieldname` (default
-//!   `attendance_device_id`, §3), `timestamp` (naive `YYYY-MM-DD HH:MM:SS` in the site's zone: the instant
+//!   `employee_field_value` (punchd's employee code, else the PIN: [`super::employee_for`]), `employee_fieldname`
+//!   (default `attendance_device_id`, §3), `timestamp` (naive `YYYY-MM-DD HH:MM:SS` in the site's zone: the instant
 //!   converted to `time_zone` when configured, otherwise the terminal's local time unchanged), `device_id` (the
 //!   device's alias, else its SN), `log_type` (`IN`/`OUT`/null by the chosen mode; the same punch always gets the
 //!   same value, because Frappe's duplicate rule includes it, §1.3), `latitude`/`longitude` only when configured.
 //! - Answers (§10.2, parsed from the status, `exc_type` and the decoded `_server_messages`, never `exc`, §4):
 //!   200 → delivered, the document name kept; 417 "already has a log with the same timestamp" → delivered;
 //!   417 "No Employee found" or an Inactive Employee (`InactiveEmployeeStatusError`) → parked as unmapped (retried
-//!   when employees or mappings change, and every 10 minutes until that signal exists); any other 417 → parked as
-//!   rejected with Frappe's message (e.g. "Log Type is required", lat/long required, §1.5–6); 401/403 → the sink
-//!   pauses with a configuration error; 404 → paused (the method went away); 429, 5xx, timeouts and connection
-//!   errors → retried with backoff.
+//!   at once when punchd's employees or mappings change, and every 10 minutes for fixes made in Frappe); any other
+//!   417 → parked as rejected with Frappe's message (e.g. "Log Type is required", lat/long required, §1.5–6);
+//!   401/403 → the sink pauses with a configuration error; 404 → paused (the method went away); 429, 5xx, timeouts
+//!   and connection errors → retried with backoff.
 //! - Order: one event per employee at a time, in store order (alternating IN/OUT pairing, §5).
 
 use std::time::Duration;
@@ -208,7 +208,7 @@ impl Frappe {
             LogTypeMode::None | LogTypeMode::Policy => None,
         };
         let mut body = serde_json::json!({
-            "employee_field_value": employee_for(&p.device_sn, &p.pin),
+            "employee_field_value": employee_for(event),
             "employee_fieldname": self.config.employee_field,
             "timestamp": local.format("%Y-%m-%d %H:%M:%S").to_string(),
             "device_id": event.device_alias.clone().unwrap_or_else(|| p.device_sn.as_str().to_owned()),
@@ -373,6 +373,7 @@ mod tests {
                 journal_id: 1,
             },
             device_alias: alias.map(str::to_owned),
+            employee: None,
             device_site: None,
         }
     }

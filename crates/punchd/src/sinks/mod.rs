@@ -25,19 +25,44 @@ use sha2::Digest;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::domain::{DeviceSn, Pin, Punch};
+use crate::domain::Punch;
 use crate::metrics::SinkLabels;
 use crate::store::outbox::{NewSink, OutboxEvent, Outcome, ParkKind, Sink, SinkCounts, SinkKind};
 use crate::store::{Store, StoreError};
 
-/// The employee value a check-in carries for a punch of `pin` on `device`.
+/// The employee value a check-in carries for an outbox event.
 ///
-/// This is the one seam between delivery and the attendance area's employees and mappings (issue 8 with the
-/// `AttendanceStore` of the `att` work): until that mapping exists here, the employee value is the PIN itself,
-/// which is Frappe's convention (`Employee.attendance_device_id` holds the device user id, frappe-hr.md §3: one id
-/// space for all devices). When (device, PIN) → employee mappings land, resolve them here and every sink follows.
-pub fn employee_for(_device: &DeviceSn, pin: &Pin) -> String {
-    pin.as_str().to_owned()
+/// This is the seam between delivery and the attendance area's employees and mappings: the sink worker resolves
+/// each event's (device, PIN) with [`crate::attendance::mapping::Resolver`] just before delivery (a device
+/// mapping, then a site mapping, then an employee whose code is the PIN on the device's site) and stores the result
+/// in [`OutboxEvent::employee`]. The value is that **employee code**; a PIN unmapped in punchd is sent as the PIN
+/// itself, Frappe's convention (`Employee.attendance_device_id` holds the device user id, frappe-hr.md §3), so
+/// the receiver can do its own lookup. The same value is Frappe's `employee_field_value`, the webhook's
+/// `employee` and the NATS subject's `<employee>` token.
+pub fn employee_for(event: &OutboxEvent) -> String {
+    event
+        .employee
+        .clone()
+        .unwrap_or_else(|| event.punch.pin.as_str().to_owned())
+}
+
+/// Resolve each event's employee ([`OutboxEvent::employee`]) from the store's mappings, employees and devices as
+/// they are now (read per delivery round, so a mapping change applies to the next attempt).
+async fn resolve_employees(
+    store: &dyn Store,
+    events: &mut [OutboxEvent],
+) -> Result<(), StoreError> {
+    let resolver = crate::attendance::mapping::Resolver::new(
+        &store.list_mappings().await?,
+        &store.list_employees().await?,
+        &store.list_devices().await?,
+    );
+    for e in events {
+        e.employee = resolver
+            .resolve(e.punch.device_sn.as_str(), e.punch.pin.as_str())
+            .map(str::to_owned);
+    }
+    Ok(())
 }
 
 /// The stable idempotency key of a punch's event: `p1-` and the first 32 hex digits of SHA-256 over
@@ -74,7 +99,7 @@ pub struct CheckIn {
     pub idempotency_key: String,
     /// The outbox event id (increasing in store order; not stable across databases).
     pub event_id: i64,
-    /// The employee value ([`employee_for`]; today the PIN).
+    /// The employee code punchd maps the PIN to, or the PIN itself when punchd has no mapping ([`employee_for`]).
     pub employee: String,
     /// Terminal serial number.
     pub device_sn: String,
@@ -123,7 +148,7 @@ impl CheckIn {
         CheckIn {
             idempotency_key: idempotency_key(p),
             event_id: event.id,
-            employee: employee_for(&p.device_sn, &p.pin),
+            employee: employee_for(event),
             device_sn: p.device_sn.as_str().to_owned(),
             device_alias: event.device_alias.clone(),
             site: event.device_site.clone(),
@@ -463,7 +488,8 @@ const IDLE: Duration = Duration::from_millis(250);
 const COUNT_EVERY: Duration = Duration::from_secs(5);
 /// How often the supervisor looks for new, changed or deleted sinks.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
-/// How often events parked as unmapped are retried (until employee and mapping changes signal it).
+/// How often events parked as unmapped are retried anyway (employee and mapping writes in punchd retry them at once,
+/// store/sqlite/outbox.rs `retry_unmapped_on`; this catches fixes made in Frappe).
 const UNMAPPED_RETRY_EVERY: Duration = Duration::from_secs(600);
 
 /// Run one worker per sink until `shutdown` resolves (inside `punchd serve`). Sinks added, changed, paused or
@@ -588,7 +614,7 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             continue;
         }
         let window = (options.concurrency * batch_size * 4).max(TAKE);
-        let events = match store.pending_events(sink.id, window).await {
+        let mut events = match store.pending_events(sink.id, window).await {
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(sink = %sink.name, error = %e, "reading pending events failed; will retry");
@@ -596,12 +622,20 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
                 continue;
             }
         };
+        // Resolving reads the mappings: only when something is due, not on every idle turn of a backing-off event.
+        if events.iter().any(|e| e.next_attempt_at <= now) {
+            if let Err(e) = resolve_employees(store.as_ref(), &mut events).await {
+                tracing::warn!(sink = %sink.name, error = %e, "reading PIN mappings failed; will retry");
+                pause_for(Duration::from_secs(1), &mut stop).await;
+                continue;
+            }
+        }
         let mut blocked: HashSet<String> = HashSet::new();
         let mut chosen: Vec<OutboxEvent> = Vec::new();
         let mut next_due: Option<DateTime<Utc>> = None;
         let limit = options.concurrency * batch_size;
         for event in events {
-            let key = employee_for(&event.punch.device_sn, &event.punch.pin);
+            let key = employee_for(&event);
             if deliver.ordered() && !blocked.insert(key) {
                 continue;
             }

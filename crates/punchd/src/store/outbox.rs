@@ -117,6 +117,10 @@ pub struct OutboxEvent {
     pub device_alias: Option<String>,
     /// The device's site, if set.
     pub device_site: Option<String>,
+    /// The employee punchd resolves the PIN to (`attendance::mapping::Resolver`: a device mapping, a site mapping,
+    /// or an employee whose code is the PIN), filled by the sink worker just before delivery; `None` when the
+    /// store returns the event or the PIN is unmapped in punchd ([`crate::sinks::employee_for`]).
+    pub employee: Option<String>,
 }
 
 /// Why an event was parked.

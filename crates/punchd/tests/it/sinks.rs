@@ -518,6 +518,93 @@ fn frappe_not_found_and_inactive_are_parked_duplicate_is_delivered() {
     assert_eq!(site.checkins().len(), 5);
 }
 
+/// The seam between attendance and delivery: a PIN that Frappe does not know is parked as unmapped; mapping it in
+/// punchd (PIN 7 on this device → employee 0042, whose `attendance_device_id` in Frappe is 0042) retries it at once
+/// (not after the 10-minute sweep) and Frappe receives it as that employee; a later punch goes straight through.
+#[test]
+fn frappe_pin_mapped_in_punchd_is_delivered_as_that_employee_and_the_mapping_retries_it() {
+    let site = FrappeContract::start(Version::Hrms, "K", "S");
+    site.employee("HR-EMP-00042", "0042", "Active");
+    let server = Server::start();
+    let added = add_frappe(&server, &site, "S", &[]);
+    assert!(added.ok, "{}", added.stderr);
+    let r = server.api(
+        "POST",
+        "/attendance/employees",
+        Some(&serde_json::json!({"code": "0042", "name": "Ana Diaz", "status": "active"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Unmapped in punchd: sent with the PIN as attendance_device_id; Frappe has none → parked as unmapped.
+    let body = attlog_lines(&[("7", "2024-05-01 08:00:00", 0)]);
+    assert_eq!(server.attlog("FRAPPE00007", &body).text(), "OK:1");
+    let status = server.wait_for("parked as unmapped", Duration::from_secs(30), || {
+        let s = sink_status(&server, "frappe");
+        (s["parked"] == 1).then_some(s)
+    });
+    assert_eq!(status["delivered"], 0, "{status}");
+    let shown = cli_json(&server.db, &["sinks", "show", "frappe"]);
+    assert!(
+        shown["parked"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("attendance_device_id = \"7\""),
+        "{shown}"
+    );
+    assert!(site.checkins().is_empty());
+
+    // The mapping write itself puts the parked event back: delivered as HR-EMP-00042, well within the bound.
+    let out = cli(
+        &server.db,
+        &[
+            "pins",
+            "map",
+            "7",
+            "--employee",
+            "0042",
+            "--device",
+            "FRAPPE00007",
+        ],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let got = server.wait_for(
+        "the parked punch delivered after mapping",
+        Duration::from_secs(20),
+        || {
+            let c = site.checkins();
+            (!c.is_empty()).then_some(c)
+        },
+    );
+    assert_eq!(
+        got.iter()
+            .map(|c| (c.employee.as_str(), c.time.as_str(), c.device_id.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![("HR-EMP-00042", "2024-05-01 08:00:00", Some("FRAPPE00007"))]
+    );
+    let status = drained(&server, "frappe");
+    assert_eq!(
+        (status["delivered"].as_u64(), status["parked"].as_u64()),
+        (Some(1), Some(0)),
+        "{status}"
+    );
+
+    // A new punch of PIN 7 on that device goes straight to the mapped employee.
+    let body = attlog_lines(&[("7", "2024-05-01 17:00:00", 1)]);
+    assert_eq!(server.attlog("FRAPPE00007", &body).text(), "OK:1");
+    server.wait_for("the OUT delivered", Duration::from_secs(30), || {
+        (site.checkins().len() == 2).then_some(())
+    });
+    let out = site
+        .checkins()
+        .into_iter()
+        .find(|c| c.time == "2024-05-01 17:00:00")
+        .unwrap();
+    assert_eq!(
+        (out.employee.as_str(), out.log_type.as_str()),
+        ("HR-EMP-00042", "OUT")
+    );
+}
+
 /// A late upload (a terminal offline for days) goes out with its own time, through 5xx bursts, a dropped
 /// connection and a slow answer; per employee in order; each punch exactly once in Frappe. Also: the ERPNext
 /// v12/v13 path is found when the HRMS one is missing (frappe-hr.md §2).

@@ -153,6 +153,7 @@ impl AttendanceStore for SqliteStore {
                 ])
                 .map_err(backend)?;
             }
+            super::outbox::retry_unmapped_on(conn, ms(Utc::now()))?;
             audit_on(conn, &audit)
         })
         .await
@@ -239,6 +240,7 @@ impl AttendanceStore for SqliteStore {
                 params![m.scope.as_str(), m.scope_key, m.pin, m.employee_code, ms(Utc::now())],
             )
             .map_err(backend)?;
+            super::outbox::retry_unmapped_on(conn, ms(Utc::now()))?;
             audit_on(conn, &audit)
         })
         .await
@@ -265,6 +267,7 @@ impl AttendanceStore for SqliteStore {
                     scope.as_str()
                 )));
             }
+            super::outbox::retry_unmapped_on(conn, ms(Utc::now()))?;
             audit_on(conn, &audit)
         })
         .await

@@ -32,6 +32,19 @@ pub(super) fn insert_events_on(
 }
 
 /// Events for stored punches from `from_s` (unix seconds) that have none.
+/// Put every event parked as unmapped (any sink) back to pending, due now: called in the transaction of each
+/// attendance write that can change who a PIN means (employee add/edit/import, mapping add/remove), so the sink
+/// workers retry them within their next idle turn, from any process (CLI or API). Uses the
+/// `deliveries_status (sink_id, status, …)` index per sink; returns how many events were put back.
+pub(super) fn retry_unmapped_on(conn: &Connection, now_ms: i64) -> Result<usize> {
+    conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1, park_kind = NULL, \
+         updated_at = ?1 WHERE sink_id IN (SELECT id FROM sinks) AND status = 'parked' AND park_kind = 'unmapped'",
+        params![now_ms],
+    )
+    .map_err(backend)
+}
+
 fn backfill_on(conn: &Connection, from_s: i64, now_ms: i64) -> Result<usize> {
     conn.execute(
         "INSERT INTO outbox (punch_id, created_at) SELECT p.id, ?2 FROM punches p \
@@ -259,6 +272,7 @@ impl OutboxStore for SqliteStore {
                         next_attempt_at: from_ms(row.get(16)?),
                         device_alias: row.get(17)?,
                         device_site: row.get(18)?,
+                        employee: None,
                     })
                 })
                 .map_err(backend)?;
