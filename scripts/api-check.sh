@@ -5,7 +5,8 @@
 #
 # Usage: scripts/api-check.sh [PATH/TO/punchd]   (default: target/debug/punchd; build it first)
 # Needs: pip install openapi-spec-validator schemathesis. Bounded: a few examples per operation, one worker,
-# a fixed seed; about a minute on CI's machine. Loopback only (127.0.0.1, port chosen by the OS).
+# a fixed seed, deterministic generation and no example database (every run sends the same requests);
+# about a minute on CI's machine. Loopback only (127.0.0.1, port chosen by the OS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 punchd="${1:-target/debug/punchd}"
@@ -53,6 +54,8 @@ timeout 600 schemathesis run "$work/openapi.json" \
     --max-examples "$max_examples" \
     --workers 1 \
     --seed 6 \
+    --generation-deterministic \
+    --generation-database none \
     --request-timeout 20 \
     --no-color || status=$?
 if grep -q panicked "$work/server.log"; then
