@@ -189,6 +189,11 @@ impl CommandQueue {
                 .map(|(k, w)| (k, Some(w)))
                 .collect(),
             Transport::Tcp | Transport::Udp => vec![(kind, None)],
+            Transport::Biotime => {
+                return Err(EnqueueError::Invalid(
+                    super::validate::read_through_biotime(),
+                ))
+            }
         };
         let commands = parts
             .into_iter()

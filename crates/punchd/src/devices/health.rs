@@ -11,7 +11,7 @@ pub fn online_window(device: &Device) -> Duration {
     match device.transport {
         Transport::Push => Duration::seconds(i64::from(device.poll_delay_secs.max(1)) * 3)
             .max(Duration::seconds(60)),
-        Transport::Tcp | Transport::Udp => {
+        Transport::Tcp | Transport::Udp | Transport::Biotime => {
             let interval = i64::from(device.pull_interval_secs.unwrap_or(300));
             Duration::seconds(interval * 3).max(Duration::seconds(300))
         }

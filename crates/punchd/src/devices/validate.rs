@@ -33,6 +33,13 @@ fn no_control(field: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// The refusal for a terminal read through a BioTime source: it is BioTime's terminal, not ours to command.
+pub fn read_through_biotime() -> String {
+    "this device is read through BioTime (a terminal of a BioTime source): punchd does not send it commands; \
+     manage it in BioTime"
+        .into()
+}
+
 /// Check a PIN for a terminal of this transport.
 ///
 /// # Errors
@@ -54,6 +61,7 @@ pub fn check_pin(pin: &str, transport: Transport) -> Result<(), String> {
                 ));
             }
         }
+        Transport::Biotime => return Err(read_through_biotime()),
         Transport::Tcp | Transport::Udp => {
             if pin.len() > PULL_PIN_MAX || !pin.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(format!(
@@ -70,6 +78,9 @@ pub fn check_pin(pin: &str, transport: Transport) -> Result<(), String> {
 /// # Errors
 /// A readable reason for the first field a terminal would not accept.
 pub fn check_command(kind: &CommandKind, transport: Transport) -> Result<(), String> {
+    if transport == Transport::Biotime {
+        return Err(read_through_biotime());
+    }
     let pull = transport != Transport::Push;
     match kind {
         CommandKind::UpsertUser {

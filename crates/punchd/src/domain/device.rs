@@ -97,6 +97,9 @@ pub enum Transport {
     Tcp,
     /// punchd pulls over UDP port 4370.
     Udp,
+    /// A terminal listed by a BioTime (ZKBio Time) source: its punches are read from BioTime, never from the
+    /// terminal, so punchd neither pulls it nor sends it commands (biotime.md §6).
+    Biotime,
 }
 
 impl Transport {
@@ -106,6 +109,7 @@ impl Transport {
             Transport::Push => "push",
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
+            Transport::Biotime => "biotime",
         }
     }
 
@@ -115,6 +119,7 @@ impl Transport {
             "push" => Transport::Push,
             "tcp" => Transport::Tcp,
             "udp" => Transport::Udp,
+            "biotime" => Transport::Biotime,
             _ => return None,
         })
     }
@@ -128,7 +133,7 @@ pub struct Device {
     pub sn: DeviceSn,
     /// pending, approved or blocked.
     pub approval: Approval,
-    /// push, tcp or udp.
+    /// push, tcp or udp; `biotime` for a terminal read through a BioTime source (where the device comes from).
     pub transport: Transport,
     /// A name people recognise ("Gate 2").
     pub alias: Option<String>,

@@ -31,6 +31,13 @@
 //! the source's zone, `punch_state` → punch state, `verify_type` → verify mode, `work_code`, `terminal_sn` →
 //! device (a row without one is stored under `biotime:<source name>`). The BioTime id and upload time are kept in
 //! the punch's `extra` as `biotime_id=…`, `upload_time=…`.
+//!
+//! **Terminals.** Every terminal BioTime lists (first page of `/iclock/api/terminals/`, up to 100) is registered
+//! in the device registry on each run, before the transactions: transport `biotime` (where it comes from),
+//! approved (BioTime's terminal, not ours to approve), `alias` → alias, `area.area_name` (or `area_name`) → site;
+//! a later run updates alias and site. It has no address, so the pull scheduler never pulls it, and commands to it
+//! are refused ("read through BioTime"). A terminal already registered as one of our own push or pull devices is
+//! left as it is.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -42,10 +49,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::app::App;
-use crate::domain::{DeviceSn, Source};
+use crate::domain::{DeviceSn, Source, Transport};
 use crate::ingest::{Delivery, PunchRecord};
 use crate::store::sources::{SourceInfo, SourceKind, SourceRun};
-use crate::store::{Batch, LineIssue, RawEntry};
+use crate::store::{Batch, DevicePatch, LineIssue, RawEntry, StoreError};
 
 /// Ids this far below the highest id seen are still checked one by one (a lower id can become visible after a
 /// higher one when the server's database transactions commit out of order).
@@ -239,7 +246,9 @@ async fn read(
 
     // Terminals: counted (and checked to answer JSON) before the transactions.
     let terminals = api.get("/iclock/api/terminals/?page_size=100").await?;
-    report.terminals = envelope(&terminals, "/iclock/api/terminals/")?.1.len();
+    let rows = envelope(&terminals, "/iclock/api/terminals/")?.1;
+    report.terminals = rows.len();
+    register_terminals(app, rows).await?;
 
     let mut state = previous.clone();
     let mut outcome = walk(app, &mut api, source, &settings, zone, &state, report).await?;
@@ -423,6 +432,62 @@ async fn store_page(
             })?;
         report.stored += outcome.n_stored as u64;
         report.duplicate += outcome.n_duplicate as u64;
+    }
+    Ok(())
+}
+
+/// Register or update BioTime's terminals as `biotime` devices (see the module docs). A row without a usable
+/// `sn` is skipped with a warning.
+///
+/// Errors: the store failed (the run fails; nothing was acknowledged).
+async fn register_terminals(app: &App, rows: &[Value]) -> Result<(), String> {
+    let now = Utc::now();
+    for row in rows {
+        let Some(sn) = text(row.get("sn")).and_then(|s| DeviceSn::parse(&s).ok()) else {
+            tracing::warn!(row = %row, "BioTime terminal without a usable serial number skipped");
+            continue;
+        };
+        let alias = text(row.get("alias"));
+        let site = text(row.get("area").and_then(|a| a.get("area_name")))
+            .or_else(|| text(row.get("area_name")));
+        let device = match app.store.get_device(&sn).await {
+            Ok(d) if d.transport != Transport::Biotime => continue,
+            Ok(d) if d.alias == alias && d.site == site => continue,
+            Ok(_) => app
+                .store
+                .update_device(
+                    &sn,
+                    DevicePatch {
+                        alias: Some(alias),
+                        site: Some(site),
+                        ..DevicePatch::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("updating BioTime terminal {sn} failed: {e}"))?,
+            Err(StoreError::NotFound(_)) => {
+                let mut device = crate::devices::registry::new_pull_device(
+                    sn.clone(),
+                    Transport::Biotime,
+                    String::new(),
+                    0,
+                    0,
+                    false,
+                    now,
+                );
+                device.address = None;
+                device.comm_key = None;
+                device.pull_interval_secs = None;
+                device.alias = alias;
+                device.site = site;
+                app.store
+                    .create_device(device)
+                    .await
+                    .map_err(|e| format!("registering BioTime terminal {sn} failed: {e}"))?
+            }
+            Err(e) => return Err(format!("reading device {sn} failed: {e}")),
+        };
+        app.registry.update(device);
     }
     Ok(())
 }

@@ -544,3 +544,116 @@ fn biotime_consumers_read_punches_of_every_source_from_punchd() {
         .raw(b"GET /iclock/api/transactions/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 401);
 }
+
+/// (sn, transport, approval, alias, site, address) as stored.
+type DeviceRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+#[test]
+fn biotime_terminals_become_devices_that_are_neither_pulled_nor_commanded() {
+    if !pybiotime_available() {
+        return;
+    }
+    let fake = Fake::start("9.5", 3);
+    fake.control(
+        "terminal",
+        json!({"sn": "BT00000001", "alias": "Main gate"}),
+    );
+    fake.control(
+        "terminal",
+        json!({"sn": "BT00000002", "alias": "Store room",
+               "area": {"id": 2, "area_code": "2", "area_name": "Warehouse"}, "area_name": "Warehouse"}),
+    );
+    fake.punch("1001", "2026-11-02 08:00:00", "BT00000002", "0", None);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("punchd.db");
+    add_source(&db, "hq", &fake.url(), "jwt", "secret");
+    let r = run_ok(&db, "hq");
+    assert_eq!(r["terminals"].as_u64(), Some(2), "{r}");
+    let devices = || -> Vec<DeviceRow> {
+        let conn = crate::harness::sqlite(&db);
+        let mut st = conn
+            .prepare(
+                "SELECT sn, transport, approval, alias, site, address FROM devices ORDER BY sn",
+            )
+            .unwrap();
+        st.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    let bt = |sn: &str, alias: &str, site: &str| {
+        (
+            sn.to_owned(),
+            "biotime".to_owned(),
+            "approved".to_owned(),
+            Some(alias.to_owned()),
+            Some(site.to_owned()),
+            None,
+        )
+    };
+    let want = vec![
+        bt("BT00000001", "Main gate", "Head office"),
+        bt("BT00000002", "Store room", "Warehouse"),
+    ];
+    assert_eq!(devices(), want);
+    // The punch is stored against the terminal's device.
+    assert_eq!(
+        stored(&db),
+        vec![p("BT00000002", "1001", "2026-11-02 08:00:00", 0)]
+    );
+    // A second run registers nothing twice.
+    run_ok(&db, "hq");
+    assert_eq!(devices(), want);
+
+    // `punchd devices list` shows where they come from.
+    let out = cli(&db, &["devices", "list", "--format", "json"]);
+    assert!(out.ok, "{}", out.stderr);
+    let listed: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let listed: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["sn"].as_str().unwrap().to_owned(),
+                d["transport"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("BT00000001".to_owned(), "biotime".to_owned()),
+            ("BT00000002".to_owned(), "biotime".to_owned())
+        ]
+    );
+
+    // A command to a BioTime terminal is refused, and nothing is queued.
+    let out = cli(&db, &["commands", "send", "BT00000001", "reboot"]);
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("read through BioTime"),
+        "{}",
+        out.stderr
+    );
+    let queued: i64 = crate::harness::sqlite(&db)
+        .query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(queued, 0);
+}

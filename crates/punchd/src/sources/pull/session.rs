@@ -125,7 +125,7 @@ pub fn info_map(info: &DeviceInfo) -> serde_json::Map<String, serde_json::Value>
 fn client_options(device: &Device, settings: &PullSettings) -> zk_pull::ClientOptions {
     let mut options = ClientOptions::new(match device.transport {
         Transport::Udp => zk_pull::Transport::Udp,
-        Transport::Tcp | Transport::Push => zk_pull::Transport::Tcp,
+        Transport::Tcp | Transport::Push | Transport::Biotime => zk_pull::Transport::Tcp,
     });
     options.comm_key = device.comm_key.unwrap_or(0);
     options.timeout = settings.timeout;
