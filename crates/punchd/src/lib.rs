@@ -2,14 +2,14 @@
 //!
 //! Modules in reading order (dependencies point inward, to `domain`):
 //! - [`domain`]: pure types of the field (punch, device, command). Imports nothing of ours.
-//! - [`store`]: the [`store::Store`] trait and its SQLite implementation. Depends on `domain` only.
+//! - [`store`]: the [`store::Store`] trait (one supertrait per area) and its SQLite implementation. Depends on
+//!   `domain` only.
 //! - [`ingest`]: the single door into the store for punches: normalise (time zones), dedupe, write with the raw
 //!   journal entry, atomically.
 //! - [`devices`]: the registry (approval, settings, last seen), the command queue, health.
 //! - [`sources`]: where punches come from: `push` (the `/iclock` HTTP routes for terminals) and `pull` (the
 //!   scheduler and one-shot reader for terminals read over TCP/UDP 4370), `import` (files), `webhook` (JSON
 //!   events) and `biotime` (a ZKBio Time server).
-//!   scheduler and one-shot reader for terminals read over TCP/UDP 4370).
 //! - [`attendance`]: punches become working days and months; [`attendance::rules`] is the pure rules engine.
 //! - [`web`]: the JSON API (`/api/v1`), auth, health, metrics, and the HTTP server loop.
 //! - [`metrics`] (Prometheus counters) and [`format`](mod@format) (table, CSV and JSON listings for the CLI and the API).

@@ -28,29 +28,30 @@ pub struct Watermark {
     pub device_sn: String,
     /// Its site.
     pub site: Option<String>,
-    /// push, tcp or udp.
+    /// push, tcp, udp or biotime.
     pub transport: String,
     /// Everything up to this instant (UTC) is held; `None` when the device never delivered.
     pub watermark: Option<DateTime<Utc>>,
     /// Whether the device counts as online now (devices::health).
     pub online: bool,
-    /// Where the watermark comes from: `last contact (push)` or `last complete pull`.
+    /// Where the watermark comes from: `last contact (push)`, `last complete pull`, or `last complete BioTime
+    /// read` (sources::biotime).
     pub basis: String,
 }
 
 /// The watermark of a device at `now`.
 pub fn watermark(device: &Device, now: DateTime<Utc>) -> Watermark {
-    let pull = !matches!(device.transport, crate::domain::Transport::Push);
+    use crate::domain::Transport;
     Watermark {
         device_sn: device.sn.as_str().to_owned(),
         site: device.site.clone(),
         transport: device.transport.as_str().to_owned(),
         watermark: device.last_seen,
         online: health::is_online(device, now),
-        basis: if pull {
-            "last complete pull".into()
-        } else {
-            "last contact (push)".into()
+        basis: match device.transport {
+            Transport::Push => "last contact (push)".into(),
+            Transport::Biotime => "last complete BioTime read".into(),
+            _ => "last complete pull".into(),
         },
     }
 }

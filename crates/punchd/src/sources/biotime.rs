@@ -52,7 +52,7 @@ use crate::app::App;
 use crate::domain::{DeviceSn, Source, Transport};
 use crate::ingest::{Delivery, PunchRecord};
 use crate::store::sources::{SourceInfo, SourceKind, SourceRun};
-use crate::store::{Batch, DevicePatch, LineIssue, RawEntry, StoreError};
+use crate::store::{Batch, DevicePatch, LineIssue, RawEntry, SeenUpdate, StoreError};
 
 /// Ids this far below the highest id seen are still checked one by one (a lower id can become visible after a
 /// higher one when the server's database transactions commit out of order).
@@ -245,10 +245,11 @@ async fn read(
     };
 
     // Terminals: counted (and checked to answer JSON) before the transactions.
+    let started = Utc::now();
     let terminals = api.get("/iclock/api/terminals/?page_size=100").await?;
     let rows = envelope(&terminals, "/iclock/api/terminals/")?.1;
     report.terminals = rows.len();
-    register_terminals(app, rows).await?;
+    let ours = register_terminals(app, rows).await?;
 
     let mut state = previous.clone();
     let mut outcome = walk(app, &mut api, source, &settings, zone, &state, report).await?;
@@ -264,6 +265,23 @@ async fn read(
         }
     }
     state.advance(&outcome.taken, outcome.newest_upload.as_deref());
+    // Every transaction BioTime held when this read started is now durable here: that instant is the
+    // watermark of its terminals (attendance::watermark reads `last_seen`, as for a complete pull). What a
+    // terminal has not uploaded to BioTime yet cannot be seen from here.
+    let seen: Vec<SeenUpdate> = ours
+        .into_iter()
+        .map(|sn| SeenUpdate {
+            sn,
+            at: started,
+            ip: None,
+        })
+        .collect();
+    if !seen.is_empty() {
+        app.store
+            .record_seen(seen)
+            .await
+            .map_err(|e| format!("recording the BioTime terminals' watermark failed: {e}"))?;
+    }
     Ok(state)
 }
 
@@ -440,8 +458,11 @@ async fn store_page(
 /// `sn` is skipped with a warning.
 ///
 /// Errors: the store failed (the run fails; nothing was acknowledged).
-async fn register_terminals(app: &App, rows: &[Value]) -> Result<(), String> {
+/// Register or update the terminals BioTime lists; returns the SNs of those that are BioTime devices here (not
+/// our own push or pull terminals with the same SN).
+async fn register_terminals(app: &App, rows: &[Value]) -> Result<Vec<DeviceSn>, String> {
     let now = Utc::now();
+    let mut ours = Vec::new();
     for row in rows {
         let Some(sn) = text(row.get("sn")).and_then(|s| DeviceSn::parse(&s).ok()) else {
             tracing::warn!(row = %row, "BioTime terminal without a usable serial number skipped");
@@ -452,7 +473,10 @@ async fn register_terminals(app: &App, rows: &[Value]) -> Result<(), String> {
             .or_else(|| text(row.get("area_name")));
         let device = match app.store.get_device(&sn).await {
             Ok(d) if d.transport != Transport::Biotime => continue,
-            Ok(d) if d.alias == alias && d.site == site => continue,
+            Ok(d) if d.alias == alias && d.site == site => {
+                ours.push(sn);
+                continue;
+            }
             Ok(_) => app
                 .store
                 .update_device(
@@ -488,8 +512,9 @@ async fn register_terminals(app: &App, rows: &[Value]) -> Result<(), String> {
             Err(e) => return Err(format!("reading device {sn} failed: {e}")),
         };
         app.registry.update(device);
+        ours.push(sn);
     }
-    Ok(())
+    Ok(ours)
 }
 
 fn number(v: &Value) -> Option<i64> {

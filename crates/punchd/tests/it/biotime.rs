@@ -574,8 +574,36 @@ fn biotime_terminals_become_devices_that_are_neither_pulled_nor_commanded() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("punchd.db");
     add_source(&db, "hq", &fake.url(), "jwt", "secret");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let before = now_ms();
     let r = run_ok(&db, "hq");
+    let after = now_ms();
     assert_eq!(r["terminals"].as_u64(), Some(2), "{r}");
+    // A complete read is the terminals' watermark (attendance completeness): `last_seen` is the read's start.
+    let last_seen = || -> Vec<Option<i64>> {
+        let conn = crate::harness::sqlite(&db);
+        let mut st = conn
+            .prepare("SELECT last_seen FROM devices ORDER BY sn")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let first_seen = last_seen();
+    assert_eq!(first_seen.len(), 2);
+    for seen in &first_seen {
+        let seen = seen.expect("a BioTime terminal has a watermark after a complete read");
+        assert!(
+            before <= seen && seen <= after,
+            "{before} <= {seen} <= {after}"
+        );
+    }
     let devices = || -> Vec<DeviceRow> {
         let conn = crate::harness::sqlite(&db);
         let mut st = conn
@@ -617,9 +645,12 @@ fn biotime_terminals_become_devices_that_are_neither_pulled_nor_commanded() {
         stored(&db),
         vec![p("BT00000002", "1001", "2026-11-02 08:00:00", 0)]
     );
-    // A second run registers nothing twice.
+    // A second run registers nothing twice, and moves the watermark on.
     run_ok(&db, "hq");
     assert_eq!(devices(), want);
+    for (first, second) in first_seen.iter().zip(last_seen()) {
+        assert!(second > *first, "{second:?} > {first:?}");
+    }
 
     // `punchd devices list` shows where they come from.
     let out = cli(&db, &["devices", "list", "--format", "json"]);
