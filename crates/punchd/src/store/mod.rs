@@ -13,6 +13,8 @@ mod contract_attendance;
 #[cfg(test)]
 mod contract_hardening;
 #[cfg(test)]
+mod contract_leases;
+#[cfg(test)]
 mod contract_operations;
 #[cfg(test)]
 mod contract_outbox;
@@ -21,6 +23,7 @@ mod contract_push;
 #[cfg(test)]
 mod contract_sources;
 pub mod hardening;
+pub mod leases;
 pub mod operations;
 pub mod outbox;
 pub mod push;
@@ -439,6 +442,7 @@ pub trait Store:
     + outbox::OutboxStore
     + sources::SourcesStore
     + attendance::AttendanceStore
+    + leases::LeaseStore
     + Send
     + Sync
     + 'static
