@@ -34,6 +34,8 @@ pub struct App {
     pub push_guard: Arc<crate::devices::push_auth::PushGuard>,
     /// The resource limits' state (new SNs per address, connections).
     pub guards: Arc<crate::limits::Guards>,
+    /// This instance's lease identity and timing (who drains a sink, who pulls a terminal; `leases`).
+    pub leases: crate::leases::Leases,
 }
 
 /// Bring the store in line with the `[[devices]]` of the settings file.
@@ -124,6 +126,7 @@ impl App {
                 config.push.bind_addresses,
             )),
             guards: Arc::new(crate::limits::Guards::new(&config.limits)),
+            leases: crate::leases::Leases::default(),
             config: Arc::new(config),
             store,
             registry,

@@ -19,6 +19,7 @@
 //! - [`config`] and [`cli`]: settings and the `punchd` subcommands; `main.rs` only parses and calls.
 //! - [`limits`] (what one request, client or address may cost), [`logfmt`] (log fields escaped and clipped) and
 //!   [`instance_lock`] (one `serve` per database).
+//! - [`leases`]: which instance drains a sink or pulls a terminal when several share one PostgreSQL.
 //!
 //! [`app::App`] wires these together for one running instance.
 
@@ -31,6 +32,7 @@ pub mod domain;
 pub mod format;
 pub mod ingest;
 pub mod instance_lock;
+pub mod leases;
 pub mod limits;
 pub mod logfmt;
 pub mod metrics;

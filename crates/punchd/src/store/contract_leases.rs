@@ -188,44 +188,15 @@ async fn many_instances_racing_for_a_free_lease_get_one_winner(store: &dyn Store
     let attempts = holders
         .iter()
         .map(|h| store.acquire_lease(name, h, ttl, instant(0)));
-    let results = futures_join(attempts).await;
+    let results = futures_util::future::join_all(attempts).await;
     let winners: Vec<String> = results
         .into_iter()
-        .map(|r| r.expect("acquire"))
-        .flatten()
+        .filter_map(|r| r.expect("acquire"))
         .map(|l| l.holder)
         .collect();
     assert_eq!(winners.len(), 1, "exactly one winner: {winners:?}");
     let stored = store.get_lease(name).await.expect("get").expect("stored");
     assert_eq!((stored.holder, stored.generation), (winners[0].clone(), 1));
-}
-
-/// Await every future concurrently (all reach the store before any is answered), outputs in input order.
-async fn futures_join<'a, T>(
-    futures: impl Iterator<Item = impl std::future::Future<Output = T> + Send + 'a>,
-) -> Vec<T> {
-    let mut futures: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
-    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(move |cx| {
-        let mut pending = false;
-        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        *output = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(outputs.iter_mut().filter_map(Option::take).collect())
-        }
-    })
-    .await
 }
 
 mod tests {
