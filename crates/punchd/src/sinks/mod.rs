@@ -9,6 +9,12 @@
 //! a configuration error. Delivery is at least once; each event carries an idempotency key ([`idempotency_key`]) so
 //! the receiver sees it once. A crash between the punch's commit and the send loses nothing: the event is in the
 //! store and is sent after the restart.
+//!
+//! Several instances on one PostgreSQL each run a worker per sink, but only the instance holding the sink's lease
+//! (`sink:<name>`, [`crate::leases`]) takes and delivers its events; the others wait for it to become free (a clean
+//! stop releases it, a crashed instance's lease expires). A worker checks the lease before it sends and before it
+//! records outcomes, so a worker that lost it records nothing and the new holder sends again (same idempotency
+//! keys).
 
 pub mod frappe;
 pub mod nats;
@@ -26,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::domain::Punch;
+use crate::leases::Held;
 use crate::metrics::SinkLabels;
 use crate::store::outbox::{NewSink, OutboxEvent, Outcome, ParkKind, Sink, SinkCounts, SinkKind};
 use crate::store::{Store, StoreError};
@@ -592,6 +599,9 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
     let batch_size = deliver.batch_size().max(1);
     let mut failing_since = sink.failing_since;
     let mut last_count = std::time::Instant::now() - COUNT_EVERY;
+    // Several instances on one PostgreSQL each run a worker per sink; the lease lets one of them drain it.
+    let lease_name = format!("sink:{}", sink.name);
+    let mut held: Option<Held> = None;
     tracing::info!(sink = %sink.name, kind = sink.kind.as_str(), "sink worker started");
     while !*stop.borrow() {
         let current = match store.get_sink(&sink.name).await {
@@ -606,6 +616,20 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         if current.paused {
             pause_for(IDLE, &mut stop).await;
             continue;
+        }
+        if !held.as_ref().is_some_and(Held::is_held) {
+            match hold_lease(&app, &sink, &lease_name, held.take()).await {
+                Ok(Some(h)) => held = Some(h),
+                Ok(None) => {
+                    pause_for(app.leases.poll_every, &mut stop).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(sink = %sink.name, error = %e, "taking the sink's lease failed; will retry");
+                    pause_for(Duration::from_secs(1), &mut stop).await;
+                    continue;
+                }
+            }
         }
         let now = Utc::now();
         if let Err(e) = store.take_events(sink.id, TAKE, now).await {
@@ -665,6 +689,9 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
                 .and_then(|t| (t - now).to_std().ok())
                 .map_or(IDLE, |d| d.min(IDLE));
             pause_for(wait, &mut stop).await;
+            continue;
+        }
+        if !held.as_ref().is_some_and(Held::is_held) {
             continue;
         }
         let mut calls = tokio::task::JoinSet::new();
@@ -731,6 +758,15 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
                 outcomes.push((event.id, outcome));
             }
         }
+        if !held.as_ref().is_some_and(Held::is_held) {
+            tracing::warn!(
+                sink = %sink.name,
+                events = outcomes.len(),
+                "the sink's lease was lost during delivery: outcomes not recorded; the instance holding it now \
+                 sends these events again, under the same idempotency keys"
+            );
+            continue;
+        }
         if let Err(e) = store.record_outcomes(sink.id, outcomes, now).await {
             // Not recorded: the events stay pending and are sent again (the idempotency key absorbs it).
             tracing::warn!(sink = %sink.name, error = %e, "recording delivery outcomes failed; events will be sent again");
@@ -770,5 +806,33 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             app.metrics.sinks.failing.get_or_create(&labels).set(0);
         }
     }
+    if let Some(held) = held {
+        held.release().await;
+    }
     tracing::info!(sink = %sink.name, "sink worker stopped");
+}
+
+/// Take (or take back) the sink's lease; `Ok(None)` while another instance drains the sink. `lost` is the lease
+/// this worker held until it lapsed, if any.
+async fn hold_lease(
+    app: &App,
+    sink: &Sink,
+    lease_name: &str,
+    lost: Option<Held>,
+) -> Result<Option<Held>, StoreError> {
+    if lost.is_some() {
+        tracing::warn!(sink = %sink.name, "this instance lost the sink's lease; another instance may drain it now");
+    }
+    drop(lost);
+    let held = app.leases.try_hold(app.store.clone(), lease_name).await?;
+    if let Some(h) = &held {
+        let lease = h.lease();
+        tracing::info!(
+            sink = %sink.name,
+            holder = %lease.holder,
+            generation = lease.generation,
+            "this instance holds the sink's lease and drains it"
+        );
+    }
+    Ok(held)
 }
