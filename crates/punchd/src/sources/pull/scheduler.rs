@@ -4,6 +4,10 @@
 //! A device with an interval is pulled every `pull_interval_secs`; commands queued for it meanwhile run in a
 //! short session at once. A device with interval 0 keeps a live connection (`CMD_REG_EVENT`): each punch is
 //! stored as it happens, and after a lost connection it reconnects with backoff and catches up from the log.
+//!
+//! With several instances on one PostgreSQL, every instance runs a task per pull device but only the one holding
+//! the terminal's lease (`pull:<SN>`, [`crate::leases`]) connects to it; the others wait until the lease is released
+//! (a clean stop) or expires (a crash). A task that loses the lease drops its session at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,6 +26,7 @@ use crate::app::App;
 use crate::devices::registry::Entry;
 use crate::domain::{Approval, Device, DeviceSn, Source, Transport};
 use crate::ingest::Delivery;
+use crate::leases::Held;
 use crate::store::{Batch, RawEntry};
 
 /// The settings a device task was started with; any change restarts the task.
@@ -200,15 +205,79 @@ async fn run_device(
     let Some(entry) = app.registry.get(&sn) else {
         return;
     };
+    let lease_name = format!("pull:{sn}");
     let mut state = DeviceState::default();
+    loop {
+        // Several instances on one PostgreSQL each run this task; only the holder of the terminal's lease talks
+        // to it. Losing the lease ends the session at once, before it writes more.
+        let Some(held) = wait_for_lease(&app, &settings, &sn, &lease_name, &mut stop).await else {
+            return;
+        };
+        tokio::select! {
+            () = pull_while_held(&app, &settings, &entry, &mut state, &mut stop) => {
+                held.release().await;
+                return;
+            }
+            () = held.lost() => {
+                tracing::warn!(sn = %sn, "this instance lost the terminal's lease; another instance pulls it now");
+            }
+        }
+    }
+}
+
+/// Wait until this instance holds the terminal's lease; `None` when stopped first.
+async fn wait_for_lease(
+    app: &App,
+    settings: &PullSettings,
+    sn: &DeviceSn,
+    lease_name: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Held> {
+    let mut waiting = false;
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        match app.leases.try_hold(app.store.clone(), lease_name).await {
+            Ok(Some(held)) => {
+                let lease = held.lease();
+                tracing::info!(sn = %sn, holder = %lease.holder, generation = lease.generation, "this instance holds the terminal's lease and pulls it");
+                return Some(held);
+            }
+            Ok(None) => {
+                if !waiting {
+                    tracing::info!(sn = %sn, "another instance pulls this terminal; waiting for its lease");
+                    waiting = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sn = %sn, error = %e, "taking the terminal's lease failed; will retry")
+            }
+        }
+        tokio::select! {
+            changed = stop.changed() => if changed.is_err() { return None; },
+            () = tokio::time::sleep(app.leases.poll_every.max(settings.check_every)) => {}
+        }
+    }
+}
+
+/// Pull the terminal (live or on its interval) until stopped; the caller holds the terminal's lease.
+async fn pull_while_held(
+    app: &App,
+    settings: &PullSettings,
+    entry: &Entry,
+    state: &mut DeviceState,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let sn = entry.device().sn.clone();
     if entry.device().pull_interval_secs == Some(0) {
-        run_live(&app, &settings, &entry, &mut state, &mut stop).await;
+        run_live(app, settings, entry, state, stop).await;
         return;
     }
     while !*stop.borrow() {
-        let result = full_session(&app, &settings, entry.device(), &mut state).await;
+        let result = full_session(app, settings, entry.device(), state).await;
         let mut commands_failed = result.is_err();
-        record_health(&app, &sn, &result).await;
+        record_health(app, &sn, &result).await;
         let every = u64::from(entry.device().pull_interval_secs.unwrap_or(300).max(1));
         let next = Instant::now() + Duration::from_secs(every);
         loop {
@@ -221,9 +290,9 @@ async fn run_device(
                 () = tokio::time::sleep(settings.check_every.min(next - now)) => {}
             }
             if !commands_failed && entry.may_have_commands() && Instant::now() < next {
-                let result = commands_session(&app, &settings, entry.device(), &mut state).await;
+                let result = commands_session(app, settings, entry.device(), state).await;
                 commands_failed = result.is_err();
-                record_health(&app, &sn, &result).await;
+                record_health(app, &sn, &result).await;
             }
         }
     }
