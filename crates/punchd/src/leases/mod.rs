@@ -260,6 +260,9 @@ async fn renew_loop(store: Arc<dyn Store>, leases: Leases, name: String, shared:
 }
 
 #[cfg(test)]
+mod instances;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::sqlite::{Durability, SqliteStore};
