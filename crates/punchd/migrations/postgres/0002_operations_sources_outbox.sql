@@ -66,6 +66,9 @@ CREATE TABLE sinks (
     since_utc     timestamptz,                  -- only punches from this instant (whole seconds; NULL = all taken)
     cursor_xid    bigint NOT NULL DEFAULT 0,    -- the last event taken into deliveries, as (xid, id)
     cursor_id     bigint NOT NULL DEFAULT 0,
+    -- A sink made without a start date delivers the punches stored from its creation on: the events of every
+    -- transaction this snapshot (taken at creation) does not see. NULL: no such limit (a start date instead).
+    created_snapshot pg_snapshot,
     paused        boolean NOT NULL DEFAULT false,
     pause_reason  text,                         -- set when punchd paused it (a configuration error)
     failing_since timestamptz,                  -- the first failure of the current run of failures
