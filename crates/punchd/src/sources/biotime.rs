@@ -744,9 +744,12 @@ fn jwt_expiry(token: &str) -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(left.max(0) as u64))
 }
 
-/// Read every enabled BioTime source at its interval until `shutdown` resolves (`punchd serve`).
+/// Read every enabled BioTime source at its interval until `shutdown` resolves (`punchd serve`). With several
+/// instances on one PostgreSQL, a source is read by the instance holding its lease (`biotime:<name>`,
+/// [`crate::leases`]) only; a read whose lease is lost midway is dropped before its next page is stored.
 pub async fn run_scheduler(app: App, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let mut held: HashMap<i64, crate::leases::Held> = HashMap::new();
     let mut sessions: HashMap<i64, Session> = HashMap::new();
     let mut next_run: HashMap<i64, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -771,19 +774,49 @@ pub async fn run_scheduler(app: App, shutdown: impl std::future::Future<Output =
             if next_run.get(&source.id).is_some_and(|t| now < *t) {
                 continue;
             }
+            if !held
+                .get(&source.id)
+                .is_some_and(crate::leases::Held::is_held)
+            {
+                held.remove(&source.id);
+                match app
+                    .leases
+                    .try_hold(app.store.clone(), &format!("biotime:{}", source.name))
+                    .await
+                {
+                    Ok(Some(lease)) => {
+                        held.insert(source.id, lease);
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(source = %source.name, error = %e, "taking the BioTime source's lease failed");
+                        continue;
+                    }
+                }
+            }
+            let Some(lease) = held.get(&source.id) else {
+                continue;
+            };
             let interval = settings_of(source)
                 .map(|s| s.interval_secs)
                 .unwrap_or(60)
                 .max(1);
             next_run.insert(source.id, now + Duration::from_secs(interval));
             let session = sessions.entry(source.id).or_default();
-            match run_once(&app, source, session).await {
+            let outcome = tokio::select! {
+                outcome = run_once(&app, source, session) => outcome,
+                () = lease.lost() => Err("this instance lost the source's lease midway; another instance reads it now".into()),
+            };
+            match outcome {
                 Ok(r) => {
                     tracing::info!(source = %source.name, pages = r.pages, stored = r.stored, duplicate = r.duplicate, "BioTime read")
                 }
                 Err(e) => tracing::warn!(source = %source.name, error = %e, "BioTime read failed"),
             }
         }
+    }
+    for (_, lease) in held {
+        lease.release().await;
     }
 }
 
