@@ -120,3 +120,18 @@ impl LeaseStore for PgStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The leases contract on PostgreSQL, in a schema of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_keeps_the_leases_contract() {
+        let Some(url) = super::super::tests::test_url() else {
+            return;
+        };
+        let store = super::PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        crate::store::contract_leases::run_all(&store).await;
+    }
+}

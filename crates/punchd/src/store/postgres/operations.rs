@@ -160,3 +160,18 @@ impl OperationsStore for PgStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The operations contract on PostgreSQL, in a schema of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_keeps_the_operations_contract() {
+        let Some(url) = super::super::tests::test_url() else {
+            return;
+        };
+        let store = super::PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        crate::store::contract_operations::run_all(&store).await;
+    }
+}

@@ -216,3 +216,18 @@ impl SourcesStore for PgStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The sources contract on PostgreSQL, in a schema of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_keeps_the_sources_contract() {
+        let Some(url) = super::super::tests::test_url() else {
+            return;
+        };
+        let store = super::PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        crate::store::contract_sources::run_all(&store).await;
+    }
+}
