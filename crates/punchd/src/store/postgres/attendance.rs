@@ -6,9 +6,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::{Row, Transaction};
 
-use super::{backend, PgStore};
+use super::{backend, col, commit, PgStore};
 use crate::domain::{DeviceSn, Punch};
 use crate::store::attendance::{
     AttendanceStore, AuditEntry, AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus,
@@ -22,7 +22,7 @@ use crate::store::{Result, StoreError};
 const LOCK_MAPPINGS: i64 = 0x6174_746e_0001;
 const LOCK_SIGNOFFS: i64 = 0x6174_746e_0002;
 
-async fn audit_on(client: &impl GenericClient, audit: &AuditRecord) -> Result<()> {
+async fn audit_on(client: &Transaction<'_>, audit: &AuditRecord) -> Result<()> {
     client
         .execute(
             "INSERT INTO audit_log (at, author, action, subject, detail) VALUES (now(), $1, $2, $3, $4)",
@@ -33,7 +33,7 @@ async fn audit_on(client: &impl GenericClient, audit: &AuditRecord) -> Result<()
     Ok(())
 }
 
-async fn lock(client: &impl GenericClient, key: i64) -> Result<()> {
+async fn lock(client: &Transaction<'_>, key: i64) -> Result<()> {
     client
         .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
         .await
@@ -41,7 +41,7 @@ async fn lock(client: &impl GenericClient, key: i64) -> Result<()> {
     Ok(())
 }
 
-async fn employee_exists(client: &impl GenericClient, code: &str) -> Result<bool> {
+async fn employee_exists(client: &Transaction<'_>, code: &str) -> Result<bool> {
     let row = client
         .query_opt("SELECT 1 FROM employees WHERE code = $1", &[&code])
         .await
@@ -51,7 +51,7 @@ async fn employee_exists(client: &impl GenericClient, code: &str) -> Result<bool
 
 /// Parked deliveries waiting for a mapping go back to pending: a changed employee or mapping may map them now
 /// (as `store/sqlite/outbox.rs` `retry_unmapped_on`).
-async fn retry_unmapped_on(client: &impl GenericClient) -> Result<()> {
+async fn retry_unmapped_on(client: &Transaction<'_>) -> Result<()> {
     client
         .execute(
             "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(), park_kind = NULL,
@@ -83,25 +83,25 @@ fn scope_of(s: &str, default: Scope) -> Scope {
 }
 
 fn correction_from_row(r: &Row) -> Result<Correction> {
-    let kind: String = r.get(3);
+    let kind: String = col(r, 3)?;
     Ok(Correction {
-        id: r.get(0),
-        employee_code: r.get(1),
-        day: r.get(2),
+        id: col(r, 0)?,
+        employee_code: col(r, 1)?,
+        day: col(r, 2)?,
         kind: CorrectionKind::parse(&kind)
             .ok_or_else(|| StoreError::Backend(format!("stored correction kind {kind:?}")))?,
-        punched_at: r.get::<_, Option<NaiveDateTime>>(4),
+        punched_at: col::<Option<NaiveDateTime>>(r, 4)?,
         punch_state: r
             .get::<_, Option<i32>>(5)
             .map(|v| u16::try_from(v).unwrap_or(u16::MAX)),
-        punch_id: r.get(6),
-        status: r.get(7),
+        punch_id: col(r, 6)?,
+        status: col(r, 7)?,
         minutes: r
             .get::<_, Option<i64>>(8)
             .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
-        author: r.get(9),
-        reason: r.get(10),
-        created_at: r.get(11),
+        author: col(r, 9)?,
+        reason: col(r, 10)?,
+        created_at: col(r, 11)?,
     })
 }
 
@@ -133,7 +133,7 @@ impl AttendanceStore for PgStore {
         .await
         .map_err(backend)?;
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn list_sites(&self) -> Result<Vec<Site>> {
@@ -147,14 +147,16 @@ impl AttendanceStore for PgStore {
             .map_err(backend)?;
         let mut sites: Vec<Site> = rows
             .iter()
-            .map(|r| Site {
-                name: r.get(0),
-                time_zone: r.get(1),
-                day_change: r.get(2),
-                weekly_offs: serde_json::from_value(r.get(3)).unwrap_or_default(),
-                holidays: Vec::new(),
+            .map(|r| {
+                Ok(Site {
+                    name: col(r, 0)?,
+                    time_zone: col(r, 1)?,
+                    day_change: col(r, 2)?,
+                    weekly_offs: serde_json::from_value(col(r, 3)?).unwrap_or_default(),
+                    holidays: Vec::new(),
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let holidays = client
             .query(
                 "SELECT site, day, name FROM site_holidays ORDER BY site, day",
@@ -167,11 +169,11 @@ impl AttendanceStore for PgStore {
             .enumerate()
             .map(|(i, s)| (s.name.clone(), i))
             .collect();
-        for r in holidays {
-            if let Some(&i) = index.get(&r.get::<_, String>(0)) {
+        for r in &holidays {
+            if let Some(&i) = index.get(&col::<String>(r, 0)?) {
                 sites[i].holidays.push(Holiday {
-                    day: r.get(1),
-                    name: r.get(2),
+                    day: col(r, 1)?,
+                    name: col(r, 2)?,
                 });
             }
         }
@@ -218,7 +220,7 @@ impl AttendanceStore for PgStore {
         .map_err(backend)?;
         retry_unmapped_on(&tx).await?;
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn list_employees(&self) -> Result<Vec<Employee>> {
@@ -231,19 +233,20 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        Ok(rows
-            .iter()
-            .map(|r| Employee {
-                code: r.get(0),
-                name: r.get(1),
-                status: EmployeeStatus::parse(r.get(2)).unwrap_or(EmployeeStatus::Active),
-                joined_on: r.get(3),
-                left_on: r.get(4),
-                site: r.get(5),
-                department: r.get(6),
-                default_shift: r.get(7),
+        rows.iter()
+            .map(|r| {
+                Ok(Employee {
+                    code: col(r, 0)?,
+                    name: col(r, 1)?,
+                    status: EmployeeStatus::parse(col(r, 2)?).unwrap_or(EmployeeStatus::Active),
+                    joined_on: col(r, 3)?,
+                    left_on: col(r, 4)?,
+                    site: col(r, 5)?,
+                    department: col(r, 6)?,
+                    default_shift: col(r, 7)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn add_mapping(&self, m: PinMapping, audit: AuditRecord) -> Result<()> {
@@ -264,7 +267,7 @@ impl AttendanceStore for PgStore {
             .await
             .map_err(backend)?;
         if let Some(row) = held {
-            let other: String = row.get(0);
+            let other: String = col(row, 0)?;
             return Err(StoreError::Conflict(format!(
                 "PIN {} on {} {} is mapped to employee {other} already; remove that mapping first",
                 m.pin,
@@ -289,7 +292,7 @@ impl AttendanceStore for PgStore {
             .await
             .map_err(backend)?;
         if let Some(row) = clash {
-            let (key, other): (String, String) = (row.get(0), row.get(1));
+            let (key, other): (String, String) = (col(row, 0)?, col(row, 1)?);
             return Err(StoreError::Conflict(format!(
                 "PIN {} would mean two employees on one device: {} here and {other} through the mapping on {key}",
                 m.pin, m.employee_code
@@ -304,7 +307,7 @@ impl AttendanceStore for PgStore {
         .map_err(backend)?;
         retry_unmapped_on(&tx).await?;
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn remove_mapping(
@@ -332,7 +335,7 @@ impl AttendanceStore for PgStore {
         }
         retry_unmapped_on(&tx).await?;
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn list_mappings(&self) -> Result<Vec<PinMapping>> {
@@ -345,15 +348,16 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        Ok(rows
-            .iter()
-            .map(|r| PinMapping {
-                scope: scope_of(r.get(0), Scope::Device),
-                scope_key: r.get(1),
-                pin: r.get(2),
-                employee_code: r.get(3),
+        rows.iter()
+            .map(|r| {
+                Ok(PinMapping {
+                    scope: scope_of(col(r, 0)?, Scope::Device),
+                    scope_key: col(r, 1)?,
+                    pin: col(r, 2)?,
+                    employee_code: col(r, 3)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn pins_seen(&self) -> Result<Vec<PinSeen>> {
@@ -368,14 +372,14 @@ impl AttendanceStore for PgStore {
             .map_err(backend)?;
         rows.iter()
             .map(|r| {
-                let sn: String = r.get(0);
+                let sn: String = col(r, 0)?;
                 Ok(PinSeen {
                     device_sn: DeviceSn::parse(&sn)
                         .map_err(|e| StoreError::Backend(format!("stored SN {sn:?}: {e}")))?,
-                    pin: r.get(1),
-                    count: r.get::<_, i64>(2).max(0) as u64,
-                    first_seen: r.get(3),
-                    last_seen: r.get(4),
+                    pin: col(r, 1)?,
+                    count: col::<i64>(r, 2)?.max(0) as u64,
+                    first_seen: col(r, 3)?,
+                    last_seen: col(r, 4)?,
                 })
             })
             .collect()
@@ -401,7 +405,7 @@ impl AttendanceStore for PgStore {
             )));
         }
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn list_shifts(&self) -> Result<Vec<ShiftDef>> {
@@ -413,13 +417,14 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        Ok(rows
-            .iter()
-            .map(|r| ShiftDef {
-                name: r.get(0),
-                definition: r.get(1),
+        rows.iter()
+            .map(|r| {
+                Ok(ShiftDef {
+                    name: col(r, 0)?,
+                    definition: col(r, 1)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn put_roster(&self, entries: Vec<RosterEntry>, audit: AuditRecord) -> Result<()> {
@@ -436,8 +441,8 @@ impl AttendanceStore for PgStore {
             .await
             .map_err(backend)?
             .iter()
-            .map(|r| r.get(0))
-            .collect();
+            .map(|r| col(r, 0))
+            .collect::<Result<_>>()?;
         let known_shifts: HashSet<String> = tx
             .query(
                 "SELECT name FROM shifts WHERE name = ANY($1) FOR SHARE",
@@ -446,8 +451,8 @@ impl AttendanceStore for PgStore {
             .await
             .map_err(backend)?
             .iter()
-            .map(|r| r.get(0))
-            .collect();
+            .map(|r| col(r, 0))
+            .collect::<Result<_>>()?;
         for e in &entries {
             if !known_employees.contains(&e.employee_code) {
                 return Err(StoreError::NotFound(format!(
@@ -474,7 +479,7 @@ impl AttendanceStore for PgStore {
         .await
         .map_err(backend)?;
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn list_roster(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<RosterEntry>> {
@@ -487,14 +492,15 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        Ok(rows
-            .iter()
-            .map(|r| RosterEntry {
-                employee_code: r.get(0),
-                day: r.get(1),
-                shift: r.get(2),
+        rows.iter()
+            .map(|r| {
+                Ok(RosterEntry {
+                    employee_code: col(r, 0)?,
+                    day: col(r, 1)?,
+                    shift: col(r, 2)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn put_policy(&self, p: PolicySetting, audit: AuditRecord) -> Result<()> {
@@ -515,7 +521,7 @@ impl AttendanceStore for PgStore {
         .await
         .map_err(backend)?;
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn list_policies(&self) -> Result<Vec<PolicySetting>> {
@@ -528,15 +534,16 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        Ok(rows
-            .iter()
-            .map(|r| PolicySetting {
-                scope: scope_of(r.get(0), Scope::Site),
-                scope_key: r.get(1),
-                policy: r.get(2),
-                double_tap_secs: u32::try_from(r.get::<_, i64>(3)).unwrap_or(u32::MAX),
+        rows.iter()
+            .map(|r| {
+                Ok(PolicySetting {
+                    scope: scope_of(col(r, 0)?, Scope::Site),
+                    scope_key: col(r, 1)?,
+                    policy: col(r, 2)?,
+                    double_tap_secs: u32::try_from(col::<i64>(r, 3)?).unwrap_or(u32::MAX),
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn add_correction(&self, c: Correction, audit: AuditRecord) -> Result<Correction> {
@@ -578,11 +585,11 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        let id: i64 = row.get(0);
+        let id: i64 = col(row, 0)?;
         let mut audit = audit;
         audit.detail = serde_json::json!({"correction": id, "detail": audit.detail});
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)?;
+        commit(tx).await?;
         Ok(Correction { id, ..c })
     }
 
@@ -627,7 +634,7 @@ impl AttendanceStore for PgStore {
         .await
         .map_err(backend)?;
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn list_reviews(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<ExceptionReview>> {
@@ -640,18 +647,19 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        Ok(rows
-            .iter()
-            .map(|r| ExceptionReview {
-                employee_code: r.get(0),
-                day: r.get(1),
-                kind: r.get(2),
-                state: ReviewState::parse(r.get(3)).unwrap_or(ReviewState::Open),
-                author: r.get(4),
-                note: r.get(5),
-                updated_at: r.get(6),
+        rows.iter()
+            .map(|r| {
+                Ok(ExceptionReview {
+                    employee_code: col(r, 0)?,
+                    day: col(r, 1)?,
+                    kind: col(r, 2)?,
+                    state: ReviewState::parse(col(r, 3)?).unwrap_or(ReviewState::Open),
+                    author: col(r, 4)?,
+                    note: col(r, 5)?,
+                    updated_at: col(r, 6)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn sign_off(&self, s: SignOff, audit: AuditRecord) -> Result<()> {
@@ -666,7 +674,7 @@ impl AttendanceStore for PgStore {
             .await
             .map_err(backend)?;
         if let Some(row) = held {
-            let author: String = row.get(0);
+            let author: String = col(row, 0)?;
             return Err(StoreError::Conflict(format!(
                 "{} {} is signed off already (by {author}); reopen it first",
                 s.site, s.month
@@ -688,7 +696,7 @@ impl AttendanceStore for PgStore {
         .await
         .map_err(backend)?;
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn get_signoff(&self, site: &str, month: &str) -> Result<Option<SignOff>> {
@@ -702,13 +710,13 @@ impl AttendanceStore for PgStore {
             .await
             .map_err(backend)?;
         Ok(row.map(|r| SignOff {
-            site: r.get(0),
-            month: r.get(1),
-            signed_at: r.get(2),
-            author: r.get(3),
-            forced: r.get(4),
-            max_punch_id: r.get(5),
-            snapshot: r.get(6),
+            site: col(r, 0)?,
+            month: col(r, 1)?,
+            signed_at: col(r, 2)?,
+            author: col(r, 3)?,
+            forced: col(r, 4)?,
+            max_punch_id: col(r, 5)?,
+            snapshot: col(r, 6)?,
         }))
     }
 
@@ -727,7 +735,7 @@ impl AttendanceStore for PgStore {
             return Err(StoreError::NotFound(format!("sign-off of {site} {month}")));
         }
         audit_on(&tx, &audit).await?;
-        tx.commit().await.map_err(backend)
+        commit(tx).await
     }
 
     async fn list_audit(&self, limit: usize) -> Result<Vec<AuditEntry>> {
@@ -741,19 +749,20 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditEntry {
-                id: r.get(0),
-                at: r.get(1),
-                record: AuditRecord {
-                    author: r.get(2),
-                    action: r.get(3),
-                    subject: r.get(4),
-                    detail: r.get(5),
-                },
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: col(r, 0)?,
+                    at: col(r, 1)?,
+                    record: AuditRecord {
+                        author: col(r, 2)?,
+                        action: col(r, 3)?,
+                        subject: col(r, 4)?,
+                        detail: col(r, 5)?,
+                    },
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn punches_between(
@@ -789,6 +798,6 @@ impl AttendanceStore for PgStore {
             .query_one("SELECT COALESCE(MAX(id), 0)::bigint FROM punches", &[])
             .await
             .map_err(backend)?;
-        Ok(row.get(0))
+        Ok(col(row, 0)?)
     }
 }
