@@ -19,6 +19,7 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
 mod attendance;
+mod migrate;
 pub mod sinks;
 mod sources;
 
@@ -124,6 +125,9 @@ pub enum Cmd {
     /// Attendance: sites, employees, pins, shifts, roster, attendance (flattened).
     #[command(flatten)]
     Attendance(attendance::AttendanceCmd),
+    /// Move an installation from SQLite to PostgreSQL: copy every table, verified by counts and checksums;
+    /// resumable.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// `serve` options.
@@ -546,6 +550,7 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
             .await
         }
         Cmd::Attendance(cmd) => attendance::run(config, cmd).await,
+        Cmd::Migrate(args) => migrate::migrate(args).await,
     }
 }
 
