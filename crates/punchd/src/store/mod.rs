@@ -5,9 +5,12 @@
 //! (a later issue) implements the same trait with native SQL. Callers never see SQL: `ingest`, `devices`,
 //! `sources` and `web` speak in the types below. This module depends only on `domain`.
 
+pub mod agents;
 pub mod attendance;
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod contract_agents;
 #[cfg(test)]
 mod contract_attendance;
 #[cfg(test)]
@@ -439,6 +442,7 @@ pub trait Store:
     + outbox::OutboxStore
     + sources::SourcesStore
     + attendance::AttendanceStore
+    + agents::AgentStore
     + Send
     + Sync
     + 'static
