@@ -20,8 +20,11 @@
 //! - [`limits`] (what one request, client or address may cost), [`logfmt`] (log fields escaped and clipped) and
 //!   [`instance_lock`] (one `serve` per database).
 //!
+//! - [`agent`]: `punchd agent`, the edge agent (pulls LAN terminals into its own store, forwards to a hub).
+//!
 //! [`app::App`] wires these together for one running instance.
 
+pub mod agent;
 pub mod app;
 pub mod attendance;
 pub mod cli;
