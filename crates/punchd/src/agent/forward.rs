@@ -30,6 +30,9 @@ use crate::app::App;
 use crate::domain::{DeviceSn, Punch};
 use crate::store::agents::{NewAlarm, Outbound, Phase};
 
+/// How often an idle device's watermark is sent to the hub.
+const WATERMARK_EVERY: chrono::Duration = chrono::Duration::seconds(30);
+
 /// What one step of a device did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -165,6 +168,7 @@ pub async fn step(
     sn: &DeviceSn,
     batch_size: usize,
     backlog: Option<Backlog>,
+    watermark_sent: &mut Option<DateTime<Utc>>,
 ) -> anyhow::Result<Step> {
     let device = app.store.get_device(sn).await?;
     let last_complete: Option<DateTime<Utc>> = device.last_seen;
@@ -183,6 +187,25 @@ pub async fn step(
         .punches_after(sn, state.acked_id, batch_size)
         .await?;
     if punches.is_empty() {
+        // Nothing new, but the terminal was read again: tell the hub, so its watermark of the device moves on
+        // (at most every WATERMARK_EVERY).
+        if let Some(at) = last_complete {
+            let due = watermark_sent.is_none_or(|sent| at - sent >= WATERMARK_EVERY);
+            if due {
+                let empty = PunchBatch {
+                    device_sn: sn.to_string(),
+                    time_zone: Some(time_zone),
+                    first_seq: state.acked_seq + 1,
+                    punches: Vec::new(),
+                    complete_as_of: Some(at),
+                    backlog,
+                };
+                hub.send_batch(&empty)
+                    .await
+                    .map_err(|e| anyhow::Error::new(e).context(format!("sending the watermark of {sn}")))?;
+                *watermark_sent = Some(at);
+            }
+        }
         return Ok(Step::Idle);
     }
     let n = punches.len();
@@ -206,6 +229,9 @@ pub async fn step(
     app.store.save_outbound(sent.clone(), Utc::now()).await?;
     match hub.send_batch(&batch).await {
         Ok(reply) if reply.acked_seq >= sent.sent_seq => {
+            if batch.complete_as_of.is_some() {
+                *watermark_sent = batch.complete_as_of;
+            }
             let acked = Outbound {
                 phase: Phase::Acknowledged,
                 acked_id: sent.sent_id,

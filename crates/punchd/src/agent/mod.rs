@@ -233,6 +233,8 @@ async fn forward_loop(
     let mut known: Option<(HashSet<DeviceSn>, Instant)> = None;
     let mut backlog: Option<(Backlog, Instant)> = None;
     let mut failures = 0u32;
+    let mut watermarks: std::collections::HashMap<DeviceSn, Option<chrono::DateTime<chrono::Utc>>> =
+        std::collections::HashMap::new();
     loop {
         let result: anyhow::Result<bool> = async {
             let devices = match &known {
@@ -262,7 +264,8 @@ async fn forward_loop(
             let mut sorted: Vec<&DeviceSn> = devices.iter().collect();
             sorted.sort();
             for sn in sorted {
-                match forward::step(&app, &hub, sn, batch_size, measured).await? {
+                let watermark = watermarks.entry(sn.clone()).or_default();
+                match forward::step(&app, &hub, sn, batch_size, measured, watermark).await? {
                     Step::Idle => {}
                     Step::Sent(n) => {
                         tracing::debug!(sn = %sn, n, "batch acknowledged");

@@ -329,6 +329,26 @@ async fn receive_batch(
         )
             .into_response());
     }
+    if batch.punches.is_empty() {
+        // A watermark only: nothing to journal (like a heartbeat).
+        drop(_held);
+        if let Some(at) = batch.complete_as_of {
+            app.store
+                .record_seen(vec![SeenUpdate {
+                    sn: sn.clone(),
+                    at,
+                    ip: None,
+                }])
+                .await?;
+        }
+        return Ok(Json(BatchReply {
+            acked_seq: held,
+            n_stored: 0,
+            n_duplicate: 0,
+            journal_id: 0,
+        })
+        .into_response());
+    }
     let acked_seq = held.max(batch.last_seq());
     let mut store_batch = Batch::new(RawEntry {
         received_at: Utc::now(),
