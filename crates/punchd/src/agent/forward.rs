@@ -30,8 +30,8 @@ use crate::app::App;
 use crate::domain::{DeviceSn, Punch};
 use crate::store::agents::{NewAlarm, Outbound, Phase};
 
-/// How often an idle device's watermark is sent to the hub.
-const WATERMARK_EVERY: chrono::Duration = chrono::Duration::seconds(30);
+/// How often an idle device's watermark is sent to the hub, seconds.
+const WATERMARK_EVERY_SECS: i64 = 30;
 
 /// What one step of a device did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +93,10 @@ pub async fn reconcile(app: &App, status: &DeviceStatus) -> anyhow::Result<()> {
         state.sent_seq = state.acked_seq;
         state.sent_at = None;
     }
-    if status.last_seq > state.acked_seq {
-        // The hub stored a batch whose answer never arrived.
+    let hub_whole = status.count as i64 >= status.last_seq;
+    if status.last_seq > state.acked_seq && hub_whole {
+        // The hub stored a batch whose answer never arrived. (Not while the hub misses punches it acknowledged:
+        // then the agent is re-sending them, from behind the hub's sequence.)
         match at_seq(app, &state, status.last_seq).await? {
             Some(ahead) => state = Outbound { phase: Phase::Acknowledged, ..ahead },
             None => tracing::warn!(
@@ -188,9 +190,9 @@ pub async fn step(
         .await?;
     if punches.is_empty() {
         // Nothing new, but the terminal was read again: tell the hub, so its watermark of the device moves on
-        // (at most every WATERMARK_EVERY).
+        // (at most every [`WATERMARK_EVERY_SECS`]).
         if let Some(at) = last_complete {
-            let due = watermark_sent.is_none_or(|sent| at - sent >= WATERMARK_EVERY);
+            let due = watermark_sent.is_none_or(|sent| (at - sent).num_seconds() >= WATERMARK_EVERY_SECS);
             if due {
                 let empty = PunchBatch {
                     device_sn: sn.to_string(),

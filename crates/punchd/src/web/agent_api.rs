@@ -189,7 +189,7 @@ async fn list_agents(State(app): State<App>) -> Result<Json<Vec<AgentInfo>>, Err
 /// `POST /api/v1/agent/hello`: the agent names its devices (registered at the hub on first hello, in the agent's
 /// site) and reports its version and backlog; the answer says how far the hub holds each device. 403 when a
 /// device belongs to another site or agent.
-#[utoipa::path(post, path = "/api/v1/agent/hello", request_body = Hello, security(("agent" = [])),
+#[utoipa::path(post, path = "/api/v1/agent/hello", request_body = Hello, security(("bearer" = [])),
     responses((status = 200, description = "Devices registered; where each stands", body = HelloReply),
               (status = 403, description = "A device of another site or agent")))]
 async fn hello(
@@ -287,7 +287,7 @@ fn device_lock(sn: &DeviceSn) -> Arc<tokio::sync::Mutex<()>> {
 /// `pull`, the body journaled raw) with the device's new sequence stamp in the same transaction; the answer
 /// comes after the commit. 409 [`SequenceGap`] when the batch starts past what the hub holds; 503 when storage
 /// failed (nothing acknowledged: send again).
-#[utoipa::path(post, path = "/api/v1/agent/batches", request_body = PunchBatch, security(("agent" = [])),
+#[utoipa::path(post, path = "/api/v1/agent/batches", request_body = PunchBatch, security(("bearer" = [])),
     responses((status = 200, description = "Stored (durable)", body = BatchReply),
               (status = 409, description = "The batch starts past what the hub holds", body = SequenceGap),
               (status = 403, description = "Not a device of this agent")))]
@@ -312,7 +312,7 @@ async fn receive_batch(
         .and_then(|z| z.parse::<Tz>().ok())
         .unwrap_or(app.config.default_time_zone);
     let lock = device_lock(&sn);
-    let _held = lock.lock().await;
+    let guard = lock.lock().await;
     let held = last_seq(&app, &sn).await?;
     if batch.first_seq > held + 1 {
         tracing::warn!(agent = %agent.name, sn = %sn, first_seq = batch.first_seq, held, "agent batch starts past what the hub holds");
@@ -331,7 +331,7 @@ async fn receive_batch(
     }
     if batch.punches.is_empty() {
         // A watermark only: nothing to journal (like a heartbeat).
-        drop(_held);
+        drop(guard);
         if let Some(at) = batch.complete_as_of {
             app.store
                 .record_seen(vec![SeenUpdate {
@@ -390,7 +390,7 @@ async fn receive_batch(
             batch: store_batch,
         })
         .await?;
-    drop(_held);
+    drop(guard);
     if let Some(at) = batch.complete_as_of {
         app.store
             .record_seen(vec![SeenUpdate {
@@ -425,7 +425,7 @@ async fn receive_batch(
 /// `GET /api/v1/agent/devices/{sn}`: how far the hub holds a device of this agent (sequence acknowledged, punches
 /// held). A count below the sequence raises a `gap` alarm at the hub.
 #[utoipa::path(get, path = "/api/v1/agent/devices/{sn}", params(("sn" = String, Path, description = "Serial number")),
-    security(("agent" = [])),
+    security(("bearer" = [])),
     responses((status = 200, description = "Where the device stands", body = DeviceStatus),
               (status = 403, description = "Not a device of this agent")))]
 async fn device_status(
@@ -438,7 +438,7 @@ async fn device_status(
 }
 
 /// `POST /api/v1/agent/alarms`: alarms the agent raised; recorded at the hub and shown with the agent.
-#[utoipa::path(post, path = "/api/v1/agent/alarms", request_body = [AlarmReport], security(("agent" = [])),
+#[utoipa::path(post, path = "/api/v1/agent/alarms", request_body = [AlarmReport], security(("bearer" = [])),
     responses((status = 200, description = "Recorded; the answer is how many")))]
 async fn receive_alarms(
     State(app): State<App>,
