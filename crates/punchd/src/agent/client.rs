@@ -68,8 +68,9 @@ impl HubClient {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("punchd-agent/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("reading the CA certificate {}: {e}", path.display()))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("reading the CA certificate {}: {e}", path.display())
+            })?;
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
                 anyhow::anyhow!("the CA certificate {} is not PEM: {e}", path.display())
             })?;

@@ -98,7 +98,12 @@ pub async fn reconcile(app: &App, status: &DeviceStatus) -> anyhow::Result<()> {
         // The hub stored a batch whose answer never arrived. (Not while the hub misses punches it acknowledged:
         // then the agent is re-sending them, from behind the hub's sequence.)
         match at_seq(app, &state, status.last_seq).await? {
-            Some(ahead) => state = Outbound { phase: Phase::Acknowledged, ..ahead },
+            Some(ahead) => {
+                state = Outbound {
+                    phase: Phase::Acknowledged,
+                    ..ahead
+                }
+            }
             None => tracing::warn!(
                 sn = %sn,
                 hub_seq = status.last_seq,
@@ -192,7 +197,8 @@ pub async fn step(
         // Nothing new, but the terminal was read again: tell the hub, so its watermark of the device moves on
         // (at most every [`WATERMARK_EVERY_SECS`]).
         if let Some(at) = last_complete {
-            let due = watermark_sent.is_none_or(|sent| (at - sent).num_seconds() >= WATERMARK_EVERY_SECS);
+            let due =
+                watermark_sent.is_none_or(|sent| (at - sent).num_seconds() >= WATERMARK_EVERY_SECS);
             if due {
                 let empty = PunchBatch {
                     device_sn: sn.to_string(),
@@ -202,9 +208,9 @@ pub async fn step(
                     complete_as_of: Some(at),
                     backlog,
                 };
-                hub.send_batch(&empty)
-                    .await
-                    .map_err(|e| anyhow::Error::new(e).context(format!("sending the watermark of {sn}")))?;
+                hub.send_batch(&empty).await.map_err(|e| {
+                    anyhow::Error::new(e).context(format!("sending the watermark of {sn}"))
+                })?;
                 *watermark_sent = Some(at);
             }
         }

@@ -39,7 +39,12 @@ pub struct AgentArgs {
     #[arg(long, env = "PUNCHD_AGENT_HUB", value_name = "URL")]
     pub hub: String,
     /// The agent token `punchd agents add` printed on the hub.
-    #[arg(long, env = "PUNCHD_AGENT_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PUNCHD_AGENT_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: String,
     /// The site this agent writes for; must be the site the hub registered the token for.
     #[arg(long, env = "PUNCHD_AGENT_SITE")]
@@ -133,9 +138,8 @@ pub async fn run(
         settings,
         stopped(&stop_rx),
     ));
-    let push = push_listener.map(|listener| {
-        tokio::spawn(crate::web::serve(listener, app.clone(), stopped(&stop_rx)))
-    });
+    let push = push_listener
+        .map(|listener| tokio::spawn(crate::web::serve(listener, app.clone(), stopped(&stop_rx))));
     let forwarding = tokio::spawn(forward_loop(app.clone(), hub, args, stopped(&stop_rx)));
     shutdown.await;
     tracing::info!("agent shutting down");

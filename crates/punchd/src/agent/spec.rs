@@ -55,11 +55,10 @@ pub fn parse_device_spec(spec: &str) -> Result<DeviceConfig, InvalidDeviceSpec> 
                     .map_err(|_| bad(&format!("comm_key {value:?} is not a number")))?
             }
             "interval" => {
-                device.interval_secs = Some(
-                    value
-                        .parse()
-                        .map_err(|_| bad(&format!("interval {value:?} is not a number of seconds")))?,
-                )
+                device.interval_secs =
+                    Some(value.parse().map_err(|_| {
+                        bad(&format!("interval {value:?} is not a number of seconds"))
+                    })?)
             }
             "udp" if value.is_empty() => device.transport = Some("udp".into()),
             "tcp" if value.is_empty() => device.transport = Some("tcp".into()),
@@ -77,8 +76,10 @@ mod tests {
 
     #[test]
     fn a_device_spec_gives_address_and_options() {
-        let d = parse_device_spec("CQZ7224460025@192.168.1.201:4370,comm_key=123,interval=5,tz=Africa/Lagos")
-            .unwrap();
+        let d = parse_device_spec(
+            "CQZ7224460025@192.168.1.201:4370,comm_key=123,interval=5,tz=Africa/Lagos",
+        )
+        .unwrap();
         assert_eq!(d.sn, "CQZ7224460025");
         assert_eq!(d.address, "192.168.1.201:4370");
         assert_eq!(d.comm_key, 123);
@@ -87,14 +88,20 @@ mod tests {
         assert_eq!(d.transport, None);
         assert!(!d.clear_after_pull);
         let d = parse_device_spec("TX1@gate.local,udp").unwrap();
-        assert_eq!((d.address.as_str(), d.transport.as_deref()), ("gate.local", Some("udp")));
+        assert_eq!(
+            (d.address.as_str(), d.transport.as_deref()),
+            ("gate.local", Some("udp"))
+        );
         assert_eq!((d.comm_key, d.interval_secs), (0, Some(60)));
     }
 
     #[test]
     fn a_bad_device_spec_says_what_is_wrong() {
         let reason = |s: &str| parse_device_spec(s).unwrap_err().reason;
-        assert_eq!(reason("192.168.1.201"), "no @ between the SN and the address");
+        assert_eq!(
+            reason("192.168.1.201"),
+            "no @ between the SN and the address"
+        );
         assert_eq!(reason("@10.0.0.1"), "the SN is empty");
         assert_eq!(reason("TX1@"), "the address is empty");
         assert_eq!(reason("TX1@h,comm_key=x"), "comm_key \"x\" is not a number");

@@ -105,7 +105,9 @@ pub fn agent_rows(agents: &[AgentInfo]) -> Rows {
                     a.alarms.len().to_string(),
                     a.alarms
                         .first()
-                        .map(|al| format!("{} {}: {}", time(Some(al.raised_at)), al.kind, al.message))
+                        .map(|al| {
+                            format!("{} {}: {}", time(Some(al.raised_at)), al.kind, al.message)
+                        })
                         .unwrap_or_default(),
                 ]
             })

@@ -64,7 +64,10 @@ async fn hub_side_agents_devices_and_alarms(store: &dyn Store) {
         .create_agent(agent("lagos-office", "lagos", "h-lagos"), t0)
         .await
         .expect("create");
-    assert_eq!((lagos.name.as_str(), lagos.site.as_str()), ("lagos-office", "lagos"));
+    assert_eq!(
+        (lagos.name.as_str(), lagos.site.as_str()),
+        ("lagos-office", "lagos")
+    );
     assert_eq!(lagos.backlog_count, 0);
     assert!(lagos.devices.is_empty() && lagos.last_contact_at.is_none());
     assert!(matches!(
@@ -80,7 +83,11 @@ async fn hub_side_agents_devices_and_alarms(store: &dyn Store) {
     // Found by the token hash only.
     let found = store.find_agent_by_token("h-lagos").await.expect("find");
     assert_eq!(found.map(|a| a.id), Some(lagos.id));
-    assert!(store.find_agent_by_token("nope").await.expect("find").is_none());
+    assert!(store
+        .find_agent_by_token("nope")
+        .await
+        .expect("find")
+        .is_none());
 
     // Devices: claimed once; another agent cannot take them, and a refused claim records nothing.
     store
@@ -169,7 +176,10 @@ async fn hub_side_agents_devices_and_alarms(store: &dyn Store) {
     assert_eq!(lagos.last_contact_at, Some(t1));
     assert_eq!(lagos.last_contact_ip.as_deref(), Some("192.0.2.9"));
     assert_eq!(lagos.version.as_deref(), Some("0.9.0"));
-    assert_eq!((lagos.backlog_count, lagos.backlog_oldest_at), (42, Some(t0)));
+    assert_eq!(
+        (lagos.backlog_count, lagos.backlog_oldest_at),
+        (42, Some(t0))
+    );
     let devices: Vec<(&str, Option<&str>, DateTime<Utc>)> = lagos
         .devices
         .iter()
@@ -193,7 +203,10 @@ async fn agent_side_forwarding_state_and_backlog(store: &dyn Store) {
     let a = sn("AGT1");
     let b = sn("AGT2");
     // Nothing sent yet.
-    assert_eq!(store.outbound(&a).await.expect("state"), Outbound::new(a.clone()));
+    assert_eq!(
+        store.outbound(&a).await.expect("state"),
+        Outbound::new(a.clone())
+    );
     // Interleaved devices: a 0..3, b 0..2, a 3..5.
     store.write_batch(batch(&a, 0, 3, t0)).await.expect("a1");
     store

@@ -230,7 +230,15 @@ async fn hello(
             },
             Err(StoreError::NotFound(_)) => {
                 // Pulled by the agent, never by the hub: no address, so the hub's scheduler leaves it alone.
-                let mut device = new_pull_device(sn.clone(), Transport::Tcp, String::new(), 0, 300, false, now);
+                let mut device = new_pull_device(
+                    sn.clone(),
+                    Transport::Tcp,
+                    String::new(),
+                    0,
+                    300,
+                    false,
+                    now,
+                );
                 device.address = None;
                 device.site = Some(agent.site.clone());
                 device.time_zone.clone_from(&d.time_zone);
@@ -276,10 +284,11 @@ async fn hello(
 
 /// One lock per device, so two batches of one device never interleave their check and write of the stamp.
 fn device_lock(sn: &DeviceSn) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<DeviceSn, Arc<tokio::sync::Mutex<()>>>>> =
-        OnceLock::new();
+    static LOCKS: OnceLock<Mutex<HashMap<DeviceSn, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
     let locks = LOCKS.get_or_init(Mutex::default);
-    let mut locks = locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut locks = locks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     locks.entry(sn.clone()).or_default().clone()
 }
 

@@ -197,7 +197,10 @@ fn the_agent_survives_kill_9_and_hub_outages_and_repairs_a_deleted_range() {
     let hub_port = free_port();
 
     // The hub registers the agent; the token is printed once.
-    let added = harness::cli(&hub_db, &["agents", "add", "lagos-office", "--site", "lagos"]);
+    let added = harness::cli(
+        &hub_db,
+        &["agents", "add", "lagos-office", "--site", "lagos"],
+    );
     assert!(added.ok, "{}", added.stderr);
     let token = added.stdout.trim().to_owned();
     assert!(token.starts_with("pd_"), "{token:?}");
@@ -283,7 +286,10 @@ fn the_agent_survives_kill_9_and_hub_outages_and_repairs_a_deleted_range() {
     assert_eq!(agents[0]["alarms"], serde_json::json!([]), "{agents:#}");
     let device = harness::cli_json(&hub_db, &["devices", "show", SN]);
     assert_eq!(device["site"], "lagos");
-    assert!(device["last_seen"].is_string(), "watermark follows the agent: {device:#}");
+    assert!(
+        device["last_seen"].is_string(),
+        "watermark follows the agent: {device:#}"
+    );
 
     // Delete a range at the hub while it is stopped: the agent notices, raises the alarm, sends it again.
     hub.kill9();
@@ -311,6 +317,10 @@ fn the_agent_survives_kill_9_and_hub_outages_and_repairs_a_deleted_range() {
         .collect();
     assert!(kinds.contains(&"gap"), "{agents:#}");
     let table = harness::cli(&hub_db, &["agents"]);
-    assert!(table.stdout.contains("lagos-office") && table.stdout.contains("gap"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("lagos-office") && table.stdout.contains("gap"),
+        "{}",
+        table.stdout
+    );
     drop(rt);
 }

@@ -12,7 +12,8 @@ use crate::store::agents::{
 };
 use crate::store::{Result, StoreError};
 
-const AGENT_COLUMNS: &str = "id, name, site, created_at, version, last_contact_at, last_contact_ip, \
+const AGENT_COLUMNS: &str =
+    "id, name, site, created_at, version, last_contact_at, last_contact_ip, \
      backlog_count, backlog_oldest_at";
 
 /// Alarms listed with an agent.
@@ -37,10 +38,7 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentInfo> {
 fn alarm_from_row(row: &Row<'_>) -> rusqlite::Result<AgentAlarm> {
     Ok(AgentAlarm {
         id: row.get(0)?,
-        device_sn: row
-            .get::<_, Option<String>>(1)?
-            .map(sn_from)
-            .transpose()?,
+        device_sn: row.get::<_, Option<String>>(1)?.map(sn_from).transpose()?,
         kind: row.get(2)?,
         message: row.get(3)?,
         raised_at: from_ms(row.get(4)?),
@@ -78,14 +76,18 @@ fn complete(conn: &Connection, mut agent: AgentInfo) -> Result<AgentInfo> {
             })
         })
         .map_err(backend)?;
-    agent.devices = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?;
+    agent.devices = rows
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
     agent.alarms = alarms_on(conn, agent.id, ALARMS_LISTED)?;
     Ok(agent)
 }
 
 fn by_name(conn: &Connection, name: &str) -> Result<Option<AgentInfo>> {
     let agent = conn
-        .prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1"))
+        .prepare_cached(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1"
+        ))
         .and_then(|mut st| st.query_row([name], agent_from_row).optional())
         .map_err(backend)?;
     agent.map(|a| complete(conn, a)).transpose()
