@@ -1,45 +1,47 @@
--- Edge agents (issue 10), PostgreSQL. Same tables as sqlite/0009_agents.sql; times are UTC unix milliseconds
--- (BIGINT), as there. How far the hub holds an agent-fed device is the stamp `agent:seq` of the device, written in
--- the batch's transaction.
-CREATE TABLE IF NOT EXISTS agents (
-    id                BIGSERIAL PRIMARY KEY,
-    name              TEXT NOT NULL UNIQUE,
-    site              TEXT NOT NULL,
-    token_hash        TEXT NOT NULL UNIQUE,
-    created_at        BIGINT NOT NULL,
-    version           TEXT,
-    last_contact_at   BIGINT,
-    last_contact_ip   TEXT,
-    backlog_count     BIGINT NOT NULL DEFAULT 0,
-    backlog_oldest_at BIGINT
+-- Edge agents (issue 10), PostgreSQL: the tables of sqlite/0009_agents.sql. Times are timestamptz (instants, UTC).
+-- How far the hub holds an agent-fed device is the stamp `agent:seq` of the device (table stamps), written in the
+-- batch's transaction.
+
+-- Hub side: agents registered by an admin, each bound to one site.
+CREATE TABLE agents (
+    id                bigserial PRIMARY KEY,
+    name              text NOT NULL UNIQUE,
+    site              text NOT NULL,
+    token_hash        text NOT NULL UNIQUE,        -- sha256 hex of the agent token
+    created_at        timestamptz NOT NULL,
+    version           text,
+    last_contact_at   timestamptz,
+    last_contact_ip   text,
+    backlog_count     bigint NOT NULL DEFAULT 0,
+    backlog_oldest_at timestamptz
 );
 
-CREATE TABLE IF NOT EXISTS agent_devices (
-    device_sn  TEXT PRIMARY KEY,
-    agent_id   BIGINT NOT NULL,
-    time_zone  TEXT,
-    claimed_at BIGINT NOT NULL
+CREATE TABLE agent_devices (
+    device_sn  text PRIMARY KEY,
+    agent_id   bigint NOT NULL,
+    time_zone  text,
+    claimed_at timestamptz NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS agent_alarms (
-    id          BIGSERIAL PRIMARY KEY,
-    agent_id    BIGINT NOT NULL,
-    device_sn   TEXT,
-    kind        TEXT NOT NULL,
-    message     TEXT NOT NULL,
-    raised_at   BIGINT NOT NULL,
-    reported_at BIGINT
+CREATE TABLE agent_alarms (
+    id          bigserial PRIMARY KEY,
+    agent_id    bigint NOT NULL,                   -- 0 on the agent itself
+    device_sn   text,
+    kind        text NOT NULL,                     -- gap | sequence
+    message     text NOT NULL,
+    raised_at   timestamptz NOT NULL,
+    reported_at timestamptz
 );
-CREATE INDEX IF NOT EXISTS agent_alarms_by_agent ON agent_alarms (agent_id, raised_at);
+CREATE INDEX agent_alarms_by_agent ON agent_alarms (agent_id, id);
 
--- Agent side (an agent always runs on SQLite; kept so one schema serves both roles).
-CREATE TABLE IF NOT EXISTS agent_outbound (
-    device_sn  TEXT PRIMARY KEY,
-    phase      TEXT NOT NULL,
-    acked_id   BIGINT NOT NULL DEFAULT 0,
-    acked_seq  BIGINT NOT NULL DEFAULT 0,
-    sent_id    BIGINT NOT NULL DEFAULT 0,
-    sent_seq   BIGINT NOT NULL DEFAULT 0,
-    sent_at    BIGINT,
-    updated_at BIGINT NOT NULL
+-- Agent side (an agent runs on SQLite; the table is here so one schema serves both roles).
+CREATE TABLE agent_outbound (
+    device_sn  text PRIMARY KEY,
+    phase      text NOT NULL,                      -- stored | sent | acknowledged
+    acked_id   bigint NOT NULL DEFAULT 0,
+    acked_seq  bigint NOT NULL DEFAULT 0,
+    sent_id    bigint NOT NULL DEFAULT 0,
+    sent_seq   bigint NOT NULL DEFAULT 0,
+    sent_at    timestamptz,
+    updated_at timestamptz NOT NULL
 );
