@@ -1,8 +1,8 @@
 //! The store: everything punchd keeps, behind one [`Store`] trait.
 //!
 //! [`sqlite`] is the embedded default: one writer thread fed by a channel, group commit (every queued write in one
-//! transaction, each answered after the commit), and a small pool of read connections. The PostgreSQL backend
-//! (a later issue) implements the same trait with native SQL. Callers never see SQL: `ingest`, `devices`,
+//! transaction, each answered after the commit), and a small pool of read connections. [`postgres`] implements
+//! the same trait with native SQL, for several instances on one database. Callers never see SQL: `ingest`, `devices`,
 //! `sources` and `web` speak in the types below. This module depends only on `domain`.
 
 pub mod agents;
@@ -26,6 +26,7 @@ mod contract_sources;
 pub mod hardening;
 pub mod operations;
 pub mod outbox;
+pub mod postgres;
 pub mod push;
 pub mod sources;
 pub mod sqlite;
