@@ -11,6 +11,7 @@
 //! outbox, attendance), like `sqlite/<area>.rs`. Schema: `migrations/postgres/NNNN_*.sql`, listed in
 //! [`MIGRATIONS`]. Depends on `domain` and the store types only.
 
+mod agents;
 mod attendance;
 mod hardening;
 mod operations;
@@ -50,11 +51,18 @@ pub struct Migration {
 /// The PostgreSQL schema, in order; `punchd_migrations` records which have run. Numbers are owned by area:
 /// 0001 core (this file), 0002 operations/sources/outbox, 0003 attendance, 0004 agent, 0005 ui, 0006–0007
 /// gaps. Append a line per file.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_core",
-    sql: include_str!("../../migrations/postgres/0001_core.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_core",
+        sql: include_str!("../../migrations/postgres/0001_core.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_agents",
+        sql: include_str!("../../migrations/postgres/0004_agents.sql"),
+    },
+];
 
 /// The advisory lock key migrations run under (any constant; "punchd" in ASCII): several instances starting at
 /// once apply each migration once, the others wait and then find it done.
@@ -1685,6 +1693,7 @@ mod tests {
         super::super::contract::run_all(&store).await;
         super::super::contract_hardening::run_all(&store).await;
         super::super::contract_push::run_all(&store).await;
+        super::super::contract_agents::run_all(&store).await;
         // Areas ported by their owners add their suites here:
         // super::super::contract_operations::run_all(&store).await;
         // super::super::contract_sources::run_all(&store).await;
