@@ -18,6 +18,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
+mod agent;
 mod attendance;
 mod migrate;
 pub mod sinks;
@@ -128,6 +129,17 @@ pub enum Cmd {
     /// Move an installation from SQLite to PostgreSQL: copy every table, verified by counts and checksums;
     /// resumable.
     Migrate(migrate::MigrateArgs),
+    /// Run the edge agent: pull LAN terminals into its own database (`--database`) and forward to a hub.
+    Agent(crate::agent::AgentArgs),
+    /// On the hub: register edge agents (`agents add --site SITE` prints a token) and list them.
+    Agents {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<agent::AgentsAction>,
+        /// Output format for listings.
+        #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+        format: Format,
+    },
 }
 
 /// `serve` options.
@@ -416,7 +428,7 @@ pub struct ReplayArgs {
 /// Start logging to stderr. `--log`/`PUNCHD_LOG` or `RUST_LOG` set the filter.
 pub fn init_tracing(cli: &Cli) {
     let default = match cli.command {
-        Cmd::Serve(_) => "punchd=info,tower_http=warn",
+        Cmd::Serve(_) | Cmd::Agent(_) => "punchd=info,tower_http=warn",
         _ => "punchd=warn",
     };
     let filter = cli
@@ -551,6 +563,10 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         }
         Cmd::Attendance(cmd) => attendance::run(config, cmd).await,
         Cmd::Migrate(args) => migrate::migrate(args).await,
+        Cmd::Agent(args) => crate::agent::run(config, args, shutdown_signal()).await,
+        Cmd::Agents { action, format } => {
+            agent::agents(config, action.unwrap_or(agent::AgentsAction::List), format).await
+        }
     }
 }
 

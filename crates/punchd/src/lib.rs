@@ -21,8 +21,11 @@
 //!   [`instance_lock`] (one `serve` per database).
 //! - [`leases`]: which instance drains a sink or pulls a terminal when several share one PostgreSQL.
 //!
+//! - [`agent`]: `punchd agent`, the edge agent (pulls LAN terminals into its own store, forwards to a hub).
+//!
 //! [`app::App`] wires these together for one running instance.
 
+pub mod agent;
 pub mod app;
 pub mod attendance;
 pub mod cli;

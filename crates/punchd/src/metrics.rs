@@ -58,6 +58,9 @@ pub struct Metrics {
     pub source_rejected: Family<SourceLabels, Gauge>,
     /// Per source: 1 when its last run failed, else 0 (set when scraped).
     pub source_failing: Family<SourceLabels, Gauge>,
+    /// Alarms raised about edge agents: punches acknowledged but missing (on the hub), or found missing by the
+    /// agent (on the agent) — see `agent`.
+    pub agent_alarms: Counter,
 }
 
 /// Labels of the per-sink metrics.
@@ -207,7 +210,14 @@ impl Metrics {
             "1 when the source's last run failed",
             source_failing.clone(),
         );
+        let agent_alarms = Counter::default();
+        registry.register(
+            "agent_alarms",
+            "Alarms about edge agents: acknowledged punches found missing",
+            agent_alarms.clone(),
+        );
         Metrics {
+            agent_alarms,
             sinks,
             refused,
             pending_dropped,

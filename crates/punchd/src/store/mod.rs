@@ -5,9 +5,12 @@
 //! the same trait with native SQL, for several instances on one database. Callers never see SQL: `ingest`, `devices`,
 //! `sources` and `web` speak in the types below. This module depends only on `domain`.
 
+pub mod agents;
 pub mod attendance;
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod contract_agents;
 #[cfg(test)]
 mod contract_attendance;
 #[cfg(test)]
@@ -444,6 +447,7 @@ pub trait Store:
     + sources::SourcesStore
     + attendance::AttendanceStore
     + leases::LeaseStore
+    + agents::AgentStore
     + Send
     + Sync
     + 'static

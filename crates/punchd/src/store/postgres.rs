@@ -11,6 +11,7 @@
 //! outbox, attendance), like `sqlite/<area>.rs`. Schema: `migrations/postgres/NNNN_*.sql`, listed in
 //! [`MIGRATIONS`]. Depends on `domain` and the store types only.
 
+mod agents;
 mod attendance;
 mod hardening;
 mod leases;
@@ -66,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 8,
         name: "0008_leases",
         sql: include_str!("../../migrations/postgres/0008_leases.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_agents",
+        sql: include_str!("../../migrations/postgres/0004_agents.sql"),
     },
 ];
 
@@ -1700,6 +1706,7 @@ mod tests {
         super::super::contract_push::run_all(&store).await;
         // Areas ported by their owners add their suites here (operations, sources, outbox and leases run in
         // their own schemas: the tests at the end of postgres/<area>.rs):
+        super::super::contract_agents::run_all(&store).await;
         // super::super::contract_attendance::run_all(&store).await;
     }
 

@@ -6,6 +6,7 @@
 //! caller. With `synchronous=FULL` (the default, power-safe) the fsync cost is shared by everything queued, which
 //! is what makes per-request acknowledgement after a durable commit cheap.
 
+mod agents;
 mod attendance;
 mod hardening;
 mod leases;
@@ -55,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_sources.sql"),
     include_str!("../../migrations/sqlite/0008_outbox.sql"),
     include_str!("../../migrations/sqlite/0013_leases.sql"),
+    include_str!("../../migrations/sqlite/0009_agents.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.

@@ -161,6 +161,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::seed::SeedApi::openapi());
     doc.merge(super::sinks::SinksDoc::openapi());
     doc.merge(super::sources::SourcesDoc::openapi());
+    doc.merge(super::agent_api::AgentDoc::openapi());
     // Attendance routes read with scope `read` and change with `operate` (api::routes, scoped_by_method).
     for (path, item) in doc.paths.paths.iter_mut() {
         if !path.starts_with("/api/v1/attendance/") {

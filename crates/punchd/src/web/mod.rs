@@ -3,6 +3,7 @@
 //! `web` only translates HTTP to `ingest`/`devices`/`store` calls. The server takes its listener and a shutdown
 //! future ([`serve`]); the binary passes real ones, tests pass a listener on port 0.
 
+pub mod agent_api;
 pub mod api;
 pub mod attendance;
 pub mod auth;
@@ -46,6 +47,7 @@ pub fn router(app: App) -> Router {
         .nest("/api/v1", api::routes(app.clone()))
         .nest("/api/push", seed::routes(app.clone()))
         .merge(sources::routes(app.clone()))
+        .merge(agent_api::routes(app.clone()))
         .merge(biotime_api::routes(app.clone()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

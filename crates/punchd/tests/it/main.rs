@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod agent;
 mod approval;
 mod attendance;
 mod bad_input;
