@@ -383,7 +383,8 @@ pub enum TokenAction {
     Create {
         /// A name for the token (who or what uses it).
         name: String,
-        /// What it may do: read (every GET), operate (also queue and cancel commands, approve and block
+        /// What it may do: read (every GET), hr (also change attendance: employees, mapping, shifts,
+        /// policy, review, sign-off), operate (also queue and cancel commands, approve and block
         /// devices) or admin (also create, change and delete devices). Default read: the least privilege; a
         /// token that can reboot terminals or delete devices is asked for by name.
         #[arg(long, default_value = "read", value_parser = parse_scope)]
@@ -479,7 +480,7 @@ fn sn(s: &str) -> anyhow::Result<DeviceSn> {
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
-    Scope::parse(s).ok_or_else(|| format!("scope {s:?} is not read, operate or admin"))
+    Scope::parse(s).ok_or_else(|| format!("scope {s:?} is not read, hr, operate or admin"))
 }
 
 /// Open the configured database. Only subcommands that write pass `create` (serve, token create, devices add,
