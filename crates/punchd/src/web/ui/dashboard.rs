@@ -415,7 +415,7 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
 
         h2 #storage { "Storage" }
         p { "Database " code { (app.config.database.display()) } ": " (format!("{:.1} MB", db_bytes as f64 / 1e6)) " with its write-ahead log. "
-            @match &fault { Some(r) => { (badge("bad", "failing")) " " (r) }, None => { (badge("ok", "writes succeed")) } } }
+            @if let Some(r) = &fault { (badge("bad", "failing")) " " (r) } @else { (badge("ok", "writes succeed")) } }
     };
     Ok(layout::html(layout::page(&ctx, "Dashboard", Nav::Dashboard, body)).into_response())
 }
