@@ -78,7 +78,14 @@ fn the_web_ui_works_in_chromium_with_axe_on_every_page() {
     let short = punchd_command()
         .arg("--database")
         .arg(&server.db)
-        .args(["ui-users", "add", "shorty", "--role", "viewer", "--password-stdin"])
+        .args([
+            "ui-users",
+            "add",
+            "shorty",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -113,9 +120,7 @@ fn the_web_ui_works_in_chromium_with_axe_on_every_page() {
     );
 
     // Two simulated push terminals; under manual approval they wait in `pending`.
-    let first_punch = chrono::Utc::now()
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string();
+    let first_punch = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
     let _fleet = Killed(
         punchd_command()
             .args(["simulate", "push", "--server", &base])
@@ -178,7 +183,10 @@ fn the_web_ui_works_in_chromium_with_axe_on_every_page() {
     );
 
     // What the browser did is in the store.
-    let device = cli_json(&server.db, &["devices", "show", &pending_sn, "--format", "json"]);
+    let device = cli_json(
+        &server.db,
+        &["devices", "show", &pending_sn, "--format", "json"],
+    );
     assert_eq!(device["approval"], "approved", "{device}");
     let others = cli_json(&server.db, &["devices", "--format", "json"]);
     let still_pending = others
@@ -187,8 +195,14 @@ fn the_web_ui_works_in_chromium_with_axe_on_every_page() {
         .iter()
         .filter(|d| d["approval"] == "pending")
         .count();
-    assert_eq!(still_pending, 1, "only the approved terminal changed: {others}");
-    let punches = cli(&server.db, &["punches", "--device", &pending_sn, "--format", "json"]);
+    assert_eq!(
+        still_pending, 1,
+        "only the approved terminal changed: {others}"
+    );
+    let punches = cli(
+        &server.db,
+        &["punches", "--device", &pending_sn, "--format", "json"],
+    );
     assert!(punches.ok, "{}", punches.stderr);
     let punches: serde_json::Value = serde_json::from_str(&punches.stdout).unwrap();
     assert!(

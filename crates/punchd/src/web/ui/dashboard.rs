@@ -93,7 +93,11 @@ struct SiteChart {
     hours: Vec<(NaiveDateTime, usize)>,
 }
 
-async fn charts(app: &App, devices: &[Device], now: DateTime<Utc>) -> Result<Vec<SiteChart>, UiError> {
+async fn charts(
+    app: &App,
+    devices: &[Device],
+    now: DateTime<Utc>,
+) -> Result<Vec<SiteChart>, UiError> {
     let mut by_site: BTreeMap<String, Vec<&Device>> = BTreeMap::new();
     for d in devices.iter().filter(|d| d.approval == Approval::Approved) {
         by_site
@@ -133,7 +137,11 @@ async fn charts(app: &App, devices: &[Device], now: DateTime<Utc>) -> Result<Vec
             }
         }
         out.push(SiteChart {
-            site: if site.is_empty() { "(no site)".into() } else { site },
+            site: if site.is_empty() {
+                "(no site)".into()
+            } else {
+                site
+            },
             hours: counts
                 .into_iter()
                 .enumerate()
@@ -147,7 +155,13 @@ async fn charts(app: &App, devices: &[Device], now: DateTime<Utc>) -> Result<Vec
 /// The chart as SVG: one bar per hour, a line under each day's start with its date.
 fn chart_svg(chart: &SiteChart) -> Markup {
     let (w, h, pad) = (720.0_f64, 160.0_f64, 18.0_f64);
-    let max = chart.hours.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1) as f64;
+    let max = chart
+        .hours
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let bar_w = w / chart.hours.len().max(1) as f64;
     let total: usize = chart.hours.iter().map(|(_, n)| *n).sum();
     let busiest = chart
@@ -189,7 +203,11 @@ fn chart_svg(chart: &SiteChart) -> Markup {
             ));
         }
     }
-    svg.push_str(&format!("<text x=\"{:.1}\" y=\"10\">max {}</text>", w - 60.0, max as usize));
+    svg.push_str(&format!(
+        "<text x=\"{:.1}\" y=\"10\">max {}</text>",
+        w - 60.0,
+        max as usize
+    ));
     svg.push_str("</svg>");
     layout::trusted(svg)
 }
@@ -222,7 +240,9 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
         if presence != Presence::Online {
             trouble.push((presence, d, last_punch));
         }
-        if d.clock_drift_secs.is_some_and(|s| s.abs() >= DRIFT_WARN_SECS) {
+        if d.clock_drift_secs
+            .is_some_and(|s| s.abs() >= DRIFT_WARN_SECS)
+        {
             drifting.push(d);
         }
     }
@@ -252,7 +272,10 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
             badge("ok", "ok")
         };
         sink_rows.push(vec![
-            link(&format!("/ui/delivery#{}", layout::enc(&sink.name)), &sink.name),
+            link(
+                &format!("/ui/delivery#{}", layout::enc(&sink.name)),
+                &sink.name,
+            ),
             text(sink.kind.as_str()),
             state,
             text(counts.pending.to_string()),
@@ -307,7 +330,15 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
     }
 
     let charts = charts(&app, &devices, now).await?;
-    let level = |bad: bool, n: usize| if n == 0 { "" } else if bad { "bad" } else { "warn" };
+    let level = |bad: bool, n: usize| {
+        if n == 0 {
+            ""
+        } else if bad {
+            "bad"
+        } else {
+            "warn"
+        }
+    };
 
     let body = html! {
         @if let Some(reason) = &fault {

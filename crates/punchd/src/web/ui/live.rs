@@ -61,11 +61,17 @@ pub struct LiveFilter {
 
 impl LiveFilter {
     fn site(&self) -> Option<&str> {
-        self.site.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        self.site
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
     }
 
     fn device(&self) -> Option<&str> {
-        self.device.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        self.device
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
     }
 
     fn query(&self) -> String {
@@ -240,7 +246,11 @@ async fn page(
     require(&user, Scope::Read)?;
     let dir = Directory::load(&app).await?;
     let punches = newest(&app, &filter, &dir).await?;
-    let mut sites: Vec<String> = dir.devices.values().filter_map(|d| d.site.clone()).collect();
+    let mut sites: Vec<String> = dir
+        .devices
+        .values()
+        .filter_map(|d| d.site.clone())
+        .collect();
     sites.sort();
     sites.dedup();
     let mut devices: Vec<(String, String)> = dir

@@ -112,10 +112,16 @@ pub async fn run_background(app: App, shutdown: impl std::future::Future<Output 
             _ = tick.tick() => {}
         }
         let now = chrono::Utc::now();
-        for d in app.registry.devices_where(|d| d.approval == crate::domain::Approval::Approved) {
+        for d in app
+            .registry
+            .devices_where(|d| d.approval == crate::domain::Approval::Approved)
+        {
             let is_online = crate::devices::health::is_online(&d, now);
             // The first look only learns the state; changes after it are news.
-            if online.insert(d.sn.clone(), is_online).is_some_and(|was| was != is_online) {
+            if online
+                .insert(d.sn.clone(), is_online)
+                .is_some_and(|was| was != is_online)
+            {
                 app.live.publish_presence(&d.sn, is_online, d.last_seen);
             }
         }
@@ -272,7 +278,10 @@ async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, bytes)) => (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(*content_type),
+                ),
                 (
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=300"),

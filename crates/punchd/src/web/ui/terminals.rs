@@ -14,7 +14,9 @@ use super::layout::{self, badge, link, text, Flash, FormErrors, Nav};
 use super::{require, UiCtx, UiError, UiUser};
 use crate::app::App;
 use crate::devices::{health, settings};
-use crate::domain::{Approval, Command, CommandKind, CommandStatus, Device, DeviceSn, Scope, Transport};
+use crate::domain::{
+    Approval, Command, CommandKind, CommandStatus, Device, DeviceSn, Scope, Transport,
+};
 use crate::store::{CommandFilter, DevicePatch};
 
 /// A terminal is **silent** when it is online but has sent no punch for this long (or never).
@@ -69,7 +71,12 @@ impl Presence {
     }
 
     /// A badge saying it, with how long (since last seen for offline, since the last punch for silent).
-    pub fn badge(self, device: &Device, last_punch: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Markup {
+    pub fn badge(
+        self,
+        device: &Device,
+        last_punch: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Markup {
         match self {
             Presence::Online => badge("ok", "online"),
             Presence::Silent => badge(
@@ -392,13 +399,18 @@ impl CommandForm {
         };
         let time = |errors: &mut FormErrors, field: &str, s: &str| -> Option<NaiveDateTime> {
             let s = s.trim();
-            ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
-                .iter()
-                .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-                .or_else(|| {
-                    errors.add(field, "a terminal local time, e.g. 2026-11-30 08:00");
-                    None
-                })
+            [
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M",
+                "%Y-%m-%dT%H:%M:%S",
+                "%Y-%m-%d %H:%M:%S",
+            ]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+            .or_else(|| {
+                errors.add(field, "a terminal local time, e.g. 2026-11-30 08:00");
+                None
+            })
         };
         let kind = match self.kind.as_str() {
             "fetch_info" => Some(CommandKind::FetchInfo),
@@ -550,7 +562,11 @@ fn terminal_page(
     let may_operate = ctx.may(Scope::Operate);
     let may_admin = ctx.may(Scope::Admin);
     let kinds: Vec<(String, String)> = std::iter::once((String::new(), "Choose…".to_owned()))
-        .chain(COMMAND_KINDS.iter().map(|(k, l)| ((*k).to_owned(), (*l).to_owned())))
+        .chain(
+            COMMAND_KINDS
+                .iter()
+                .map(|(k, l)| ((*k).to_owned(), (*l).to_owned())),
+        )
         .collect();
     let body = html! {
         dl.facts {
@@ -736,7 +752,9 @@ async fn approve(
     tracing::info!(sn = %sn, by = %user.name, "terminal approved in the web UI");
     Ok(layout::redirect_with_flash(
         &format!("/ui/terminals/{}", layout::enc(sn.as_str())),
-        Flash::ok(format!("Terminal {sn} approved: its data is taken from its next request on.")),
+        Flash::ok(format!(
+            "Terminal {sn} approved: its data is taken from its next request on."
+        )),
     ))
 }
 
@@ -752,7 +770,9 @@ async fn block(
     tracing::info!(sn = %sn, by = %user.name, "terminal blocked in the web UI");
     Ok(layout::redirect_with_flash(
         &format!("/ui/terminals/{}", layout::enc(sn.as_str())),
-        Flash::ok(format!("Terminal {sn} blocked: it is answered UNKNOWN DEVICE and keeps its data.")),
+        Flash::ok(format!(
+            "Terminal {sn} blocked: it is answered UNKNOWN DEVICE and keeps its data."
+        )),
     ))
 }
 
@@ -819,7 +839,9 @@ async fn send_command(
                             "/ui/terminals/{}?follow={id}#commands",
                             layout::enc(sn.as_str())
                         ),
-                        Flash::ok(format!("Command {id} queued; the terminal takes it on its next poll.")),
+                        Flash::ok(format!(
+                            "Command {id} queued; the terminal takes it on its next poll."
+                        )),
                     ));
                 }
                 Err(crate::devices::commands::EnqueueError::Invalid(why)) => {

@@ -24,7 +24,11 @@ async fn fixture() -> Fixture {
     let app = App::with_store(config, std::sync::Arc::new(store))
         .await
         .expect("app");
-    for (name, role) in [("ana", Role::Admin), ("hilde", Role::Hr), ("vik", Role::Viewer)] {
+    for (name, role) in [
+        ("ana", Role::Admin),
+        ("hilde", Role::Hr),
+        ("vik", Role::Viewer),
+    ] {
         let hash = super::session::hash_password(&format!("{name}-password")).expect("hash");
         app.store
             .create_ui_account(name, role, &hash, Utc::now())
@@ -102,7 +106,9 @@ async fn sign_in(app: &App, name: &str) -> (String, String) {
         .expect("session cookie")
         .to_owned();
     assert!(
-        cookie.contains("; HttpOnly") && cookie.contains("SameSite=Lax") && !cookie.contains("Secure"),
+        cookie.contains("; HttpOnly")
+            && cookie.contains("SameSite=Lax")
+            && !cookie.contains("Secure"),
         "{cookie}"
     );
     let pair = cookie.split(';').next().expect("pair").to_owned();
@@ -124,18 +130,30 @@ async fn pages_need_a_session_and_carry_the_security_headers() {
     let f = fixture().await;
     let (status, headers, _) = send(&f.app, get("/ui/terminals", None)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert_eq!(headers[header::LOCATION], "/ui/login?next=%2Fui%2Fterminals");
+    assert_eq!(
+        headers[header::LOCATION],
+        "/ui/login?next=%2Fui%2Fterminals"
+    );
     let (status, headers, body) = send(&f.app, get("/ui/login", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-security-policy"], super::layout::CSP);
     assert_eq!(headers["x-frame-options"], "DENY");
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
-    assert!(!body.contains("<script>") && !body.contains("style="), "{body}");
+    assert!(
+        !body.contains("<script>") && !body.contains("style="),
+        "{body}"
+    );
     let (status, headers, _) = send(&f.app, get("/", None)).await;
-    assert_eq!((status, &headers[header::LOCATION]), (StatusCode::SEE_OTHER, &"/ui".parse().expect("value")));
+    assert_eq!(
+        (status, &headers[header::LOCATION]),
+        (StatusCode::SEE_OTHER, &"/ui".parse().expect("value"))
+    );
     let (status, headers, body) = send(&f.app, get("/ui/assets/ui.js", None)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(headers[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
     assert!(body.contains("EventSource"));
 }
 
@@ -143,10 +161,14 @@ async fn pages_need_a_session_and_carry_the_security_headers() {
 async fn a_wrong_password_is_refused_beside_the_field_and_counted() {
     let f = fixture().await;
     for attempt in 1..=6 {
-        let (status, _, body) = send(&f.app, form("/ui/login", None, "name=ana&password=wrong")).await;
+        let (status, _, body) =
+            send(&f.app, form("/ui/login", None, "name=ana&password=wrong")).await;
         if attempt <= 5 {
             assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
-            assert!(body.contains("the account name or password is wrong"), "{body}");
+            assert!(
+                body.contains("the account name or password is wrong"),
+                "{body}"
+            );
             assert!(body.contains("aria-invalid=\"true\""), "{body}");
         } else {
             // The sixth within the window is refused without looking at the password, even the right one.
@@ -154,10 +176,18 @@ async fn a_wrong_password_is_refused_beside_the_field_and_counted() {
             assert!(body.contains("too many failed attempts"), "{body}");
         }
     }
-    let (status, _, _) = send(&f.app, form("/ui/login", None, "name=ana&password=ana-password")).await;
+    let (status, _, _) = send(
+        &f.app,
+        form("/ui/login", None, "name=ana&password=ana-password"),
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     // Another account from the same address is not blocked.
-    let (status, _, _) = send(&f.app, form("/ui/login", None, "name=vik&password=vik-password")).await;
+    let (status, _, _) = send(
+        &f.app,
+        form("/ui/login", None, "name=vik&password=vik-password"),
+    )
+    .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
@@ -172,14 +202,28 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
     let (status, _, body) = send(&f.app, get("/ui/terminals/UIT0001", Some(&viewer))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Sending commands needs role admin"), "{body}");
-    let (status, _, body) = send(&f.app, form(approve, Some(&viewer), &format!("_csrf={viewer_csrf}"))).await;
+    let (status, _, body) = send(
+        &f.app,
+        form(approve, Some(&viewer), &format!("_csrf={viewer_csrf}")),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(body.contains("your role (viewer) may not do this: it needs scope operate"), "{body}");
+    assert!(
+        body.contains("your role (viewer) may not do this: it needs scope operate"),
+        "{body}"
+    );
     // HR (scope hr) neither: approving terminals is `operate`.
     let (hr, hr_csrf) = sign_in(&f.app, "hilde").await;
-    let (status, _, _) = send(&f.app, form(approve, Some(&hr), &format!("_csrf={hr_csrf}"))).await;
+    let (status, _, _) = send(
+        &f.app,
+        form(approve, Some(&hr), &format!("_csrf={hr_csrf}")),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(f.app.store.get_device(&sn).await.expect("device").approval, Approval::Pending);
+    assert_eq!(
+        f.app.store.get_device(&sn).await.expect("device").approval,
+        Approval::Pending
+    );
 
     // An admin without the token, with another session's token, or from another origin: refused.
     let (admin, admin_csrf) = sign_in(&f.app, "ana").await;
@@ -188,25 +232,56 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
         assert_eq!(status, StatusCode::FORBIDDEN, "body {body:?}");
     }
     let mut cross = form(approve, Some(&admin), &format!("_csrf={admin_csrf}"));
-    cross
-        .headers_mut()
-        .insert(header::ORIGIN, "http://evil.example".parse().expect("value"));
+    cross.headers_mut().insert(
+        header::ORIGIN,
+        "http://evil.example".parse().expect("value"),
+    );
     let (status, _, _) = send(&f.app, cross).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(f.app.store.get_device(&sn).await.expect("device").approval, Approval::Pending);
+    assert_eq!(
+        f.app.store.get_device(&sn).await.expect("device").approval,
+        Approval::Pending
+    );
 
     // With its token the admin approves: stored, and the redirect carries the flash.
-    let (status, headers, _) = send(&f.app, form(approve, Some(&admin), &format!("a=1&_csrf={admin_csrf}"))).await;
+    let (status, headers, _) = send(
+        &f.app,
+        form(approve, Some(&admin), &format!("a=1&_csrf={admin_csrf}")),
+    )
+    .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/ui/terminals/UIT0001");
-    assert_eq!(f.app.store.get_device(&sn).await.expect("device").approval, Approval::Approved);
+    assert_eq!(
+        f.app.store.get_device(&sn).await.expect("device").approval,
+        Approval::Approved
+    );
 
     // A command from the admin is queued in the admin's name; field errors come back beside the field.
     let commands = "/ui/terminals/UIT0001/commands";
-    let (status, _, body) = send(&f.app, form(commands, Some(&admin), &format!("_csrf={admin_csrf}&kind=delete_user&pin="))).await;
+    let (status, _, body) = send(
+        &f.app,
+        form(
+            commands,
+            Some(&admin),
+            &format!("_csrf={admin_csrf}&kind=delete_user&pin="),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body.contains("this command needs the user&#39;s PIN") || body.contains("this command needs the user's PIN"), "{body}");
-    let (status, headers, _) = send(&f.app, form(commands, Some(&admin), &format!("_csrf={admin_csrf}&kind=fetch_info"))).await;
+    assert!(
+        body.contains("this command needs the user&#39;s PIN")
+            || body.contains("this command needs the user's PIN"),
+        "{body}"
+    );
+    let (status, headers, _) = send(
+        &f.app,
+        form(
+            commands,
+            Some(&admin),
+            &format!("_csrf={admin_csrf}&kind=fetch_info"),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{headers:?}");
     let queued = f
         .app
@@ -218,11 +293,18 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
         })
         .await
         .expect("commands");
-    let queued: Vec<(&str, &str)> = queued.iter().map(|c| (c.kind.name(), c.requested_by.as_str())).collect();
+    let queued: Vec<(&str, &str)> = queued
+        .iter()
+        .map(|c| (c.kind.name(), c.requested_by.as_str()))
+        .collect();
     assert_eq!(queued, [("fetch_info", "ui:ana")]);
 
     // Sign-out ends the session in the store.
-    let (status, _, _) = send(&f.app, form("/ui/logout", Some(&admin), &format!("_csrf={admin_csrf}"))).await;
+    let (status, _, _) = send(
+        &f.app,
+        form("/ui/logout", Some(&admin), &format!("_csrf={admin_csrf}")),
+    )
+    .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (status, _, _) = send(&f.app, get("/ui", Some(&admin))).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -238,5 +320,8 @@ async fn the_dashboard_and_live_page_render_for_a_viewer() {
     assert!(body.contains("aria-current=\"page\">Dashboard"), "{body}");
     let (status, _, body) = send(&f.app, get("/ui/live?device=UIT0001", Some(&viewer))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body.contains("data-live-events=\"/ui/live/events?device=UIT0001\""), "{body}");
+    assert!(
+        body.contains("data-live-events=\"/ui/live/events?device=UIT0001\""),
+        "{body}"
+    );
 }
