@@ -36,6 +36,8 @@ pub struct App {
     pub guards: Arc<crate::limits::Guards>,
     /// This instance's lease identity and timing (who drains a sink, who pulls a terminal; `leases`).
     pub leases: crate::leases::Leases,
+    /// Punches stored and terminals going on- or offline, as they happen (the web UI's live page).
+    pub live: crate::live::LiveFeed,
 }
 
 /// Bring the store in line with the `[[devices]]` of the settings file.
@@ -117,9 +119,12 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("loading devices: {e}"))?,
         );
+        let live = crate::live::LiveFeed::new();
         Ok(App {
             ingest: Ingest::new(store.clone(), metrics.clone())
-                .with_max_line_errors(config.limits.max_line_errors),
+                .with_max_line_errors(config.limits.max_line_errors)
+                .with_live(live.clone()),
+            live,
             commands: CommandQueue::new(store.clone(), Some(registry.clone())),
             push_guard: Arc::new(crate::devices::push_auth::PushGuard::new(
                 store.clone(),

@@ -25,6 +25,8 @@ mod contract_outbox;
 mod contract_push;
 #[cfg(test)]
 mod contract_sources;
+#[cfg(test)]
+mod contract_ui_accounts;
 pub mod hardening;
 pub mod leases;
 pub mod operations;
@@ -33,6 +35,7 @@ pub mod postgres;
 pub mod push;
 pub mod sources;
 pub mod sqlite;
+pub mod ui_accounts;
 
 pub use hardening::HardeningStore;
 pub use operations::{JournalFilter, OperationsStore};
@@ -448,6 +451,7 @@ pub trait Store:
     + attendance::AttendanceStore
     + leases::LeaseStore
     + agents::AgentStore
+    + ui_accounts::UiAccountsStore
     + Send
     + Sync
     + 'static

@@ -13,6 +13,7 @@ mod leases;
 mod operations;
 mod push;
 mod sources;
+mod ui_accounts;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -57,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_outbox.sql"),
     include_str!("../../migrations/sqlite/0013_leases.sql"),
     include_str!("../../migrations/sqlite/0009_agents.sql"),
+    include_str!("../../migrations/sqlite/0010_ui_accounts.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.

@@ -29,3 +29,4 @@ mod simulate;
 mod sinks;
 mod sources;
 mod storage_failure;
+mod ui_browser;
