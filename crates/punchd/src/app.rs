@@ -34,6 +34,8 @@ pub struct App {
     pub push_guard: Arc<crate::devices::push_auth::PushGuard>,
     /// The resource limits' state (new SNs per address, connections).
     pub guards: Arc<crate::limits::Guards>,
+    /// Punches stored and terminals going on- or offline, as they happen (the web UI's live page).
+    pub live: crate::live::LiveFeed,
 }
 
 /// Bring the store in line with the `[[devices]]` of the settings file.
@@ -115,9 +117,12 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("loading devices: {e}"))?,
         );
+        let live = crate::live::LiveFeed::new();
         Ok(App {
             ingest: Ingest::new(store.clone(), metrics.clone())
-                .with_max_line_errors(config.limits.max_line_errors),
+                .with_max_line_errors(config.limits.max_line_errors)
+                .with_live(live.clone()),
+            live,
             commands: CommandQueue::new(store.clone(), Some(registry.clone())),
             push_guard: Arc::new(crate::devices::push_auth::PushGuard::new(
                 store.clone(),

@@ -3,7 +3,7 @@
 //!
 //! Subcommands other than `serve` and `replay --server` work on the database directly: they are safe to run
 //! while the server runs (SQLite WAL), and a running server picks up their changes within a few seconds.
-//! Only `serve`, `token create`, `devices add` and `replay` create a missing database; every other subcommand
+//! Only `serve`, `token create`, `ui-users add`, `devices add` and `replay` create a missing database; every other subcommand
 //! says "no database at PATH" and exits non-zero (a typo in `--database` must not look like an empty install).
 
 mod ops;
@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 mod attendance;
 pub mod sinks;
 mod sources;
+mod ui_users;
 
 use crate::app::App;
 use crate::config::{ApprovalMode, Config, Overrides};
@@ -117,6 +118,15 @@ pub enum Cmd {
         /// What to do (default: list).
         #[command(subcommand)]
         action: Option<sources::SourceAction>,
+        /// Output format for listings.
+        #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+        format: Format,
+    },
+    /// Accounts of the web UI (/ui): add, list, passwd, role, disable, enable.
+    UiUsers {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<ui_users::UiUserAction>,
         /// Output format for listings.
         #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
         format: Format,
@@ -383,7 +393,8 @@ pub enum TokenAction {
     Create {
         /// A name for the token (who or what uses it).
         name: String,
-        /// What it may do: read (every GET), operate (also queue and cancel commands, approve and block
+        /// What it may do: read (every GET), hr (also change attendance: employees, mapping, shifts,
+        /// policy, review, sign-off), operate (also queue and cancel commands, approve and block
         /// devices) or admin (also create, change and delete devices). Default read: the least privilege; a
         /// token that can reboot terminals or delete devices is asked for by name.
         #[arg(long, default_value = "read", value_parser = parse_scope)]
@@ -479,7 +490,7 @@ fn sn(s: &str) -> anyhow::Result<DeviceSn> {
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
-    Scope::parse(s).ok_or_else(|| format!("scope {s:?} is not read, operate or admin"))
+    Scope::parse(s).ok_or_else(|| format!("scope {s:?} is not read, hr, operate or admin"))
 }
 
 /// Open the configured database. Only subcommands that write pass `create` (serve, token create, devices add,
@@ -537,6 +548,9 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
             sinks::run(config, action.unwrap_or(sinks::SinkAction::List), format).await
         }
         Cmd::Import(args) => sources::import(config, args).await,
+        Cmd::UiUsers { action, format } => {
+            ui_users::run(config, action.unwrap_or(ui_users::UiUserAction::List), format).await
+        }
         Cmd::Sources { action, format } => {
             sources::sources(
                 config,

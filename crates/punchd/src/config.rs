@@ -32,6 +32,10 @@
 //! new_sns_per_address_per_minute = 20
 //! max_connections = 0              # 0 = 3/4 of the open-file limit
 //!
+//! [ui]                             # the web UI at /ui (README "Web UI")
+//! secure_cookies = true            # behind https: the session cookie gets `Secure`
+//! session_idle_mins = 60           # a session unused this long is over
+//!
 //! [[devices]]                      # a terminal punchd pulls over TCP/UDP 4370
 //! sn = "BWXP201960123"
 //! address = "192.168.1.201"        # host or host:port (4370 by default)
@@ -179,6 +183,8 @@ pub struct FileConfig {
     pub sinks: Vec<crate::sinks::SinkFileConfig>,
     /// What one request, client or address may cost (`[limits]`).
     pub limits: crate::limits::LimitsConfig,
+    /// The web UI (`[ui]`): cookies, session expiry, sign-in attempts.
+    pub ui: crate::web::ui::UiConfig,
 }
 
 /// The effective settings.
@@ -210,6 +216,8 @@ pub struct Config {
     pub sinks: Vec<crate::sinks::SinkFileConfig>,
     /// Resource limits.
     pub limits: crate::limits::LimitsConfig,
+    /// Web UI settings.
+    pub ui: crate::web::ui::UiConfig,
 }
 
 /// The default listen address.
@@ -322,6 +330,7 @@ impl Config {
             devices: file_config.devices,
             sinks: file_config.sinks,
             limits,
+            ui: file_config.ui,
         })
     }
 }

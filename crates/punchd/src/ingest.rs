@@ -79,6 +79,8 @@ pub struct Ingest {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     max_line_errors: usize,
+    /// Where stored punches are announced after the commit (the web UI's live page), when set.
+    live: Option<crate::live::LiveFeed>,
 }
 
 impl Ingest {
@@ -88,7 +90,14 @@ impl Ingest {
             store,
             metrics,
             max_line_errors: crate::limits::LimitsConfig::default().max_line_errors,
+            live: None,
         }
+    }
+
+    /// Announce the punches each committed delivery stored on `feed` ([`crate::live::LiveFeed::publish_stored`]).
+    pub fn with_live(mut self, feed: crate::live::LiveFeed) -> Ingest {
+        self.live = Some(feed);
+        self
     }
 
     /// Record at most `max` line errors per delivery in its journal entry (the rest are counted in one last
@@ -152,8 +161,18 @@ impl Ingest {
         // Whatever the source, one delivery records a bounded number of errors (issue 6: 8.4 M bad lines once
         // stored 915 MB of error text); the rest are counted.
         let n_errors = crate::limits::cap_issues(&mut batch.raw.errors, self.max_line_errors);
+        // Kept for the live feed only when someone listens (a copy of a 10k-punch batch is not free).
+        let published = self
+            .live
+            .as_ref()
+            .filter(|feed| feed.n_subscribers() > 0)
+            .map(|feed| (feed.clone(), batch.punches.clone()));
         match self.store.write_batch(batch).await {
             Ok(mut outcome) => {
+                // After the commit: the feed never shows a punch the store does not hold.
+                if let Some((feed, punches)) = published {
+                    feed.publish_stored(&punches, outcome.n_stored);
+                }
                 outcome.n_duplicate += n_repeated;
                 self.metrics.punches_stored.inc_by(outcome.n_stored as u64);
                 self.metrics

@@ -11,7 +11,8 @@
 //!   scheduler and one-shot reader for terminals read over TCP/UDP 4370), `import` (files), `webhook` (JSON
 //!   events) and `biotime` (a ZKBio Time server).
 //! - [`attendance`]: punches become working days and months; [`attendance::rules`] is the pure rules engine.
-//! - [`web`]: the JSON API (`/api/v1`), auth, health, metrics, and the HTTP server loop.
+//! - [`web`]: the JSON API (`/api/v1`), the web UI (`/ui`), auth, health, metrics, and the HTTP server loop.
+//! - [`live`]: the live feed (punches stored, terminals on- and offline) the web UI's live page follows.
 //! - [`metrics`] (Prometheus counters) and [`format`](mod@format) (table, CSV and JSON listings for the CLI and the API).
 //! - [`replay`] (feed captured requests through the handlers or a server) and [`simulate`] (simulated terminals
 //!   from `zk-sim`): support and test tools behind CLI subcommands.
@@ -32,6 +33,7 @@ pub mod format;
 pub mod ingest;
 pub mod instance_lock;
 pub mod limits;
+pub mod live;
 pub mod logfmt;
 pub mod metrics;
 pub mod replay;

@@ -9,7 +9,7 @@ mod command;
 mod device;
 mod punch;
 
-pub use access::Scope;
+pub use access::{Role, Scope};
 pub use command::{Command, CommandKind, CommandStatus, NewCommand};
 pub use device::{Approval, Device, DeviceSn, InvalidSn, Transport};
 pub use punch::{NewPunch, Pin, Punch, PunchState, Source, VerifyMode};

@@ -20,12 +20,15 @@ mod contract_outbox;
 mod contract_push;
 #[cfg(test)]
 mod contract_sources;
+#[cfg(test)]
+mod contract_ui_accounts;
 pub mod hardening;
 pub mod operations;
 pub mod outbox;
 pub mod push;
 pub mod sources;
 pub mod sqlite;
+pub mod ui_accounts;
 
 pub use hardening::HardeningStore;
 pub use operations::{JournalFilter, OperationsStore};
@@ -439,6 +442,7 @@ pub trait Store:
     + outbox::OutboxStore
     + sources::SourcesStore
     + attendance::AttendanceStore
+    + ui_accounts::UiAccountsStore
     + Send
     + Sync
     + 'static

@@ -11,6 +11,7 @@ mod hardening;
 mod operations;
 mod push;
 mod sources;
+mod ui_accounts;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -53,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_attendance.sql"),
     include_str!("../../migrations/sqlite/0007_sources.sql"),
     include_str!("../../migrations/sqlite/0008_outbox.sql"),
+    include_str!("../../migrations/sqlite/0010_ui_accounts.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.

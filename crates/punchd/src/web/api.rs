@@ -1,6 +1,6 @@
 //! The JSON API, `/api/v1`, documented as OpenAPI at `/api/v1/openapi.json` ([`document`]). Every route needs
 //! an API token (`Authorization: Bearer <token>`, created with `punchd token create NAME --scope …`) of the
-//! route's scope: `read` for every `GET`, `operate` to queue or cancel commands and approve or block devices,
+//! route's scope: `read` for every `GET`, `hr` to change attendance, `operate` to queue or cancel commands and approve or block devices,
 //! `admin` to create, change or delete devices. Errors are always `{"error": "…"}` ([`super::error`]).
 //!
 //! Adding an area: write `web/<area>.rs` with its handlers, a `routes()` that wraps each group in
@@ -119,7 +119,7 @@ pub fn routes(app: App) -> axum::Router<App> {
         .merge(super::sinks::routes())
         .merge(scoped_by_method(
             Scope::Read,
-            Scope::Operate,
+            Scope::Hr,
             super::attendance::routes(),
         ))
         // Areas: `.merge(super::<area>::routes())` here, above the token layer (their groups already scoped).
@@ -131,8 +131,8 @@ pub fn routes(app: App) -> axum::Router<App> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "punchd", description = "Attendance hub for biometric terminals: devices, punches, commands, the raw journal.\n\n\
-        Every `/api/v1` route needs `Authorization: Bearer <token>` (`punchd token create NAME --scope read|operate|admin`). \
-        Scopes include the lower ones: `read` (every GET), `operate` (queue and cancel commands, approve and block devices), \
+        Every `/api/v1` route needs `Authorization: Bearer <token>` (`punchd token create NAME --scope read|hr|operate|admin`). \
+        Scopes include the lower ones: `read` (every GET), `hr` (change attendance: employees, mapping, shifts, policy, review, sign-off), `operate` (queue and cancel commands, approve and block devices), \
         `admin` (create, change and delete devices). Each operation lists the scope it needs under `security`. \
         Errors are `{\"error\": \"...\"}`: 401 without a valid token, 403 when its scope is too low."),
     paths(
@@ -161,7 +161,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::seed::SeedApi::openapi());
     doc.merge(super::sinks::SinksDoc::openapi());
     doc.merge(super::sources::SourcesDoc::openapi());
-    // Attendance routes read with scope `read` and change with `operate` (api::routes, scoped_by_method).
+    // Attendance routes read with scope `read` and change with `hr` (api::routes, scoped_by_method).
     for (path, item) in doc.paths.paths.iter_mut() {
         if !path.starts_with("/api/v1/attendance/") {
             continue;
@@ -179,7 +179,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .into_iter()
         .flatten()
         {
-            op.security = scope("operate");
+            op.security = scope("hr");
         }
     }
     ErrorResponses::apply(&mut doc);
@@ -199,7 +199,7 @@ impl utoipa::Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "An API token (`pd_…`). The role names listed in an operation's security \
-                         requirement are the token scope it needs: read < operate < admin.",
+                         requirement are the token scope it needs: read < hr < operate < admin.",
                     ))
                     .build(),
             ),

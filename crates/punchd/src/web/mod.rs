@@ -1,4 +1,4 @@
-//! HTTP: the router (terminal routes + JSON API + health + metrics) and the server loop.
+//! HTTP: the router (terminal routes + JSON API + web UI + health + metrics) and the server loop.
 //!
 //! `web` only translates HTTP to `ingest`/`devices`/`store` calls. The server takes its listener and a shutdown
 //! future ([`serve`]); the binary passes real ones, tests pass a listener on port 0.
@@ -13,6 +13,7 @@ pub mod request_line;
 pub mod seed;
 pub mod sinks;
 pub mod sources;
+pub mod ui;
 
 use std::future::Future;
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub fn router(app: App) -> Router {
         .nest("/api/push", seed::routes(app.clone()))
         .merge(sources::routes(app.clone()))
         .merge(biotime_api::routes(app.clone()))
+        .nest("/ui", ui::routes(app.clone()))
+        .route("/", get(ui::to_ui))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))

@@ -1,0 +1,244 @@
+//! The web UI at `/ui`: server-rendered HTML pages (maud) for HR and IT, served by the same binary, with
+//! embedded assets (no CDN, no inline scripts).
+//!
+//! How a page is built (what the page modules share):
+//! - Every route except sign-in and `/ui/assets/*` sits behind [`session::require_session`], which finds the
+//!   signed-in [`UiUser`] (cookie → server-side session in the store, idle expiry) and, on every request that is
+//!   not `GET`/`HEAD`, checks the session's CSRF token ([`session::CSRF_FIELD`] in the form body, or the
+//!   `X-CSRF-Token` header, or `?_csrf=` for multipart forms) and that the `Origin` is this server.
+//! - A handler takes [`UiUser`] and [`UiCtx`] as extractors, checks the scope its JSON twin needs with
+//!   [`require`] (the same [`Scope`] model as API tokens: viewer = `read`, hr = `hr`, admin = `admin`), calls the
+//!   same domain functions as the JSON API, and renders with [`layout::page`].
+//! - A form that fails validation is rendered again with the message beside the field ([`layout::field`]); a
+//!   form that succeeds answers `303 See Other` with a flash message ([`layout::redirect_with_flash`]).
+//! - Errors are [`UiError`]: an HTML page with the reason (403 names the scope needed).
+//!
+//! Adding a page module (`web/ui/<page>.rs`): write `pub fn routes() -> Router<App>` and add one `.merge(…)`
+//! line in [`routes`]; its link is already in the navigation ([`layout::Nav`]).
+//!
+//! This module depends on `web::auth` only for [`Scope`]; it must not be used by the JSON API.
+
+pub mod dashboard;
+pub mod layout;
+pub mod live;
+pub mod session;
+pub mod terminals;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::domain::{Role, Scope};
+use crate::store::StoreError;
+
+pub use layout::{Flash, FlashKind, Nav};
+pub use session::UiUser;
+
+/// Web UI settings (`[ui]` in the settings file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Give the session cookie the `Secure` attribute (set it when punchd is reached over https, directly or
+    /// through a reverse proxy). Default false: a plain-http LAN install must still be able to sign in.
+    pub secure_cookies: bool,
+    /// Minutes a session may stay unused before it is over (sign in again). Default 60.
+    pub session_idle_mins: u32,
+    /// Failed sign-ins allowed per address and account name within [`UiConfig::login_window_mins`] before
+    /// further attempts are refused (429). Default 5.
+    pub login_attempts: u32,
+    /// The window of [`UiConfig::login_attempts`], minutes. Default 15.
+    pub login_window_mins: u32,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            secure_cookies: false,
+            session_idle_mins: 60,
+            login_attempts: 5,
+            login_window_mins: 15,
+        }
+    }
+}
+
+/// The UI routes, mounted at `/ui` by [`crate::web::router`].
+pub fn routes(app: App) -> Router<App> {
+    let signed_in = Router::new()
+        .route("/", get(dashboard::page))
+        .merge(dashboard::routes())
+        .merge(live::routes())
+        .merge(terminals::routes())
+        // Pages: `.merge(<page>::routes())` here (behind the session check and CSRF).
+        .route("/logout", axum::routing::post(session::logout))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            session::require_session,
+        ));
+    Router::new()
+        .merge(signed_in)
+        .route("/login", get(session::login_form).post(session::login))
+        .route("/assets/{name}", get(asset))
+        .layer(axum::extract::Extension(std::sync::Arc::new(
+            session::LoginLimiter::new(&app.config.ui),
+        )))
+        .layer(axum::middleware::from_fn(layout::security_headers))
+}
+
+/// `GET /`: to the UI.
+pub async fn to_ui() -> Redirect {
+    Redirect::to("/ui")
+}
+
+/// What every page needs besides its data: who is signed in, and the flash message to show once.
+#[derive(Debug, Clone, Default)]
+pub struct UiCtx {
+    /// The signed-in user (`None` on the sign-in page).
+    pub user: Option<UiUser>,
+    /// A message carried over a redirect (shown once).
+    pub flash: Option<Flash>,
+    /// The request path (for `next=` links and the current navigation item).
+    pub path: String,
+}
+
+impl UiCtx {
+    /// The CSRF token forms of this page carry (empty without a session).
+    pub fn csrf(&self) -> &str {
+        self.user.as_ref().map_or("", |u| u.csrf.as_str())
+    }
+
+    /// Whether the signed-in user may do what needs `needed` (to show or hide a button; the handler checks
+    /// again with [`require`]).
+    pub fn may(&self, needed: Scope) -> bool {
+        self.user.as_ref().is_some_and(|u| u.may(needed))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for UiCtx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(UiCtx {
+            user: parts.extensions.get::<UiUser>().cloned(),
+            flash: layout::read_flash(&parts.headers),
+            path: parts.uri.path().to_owned(),
+        })
+    }
+}
+
+/// Refuse unless `user` may do what needs `needed` (the same rule as for an API token of the role's scope).
+///
+/// Errors: [`UiError::Forbidden`] naming the role and the scope needed.
+pub fn require(user: &UiUser, needed: Scope) -> Result<(), UiError> {
+    if user.may(needed) {
+        Ok(())
+    } else {
+        Err(UiError::Forbidden(format!(
+            "your role ({}) may not do this: it needs scope {needed} ({})",
+            user.role,
+            roles_with(needed)
+        )))
+    }
+}
+
+/// The roles that have `needed`, for messages ("roles hr, admin").
+pub fn roles_with(needed: Scope) -> String {
+    let names: Vec<&str> = Role::ALL
+        .into_iter()
+        .filter(|r| r.allows(needed))
+        .map(Role::as_str)
+        .collect();
+    format!("role {}", names.join(" or "))
+}
+
+/// What went wrong in a UI request, answered as an HTML page.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    /// The signed-in role may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing asked for does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request cannot be read (400); forms report field errors on the form instead.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A conflict with what is stored (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Something failed inside (500); logged, the page says only that it failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for UiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => UiError::NotFound(format!("not found: {what}")),
+            StoreError::Conflict(what) => UiError::Conflict(what),
+            other => UiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for UiError {
+    fn from(e: anyhow::Error) -> Self {
+        UiError::Internal(format!("{e:#}"))
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let (status, title, text) = match &self {
+            UiError::Forbidden(t) => (StatusCode::FORBIDDEN, "Not allowed", t.clone()),
+            UiError::NotFound(t) => (StatusCode::NOT_FOUND, "Not found", t.clone()),
+            UiError::BadRequest(t) => (StatusCode::BAD_REQUEST, "Bad request", t.clone()),
+            UiError::Conflict(t) => (StatusCode::CONFLICT, "Conflict", t.clone()),
+            UiError::Internal(t) => {
+                tracing::error!(error = %t, "web UI request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something failed",
+                    "the server could not complete this; the log has the details".to_owned(),
+                )
+            }
+        };
+        (status, layout::html(layout::bare_page(title, &text))).into_response()
+    }
+}
+
+/// An embedded asset: name, content type, bytes.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "ui.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/ui.css"),
+    ),
+    (
+        "ui.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/ui.js"),
+    ),
+];
+
+/// `GET /ui/assets/{name}`: the embedded CSS and JavaScript.
+async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=300"),
+                ),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
+    }
+}
