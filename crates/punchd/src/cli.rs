@@ -549,7 +549,12 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         }
         Cmd::Import(args) => sources::import(config, args).await,
         Cmd::UiUsers { action, format } => {
-            ui_users::run(config, action.unwrap_or(ui_users::UiUserAction::List), format).await
+            ui_users::run(
+                config,
+                action.unwrap_or(ui_users::UiUserAction::List),
+                format,
+            )
+            .await
         }
         Cmd::Sources { action, format } => {
             sources::sources(

@@ -166,7 +166,10 @@ mod tests {
         feed.publish_stored(&batch, 2);
         let mut pins = Vec::new();
         while let Ok(LiveEvent::Punch(p)) = rx.try_recv() {
-            assert_eq!((p.sn.as_str(), p.state, p.verify), ("LIVE1", Some(1), Some(15)));
+            assert_eq!(
+                (p.sn.as_str(), p.state, p.verify),
+                ("LIVE1", Some(1), Some(15))
+            );
             pins.push(p.pin);
         }
         assert_eq!(pins, ["2", "3"]);

@@ -87,7 +87,11 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 }
 
 /// Run a `ui-users` action.
-pub(super) async fn run(config: Config, action: UiUserAction, format: Format) -> anyhow::Result<()> {
+pub(super) async fn run(
+    config: Config,
+    action: UiUserAction,
+    format: Format,
+) -> anyhow::Result<()> {
     let store = open_store_with(&config, matches!(action, UiUserAction::Add { .. }))?;
     let now = Utc::now();
     match action {

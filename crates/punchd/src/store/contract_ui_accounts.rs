@@ -25,7 +25,10 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .create_ui_account("ana", Role::Admin, "$argon2id$hash-a", t0)
         .await
         .expect("create ana");
-    assert_eq!((ana.name.as_str(), ana.role, ana.disabled), ("ana", Role::Admin, false));
+    assert_eq!(
+        (ana.name.as_str(), ana.role, ana.disabled),
+        ("ana", Role::Admin, false)
+    );
     assert_eq!(ana.created_at, t0);
     assert_eq!(ana.last_login_at, None);
     assert!(matches!(
@@ -44,7 +47,11 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .expect("hash")
         .expect("ana exists");
     assert_eq!((account.id, hash.as_str()), (ana.id, "$argon2id$hash-a"));
-    assert!(store.ui_password_hash("nobody").await.expect("hash").is_none());
+    assert!(store
+        .ui_password_hash("nobody")
+        .await
+        .expect("hash")
+        .is_none());
 
     // A session is found with its CSRF token while used within the idle window, and records the sign-in.
     let t1 = t0 + Duration::minutes(1);
@@ -74,7 +81,10 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .is_none());
     let t2 = t1 + Duration::minutes(20);
     store.touch_ui_session("s-ana", t2).await.expect("touch");
-    store.touch_ui_session("s-ana", t1).await.expect("touch back");
+    store
+        .touch_ui_session("s-ana", t1)
+        .await
+        .expect("touch back");
     let found = store
         .find_ui_session("s-ana", t2)
         .await
@@ -83,10 +93,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
     assert_eq!(found.last_seen_at, t2);
 
     // A new role is seen by the live session.
-    let ana2 = store
-        .set_ui_role("ana", Role::Hr, t2)
-        .await
-        .expect("role");
+    let ana2 = store.set_ui_role("ana", Role::Hr, t2).await.expect("role");
     assert_eq!((ana2.role, ana2.updated_at), (Role::Hr, t2));
     let found = store.find_ui_session("s-ana", t2).await.expect("find");
     assert_eq!(found.map(|s| s.account.role), Some(Role::Hr));
@@ -100,8 +107,16 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .set_ui_password("ana", "$argon2id$hash-a2", t2)
         .await
         .expect("passwd");
-    assert!(store.find_ui_session("s-ana", t0).await.expect("find").is_none());
-    assert!(store.find_ui_session("s-vic", t0).await.expect("find").is_some());
+    assert!(store
+        .find_ui_session("s-ana", t0)
+        .await
+        .expect("find")
+        .is_none());
+    assert!(store
+        .find_ui_session("s-vic", t0)
+        .await
+        .expect("find")
+        .is_some());
     let (_, hash) = store
         .ui_password_hash("ana")
         .await
@@ -115,22 +130,41 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .await
         .expect("disable");
     assert!(disabled.disabled);
-    assert!(store.find_ui_session("s-vic", t0).await.expect("find").is_none());
+    assert!(store
+        .find_ui_session("s-vic", t0)
+        .await
+        .expect("find")
+        .is_none());
     store
         .create_ui_session(session("s-vic2", vic.id, t2))
         .await
         .expect("session of a disabled account is stored");
-    assert!(store.find_ui_session("s-vic2", t0).await.expect("find").is_none());
+    assert!(store
+        .find_ui_session("s-vic2", t0)
+        .await
+        .expect("find")
+        .is_none());
     store
         .set_ui_disabled("vic", false, t2)
         .await
         .expect("enable");
-    assert!(store.find_ui_session("s-vic2", t0).await.expect("find").is_some());
+    assert!(store
+        .find_ui_session("s-vic2", t0)
+        .await
+        .expect("find")
+        .is_some());
 
     // Sign-out; pruning forgets idle sessions only.
     store.delete_ui_session("s-vic2").await.expect("sign out");
-    store.delete_ui_session("s-vic2").await.expect("twice is fine");
-    assert!(store.find_ui_session("s-vic2", t0).await.expect("find").is_none());
+    store
+        .delete_ui_session("s-vic2")
+        .await
+        .expect("twice is fine");
+    assert!(store
+        .find_ui_session("s-vic2", t0)
+        .await
+        .expect("find")
+        .is_none());
     store
         .create_ui_session(session("s-old", ana.id, t0))
         .await
@@ -140,7 +174,11 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .await
         .expect("new");
     assert_eq!(store.prune_ui_sessions(t1).await.expect("prune"), 1);
-    assert!(store.find_ui_session("s-new", t0).await.expect("find").is_some());
+    assert!(store
+        .find_ui_session("s-new", t0)
+        .await
+        .expect("find")
+        .is_some());
 
     // Unknown names are NotFound; the list is by name.
     assert!(matches!(

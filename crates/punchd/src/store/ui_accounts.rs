@@ -79,8 +79,12 @@ pub trait UiAccountsStore {
     /// The account and its password hash, for signing in; `None` when no account has this name.
     async fn ui_password_hash(&self, name: &str) -> Result<Option<(UiAccount, String)>>;
     /// Replace the password hash and end the account's sessions. `NotFound` if unknown.
-    async fn set_ui_password(&self, name: &str, password_hash: &str, now: DateTime<Utc>)
-        -> Result<()>;
+    async fn set_ui_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
     /// Change the role (the account's sessions keep going with the new role). `NotFound` if unknown.
     async fn set_ui_role(&self, name: &str, role: Role, now: DateTime<Utc>) -> Result<UiAccount>;
     /// Disable (ending its sessions) or enable an account. `NotFound` if unknown.

@@ -26,9 +26,11 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<UiAccount> {
 }
 
 fn by_name(conn: &Connection, name: &str) -> Result<Option<UiAccount>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM ui_accounts WHERE name = ?1"))
-        .and_then(|mut st| st.query_row([name], account_from_row).optional())
-        .map_err(backend)
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM ui_accounts WHERE name = ?1"
+    ))
+    .and_then(|mut st| st.query_row([name], account_from_row).optional())
+    .map_err(backend)
 }
 
 fn existing(conn: &Connection, name: &str) -> Result<UiAccount> {

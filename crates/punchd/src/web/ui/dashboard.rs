@@ -17,5 +17,11 @@ pub fn routes() -> Router<App> {
 /// `GET /ui`: the dashboard.
 pub async fn page(State(_app): State<App>, _user: UiUser, ctx: UiCtx) -> Result<Response, UiError> {
     use axum::response::IntoResponse;
-    Ok(layout::html(layout::page(&ctx, "Dashboard", Nav::Dashboard, maud::html! {})).into_response())
+    Ok(layout::html(layout::page(
+        &ctx,
+        "Dashboard",
+        Nav::Dashboard,
+        maud::html! {},
+    ))
+    .into_response())
 }

@@ -520,6 +520,9 @@ mod tests {
     fn durations_read_like_people_say_them() {
         assert_eq!(ago(chrono::Duration::seconds(42)), "42 s");
         assert_eq!(ago(chrono::Duration::seconds(3 * 3600 + 600)), "3 h 10 min");
-        assert_eq!(ago(chrono::Duration::seconds(2 * 86_400 + 4 * 3600)), "2 d 4 h");
+        assert_eq!(
+            ago(chrono::Duration::seconds(2 * 86_400 + 4 * 3600)),
+            "2 d 4 h"
+        );
     }
 }

@@ -134,7 +134,9 @@ async fn list_page(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, UiError> {
     require(&user, Scope::Read)?;
-    Ok(render_list(&app, &ctx, &q, None, None).await?.into_response())
+    Ok(render_list(&app, &ctx, &q, None, None)
+        .await?
+        .into_response())
 }
 
 async fn render_list(
@@ -164,11 +166,7 @@ async fn render_list(
     let status_filter: Vec<(String, String)> = std::iter::once((String::new(), "any".to_owned()))
         .chain(status_options())
         .collect();
-    let base = format!(
-        "/ui/people?q={}&status={}",
-        enc(&q.q),
-        enc(&q.status)
-    );
+    let base = format!("/ui/people?q={}&status={}", enc(&q.q), enc(&q.status));
     let body = html! {
         p { a href="/ui/mappings" { "PIN mappings" } " · " a href="/ui/unmapped" { "Unmapped PINs" } }
         form.row.card method="get" action="/ui/people" role="search" {
@@ -271,7 +269,8 @@ async fn import_file(
             return Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response());
         }
     };
-    let spreadsheet = body.starts_with(b"PK\x03\x04") || body.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]);
+    let spreadsheet =
+        body.starts_with(b"PK\x03\x04") || body.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]);
     let parsed = if spreadsheet {
         import::read_spreadsheet(&body)
     } else {
@@ -448,10 +447,22 @@ async fn render_edit(
     let store = app.store.as_ref();
     let none = || (String::new(), "— none —".to_owned());
     let sites: Vec<(String, String)> = std::iter::once(none())
-        .chain(store.list_sites().await?.into_iter().map(|s| (s.name.clone(), s.name)))
+        .chain(
+            store
+                .list_sites()
+                .await?
+                .into_iter()
+                .map(|s| (s.name.clone(), s.name)),
+        )
         .collect();
     let shifts: Vec<(String, String)> = std::iter::once(none())
-        .chain(store.list_shifts().await?.into_iter().map(|s| (s.name.clone(), s.name)))
+        .chain(
+            store
+                .list_shifts()
+                .await?
+                .into_iter()
+                .map(|s| (s.name.clone(), s.name)),
+        )
         .collect();
     let existing = form.existing == "true";
     let title = if existing {
@@ -542,7 +553,10 @@ async fn save(
     let employees = app.store.list_employees().await?;
     if form.existing != "true" && employees.iter().any(|e| e.code == employee.code) {
         let mut errors = FormErrors::new();
-        errors.add("code", format!("employee {} exists already; edit it instead", employee.code));
+        errors.add(
+            "code",
+            format!("employee {} exists already; edit it instead", employee.code),
+        );
         return again(errors).await;
     }
     let code = employee.code.clone();
@@ -572,9 +586,11 @@ async fn mappings_page(
     ctx: UiCtx,
 ) -> Result<Response, UiError> {
     require(&user, Scope::Read)?;
-    Ok(render_mappings(&app, &ctx, &MappingForm::default(), &FormErrors::new())
-        .await?
-        .into_response())
+    Ok(
+        render_mappings(&app, &ctx, &MappingForm::default(), &FormErrors::new())
+            .await?
+            .into_response(),
+    )
 }
 
 /// A mapping to add or remove, as typed.
@@ -650,7 +666,12 @@ async fn render_mappings(
             }
         }
     };
-    Ok(layout::html(layout::page(ctx, "PIN mappings", Nav::People, body)))
+    Ok(layout::html(layout::page(
+        ctx,
+        "PIN mappings",
+        Nav::People,
+        body,
+    )))
 }
 
 impl MappingForm {
@@ -777,7 +798,9 @@ async fn retry_unmapped(store: &dyn Store) -> usize {
                     .await
                 {
                     Ok(k) => n += k,
-                    Err(e) => tracing::warn!(sink = %sink.name, error = %e, "retrying unmapped events failed"),
+                    Err(e) => {
+                        tracing::warn!(sink = %sink.name, error = %e, "retrying unmapped events failed")
+                    }
                 }
             }
         }
@@ -794,15 +817,21 @@ async fn remove_mapping(
     Form(form): Form<MappingForm>,
 ) -> Result<Response, UiError> {
     require(&user, Scope::Hr)?;
-    let scope = MapScope::parse(&form.scope)
-        .ok_or_else(|| UiError::BadRequest(format!("scope {:?} is not site or device", form.scope)))?;
+    let scope = MapScope::parse(&form.scope).ok_or_else(|| {
+        UiError::BadRequest(format!("scope {:?} is not site or device", form.scope))
+    })?;
     let subject = format!("{}:{}/{}", scope.as_str(), form.scope_key, form.pin);
     app.store
         .remove_mapping(
             scope,
             &form.scope_key,
             &form.pin,
-            setup::audit(&author(&user), "mapping.remove", &subject, serde_json::json!({})),
+            setup::audit(
+                &author(&user),
+                "mapping.remove",
+                &subject,
+                serde_json::json!({}),
+            ),
         )
         .await?;
     Ok(layout::redirect_with_flash(
@@ -879,7 +908,14 @@ async fn render_unmapped(
             row
         })
         .collect();
-    let mut headers = vec!["Device", "Site", "PIN", "Punches", "First (UTC)", "Last (UTC)"];
+    let mut headers = vec![
+        "Device",
+        "Site",
+        "PIN",
+        "Punches",
+        "First (UTC)",
+        "Last (UTC)",
+    ];
     if hr {
         headers.push("Map to");
     }
@@ -890,14 +926,24 @@ async fn render_unmapped(
         }
         (table(&format!("Unmapped PINs ({})", queue.len()), &headers, rows, "No unmapped PIN: every punch has an employee."))
     };
-    Ok(layout::html(layout::page(ctx, "Unmapped PINs", Nav::Unmapped, body)))
+    Ok(layout::html(layout::page(
+        ctx,
+        "Unmapped PINs",
+        Nav::Unmapped,
+        body,
+    )))
 }
 
 fn utc(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M").to_string()
 }
 
-fn map_form(ctx: &UiCtx, i: usize, u: &Unmapped, failed: Option<(&MapForm, &FormErrors)>) -> Markup {
+fn map_form(
+    ctx: &UiCtx,
+    i: usize,
+    u: &Unmapped,
+    failed: Option<(&MapForm, &FormErrors)>,
+) -> Markup {
     let (form, errors) = match failed {
         Some((f, e)) => (f.clone(), e.clone()),
         None => (
@@ -969,7 +1015,10 @@ async fn map_unmapped(
         _ => None,
     };
     if code.is_empty() {
-        errors.add("employee_code", "give the code of an employee (or of the one to create)");
+        errors.add(
+            "employee_code",
+            "give the code of an employee (or of the one to create)",
+        );
     }
     let employees: HashMap<String, Employee> = store
         .list_employees()
@@ -985,7 +1034,10 @@ async fn map_unmapped(
         );
     }
     let Some((scope, key)) = scope else {
-        errors.add("_form", "this terminal has no site: map the PIN on the terminal only");
+        errors.add(
+            "_form",
+            "this terminal has no site: map the PIN on the terminal only",
+        );
         return again_unmapped(&app, &ctx, &form, &errors).await;
     };
     if !errors.is_empty() {
@@ -1072,7 +1124,10 @@ mod tests {
         let errors = f.parse().expect_err("invalid");
         assert_eq!(errors.get("code"), Some("the employee code is required"));
         assert_eq!(errors.get("name"), Some("the name is required"));
-        assert_eq!(errors.get("status"), Some("choose active, inactive or left"));
+        assert_eq!(
+            errors.get("status"),
+            Some("choose active, inactive or left")
+        );
         assert_eq!(
             errors.get("joined_on"),
             Some("\"5.1.26x\" is not a date (YYYY-MM-DD)")

@@ -162,7 +162,11 @@ fn same_secret(a: &str, b: &str) -> bool {
 
 /// The client's address: the socket peer, or, behind a trusted proxy (`[push] trusted_proxies`), the last
 /// address of `X-Forwarded-For` (the proxy's own addition) or `X-Real-IP`.
-fn client_ip(app: &App, parts_extensions: &axum::http::Extensions, headers: &HeaderMap) -> Option<IpAddr> {
+fn client_ip(
+    app: &App,
+    parts_extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
     let peer = parts_extensions
         .get::<crate::sources::push::RemoteAddr>()
         .map(|a| a.0.ip())?;
@@ -182,7 +186,11 @@ fn client_ip(app: &App, parts_extensions: &axum::http::Extensions, headers: &Hea
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
     };
-    Some(header("x-forwarded-for").or_else(|| header("x-real-ip")).unwrap_or(peer))
+    Some(
+        header("x-forwarded-for")
+            .or_else(|| header("x-real-ip"))
+            .unwrap_or(peer),
+    )
 }
 
 /// Whether a state-changing request comes from a page of this server: its `Origin` (or, without one, its
@@ -309,7 +317,8 @@ pub async fn require_session(State(app): State<App>, request: Request, next: Nex
         };
         if !presented.is_some_and(|p| same_secret(&p, &user.csrf)) {
             return super::UiError::Forbidden(
-                "the form's security token is missing or stale; reload the page and try again".into(),
+                "the form's security token is missing or stale; reload the page and try again"
+                    .into(),
             )
             .into_response();
         }
@@ -494,7 +503,10 @@ pub async fn login(
         _ => {
             limiter.failed(addr, &name, Instant::now());
             tracing::info!(account = %crate::logfmt::escape_field(&name, 64), address = ?addr, "UI sign-in failed");
-            errors.add("password", "the account name or password is wrong, or the account is disabled");
+            errors.add(
+                "password",
+                "the account name or password is wrong, or the account is disabled",
+            );
             return (
                 StatusCode::UNAUTHORIZED,
                 html(login_page(&name, &next, &errors, None)),
@@ -515,7 +527,8 @@ pub async fn login(
         return super::UiError::from(e).into_response();
     }
     tracing::info!(account = %crate::logfmt::escape_field(&name, 64), role = %account.role, "UI sign-in");
-    let mut response = layout::redirect_with_flash(&next, Flash::ok(format!("Signed in as {name}.")));
+    let mut response =
+        layout::redirect_with_flash(&next, Flash::ok(format!("Signed in as {name}.")));
     let cookie = session_cookie(&app.config.ui, &token, None);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
@@ -575,12 +588,18 @@ mod tests {
         limiter.failed(ip, "ana", t0);
         assert_eq!(limiter.blocked_for(ip, "ana", t0), None);
         limiter.failed(ip, "ana", t0);
-        assert_eq!(limiter.blocked_for(ip, "ana", t0), Some(Duration::from_secs(60)));
+        assert_eq!(
+            limiter.blocked_for(ip, "ana", t0),
+            Some(Duration::from_secs(60))
+        );
         // Another name, or another address, is not blocked.
         assert_eq!(limiter.blocked_for(ip, "vic", t0), None);
         assert_eq!(limiter.blocked_for(None, "ana", t0), None);
         // After the window, or a success, it may try again.
-        assert_eq!(limiter.blocked_for(ip, "ana", t0 + Duration::from_secs(60)), None);
+        assert_eq!(
+            limiter.blocked_for(ip, "ana", t0 + Duration::from_secs(60)),
+            None
+        );
         limiter.succeeded(ip, "ana");
         assert_eq!(limiter.blocked_for(ip, "ana", t0), None);
     }
@@ -596,10 +615,7 @@ mod tests {
 
     #[test]
     fn the_csrf_token_is_read_from_forms_and_queries() {
-        assert_eq!(
-            csrf_in_form(b"a=1&_csrf=ab12&b=2").as_deref(),
-            Some("ab12")
-        );
+        assert_eq!(csrf_in_form(b"a=1&_csrf=ab12&b=2").as_deref(), Some("ab12"));
         assert_eq!(csrf_in_form(b"a=1"), None);
         assert_eq!(csrf_in_query(Some("x=1&_csrf=cd")).as_deref(), Some("cd"));
         assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("a", "ab"));

@@ -7,7 +7,7 @@
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Form, Router};
 use chrono::{Datelike, NaiveDate, NaiveTime, Utc};
 use maud::{html, Markup};
@@ -229,7 +229,10 @@ impl ShiftForm {
                 }
             }
             other => {
-                e.add("break_rule", format!("{other:?} is not none, deduct or punches"));
+                e.add(
+                    "break_rule",
+                    format!("{other:?} is not none, deduct or punches"),
+                );
                 BreakRule::None
             }
         };
@@ -276,9 +279,11 @@ async fn shifts_page(
     ctx: UiCtx,
 ) -> Result<Response, UiError> {
     require(&user, Scope::Read)?;
-    Ok(render_shifts(&app, &ctx, &ShiftForm::default(), &FormErrors::new())
-        .await?
-        .into_response())
+    Ok(
+        render_shifts(&app, &ctx, &ShiftForm::default(), &FormErrors::new())
+            .await?
+            .into_response(),
+    )
 }
 
 fn break_text(b: BreakRule) -> String {
@@ -320,7 +325,11 @@ async fn render_shifts(
                     hhmm(s.end),
                     if s.is_overnight() { " (overnight)" } else { "" }
                 )),
-                text(format!("{} / {} min", s.grace_in_secs / 60, s.grace_out_secs / 60)),
+                text(format!(
+                    "{} / {} min",
+                    s.grace_in_secs / 60,
+                    s.grace_out_secs / 60
+                )),
                 text(break_text(s.break_rule)),
                 text(format!(
                     "−{} / +{} min",
@@ -572,9 +581,11 @@ async fn roster_page(
     Query(q): Query<RosterQuery>,
 ) -> Result<Response, UiError> {
     require(&user, Scope::Read)?;
-    Ok(render_roster(&app, &ctx, &q, &RosterForm::default(), &FormErrors::new())
-        .await?
-        .into_response())
+    Ok(
+        render_roster(&app, &ctx, &q, &RosterForm::default(), &FormErrors::new())
+            .await?
+            .into_response(),
+    )
 }
 
 async fn render_roster(
@@ -589,8 +600,8 @@ async fn render_roster(
     } else {
         q.month.clone()
     };
-    let (_, _, dates) = crate::attendance::monthly::parse_month(&month)
-        .map_err(super::people::att_error)?;
+    let (_, _, dates) =
+        crate::attendance::monthly::parse_month(&month).map_err(super::people::att_error)?;
     let first = dates[0];
     let next = dates[dates.len() - 1] + chrono::Duration::days(1);
     let mut lines = app.store.list_roster(first, next).await?;
@@ -602,7 +613,11 @@ async fn render_roster(
         .map(|l| {
             vec![
                 text(&l.employee_code),
-                text(format!("{} {}", l.day, weekday_name(l.day.weekday().number_from_monday() as u8))),
+                text(format!(
+                    "{} {}",
+                    l.day,
+                    weekday_name(l.day.weekday().number_from_monday() as u8)
+                )),
                 text(l.shift.as_deref().unwrap_or("day off")),
             ]
         })
@@ -775,10 +790,19 @@ impl PolicyForm {
 }
 
 const POLICY_HELP: &[(&str, &str)] = &[
-    ("device", "the punch state the terminal sent (check-in 0, check-out 1, …)"),
-    ("first-last", "the first punch of the day is IN, the last OUT, the rest not counted"),
+    (
+        "device",
+        "the punch state the terminal sent (check-in 0, check-out 1, …)",
+    ),
+    (
+        "first-last",
+        "the first punch of the day is IN, the last OUT, the rest not counted",
+    ),
     ("alternating", "IN, OUT, IN, OUT … in time order"),
-    ("schedule", "by the shift: near its start IN, near its end OUT"),
+    (
+        "schedule",
+        "by the shift: near its start IN, near its end OUT",
+    ),
 ];
 
 /// `GET /ui/policy`: the policies in force, the form, and (with `preview=1`) what a policy would change.
@@ -900,7 +924,12 @@ async fn render_policy(
             }
         }
     };
-    Ok(layout::html(layout::page(ctx, "Punch-state policy", Nav::Policy, body)))
+    Ok(layout::html(layout::page(
+        ctx,
+        "Punch-state policy",
+        Nav::Policy,
+        body,
+    )))
 }
 
 /// `POST /ui/policy` (scope `hr`), as `POST /api/v1/attendance/policies`.
@@ -979,7 +1008,14 @@ pub struct SiteForm {
 
 impl SiteForm {
     fn of(s: &Site) -> SiteForm {
-        let off = |d: u8| if s.weekly_offs.contains(&d) { "true" } else { "" }.to_owned();
+        let off = |d: u8| {
+            if s.weekly_offs.contains(&d) {
+                "true"
+            } else {
+                ""
+            }
+            .to_owned()
+        };
         SiteForm {
             name: s.name.clone(),
             time_zone: s.time_zone.clone(),
@@ -1009,7 +1045,10 @@ impl SiteForm {
         if self.time_zone.trim().parse::<chrono_tz::Tz>().is_err() {
             errors.add(
                 "time_zone",
-                format!("{:?} is not an IANA zone (e.g. Europe/Berlin)", self.time_zone.trim()),
+                format!(
+                    "{:?} is not an IANA zone (e.g. Europe/Berlin)",
+                    self.time_zone.trim()
+                ),
             );
         }
         let day_change = if self.day_change.trim().is_empty() {
@@ -1108,7 +1147,13 @@ async fn render_sites(
                 html! { a href={"/ui/sites?name=" (enc(&s.name))} { (s.name) } },
                 text(&s.time_zone),
                 text(&s.day_change),
-                text(s.weekly_offs.iter().map(|d| weekday_name(*d)).collect::<Vec<_>>().join(", ")),
+                text(
+                    s.weekly_offs
+                        .iter()
+                        .map(|d| weekday_name(*d))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
                 text(s.holidays.len().to_string()),
                 html! { a href={"/ui/review?site=" (enc(&s.name))} { "Review" } },
             ]
@@ -1219,8 +1264,14 @@ mod tests {
         let errors = bad.parse().expect_err("invalid");
         assert_eq!(errors.get("name"), Some("the name is required"));
         assert_eq!(errors.get("start"), Some("\"25:00\" is not a time (HH:MM)"));
-        assert_eq!(errors.get("grace_in"), Some("\"ten\" is not a whole number of minutes"));
-        assert_eq!(errors.get("break_mins"), Some("a deducted break needs its minutes"));
+        assert_eq!(
+            errors.get("grace_in"),
+            Some("\"ten\" is not a whole number of minutes")
+        );
+        assert_eq!(
+            errors.get("break_mins"),
+            Some("a deducted break needs its minutes")
+        );
     }
 
     #[test]
