@@ -259,9 +259,15 @@ async fn render_grid(
     errors: &FormErrors,
 ) -> Result<axum::response::Html<String>, UiError> {
     let store = app.store.as_ref();
+    let sites = store.list_sites().await?;
+    if sites.is_empty() {
+        let body = html! {
+            p { "No site yet. A month is reviewed per site: " a href="/ui/sites" { "add a site" } " (its time zone, weekly offs and holidays), then set the site of its terminals." }
+        };
+        return Ok(layout::html(layout::page(ctx, "Review", Nav::Review, body)));
+    }
     let (site, month) = resolve(store, &q.site, &q.month).await?;
     let m = cache.month(store, &site, &month).await.map_err(att_error)?;
-    let sites = store.list_sites().await?;
     Ok(layout::html(layout::page(
         ctx,
         &format!("Review {site} {month}"),
