@@ -613,6 +613,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }))
     };
+    // The web UI's background work: terminals going on- and offline on the live feed, idle sessions pruned.
+    tokio::spawn(crate::web::ui::run_background(app.clone(), {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }));
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down");

@@ -27,3 +27,4 @@ mod simulate;
 mod sinks;
 mod sources;
 mod storage_failure;
+mod ui_browser;

@@ -1,27 +1,452 @@
-//! The dashboard (`/ui`): terminals, delivery, sources and attendance at a glance, each figure a link to where
-//! it is dealt with, and a chart of punches per hour.
+//! The dashboard (`/ui`): terminals (online, silent, offline with how long, pending, clock drift, last punch),
+//! storage, delivery (backlog, failures, parked events), sources, unmapped PINs and incomplete days this month,
+//! each figure a link to where it is dealt with; and a chart of punches per hour over the last days, per site
+//! (an SVG drawn here, with its numbers in a table for screen readers; no chart library, no script).
+//!
+//! The month figures come from [`crate::attendance::monthly::month`], which computes a whole month; they are
+//! kept for [`MONTH_TTL`] so a dashboard left open does not recompute it on every visit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use maud::{html, Markup};
 
-use super::layout::{self, Nav};
-use super::{UiCtx, UiError, UiUser};
+use super::layout::{self, badge, link, text, Nav};
+use super::terminals::{drift_text, last_punches, Presence};
+use super::{require, UiCtx, UiError, UiUser};
 use crate::app::App;
+use crate::attendance::mapping::{unmapped, Resolver};
+use crate::domain::{Approval, Device, Scope};
+
+/// Hours the chart covers.
+pub const CHART_HOURS: i64 = 72;
+/// How long a site's month figures are reused.
+pub const MONTH_TTL: Duration = Duration::from_secs(60);
+/// A clock this far off (seconds, either way) is listed.
+pub const DRIFT_WARN_SECS: i64 = 60;
 
 /// The dashboard's routes (the page itself is `/ui`, mounted in [`super::routes`]).
 pub fn routes() -> Router<App> {
     Router::new()
 }
 
+/// A site's month figures, kept for [`MONTH_TTL`].
+#[derive(Debug, Clone, Copy)]
+struct MonthFigures {
+    incomplete_days: u32,
+    open_exceptions: usize,
+    at: Instant,
+}
+
+fn month_cache() -> &'static Mutex<HashMap<(String, String), MonthFigures>> {
+    static CACHE: OnceLock<Mutex<HashMap<(String, String), MonthFigures>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+async fn month_figures(app: &App, site: &str, month: &str) -> Option<MonthFigures> {
+    let key = (site.to_owned(), month.to_owned());
+    if let Ok(cache) = month_cache().lock() {
+        if let Some(f) = cache.get(&key).filter(|f| f.at.elapsed() < MONTH_TTL) {
+            return Some(*f);
+        }
+    }
+    match crate::attendance::monthly::month(app.store.as_ref(), site, month, Utc::now()).await {
+        Ok(m) => {
+            let f = MonthFigures {
+                incomplete_days: m.incomplete_days,
+                open_exceptions: m
+                    .exceptions
+                    .iter()
+                    .filter(|e| e.state == crate::store::attendance::ReviewState::Open)
+                    .count(),
+                at: Instant::now(),
+            };
+            if let Ok(mut cache) = month_cache().lock() {
+                cache.insert(key, f);
+            }
+            Some(f)
+        }
+        Err(e) => {
+            tracing::warn!(site, month, error = %e, "dashboard: the month could not be computed");
+            None
+        }
+    }
+}
+
+/// One tile: a number, what it counts, where it is dealt with, and how worrying it is.
+fn tile(n: impl std::fmt::Display, what: &str, href: &str, level: &str) -> Markup {
+    html! {
+        li class=(level) {
+            a href=(href) { span.n { (n) } span.what { (what) } }
+        }
+    }
+}
+
+/// Punches per hour of one site, oldest hour first, ending with the current hour (terminal local time).
+struct SiteChart {
+    site: String,
+    hours: Vec<(NaiveDateTime, usize)>,
+}
+
+async fn charts(
+    app: &App,
+    devices: &[Device],
+    now: DateTime<Utc>,
+) -> Result<Vec<SiteChart>, UiError> {
+    let mut by_site: BTreeMap<String, Vec<&Device>> = BTreeMap::new();
+    for d in devices.iter().filter(|d| d.approval == Approval::Approved) {
+        by_site
+            .entry(d.site.clone().unwrap_or_default())
+            .or_default()
+            .push(d);
+    }
+    let mut out = Vec::new();
+    for (site, devs) in by_site.into_iter().take(12) {
+        // The hour axis in the first terminal's zone (a site has one zone).
+        let zone = devs
+            .first()
+            .map(|d| app.registry.time_zone(d))
+            .unwrap_or(app.config.default_time_zone);
+        let local_now = now.with_timezone(&zone).naive_local();
+        let Some(current_hour) = local_now
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0))
+        else {
+            continue;
+        };
+        let first_hour = current_hour - chrono::Duration::hours(CHART_HOURS - 1);
+        let punches = app
+            .store
+            .punches_between(
+                devs.iter().map(|d| d.sn.clone()).collect(),
+                now - chrono::Duration::hours(CHART_HOURS + 2),
+                now + chrono::Duration::minutes(1),
+            )
+            .await?;
+        let mut counts = vec![0usize; CHART_HOURS as usize];
+        for p in &punches {
+            let idx = (p.punched_at - first_hour).num_hours();
+            if p.punched_at >= first_hour && (0..CHART_HOURS).contains(&idx) {
+                counts[idx as usize] += 1;
+            }
+        }
+        out.push(SiteChart {
+            site: if site.is_empty() {
+                "(no site)".into()
+            } else {
+                site
+            },
+            hours: counts
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| (first_hour + chrono::Duration::hours(i as i64), n))
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// The chart as SVG: one bar per hour, a line under each day's start with its date.
+fn chart_svg(chart: &SiteChart) -> Markup {
+    let (w, h, pad) = (720.0_f64, 160.0_f64, 18.0_f64);
+    let max = chart
+        .hours
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let bar_w = w / chart.hours.len().max(1) as f64;
+    let total: usize = chart.hours.iter().map(|(_, n)| *n).sum();
+    let busiest = chart
+        .hours
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(t, n)| format!("busiest hour {} with {n}", t.format("%a %H:00")))
+        .unwrap_or_default();
+    let label = format!(
+        "Punches per hour at {}, last {CHART_HOURS} hours: {total} in all, {busiest}.",
+        chart.site
+    );
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {w} {}\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        h + pad,
+        maud::html! { (label) }.into_string()
+    );
+    svg.push_str(&format!(
+        "<line class=\"axis\" x1=\"0\" y1=\"{h}\" x2=\"{w}\" y2=\"{h}\"></line>"
+    ));
+    for (i, (t, n)) in chart.hours.iter().enumerate() {
+        let bh = (*n as f64 / max) * (h - 12.0);
+        let x = i as f64 * bar_w;
+        svg.push_str(&format!(
+            "<rect class=\"bar\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{} {n}</title></rect>",
+            x + 0.5,
+            h - bh,
+            (bar_w - 1.0).max(0.5),
+            bh,
+            t.format("%Y-%m-%d %H:00"),
+        ));
+        if t.hour() == 0 {
+            svg.push_str(&format!(
+                "<line class=\"axis\" x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{h}\"></line>\
+                 <text x=\"{:.1}\" y=\"{}\">{}</text>",
+                x + 2.0,
+                h + 13.0,
+                t.format("%a %d")
+            ));
+        }
+    }
+    svg.push_str(&format!(
+        "<text x=\"{:.1}\" y=\"10\">max {}</text>",
+        w - 60.0,
+        max as usize
+    ));
+    svg.push_str("</svg>");
+    layout::trusted(svg)
+}
+
 /// `GET /ui`: the dashboard.
-pub async fn page(State(_app): State<App>, _user: UiUser, ctx: UiCtx) -> Result<Response, UiError> {
-    use axum::response::IntoResponse;
-    Ok(layout::html(layout::page(
-        &ctx,
-        "Dashboard",
-        Nav::Dashboard,
-        maud::html! {},
-    ))
-    .into_response())
+pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Response, UiError> {
+    require(&user, Scope::Read)?;
+    let now = Utc::now();
+    let mut devices = app.registry.devices_where(|_| true);
+    devices.sort_by(|a, b| a.sn.as_str().cmp(b.sn.as_str()));
+    let last = last_punches(&app).await?;
+
+    let (mut n_online, mut n_silent, mut n_offline, mut n_pending) = (0, 0, 0, 0);
+    let mut trouble: Vec<(Presence, &Device, Option<DateTime<Utc>>)> = Vec::new();
+    let mut drifting = Vec::new();
+    for d in &devices {
+        if d.approval == Approval::Pending {
+            n_pending += 1;
+        }
+        if d.approval != Approval::Approved {
+            continue;
+        }
+        let last_punch = last.get(d.sn.as_str()).copied();
+        let presence = Presence::of(d, last_punch, now);
+        match presence {
+            Presence::Online => n_online += 1,
+            Presence::Silent => n_silent += 1,
+            Presence::Offline => n_offline += 1,
+        }
+        if presence != Presence::Online {
+            trouble.push((presence, d, last_punch));
+        }
+        if d.clock_drift_secs
+            .is_some_and(|s| s.abs() >= DRIFT_WARN_SECS)
+        {
+            drifting.push(d);
+        }
+    }
+    // Offline first, then silent; the longest gone first.
+    trouble.sort_by_key(|(p, d, _)| (*p != Presence::Offline, d.last_seen));
+
+    // Unmapped PINs, as the review and the API count them.
+    let mappings = app.store.list_mappings().await?;
+    let employees = app.store.list_employees().await?;
+    let resolver = Resolver::new(&mappings, &employees, &devices);
+    let seen = app.store.pins_seen().await?;
+    let n_unmapped = unmapped(&resolver, &seen).len();
+
+    // Delivery.
+    let mut sink_rows = Vec::new();
+    let (mut backlog, mut parked, mut failing) = (0u64, 0u64, 0usize);
+    for sink in app.store.list_sinks().await? {
+        let counts = app.store.sink_counts(sink.id).await?;
+        backlog += counts.pending;
+        parked += counts.parked;
+        let state = if sink.paused {
+            badge("muted", "paused")
+        } else if sink.failing_since.is_some() {
+            failing += 1;
+            badge("bad", "failing")
+        } else {
+            badge("ok", "ok")
+        };
+        sink_rows.push(vec![
+            link(
+                &format!("/ui/delivery#{}", layout::enc(&sink.name)),
+                &sink.name,
+            ),
+            text(sink.kind.as_str()),
+            state,
+            text(counts.pending.to_string()),
+            text(
+                counts
+                    .oldest_pending_at
+                    .map(|t| layout::ago(now - t))
+                    .unwrap_or_default(),
+            ),
+            text(counts.parked.to_string()),
+            text(sink.last_error.as_deref().unwrap_or("")),
+        ]);
+    }
+
+    // Sources.
+    let sources = app.store.list_sources().await?;
+    let n_sources_failing = sources.iter().filter(|s| s.state == "failing").count();
+
+    // Storage.
+    let db_bytes = [
+        app.config.database.clone(),
+        app.config.database.with_extension("db-wal"),
+    ]
+    .iter()
+    .filter_map(|p| std::fs::metadata(p).ok())
+    .map(|m| m.len())
+    .sum::<u64>();
+    let fault = app.store.storage_fault();
+
+    // The month so far, per site.
+    let month = now
+        .with_timezone(&app.config.default_time_zone)
+        .format("%Y-%m")
+        .to_string();
+    let mut month_rows = Vec::new();
+    let (mut incomplete, mut open) = (0u32, 0usize);
+    for site in app.store.list_sites().await?.into_iter().take(20) {
+        if let Some(f) = month_figures(&app, &site.name, &month).await {
+            incomplete += f.incomplete_days;
+            open += f.open_exceptions;
+            let href = format!(
+                "/ui/review?site={}&month={}",
+                layout::enc(&site.name),
+                layout::enc(&month)
+            );
+            month_rows.push(vec![
+                link(&href, &site.name),
+                text(f.incomplete_days.to_string()),
+                text(f.open_exceptions.to_string()),
+            ]);
+        }
+    }
+
+    let charts = charts(&app, &devices, now).await?;
+    let level = |bad: bool, n: usize| {
+        if n == 0 {
+            ""
+        } else if bad {
+            "bad"
+        } else {
+            "warn"
+        }
+    };
+
+    let body = html! {
+        @if let Some(reason) = &fault {
+            div.flash.error role="alert" { "Storage is failing: " (reason) ". Terminals are not acknowledged until it recovers." }
+        }
+        h2 { "At a glance" }
+        ul.tiles {
+            (tile(n_online, "terminals online", "/ui/terminals?state=online", ""))
+            (tile(n_silent, "silent (no punch for 24 h)", "/ui/terminals?state=silent", level(false, n_silent)))
+            (tile(n_offline, "offline", "/ui/terminals?state=offline", level(true, n_offline)))
+            (tile(n_pending, "waiting for approval", "/ui/terminals?state=pending", level(false, n_pending)))
+            (tile(drifting.len(), "clocks off by a minute or more", "#drift", level(false, drifting.len())))
+            (tile(n_unmapped, "unmapped PINs", "/ui/unmapped", level(false, n_unmapped)))
+            (tile(incomplete, format!("incomplete days in {month}").as_str(), "/ui/review", level(false, incomplete as usize)))
+            (tile(open, format!("open exceptions in {month}").as_str(), "/ui/review", level(false, open)))
+            (tile(backlog, "check-ins waiting for delivery", "/ui/delivery", level(false, if backlog > 1000 { 1 } else { 0 })))
+            (tile(parked, "parked deliveries", "/ui/delivery", level(true, parked as usize)))
+            (tile(failing, "sinks failing", "/ui/delivery", level(true, failing)))
+            (tile(n_sources_failing, "sources failing", "/ui/sources", level(true, n_sources_failing)))
+            (tile(format!("{:.1} MB", db_bytes as f64 / 1e6), "database on disk", "#storage", if fault.is_some() { "bad" } else { "" }))
+        }
+
+        h2 { "Punches per hour" }
+        @if charts.is_empty() {
+            p.empty { "No approved terminals yet." }
+        }
+        @for chart in &charts {
+            figure.chart {
+                (chart_svg(chart))
+                figcaption { (chart.site) ": punches per hour over the last " (CHART_HOURS) " hours, terminal local time." }
+                details {
+                    summary { "The numbers" }
+                    (layout::table(
+                        &format!("Punches per hour at {}", chart.site),
+                        &["Hour", "Punches"],
+                        chart.hours.iter().filter(|(_, n)| *n > 0).map(|(t, n)| vec![
+                            text(t.format("%Y-%m-%d %H:00").to_string()),
+                            text(n.to_string()),
+                        ]).collect(),
+                        "No punches in these hours.",
+                    ))
+                }
+            }
+        }
+
+        h2 { "Terminals needing attention" }
+        (layout::table(
+            "Terminals offline or silent",
+            &["Terminal", "Site", "State", "Last seen", "Last punch"],
+            trouble.iter().take(50).map(|(p, d, last_punch)| vec![
+                link(&format!("/ui/terminals/{}", layout::enc(d.sn.as_str())),
+                     d.alias.as_deref().map_or_else(|| d.sn.to_string(), |a| format!("{a} ({})", d.sn))),
+                text(d.site.as_deref().unwrap_or("")),
+                p.badge(d, *last_punch, now),
+                text(d.last_seen.map(|t| format!("{} ago", layout::ago(now - t))).unwrap_or_else(|| "never".into())),
+                text(last_punch.map(|t| format!("{} ago", layout::ago(now - t))).unwrap_or_else(|| "never".into())),
+            ]).collect(),
+            "Every approved terminal is online and punches arrive.",
+        ))
+
+        h2 #drift { "Clock drift" }
+        (layout::table(
+            "Terminals whose clock is off",
+            &["Terminal", "Drift"],
+            drifting.iter().map(|d| vec![
+                link(&format!("/ui/terminals/{}#commands", layout::enc(d.sn.as_str())), d.sn.as_str()),
+                text(drift_text(d.clock_drift_secs)),
+            ]).collect(),
+            "No terminal's clock is off by a minute or more (drift is measured when a pull terminal is read).",
+        ))
+
+        h2 { "Delivery" }
+        (layout::table(
+            "Sinks",
+            &["Sink", "Kind", "State", "Waiting", "Oldest waiting", "Parked", "Last error"],
+            sink_rows,
+            "No sinks: check-ins are kept, not delivered anywhere.",
+        ))
+
+        h2 { "Sources" }
+        (layout::table(
+            "Sources other than terminals",
+            &["Source", "Kind", "State", "Last run", "Last error"],
+            sources.iter().map(|s| vec![
+                link(&format!("/ui/sources#{}", layout::enc(&s.name)), &s.name),
+                text(s.kind.as_str()),
+                match s.state.as_str() {
+                    "ok" => badge("ok", "ok"),
+                    "failing" => badge("bad", "failing"),
+                    other => badge("muted", other),
+                },
+                text(s.last_run_at.map(|t| format!("{} ago", layout::ago(now - t))).unwrap_or_else(|| "never".into())),
+                text(s.last_error.as_deref().unwrap_or("")),
+            ]).collect(),
+            "No webhooks, imports or BioTime readers.",
+        ))
+
+        h2 { "This month" }
+        (layout::table(
+            &format!("Attendance in {month} by site"),
+            &["Site", "Incomplete days", "Open exceptions"],
+            month_rows,
+            "No sites set up yet.",
+        ))
+
+        h2 #storage { "Storage" }
+        p { "Database " code { (app.config.database.display()) } ": " (format!("{:.1} MB", db_bytes as f64 / 1e6)) " with its write-ahead log. "
+            @if let Some(r) = &fault { (badge("bad", "failing")) " " (r) } @else { (badge("ok", "writes succeed")) } }
+    };
+    Ok(layout::html(layout::page(&ctx, "Dashboard", Nav::Dashboard, body)).into_response())
 }

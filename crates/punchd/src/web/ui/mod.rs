@@ -29,6 +29,8 @@ pub mod review;
 pub mod session;
 pub mod shifts;
 pub mod terminals;
+#[cfg(test)]
+mod tests;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -97,6 +99,52 @@ pub fn routes(app: App) -> Router<App> {
             session::LoginLimiter::new(&app.config.ui),
         )))
         .layer(axum::middleware::from_fn(layout::security_headers))
+}
+
+/// How often terminals' presence is checked for the live feed.
+const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often idle sessions are removed from the store.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The UI's background work until `shutdown` resolves: publish terminals going online or offline on the live
+/// feed ([`crate::live::LiveFeed::publish_presence`], checked every 5 s against [`crate::devices::health`]),
+/// and remove sessions idle longer than `[ui] session_idle_mins` (every 10 min).
+pub async fn run_background(app: App, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(PRESENCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut online: std::collections::HashMap<crate::domain::DeviceSn, bool> =
+        std::collections::HashMap::new();
+    let mut last_prune: Option<std::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        let now = chrono::Utc::now();
+        for d in app
+            .registry
+            .devices_where(|d| d.approval == crate::domain::Approval::Approved)
+        {
+            let is_online = crate::devices::health::is_online(&d, now);
+            // The first look only learns the state; changes after it are news.
+            if online
+                .insert(d.sn.clone(), is_online)
+                .is_some_and(|was| was != is_online)
+            {
+                app.live.publish_presence(&d.sn, is_online, d.last_seen);
+            }
+        }
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(std::time::Instant::now());
+            let idle = chrono::Duration::minutes(i64::from(app.config.ui.session_idle_mins.max(1)));
+            match app.store.prune_ui_sessions(now - idle).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(n, "idle UI sessions removed"),
+                Err(e) => tracing::warn!(error = %e, "removing idle UI sessions failed"),
+            }
+        }
+    }
 }
 
 /// `GET /`: to the UI.
@@ -245,7 +293,10 @@ async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, bytes)) => (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(*content_type),
+                ),
                 (
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=300"),

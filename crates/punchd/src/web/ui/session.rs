@@ -281,7 +281,7 @@ pub async fn require_session(State(app): State<App>, request: Request, next: Nex
         role: session.account.role,
         csrf: session.csrf_token.clone(),
     };
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let request = if matches!(parts.method, Method::GET | Method::HEAD) {
         Request::from_parts(parts, body)
     } else {
@@ -322,7 +322,6 @@ pub async fn require_session(State(app): State<App>, request: Request, next: Nex
             )
             .into_response();
         }
-        parts.extensions.insert(user.clone());
         Request::from_parts(parts, body)
     };
     let mut request = request;
