@@ -23,6 +23,8 @@ pub mod delivery;
 pub mod layout;
 pub mod live;
 pub mod month_cache;
+#[cfg(test)]
+mod pages_tests;
 pub mod paging;
 pub mod people;
 pub mod review;
