@@ -100,7 +100,7 @@ export default async function (t) {
   // Shifts, the roster and the policy preview.
   await t.visit(hr, '/ui/shifts');
   await hr.getByLabel('Name', { exact: true }).fill('Early');
-  await hr.getByLabel('Start').fill('06:00');
+  await hr.getByLabel('Start', { exact: true }).fill('06:00');
   await hr.getByLabel('End', { exact: true }).fill('06:00');
   await hr.getByRole('button', { name: 'Save shift' }).click();
   await hr.getByText('starts and ends at the same time').waitFor();
