@@ -155,6 +155,32 @@ fn the_web_ui_works_in_chromium_with_axe_on_every_page() {
         std::thread::sleep(Duration::from_millis(200));
     };
 
+    // A webhook sink for the delivery scenario, pointed at a receiver the scenario runs on a free port.
+    let hook_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let hook_url = format!("http://127.0.0.1:{hook_port}/hook");
+    let sink = cli(
+        &server.db,
+        &[
+            "sinks",
+            "add",
+            "webhook",
+            "--url",
+            &hook_url,
+            "--secret",
+            "ui-secret",
+            "--name",
+            "ui-hook",
+            "--backoff-ms",
+            "200",
+            "--backoff-max-secs",
+            "1",
+        ],
+    );
+    assert!(sink.ok, "sinks add: {}", sink.stderr);
+
     let shots = match std::env::var_os("PUNCHD_UI_SCREENSHOTS") {
         Some(dir) => repo().join(dir),
         None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots"),
@@ -170,6 +196,8 @@ fn the_web_ui_works_in_chromium_with_axe_on_every_page() {
         .arg(&shots)
         .env("PUNCHD_UI_ACCOUNTS", accounts_env)
         .env("PUNCHD_UI_PENDING_SN", &pending_sn)
+        .env("PUNCHD_UI_HOOK_PORT", hook_port.to_string())
+        .env("PUNCHD_UI_SINK", "ui-hook")
         .stdin(Stdio::null())
         .output()
         .expect("node runs (install nodejs)");

@@ -19,9 +19,17 @@
 //! This module depends on `web::auth` only for [`Scope`]; it must not be used by the JSON API.
 
 pub mod dashboard;
+pub mod delivery;
 pub mod layout;
 pub mod live;
+pub mod month_cache;
+#[cfg(test)]
+mod pages_tests;
+pub mod paging;
+pub mod people;
+pub mod review;
 pub mod session;
+pub mod shifts;
 pub mod terminals;
 #[cfg(test)]
 mod tests;
@@ -76,6 +84,10 @@ pub fn routes(app: App) -> Router<App> {
         .merge(live::routes())
         .merge(terminals::routes())
         // Pages: `.merge(<page>::routes())` here (behind the session check and CSRF).
+        .merge(people::routes())
+        .merge(shifts::routes())
+        .merge(review::routes())
+        .merge(delivery::routes())
         .route("/logout", axum::routing::post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -265,6 +277,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "ui.css",
         "text/css; charset=utf-8",
         include_bytes!("assets/ui.css"),
+    ),
+    (
+        "pages.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/pages.css"),
     ),
     (
         "ui.js",

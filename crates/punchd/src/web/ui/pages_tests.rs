@@ -1,0 +1,659 @@
+//! The HR pages through the router (no socket, no browser), checked against what the store holds afterwards:
+//! mapping an unmapped PIN, correcting a day, sign-off and reopen, the export, roles, the sink buttons. The
+//! browser scenarios (`tests/browser/scenarios/{people,review,delivery}.mjs`) drive the same pages in Chromium.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use chrono::{NaiveDate, TimeZone, Utc};
+use tower::ServiceExt;
+
+use crate::app::App;
+use crate::attendance::monthly;
+use crate::attendance::rules::DayStatus;
+use crate::config::{Config, Overrides};
+use crate::domain::{Approval, DeviceSn, NewPunch, Pin, PunchState, Role, Source, Transport};
+use crate::store::attendance::{
+    AuditRecord, Employee, EmployeeStatus, PinMapping, Scope as MapScope, Site,
+};
+use crate::store::outbox::{NewSink, SinkKind};
+use crate::store::sqlite::{Durability, SqliteStore};
+use crate::store::{Batch, DeviceContact, DevicePatch, RawEntry};
+
+const SN: &str = "UIP0001";
+const MONTH: &str = "2026-10";
+
+struct Fixture {
+    app: App,
+    _dir: tempfile::TempDir,
+}
+
+fn audit() -> AuditRecord {
+    AuditRecord {
+        author: "test".into(),
+        action: "setup".into(),
+        subject: "fixture".into(),
+        detail: serde_json::json!({}),
+    }
+}
+
+fn employee(code: &str, name: &str) -> Employee {
+    Employee {
+        code: code.into(),
+        name: name.into(),
+        status: EmployeeStatus::Active,
+        joined_on: None,
+        left_on: None,
+        site: Some("HQ".into()),
+        department: None,
+        default_shift: None,
+    }
+}
+
+/// Accounts ana (admin), hilde (hr), vik (viewer); site HQ (UTC, no weekly offs); terminal UIP0001 on HQ, seen
+/// now (so every day of October is complete); employee P100 on HQ; PIN 4711 punched IN 08:55 and OUT 17:05 on
+/// 2026-10-05, mapped to nobody.
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        SqliteStore::open(&dir.path().join("pages.db"), Durability::PowerSafe).expect("open");
+    let config = Config::load(None, &Overrides::default()).expect("config");
+    let app = App::with_store(config, std::sync::Arc::new(store))
+        .await
+        .expect("app");
+    for (name, role) in [
+        ("ana", Role::Admin),
+        ("hilde", Role::Hr),
+        ("vik", Role::Viewer),
+    ] {
+        let hash = super::session::hash_password(&format!("{name}-password")).expect("hash");
+        app.store
+            .create_ui_account(name, role, &hash, Utc::now())
+            .await
+            .expect("account");
+    }
+    let s = app.store.as_ref();
+    s.put_site(
+        Site {
+            name: "HQ".into(),
+            time_zone: "UTC".into(),
+            day_change: "00:00".into(),
+            weekly_offs: Vec::new(),
+            holidays: Vec::new(),
+        },
+        audit(),
+    )
+    .await
+    .expect("site");
+    let sn = DeviceSn::parse(SN).expect("sn");
+    s.upsert_device(DeviceContact {
+        sn: sn.clone(),
+        poll_delay_secs: 10,
+        approval_if_new: Approval::Approved,
+        transport: Transport::Push,
+        seen_at: Utc::now(),
+        ip: None,
+        firmware: None,
+        push_version: None,
+        language: None,
+        device_type: None,
+    })
+    .await
+    .expect("device");
+    s.update_device(
+        &sn,
+        DevicePatch {
+            site: Some(Some("HQ".into())),
+            ..DevicePatch::default()
+        },
+    )
+    .await
+    .expect("site of the device");
+    s.record_seen(vec![crate::store::SeenUpdate {
+        sn: sn.clone(),
+        at: Utc::now(),
+        ip: None,
+    }])
+    .await
+    .expect("seen");
+    s.put_employees(vec![employee("P100", "Paula")], audit())
+        .await
+        .expect("employee");
+    let body =
+        "4711\t2026-10-05 08:55:00\t0\t1\t0\t0\t0\n4711\t2026-10-05 17:05:00\t1\t1\t0\t0\t0\n";
+    let mut batch = Batch::new(RawEntry {
+        received_at: Utc::now(),
+        device_sn: Some(sn.clone()),
+        source: Source::Push,
+        kind: "ATTLOG".into(),
+        request: "POST /iclock/cdata?SN=UIP0001&table=ATTLOG".into(),
+        remote_addr: None,
+        body: body.as_bytes().to_vec(),
+        errors: Vec::new(),
+    });
+    for (h, m, state) in [(8, 55, PunchState::CheckIn), (17, 5, PunchState::CheckOut)] {
+        let local = NaiveDate::from_ymd_opt(2026, 10, 5)
+            .and_then(|d| d.and_hms_opt(h, m, 0))
+            .expect("time");
+        batch.punches.push(NewPunch {
+            device_sn: sn.clone(),
+            pin: Pin("4711".into()),
+            punched_at: local,
+            time_zone: "UTC".into(),
+            punched_at_utc: Utc.from_utc_datetime(&local),
+            punch_state: Some(state),
+            verify_mode: None,
+            work_code: None,
+            extra: Vec::new(),
+            source: Source::Push,
+        });
+    }
+    s.write_batch(batch).await.expect("punches");
+    app.registry.refresh().await.expect("refresh");
+    Fixture { app, _dir: dir }
+}
+
+async fn send(app: &App, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let response = crate::web::router(app.clone())
+        .oneshot(request)
+        .await
+        .expect("response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .expect("body");
+    (status, headers, body.to_vec())
+}
+
+async fn send_text(
+    app: &App,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let (status, headers, body) = send(app, request).await;
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A signed-in user: the session cookie and the CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    fn get(&self, path: &str) -> Request<Body> {
+        Request::get(path)
+            .header(header::HOST, "hub:8080")
+            .header(header::COOKIE, &self.cookie)
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    /// A form post; `fields` are already URL-encoded pairs, the CSRF token is added.
+    fn post(&self, path: &str, fields: &str) -> Request<Body> {
+        Request::post(path)
+            .header(header::HOST, "hub:8080")
+            .header(header::COOKIE, &self.cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("_csrf={}&{fields}", self.csrf)))
+            .expect("request")
+    }
+}
+
+async fn sign_in(app: &App, name: &str) -> Session {
+    let request = Request::post("/ui/login")
+        .header(header::HOST, "hub:8080")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("name={name}&password={name}-password")))
+        .expect("request");
+    let (status, headers, _) = send(app, request).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "sign-in of {name}");
+    let cookie = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("pd_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+    let session = app
+        .store
+        .find_ui_session(
+            &crate::web::auth::hash_token(cookie.trim_start_matches("pd_session=")),
+            Utc::now() - chrono::Duration::minutes(1),
+        )
+        .await
+        .expect("find")
+        .expect("session");
+    Session {
+        cookie,
+        csrf: session.csrf_token,
+    }
+}
+
+async fn status_on(app: &App, code: &str, day: u32) -> DayStatus {
+    let m = monthly::month(app.store.as_ref(), "HQ", MONTH, Utc::now())
+        .await
+        .expect("month");
+    let e = m
+        .employees
+        .iter()
+        .find(|e| e.code == code)
+        .unwrap_or_else(|| panic!("{code} is in the month"));
+    e.days[day as usize - 1].status
+}
+
+#[tokio::test]
+async fn an_unmapped_pin_is_mapped_in_one_click_and_its_day_counts() {
+    let f = fixture().await;
+    let app = &f.app;
+    assert_eq!(status_on(app, "P100", 5).await, DayStatus::Absent);
+    let hr = sign_in(app, "hilde").await;
+    let viewer = sign_in(app, "vik").await;
+
+    let (status, _, body) = send_text(app, hr.get("/ui/unmapped")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("<strong>4711</strong>") && body.contains("Map PIN 4711 on UIP0001"),
+        "{body}"
+    );
+
+    let map = format!("device_sn={SN}&pin=4711&scope=site&employee_code=P100&new_name=");
+    let (status, _, _) = send_text(app, viewer.post("/ui/unmapped/map", &map)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(app.store.list_mappings().await.expect("list").is_empty());
+
+    // An unknown code without a name: refused beside the field, nothing stored.
+    let (status, _, body) = send_text(
+        app,
+        hr.post(
+            "/ui/unmapped/map",
+            &format!("device_sn={SN}&pin=4711&scope=site&employee_code=NOPE&new_name="),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("no employee NOPE; give a name to create one, or an existing code")
+            && body.contains("aria-invalid=\"true\""),
+        "{body}"
+    );
+    assert!(app.store.list_mappings().await.expect("list").is_empty());
+
+    let (status, headers, _) = send_text(app, hr.post("/ui/unmapped/map", &map)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/ui/unmapped");
+    let flash = headers[header::SET_COOKIE].to_str().expect("cookie");
+    assert!(
+        flash.contains("2%20stored%20punches%20now%20count"),
+        "{flash}"
+    );
+    assert_eq!(
+        app.store.list_mappings().await.expect("list"),
+        [PinMapping {
+            scope: MapScope::Site,
+            scope_key: "HQ".into(),
+            pin: "4711".into(),
+            employee_code: "P100".into(),
+        }]
+    );
+    assert_eq!(status_on(app, "P100", 5).await, DayStatus::Present);
+    let audit = app.store.list_audit(1).await.expect("audit");
+    assert_eq!(
+        (
+            audit[0].record.action.as_str(),
+            audit[0].record.author.as_str()
+        ),
+        ("mapping.add", "ui:hilde")
+    );
+    // The review page, computed before the mapping, shows it at once (the audit changed the cache's key).
+    let (_, _, body) = send_text(app, hr.get("/ui/review?site=HQ&month=2026-10&q=P100")).await;
+    assert!(
+        body.contains("aria-label=\"P100 2026-10-05: present\""),
+        "{body}"
+    );
+
+    // One click also creates the employee when the code is new and a name is given.
+    let (status, _, _) = send_text(
+        app,
+        hr.post(
+            "/ui/unmapped/map",
+            &format!("device_sn={SN}&pin=4712&scope=device&employee_code=P4712&new_name=Pia+New"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let created = app
+        .store
+        .list_employees()
+        .await
+        .expect("employees")
+        .into_iter()
+        .find(|e| e.code == "P4712")
+        .expect("created");
+    assert_eq!(
+        (created.name.as_str(), created.site.as_deref()),
+        ("Pia New", Some("HQ"))
+    );
+}
+
+#[tokio::test]
+async fn a_day_is_corrected_then_the_month_signed_off_downloaded_and_reopened() {
+    let f = fixture().await;
+    let app = &f.app;
+    app.store
+        .add_mapping(
+            PinMapping {
+                scope: MapScope::Device,
+                scope_key: SN.into(),
+                pin: "4711".into(),
+                employee_code: "P100".into(),
+            },
+            audit(),
+        )
+        .await
+        .expect("mapping");
+    let hr = sign_in(app, "hilde").await;
+    let day = "/ui/review/day?site=HQ&month=2026-10&employee=P100&date=2026-10-05";
+    let (status, _, body) = send_text(app, hr.get(day)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("4711\t2026-10-05 08:55:00\t0\t1\t0\t0\t0"),
+        "the raw line the terminal sent: {body}"
+    );
+    let base = "site=HQ&month=2026-10&employee=P100&date=2026-10-06&form=add&kind=add-punch&punched_at=2026-10-06T09%3A00&punch_state=0";
+    let (status, _, body) = send_text(
+        app,
+        hr.post("/ui/review/correct", &format!("{base}&reason=")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("say why (kept in the audit log)"), "{body}");
+    let first = NaiveDate::from_ymd_opt(2026, 10, 1).expect("date");
+    let next = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+    assert!(app
+        .store
+        .list_corrections(first, next)
+        .await
+        .expect("list")
+        .is_empty());
+
+    let (status, _, _) = send_text(
+        app,
+        hr.post(
+            "/ui/review/correct",
+            &format!("{base}&reason=badge+forgotten"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let corrections = app.store.list_corrections(first, next).await.expect("list");
+    assert_eq!(corrections.len(), 1);
+    assert_eq!(
+        (
+            corrections[0].author.as_str(),
+            corrections[0].reason.as_str(),
+            corrections[0].punch_state
+        ),
+        ("ui:hilde", "badge forgotten", Some(0))
+    );
+
+    let (status, _, _) =
+        send_text(app, hr.post("/ui/review/signoff", "site=HQ&month=2026-10")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let signoff = app
+        .store
+        .get_signoff("HQ", MONTH)
+        .await
+        .expect("read")
+        .expect("signed off");
+    assert_eq!(
+        (signoff.author.as_str(), signoff.forced),
+        ("ui:hilde", false)
+    );
+
+    // A signed-off month refuses corrections; the refusal is shown on the day page.
+    let (status, _, body) = send_text(
+        app,
+        hr.post("/ui/review/correct", &format!("{base}&reason=again")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("HQ 2026-10 is signed off"), "{body}");
+    assert_eq!(
+        app.store
+            .list_corrections(first, next)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+
+    let (status, headers, xlsx) = send(
+        app,
+        hr.get("/ui/review/export?site=HQ&month=2026-10&format=xlsx"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"attendance-HQ-2026-10.xlsx\""
+    );
+    assert!(xlsx.starts_with(b"PK\x03\x04"));
+    let (_, _, csv) = send_text(
+        app,
+        hr.get("/ui/review/export?site=HQ&month=2026-10&format=csv"),
+    )
+    .await;
+    let p100 = csv
+        .lines()
+        .find(|l| l.starts_with("P100,"))
+        .expect("P100 row");
+    assert!(p100.starts_with("P100,Paula,A,A,A,A,P,P"), "{p100}");
+
+    let (status, _, body) = send_text(
+        app,
+        hr.post("/ui/review/reopen", "site=HQ&month=2026-10&reason="),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("say why the month is reopened"), "{body}");
+    assert!(app
+        .store
+        .get_signoff("HQ", MONTH)
+        .await
+        .expect("read")
+        .is_some());
+    let (status, _, _) = send_text(
+        app,
+        hr.post(
+            "/ui/review/reopen",
+            "site=HQ&month=2026-10&reason=late+sick+note",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(app
+        .store
+        .get_signoff("HQ", MONTH)
+        .await
+        .expect("read")
+        .is_none());
+}
+
+#[tokio::test]
+async fn viewers_read_every_page_but_change_nothing() {
+    let f = fixture().await;
+    let app = &f.app;
+    let viewer = sign_in(app, "vik").await;
+    for path in [
+        "/ui/people",
+        "/ui/people/edit?code=P100",
+        "/ui/mappings",
+        "/ui/unmapped",
+        "/ui/shifts",
+        "/ui/roster",
+        "/ui/policy",
+        "/ui/sites",
+        "/ui/review",
+        "/ui/review/day?site=HQ&month=2026-10&employee=P100&date=2026-10-05",
+        "/ui/audit",
+        "/ui/delivery",
+        "/ui/sources",
+    ] {
+        let (status, _, body) = send_text(app, viewer.get(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(
+            !body.contains("method=\"post\" action=\"/ui/review")
+                && !body.contains("action=\"/ui/people/save\""),
+            "{path} shows a form to a viewer"
+        );
+    }
+    for (path, fields) in [
+        ("/ui/people/save", "code=X1&name=X&status=active"),
+        ("/ui/review/signoff", "site=HQ&month=2026-10"),
+        ("/ui/sites", "name=B&time_zone=UTC"),
+        (
+            "/ui/mappings/add",
+            "scope=device&scope_key=UIP0001&pin=1&employee_code=P100",
+        ),
+    ] {
+        let (status, _, _) = send_text(app, viewer.post(path, fields)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(app.store.list_employees().await.expect("list").len(), 1);
+    assert_eq!(app.store.list_sites().await.expect("list").len(), 1);
+    assert!(app
+        .store
+        .get_signoff("HQ", MONTH)
+        .await
+        .expect("read")
+        .is_none());
+}
+
+#[tokio::test]
+async fn employee_and_site_forms_answer_beside_the_field() {
+    let f = fixture().await;
+    let app = &f.app;
+    let hr = sign_in(app, "hilde").await;
+    let (status, _, body) = send_text(
+        app,
+        hr.post(
+            "/ui/people/save",
+            "code=E9&name=&status=left&joined_on=2026-01-01",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("the name is required"), "{body}");
+    assert!(
+        body.contains("an employee who left needs the last working day"),
+        "{body}"
+    );
+    let (status, _, body) = send_text(
+        app,
+        hr.post(
+            "/ui/people/save",
+            "code=E9&name=Eve&status=active&site=Mars",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("site &quot;Mars&quot; is unknown"), "{body}");
+    assert!(app
+        .store
+        .list_employees()
+        .await
+        .expect("list")
+        .iter()
+        .all(|e| e.code != "E9"));
+    let (status, headers, _) = send_text(
+        app,
+        hr.post(
+            "/ui/people/save",
+            "code=E9&name=Eve&status=active&site=HQ&department=Stores",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/ui/people/edit?code=E9");
+    let eve = app
+        .store
+        .list_employees()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|e| e.code == "E9")
+        .expect("stored");
+    assert_eq!(eve.department.as_deref(), Some("Stores"));
+
+    let (status, _, body) =
+        send_text(app, hr.post("/ui/sites", "name=B&time_zone=Mars%2FBase")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("is not an IANA zone"), "{body}");
+}
+
+#[tokio::test]
+async fn the_grid_pages_through_employees() {
+    let f = fixture().await;
+    let app = &f.app;
+    let many: Vec<Employee> = (0..120)
+        .map(|i| employee(&format!("Q{i:03}"), &format!("Worker {i}")))
+        .collect();
+    app.store
+        .put_employees(many, audit())
+        .await
+        .expect("employees");
+    let hr = sign_in(app, "hilde").await;
+    let (status, _, body) = send_text(app, hr.get("/ui/review?site=HQ&month=2026-10&page=3")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Page 3 of 3 (101–121 of 121)"), "{body}");
+    // Rows are in code order: P100 first, then Q000…; page 3 starts at Q099.
+    assert!(
+        body.contains("Q099") && body.contains("Q119") && !body.contains(">Q098<"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn sink_buttons_need_operate_and_change_the_sink() {
+    let f = fixture().await;
+    let app = &f.app;
+    app.store
+        .create_sink(
+            NewSink {
+                name: "hr-hook".into(),
+                kind: SinkKind::Webhook,
+                config: serde_json::json!({"url": "http://127.0.0.1:9/hook", "secret": "s"}),
+                since: None,
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("sink");
+    let hr = sign_in(app, "hilde").await;
+    let (status, _, body) = send_text(app, hr.get("/ui/delivery")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("hr-hook") && !body.contains("Pause hr-hook"),
+        "{body}"
+    );
+    let (status, _, _) = send_text(
+        app,
+        hr.post("/ui/delivery/action", "name=hr-hook&action=pause"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!app.store.get_sink("hr-hook").await.expect("sink").paused);
+    let admin = sign_in(app, "ana").await;
+    let (status, headers, _) = send_text(
+        app,
+        admin.post("/ui/delivery/action", "name=hr-hook&action=pause"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[header::LOCATION],
+        "/ui/delivery/sink?name=hr%2Dhook"
+    );
+    assert!(app.store.get_sink("hr-hook").await.expect("sink").paused);
+}
