@@ -62,6 +62,27 @@ pub enum SinkAction {
         /// Sink name.
         name: String,
     },
+    /// Frappe: advance the sink's Shift Types' last_sync_of_checkin to the watermark of the devices feeding them
+    /// now (`punchd serve` does it every minute) and print what each came to and which device holds it back.
+    SyncShifts {
+        /// Sink name.
+        name: String,
+    },
+    /// Frappe: read Employees (those with the sink's employee field set) into punchd's employees. New ones are
+    /// created; differences with local ones are listed as conflicts and left alone unless --overwrite.
+    EmployeesSync {
+        /// Sink name.
+        name: String,
+        /// Replace punchd's values with Frappe's where they differ.
+        #[arg(long)]
+        overwrite: bool,
+        /// Only report what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who (recorded in the audit log).
+        #[arg(long, default_value = "cli")]
+        author: String,
+    },
 }
 
 /// Options every kind takes.
@@ -150,6 +171,13 @@ pub enum AddKind {
         /// Seconds to wait for Frappe's answer.
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
+        /// A Shift Type whose last_sync_of_checkin punchd advances: NAME (fed by every device) or
+        /// NAME=SN,SN,site:SITE (repeatable).
+        #[arg(long = "shift-type", value_parser = crate::sinks::frappe_shift::parse_feed)]
+        shift_types: Vec<crate::sinks::frappe_shift::ShiftTypeFeed>,
+        /// A device's fixed log_type: SN=in|out|device|none (repeatable); overrides --log-type for that device.
+        #[arg(long = "device-log-type", value_parser = crate::sinks::frappe::parse_device_log_type)]
+        device_log_types: Vec<(String, crate::sinks::frappe::DeviceLogType)>,
         /// Common options.
         #[command(flatten)]
         common: Common,
@@ -222,7 +250,17 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
             let sink = store.get_sink(&name).await?;
             let status = sinks::status(store.as_ref(), &sink).await?;
             let parked = store.parked_events(sink.id, 1000).await?;
-            let json = serde_json::json!({ "status": status, "parked": parked });
+            let shift_types = crate::sinks::frappe_shift::plans(
+                store.as_ref(),
+                &sink,
+                config.default_time_zone,
+                Utc::now(),
+            )
+            .await?;
+            let mut json = serde_json::json!({ "status": status, "parked": parked });
+            if !shift_types.is_empty() {
+                json["shift_types"] = serde_json::to_value(shift_types)?;
+            }
             println!("{}", serde_json::to_string_pretty(&json)?);
             Ok(())
         }
@@ -264,6 +302,8 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
                     latitude,
                     longitude,
                     timeout_secs,
+                    shift_types,
+                    device_log_types,
                     common,
                 } => (
                     SinkKind::Frappe,
@@ -279,6 +319,8 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
                         longitude,
                         method: None,
                         timeout_secs,
+                        shift_types,
+                        device_log_types: device_log_types.into_iter().collect(),
                     })?,
                     common,
                 ),
@@ -335,6 +377,43 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
         SinkAction::Remove { name } => {
             store.delete_sink(&name).await?;
             println!("sink {name} removed");
+            Ok(())
+        }
+        SinkAction::SyncShifts { name } => {
+            let sink = store.get_sink(&name).await?;
+            if sink.kind != SinkKind::Frappe {
+                anyhow::bail!("sink {name} is not a Frappe sink");
+            }
+            let results = crate::sinks::frappe_shift::sync(
+                store.as_ref(),
+                &sink,
+                config.default_time_zone,
+                Utc::now(),
+            )
+            .await?;
+            if results.is_empty() {
+                println!("sink {name} has no Shift Types (add it with --shift-type)");
+                return Ok(());
+            }
+            println!("{}", serde_json::to_string_pretty(&results)?);
+            Ok(())
+        }
+        SinkAction::EmployeesSync {
+            name,
+            overwrite,
+            dry_run,
+            author,
+        } => {
+            let sink = store.get_sink(&name).await?;
+            let report = crate::sinks::frappe_employees::sync(
+                store.as_ref(),
+                &sink,
+                overwrite,
+                dry_run,
+                &author,
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
     }

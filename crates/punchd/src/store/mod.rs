@@ -6,10 +6,13 @@
 //! `sources` and `web` speak in the types below. This module depends only on `domain`.
 
 pub mod attendance;
+pub mod delivery;
 #[cfg(test)]
 mod contract;
 #[cfg(test)]
 mod contract_attendance;
+#[cfg(test)]
+mod contract_delivery;
 #[cfg(test)]
 mod contract_hardening;
 #[cfg(test)]
@@ -437,6 +440,7 @@ pub trait Store:
     + push::PushStore
     + OperationsStore
     + outbox::OutboxStore
+    + delivery::DeliveryStore
     + sources::SourcesStore
     + attendance::AttendanceStore
     + Send

@@ -19,6 +19,7 @@ use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
+mod delivery;
 mod outbox;
 
 use super::{
