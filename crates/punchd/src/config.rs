@@ -177,7 +177,7 @@ pub struct FileConfig {
     pub devices: Vec<DeviceConfig>,
     /// Sinks (`[[sinks]]`), created by `punchd serve` when missing.
     pub sinks: Vec<crate::sinks::SinkFileConfig>,
-    /// Days a fully delivered outbox event is kept before it is pruned (default 30; 0 keeps every event).
+    /// Days a fully delivered outbox event is kept before it is pruned (default 90; 0 keeps every event).
     pub outbox_retention_days: Option<u32>,
     /// What one request, client or address may cost (`[limits]`).
     pub limits: crate::limits::LimitsConfig,
@@ -325,7 +325,7 @@ impl Config {
             push: file_config.push,
             devices: file_config.devices,
             sinks: file_config.sinks,
-            outbox_retention: match file_config.outbox_retention_days.unwrap_or(30) {
+            outbox_retention: match file_config.outbox_retention_days.unwrap_or(90) {
                 0 => None,
                 days => Some(Duration::from_secs(u64::from(days) * 86_400)),
             },

@@ -68,6 +68,12 @@ pub enum SinkAction {
         /// Sink name.
         name: String,
     },
+    /// Frappe: withdraw the check-ins of punches voided by a correction now (`punchd serve` does it every minute)
+    /// and print what became of each.
+    WithdrawVoids {
+        /// Sink name.
+        name: String,
+    },
     /// Frappe: read Employees (those with the sink's employee field set) into punchd's employees. New ones are
     /// created; differences with local ones are listed as conflicts and left alone unless --overwrite.
     EmployeesSync {
@@ -261,6 +267,10 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
             if !shift_types.is_empty() {
                 json["shift_types"] = serde_json::to_value(shift_types)?;
             }
+            let withdrawals = store.list_withdrawals(sink.id).await?;
+            if !withdrawals.is_empty() {
+                json["withdrawals"] = serde_json::to_value(withdrawals)?;
+            }
             println!("{}", serde_json::to_string_pretty(&json)?);
             Ok(())
         }
@@ -396,6 +406,12 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
                 return Ok(());
             }
             println!("{}", serde_json::to_string_pretty(&results)?);
+            Ok(())
+        }
+        SinkAction::WithdrawVoids { name } => {
+            let sink = store.get_sink(&name).await?;
+            let report = crate::sinks::frappe_withdraw::withdraw(store.as_ref(), &sink).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         SinkAction::EmployeesSync {

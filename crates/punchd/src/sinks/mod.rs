@@ -13,6 +13,7 @@
 pub mod frappe;
 pub mod frappe_employees;
 pub mod frappe_shift;
+pub mod frappe_withdraw;
 pub mod nats;
 pub mod retention;
 pub mod safe_clear;
@@ -495,7 +496,8 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// How often events parked as unmapped are retried anyway (employee and mapping writes in punchd retry them at once,
 /// store/sqlite/outbox.rs `retry_unmapped_on`; this catches fixes made in Frappe).
 const UNMAPPED_RETRY_EVERY: Duration = Duration::from_secs(600);
-/// How often Frappe Shift Types' `last_sync_of_checkin` is advanced ([`frappe_shift`]).
+/// How often Frappe Shift Types' `last_sync_of_checkin` is advanced ([`frappe_shift`]) and voided punches are
+/// withdrawn from Frappe ([`frappe_withdraw`]).
 const SHIFT_SYNC_EVERY: Duration = Duration::from_secs(60);
 /// How often delivered outbox events past the retention are pruned ([`retention`]).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -534,6 +536,7 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
                     let zone = app.config.default_time_zone;
                     shift_round = Some(tokio::spawn(async move {
                         frappe_shift::sync_all(store.as_ref(), zone).await;
+                        frappe_withdraw::withdraw_all(store.as_ref()).await;
                     }));
                 }
             }

@@ -1,5 +1,5 @@
 //! Outbox pruning: events every sink has delivered are deleted once they are older than the retention
-//! (`outbox_retention_days` in the settings file, default 30 days, 0 = keep everything), so the outbox does not
+//! (`outbox_retention_days` in the settings file, default 90 days, 0 = keep everything), so the outbox does not
 //! grow with every punch ever stored. Pending and parked events are never pruned (a parked event waits for a
 //! person), and the punches themselves stay: a replay or a new sink's `since` writes their events again.
 //!

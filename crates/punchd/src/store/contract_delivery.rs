@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
-use super::delivery::Undelivered;
+use super::attendance::{AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus};
+use super::delivery::{Undelivered, VoidedPunch, Withdrawal, WithdrawalStatus};
 use super::outbox::{NewSink, Outcome, ParkKind, SinkKind};
 use super::{Batch, RawEntry, Store, StoreError};
 use crate::domain::{DeviceSn, NewPunch, Pin, PunchState, Source};
@@ -140,6 +141,102 @@ pub(crate) async fn run_all(store: &dyn Store) {
             oldest_punch_at: utc(local(8, 30)),
         }]
     );
+
+    // Voided punches as sink a sees them: delivered (with its name), pending, or never had an event.
+    let audit = || AuditRecord {
+        author: "hr".into(),
+        action: "test".into(),
+        subject: "1".into(),
+        detail: serde_json::Value::Null,
+    };
+    store
+        .put_employees(
+            vec![Employee {
+                code: "E1".into(),
+                name: "E One".into(),
+                status: EmployeeStatus::Active,
+                joined_on: None,
+                left_on: None,
+                site: None,
+                department: None,
+                default_shift: None,
+            }],
+            audit(),
+        )
+        .await
+        .expect("employee");
+    let all_punches = store
+        .punches_between(vec![d1.clone()], utc(local(0, 0)), utc(local(23, 0)))
+        .await
+        .expect("punches");
+    let punch_id = |pin: &str| {
+        all_punches
+            .iter()
+            .find(|p| p.pin.as_str() == pin)
+            .map(|p| p.id)
+            .expect("punch")
+    };
+    let mut correction_ids = Vec::new();
+    for pin in ["1", "2", "0"] {
+        let c = store
+            .add_correction(
+                Correction {
+                    id: 0,
+                    employee_code: "E1".into(),
+                    day: local(0, 0).date(),
+                    kind: CorrectionKind::VoidPunch,
+                    punched_at: None,
+                    punch_state: None,
+                    punch_id: Some(punch_id(pin)),
+                    status: None,
+                    minutes: None,
+                    author: "hr".into(),
+                    reason: "wrong".into(),
+                    created_at: instant(6),
+                },
+                audit(),
+            )
+            .await
+            .expect("void");
+        correction_ids.push(c.id);
+    }
+    let voids = store.voids_to_withdraw(a.id, 10).await.expect("voids");
+    let view = |v: &VoidedPunch| (v.pin.clone(), v.delivery.clone(), v.remote_ref.clone());
+    assert_eq!(
+        voids.iter().map(view).collect::<Vec<_>>(),
+        vec![
+            ("1".into(), Some("delivered".into()), Some("EMP-CKIN-1".into())),
+            ("2".into(), Some("pending".into()), None),
+            ("0".into(), None, None),
+        ]
+    );
+    assert_eq!(
+        (voids[0].correction_id, voids[0].punch_id, voids[0].punched_at, voids[0].device_sn.as_str()),
+        (correction_ids[0], punch_id("1"), local(8, 0), "DELIV-1")
+    );
+    let withdrawn = Withdrawal {
+        correction_id: correction_ids[0],
+        punch_id: punch_id("1"),
+        status: WithdrawalStatus::Withdrawn,
+        remote_ref: Some("EMP-CKIN-1".into()),
+        note: "deleted".into(),
+        updated_at: instant(7),
+    };
+    store
+        .record_withdrawal(a.id, withdrawn.clone())
+        .await
+        .expect("withdrawal");
+    store
+        .record_withdrawal(a.id, withdrawn.clone())
+        .await
+        .expect("recorded twice: replaced");
+    assert_eq!(store.list_withdrawals(a.id).await.expect("list"), vec![withdrawn]);
+    assert_eq!(
+        store.voids_to_withdraw(a.id, 10).await.expect("voids").len(),
+        2,
+        "recorded ones are not offered again"
+    );
+    assert_eq!(store.voids_to_withdraw(a.id, 1).await.expect("voids").len(), 1);
 
     // A second sink, created later, has taken nothing: the next event is not prunable for either.
     let b = store.create_sink(sink("b"), instant(7)).await.expect("b");

@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_attendance.sql"),
     include_str!("../../migrations/sqlite/0007_sources.sql"),
     include_str!("../../migrations/sqlite/0008_outbox.sql"),
+    include_str!("../../migrations/sqlite/0012_delivery.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.

@@ -26,7 +26,9 @@
 //!   misses rows) → `{"data": [...]}`; `GET /api/resource/Shift Type/{name}` → `{"data": {...}}`, 404
 //!   `DoesNotExistError` for an unknown name; `PUT` of the same = partial update (§4 "last sync" example): the
 //!   body's fields are set, `last_sync_of_checkin` must be a Datetime (naive `YYYY-MM-DD HH:MM:SS[.ffffff]`, §2)
-//!   or 417; answer `{"data": {...}}`. Other doctypes: 403 (the integration user has no rights on them).
+//!   or 417; answer `{"data": {...}}`. `GET /api/resource/Employee Checkin/{name}` (with the read-only
+//!   `attendance` link, §1) and `DELETE` of it → **202** `{"data": "ok"}` (§4), 404 when unknown. Other doctypes:
+//!   403 (the integration user has no rights on them).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -105,6 +107,10 @@ pub struct Site {
     pub shift_type_writes: Vec<(String, String)>,
     /// Employee list requests seen: (limit_start, limit_page_length) as asked.
     pub employee_pages: Vec<(usize, usize)>,
+    /// Check-ins auto attendance has linked: check-in name → Attendance name (the read-only `attendance` field).
+    pub attendance_links: HashMap<String, String>,
+    /// Check-ins deleted through `DELETE /api/resource/Employee Checkin/{name}`.
+    pub deleted: Vec<String>,
 }
 
 /// A running contract server on 127.0.0.1:<port>.
@@ -133,6 +139,8 @@ impl FrappeContract {
             shift_types: HashMap::new(),
             shift_type_writes: Vec::new(),
             employee_pages: Vec::new(),
+            attendance_links: HashMap::new(),
+            deleted: Vec::new(),
         }));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -148,7 +156,9 @@ impl FrappeContract {
             .route("/api/resource/{doctype}", axum::routing::get(list_resource))
             .route(
                 "/api/resource/{doctype}/{name}",
-                axum::routing::get(get_resource).put(put_resource),
+                axum::routing::get(get_resource)
+                    .put(put_resource)
+                    .delete(delete_resource),
             )
             .with_state(site.clone());
         let accept_site = site.clone();
@@ -476,7 +486,7 @@ async fn method(
             ),
         );
     }
-    let seq = s.checkins.len() + 1;
+    let seq = s.checkins.len() + s.deleted.len() + 1;
     let name = format!("EMP-CKIN-{}-{}-{seq:06}", &time[5..7], &time[0..4]);
     let checkin = Checkin {
         name: name.clone(),
@@ -631,6 +641,25 @@ async fn get_resource(
     if let Some(refused) = check_auth(&s, &headers) {
         return refused;
     }
+    if doctype == "Employee Checkin" {
+        return match s.checkins.iter().find(|c| c.name == name) {
+            Some(c) => axum::Json(serde_json::json!({ "data": {
+                "name": c.name,
+                "doctype": "Employee Checkin",
+                "employee": c.employee,
+                "time": c.time,
+                "log_type": c.log_type,
+                "device_id": c.device_id,
+                "attendance": s.attendance_links.get(&c.name),
+            }}))
+            .into_response(),
+            None => frappe_error(
+                StatusCode::NOT_FOUND,
+                "DoesNotExistError",
+                &format!("Employee Checkin {name} not found"),
+            ),
+        };
+    }
     if doctype != "Shift Type" {
         return frappe_error(StatusCode::FORBIDDEN, "PermissionError", &format!("No permission for {doctype}"));
     }
@@ -678,4 +707,28 @@ async fn put_resource(
     }
     let last = s.shift_types.get(&name).cloned().flatten();
     axum::Json(serde_json::json!({ "data": shift_type_doc(&name, &last) })).into_response()
+}
+
+async fn delete_resource(
+    State(site): State<Arc<Mutex<Site>>>,
+    Path((doctype, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = site.lock().unwrap();
+    if let Some(refused) = check_auth(&s, &headers) {
+        return refused;
+    }
+    if doctype != "Employee Checkin" {
+        return frappe_error(StatusCode::FORBIDDEN, "PermissionError", &format!("No permission for {doctype}"));
+    }
+    let Some(idx) = s.checkins.iter().position(|c| c.name == name) else {
+        return frappe_error(
+            StatusCode::NOT_FOUND,
+            "DoesNotExistError",
+            &format!("Employee Checkin {name} not found"),
+        );
+    };
+    s.checkins.remove(idx);
+    s.deleted.push(name);
+    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "data": "ok" }))).into_response()
 }

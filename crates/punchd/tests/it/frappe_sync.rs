@@ -218,3 +218,97 @@ fn frappe_employees_sync_creates_new_ones_and_lists_conflicts_without_overwritin
     let audit = cli_json(&server.db, &["attendance", "audit"]);
     assert!(audit.to_string().contains("employee.sync-frappe"), "{audit}");
 }
+
+/// A voided punch's check-in is deleted from Frappe (frappe-hr.md §4 DELETE), unless auto attendance already linked
+/// it (§1 `attendance`): then HR must act in Frappe. A check-in not delivered yet waits, and is withdrawn once
+/// delivered.
+#[test]
+fn frappe_voided_punches_are_withdrawn_unless_attendance_links_them() {
+    let site = FrappeContract::start(Version::Hrms, "K", "S");
+    site.employee("HR-EMP-00001", "101", "Active");
+    let server = Server::start();
+    let url = site.url();
+    let added = cli(
+        &server.db,
+        &["sinks", "add", "frappe", "--url", &url, "--api-key", "K", "--api-secret", "S", "--backoff-ms", "50"],
+    );
+    assert!(added.ok, "{}", added.stderr);
+    assert!(cli(&server.db, &["employees", "add", "101", "--name", "Ann"]).ok);
+    let body = [
+        attlog("101", "2024-05-01 08:00:00", 0),
+        attlog("101", "2024-05-01 12:00:00", 1),
+        attlog("101", "2024-05-01 17:00:00", 1),
+    ]
+    .concat();
+    assert_eq!(server.attlog("WDRAW00001", &body).text(), "OK:3");
+    drained(&server);
+    // Auto attendance linked the 12:00 check-in.
+    let name_at = |time: &str| {
+        site.checkins()
+            .into_iter()
+            .find(|c| c.time == time)
+            .map(|c| c.name)
+            .unwrap()
+    };
+    let noon = name_at("2024-05-01 12:00:00");
+    let evening = name_at("2024-05-01 17:00:00");
+    site.site
+        .lock()
+        .unwrap()
+        .attendance_links
+        .insert(noon.clone(), "HR-ATT-2024-00001".into());
+    // One more punch while the sink is paused: not delivered yet.
+    assert!(cli(&server.db, &["sinks", "pause", "frappe"]).ok);
+    assert_eq!(
+        server.attlog("WDRAW00001", &attlog("101", "2024-05-01 18:00:00", 1)).text(),
+        "OK:1"
+    );
+    let ids: Vec<(String, i64)> = server
+        .punches("WDRAW00001")
+        .iter()
+        .map(|p| (p["punched_at"].as_str().unwrap().to_owned(), p["id"].as_i64().unwrap()))
+        .collect();
+    let id_at = |t: &str| ids.iter().find(|(at, _)| at.contains(t)).map(|(_, id)| id.to_string()).unwrap();
+    for t in ["12:00:00", "17:00:00", "18:00:00"] {
+        let void = cli(
+            &server.db,
+            &[
+                "attendance", "correct", "void-punch", "--employee", "101", "--date", "2024-05-01", "--punch",
+                &id_at(t), "--reason", "wrong terminal",
+            ],
+        );
+        assert!(void.ok, "{}", void.stderr);
+    }
+    let report = cli_json(&server.db, &["sinks", "withdraw-voids", "frappe"]);
+    let outcomes: Vec<(String, String)> = report["recorded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["status"].as_str().unwrap().to_owned(), w["remote_ref"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("needs-hr".to_owned(), noon.clone()), ("withdrawn".to_owned(), evening.clone())],
+        "{report}"
+    );
+    assert_eq!(report["waiting"], 1, "{report}");
+    assert_eq!(site.site.lock().unwrap().deleted, [evening.clone()]);
+    assert!(site.checkins().iter().any(|c| c.name == noon), "the linked check-in stays");
+
+    // Delivered after the resume, then withdrawn.
+    assert!(cli(&server.db, &["sinks", "resume", "frappe"]).ok);
+    drained(&server);
+    let late = name_at("2024-05-01 18:00:00");
+    let report = cli_json(&server.db, &["sinks", "withdraw-voids", "frappe"]);
+    assert_eq!(report["recorded"][0]["status"], "withdrawn", "{report}");
+    assert_eq!(site.site.lock().unwrap().deleted, [evening, late]);
+    // Nothing is done twice; the outcomes are listed with the sink.
+    let again = cli_json(&server.db, &["sinks", "withdraw-voids", "frappe"]);
+    assert_eq!(again["recorded"], serde_json::json!([]));
+    let shown = cli_json(&server.db, &["sinks", "show", "frappe"]);
+    assert_eq!(shown["withdrawals"].as_array().unwrap().len(), 3, "{shown}");
+    assert!(
+        shown["withdrawals"][0]["note"].as_str().unwrap().contains("HR-ATT-2024-00001"),
+        "{shown}"
+    );
+}
