@@ -165,7 +165,8 @@ pub enum AddKind {
         /// log_type: device (from the punch state), none, or policy (not available yet).
         #[arg(long, value_enum, default_value_t = LogTypeMode::Device)]
         log_type: LogTypeMode,
-        /// The site's IANA zone (timestamps are converted to it); default: terminal local time unchanged.
+        /// The site's IANA zone (timestamps are converted to it); default: read from the site's System Settings,
+        /// else terminal local time unchanged.
         #[arg(long)]
         time_zone: Option<String>,
         /// Latitude to send (only if HR Settings require geolocation).
@@ -350,6 +351,15 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
                 since,
             )
             .await?;
+            if kind == SinkKind::Frappe {
+                match sink.config.get("time_zone").and_then(|z| z.as_str()) {
+                    Some(zone) => println!("Frappe timestamps are sent in {zone}"),
+                    None => println!(
+                        "the site's time zone could not be read (System Settings): timestamps are sent in terminal \
+                         local time; give --time-zone if the site is in another zone"
+                    ),
+                }
+            }
             let method = sink.config.get("method").and_then(|m| m.as_str());
             match method {
                 Some(m) => println!("sink {} added ({}; method {m})", sink.name, kind.as_str()),

@@ -222,6 +222,33 @@ pub async fn probe(config: &FrappeConfig) -> anyhow::Result<String> {
     )
 }
 
+/// The site's time zone as Frappe keeps it (`System Settings`, field `time_zone`, an IANA name), read through the
+/// REST resource route of frappe-hr.md §4 (`GET /api/resource/System Settings/System Settings`; a single doctype's
+/// document is named after it). `None` when the API user may not read it (403), the site does not answer, or the
+/// value is not a known zone: the caller then keeps the terminal's local time and says so.
+pub async fn read_site_time_zone(config: &FrappeConfig) -> Option<String> {
+    let http = client(config).ok()?;
+    let mut url = reqwest::Url::parse(config.url.trim_end_matches('/')).ok()?;
+    url.path_segments_mut()
+        .ok()?
+        .pop_if_empty()
+        .extend(["api", "resource", "System Settings", "System Settings"]);
+    let answer = http
+        .get(url)
+        .header(reqwest::header::AUTHORIZATION, authorization(config))
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .ok()?;
+    if answer.status().as_u16() != 200 {
+        return None;
+    }
+    let body: serde_json::Value = answer.json().await.ok()?;
+    let zone = body.pointer("/data/time_zone")?.as_str()?;
+    crate::config::parse_time_zone(zone).ok()?;
+    Some(zone.to_owned())
+}
+
 /// The Frappe deliverer.
 pub struct Frappe {
     config: FrappeConfig,

@@ -72,7 +72,9 @@ async fn withdraw_one(
         _ => {
             return Ok(Some((
                 WithdrawalStatus::NotDelivered,
-                "never sent to this sink: nothing to withdraw".into(),
+                "no delivery record at this sink: never sent to it, or its record was pruned after the outbox \
+                 retention (then check Frappe by hand)"
+                    .into(),
             )))
         }
     };

@@ -372,6 +372,10 @@ pub async fn add(
         SinkKind::Frappe => {
             let mut settings: frappe::FrappeConfig = serde_json::from_value(config.clone())?;
             settings.method = Some(frappe::probe(&settings).await?);
+            if settings.time_zone.is_none() {
+                // The site's zone, when the API user may read it; else terminal local time is sent unchanged.
+                settings.time_zone = frappe::read_site_time_zone(&settings).await;
+            }
             config = serde_json::to_value(settings)?;
         }
     }

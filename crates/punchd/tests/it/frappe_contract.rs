@@ -28,7 +28,8 @@
 //!   body's fields are set, `last_sync_of_checkin` must be a Datetime (naive `YYYY-MM-DD HH:MM:SS[.ffffff]`, §2)
 //!   or 417; answer `{"data": {...}}`. `GET /api/resource/Employee Checkin/{name}` (with the read-only
 //!   `attendance` link, §1) and `DELETE` of it → **202** `{"data": "ok"}` (§4), 404 when unknown. Other doctypes:
-//!   403 (the integration user has no rights on them).
+//!   403 (the integration user has no rights on them), except `System Settings/System Settings` (the single
+//!   doctype's document) with its `time_zone` when the test lets the user read it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -111,6 +112,8 @@ pub struct Site {
     pub attendance_links: HashMap<String, String>,
     /// Check-ins deleted through `DELETE /api/resource/Employee Checkin/{name}`.
     pub deleted: Vec<String>,
+    /// System Settings' `time_zone`; `None` = the API user may not read System Settings (403).
+    pub system_time_zone: Option<String>,
 }
 
 /// A running contract server on 127.0.0.1:<port>.
@@ -141,6 +144,7 @@ impl FrappeContract {
             employee_pages: Vec::new(),
             attendance_links: HashMap::new(),
             deleted: Vec::new(),
+            system_time_zone: None,
         }));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -640,6 +644,14 @@ async fn get_resource(
     let s = site.lock().unwrap();
     if let Some(refused) = check_auth(&s, &headers) {
         return refused;
+    }
+    if doctype == "System Settings" && name == "System Settings" {
+        if let Some(zone) = &s.system_time_zone {
+            return axum::Json(serde_json::json!({ "data": {
+                "name": "System Settings", "doctype": "System Settings", "time_zone": zone,
+            }}))
+            .into_response();
+        }
     }
     if doctype == "Employee Checkin" {
         return match s.checkins.iter().find(|c| c.name == name) {

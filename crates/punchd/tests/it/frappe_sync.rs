@@ -165,9 +165,13 @@ fn frappe_employees_sync_creates_new_ones_and_lists_conflicts_without_overwritin
         &[("employee_name", "Bo Left"), ("relieving_date", "2025-05-31"), ("branch", "HQ")],
     );
     site.employee_with("HR-EMP-00003", "", "Active", &[("employee_name", "No Device")]);
+    site.site.lock().unwrap().system_time_zone = Some("Asia/Kolkata".into());
     let server = Server::start();
     let url = site.url();
-    assert!(cli(&server.db, &["sinks", "add", "frappe", "--url", &url, "--api-key", "K", "--api-secret", "S"]).ok);
+    let added = cli(&server.db, &["sinks", "add", "frappe", "--url", &url, "--api-key", "K", "--api-secret", "S"]);
+    assert!(added.ok, "{}", added.stderr);
+    // No --time-zone: the site's own zone is read from System Settings.
+    assert!(added.stdout.contains("sent in Asia/Kolkata"), "{}", added.stdout);
     // 102 exists in punchd already, edited locally (still active).
     let local = cli(&server.db, &["employees", "add", "102", "--name", "Bo Local"]);
     assert!(local.ok, "{}", local.stderr);
