@@ -114,9 +114,11 @@ pub async fn read(config: &FrappeConfig) -> anyhow::Result<Vec<FrappeEmployee>> 
     let fields = serde_json::to_string(&fields)?;
     let filters = serde_json::json!([[field, "is", "set"]]).to_string();
     let url = format!("{}/api/resource/Employee", config.url.trim_end_matches('/'));
+    let page = PAGE.to_string();
     let mut out = Vec::new();
+    let mut offset = 0;
     loop {
-        let start = out.len().to_string();
+        let start = offset.to_string();
         let answer = http
             .get(&url)
             .query(&[
@@ -124,7 +126,7 @@ pub async fn read(config: &FrappeConfig) -> anyhow::Result<Vec<FrappeEmployee>> 
                 ("filters", filters.as_str()),
                 ("order_by", "name asc"),
                 ("limit_start", start.as_str()),
-                ("limit_page_length", &PAGE.to_string()),
+                ("limit_page_length", page.as_str()),
             ])
             .header(reqwest::header::AUTHORIZATION, authorization(config))
             .header(reqwest::header::ACCEPT, "application/json")
@@ -146,6 +148,7 @@ pub async fn read(config: &FrappeConfig) -> anyhow::Result<Vec<FrappeEmployee>> 
             .get("data")
             .and_then(|d| d.as_array())
             .ok_or_else(|| anyhow::anyhow!("listing Employee: the answer has no data list"))?;
+        offset += rows.len();
         for row in rows {
             let Some(key) = text(row, field) else { continue };
             out.push(FrappeEmployee {

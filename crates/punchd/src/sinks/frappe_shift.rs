@@ -132,7 +132,7 @@ pub fn plan(
     let mut bounds: Vec<(DateTime<Utc>, NaiveDateTime, String)> = Vec::new();
     for device in &feeding {
         let sn = device.sn.as_str();
-        let Some(mark) = watermark::watermark(device, now).watermark else {
+        let Some(mark) = watermark::watermark(*device, now).watermark else {
             out.held_by.push(format!("{sn}: has never delivered"));
             continue;
         };
@@ -149,7 +149,7 @@ pub fn plan(
         };
         // Whole seconds: Frappe's Datetime as the sink writes it (and forward-only compares it).
         let bound = bound.with_nanosecond(0).unwrap_or(bound);
-        let local = bound.with_timezone(&zone_of(device)).naive_local();
+        let local = bound.with_timezone(&zone_of(*device)).naive_local();
         bounds.push((bound, local, why));
     }
     if !out.held_by.is_empty() {

@@ -68,7 +68,7 @@ fn sink(name: &str) -> NewSink {
 /// Run every delivery check against `store` (a fresh store: the checks count events).
 pub(crate) async fn run_all(store: &dyn Store) {
     let (d1, d2) = (sn("DELIV-1"), sn("DELIV-2"));
-    let write = |d: &DeviceSn, pin: &str, t: NaiveDateTime, at: i64| {
+    let write = move |d: &DeviceSn, pin: &str, t: NaiveDateTime, at: i64| {
         store.write_batch(batch(d, pin, t, instant(at)))
     };
     write(&d1, "0", local(7, 0), 0).await.expect("batch");
@@ -202,14 +202,12 @@ pub(crate) async fn run_all(store: &dyn Store) {
     }
     let voids = store.voids_to_withdraw(a.id, 10).await.expect("voids");
     let view = |v: &VoidedPunch| (v.pin.clone(), v.delivery.clone(), v.remote_ref.clone());
-    assert_eq!(
-        voids.iter().map(view).collect::<Vec<_>>(),
-        vec![
-            ("1".into(), Some("delivered".into()), Some("EMP-CKIN-1".into())),
-            ("2".into(), Some("pending".into()), None),
-            ("0".into(), None, None),
-        ]
-    );
+    let expected: Vec<(String, Option<String>, Option<String>)> = vec![
+        ("1".into(), Some("delivered".into()), Some("EMP-CKIN-1".into())),
+        ("2".into(), Some("pending".into()), None),
+        ("0".into(), None, None),
+    ];
+    assert_eq!(voids.iter().map(view).collect::<Vec<_>>(), expected);
     assert_eq!(
         (voids[0].correction_id, voids[0].punch_id, voids[0].punched_at, voids[0].device_sn.as_str()),
         (correction_ids[0], punch_id("1"), local(8, 0), "DELIV-1")

@@ -93,7 +93,8 @@ fn frappe_last_sync_follows_the_slowest_device_forward_only_never_past_an_undeli
     let first = watermark_in_shanghai(&server, "SHIFTA0001");
     assert!(first <= watermark_in_shanghai(&server, "SHIFTB0001"));
     assert_eq!(site.last_sync("Day Shift").as_deref(), Some(first.as_str()), "{results}");
-    assert_eq!(results[0]["written"], first.as_str());
+    // (Written by this call, or by serve's own minute round a moment before: the same value.)
+    assert_eq!(results[0]["target"], first.as_str());
     assert!(
         results[0]["held_by"][0].as_str().unwrap().starts_with("SHIFTA0001: watermark"),
         "{results}"
@@ -138,15 +139,20 @@ fn frappe_last_sync_follows_the_slowest_device_forward_only_never_past_an_undeli
         .min(watermark_in_shanghai(&server, "SHIFTB0001"));
     assert!(second > first);
     assert_eq!(site.last_sync("Day Shift").as_deref(), Some(second.as_str()));
+    // Every write moved it forward (serve's minute round may have written in between).
     let writes: Vec<String> = site
         .site
         .lock()
         .unwrap()
         .shift_type_writes
         .iter()
-        .map(|(name, at)| format!("{name} {at}"))
+        .map(|(name, at)| {
+            assert_eq!(name, "Day Shift");
+            at.clone()
+        })
         .collect();
-    assert_eq!(writes, [format!("Day Shift {first}"), format!("Day Shift {second}")]);
+    assert!(writes.windows(2).all(|w| w[0] < w[1]), "{writes:?}");
+    assert_eq!((writes.first(), writes.last()), (Some(&first), Some(&second)));
 }
 
 #[test]
@@ -303,8 +309,8 @@ fn frappe_voided_punches_are_withdrawn_unless_attendance_links_them() {
     assert!(cli(&server.db, &["sinks", "resume", "frappe"]).ok);
     drained(&server);
     let late = name_at("2024-05-01 18:00:00");
-    let report = cli_json(&server.db, &["sinks", "withdraw-voids", "frappe"]);
-    assert_eq!(report["recorded"][0]["status"], "withdrawn", "{report}");
+    // (By this call, or by serve's own minute round now that the sink runs again.)
+    cli_json(&server.db, &["sinks", "withdraw-voids", "frappe"]);
     assert_eq!(site.site.lock().unwrap().deleted, [evening, late]);
     // Nothing is done twice; the outcomes are listed with the sink.
     let again = cli_json(&server.db, &["sinks", "withdraw-voids", "frappe"]);
