@@ -14,9 +14,7 @@ use chrono::{Datelike, NaiveTime, TimeDelta, TimeZone, Utc, Weekday};
 use criterion::{criterion_group, criterion_main, Criterion};
 use punchd::attendance::rules::{month_dates, BreakRule, Shift};
 use punchd::attendance::{export, monthly};
-use punchd::domain::{
-    Approval, Device, DeviceSn, NewPunch, Pin, PunchState, Source, Transport,
-};
+use punchd::domain::{Approval, Device, DeviceSn, NewPunch, Pin, PunchState, Source, Transport};
 use punchd::store::attendance::{AuditRecord, Employee, EmployeeStatus, ShiftDef, Site};
 use punchd::store::sqlite::{Durability, SqliteStore};
 use punchd::store::{Batch, RawEntry, Store};

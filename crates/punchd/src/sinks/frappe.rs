@@ -229,10 +229,12 @@ pub async fn probe(config: &FrappeConfig) -> anyhow::Result<String> {
 pub async fn read_site_time_zone(config: &FrappeConfig) -> Option<String> {
     let http = client(config).ok()?;
     let mut url = reqwest::Url::parse(config.url.trim_end_matches('/')).ok()?;
-    url.path_segments_mut()
-        .ok()?
-        .pop_if_empty()
-        .extend(["api", "resource", "System Settings", "System Settings"]);
+    url.path_segments_mut().ok()?.pop_if_empty().extend([
+        "api",
+        "resource",
+        "System Settings",
+        "System Settings",
+    ]);
     let answer = http
         .get(url)
         .header(reqwest::header::AUTHORIZATION, authorization(config))
@@ -517,7 +519,11 @@ mod tests {
         assert_eq!(sink.body(&event(None))["log_type"], "IN");
         settings.device_log_types.remove("FRAPPEUNIT1");
         let sink = Frappe::new(settings).expect("sink");
-        assert_eq!(sink.body(&event(None))["log_type"], "OUT", "no rule: the mode");
+        assert_eq!(
+            sink.body(&event(None))["log_type"],
+            "OUT",
+            "no rule: the mode"
+        );
         assert_eq!(
             parse_device_log_type("GATE-1=out"),
             Ok(("GATE-1".to_owned(), DeviceLogType::Out))

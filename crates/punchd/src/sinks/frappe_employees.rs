@@ -138,7 +138,9 @@ pub async fn read(config: &FrappeConfig) -> anyhow::Result<Vec<FrappeEmployee>> 
         match status {
             200 => {}
             401 => anyhow::bail!("Frappe refused the API key and secret (HTTP 401)"),
-            403 => anyhow::bail!("the API user may not read Employee (HTTP 403): give it read on Employee"),
+            403 => anyhow::bail!(
+                "the API user may not read Employee (HTTP 403): give it read on Employee"
+            ),
             other => anyhow::bail!(
                 "listing Employee: HTTP {other} {}",
                 super::frappe::server_messages(&body).join(" ")
@@ -150,7 +152,9 @@ pub async fn read(config: &FrappeConfig) -> anyhow::Result<Vec<FrappeEmployee>> 
             .ok_or_else(|| anyhow::anyhow!("listing Employee: the answer has no data list"))?;
         offset += rows.len();
         for row in rows {
-            let Some(key) = text(row, field) else { continue };
+            let Some(key) = text(row, field) else {
+                continue;
+            };
             out.push(FrappeEmployee {
                 name: text(row, "name").unwrap_or_default(),
                 key,
@@ -242,8 +246,16 @@ pub fn reconcile(
                 wanted.status.as_str().to_owned(),
             ),
             ("left_on", show(&existing.left_on), show(&wanted.left_on)),
-            ("joined_on", show(&existing.joined_on), show(&wanted.joined_on)),
-            ("department", show(&existing.department), show(&wanted.department)),
+            (
+                "joined_on",
+                show(&existing.joined_on),
+                show(&wanted.joined_on),
+            ),
+            (
+                "department",
+                show(&existing.department),
+                show(&wanted.department),
+            ),
             ("site", show(&existing.site), show(&wanted.site)),
         ];
         let differences: Vec<Conflict> = pairs
@@ -279,7 +291,11 @@ pub async fn sync(
     author: &str,
 ) -> anyhow::Result<SyncReport> {
     if sink.kind != SinkKind::Frappe {
-        anyhow::bail!("sink {} is a {} sink, not a Frappe one", sink.name, sink.kind.as_str());
+        anyhow::bail!(
+            "sink {} is a {} sink, not a Frappe one",
+            sink.name,
+            sink.kind.as_str()
+        );
     }
     let config: FrappeConfig = serde_json::from_value(sink.config.clone())?;
     let frappe = read(&config).await?;
@@ -318,7 +334,9 @@ mod tests {
             employee_name: Some(format!("Person {key}")),
             status: status.into(),
             date_of_joining: NaiveDate::from_ymd_opt(2024, 1, 15),
-            relieving_date: (status == "Left").then(|| NaiveDate::from_ymd_opt(2025, 5, 31)).flatten(),
+            relieving_date: (status == "Left")
+                .then(|| NaiveDate::from_ymd_opt(2025, 5, 31))
+                .flatten(),
             department: Some("Sales - AC".into()),
             branch: Some("HQ".into()),
         }
@@ -374,7 +392,11 @@ mod tests {
         let (write, report) = reconcile(&remote, &local, &sites, false);
         assert_eq!(report.created, ["103"]);
         assert_eq!(write.len(), 1);
-        assert_eq!(write[0].status, EmployeeStatus::Inactive, "Suspended is inactive");
+        assert_eq!(
+            write[0].status,
+            EmployeeStatus::Inactive,
+            "Suspended is inactive"
+        );
         assert_eq!(
             report.conflicts,
             vec![
@@ -398,10 +420,19 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(report.skipped.len(), 1, "the same code twice: {:?}", report.skipped);
+        assert_eq!(
+            report.skipped.len(),
+            1,
+            "the same code twice: {:?}",
+            report.skipped
+        );
         let (write, report) = reconcile(&remote, &local, &sites, true);
         assert_eq!(report.updated, ["101", "102"]);
-        assert_eq!(write[0].default_shift.as_deref(), Some("Day"), "local shift kept");
+        assert_eq!(
+            write[0].default_shift.as_deref(),
+            Some("Day"),
+            "local shift kept"
+        );
         assert_eq!(write[1].left_on, NaiveDate::from_ymd_opt(2025, 5, 31));
         // Unknown branch: no site.
         let (write, _) = reconcile(&remote[..1], &[], &[], false);

@@ -10,7 +10,8 @@
 //!
 //! The target of a Shift Type ([`plan`]) is the minimum, over the devices that feed it, of
 //! - the device's watermark ([`crate::attendance::watermark`]: push, last contact; pull, last complete read;
-//!   BioTime, last complete read) — a device that never delivered holds the Shift Type back entirely;
+//!   BioTime, last complete read) — a device that never delivered, or that still has a backlog (it reports more
+//!   punches than punchd holds of it), holds the Shift Type back entirely;
 //! - the earliest punch of that device this sink has not delivered or parked yet (pending, retrying, or not yet
 //!   taken: [`crate::store::delivery::DeliveryStore::undelivered_by_device`]), since Frappe does not have it.
 //!
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::frappe::{authorization, client, FrappeConfig};
 use super::webhook::error_chain;
-use crate::attendance::watermark;
+use crate::attendance::watermark::{self, Watermark};
 use crate::domain::{Approval, Device};
 use crate::store::delivery::Undelivered;
 use crate::store::outbox::{Sink, SinkKind};
@@ -112,9 +113,9 @@ pub struct ShiftSync {
 pub fn plan(
     feed: &ShiftTypeFeed,
     devices: &[Device],
+    marks: &[Watermark],
     owed: &[Undelivered],
     zone_of: impl Fn(&Device) -> chrono_tz::Tz,
-    now: DateTime<Utc>,
 ) -> ShiftSync {
     let feeding: Vec<&Device> = devices.iter().filter(|d| feed.fed_by(d)).collect();
     let mut out = ShiftSync {
@@ -125,14 +126,22 @@ pub fn plan(
         held_by: Vec::new(),
     };
     if feeding.is_empty() {
-        out.held_by.push("no approved device feeds this Shift Type".into());
+        out.held_by
+            .push("no approved device feeds this Shift Type".into());
         return out;
     }
     // Per device: its bound (UTC), the bound as a wall time in its zone, and why.
     let mut bounds: Vec<(DateTime<Utc>, NaiveDateTime, String)> = Vec::new();
     for device in &feeding {
         let sn = device.sn.as_str();
-        let Some(mark) = watermark::watermark(*device, now).watermark else {
+        let found = marks.iter().find(|m| m.device_sn == sn);
+        if let Some(backlog) = found.and_then(|m| m.backlog).filter(|b| *b > 0) {
+            out.held_by.push(format!(
+                "{sn}: still holds {backlog} punches it has not uploaded"
+            ));
+            continue;
+        }
+        let Some(mark) = found.and_then(|m| m.watermark) else {
             out.held_by.push(format!("{sn}: has never delivered"));
             continue;
         };
@@ -195,18 +204,15 @@ pub async fn plans(
         return Ok(Vec::new());
     }
     let devices = store.list_devices().await?;
+    let marks = watermark::watermarks(store, &devices, now).await?;
     let owed = store.undelivered_by_device(sink.id).await?;
     Ok(config
         .shift_types
         .iter()
         .map(|feed| {
-            plan(
-                feed,
-                &devices,
-                &owed,
-                |d| zone_for(&config, d, default_zone),
-                now,
-            )
+            plan(feed, &devices, &marks, &owed, |d| {
+                zone_for(&config, d, default_zone)
+            })
         })
         .collect())
 }
@@ -377,7 +383,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2025, 6, 2, h, m, 0).single().expect("time")
+        Utc.with_ymd_and_hms(2025, 6, 2, h, m, 0)
+            .single()
+            .expect("time")
     }
 
     fn device(sn: &str, site: Option<&str>, last_seen: Option<DateTime<Utc>>) -> Device {
@@ -410,6 +418,13 @@ mod tests {
         chrono_tz::Asia::Kolkata
     }
 
+    fn marks(devices: &[Device]) -> Vec<Watermark> {
+        devices
+            .iter()
+            .map(|d| watermark::watermark(d, at(10, 5)))
+            .collect()
+    }
+
     #[test]
     fn the_target_is_the_slowest_feeding_device_in_the_site_zone() {
         let devices = vec![
@@ -418,7 +433,7 @@ mod tests {
             device("PLANT1", Some("Plant"), None),
         ];
         let feed = parse_feed("Day Shift=site:HQ").expect("feed");
-        let plan = plan(&feed, &devices, &[], kolkata, at(10, 5));
+        let plan = plan(&feed, &devices, &marks(&devices), &[], kolkata);
         assert_eq!(plan.devices, ["GATE1", "GATE2"]);
         // 09:15 UTC is 14:45 in Kolkata.
         assert_eq!(
@@ -442,7 +457,7 @@ mod tests {
             oldest_punch_at: at(8, 0),
         }];
         let feed = parse_feed("Day Shift=GATE1,GATE2").expect("feed");
-        let plan_owed = plan(&feed, &devices, &owed, kolkata, at(10, 5));
+        let plan_owed = plan(&feed, &devices, &marks(&devices), &owed, kolkata);
         assert_eq!(plan_owed.target_utc, Some(at(8, 0)));
         assert_eq!(
             plan_owed.held_by,
@@ -450,13 +465,36 @@ mod tests {
         );
         // Every approved device (no list): PLANT1 never delivered, so nothing may be processed.
         let all = parse_feed("Night").expect("feed");
-        let silent = plan(&all, &devices, &owed, kolkata, at(10, 5));
-        assert_eq!((silent.target, silent.held_by.clone()), (None, vec!["PLANT1: has never delivered".to_owned()]));
+        let silent = plan(&all, &devices, &marks(&devices), &owed, kolkata);
+        assert_eq!(
+            (silent.target, silent.held_by.clone()),
+            (None, vec!["PLANT1: has never delivered".to_owned()])
+        );
         // A pending (unapproved) device feeds nothing.
         let mut pending = devices.clone();
         pending[2].approval = Approval::Pending;
-        assert_eq!(plan(&all, &pending, &[], kolkata, at(10, 5)).target_utc, Some(at(9, 15)));
-        let none = plan(&parse_feed("X=NOSUCH").expect("feed"), &devices, &[], kolkata, at(10, 5));
+        assert_eq!(
+            plan(&all, &pending, &marks(&pending), &[], kolkata).target_utc,
+            Some(at(9, 15))
+        );
+        // A backlog holds it back although the device is in contact.
+        let mut behind = marks(&devices);
+        behind[0].backlog = Some(12);
+        let held = plan(&feed, &devices, &behind, &[], kolkata);
+        assert_eq!(
+            (held.target, held.held_by.clone()),
+            (
+                None,
+                vec!["GATE1: still holds 12 punches it has not uploaded".to_owned()]
+            )
+        );
+        let none = plan(
+            &parse_feed("X=NOSUCH").expect("feed"),
+            &devices,
+            &marks(&devices),
+            &[],
+            kolkata,
+        );
         assert_eq!(none.target, None);
     }
 

@@ -23,8 +23,8 @@ pub async fn prune(
     retention: Duration,
     now: DateTime<Utc>,
 ) -> crate::store::Result<usize> {
-    let before = now
-        - chrono::Duration::from_std(retention).unwrap_or_else(|_| chrono::Duration::days(30));
+    let before =
+        now - chrono::Duration::from_std(retention).unwrap_or_else(|_| chrono::Duration::days(30));
     let mut total = 0;
     loop {
         let n = store.prune_outbox(before, CHUNK).await?;

@@ -14,7 +14,10 @@ use crate::store::{Store, StoreError};
 /// every sink has delivered or parked all of them (or there is no sink).
 ///
 /// Errors: the store failed (callers then do not clear).
-pub async fn clear_blocked_by(store: &dyn Store, sn: &DeviceSn) -> Result<Option<String>, StoreError> {
+pub async fn clear_blocked_by(
+    store: &dyn Store,
+    sn: &DeviceSn,
+) -> Result<Option<String>, StoreError> {
     let mut owing = Vec::new();
     for sink in store.list_sinks().await? {
         let owed = match store.undelivered_by_device(sink.id).await {

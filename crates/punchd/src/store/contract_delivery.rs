@@ -100,7 +100,13 @@ pub(crate) async fn run_all(store: &dyn Store) {
     ));
 
     // Delivered and parked owe nothing; pending (retrying) still does.
-    assert_eq!(store.take_events(a.id, 100, instant(5)).await.expect("take"), 3);
+    assert_eq!(
+        store
+            .take_events(a.id, 100, instant(5))
+            .await
+            .expect("take"),
+        3
+    );
     let events = store.pending_events(a.id, 100).await.expect("pending");
     let id_of = |pin: &str| {
         events
@@ -203,13 +209,22 @@ pub(crate) async fn run_all(store: &dyn Store) {
     let voids = store.voids_to_withdraw(a.id, 10).await.expect("voids");
     let view = |v: &VoidedPunch| (v.pin.clone(), v.delivery.clone(), v.remote_ref.clone());
     let expected: Vec<(String, Option<String>, Option<String>)> = vec![
-        ("1".into(), Some("delivered".into()), Some("EMP-CKIN-1".into())),
+        (
+            "1".into(),
+            Some("delivered".into()),
+            Some("EMP-CKIN-1".into()),
+        ),
         ("2".into(), Some("pending".into()), None),
         ("0".into(), None, None),
     ];
     assert_eq!(voids.iter().map(view).collect::<Vec<_>>(), expected);
     assert_eq!(
-        (voids[0].correction_id, voids[0].punch_id, voids[0].punched_at, voids[0].device_sn.as_str()),
+        (
+            voids[0].correction_id,
+            voids[0].punch_id,
+            voids[0].punched_at,
+            voids[0].device_sn.as_str()
+        ),
         (correction_ids[0], punch_id("1"), local(8, 0), "DELIV-1")
     );
     let withdrawn = Withdrawal {
@@ -228,13 +243,23 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .record_withdrawal(a.id, withdrawn.clone())
         .await
         .expect("recorded twice: replaced");
-    assert_eq!(store.list_withdrawals(a.id).await.expect("list"), vec![withdrawn]);
     assert_eq!(
-        store.voids_to_withdraw(a.id, 10).await.expect("voids").len(),
+        store.list_withdrawals(a.id).await.expect("list"),
+        vec![withdrawn]
+    );
+    assert_eq!(
+        store
+            .voids_to_withdraw(a.id, 10)
+            .await
+            .expect("voids")
+            .len(),
         2,
         "recorded ones are not offered again"
     );
-    assert_eq!(store.voids_to_withdraw(a.id, 1).await.expect("voids").len(), 1);
+    assert_eq!(
+        store.voids_to_withdraw(a.id, 1).await.expect("voids").len(),
+        1
+    );
 
     // A second sink, created later, has taken nothing: the next event is not prunable for either.
     let b = store.create_sink(sink("b"), instant(7)).await.expect("b");
@@ -251,8 +276,14 @@ pub(crate) async fn run_all(store: &dyn Store) {
     // Pruning: nothing written before the cut-off; then only the event every sink is done with (delivered to
     // a; before b's cursor) goes, with its delivery row. Pending and parked stay.
     assert_eq!(store.prune_outbox(instant(0), 100).await.expect("prune"), 0);
-    assert_eq!(store.prune_outbox(instant(3600), 100).await.expect("prune"), 1);
-    assert_eq!(store.prune_outbox(instant(3600), 100).await.expect("prune"), 0);
+    assert_eq!(
+        store.prune_outbox(instant(3600), 100).await.expect("prune"),
+        1
+    );
+    assert_eq!(
+        store.prune_outbox(instant(3600), 100).await.expect("prune"),
+        0
+    );
     assert_eq!(store.remote_ref(a.id, id_of("1")).await.expect("ref"), None);
     let counts = store.sink_counts(a.id).await.expect("counts");
     assert_eq!(
@@ -266,7 +297,13 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .replay_sink("a", utc(local(8, 0)), instant(9))
         .await
         .expect("replay");
-    assert_eq!(store.take_events(a.id, 100, instant(9)).await.expect("take"), 2);
+    assert_eq!(
+        store
+            .take_events(a.id, 100, instant(9))
+            .await
+            .expect("take"),
+        2
+    );
     let pins: Vec<String> = store
         .pending_events(a.id, 100)
         .await
@@ -279,9 +316,18 @@ pub(crate) async fn run_all(store: &dyn Store) {
     // No sink left: every old event goes (at most `max` per call).
     store.delete_sink("a").await.expect("delete a");
     store.delete_sink("b").await.expect("delete b");
-    assert_eq!(store.prune_outbox(instant(3600), 2).await.expect("prune"), 2);
-    assert_eq!(store.prune_outbox(instant(3600), 100).await.expect("prune"), 2);
-    assert_eq!(store.prune_outbox(instant(3600), 100).await.expect("prune"), 0);
+    assert_eq!(
+        store.prune_outbox(instant(3600), 2).await.expect("prune"),
+        2
+    );
+    assert_eq!(
+        store.prune_outbox(instant(3600), 100).await.expect("prune"),
+        2
+    );
+    assert_eq!(
+        store.prune_outbox(instant(3600), 100).await.expect("prune"),
+        0
+    );
 }
 
 mod tests {
@@ -290,8 +336,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_delivery_keeps_the_contract() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store =
-            SqliteStore::open(&dir.path().join("delivery.db"), Durability::PowerSafe).expect("open");
+        let store = SqliteStore::open(&dir.path().join("delivery.db"), Durability::PowerSafe)
+            .expect("open");
         super::run_all(&store).await;
     }
 }

@@ -6,7 +6,6 @@
 //! `sources` and `web` speak in the types below. This module depends only on `domain`.
 
 pub mod attendance;
-pub mod delivery;
 #[cfg(test)]
 mod contract;
 #[cfg(test)]
@@ -23,6 +22,7 @@ mod contract_outbox;
 mod contract_push;
 #[cfg(test)]
 mod contract_sources;
+pub mod delivery;
 pub mod hardening;
 pub mod operations;
 pub mod outbox;

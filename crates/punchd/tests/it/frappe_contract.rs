@@ -546,7 +546,10 @@ fn employee_value(e: &Employee, field: &str) -> serde_json::Value {
 
 /// One `[field, op, value]` filter (the 4-element `[doctype, field, op, value]` form too).
 fn filter_matches(e: &Employee, filter: &serde_json::Value) -> Result<bool, String> {
-    let parts: Vec<&serde_json::Value> = filter.as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let parts: Vec<&serde_json::Value> = filter
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     let (field, op, value) = match parts.as_slice() {
         [f, o, v] => (f, o, v),
         [_, f, o, v] => (f, o, v),
@@ -560,9 +563,11 @@ fn filter_matches(e: &Employee, filter: &serde_json::Value) -> Result<bool, Stri
     match (op, value.as_str()) {
         ("is", Some("set")) => Ok(set),
         ("is", Some("not set")) => Ok(!set),
-        ("=", _) => Ok(&have == value),
-        ("!=", _) => Ok(&have != value),
-        _ => Err(format!("operator {op} is not played by the contract server")),
+        ("=", _) => Ok(have == **value),
+        ("!=", _) => Ok(have != **value),
+        _ => Err(format!(
+            "operator {op} is not played by the contract server"
+        )),
     }
 }
 
@@ -577,23 +582,42 @@ async fn list_resource(
         return refused;
     }
     if doctype != "Employee" {
-        return frappe_error(StatusCode::FORBIDDEN, "PermissionError", &format!("No permission for {doctype}"));
+        return frappe_error(
+            StatusCode::FORBIDDEN,
+            "PermissionError",
+            &format!("No permission for {doctype}"),
+        );
     }
     let fields: Vec<String> = match query.get("fields") {
         None => vec!["name".into()],
         Some(f) => match serde_json::from_str(f) {
             Ok(f) => f,
-            Err(_) => return frappe_error(StatusCode::EXPECTATION_FAILED, "ValidationError", "fields must be a JSON list"),
+            Err(_) => {
+                return frappe_error(
+                    StatusCode::EXPECTATION_FAILED,
+                    "ValidationError",
+                    "fields must be a JSON list",
+                )
+            }
         },
     };
     let filters: Vec<serde_json::Value> = match query.get("filters") {
         None => Vec::new(),
         Some(f) => match serde_json::from_str(f) {
             Ok(f) => f,
-            Err(_) => return frappe_error(StatusCode::EXPECTATION_FAILED, "ValidationError", "filters must be JSON"),
+            Err(_) => {
+                return frappe_error(
+                    StatusCode::EXPECTATION_FAILED,
+                    "ValidationError",
+                    "filters must be JSON",
+                )
+            }
         },
     };
-    let start: usize = query.get("limit_start").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let start: usize = query
+        .get("limit_start")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let page: usize = query
         .get("limit_page_length")
         .or(query.get("limit"))
@@ -608,12 +632,16 @@ async fn list_resource(
         for f in &filters {
             match filter_matches(e, f) {
                 Ok(m) => keep &= m,
-                Err(why) => return frappe_error(StatusCode::EXPECTATION_FAILED, "ValidationError", &why),
+                Err(why) => {
+                    return frappe_error(StatusCode::EXPECTATION_FAILED, "ValidationError", &why)
+                }
             }
         }
         if keep {
-            let row: serde_json::Map<String, serde_json::Value> =
-                fields.iter().map(|f| (f.clone(), employee_value(e, f))).collect();
+            let row: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|f| (f.clone(), employee_value(e, f)))
+                .collect();
             rows.push(serde_json::Value::Object(row));
         }
     }
@@ -673,10 +701,16 @@ async fn get_resource(
         };
     }
     if doctype != "Shift Type" {
-        return frappe_error(StatusCode::FORBIDDEN, "PermissionError", &format!("No permission for {doctype}"));
+        return frappe_error(
+            StatusCode::FORBIDDEN,
+            "PermissionError",
+            &format!("No permission for {doctype}"),
+        );
     }
     match s.shift_types.get(&name) {
-        Some(last) => axum::Json(serde_json::json!({ "data": shift_type_doc(&name, last) })).into_response(),
+        Some(last) => {
+            axum::Json(serde_json::json!({ "data": shift_type_doc(&name, last) })).into_response()
+        }
         None => frappe_error(
             StatusCode::NOT_FOUND,
             "DoesNotExistError",
@@ -696,7 +730,11 @@ async fn put_resource(
         return refused;
     }
     if doctype != "Shift Type" {
-        return frappe_error(StatusCode::FORBIDDEN, "PermissionError", &format!("No permission for {doctype}"));
+        return frappe_error(
+            StatusCode::FORBIDDEN,
+            "PermissionError",
+            &format!("No permission for {doctype}"),
+        );
     }
     if !s.shift_types.contains_key(&name) {
         return frappe_error(
@@ -731,7 +769,11 @@ async fn delete_resource(
         return refused;
     }
     if doctype != "Employee Checkin" {
-        return frappe_error(StatusCode::FORBIDDEN, "PermissionError", &format!("No permission for {doctype}"));
+        return frappe_error(
+            StatusCode::FORBIDDEN,
+            "PermissionError",
+            &format!("No permission for {doctype}"),
+        );
     }
     let Some(idx) = s.checkins.iter().position(|c| c.name == name) else {
         return frappe_error(
@@ -742,5 +784,9 @@ async fn delete_resource(
     };
     s.checkins.remove(idx);
     s.deleted.push(name);
-    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "data": "ok" }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "data": "ok" })),
+    )
+        .into_response()
 }

@@ -535,7 +535,8 @@ fn compute_day(
     }
 
     // Late and early exit look at the regular IN and OUT: overtime punches only when there are no others.
-    let is_overtime = |punch: &&ClassifiedPunch| trusts_states && matches!(punch.punch_state, Some(4 | 5));
+    let is_overtime =
+        |punch: &&ClassifiedPunch| trusts_states && matches!(punch.punch_state, Some(4 | 5));
     let first_in = punches
         .iter()
         .find(|punch| punch.role == PunchRole::In && !is_overtime(punch))
@@ -545,7 +546,12 @@ fn compute_day(
         .iter()
         .rev()
         .find(|punch| punch.role == PunchRole::Out && !is_overtime(punch))
-        .or_else(|| punches.iter().rev().find(|punch| punch.role == PunchRole::Out))
+        .or_else(|| {
+            punches
+                .iter()
+                .rev()
+                .find(|punch| punch.role == PunchRole::Out)
+        })
         .map(|punch| (punch.id, punch.at));
     let worked_time = shift.map_or(WorkedTime::EveryPair, |shift| shift.worked_time);
     if worked_time == WorkedTime::FirstInLastOut && policy != PunchStatePolicy::FirstLast {

@@ -894,7 +894,12 @@ fn overtime_in_and_out_pairs_are_overtime_wherever_they_lie() {
         punch(5, "2026-11-02 18:30:00", 4),
         punch(6, "2026-11-02 19:45:00", 5),
     ];
-    let day = one_day(day_shift(), "2026-11-02", PunchStatePolicy::Device, &punches);
+    let day = one_day(
+        day_shift(),
+        "2026-11-02",
+        PunchStatePolicy::Device,
+        &punches,
+    );
     assert_eq!(
         roles(&day),
         [
@@ -917,7 +922,12 @@ fn overtime_in_and_out_pairs_are_overtime_wherever_they_lie() {
     assert!(kinds(&day).contains(&ExceptionKind::Late));
 
     // Alternating: states ignored, the morning pair is plain work before the start (not overtime).
-    let alternating = one_day(day_shift(), "2026-11-02", PunchStatePolicy::Alternating, &punches);
+    let alternating = one_day(
+        day_shift(),
+        "2026-11-02",
+        PunchStatePolicy::Alternating,
+        &punches,
+    );
     assert_eq!(alternating.worked_secs, day.worked_secs);
     assert_eq!(alternating.overtime_secs, 600 + 4500);
     assert_eq!(alternating.first_in, Some(at("2026-11-02 07:10:00")));
