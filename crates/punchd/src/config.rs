@@ -181,6 +181,8 @@ pub struct FileConfig {
     pub devices: Vec<DeviceConfig>,
     /// Sinks (`[[sinks]]`), created by `punchd serve` when missing.
     pub sinks: Vec<crate::sinks::SinkFileConfig>,
+    /// Days a fully delivered outbox event is kept before it is pruned (default 90; 0 keeps every event).
+    pub outbox_retention_days: Option<u32>,
     /// What one request, client or address may cost (`[limits]`).
     pub limits: crate::limits::LimitsConfig,
     /// The web UI (`[ui]`): cookies, session expiry, sign-in attempts.
@@ -214,6 +216,8 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     /// Sinks listed in the settings file.
     pub sinks: Vec<crate::sinks::SinkFileConfig>,
+    /// How long a fully delivered outbox event is kept (`None`: forever); sinks/retention.rs.
+    pub outbox_retention: Option<Duration>,
     /// Resource limits.
     pub limits: crate::limits::LimitsConfig,
     /// Web UI settings.
@@ -329,6 +333,10 @@ impl Config {
             push: file_config.push,
             devices: file_config.devices,
             sinks: file_config.sinks,
+            outbox_retention: match file_config.outbox_retention_days.unwrap_or(90) {
+                0 => None,
+                days => Some(Duration::from_secs(u64::from(days) * 86_400)),
+            },
             limits,
             ui: file_config.ui,
         })

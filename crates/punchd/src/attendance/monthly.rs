@@ -241,11 +241,10 @@ pub async fn load_inputs(
         .into_iter()
         .map(|s| (s.name.clone(), Arc::new(s)))
         .collect();
+    let owned: Vec<crate::domain::Device> = site_devices.iter().map(|d| (*d).clone()).collect();
+    let watermarks = watermark::watermarks(store, &owned, now).await?;
     Ok(Inputs {
-        watermarks: site_devices
-            .iter()
-            .map(|d| watermark::watermark(d, now))
-            .collect(),
+        watermarks,
         devices: site_devices.iter().map(|d| d.sn.clone()).collect(),
         site,
         rules: rules_settings,

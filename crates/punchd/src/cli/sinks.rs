@@ -62,6 +62,33 @@ pub enum SinkAction {
         /// Sink name.
         name: String,
     },
+    /// Frappe: advance the sink's Shift Types' last_sync_of_checkin to the watermark of the devices feeding them
+    /// now (`punchd serve` does it every minute) and print what each came to and which device holds it back.
+    SyncShifts {
+        /// Sink name.
+        name: String,
+    },
+    /// Frappe: withdraw the check-ins of punches voided by a correction now (`punchd serve` does it every minute)
+    /// and print what became of each.
+    WithdrawVoids {
+        /// Sink name.
+        name: String,
+    },
+    /// Frappe: read Employees (those with the sink's employee field set) into punchd's employees. New ones are
+    /// created; differences with local ones are listed as conflicts and left alone unless --overwrite.
+    EmployeesSync {
+        /// Sink name.
+        name: String,
+        /// Replace punchd's values with Frappe's where they differ.
+        #[arg(long)]
+        overwrite: bool,
+        /// Only report what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who (recorded in the audit log).
+        #[arg(long, default_value = "cli")]
+        author: String,
+    },
 }
 
 /// Options every kind takes.
@@ -138,7 +165,8 @@ pub enum AddKind {
         /// log_type: device (from the punch state), none, or policy (not available yet).
         #[arg(long, value_enum, default_value_t = LogTypeMode::Device)]
         log_type: LogTypeMode,
-        /// The site's IANA zone (timestamps are converted to it); default: terminal local time unchanged.
+        /// The site's IANA zone (timestamps are converted to it); default: read from the site's System Settings,
+        /// else terminal local time unchanged.
         #[arg(long)]
         time_zone: Option<String>,
         /// Latitude to send (only if HR Settings require geolocation).
@@ -150,6 +178,13 @@ pub enum AddKind {
         /// Seconds to wait for Frappe's answer.
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
+        /// A Shift Type whose last_sync_of_checkin punchd advances: NAME (fed by every device) or
+        /// NAME=SN,SN,site:SITE (repeatable).
+        #[arg(long = "shift-type", value_parser = crate::sinks::frappe_shift::parse_feed)]
+        shift_types: Vec<crate::sinks::frappe_shift::ShiftTypeFeed>,
+        /// A device's fixed log_type: SN=in|out|device|none (repeatable); overrides --log-type for that device.
+        #[arg(long = "device-log-type", value_parser = crate::sinks::frappe::parse_device_log_type)]
+        device_log_types: Vec<(String, crate::sinks::frappe::DeviceLogType)>,
         /// Common options.
         #[command(flatten)]
         common: Common,
@@ -222,7 +257,21 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
             let sink = store.get_sink(&name).await?;
             let status = sinks::status(store.as_ref(), &sink).await?;
             let parked = store.parked_events(sink.id, 1000).await?;
-            let json = serde_json::json!({ "status": status, "parked": parked });
+            let shift_types = crate::sinks::frappe_shift::plans(
+                store.as_ref(),
+                &sink,
+                config.default_time_zone,
+                Utc::now(),
+            )
+            .await?;
+            let mut json = serde_json::json!({ "status": status, "parked": parked });
+            if !shift_types.is_empty() {
+                json["shift_types"] = serde_json::to_value(shift_types)?;
+            }
+            let withdrawals = store.list_withdrawals(sink.id).await?;
+            if !withdrawals.is_empty() {
+                json["withdrawals"] = serde_json::to_value(withdrawals)?;
+            }
             println!("{}", serde_json::to_string_pretty(&json)?);
             Ok(())
         }
@@ -264,6 +313,8 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
                     latitude,
                     longitude,
                     timeout_secs,
+                    shift_types,
+                    device_log_types,
                     common,
                 } => (
                     SinkKind::Frappe,
@@ -279,6 +330,8 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
                         longitude,
                         method: None,
                         timeout_secs,
+                        shift_types,
+                        device_log_types: device_log_types.into_iter().collect(),
                     })?,
                     common,
                 ),
@@ -298,6 +351,15 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
                 since,
             )
             .await?;
+            if kind == SinkKind::Frappe {
+                match sink.config.get("time_zone").and_then(|z| z.as_str()) {
+                    Some(zone) => println!("Frappe timestamps are sent in {zone}"),
+                    None => println!(
+                        "the site's time zone could not be read (System Settings): timestamps are sent in terminal \
+                         local time; give --time-zone if the site is in another zone"
+                    ),
+                }
+            }
             let method = sink.config.get("method").and_then(|m| m.as_str());
             match method {
                 Some(m) => println!("sink {} added ({}; method {m})", sink.name, kind.as_str()),
@@ -335,6 +397,49 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
         SinkAction::Remove { name } => {
             store.delete_sink(&name).await?;
             println!("sink {name} removed");
+            Ok(())
+        }
+        SinkAction::SyncShifts { name } => {
+            let sink = store.get_sink(&name).await?;
+            if sink.kind != SinkKind::Frappe {
+                anyhow::bail!("sink {name} is not a Frappe sink");
+            }
+            let results = crate::sinks::frappe_shift::sync(
+                store.as_ref(),
+                &sink,
+                config.default_time_zone,
+                Utc::now(),
+            )
+            .await?;
+            if results.is_empty() {
+                println!("sink {name} has no Shift Types (add it with --shift-type)");
+                return Ok(());
+            }
+            println!("{}", serde_json::to_string_pretty(&results)?);
+            Ok(())
+        }
+        SinkAction::WithdrawVoids { name } => {
+            let sink = store.get_sink(&name).await?;
+            let report = crate::sinks::frappe_withdraw::withdraw(store.as_ref(), &sink).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        SinkAction::EmployeesSync {
+            name,
+            overwrite,
+            dry_run,
+            author,
+        } => {
+            let sink = store.get_sink(&name).await?;
+            let report = crate::sinks::frappe_employees::sync(
+                store.as_ref(),
+                &sink,
+                overwrite,
+                dry_run,
+                &author,
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
     }

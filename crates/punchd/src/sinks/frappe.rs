@@ -17,6 +17,10 @@
 //!   417 → parked as rejected with Frappe's message (e.g. "Log Type is required", lat/long required, §1.5–6);
 //!   401/403 → the sink pauses with a configuration error; 404 → paused (the method went away); 429, 5xx, timeouts
 //!   and connection errors → retried with backoff.
+//! - Per-device rule: `device_log_types` fixes `log_type` for a device (`in`, `out`, `device`, `none`), the sync
+//!   tool's `punch_direction` (§6), e.g. an entrance terminal whose punches are all IN.
+//! - Shift Types: `shift_types` names the Shift Types whose `last_sync_of_checkin` punchd advances
+//!   ([`super::frappe_shift`], §5).
 //! - Order: one event per employee at a time, in store order (alternating IN/OUT pairing, §5).
 
 use std::time::Duration;
@@ -78,6 +82,57 @@ pub struct FrappeConfig {
     /// Seconds to wait for an answer (default 30).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Shift Types whose `last_sync_of_checkin` punchd advances to the completeness watermark of the devices that
+    /// feed them (frappe-hr.md §5; [`super::frappe_shift`]). Empty: punchd leaves the field alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shift_types: Vec<super::frappe_shift::ShiftTypeFeed>,
+    /// Per device (SN), a fixed `log_type` rule that overrides `log_type` for its punches: a terminal at the
+    /// entrance sends every punch as IN, one at the exit as OUT (the sync tool's `punch_direction`, frappe-hr.md
+    /// §6).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub device_log_types: std::collections::BTreeMap<String, DeviceLogType>,
+}
+
+/// A per-device `log_type` rule ([`FrappeConfig::device_log_types`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceLogType {
+    /// Every punch of the device is `IN`.
+    In,
+    /// Every punch of the device is `OUT`.
+    Out,
+    /// From the punch state ([`super::log_type_by_device`]): 0/4 IN, 1/5 OUT, others none.
+    Device,
+    /// Always empty (Frappe pairs the logs itself).
+    None,
+}
+
+impl DeviceLogType {
+    /// Parse `in`, `out`, `device` or `none` (case-insensitive).
+    pub fn parse(s: &str) -> Option<DeviceLogType> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "in" => DeviceLogType::In,
+            "out" => DeviceLogType::Out,
+            "device" => DeviceLogType::Device,
+            "none" => DeviceLogType::None,
+            _ => return None,
+        })
+    }
+}
+
+/// Parse `SN=in|out|device|none` (the CLI's `--device-log-type`).
+///
+/// Errors: no `=`, an empty SN, or an unknown rule.
+pub fn parse_device_log_type(s: &str) -> Result<(String, DeviceLogType), String> {
+    let (sn, rule) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not SN=in|out|device|none"))?;
+    if sn.trim().is_empty() {
+        return Err(format!("{s:?} has no SN"));
+    }
+    let rule = DeviceLogType::parse(rule)
+        .ok_or_else(|| format!("{rule:?} is not in, out, device or none"))?;
+    Ok((sn.trim().to_owned(), rule))
 }
 
 fn default_field() -> String {
@@ -88,7 +143,7 @@ fn default_timeout() -> u64 {
     30
 }
 
-fn client(config: &FrappeConfig) -> anyhow::Result<reqwest::Client> {
+pub(crate) fn client(config: &FrappeConfig) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(config.timeout_secs.max(1)))
         .connect_timeout(Duration::from_secs(10))
@@ -100,7 +155,7 @@ fn method_url(config: &FrappeConfig, method: &str) -> String {
     format!("{}/api/method/{method}", config.url.trim_end_matches('/'))
 }
 
-fn authorization(config: &FrappeConfig) -> String {
+pub(crate) fn authorization(config: &FrappeConfig) -> String {
     format!("token {}:{}", config.api_key, config.api_secret)
 }
 
@@ -167,6 +222,35 @@ pub async fn probe(config: &FrappeConfig) -> anyhow::Result<String> {
     )
 }
 
+/// The site's time zone as Frappe keeps it (`System Settings`, field `time_zone`, an IANA name), read through the
+/// REST resource route of frappe-hr.md §4 (`GET /api/resource/System Settings/System Settings`; a single doctype's
+/// document is named after it). `None` when the API user may not read it (403), the site does not answer, or the
+/// value is not a known zone: the caller then keeps the terminal's local time and says so.
+pub async fn read_site_time_zone(config: &FrappeConfig) -> Option<String> {
+    let http = client(config).ok()?;
+    let mut url = reqwest::Url::parse(config.url.trim_end_matches('/')).ok()?;
+    url.path_segments_mut().ok()?.pop_if_empty().extend([
+        "api",
+        "resource",
+        "System Settings",
+        "System Settings",
+    ]);
+    let answer = http
+        .get(url)
+        .header(reqwest::header::AUTHORIZATION, authorization(config))
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .ok()?;
+    if answer.status().as_u16() != 200 {
+        return None;
+    }
+    let body: serde_json::Value = answer.json().await.ok()?;
+    let zone = body.pointer("/data/time_zone")?.as_str()?;
+    crate::config::parse_time_zone(zone).ok()?;
+    Some(zone.to_owned())
+}
+
 /// The Frappe deliverer.
 pub struct Frappe {
     config: FrappeConfig,
@@ -203,9 +287,15 @@ impl Frappe {
             Some(zone) => p.punched_at_utc.with_timezone(&zone).naive_local(),
             None => p.punched_at,
         };
-        let log_type = match self.config.log_type {
-            LogTypeMode::Device => log_type_by_device(p.punch_state),
-            LogTypeMode::None | LogTypeMode::Policy => None,
+        let log_type = match self.config.device_log_types.get(p.device_sn.as_str()) {
+            Some(DeviceLogType::In) => Some("IN"),
+            Some(DeviceLogType::Out) => Some("OUT"),
+            Some(DeviceLogType::Device) => log_type_by_device(p.punch_state),
+            Some(DeviceLogType::None) => None,
+            None => match self.config.log_type {
+                LogTypeMode::Device => log_type_by_device(p.punch_state),
+                LogTypeMode::None | LogTypeMode::Policy => None,
+            },
         };
         let mut body = serde_json::json!({
             "employee_field_value": employee_for(event),
@@ -340,6 +430,8 @@ mod tests {
             longitude: lat_long.map(|l| l.1),
             method: Some(HRMS_METHOD.into()),
             timeout_secs: 5,
+            shift_types: Vec::new(),
+            device_log_types: Default::default(),
         }
     }
 
@@ -411,6 +503,34 @@ mod tests {
             }),
             "converted to the site's zone, alias as device_id, no log type, lat/long when configured"
         );
+    }
+
+    #[test]
+    fn a_device_rule_overrides_the_log_type_mode_for_that_device_only() {
+        let mut settings = config(None, LogTypeMode::Device, None);
+        settings
+            .device_log_types
+            .insert("FRAPPEUNIT1".into(), DeviceLogType::In);
+        settings
+            .device_log_types
+            .insert("OTHER".into(), DeviceLogType::None);
+        let sink = Frappe::new(settings.clone()).expect("sink");
+        // The punch is a check-out (state 1) on FRAPPEUNIT1: the device's rule says IN.
+        assert_eq!(sink.body(&event(None))["log_type"], "IN");
+        settings.device_log_types.remove("FRAPPEUNIT1");
+        let sink = Frappe::new(settings).expect("sink");
+        assert_eq!(
+            sink.body(&event(None))["log_type"],
+            "OUT",
+            "no rule: the mode"
+        );
+        assert_eq!(
+            parse_device_log_type("GATE-1=out"),
+            Ok(("GATE-1".to_owned(), DeviceLogType::Out))
+        );
+        assert!(parse_device_log_type("GATE-1").is_err());
+        assert!(parse_device_log_type("GATE-1=sideways").is_err());
+        assert!(parse_device_log_type("=in").is_err());
     }
 
     #[test]

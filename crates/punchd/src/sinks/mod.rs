@@ -17,7 +17,12 @@
 //! keys).
 
 pub mod frappe;
+pub mod frappe_employees;
+pub mod frappe_shift;
+pub mod frappe_withdraw;
 pub mod nats;
+pub mod retention;
+pub mod safe_clear;
 pub mod webhook;
 
 use std::collections::{HashMap, HashSet};
@@ -374,6 +379,10 @@ pub async fn add(
         SinkKind::Frappe => {
             let mut settings: frappe::FrappeConfig = serde_json::from_value(config.clone())?;
             settings.method = Some(frappe::probe(&settings).await?);
+            if settings.time_zone.is_none() {
+                // The site's zone, when the API user may read it; else terminal local time is sent unchanged.
+                settings.time_zone = frappe::read_site_time_zone(&settings).await;
+            }
             config = serde_json::to_value(settings)?;
         }
     }
@@ -498,6 +507,11 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// How often events parked as unmapped are retried anyway (employee and mapping writes in punchd retry them at once,
 /// store/sqlite/outbox.rs `retry_unmapped_on`; this catches fixes made in Frappe).
 const UNMAPPED_RETRY_EVERY: Duration = Duration::from_secs(600);
+/// How often Frappe Shift Types' `last_sync_of_checkin` is advanced ([`frappe_shift`]) and voided punches are
+/// withdrawn from Frappe ([`frappe_withdraw`]).
+const SHIFT_SYNC_EVERY: Duration = Duration::from_secs(60);
+/// How often delivered outbox events past the retention are pruned ([`retention`]).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Run one worker per sink until `shutdown` resolves (inside `punchd serve`). Sinks added, changed, paused or
 /// deleted by the CLI or the API are picked up within a second.
@@ -517,9 +531,40 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unmapped_tick = tokio::time::interval(UNMAPPED_RETRY_EVERY);
     unmapped_tick.tick().await;
+    let mut shift_tick = tokio::time::interval(SHIFT_SYNC_EVERY);
+    shift_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune_tick = tokio::time::interval(PRUNE_EVERY);
+    prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Background rounds that talk to Frappe or delete in chunks: one at a time each, never blocking the loop.
+    let mut shift_round: Option<tokio::task::JoinHandle<()>> = None;
+    let mut prune_round: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = shift_tick.tick() => {
+                if shift_round.as_ref().is_none_or(|h| h.is_finished()) {
+                    let store = app.store.clone();
+                    let zone = app.config.default_time_zone;
+                    shift_round = Some(tokio::spawn(async move {
+                        frappe_shift::sync_all(store.as_ref(), zone).await;
+                        frappe_withdraw::withdraw_all(store.as_ref()).await;
+                    }));
+                }
+            }
+            _ = prune_tick.tick() => {
+                if let Some(retention) = app.config.outbox_retention {
+                    if prune_round.as_ref().is_none_or(|h| h.is_finished()) {
+                        let store = app.store.clone();
+                        prune_round = Some(tokio::spawn(async move {
+                            match retention::prune(store.as_ref(), retention, Utc::now()).await {
+                                Ok(0) => {}
+                                Ok(n) => tracing::info!(events = n, "delivered outbox events pruned"),
+                                Err(e) => tracing::warn!(error = %e, "pruning the outbox failed; will retry"),
+                            }
+                        }));
+                    }
+                }
+            }
             _ = unmapped_tick.tick() => {
                 if let Ok(sinks) = app.store.list_sinks().await {
                     for sink in sinks {

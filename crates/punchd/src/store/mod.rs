@@ -14,6 +14,8 @@ mod contract_agents;
 #[cfg(test)]
 mod contract_attendance;
 #[cfg(test)]
+mod contract_delivery;
+#[cfg(test)]
 mod contract_hardening;
 #[cfg(test)]
 mod contract_leases;
@@ -27,6 +29,7 @@ mod contract_push;
 mod contract_sources;
 #[cfg(test)]
 mod contract_ui_accounts;
+pub mod delivery;
 pub mod hardening;
 pub mod leases;
 pub mod operations;
@@ -447,6 +450,7 @@ pub trait Store:
     + push::PushStore
     + OperationsStore
     + outbox::OutboxStore
+    + delivery::DeliveryStore
     + sources::SourcesStore
     + attendance::AttendanceStore
     + leases::LeaseStore

@@ -22,6 +22,7 @@ use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
+mod delivery;
 mod outbox;
 
 use super::{
@@ -59,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0013_leases.sql"),
     include_str!("../../migrations/sqlite/0009_agents.sql"),
     include_str!("../../migrations/sqlite/0010_ui_accounts.sql"),
+    include_str!("../../migrations/sqlite/0012_delivery.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.

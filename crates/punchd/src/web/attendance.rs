@@ -596,12 +596,8 @@ async fn audit_log(
 #[utoipa::path(get, path = "/attendance/watermarks", responses((status = 200, description = "Every device's watermark", body = [Watermark])))]
 async fn watermarks(State(app): State<App>) -> Result<Json<Vec<Watermark>>, Error> {
     let now = Utc::now();
+    let devices = app.store.list_devices().await?;
     Ok(Json(
-        app.store
-            .list_devices()
-            .await?
-            .iter()
-            .map(|d| watermark::watermark(d, now))
-            .collect(),
+        watermark::watermarks(app.store.as_ref(), &devices, now).await?,
     ))
 }

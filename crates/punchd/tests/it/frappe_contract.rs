@@ -20,6 +20,16 @@
 //! - Errors: the v1 body of §4 with `exc_type` and `_server_messages` (a JSON string of a list of JSON strings),
 //!   WITHOUT `exc` (v15 hides tracebacks from API users), so a client that reads `exc` fails here.
 //! - Injected faults: a burst of 5xx answers, slow answers, connections dropped without an answer.
+//! - §4 REST resource routes (same auth): `GET /api/resource/Employee` = `frappe.client.get_list` with `fields`
+//!   (JSON list, default `["name"]`), `filters` (JSON list of `[field, op, value]`; `=`, `!=` and `is` `set`/`not
+//!   set` here), `limit_start`, `limit_page_length` (default **20**, `0` = all; so a client that does not page
+//!   misses rows) → `{"data": [...]}`; `GET /api/resource/Shift Type/{name}` → `{"data": {...}}`, 404
+//!   `DoesNotExistError` for an unknown name; `PUT` of the same = partial update (§4 "last sync" example): the
+//!   body's fields are set, `last_sync_of_checkin` must be a Datetime (naive `YYYY-MM-DD HH:MM:SS[.ffffff]`, §2)
+//!   or 417; answer `{"data": {...}}`. `GET /api/resource/Employee Checkin/{name}` (with the read-only
+//!   `attendance` link, §1) and `DELETE` of it → **202** `{"data": "ok"}` (§4), 404 when unknown. Other doctypes:
+//!   403 (the integration user has no rights on them), except `System Settings/System Settings` (the single
+//!   doctype's document) with its `time_zone` when the test lets the user read it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -92,6 +102,18 @@ pub struct Site {
     pub drop_next: usize,
     /// Method calls seen (any outcome).
     pub calls: usize,
+    /// Shift Types by name: their `last_sync_of_checkin` (naive site time) or none.
+    pub shift_types: HashMap<String, Option<String>>,
+    /// Every accepted `PUT` of a Shift Type: (name, last_sync_of_checkin written).
+    pub shift_type_writes: Vec<(String, String)>,
+    /// Employee list requests seen: (limit_start, limit_page_length) as asked.
+    pub employee_pages: Vec<(usize, usize)>,
+    /// Check-ins auto attendance has linked: check-in name → Attendance name (the read-only `attendance` field).
+    pub attendance_links: HashMap<String, String>,
+    /// Check-ins deleted through `DELETE /api/resource/Employee Checkin/{name}`.
+    pub deleted: Vec<String>,
+    /// System Settings' `time_zone`; `None` = the API user may not read System Settings (403).
+    pub system_time_zone: Option<String>,
 }
 
 /// A running contract server on 127.0.0.1:<port>.
@@ -117,6 +139,12 @@ impl FrappeContract {
             slow_ms: 0,
             drop_next: 0,
             calls: 0,
+            shift_types: HashMap::new(),
+            shift_type_writes: Vec::new(),
+            employee_pages: Vec::new(),
+            attendance_links: HashMap::new(),
+            deleted: Vec::new(),
+            system_time_zone: None,
         }));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -129,6 +157,13 @@ impl FrappeContract {
         let port = listener.local_addr().unwrap().port();
         let router = Router::new()
             .route("/api/method/{method}", post(method))
+            .route("/api/resource/{doctype}", axum::routing::get(list_resource))
+            .route(
+                "/api/resource/{doctype}/{name}",
+                axum::routing::get(get_resource)
+                    .put(put_resource)
+                    .delete(delete_resource),
+            )
             .with_state(site.clone());
         let accept_site = site.clone();
         runtime.spawn(async move {
@@ -188,6 +223,44 @@ impl FrappeContract {
             status: status.into(),
             fields,
         });
+    }
+
+    /// Add an employee with more fields (`employee_name`, `department`, `branch`, `date_of_joining`,
+    /// `relieving_date`, …); `attendance_device_id` may be empty (not set).
+    pub fn employee_with(&self, name: &str, device_id: &str, status: &str, more: &[(&str, &str)]) {
+        let mut fields = HashMap::new();
+        if !device_id.is_empty() {
+            fields.insert("attendance_device_id".to_owned(), device_id.to_owned());
+        }
+        fields.insert("name".to_owned(), name.to_owned());
+        for (k, v) in more {
+            fields.insert((*k).to_owned(), (*v).to_owned());
+        }
+        self.site.lock().unwrap().employees.push(Employee {
+            name: name.into(),
+            status: status.into(),
+            fields,
+        });
+    }
+
+    /// Create a Shift Type with this `last_sync_of_checkin`.
+    pub fn shift_type(&self, name: &str, last_sync: Option<&str>) {
+        self.site
+            .lock()
+            .unwrap()
+            .shift_types
+            .insert(name.to_owned(), last_sync.map(str::to_owned));
+    }
+
+    /// A Shift Type's `last_sync_of_checkin` now.
+    pub fn last_sync(&self, name: &str) -> Option<String> {
+        self.site
+            .lock()
+            .unwrap()
+            .shift_types
+            .get(name)
+            .cloned()
+            .flatten()
     }
 
     /// Set an employee's status.
@@ -417,7 +490,7 @@ async fn method(
             ),
         );
     }
-    let seq = s.checkins.len() + 1;
+    let seq = s.checkins.len() + s.deleted.len() + 1;
     let name = format!("EMP-CKIN-{}-{}-{seq:06}", &time[5..7], &time[0..4]);
     let checkin = Checkin {
         name: name.clone(),
@@ -440,4 +513,280 @@ async fn method(
         }
     }))
     .into_response()
+}
+
+/// §4 auth for the resource routes (same rule as methods).
+fn check_auth(site: &Site, headers: &HeaderMap) -> Option<Response> {
+    match credentials(headers) {
+        None => Some(frappe_error(
+            StatusCode::FORBIDDEN,
+            "PermissionError",
+            "Not permitted",
+        )),
+        Some((k, sec)) if k != site.key || sec != site.secret => Some(frappe_error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationError",
+            "Invalid Request",
+        )),
+        Some(_) => None,
+    }
+}
+
+fn employee_value(e: &Employee, field: &str) -> serde_json::Value {
+    match field {
+        "name" => e.name.clone().into(),
+        "status" => e.status.clone().into(),
+        other => e
+            .fields
+            .get(other)
+            .cloned()
+            .map_or(serde_json::Value::Null, Into::into),
+    }
+}
+
+/// One `[field, op, value]` filter (the 4-element `[doctype, field, op, value]` form too).
+fn filter_matches(e: &Employee, filter: &serde_json::Value) -> Result<bool, String> {
+    let parts: Vec<&serde_json::Value> = filter
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let (field, op, value) = match parts.as_slice() {
+        [f, o, v] => (f, o, v),
+        [_, f, o, v] => (f, o, v),
+        _ => return Err(format!("bad filter {filter}")),
+    };
+    let (Some(field), Some(op)) = (field.as_str(), op.as_str()) else {
+        return Err(format!("bad filter {filter}"));
+    };
+    let have = employee_value(e, field);
+    let set = have.as_str().is_some_and(|s| !s.is_empty());
+    match (op, value.as_str()) {
+        ("is", Some("set")) => Ok(set),
+        ("is", Some("not set")) => Ok(!set),
+        ("=", _) => Ok(have == **value),
+        ("!=", _) => Ok(have != **value),
+        _ => Err(format!(
+            "operator {op} is not played by the contract server"
+        )),
+    }
+}
+
+async fn list_resource(
+    State(site): State<Arc<Mutex<Site>>>,
+    Path(doctype): Path<String>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let mut s = site.lock().unwrap();
+    if let Some(refused) = check_auth(&s, &headers) {
+        return refused;
+    }
+    if doctype != "Employee" {
+        return frappe_error(
+            StatusCode::FORBIDDEN,
+            "PermissionError",
+            &format!("No permission for {doctype}"),
+        );
+    }
+    let fields: Vec<String> = match query.get("fields") {
+        None => vec!["name".into()],
+        Some(f) => match serde_json::from_str(f) {
+            Ok(f) => f,
+            Err(_) => {
+                return frappe_error(
+                    StatusCode::EXPECTATION_FAILED,
+                    "ValidationError",
+                    "fields must be a JSON list",
+                )
+            }
+        },
+    };
+    let filters: Vec<serde_json::Value> = match query.get("filters") {
+        None => Vec::new(),
+        Some(f) => match serde_json::from_str(f) {
+            Ok(f) => f,
+            Err(_) => {
+                return frappe_error(
+                    StatusCode::EXPECTATION_FAILED,
+                    "ValidationError",
+                    "filters must be JSON",
+                )
+            }
+        },
+    };
+    let start: usize = query
+        .get("limit_start")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let page: usize = query
+        .get("limit_page_length")
+        .or(query.get("limit"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    s.employee_pages.push((start, page));
+    let mut rows = Vec::new();
+    let mut employees: Vec<&Employee> = s.employees.iter().collect();
+    employees.sort_by(|a, b| a.name.cmp(&b.name));
+    for e in employees {
+        let mut keep = true;
+        for f in &filters {
+            match filter_matches(e, f) {
+                Ok(m) => keep &= m,
+                Err(why) => {
+                    return frappe_error(StatusCode::EXPECTATION_FAILED, "ValidationError", &why)
+                }
+            }
+        }
+        if keep {
+            let row: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|f| (f.clone(), employee_value(e, f)))
+                .collect();
+            rows.push(serde_json::Value::Object(row));
+        }
+    }
+    let rows: Vec<_> = rows
+        .into_iter()
+        .skip(start)
+        .take(if page == 0 { usize::MAX } else { page })
+        .collect();
+    axum::Json(serde_json::json!({ "data": rows })).into_response()
+}
+
+fn shift_type_doc(name: &str, last_sync: &Option<String>) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "doctype": "Shift Type",
+        "start_time": "09:00:00",
+        "end_time": "18:00:00",
+        "enable_auto_attendance": 1,
+        "last_sync_of_checkin": last_sync,
+    })
+}
+
+async fn get_resource(
+    State(site): State<Arc<Mutex<Site>>>,
+    Path((doctype, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = site.lock().unwrap();
+    if let Some(refused) = check_auth(&s, &headers) {
+        return refused;
+    }
+    if doctype == "System Settings" && name == "System Settings" {
+        if let Some(zone) = &s.system_time_zone {
+            return axum::Json(serde_json::json!({ "data": {
+                "name": "System Settings", "doctype": "System Settings", "time_zone": zone,
+            }}))
+            .into_response();
+        }
+    }
+    if doctype == "Employee Checkin" {
+        return match s.checkins.iter().find(|c| c.name == name) {
+            Some(c) => axum::Json(serde_json::json!({ "data": {
+                "name": c.name,
+                "doctype": "Employee Checkin",
+                "employee": c.employee,
+                "time": c.time,
+                "log_type": c.log_type,
+                "device_id": c.device_id,
+                "attendance": s.attendance_links.get(&c.name),
+            }}))
+            .into_response(),
+            None => frappe_error(
+                StatusCode::NOT_FOUND,
+                "DoesNotExistError",
+                &format!("Employee Checkin {name} not found"),
+            ),
+        };
+    }
+    if doctype != "Shift Type" {
+        return frappe_error(
+            StatusCode::FORBIDDEN,
+            "PermissionError",
+            &format!("No permission for {doctype}"),
+        );
+    }
+    match s.shift_types.get(&name) {
+        Some(last) => {
+            axum::Json(serde_json::json!({ "data": shift_type_doc(&name, last) })).into_response()
+        }
+        None => frappe_error(
+            StatusCode::NOT_FOUND,
+            "DoesNotExistError",
+            &format!("Shift Type {name} not found"),
+        ),
+    }
+}
+
+async fn put_resource(
+    State(site): State<Arc<Mutex<Site>>>,
+    Path((doctype, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut s = site.lock().unwrap();
+    if let Some(refused) = check_auth(&s, &headers) {
+        return refused;
+    }
+    if doctype != "Shift Type" {
+        return frappe_error(
+            StatusCode::FORBIDDEN,
+            "PermissionError",
+            &format!("No permission for {doctype}"),
+        );
+    }
+    if !s.shift_types.contains_key(&name) {
+        return frappe_error(
+            StatusCode::NOT_FOUND,
+            "DoesNotExistError",
+            &format!("Shift Type {name} not found"),
+        );
+    }
+    let p = params(&headers, &body);
+    if let Some(value) = p.get("last_sync_of_checkin") {
+        let Some(value) = value.as_deref().and_then(naive_time) else {
+            return frappe_error(
+                StatusCode::EXPECTATION_FAILED,
+                "ValidationError",
+                &format!("Last Sync of Checkin {value:?} is not a Datetime"),
+            );
+        };
+        s.shift_types.insert(name.clone(), Some(value.clone()));
+        s.shift_type_writes.push((name.clone(), value));
+    }
+    let last = s.shift_types.get(&name).cloned().flatten();
+    axum::Json(serde_json::json!({ "data": shift_type_doc(&name, &last) })).into_response()
+}
+
+async fn delete_resource(
+    State(site): State<Arc<Mutex<Site>>>,
+    Path((doctype, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = site.lock().unwrap();
+    if let Some(refused) = check_auth(&s, &headers) {
+        return refused;
+    }
+    if doctype != "Employee Checkin" {
+        return frappe_error(
+            StatusCode::FORBIDDEN,
+            "PermissionError",
+            &format!("No permission for {doctype}"),
+        );
+    }
+    let Some(idx) = s.checkins.iter().position(|c| c.name == name) else {
+        return frappe_error(
+            StatusCode::NOT_FOUND,
+            "DoesNotExistError",
+            &format!("Employee Checkin {name} not found"),
+        );
+    };
+    s.checkins.remove(idx);
+    s.deleted.push(name);
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "data": "ok" })),
+    )
+        .into_response()
 }

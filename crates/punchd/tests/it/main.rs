@@ -14,6 +14,7 @@ mod biotime;
 mod commands;
 mod crash;
 mod frappe_contract;
+mod frappe_sync;
 mod idempotency;
 mod lifecycle;
 mod limits;

@@ -229,7 +229,10 @@ pub fn fetch_window(site: &SiteRules, plans: &[DayPlan]) -> Option<(DateTime<Utc
 /// 4. **Pairing**: IN opens work, OUT closes it, break-out closes it and break-in reopens it. An OUT without an open
 ///    IN is "missing IN"; an IN while one is open, or an open IN at the end, is "missing OUT". Worked time is the
 ///    sum of pairs or first IN to last OUT (minus punched breaks), minus an automatic break deduction.
-/// 5. **Status, late, early exit, overtime** from the shift (see [`Shift`]); thresholds apply only when the
+/// 5. **Status, late, early exit, overtime** from the shift (see [`Shift`]): overtime is regular work after the
+///    shift's end (and before its start when configured) plus, under the `device` policy, every overtime pair
+///    (an overtime-in, state 4, to the next OUT) whole; late and early exit look at the regular IN and OUT (overtime
+///    punches only when there are no others). Thresholds apply only when the
 ///    punches pair up: a day with a missing IN/OUT is `present` with the exception open, never a silent zero or
 ///    full day.
 pub fn compute_days(
@@ -461,6 +464,12 @@ fn compute_day(
     let mut on_break: Option<(i64, DateTime<Utc>)> = None;
     let mut missing_in: Vec<i64> = Vec::new();
     let mut missing_out: Vec<i64> = Vec::new();
+    // Overtime punches (states 4 overtime-in / 5 overtime-out) under the `device` policy: a pair opened by an
+    // overtime-in is overtime as a whole, wherever it lies (see "Overtime" below). Other policies distrust the
+    // state key, so they have no overtime pairs.
+    let trusts_states = policy == PunchStatePolicy::Device;
+    let mut open_overtime = false;
+    let mut overtime_pairs: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
     for punch in punches
         .iter()
         .filter(|punch| punch.role != PunchRole::NotCounted)
@@ -472,30 +481,47 @@ fn compute_day(
                 }
                 on_break = None;
                 open = Some((punch.id, punch.at));
+                open_overtime = trusts_states && punch.punch_state == Some(4);
             }
             PunchRole::BreakIn => match (open, on_break) {
                 (_, Some((_, break_at))) => {
                     breaks.push((break_at, punch.at));
                     on_break = None;
                     open = Some((punch.id, punch.at));
+                    open_overtime = false;
                 }
-                (None, None) => open = Some((punch.id, punch.at)),
+                (None, None) => {
+                    open = Some((punch.id, punch.at));
+                    open_overtime = false;
+                }
                 (Some(_), None) => {} // back from a break that was not punched: still at work
             },
             PunchRole::BreakOut => {
                 match open.take() {
-                    Some((_, open_at)) => work.push((open_at, punch.at)),
+                    Some((_, open_at)) => {
+                        work.push((open_at, punch.at));
+                        if open_overtime {
+                            overtime_pairs.push((open_at, punch.at));
+                        }
+                    }
                     None => missing_in.push(punch.id),
                 }
                 on_break = Some((punch.id, punch.at));
+                open_overtime = false;
             }
             PunchRole::Out => {
                 match open.take() {
-                    Some((_, open_at)) => work.push((open_at, punch.at)),
+                    Some((_, open_at)) => {
+                        work.push((open_at, punch.at));
+                        if open_overtime {
+                            overtime_pairs.push((open_at, punch.at));
+                        }
+                    }
                     None if on_break.is_some() => {} // left from the break: the break-out closed the work
                     None => missing_in.push(punch.id),
                 }
                 on_break = None;
+                open_overtime = false;
             }
             PunchRole::NotCounted => {}
         }
@@ -508,18 +534,38 @@ fn compute_day(
         missing_out.push(break_id);
     }
 
+    // Late and early exit look at the regular IN and OUT: overtime punches only when there are no others.
+    let is_overtime =
+        |punch: &&ClassifiedPunch| trusts_states && matches!(punch.punch_state, Some(4 | 5));
     let first_in = punches
         .iter()
-        .find(|punch| punch.role == PunchRole::In)
+        .find(|punch| punch.role == PunchRole::In && !is_overtime(punch))
+        .or_else(|| punches.iter().find(|punch| punch.role == PunchRole::In))
         .map(|punch| (punch.id, punch.at));
     let last_out = punches
         .iter()
         .rev()
-        .find(|punch| punch.role == PunchRole::Out)
+        .find(|punch| punch.role == PunchRole::Out && !is_overtime(punch))
+        .or_else(|| {
+            punches
+                .iter()
+                .rev()
+                .find(|punch| punch.role == PunchRole::Out)
+        })
         .map(|punch| (punch.id, punch.at));
     let worked_time = shift.map_or(WorkedTime::EveryPair, |shift| shift.worked_time);
     if worked_time == WorkedTime::FirstInLastOut && policy != PunchStatePolicy::FirstLast {
-        work = match (first_in, last_out) {
+        // The span from the first IN to the last OUT of any kind (overtime punches included).
+        let any_in = punches
+            .iter()
+            .find(|punch| punch.role == PunchRole::In)
+            .map(|punch| (punch.id, punch.at));
+        let any_out = punches
+            .iter()
+            .rev()
+            .find(|punch| punch.role == PunchRole::Out)
+            .map(|punch| (punch.id, punch.at));
+        work = match (any_in, any_out) {
             (Some((_, in_at)), Some((_, out_at))) if out_at > in_at => {
                 subtract(in_at, out_at, &breaks)
             }
@@ -625,9 +671,19 @@ fn compute_day(
     let mut overtime_off_day_secs = 0;
     match (&plan.kind, shift, span.shift_at) {
         (DayKind::Working(_), Some(shift), Some((start_at, end_at))) => {
-            let mut raw = overlap(&work, end_at, None);
+            // Regular work counts after the shift's end (and before its start when configured); an overtime pair
+            // (overtime-in … out, `device` policy) counts whole, and is not counted twice.
+            let regular: Vec<(DateTime<Utc>, DateTime<Utc>)> = work
+                .iter()
+                .flat_map(|&(from, to)| subtract(from, to, &overtime_pairs))
+                .collect();
+            let mut raw = overlap(&regular, end_at, None)
+                + overtime_pairs
+                    .iter()
+                    .map(|(from, to)| (*to - *from).num_seconds())
+                    .sum::<i64>();
             if shift.overtime.before_start {
-                raw += overlap(&work, start_at - TimeDelta::days(2), Some(start_at));
+                raw += overlap(&regular, start_at - TimeDelta::days(2), Some(start_at));
             }
             let (secs, uncapped) = apply_overtime(raw, &shift.overtime);
             overtime_secs = secs;

@@ -9,6 +9,7 @@ use crate::domain::DeviceSn;
 #[serde(rename_all = "kebab-case")]
 pub enum PunchStatePolicy {
     /// The terminal's state key: 0 and 4 (overtime-in) IN, 1 and 5 (overtime-out) OUT, 2 break-out, 3 break-in.
+    /// A pair opened by an overtime-in counts as overtime as a whole (rules/day.rs, "Overtime").
     /// A punch without a known state alternates with the one before it (IN after an OUT or at the start).
     Device,
     /// The first punch of the working day is IN, the last OUT; punches between are kept and not counted (except

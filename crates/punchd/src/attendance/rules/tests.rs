@@ -880,3 +880,56 @@ fn shift_validation() {
         8 * 3600
     );
 }
+
+/// Overtime punches (issue 7): under the `device` policy an overtime-in (4) … overtime-out (5) pair is overtime as
+/// a whole, even before the shift's start (which plain work only counts with `before_start`); late and early exit
+/// look at the regular IN and OUT. Other policies distrust the state key: the same punches are plain IN/OUT.
+#[test]
+fn overtime_in_and_out_pairs_are_overtime_wherever_they_lie() {
+    let punches = [
+        punch(1, "2026-11-02 07:10:00", 4),
+        punch(2, "2026-11-02 08:40:00", 5),
+        punch(3, "2026-11-02 09:20:00", 0),
+        punch(4, "2026-11-02 18:10:00", 1),
+        punch(5, "2026-11-02 18:30:00", 4),
+        punch(6, "2026-11-02 19:45:00", 5),
+    ];
+    let day = one_day(
+        day_shift(),
+        "2026-11-02",
+        PunchStatePolicy::Device,
+        &punches,
+    );
+    assert_eq!(
+        roles(&day),
+        [
+            PunchRole::In,
+            PunchRole::Out,
+            PunchRole::In,
+            PunchRole::Out,
+            PunchRole::In,
+            PunchRole::Out
+        ]
+    );
+    // 1 h 30 min + 8 h 50 min + 1 h 15 min worked; overtime: the two pairs (1 h 30 min + 1 h 15 min) and the
+    // 10 min of regular work after 18:00.
+    assert_eq!(day.worked_secs, 5400 + 8 * 3600 + 50 * 60 + 4500);
+    assert_eq!(day.overtime_secs, 5400 + 4500 + 600);
+    // Late from the regular IN (09:20 > 09:10), not hidden by the 06:30 overtime-in.
+    assert_eq!(day.first_in, Some(at("2026-11-02 09:20:00")));
+    assert_eq!(day.last_out, Some(at("2026-11-02 18:10:00")));
+    assert_eq!((day.late_secs, day.early_exit_secs), (20 * 60, 0));
+    assert!(kinds(&day).contains(&ExceptionKind::Late));
+
+    // Alternating: states ignored, the morning pair is plain work before the start (not overtime).
+    let alternating = one_day(
+        day_shift(),
+        "2026-11-02",
+        PunchStatePolicy::Alternating,
+        &punches,
+    );
+    assert_eq!(alternating.worked_secs, day.worked_secs);
+    assert_eq!(alternating.overtime_secs, 600 + 4500);
+    assert_eq!(alternating.first_in, Some(at("2026-11-02 07:10:00")));
+    assert_eq!(alternating.late_secs, 0);
+}

@@ -449,12 +449,8 @@ pub async fn run(store: &dyn Store, action: MonthAction) -> anyhow::Result<()> {
         }
         MonthAction::Audit { limit } => json(&store.list_audit(limit).await?),
         MonthAction::Watermarks => {
-            let marks: Vec<_> = store
-                .list_devices()
-                .await?
-                .iter()
-                .map(|d| watermark::watermark(d, now))
-                .collect();
+            let devices = store.list_devices().await?;
+            let marks = watermark::watermarks(store, &devices, now).await?;
             json(&marks)
         }
     }

@@ -235,7 +235,9 @@ async fn run_one(
             Some(ClearOutcome::Cleared(n)) => ok(format!(
                 "attendance log cleared; punchd holds all {n} punches it had"
             )),
-            Some(ClearOutcome::Refused(why)) => refused(format!("not cleared: {why}")),
+            Some(ClearOutcome::Refused(why) | ClearOutcome::Deferred(why)) => {
+                refused(format!("not cleared: {why}"))
+            }
             None => refused("not cleared"),
         },
         CommandKind::Reboot => {

@@ -153,6 +153,9 @@ pub enum ClearOutcome {
     Cleared(usize),
     /// Not cleared, and why.
     Refused(String),
+    /// Not cleared yet because a sink has not delivered (or parked) every punch of the terminal
+    /// (sinks/safe_clear.rs); unlike a refusal, the next pull tries again.
+    Deferred(String),
 }
 
 /// What one attendance pull did.
@@ -398,7 +401,16 @@ impl<'a> Session<'a> {
             .and_then(|(_, value)| Cursor::parse(&value));
         let new_cursor = Cursor::after(&download.records);
         let by_cursor = Cursor::first_new(cursor.as_ref(), &download.records);
+        // Sinks first: while one still owes punches of this terminal, this pull is an ordinary one (nothing
+        // re-ingested) and the clear waits for a later pull.
+        let deferred = if clear {
+            crate::sinks::safe_clear::clear_blocked_by(self.app.store.as_ref(), &self.device.sn)
+                .await?
+        } else {
+            None
+        };
         let clear = clear
+            && deferred.is_none()
             && !(by_cursor == download.records.len()
                 && self.refused_clear.as_ref() == Some(&new_cursor));
         let first_new = if clear { 0 } else { by_cursor };
@@ -451,8 +463,21 @@ impl<'a> Session<'a> {
                 tracing::info!(sn = %self.device.sn, stored = outcome.n_stored, read = outcome.n_records, "punches pulled");
             }
         }
+        if let Some(why) = deferred {
+            tracing::info!(sn = %self.device.sn, reason = %why, "attendance log not cleared yet");
+            outcome.clear = Some(ClearOutcome::Deferred(why));
+        }
         if clear {
-            let verdict = if locked {
+            // Punches this pull stored are not delivered yet: the sinks are asked again after the ingest.
+            let owed = if outcome.n_stored > 0 {
+                crate::sinks::safe_clear::clear_blocked_by(self.app.store.as_ref(), &self.device.sn)
+                    .await?
+            } else {
+                None
+            };
+            let verdict = if let Some(why) = owed {
+                ClearOutcome::Deferred(why)
+            } else if locked {
                 self.safe_clear(&sizes, &download, n_held).await?
             } else {
                 ClearOutcome::Refused(
@@ -465,6 +490,9 @@ impl<'a> Session<'a> {
                 }
                 ClearOutcome::Refused(why) => {
                     tracing::warn!(sn = %self.device.sn, reason = %why, "attendance log not cleared")
+                }
+                ClearOutcome::Deferred(why) => {
+                    tracing::info!(sn = %self.device.sn, reason = %why, "attendance log not cleared yet")
                 }
             }
             outcome.clear = Some(verdict);

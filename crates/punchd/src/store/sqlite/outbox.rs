@@ -154,6 +154,8 @@ impl OutboxStore for SqliteStore {
             let sink = sink_by_name_on(conn, &name)?;
             conn.execute("DELETE FROM deliveries WHERE sink_id = ?1", [sink.id])
                 .map_err(backend)?;
+            conn.execute("DELETE FROM withdrawals WHERE sink_id = ?1", [sink.id])
+                .map_err(backend)?;
             conn.execute("DELETE FROM sinks WHERE id = ?1", [sink.id])
                 .map_err(backend)?;
             Ok(())

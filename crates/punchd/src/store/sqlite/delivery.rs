@@ -1,0 +1,179 @@
+//! [`DeliveryStore`] for SQLite (outbox tables of migrations/sqlite/0008_outbox.sql; withdrawals of
+//! 0012_delivery.sql).
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use rusqlite::params;
+
+use super::{backend, from_ms, ms, SqliteStore};
+use crate::store::delivery::{
+    DeliveryStore, Undelivered, VoidedPunch, Withdrawal, WithdrawalStatus,
+};
+use crate::store::{Result, StoreError};
+
+#[async_trait::async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn undelivered_by_device(&self, sink_id: i64) -> Result<Vec<Undelivered>> {
+        self.read(move |conn| {
+            let exists: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sinks WHERE id = ?1)",
+                    [sink_id],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("sink {sink_id}")));
+            }
+            // Taken and pending (the deliveries_status index), plus not yet taken: past the cursor and inside the
+            // sink's start date (what take_events will take).
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT p.device_sn, COUNT(*), MIN(p.punched_at_utc) FROM ( \
+                       SELECT d.event_id AS id FROM deliveries d WHERE d.sink_id = ?1 AND d.status = 'pending' \
+                       UNION ALL \
+                       SELECT o.id FROM outbox o JOIN punches q ON q.id = o.punch_id, sinks s \
+                       WHERE s.id = ?1 AND o.id > s.cursor \
+                         AND (s.since_utc IS NULL OR q.punched_at_utc >= s.since_utc) \
+                     ) e JOIN outbox o ON o.id = e.id JOIN punches p ON p.id = o.punch_id \
+                     GROUP BY p.device_sn ORDER BY p.device_sn",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([sink_id], |r| {
+                    Ok(Undelivered {
+                        device_sn: r.get(0)?,
+                        events: r.get::<_, i64>(1)? as u64,
+                        oldest_punch_at: Utc
+                            .timestamp_opt(r.get(2)?, 0)
+                            .single()
+                            .unwrap_or_default(),
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn prune_outbox(&self, before: DateTime<Utc>, max: usize) -> Result<usize> {
+        self.write(move |conn| {
+            // Candidates: old events every sink has taken (id <= its cursor; no sink: all) with no delivery row
+            // that is pending or parked.
+            conn.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id INTEGER PRIMARY KEY); DELETE FROM prune_ids;",
+            )
+            .map_err(backend)?;
+            conn.execute(
+                "INSERT INTO prune_ids (id) SELECT o.id FROM outbox o \
+                 WHERE o.created_at < ?1 \
+                   AND o.id <= COALESCE((SELECT MIN(cursor) FROM sinks), o.id) \
+                   AND NOT EXISTS (SELECT 1 FROM sinks s JOIN deliveries d ON d.sink_id = s.id AND d.event_id = o.id \
+                                   WHERE d.status <> 'delivered') \
+                 ORDER BY o.id LIMIT ?2",
+                params![ms(before), max as i64],
+            )
+            .map_err(backend)?;
+            conn.execute(
+                "DELETE FROM deliveries WHERE (sink_id, event_id) IN (SELECT s.id, p.id FROM sinks s, prune_ids p)",
+                [],
+            )
+            .map_err(backend)?;
+            let n = conn
+                .execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM prune_ids)",
+                    [],
+                )
+                .map_err(backend)?;
+            conn.execute("DELETE FROM prune_ids", []).map_err(backend)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn voids_to_withdraw(&self, sink_id: i64, max: usize) -> Result<Vec<VoidedPunch>> {
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT c.id, p.id, p.device_sn, p.pin, p.punched_at, \
+                       CASE WHEN d.status IS NOT NULL THEN d.status \
+                            WHEN o.id > s.cursor AND (s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc) \
+                              THEN 'pending' END, \
+                       d.remote_ref \
+                     FROM corrections c JOIN punches p ON p.id = c.punch_id JOIN sinks s ON s.id = ?1 \
+                     LEFT JOIN outbox o ON o.punch_id = p.id \
+                     LEFT JOIN deliveries d ON d.sink_id = s.id AND d.event_id = o.id \
+                     WHERE c.kind = 'void-punch' AND c.revoked_at IS NULL \
+                       AND NOT EXISTS (SELECT 1 FROM withdrawals w WHERE w.sink_id = s.id AND w.correction_id = c.id) \
+                     ORDER BY c.id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![sink_id, max as i64], |r| {
+                    let local: String = r.get(4)?;
+                    Ok(VoidedPunch {
+                        correction_id: r.get(0)?,
+                        punch_id: r.get(1)?,
+                        device_sn: r.get(2)?,
+                        pin: r.get(3)?,
+                        punched_at: NaiveDateTime::parse_from_str(&local, "%Y-%m-%d %H:%M:%S")
+                            .unwrap_or_default(),
+                        delivery: r.get(5)?,
+                        remote_ref: r.get(6)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn record_withdrawal(&self, sink_id: i64, w: Withdrawal) -> Result<()> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO withdrawals (sink_id, correction_id, punch_id, status, remote_ref, note, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (sink_id, correction_id) DO UPDATE SET punch_id = excluded.punch_id, \
+                 status = excluded.status, remote_ref = excluded.remote_ref, note = excluded.note, \
+                 updated_at = excluded.updated_at",
+                params![
+                    sink_id,
+                    w.correction_id,
+                    w.punch_id,
+                    w.status.as_str(),
+                    w.remote_ref,
+                    w.note,
+                    ms(w.updated_at)
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_withdrawals(&self, sink_id: i64) -> Result<Vec<Withdrawal>> {
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT correction_id, punch_id, status, remote_ref, note, updated_at FROM withdrawals \
+                     WHERE sink_id = ?1 ORDER BY correction_id",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([sink_id], |r| {
+                    let status: String = r.get(2)?;
+                    Ok(Withdrawal {
+                        correction_id: r.get(0)?,
+                        punch_id: r.get(1)?,
+                        status: WithdrawalStatus::parse(&status).unwrap_or(WithdrawalStatus::NeedsHr),
+                        remote_ref: r.get(3)?,
+                        note: r.get(4)?,
+                        updated_at: from_ms(r.get(5)?),
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+}
