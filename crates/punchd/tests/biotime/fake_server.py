@@ -16,6 +16,10 @@ Control endpoints (JSON body) let a test change the fake between runs:
   POST /_control/insert_during_paging {"after_page": 1, "transaction": {...as /_control/transaction...}}
                              -> once the fake has answered that page of the transactions, the punch is added
                                 (as a punch arriving while a client pages: rows shift, the next page repeats one)
+  POST /_control/employee      {"emp_code": ..., "first_name": ..., "last_name": ...,
+                                "department": {"code": ..., "name": ...}, "area": {"code": ..., "name": ...},
+                                "hire_date": "YYYY-MM-DD"}  -> the new employee's id (department and area are
+                                created as given; both optional)
   GET  /_control/requests      -> the requests the fake saw: [[method, path, params, authorization], ...]
 """
 
@@ -69,6 +73,12 @@ def main() -> None:
                 if data.get("upload_time"):
                     data["upload_time"] = datetime.strptime(data["upload_time"], FORMAT)
                 out = fake.add_transaction(**data)
+            elif path == "/_control/employee":
+                dept = data.pop("department", None) or {"code": "1", "name": "Department"}
+                area = data.pop("area", None)
+                dept_id = fake.add_department(code=dept["code"], name=dept["name"])
+                area_ids = [fake.add_area(code=area["code"], name=area["name"])] if area else []
+                out = fake.add_employee(department_id=dept_id, area_ids=area_ids, **data)
             elif path == "/_control/fail_next":
                 fake.fail_next(data["status"], method=data.get("method", "GET"), path=data.get("path", "/"))
             elif path == "/_control/restore":
