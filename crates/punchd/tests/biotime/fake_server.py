@@ -1,6 +1,6 @@
 """Serve pybiotime's FakeBioTime over HTTP on 127.0.0.1 for punchd's BioTime tests.
 
-Usage: python3 fake_server.py [--version 9.5] [--page-size 10]
+Usage: python3 fake_server.py [--version 9.5] [--page-size 10] [--preload N]
 Prints "PORT <n>" once listening. Every request except /_control/* is handed to FakeBioTime.handle
 unchanged (as an httpx.Request), so the fake's own behaviour and quirks are what punchd sees.
 
@@ -41,9 +41,20 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=10)
     parser.add_argument("--username", default="api")
     parser.add_argument("--password", default="secret")
+    parser.add_argument("--preload", type=int, default=0,
+                        help="start with N transactions (10 terminals, 500 employees, one punch a second "
+                             "from 2026-11-02 00:00:00) for benchmarks")
     args = parser.parse_args()
     fake = FakeBioTime(username=args.username, password=args.password, version=args.version,
                        default_page_size=args.page_size)
+    if args.preload:
+        from datetime import timedelta
+        for t in range(10):
+            fake.add_terminal(sn=f"BENCH{t:05}")
+        start = datetime(2026, 11, 2)
+        for n in range(args.preload):
+            fake.add_transaction(emp_code=str(n % 500 + 1), punch_time=start + timedelta(seconds=n),
+                                 terminal_sn=f"BENCH{n % 10:05}", punch_state=str(n % 2))
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
