@@ -16,6 +16,7 @@ mod frappe_contract;
 mod idempotency;
 mod lifecycle;
 mod limits;
+mod limits_memory;
 mod operations;
 mod pull;
 mod push_auth;
