@@ -17,7 +17,14 @@ pub struct CommandResult {
     pub fields: Vec<(String, String)>,
     /// `Content=` of Shell/GetFile results.
     pub content: Option<Vec<u8>>,
+    /// Fields beyond [`MAX_FIELDS_PER_RESULT`] that were read but not kept in `fields`.
+    pub dropped_fields: usize,
 }
+
+/// At most this many fields (`Key=Value` pairs other than `ID`, `Return`, `CMD`) are kept per result; the rest
+/// are only counted in [`CommandResult::dropped_fields`]. An INFO result carries about 30, so a body of millions
+/// of `Key=Value` lines after one `ID=` line costs no more than this many.
+pub const MAX_FIELDS_PER_RESULT: usize = 1_024;
 
 /// Parse a devicecmd body (push.md §9). Several results per body; INFO/Shell/GetFile multi-line forms; one bad
 /// result never loses the others.
@@ -33,6 +40,18 @@ pub struct CommandResult {
 /// The error names the result's first line.
 pub fn parse_command_results(body: &[u8]) -> Vec<Result<CommandResult, LineError>> {
     let mut results = Vec::new();
+    for_each_command_result(body, |result| results.push(result));
+    results
+}
+
+/// [`parse_command_results`] one result at a time: `each` is called with every result (or error) in body order
+/// as soon as it is complete, so a caller that keeps only what it needs holds one result at a time, whatever the
+/// body's size and shape.
+pub fn for_each_command_result(
+    body: &[u8],
+    mut each: impl FnMut(Result<CommandResult, LineError>),
+) {
+    let mut results = Sink(&mut each);
     let mut current: Option<Builder> = None;
     let mut offset = 0;
     for (idx, piece) in body.split_inclusive(|&b| b == b'\n').enumerate() {
@@ -58,7 +77,7 @@ pub fn parse_command_results(body: &[u8]) -> Vec<Result<CommandResult, LineError
                 if let Some(at) = content_at {
                     builder.content = Some(body[line_start + at + CONTENT.len()..].to_vec());
                     results.push(builder.finish());
-                    return results;
+                    return;
                 }
             } else {
                 builder.add(raw);
@@ -83,7 +102,15 @@ pub fn parse_command_results(body: &[u8]) -> Vec<Result<CommandResult, LineError
     if let Some(done) = current.take() {
         results.push(done.finish());
     }
-    results
+}
+
+/// Hands each finished result to the caller's closure.
+struct Sink<'a, F: FnMut(Result<CommandResult, LineError>)>(&'a mut F);
+
+impl<F: FnMut(Result<CommandResult, LineError>)> Sink<'_, F> {
+    fn push(&mut self, result: Result<CommandResult, LineError>) {
+        (self.0)(result)
+    }
 }
 
 const CONTENT: &[u8] = b"Content=";
@@ -102,6 +129,7 @@ struct Builder {
     return_code: Option<String>,
     cmd: Option<String>,
     fields: Vec<(String, String)>,
+    dropped_fields: usize,
     content: Option<Vec<u8>>,
 }
 
@@ -114,6 +142,7 @@ impl Builder {
             return_code: None,
             cmd: None,
             fields: Vec::new(),
+            dropped_fields: 0,
             content: None,
         }
     }
@@ -127,14 +156,22 @@ impl Builder {
             k if k.eq_ignore_ascii_case("Return") => &mut self.return_code,
             k if k.eq_ignore_ascii_case("CMD") => &mut self.cmd,
             _ => {
-                self.fields.push((key.to_string(), value.to_string()));
+                self.push_field(key, value);
                 return;
             }
         };
         if slot.is_none() {
             *slot = Some(value.to_string());
         } else {
+            self.push_field(key, value);
+        }
+    }
+
+    fn push_field(&mut self, key: &str, value: &str) {
+        if self.fields.len() < MAX_FIELDS_PER_RESULT {
             self.fields.push((key.to_string(), value.to_string()));
+        } else {
+            self.dropped_fields += 1;
         }
     }
 
@@ -165,6 +202,7 @@ impl Builder {
                 .to_string(),
             fields: self.fields,
             content: self.content,
+            dropped_fields: self.dropped_fields,
         })
     }
 }
@@ -224,6 +262,7 @@ mod tests {
             cmd: cmd.into(),
             fields: kv(fields),
             content: None,
+            dropped_fields: 0,
         }
     }
 
@@ -347,6 +386,27 @@ mod tests {
         );
         assert!(parse_command_results(b"").is_empty());
         assert!(parse_command_results(b"\n\r\n").is_empty());
+    }
+
+    #[test]
+    fn fields_beyond_the_cap_are_counted_not_kept_and_results_stream_in_order() {
+        let mut body = b"ID=7\nReturn=0\nCMD=INFO\n".to_vec();
+        for n in 0..MAX_FIELDS_PER_RESULT + 5 {
+            body.extend_from_slice(format!("K{n}=v\n").as_bytes());
+        }
+        body.extend_from_slice(b"ID=8&Return=-10&CMD=DATA\nstray\n");
+        let mut seen = Vec::new();
+        for_each_command_result(&body, |r| seen.push(r));
+        assert_eq!(seen.len(), 2);
+        let first = seen[0].as_ref().unwrap();
+        assert_eq!(first.id, "7");
+        assert_eq!(first.fields.len(), MAX_FIELDS_PER_RESULT);
+        assert_eq!(first.fields[0], ("K0".to_string(), "v".to_string()));
+        assert_eq!(first.dropped_fields, 5);
+        let second = seen[1].as_ref().unwrap();
+        assert_eq!((second.id.as_str(), second.return_code), ("8", -10));
+        assert_eq!(second.fields, kv(&[("stray", "")]));
+        assert_eq!(parse_command_results(&body), seen);
     }
 
     #[test]

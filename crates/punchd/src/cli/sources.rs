@@ -100,6 +100,9 @@ pub enum AddSource {
         /// Rows per page asked for.
         #[arg(long, default_value_t = crate::sources::biotime::PAGE_SIZE)]
         page_size: u32,
+        /// Also read BioTime's employees (emp_code, name, department, area) into punchd's employees on every run.
+        #[arg(long)]
+        employees: bool,
     },
     /// A JSON webhook: prints the token devices or apps send as `X-Device-Token` (shown only once).
     Webhook {
@@ -255,6 +258,7 @@ pub async fn sources(config: Config, action: SourceAction, format: Format) -> an
                     since,
                     time_zone,
                     page_size,
+                    employees,
                 },
         } => {
             use crate::sources::biotime::{parse_interval, Settings};
@@ -278,6 +282,7 @@ pub async fn sources(config: Config, action: SourceAction, format: Format) -> an
                 interval_secs: parse_interval(&interval).map_err(anyhow::Error::msg)?,
                 since,
                 page_size,
+                employees,
             };
             let serde_json::Value::Object(settings) = serde_json::to_value(&settings)? else {
                 anyhow::bail!("settings are not an object");

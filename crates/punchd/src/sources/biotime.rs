@@ -32,12 +32,14 @@
 //! device (a row without one is stored under `biotime:<source name>`). The BioTime id and upload time are kept in
 //! the punch's `extra` as `biotime_id=…`, `upload_time=…`.
 //!
-//! **Terminals.** Every terminal BioTime lists (first page of `/iclock/api/terminals/`, up to 100) is registered
+//! **Terminals.** Every terminal BioTime lists (`/iclock/api/terminals/`, every page, 100 per page) is registered
 //! in the device registry on each run, before the transactions: transport `biotime` (where it comes from),
 //! approved (BioTime's terminal, not ours to approve), `alias` → alias, `area.area_name` (or `area_name`) → site;
 //! a later run updates alias and site. It has no address, so the pull scheduler never pulls it, and commands to it
 //! are refused ("read through BioTime"). A terminal already registered as one of our own push or pull devices is
 //! left as it is.
+
+pub mod employees;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -96,6 +98,9 @@ pub struct Settings {
     pub since: Option<String>,
     /// Rows per page.
     pub page_size: u32,
+    /// Also read BioTime's employees into punchd's employees on every run ([`employees`]).
+    #[serde(default)]
+    pub employees: bool,
 }
 
 /// What earlier runs saw (the source's cursor, as JSON).
@@ -157,6 +162,10 @@ pub struct RunReport {
     pub rejected: u64,
     /// Terminals the server lists.
     pub terminals: usize,
+    /// Employees the server lists (0 unless the source reads employees).
+    pub employees: usize,
+    /// Employees created or changed in punchd by this run.
+    pub employees_changed: usize,
     /// A warning (restore detected), if any.
     pub warning: Option<String>,
 }
@@ -246,10 +255,14 @@ async fn read(
 
     // Terminals: counted (and checked to answer JSON) before the transactions.
     let started = Utc::now();
-    let terminals = api.get("/iclock/api/terminals/?page_size=100").await?;
-    let rows = envelope(&terminals, "/iclock/api/terminals/")?.1;
+    let rows = read_terminals(&mut api).await?;
     report.terminals = rows.len();
-    let ours = register_terminals(app, rows).await?;
+    let ours = register_terminals(app, &rows).await?;
+    if settings.employees {
+        let (listed, changed) = employees::sync(app, &mut api, &source.name).await?;
+        report.employees = listed;
+        report.employees_changed = changed;
+    }
 
     let mut state = previous.clone();
     let mut outcome = walk(app, &mut api, source, &settings, zone, &state, report).await?;
@@ -283,6 +296,50 @@ async fn read(
             .map_err(|e| format!("recording the BioTime terminals' watermark failed: {e}"))?;
     }
     Ok(state)
+}
+
+/// Terminals are read [`TERMINAL_PAGE_SIZE`] per page, page after page while the server announces a `next` page.
+pub const TERMINAL_PAGE_SIZE: u32 = 100;
+/// At most this many terminal pages are read per run (100,000 terminals): a server that ignores `page` and always
+/// announces a next page cannot keep a run going forever.
+pub const MAX_TERMINAL_PAGES: u32 = 1_000;
+
+/// Every terminal BioTime lists (see [`read_all_pages`]).
+///
+/// Errors: an HTTP or JSON error on any page (the run fails; nothing of it is registered).
+async fn read_terminals(api: &mut Api<'_>) -> Result<Vec<Value>, String> {
+    read_all_pages(api, "/iclock/api/terminals/", "sn").await
+}
+
+/// Every row of a BioTime list, all pages, [`TERMINAL_PAGE_SIZE`] per page (numbered by punchd on the configured
+/// URL, as transactions are; the server's `next` link only says whether there is one), at most
+/// [`MAX_TERMINAL_PAGES`] pages. Rows are told apart by `key` (`sn`, `emp_code`): a row whose key was seen
+/// before is left out, and a page that brings no new key ends the listing (a server that ignores `page`).
+///
+/// Errors: an HTTP or JSON error on any page, in plain words.
+async fn read_all_pages(api: &mut Api<'_>, path: &str, key: &str) -> Result<Vec<Value>, String> {
+    let mut all: Vec<Value> = Vec::new();
+    let mut keys: HashSet<String> = HashSet::new();
+    for page in 1..=MAX_TERMINAL_PAGES {
+        let value = api
+            .get(&format!(
+                "{path}?page_size={TERMINAL_PAGE_SIZE}&page={page}"
+            ))
+            .await?;
+        let (has_next, rows) = envelope(&value, path)?;
+        let mut new = 0usize;
+        for row in rows {
+            let k = text(row.get(key)).unwrap_or_default();
+            if k.is_empty() || keys.insert(k) {
+                new += 1;
+                all.push(row.clone());
+            }
+        }
+        if !has_next || new == 0 {
+            break;
+        }
+    }
+    Ok(all)
 }
 
 struct Walk {

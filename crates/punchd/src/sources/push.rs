@@ -15,8 +15,7 @@ mod user_file;
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +24,7 @@ use axum::{Extension, Router};
 use base64::Engine;
 use chrono::{DateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
+use http_body_util::BodyExt;
 use zk_push::query::Query;
 use zk_push::request::{Request, Table};
 
@@ -126,6 +126,48 @@ fn endpoint_name(request: &Request) -> &'static str {
     }
 }
 
+/// Read a request body into one buffer of exactly its size (issue 6, memory): the buffer is reserved once from
+/// `Content-Length` (at most `limit`) and each chunk is appended as it arrives, so a 16 MiB body costs 16 MiB,
+/// not the chunk list plus a contiguous copy that collecting into `Bytes` holds at its peak.
+///
+/// Errors: `413` when the body is over `limit` bytes (`max_body_bytes`), `400` when it cannot be read (the
+/// client went away, a malformed chunk); the text says which.
+async fn read_body(
+    mut body: Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+) -> Result<Vec<u8>, (StatusCode, String)> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(limit);
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("failed to read the request body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is over the limit of {limit} bytes (max_body_bytes)\n"),
+            ));
+        }
+        if buf.capacity() == 0 {
+            buf.reserve_exact(declared.max(data.len()));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf)
+}
+
 /// Whether a path names an iclock endpoint that always carries an SN.
 fn is_known_endpoint(path: &str) -> bool {
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
@@ -153,11 +195,14 @@ struct Ctx {
     tz: Tz,
     request_line: String,
     remote: Option<String>,
-    body: Bytes,
+    /// The request body; [`Ctx::raw`] moves it into the journal entry (no copy), after which it is empty.
+    body: Vec<u8>,
 }
 
 impl Ctx {
-    fn raw(&self, kind: &str, errors: Vec<LineIssue>) -> RawEntry {
+    /// The journal entry of this request. It takes the body (the one copy of it the request holds): call it once,
+    /// after everything that reads `self.body`.
+    fn raw(&mut self, kind: &str, errors: Vec<LineIssue>) -> RawEntry {
         RawEntry {
             received_at: self.now,
             device_sn: Some(self.sn.clone()),
@@ -165,7 +210,7 @@ impl Ctx {
             kind: kind.to_owned(),
             request: self.request_line.clone(),
             remote_addr: self.remote.clone(),
-            body: self.body.to_vec(),
+            body: std::mem::take(&mut self.body),
             errors,
         }
     }
@@ -181,7 +226,7 @@ impl Ctx {
     }
 
     /// Journal the body as it is (unknown tables, security-dialect bodies) and answer `OK`.
-    async fn keep_raw(&self, kind: &str) -> Response {
+    async fn keep_raw(&mut self, kind: &str) -> Response {
         if self.body.is_empty() {
             return ok(zk_push::reply::OK);
         }
@@ -199,7 +244,7 @@ async fn iclock(
     method: Method,
     uri: Uri,
     headers: axum::http::HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let query = Query::parse(uri.query().unwrap_or(""));
     let target = uri
@@ -240,13 +285,12 @@ async fn iclock(
         }
     };
     let endpoint = endpoint_name(&request);
-    let body = match body {
+    let body = match read_body(body, &headers, app.config.max_body_bytes).await {
         Ok(body) => body,
-        Err(rejection) => {
-            let status = rejection.status();
-            tracing::warn!(sn = %sn, remote = ?remote, target = %target, "request body refused: {}", rejection.body_text());
+        Err((status, reason)) => {
+            tracing::warn!(sn = %sn, remote = ?remote, target = %target, "request body refused: {reason}");
             app.metrics.request(endpoint, status.as_u16());
-            return text(status, rejection.body_text());
+            return text(status, reason);
         }
     };
     let now = Utc::now();
@@ -290,7 +334,7 @@ async fn iclock(
         return refused;
     }
     let tz = app.registry.entry_time_zone(&entry);
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         app: app.clone(),
         sn,
         now,
@@ -313,18 +357,18 @@ async fn iclock(
             tracing::info!(sn = %ctx.sn, pin = %pin, "terminal asked for an unknown user; answering NONE");
             ok("NONE")
         }
-        Request::Upload { table, stamp } => upload(&ctx, table, stamp).await,
+        Request::Upload { table, stamp } => upload(&mut ctx, table, stamp).await,
         Request::PhotoUpload { stamp } => {
             if let Some(pin) = user_file::user_file_pin(&query, &ctx.body) {
-                user_file::store(&ctx, &query, &pin).await
+                user_file::store(&mut ctx, &query, &pin).await
             } else {
                 let legacy_pin = query.get("PIN").map(str::to_owned);
-                attphoto(&ctx, stamp, legacy_pin.as_deref()).await
+                attphoto(&mut ctx, stamp, legacy_pin.as_deref()).await
             }
         }
-        Request::Poll { info } => poll(&ctx, &entry, info).await,
+        Request::Poll { info } => poll(&mut ctx, &entry, info).await,
         Request::Ping => ok(zk_push::reply::OK),
-        Request::CommandResults => command_results(&ctx).await,
+        Request::CommandResults => command_results(&mut ctx).await,
         Request::SecurityDialect { what } => {
             tracing::warn!(
                 sn = %ctx.sn,
@@ -381,11 +425,12 @@ async fn handshake(ctx: &Ctx, poll_delay_secs: u32, h: zk_push::request::Handsha
     ok(reply.encode())
 }
 
-async fn upload(ctx: &Ctx, table: Table, stamp: Option<String>) -> Response {
+async fn upload(ctx: &mut Ctx, table: Table, stamp: Option<String>) -> Response {
+    let sn = ctx.sn.clone();
     let stamp_for = |name: &str| {
         stamp
             .clone()
-            .map(|value| (ctx.sn.clone(), name.to_owned(), value))
+            .map(|value| (sn.clone(), name.to_owned(), value))
     };
     match table {
         Table::AttLog => {
@@ -491,7 +536,7 @@ fn fields_map(fields: &[(String, String)]) -> serde_json::Map<String, serde_json
 }
 
 /// OPERLOG-shaped bodies (also BIODATA, IDCARD, ERRORLOG): every line becomes a record or a journal error.
-fn operlog_batch(ctx: &Ctx, kind: &str) -> Result<(Batch, usize), crate::limits::TooManyLines> {
+fn operlog_batch(ctx: &mut Ctx, kind: &str) -> Result<(Batch, usize), crate::limits::TooManyLines> {
     use zk_push::operlog::{OperlogRecord, PhotoKind, TemplateKind};
     let (records, mut errors) =
         crate::limits::parse_in_runs(&ctx.body, &ctx.app.config.limits, |run| {
@@ -597,7 +642,7 @@ fn operlog_batch(ctx: &Ctx, kind: &str) -> Result<(Batch, usize), crate::limits:
     Ok((batch, n_lines))
 }
 
-async fn attphoto(ctx: &Ctx, stamp: Option<String>, legacy_pin: Option<&str>) -> Response {
+async fn attphoto(ctx: &mut Ctx, stamp: Option<String>, legacy_pin: Option<&str>) -> Response {
     let mut errors = Vec::new();
     let mut photos = Vec::new();
     match zk_push::photo::parse_attphoto(&ctx.body, legacy_pin) {
@@ -654,7 +699,7 @@ fn info_map(info: &zk_push::info::DeviceInfo) -> serde_json::Map<String, serde_j
 }
 
 async fn poll(
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     entry: &crate::devices::registry::Entry,
     info: Option<zk_push::info::DeviceInfo>,
 ) -> Response {
@@ -708,45 +753,85 @@ async fn poll(
     ok(reply)
 }
 
-async fn command_results(ctx: &Ctx) -> Response {
+/// At most this many bytes of a result's `Content=` (Shell output, GetFile) are kept in the command's result, as
+/// text; the whole content stays in the raw journal entry, whose id the result then names (`journal_id`).
+pub const MAX_RESULT_CONTENT_BYTES: usize = 64 * 1024;
+/// A result field value (INFO keys, counts) longer than this many characters is clipped (see
+/// [`crate::limits::clip_text`]); the raw journal keeps it whole.
+pub const MAX_RESULT_FIELD_CHARS: usize = 1_024;
+
+fn clipped_fields(fields: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            (
+                crate::limits::clip_text(k, MAX_RESULT_FIELD_CHARS),
+                serde_json::Value::String(crate::limits::clip_text(v, MAX_RESULT_FIELD_CHARS)),
+            )
+        })
+        .collect()
+}
+
+/// `POST /iclock/devicecmd`: command results, read one at a time (issue 6: a body of any shape costs a small
+/// multiple of its size): at most `max_lines_per_request` results are applied (the rest recorded as line
+/// errors, themselves capped at `max_line_errors`), at most [`zk_push::devicecmd::MAX_FIELDS_PER_RESULT`]
+/// fields per result, field values clipped to [`MAX_RESULT_FIELD_CHARS`], content to
+/// [`MAX_RESULT_CONTENT_BYTES`].
+async fn command_results(ctx: &mut Ctx) -> Response {
+    let max_results = ctx.app.config.limits.max_lines_per_request;
     let mut errors = crate::limits::IssueLog::new(ctx.app.config.limits.max_line_errors);
     let mut completions = Vec::new();
+    let mut clipped_content = Vec::new();
     let mut info = serde_json::Map::new();
-    for result in zk_push::devicecmd::parse_command_results(&ctx.body) {
+    zk_push::devicecmd::for_each_command_result(&ctx.body, |result| {
         let r = match result {
             Ok(r) => r,
             Err(e) => {
                 errors.push(issue(e));
-                continue;
+                return;
             }
         };
         let Ok(id) = r.id.trim().parse::<i64>() else {
-            errors.push(LineIssue {
-                line_no: 0,
-                line: clip(&format!(
-                    "ID={}&Return={}&CMD={}",
-                    r.id, r.return_code, r.cmd
-                )),
-                reason: "command id is not one punchd issued".into(),
-            });
-            continue;
+            errors.push(crate::limits::clipped_issue(
+                0,
+                &format!("ID={}&Return={}&CMD={}", r.id, r.return_code, r.cmd),
+                "command id is not one punchd issued",
+            ));
+            return;
         };
+        if completions.len() >= max_results {
+            errors.push(crate::limits::clipped_issue(
+                0,
+                &format!("ID={}&Return={}&CMD={}", r.id, r.return_code, r.cmd),
+                &format!("more than {max_results} command results in one request (max_lines_per_request); not applied"),
+            ));
+            return;
+        }
+        let fields = clipped_fields(&r.fields);
         if r.cmd.eq_ignore_ascii_case("INFO") {
-            info.extend(fields_map(&r.fields));
+            info.extend(fields.clone());
         }
         let mut result = serde_json::Map::new();
-        result.insert("cmd".into(), r.cmd.clone().into());
-        if !r.fields.is_empty() {
-            result.insert(
-                "fields".into(),
-                serde_json::Value::Object(fields_map(&r.fields)),
-            );
+        result.insert(
+            "cmd".into(),
+            crate::limits::clip_text(&r.cmd, MAX_RESULT_FIELD_CHARS).into(),
+        );
+        if !fields.is_empty() {
+            result.insert("fields".into(), serde_json::Value::Object(fields));
+        }
+        if r.dropped_fields > 0 {
+            result.insert("fields_not_kept".into(), r.dropped_fields.into());
         }
         if let Some(content) = &r.content {
+            let kept = &content[..content.len().min(MAX_RESULT_CONTENT_BYTES)];
             result.insert(
                 "content".into(),
-                String::from_utf8_lossy(content).into_owned().into(),
+                String::from_utf8_lossy(kept).into_owned().into(),
             );
+            if kept.len() < content.len() {
+                result.insert("content_bytes".into(), content.len().into());
+                clipped_content.push(completions.len());
+            }
         }
         let meaning = zk_push::devicecmd::describe_return_code(r.return_code);
         completions.push(CommandCompletion {
@@ -755,13 +840,20 @@ async fn command_results(ctx: &Ctx) -> Response {
             message: format!("{} (Return={})", meaning, r.return_code),
             result: Some(serde_json::Value::Object(result)),
         });
-    }
+    });
     let mut batch = Batch::new(ctx.raw("devicecmd", errors.finish()));
     if !info.is_empty() {
         batch.device_info = Some((ctx.sn.clone(), info));
     }
-    if let Err(e) = ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
-        return storage_failed(&ctx.app, &ctx.sn, "command results", &e);
+    let journal_id = match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
+        Ok(outcome) => outcome.journal_id,
+        Err(e) => return storage_failed(&ctx.app, &ctx.sn, "command results", &e),
+    };
+    // A clipped content names the journal entry that holds it whole.
+    for at in clipped_content {
+        if let Some(serde_json::Value::Object(result)) = &mut completions[at].result {
+            result.insert("journal_id".into(), journal_id.into());
+        }
     }
     match ctx
         .app

@@ -508,12 +508,14 @@ fn insert_journal(conn: &Connection, raw: &RawEntry) -> Result<i64> {
             raw.kind,
             raw.request,
             raw.remote_addr,
-            raw.body,
+            hardening::body_param(&raw.body),
             errors,
         ])
     })
     .map_err(backend)?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    hardening::fill_body(conn, id, &raw.body)?;
+    Ok(id)
 }
 
 fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {

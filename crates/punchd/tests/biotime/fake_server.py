@@ -1,6 +1,6 @@
 """Serve pybiotime's FakeBioTime over HTTP on 127.0.0.1 for punchd's BioTime tests.
 
-Usage: python3 fake_server.py [--version 9.5] [--page-size 10]
+Usage: python3 fake_server.py [--version 9.5] [--page-size 10] [--preload N]
 Prints "PORT <n>" once listening. Every request except /_control/* is handed to FakeBioTime.handle
 unchanged (as an httpx.Request), so the fake's own behaviour and quirks are what punchd sees.
 
@@ -16,6 +16,10 @@ Control endpoints (JSON body) let a test change the fake between runs:
   POST /_control/insert_during_paging {"after_page": 1, "transaction": {...as /_control/transaction...}}
                              -> once the fake has answered that page of the transactions, the punch is added
                                 (as a punch arriving while a client pages: rows shift, the next page repeats one)
+  POST /_control/employee      {"emp_code": ..., "first_name": ..., "last_name": ...,
+                                "department": {"code": ..., "name": ...}, "area": {"code": ..., "name": ...},
+                                "hire_date": "YYYY-MM-DD"}  -> the new employee's id (department and area are
+                                created as given; both optional)
   GET  /_control/requests      -> the requests the fake saw: [[method, path, params, authorization], ...]
 """
 
@@ -37,9 +41,20 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=10)
     parser.add_argument("--username", default="api")
     parser.add_argument("--password", default="secret")
+    parser.add_argument("--preload", type=int, default=0,
+                        help="start with N transactions (10 terminals, 500 employees, one punch a second "
+                             "from 2026-11-02 00:00:00) for benchmarks")
     args = parser.parse_args()
     fake = FakeBioTime(username=args.username, password=args.password, version=args.version,
                        default_page_size=args.page_size)
+    if args.preload:
+        from datetime import timedelta
+        for t in range(10):
+            fake.add_terminal(sn=f"BENCH{t:05}")
+        start = datetime(2026, 11, 2)
+        for n in range(args.preload):
+            fake.add_transaction(emp_code=str(n % 500 + 1), punch_time=start + timedelta(seconds=n),
+                                 terminal_sn=f"BENCH{n % 10:05}", punch_state=str(n % 2))
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -69,6 +84,12 @@ def main() -> None:
                 if data.get("upload_time"):
                     data["upload_time"] = datetime.strptime(data["upload_time"], FORMAT)
                 out = fake.add_transaction(**data)
+            elif path == "/_control/employee":
+                dept = data.pop("department", None) or {"code": "1", "name": "Department"}
+                area = data.pop("area", None)
+                dept_id = fake.add_department(code=dept["code"], name=dept["name"])
+                area_ids = [fake.add_area(code=area["code"], name=area["name"])] if area else []
+                out = fake.add_employee(department_id=dept_id, area_ids=area_ids, **data)
             elif path == "/_control/fail_next":
                 fake.fail_next(data["status"], method=data.get("method", "GET"), path=data.get("path", "/"))
             elif path == "/_control/restore":

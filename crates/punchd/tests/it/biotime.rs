@@ -688,3 +688,252 @@ fn biotime_terminals_become_devices_that_are_neither_pulled_nor_commanded() {
         .unwrap();
     assert_eq!(queued, 0);
 }
+
+/// A BioTime source reading in `zone` (the server's wall times are read in it).
+fn add_source_in(db: &Path, name: &str, url: &str, zone: &str) {
+    let out = cli(
+        db,
+        &[
+            "sources",
+            "add",
+            "biotime",
+            "--name",
+            name,
+            "--url",
+            url,
+            "--username",
+            "api",
+            "--password",
+            "secret",
+            "--auth",
+            "token",
+            "--time-zone",
+            zone,
+        ],
+    );
+    assert!(out.ok, "{}", out.stderr);
+}
+
+#[test]
+fn biotime_terminals_are_read_beyond_the_first_page_of_100() {
+    if !pybiotime_available() {
+        return;
+    }
+    let fake = Fake::start("9.5", 10);
+    for n in 1..=230 {
+        fake.control(
+            "terminal",
+            json!({"sn": format!("PG{n:06}"), "alias": format!("Gate {n}")}),
+        );
+    }
+    fake.punch("1001", "2026-11-02 08:00:00", "PG000230", "0", None);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("punchd.db");
+    add_source(&db, "hq", &fake.url(), "token", "secret");
+    let r = run_ok(&db, "hq");
+    assert_eq!(r["terminals"].as_u64(), Some(230), "{r}");
+    let conn = crate::harness::sqlite(&db);
+    let (n, first, last): (i64, String, String) = conn
+        .query_row(
+            "SELECT COUNT(*), MIN(sn), MAX(sn) FROM devices WHERE transport = 'biotime'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (n, first.as_str(), last.as_str()),
+        (230, "PG000001", "PG000230")
+    );
+    let alias: String = conn
+        .query_row("SELECT alias FROM devices WHERE sn = 'PG000230'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(alias, "Gate 230");
+    // The punch of a terminal listed on the third page is stored against it.
+    assert_eq!(
+        stored(&db),
+        vec![p("PG000230", "1001", "2026-11-02 08:00:00", 0)]
+    );
+    // Three pages of 100 were asked for, numbered by punchd.
+    let requests = fake.control("requests", json!({}));
+    let pages: Vec<String> = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r[1] == "/iclock/api/terminals/")
+        .map(|r| format!("{}/{}", r[2]["page"], r[2]["page_size"]))
+        .collect();
+    assert_eq!(pages, ["\"1\"/\"100\"", "\"2\"/\"100\"", "\"3\"/\"100\""]);
+}
+
+#[test]
+fn biotime_numbers_sent_as_strings_and_a_wall_time_in_the_dst_gap_are_read() {
+    if !pybiotime_available() {
+        return;
+    }
+    let fake = Fake::start("9.5", 10);
+    fake.control("terminal", json!({"sn": "BT00000001"}));
+    // Europe/Berlin skips 02:00–03:00 on 2026-03-29. BioTime sends the terminal's wall time as it was recorded,
+    // so a terminal whose clock had not sprung forward yet reports a time that does not exist in the zone.
+    // Numbers come as strings (punch_state always, verify_type and work_code on some servers), emp_code as a
+    // JSON number.
+    fake.control(
+        "transaction",
+        json!({"emp_code": "1001", "punch_time": "2026-03-29 02:30:00", "terminal_sn": "BT00000001",
+               "punch_state": "1", "verify_type": "15", "work_code": "7"}),
+    );
+    fake.control(
+        "transaction",
+        json!({"emp_code": 1002, "punch_time": "2026-03-29 03:30:00", "terminal_sn": "BT00000001",
+               "punch_state": " 5 ", "verify_type": 1, "work_code": 8}),
+    );
+    // A state that is not a number is kept as "unknown" (-1), not refused.
+    fake.control(
+        "transaction",
+        json!({"emp_code": "1003", "punch_time": "2026-03-29 04:00:00", "terminal_sn": "BT00000001",
+               "punch_state": "IN", "verify_type": "x"}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("punchd.db");
+    add_source_in(&db, "berlin", &fake.url(), "Europe/Berlin");
+    let r = run_ok(&db, "berlin");
+    assert_eq!(
+        (r["stored"].as_u64(), r["rejected"].as_u64()),
+        (Some(3), Some(0)),
+        "{r}"
+    );
+    let conn = crate::harness::sqlite(&db);
+    let rows: Vec<(String, String, i64, Option<i64>, Option<String>, i64)> = conn
+        .prepare(
+            "SELECT pin, punched_at, punch_state, verify_mode, work_code, punched_at_utc FROM punches \
+             ORDER BY punched_at",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // The wall time is kept as sent; its UTC instant is read with the offset in force before the gap (+01:00):
+    // 02:30 → 01:30Z, the same instant as 03:30 CEST.
+    let half_past_one_utc = 1_774_747_800; // 2026-03-29T01:30:00Z
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "1001".to_owned(),
+                "2026-03-29 02:30:00".to_owned(),
+                1,
+                Some(15),
+                Some("7".to_owned()),
+                half_past_one_utc
+            ),
+            (
+                "1002".to_owned(),
+                "2026-03-29 03:30:00".to_owned(),
+                5,
+                Some(1),
+                Some("8".to_owned()),
+                half_past_one_utc
+            ),
+            (
+                "1003".to_owned(),
+                "2026-03-29 04:00:00".to_owned(),
+                -1,
+                None,
+                None,
+                half_past_one_utc + 1_800
+            ),
+        ]
+    );
+}
+
+#[test]
+fn biotime_employees_are_read_into_punchds_employees_when_asked() {
+    if !pybiotime_available() {
+        return;
+    }
+    for version in ["9.5", "8.0"] {
+        let fake = Fake::start(version, 10);
+        fake.control("terminal", json!({"sn": "BT00000001"}));
+        for n in 1..=120 {
+            fake.control(
+                "employee",
+                json!({"emp_code": format!("{n:04}"), "first_name": format!("First{n}"), "last_name": "Last",
+                       "department": {"code": "10", "name": "Sales"},
+                       "area": {"code": "2", "name": "Warehouse"}, "hire_date": "2024-02-01"}),
+            );
+        }
+        fake.punch("0007", "2026-11-02 08:00:00", "BT00000001", "0", None);
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("punchd.db");
+        let out = cli(
+            &db,
+            &[
+                "sources",
+                "add",
+                "biotime",
+                "--name",
+                "hq",
+                "--url",
+                &fake.url(),
+                "--username",
+                "api",
+                "--password",
+                "secret",
+                "--auth",
+                "token",
+                "--time-zone",
+                "Asia/Dubai",
+                "--employees",
+            ],
+        );
+        assert!(out.ok, "{}", out.stderr);
+        let r = run_ok(&db, "hq");
+        assert_eq!(
+            (
+                r["employees"].as_u64(),
+                r["employees_changed"].as_u64(),
+                r["stored"].as_u64()
+            ),
+            (Some(120), Some(120), Some(1)),
+            "{version}: {r}"
+        );
+        let conn = crate::harness::sqlite(&db);
+        let row: (String, String, Option<String>, Option<String>, Option<String>) = conn
+            .query_row(
+                "SELECT name, status, site, department, joined_on FROM employees WHERE code = '0007'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            (
+                "First7 Last".to_owned(),
+                "active".to_owned(),
+                Some("Warehouse".to_owned()),
+                Some("Sales".to_owned()),
+                Some("2024-02-01".to_owned())
+            ),
+            "{version}"
+        );
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM employees", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 120);
+        // A second run finds nothing new and writes nothing (one audit entry in all).
+        let r = run_ok(&db, "hq");
+        assert_eq!(r["employees_changed"].as_u64(), Some(0), "{version}: {r}");
+        let audits: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'employee.import'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(audits, 1, "{version}");
+    }
+}

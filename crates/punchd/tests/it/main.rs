@@ -19,6 +19,7 @@ mod idempotency;
 mod lifecycle;
 mod limits;
 mod migrate;
+mod limits_memory;
 mod operations;
 mod pull;
 mod push_auth;

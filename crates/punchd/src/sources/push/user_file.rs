@@ -50,20 +50,22 @@ fn file_name(query: &Query, pin: &str, body: &[u8]) -> String {
 
 /// Store the body as the user's file (and the request in the raw journal, in one transaction); `OK` after the
 /// commit, `503` when the store failed (the terminal retries).
-pub(super) async fn store(ctx: &Ctx, query: &Query, pin: &str) -> Response {
+pub(super) async fn store(ctx: &mut Ctx, query: &Query, pin: &str) -> Response {
     let name = file_name(query, pin, &ctx.body);
     let mut batch = Batch::new(ctx.raw("fdata", Vec::new()));
+    let content = batch.raw.body.clone();
+    let n_bytes = content.len();
     batch.photos.push(Photo {
         device_sn: ctx.sn.clone(),
         kind: "userfile".into(),
         pin: Some(pin.to_owned()),
         file_name: name.clone(),
         taken_at: None,
-        content: ctx.body.to_vec(),
+        content,
     });
     match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
         Ok(_) => {
-            tracing::info!(sn = %ctx.sn, pin, file = %name, bytes = ctx.body.len(), "user file stored");
+            tracing::info!(sn = %ctx.sn, pin, file = %name, bytes = n_bytes, "user file stored");
             ok(zk_push::reply::OK)
         }
         Err(e) => storage_failed(&ctx.app, &ctx.sn, "user file", &e),

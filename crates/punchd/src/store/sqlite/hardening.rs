@@ -163,6 +163,39 @@ impl SqliteStore {
     }
 }
 
+/// A journal body at least this large (bytes) is not bound as a parameter but written into its row through
+/// SQLite's incremental blob I/O (issue 6, memory). Binding copies the body once (rusqlite binds blobs as
+/// `SQLITE_TRANSIENT`) and the row record SQLite builds is a second copy; with a zero blob of the body's length
+/// bound instead only the record is built, and the bytes are then written into it in place, page by page.
+pub(super) const STREAMED_BODY_BYTES: usize = 64 * 1024;
+
+/// Whether `body` is written with [`fill_body`] after the insert (see [`STREAMED_BODY_BYTES`]).
+fn streamed(body: &[u8]) -> bool {
+    body.len() >= STREAMED_BODY_BYTES && i32::try_from(body.len()).is_ok()
+}
+
+/// The `body` parameter of a journal insert: the bytes themselves, or for a large body a zero blob of its length
+/// that [`fill_body`] fills once the row exists.
+pub(super) fn body_param(body: &[u8]) -> rusqlite::types::ToSqlOutput<'_> {
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    match i32::try_from(body.len()) {
+        Ok(len) if streamed(body) => ToSqlOutput::ZeroBlob(len),
+        _ => ToSqlOutput::Borrowed(ValueRef::Blob(body)),
+    }
+}
+
+/// Write a large body into journal row `id`, whose body was inserted as [`body_param`]'s zero blob; nothing for a
+/// small body. Same transaction as the insert.
+pub(super) fn fill_body(conn: &Connection, id: i64, body: &[u8]) -> Result<()> {
+    if !streamed(body) {
+        return Ok(());
+    }
+    let mut blob = conn
+        .blob_open(rusqlite::MAIN_DB, c"journal", c"body", id, false)
+        .map_err(backend)?;
+    blob.write_at(body, 0).map_err(backend)
+}
+
 /// Insert a journal row with a known `id` and its counts (records, newly stored, duplicates).
 pub(super) fn insert_journal_with_counts(
     conn: &Connection,
@@ -188,7 +221,7 @@ pub(super) fn insert_journal_with_counts(
             raw.kind,
             raw.request,
             raw.remote_addr,
-            raw.body,
+            body_param(&raw.body),
             errors,
             counts.0 as i64,
             counts.1 as i64,
@@ -196,6 +229,7 @@ pub(super) fn insert_journal_with_counts(
         ])
     })
     .map_err(backend)?;
+    fill_body(conn, id, &raw.body)?;
     Ok(id)
 }
 

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Benchmarks of the sources and sinks (BENCHMARKS.md; issue 9 "Speed", issue 8 delivery). Each run uses a fresh
+# database under $WORK; one TSV line per run is printed and appended to $WORK/results.tsv:
+#   scenario  run  units  seconds  units_per_s  cpu_s  max_rss_kb  detail
+#
+#   cargo build --release -p punchd
+#   scripts/bench/sources-bench.sh [scenario ...]
+#
+# Scenarios (default: all):
+#   import    `punchd import` of a 1,000,000-line attlog.dat (USB export, machine layout), then the same file
+#             again (every punch already held: "import-again"); wall time, CPU and peak RSS from /usr/bin/time
+#   webhook   `punchd serve` with a webhook source; scripts/bench/webhook_load.py POSTs 100,000 events in batches
+#             of 100 over 4 keep-alive connections; events acknowledged per second (after they are durable)
+#   biotime   100,000 transactions in pybiotime's FakeBioTime (tests/biotime/fake_server.py --preload, version
+#             8.5, 1,000 rows per page for both clients): `punchd sources run` (reads and stores them) against
+#             pybiotime's own `transactions.read_new` (reads only), wall and CPU time of each client process
+#   delivery  100,000 imported punches delivered by `punchd serve` to a webhook sink (scripts/bench/sink_receiver.py,
+#             batches of 500) and to a NATS JetStream sink (nats-server on 127.0.0.1:4222); check-ins delivered
+#             per second, from the server's start to the last delivery recorded in the database
+#
+# Environment: PUNCHD (binary, default target/release/punchd), RUNS (default 3), WORK (default /tmp/punchd-sources),
+# CPU (core for punchd, default 1; the clients and fakes get the other core), EVENTS (default 100000), LINES
+# (import, default 1000000).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$here/../..
+target=${CARGO_TARGET_DIR:-$root/target}
+PUNCHD=${PUNCHD:-$target/release/punchd}
+RUNS=${RUNS:-3}
+WORK=${WORK:-/tmp/punchd-sources}
+CPU=${CPU:-1}
+OTHER=$((1 - CPU))
+EVENTS=${EVENTS:-100000}
+LINES=${LINES:-1000000}
+FAKE=$root/crates/punchd/tests/biotime/fake_server.py
+mkdir -p "$WORK"
+RESULTS=$WORK/results.tsv
+[ -x "$PUNCHD" ] || { echo "no punchd binary at $PUNCHD: cargo build --release -p punchd" >&2; exit 1; }
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+emit() {
+    printf '%s\n' "$*" | tr ' ' '\t' | tee -a "$RESULTS"
+}
+
+fresh_db() {
+    rm -f "$WORK/$1.db" "$WORK/$1.db-wal" "$WORK/$1.db-shm"
+    echo "$WORK/$1.db"
+}
+
+# wait_port LOG: the port `punchd serve` logged.
+wait_port() {
+    local port=""
+    for _ in $(seq 1 200); do
+        port=$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -o 'listen=127\.0\.0\.1:[0-9]* ' | head -1 | cut -d: -f2 | tr -d ' ' || true)
+        [ -n "$port" ] && { echo "$port"; return 0; }
+        sleep 0.05
+    done
+    echo "server did not start: $(cat "$1")" >&2
+    return 1
+}
+
+# timed OUT CMD...: run CMD under /usr/bin/time; OUT.time gets "elapsed user sys maxrss_kb".
+timed() {
+    local out=$1
+    shift
+    /usr/bin/time -f "%e %U %S %M" -o "$out.time" "$@" >"$out" 2>"$out.err"
+}
+
+attlog_file() {
+    local f=$WORK/attlog-$1.dat
+    [ -s "$f" ] || python3 - "$1" "$f" <<'EOF'
+import sys
+from datetime import datetime, timedelta
+n, path = int(sys.argv[1]), sys.argv[2]
+start = datetime(2026, 1, 1)
+with open(path, "w") as out:
+    for i in range(n):
+        t = (start + timedelta(seconds=i * 7)).strftime("%Y-%m-%d %H:%M:%S")
+        out.write(f"{i % 2000 + 1:>9}\t{t}\t1\t{i % 2}\t1\t0\n")
+EOF
+    echo "$f"
+}
+
+bench_import() {
+    local file db run t
+    file=$(attlog_file "$LINES")
+    for run in $(seq 1 "$RUNS"); do
+        db=$(fresh_db import)
+        for what in import import-again; do
+            timed "$WORK/$what.out" taskset -c "$CPU" "$PUNCHD" --database "$db" import "$file" --device BENCHIMP01 \
+                --format attlog --time-zone UTC --json
+            read -r e u s m <"$WORK/$what.out.time"
+            local stored
+            stored=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r.get('stored', r.get('n_stored')), r.get('duplicate', r.get('duplicates')))" "$WORK/$what.out" | tr ' ' '/')
+            emit "$what" "$run" "$LINES" "$e" "$(python3 -c "print(round($LINES/$e))")" \
+                "$(python3 -c "print(round($u+$s,2))")" "$m" "stored/dup=$stored"
+        done
+    done
+}
+
+bench_webhook() {
+    local db log port token run pid out
+    for run in $(seq 1 "$RUNS"); do
+        db=$(fresh_db webhook)
+        token=$("$PUNCHD" --database "$db" sources add webhook --name bench --time-zone Asia/Dubai | tail -1)
+        log=$WORK/webhook.log
+        taskset -c "$CPU" "$PUNCHD" --database "$db" serve --listen 127.0.0.1:0 >"$log" 2>&1 &
+        pid=$!
+        pids+=("$pid")
+        port=$(wait_port "$log")
+        out=$(taskset -c "$OTHER" python3 "$here/webhook_load.py" "127.0.0.1:$port" "$token" "$EVENTS" 100 4)
+        local ticks
+        ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+        kill -TERM "$pid"
+        wait "$pid" 2>/dev/null || true
+        python3 - "$out" "$run" "$ticks" <<'EOF' | tee -a "$RESULTS"
+import json, os, sys
+r, run, ticks = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+cpu = ticks / os.sysconf("SC_CLK_TCK")
+print("\t".join(map(str, ["webhook", run, r["events"], r["seconds"], r["events_per_s"], round(cpu, 2), "-",
+      f"inserted={r['inserted']},dup={r['duplicates']},errors={r['errors']},failed={r['failed_requests']}"])))
+EOF
+    done
+}
+
+bench_biotime() {
+    local run fport fpid db out
+    for run in $(seq 1 "$RUNS"); do
+        taskset -c "$OTHER" python3 -u "$FAKE" --version 8.5 --page-size 1000 --preload "$EVENTS" >"$WORK/fake.out" 2>&1 &
+        fpid=$!
+        pids+=("$fpid")
+        for _ in $(seq 1 600); do grep -q '^PORT' "$WORK/fake.out" && break; sleep 0.1; done
+        fport=$(sed -n 's/^PORT //p' "$WORK/fake.out")
+        db=$(fresh_db biotime)
+        "$PUNCHD" --database "$db" sources add biotime --name bench --url "http://127.0.0.1:$fport" --username api \
+            --password secret --auth token --time-zone UTC --page-size 1000 >/dev/null
+        timed "$WORK/bt-ours.out" taskset -c "$CPU" "$PUNCHD" --database "$db" sources run bench
+        read -r e u s m <"$WORK/bt-ours.out.time"
+        emit biotime-punchd "$run" "$EVENTS" "$e" "$(python3 -c "print(round($EVENTS/$e))")" \
+            "$(python3 -c "print(round($u+$s,2))")" "$m" "$(tr -d ' \n' <"$WORK/bt-ours.out" | head -c 200)"
+        timed "$WORK/bt-py.out" taskset -c "$CPU" python3 -c '
+import json, sys
+from pybiotime import BioTimeClient, TokenAuth
+with BioTimeClient(sys.argv[1], auth=TokenAuth("api", "secret"), page_size=1000) as client:
+    result = client.transactions.read_new(None)
+    print(json.dumps({"new": len(result.transactions)}))
+' "http://127.0.0.1:$fport"
+        read -r e u s m <"$WORK/bt-py.out.time"
+        emit biotime-pybiotime "$run" "$EVENTS" "$e" "$(python3 -c "print(round($EVENTS/$e))")" \
+            "$(python3 -c "print(round($u+$s,2))")" "$m" "$(tr -d ' \n' <"$WORK/bt-py.out")"
+        kill "$fpid" 2>/dev/null || true
+        wait "$fpid" 2>/dev/null || true
+    done
+}
+
+# delivered DB: check-ins delivered so far (every sink of the database).
+delivered() {
+    python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'\").fetchone()[0])" "$1" 2>/dev/null || echo 0
+}
+
+bench_delivery() {
+    local file run db kind rport rpid log pid t0 t1 n
+    file=$(attlog_file "$EVENTS")
+    for run in $(seq 1 "$RUNS"); do
+        for kind in webhook nats; do
+            db=$(fresh_db "delivery-$kind")
+            "$PUNCHD" --database "$db" import "$file" --device BENCHDLV01 --format attlog --time-zone UTC --json >/dev/null
+            if [ "$kind" = webhook ]; then
+                taskset -c "$OTHER" python3 -u "$here/sink_receiver.py" >"$WORK/receiver.out" 2>&1 &
+                rpid=$!
+                pids+=("$rpid")
+                for _ in $(seq 1 100); do grep -q '^PORT' "$WORK/receiver.out" && break; sleep 0.05; done
+                rport=$(sed -n 's/^PORT //p' "$WORK/receiver.out")
+                "$PUNCHD" --database "$db" sinks add webhook --url "http://127.0.0.1:$rport/" --secret s \
+                    --batch-size 500 --since 2000-01-01T00:00:00Z >/dev/null
+            else
+                "$PUNCHD" --database "$db" sinks add nats --url nats://127.0.0.1:4222 --stream "BENCH$run$$" \
+                    --since 2000-01-01T00:00:00Z >/dev/null
+            fi
+            log=$WORK/delivery.log
+            t0=$(date +%s.%N)
+            taskset -c "$CPU" "$PUNCHD" --database "$db" serve --listen 127.0.0.1:0 >"$log" 2>&1 &
+            pid=$!
+            pids+=("$pid")
+            n=0
+            for _ in $(seq 1 1200); do
+                n=$(delivered "$db")
+                [ "$n" -ge "$EVENTS" ] && break
+                sleep 0.1
+            done
+            t1=$(date +%s.%N)
+            local ticks
+            ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+            kill -TERM "$pid"
+            wait "$pid" 2>/dev/null || true
+            [ "$kind" = webhook ] && { kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; }
+            local secs
+            secs=$(python3 -c "print(round($t1-$t0,3))")
+            emit "delivery-$kind" "$run" "$n" "$secs" "$(python3 -c "print(round($n/($t1-$t0)))")" \
+                "$(python3 -c "import os; print(round($ticks/os.sysconf('SC_CLK_TCK'),2))")" - "delivered=$n"
+        done
+    done
+}
+
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(import webhook biotime delivery)
+echo "# $(date -u +%FT%TZ) $(git -C "$root" rev-parse --short HEAD) load1=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RESULTS"
+printf 'scenario\trun\tunits\tseconds\tunits_per_s\tcpu_s\tmax_rss_kb\tdetail\n'
+for s in "${scenarios[@]}"; do
+    "bench_$s"
+done
