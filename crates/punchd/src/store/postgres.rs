@@ -19,6 +19,7 @@ mod operations;
 mod outbox;
 mod push;
 mod sources;
+mod ui_accounts;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "0002_operations_sources_outbox",
         sql: include_str!("../../migrations/postgres/0002_operations_sources_outbox.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_ui_accounts",
+        sql: include_str!("../../migrations/postgres/0005_ui_accounts.sql"),
     },
     Migration {
         version: 8,
@@ -1707,6 +1713,7 @@ mod tests {
         // Areas ported by their owners add their suites here (operations, sources, outbox and leases run in
         // their own schemas: the tests at the end of postgres/<area>.rs):
         super::super::contract_agents::run_all(&store).await;
+        super::super::contract_ui_accounts::run_all(&store).await;
         // super::super::contract_attendance::run_all(&store).await;
     }
 
