@@ -21,6 +21,7 @@ mod contract_push;
 #[cfg(test)]
 mod contract_sources;
 pub mod hardening;
+mod open;
 pub mod operations;
 pub mod outbox;
 pub mod postgres;
@@ -29,6 +30,7 @@ pub mod sources;
 pub mod sqlite;
 
 pub use hardening::HardeningStore;
+pub use open::open;
 pub use operations::{JournalFilter, OperationsStore};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
