@@ -178,7 +178,7 @@ pub fn is_postgres_url(database: &str) -> bool {
 
 impl PgStore {
     /// Connect to the database at `url` (`postgres://user[:password]@host[:port]/db[?options]`), apply pending
-    /// migrations under an advisory lock, and keep a pool of [`POOL_SIZE`] connections. TLS is not used
+    /// migrations under an advisory lock, and keep a pool of 16 connections. TLS is not used
     /// (connect over loopback, a private network, or a local proxy).
     ///
     /// Errors: the URL cannot be read, the server cannot be reached or refuses the login, or a migration fails.
