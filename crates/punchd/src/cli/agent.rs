@@ -32,7 +32,7 @@ pub enum AgentsAction {
 pub async fn agents(config: Config, action: AgentsAction, format: Format) -> anyhow::Result<()> {
     match action {
         AgentsAction::List => {
-            let store = open_store(&config)?;
+            let store = open_store(&config).await?;
             let agents = store.list_agents().await?;
             print_rows(&agent_rows(&agents), format, serde_json::to_value(&agents)?)
         }
@@ -42,7 +42,7 @@ pub async fn agents(config: Config, action: AgentsAction, format: Format) -> any
                 bail!("--site is empty");
             }
             let name = name.unwrap_or_else(|| site.clone());
-            let store = open_store_with(&config, true)?;
+            let store = open_store_with(&config, true).await?;
             let token = generate_token();
             store
                 .create_agent(

@@ -92,7 +92,7 @@ pub(super) async fn run(
     action: UiUserAction,
     format: Format,
 ) -> anyhow::Result<()> {
-    let store = open_store_with(&config, matches!(action, UiUserAction::Add { .. }))?;
+    let store = open_store_with(&config, matches!(action, UiUserAction::Add { .. })).await?;
     let now = Utc::now();
     match action {
         UiUserAction::Add {

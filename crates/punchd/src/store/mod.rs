@@ -3,7 +3,7 @@
 //! [`sqlite`] is the embedded default: one writer thread fed by a channel, group commit (every queued write in one
 //! transaction, each answered after the commit), and a small pool of read connections. [`postgres`] implements
 //! the same trait with native SQL, for several instances on one database. Callers never see SQL: `ingest`, `devices`,
-//! `sources` and `web` speak in the types below. This module depends only on `domain`.
+//! `sources` and `web` speak in the types below. This module depends only on `domain` ([`open`] reads the `Config`).
 
 pub mod agents;
 pub mod attendance;
@@ -32,6 +32,7 @@ mod contract_ui_accounts;
 pub mod delivery;
 pub mod hardening;
 pub mod leases;
+mod open;
 pub mod operations;
 pub mod outbox;
 pub mod postgres;
@@ -41,6 +42,7 @@ pub mod sqlite;
 pub mod ui_accounts;
 
 pub use hardening::HardeningStore;
+pub use open::open;
 pub use operations::{JournalFilter, OperationsStore};
 
 use chrono::{DateTime, NaiveDateTime, Utc};

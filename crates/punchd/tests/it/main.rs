@@ -21,6 +21,7 @@ mod limits;
 mod migrate;
 mod limits_memory;
 mod operations;
+mod postgres;
 mod pull;
 mod push_auth;
 mod push_seed;
