@@ -12,7 +12,6 @@ use crate::devices::{ApprovalPolicy, CommandQueue, Registry};
 use crate::domain::{Approval, DeviceSn, Transport};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{DevicePatch, Store, StoreError};
 
 /// Everything a request handler needs. Cheap to clone.
@@ -92,15 +91,8 @@ impl App {
     ///
     /// Errors: the database cannot be opened or migrated, or the registry cannot be read.
     pub async fn open(config: Config) -> anyhow::Result<App> {
-        let store = SqliteStore::open(&config.database, config.durability)
-            .map_err(|e| anyhow::anyhow!("opening database {}: {e}", config.database.display()))?;
-        if config.limits.max_database_bytes > 0 {
-            store
-                .limit_size(config.limits.max_database_bytes)
-                .await
-                .map_err(|e| anyhow::anyhow!("limiting the database size: {e}"))?;
-        }
-        App::with_store(config, Arc::new(store)).await
+        let store = crate::store::open(&config, true).await?;
+        App::with_store(config, store).await
     }
 
     /// Wire an instance around an open store.

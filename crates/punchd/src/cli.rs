@@ -2,7 +2,8 @@
 //! `PUNCHD_*` variables); listing subcommands take `--format table|csv|json`.
 //!
 //! Subcommands other than `serve` and `replay --server` work on the database directly: they are safe to run
-//! while the server runs (SQLite WAL), and a running server picks up their changes within a few seconds.
+//! while the server runs (SQLite WAL, or PostgreSQL), and a running server picks up their changes within a few
+//! seconds.
 //! Only `serve`, `token create`, `devices add` and `replay` create a missing database; every other subcommand
 //! says "no database at PATH" and exits non-zero (a typo in `--database` must not look like an empty install).
 
@@ -26,7 +27,7 @@ use crate::app::App;
 use crate::config::{ApprovalMode, Config, Overrides};
 use crate::domain::{Approval, CommandKind, CommandStatus, DeviceSn, Pin, Scope, Transport};
 use crate::format::{self, Format, Rows};
-use crate::store::sqlite::{Durability, SqliteStore};
+use crate::store::sqlite::Durability;
 use crate::store::{CommandFilter, DevicePatch, PunchFilter, Store};
 
 /// punchd: an attendance hub for ZKTeco-compatible biometric terminals.
@@ -36,8 +37,8 @@ pub struct Cli {
     /// Settings file (TOML); flags and PUNCHD_* variables override it.
     #[arg(long, global = true, env = "PUNCHD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// SQLite database file [default: punchd.db].
-    #[arg(long, global = true, env = "PUNCHD_DATABASE", value_name = "PATH")]
+    /// SQLite database file [default: punchd.db], or a PostgreSQL URL (postgres://user@host/db).
+    #[arg(long, global = true, env = "PUNCHD_DATABASE", value_name = "PATH|URL")]
     pub database: Option<String>,
     /// Address for terminals and the API [default: 0.0.0.0:8080].
     #[arg(long, global = true, env = "PUNCHD_LISTEN", value_name = "IP:PORT")]
@@ -482,22 +483,15 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
     Scope::parse(s).ok_or_else(|| format!("scope {s:?} is not read, operate or admin"))
 }
 
-/// Open the configured database. Only subcommands that write pass `create` (serve, token create, devices add,
-/// replay); the others refuse a missing file instead of creating an empty one.
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    open_store_with(config, false)
+/// Open the configured database (SQLite file or PostgreSQL URL, `store::open`). Only subcommands that write pass
+/// `create` (serve, token create, devices add, replay); the others refuse a missing SQLite file instead of
+/// creating an empty one.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_with(config, false).await
 }
 
-fn open_store_with(config: &Config, create: bool) -> anyhow::Result<Arc<dyn Store>> {
-    if !create && !config.database.exists() {
-        bail!(
-            "no database at {} (give --database PATH or PUNCHD_DATABASE; `punchd serve` creates one)",
-            config.database.display()
-        );
-    }
-    let store = SqliteStore::open(&config.database, config.durability)
-        .map_err(|e| anyhow::anyhow!("opening database {}: {e}", config.database.display()))?;
-    Ok(Arc::new(store))
+async fn open_store_with(config: &Config, create: bool) -> anyhow::Result<Arc<dyn Store>> {
+    crate::store::open(config, create).await
 }
 
 async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
@@ -508,7 +502,7 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         }
         Cmd::Punches(args) => punches(config, args).await,
         Cmd::Users { device, format } => {
-            let store = open_store(&config)?;
+            let store = open_store(&config).await?;
             let device = sn(&device)?;
             if let Err(crate::store::StoreError::NotFound(_)) = store.get_device(&device).await {
                 bail!("no such device {device} (`punchd devices` lists them)");
@@ -532,7 +526,7 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
         Cmd::Replay(args) => crate::replay::run(config, args.files, args.server).await,
         Cmd::Pull(args) => crate::sources::pull::run_cli(config, args).await,
         Cmd::Simulate(args) => crate::simulate::run(args).await,
-        Cmd::Journal(args) => ops::journal(open_store(&config)?, args).await,
+        Cmd::Journal(args) => ops::journal(open_store(&config).await?, args).await,
         Cmd::Sinks { action, format } => {
             sinks::run(config, action.unwrap_or(sinks::SinkAction::List), format).await
         }
@@ -550,7 +544,11 @@ async fn run_async(command: Cmd, config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let _lock = crate::instance_lock::acquire(&config.database)?;
+    // One `serve` per SQLite file; on PostgreSQL any number of instances share the database.
+    let _lock = match config.database_url {
+        None => Some(crate::instance_lock::acquire(&config.database)?),
+        Some(_) => None,
+    };
     let nofile = crate::limits::raise_nofile_limit();
     tracing::debug!(nofile, "open-file limit");
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -560,7 +558,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::open(config).await?;
     tracing::info!(
         listen = %local,
-        database = %app.config.database.display(),
+        database = %app.config.database_label(),
         time_zone = %app.config.default_time_zone,
         "punchd is running: point terminals at http://<this machine>:{}/ (their server address and port)",
         local.port()
@@ -634,7 +632,7 @@ async fn shutdown_signal() {
 }
 
 async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow::Result<()> {
-    let store = open_store_with(&config, matches!(action, DeviceAction::Add { .. }))?;
+    let store = open_store_with(&config, matches!(action, DeviceAction::Add { .. })).await?;
     let print_one = |d: &crate::domain::Device| -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(d)?);
         Ok(())
@@ -766,7 +764,7 @@ async fn set_approval(store: &dyn Store, sn: &DeviceSn, approval: Approval) -> a
 }
 
 async fn punches(config: Config, args: PunchArgs) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let bound = |s: &Option<String>| -> anyhow::Result<_> {
         s.as_deref()
             .map(crate::web::api::parse_time_bound)
@@ -850,7 +848,7 @@ fn send_kind(kind: SendKind) -> anyhow::Result<CommandKind> {
 }
 
 async fn commands(config: Config, action: CommandAction, format: Format) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     match action {
         CommandAction::List(CommandListArgs {
             device,
@@ -921,7 +919,7 @@ async fn commands(config: Config, action: CommandAction, format: Format) -> anyh
 }
 
 async fn token(config: Config, action: TokenAction) -> anyhow::Result<()> {
-    let store = open_store_with(&config, matches!(action, TokenAction::Create { .. }))?;
+    let store = open_store_with(&config, matches!(action, TokenAction::Create { .. })).await?;
     match action {
         TokenAction::Create { name, scope } => {
             let token = crate::web::auth::generate_token();

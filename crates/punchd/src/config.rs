@@ -4,7 +4,7 @@
 //! Example `punchd.toml`:
 //! ```toml
 //! listen = "0.0.0.0:8080"
-//! database = "/var/lib/punchd/punchd.db"
+//! database = "/var/lib/punchd/punchd.db"   # or a PostgreSQL URL (also `database_url`): "postgres://punchd@db/punchd"
 //! default_time_zone = "Asia/Kolkata"
 //! durability = "power-safe"        # or "crash-safe"
 //!
@@ -155,8 +155,10 @@ pub struct DeviceConfig {
 pub struct FileConfig {
     /// Listen address for terminals and the API.
     pub listen: Option<String>,
-    /// SQLite file path.
+    /// SQLite file path, or a PostgreSQL URL (`postgres://…`).
     pub database: Option<String>,
+    /// PostgreSQL URL (`postgres://user[:password]@host[:port]/db`); wins over a path in `database`.
+    pub database_url: Option<String>,
     /// IANA zone for terminals with none set.
     pub default_time_zone: Option<String>,
     /// power-safe or crash-safe.
@@ -186,8 +188,11 @@ pub struct FileConfig {
 pub struct Config {
     /// Where terminals and API clients connect.
     pub listen: SocketAddr,
-    /// The SQLite database file.
+    /// The SQLite database file (unused when `database_url` is set).
     pub database: PathBuf,
+    /// The PostgreSQL database, when `--database`, `PUNCHD_DATABASE`, `database` or `database_url` is a
+    /// `postgres://` URL; `None`: SQLite at `database`.
+    pub database_url: Option<DatabaseUrl>,
     /// Zone for terminals with none set.
     pub default_time_zone: chrono_tz::Tz,
     /// How durable an acknowledgement is.
@@ -210,6 +215,29 @@ pub struct Config {
     pub sinks: Vec<crate::sinks::SinkFileConfig>,
     /// Resource limits.
     pub limits: crate::limits::LimitsConfig,
+}
+
+/// A PostgreSQL URL; printed (Debug and Display) without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as given (with its password): for connecting only, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::store::postgres::redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
 }
 
 /// The default listen address.
@@ -276,11 +304,18 @@ impl Config {
         let listen: SocketAddr = listen
             .parse()
             .with_context(|| format!("listen address {listen:?} is not IP:PORT"))?;
+        // A flag or variable wins over the file; in the file a `database_url` wins over `database`.
         let database = overrides
             .database
             .clone()
+            .or(file_config.database_url)
             .or(file_config.database)
             .unwrap_or_else(|| DEFAULT_DATABASE.into());
+        let (database, database_url) = if crate::store::postgres::is_postgres_url(&database) {
+            (PathBuf::from(DEFAULT_DATABASE), Some(DatabaseUrl(database)))
+        } else {
+            (PathBuf::from(database), None)
+        };
         let default_time_zone = match overrides
             .default_time_zone
             .clone()
@@ -305,7 +340,8 @@ impl Config {
         }
         Ok(Config {
             listen,
-            database: PathBuf::from(database),
+            database,
+            database_url,
             default_time_zone,
             durability: overrides
                 .durability
@@ -326,6 +362,16 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The database as people should read it: the SQLite path, or the PostgreSQL URL without its password.
+    pub fn database_label(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.to_string(),
+            None => self.database.display().to_string(),
+        }
+    }
+}
+
 impl std::str::FromStr for ApprovalMode {
     type Err = String;
 
@@ -335,5 +381,54 @@ impl std::str::FromStr for ApprovalMode {
             "manual" => Ok(ApprovalMode::Manual),
             other => Err(format!("approval mode {other:?} is not auto or manual")),
         }
+    }
+}
+
+#[cfg(test)]
+mod database_tests {
+    use super::*;
+
+    fn load(database: Option<&str>, file: Option<&str>) -> Config {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("punchd.toml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).expect("write");
+        }
+        let overrides = Overrides {
+            database: database.map(str::to_owned),
+            default_time_zone: Some("UTC".into()),
+            ..Overrides::default()
+        };
+        Config::load(file.map(|_| path.as_path()), &overrides).expect("load")
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres_and_never_prints_its_password() {
+        let config = load(Some("postgres://punchd:s3cret@db.internal/punchd"), None);
+        let url = config.database_url.clone().expect("postgres selected");
+        assert_eq!(url.expose(), "postgres://punchd:s3cret@db.internal/punchd");
+        assert_eq!(
+            config.database_label(),
+            "postgres://punchd:***@db.internal/punchd"
+        );
+        assert!(!format!("{config:?}").contains("s3cret"));
+
+        let config = load(None, Some("database_url = \"postgresql://u@h/d\"\n"));
+        assert_eq!(
+            config.database_url.map(|u| u.expose().to_owned()),
+            Some("postgresql://u@h/d".to_owned())
+        );
+        // A flag or variable wins over the file: a path given there means SQLite.
+        let config = load(
+            Some("/tmp/x.db"),
+            Some("database_url = \"postgres://u@h/d\"\n"),
+        );
+        assert_eq!(config.database_url, None);
+        assert_eq!(config.database, PathBuf::from("/tmp/x.db"));
+        let config = load(None, None);
+        assert_eq!(
+            (config.database_url, config.database),
+            (None, PathBuf::from(DEFAULT_DATABASE))
+        );
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Modules in reading order (dependencies point inward, to `domain`):
 //! - [`domain`]: pure types of the field (punch, device, command). Imports nothing of ours.
-//! - [`store`]: the [`store::Store`] trait (one supertrait per area) and its SQLite implementation. Depends on
-//!   `domain` only.
+//! - [`store`]: the [`store::Store`] trait (one supertrait per area) and its SQLite and PostgreSQL
+//!   implementations. Depends on `domain` (and `config`, for `store::open`).
 //! - [`ingest`]: the single door into the store for punches: normalise (time zones), dedupe, write with the raw
 //!   journal entry, atomically.
 //! - [`devices`]: the registry (approval, settings, last seen), the command queue, health.

@@ -145,7 +145,8 @@ CREATE TABLE device_records (
     received_at timestamptz NOT NULL,
     journal_id  bigint
 );
-CREATE UNIQUE INDEX device_records_identity ON device_records (device_sn, tag, fields);
+-- By a hash of the fields: a B-tree entry has a size limit, and a record may be long.
+CREATE UNIQUE INDEX device_records_identity ON device_records (device_sn, tag, md5(fields::text));
 
 -- The push protocol's upload cursor per (device, table).
 CREATE TABLE stamps (

@@ -395,7 +395,7 @@ fn status(s: &str) -> anyhow::Result<EmployeeStatus> {
 
 /// Run an attendance subcommand.
 pub async fn run(config: Config, cmd: AttendanceCmd) -> anyhow::Result<()> {
-    let store = super::open_store(&config)?;
+    let store = super::open_store(&config).await?;
     let store = store.as_ref();
     match cmd {
         AttendanceCmd::Sites { action, format } => {

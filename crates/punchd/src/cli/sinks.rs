@@ -209,7 +209,7 @@ fn options(c: &Common) -> DeliveryOptions {
 
 /// Run `punchd sinks …`.
 pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::Result<()> {
-    let store = super::open_store(&config)?;
+    let store = super::open_store(&config).await?;
     match action {
         SinkAction::List => {
             let mut list = Vec::new();

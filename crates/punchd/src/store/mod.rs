@@ -3,7 +3,7 @@
 //! [`sqlite`] is the embedded default: one writer thread fed by a channel, group commit (every queued write in one
 //! transaction, each answered after the commit), and a small pool of read connections. [`postgres`] implements
 //! the same trait with native SQL, for several instances on one database. Callers never see SQL: `ingest`, `devices`,
-//! `sources` and `web` speak in the types below. This module depends only on `domain`.
+//! `sources` and `web` speak in the types below. This module depends only on `domain` ([`open`] reads the `Config`).
 
 pub mod attendance;
 #[cfg(test)]
@@ -24,6 +24,7 @@ mod contract_push;
 mod contract_sources;
 pub mod hardening;
 pub mod leases;
+mod open;
 pub mod operations;
 pub mod outbox;
 pub mod postgres;
@@ -32,6 +33,7 @@ pub mod sources;
 pub mod sqlite;
 
 pub use hardening::HardeningStore;
+pub use open::open;
 pub use operations::{JournalFilter, OperationsStore};
 
 use chrono::{DateTime, NaiveDateTime, Utc};

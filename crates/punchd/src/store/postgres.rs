@@ -191,7 +191,7 @@ pub fn is_postgres_url(database: &str) -> bool {
 
 impl PgStore {
     /// Connect to the database at `url` (`postgres://user[:password]@host[:port]/db[?options]`), apply pending
-    /// migrations under an advisory lock, and keep a pool of [`POOL_SIZE`] connections. TLS is not used
+    /// migrations under an advisory lock, and keep a pool of 16 connections. TLS is not used
     /// (connect over loopback, a private network, or a local proxy).
     ///
     /// Errors: the URL cannot be read, the server cannot be reached or refuses the login, or a migration fails.
@@ -562,7 +562,7 @@ async fn write_batch_on(
              ins AS (INSERT INTO punches (device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
                  time_zone, punched_at_utc, received_at, source, journal_id) \
                SELECT u.device_sn, u.pin, u.punched_at, u.punch_state, u.verify_mode, u.work_code, u.extra, \
-                 u.time_zone, u.punched_at_utc, $11, u.source, (SELECT id FROM j) \
+                 u.time_zone, u.punched_at_utc, $11::timestamptz, u.source, (SELECT id FROM j) \
                FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::int4[], $5::int4[], $6::text[], \
                  $7::jsonb[], $8::text[], $9::timestamptz[], $10::text[]) WITH ORDINALITY \
                  AS u(device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, time_zone, \
@@ -676,7 +676,7 @@ async fn write_users_on(
         .prepare_cached(
             "INSERT INTO device_users (device_sn, pin, name, privilege, password, card, grp, time_zones, \
              verify_mode, enabled, fields, updated_at, journal_id) \
-             SELECT u.*, $13 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], \
+             SELECT u.*, $13::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], \
                $7::text[], $8::text[], $9::int4[], $10::bool[], $11::jsonb[], $12::timestamptz[]) AS u \
              ON CONFLICT (device_sn, pin) DO UPDATE SET name = excluded.name, privilege = excluded.privilege, \
              password = excluded.password, card = excluded.card, grp = excluded.grp, \
@@ -740,7 +740,7 @@ async fn write_templates_on(
         .prepare_cached(
             "INSERT INTO templates (device_sn, pin, kind, bio_type, no, idx, valid, duress, major_ver, minor_ver, \
              format, template, updated_at, journal_id) \
-             SELECT u.*, $14 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::int4[], \
+             SELECT u.*, $14::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::int4[], \
                $7::int4[], $8::bool[], $9::text[], $10::text[], $11::int4[], $12::text[], $13::timestamptz[]) AS u \
              ON CONFLICT (device_sn, pin, kind, bio_type, no, idx) DO UPDATE SET valid = excluded.valid, \
              duress = excluded.duress, major_ver = excluded.major_ver, minor_ver = excluded.minor_ver, \
@@ -784,7 +784,7 @@ async fn write_other_records_on(
         let st = tx
             .prepare_cached(
                 "INSERT INTO photos (device_sn, kind, pin, file_name, taken_at, content, received_at, journal_id) \
-                 SELECT u.device_sn, u.kind, u.pin, u.file_name, u.taken_at, u.content, $7, $8 \
+                 SELECT u.device_sn, u.kind, u.pin, u.file_name, u.taken_at, u.content, $7::timestamptz, $8::bigint \
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamp[], $6::bytea[]) \
                    WITH ORDINALITY AS u(device_sn, kind, pin, file_name, taken_at, content, ord) \
                  ORDER BY u.ord ON CONFLICT DO NOTHING",
@@ -819,7 +819,7 @@ async fn write_other_records_on(
         let st = tx
             .prepare_cached(
                 "INSERT INTO oplog (device_sn, op_type, operator, op_at, objects, journal_id) \
-                 SELECT u.device_sn, u.op_type, u.operator, u.op_at, u.objects, $6 \
+                 SELECT u.device_sn, u.op_type, u.operator, u.op_at, u.objects, $6::bigint \
                  FROM unnest($1::text[], $2::int4[], $3::text[], $4::timestamp[], $5::jsonb[]) WITH ORDINALITY \
                    AS u(device_sn, op_type, operator, op_at, objects, ord) \
                  ORDER BY u.ord ON CONFLICT DO NOTHING",
@@ -846,7 +846,7 @@ async fn write_other_records_on(
         let st = tx
             .prepare_cached(
                 "INSERT INTO device_records (device_sn, tag, fields, received_at, journal_id) \
-                 SELECT u.device_sn, u.tag, u.fields, $4, $5 \
+                 SELECT u.device_sn, u.tag, u.fields, $4::timestamptz, $5::bigint \
                  FROM unnest($1::text[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS u(device_sn, tag, fields, ord) \
                  ORDER BY u.ord ON CONFLICT DO NOTHING",
             )
@@ -1198,13 +1198,14 @@ impl Store for PgStore {
         let ips: Vec<Option<&str>> = seen.iter().map(|s| s.ip.as_deref()).collect();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
-        // One row per device (the latest fact of each), in SN order so instances flushing at once lock devices
-        // in the same order.
+        // One row per device, as if the facts were applied in order: the latest time (last seen only moves
+        // forward) and the last address given.
         tx.execute(
             "UPDATE devices d SET last_seen = GREATEST(d.last_seen, s.at), last_ip = COALESCE(s.ip, d.last_ip) \
-             FROM (SELECT DISTINCT ON (sn) sn, at, ip \
+             FROM (SELECT sn, MAX(at) AS at, \
+                     (array_agg(ip ORDER BY ord DESC) FILTER (WHERE ip IS NOT NULL))[1] AS ip \
                    FROM unnest($1::text[], $2::timestamptz[], $3::text[]) WITH ORDINALITY AS u(sn, at, ip, ord) \
-                   ORDER BY sn, ord DESC) s \
+                   GROUP BY sn) s \
              WHERE d.sn = s.sn",
             &[&sns, &ats, &ips],
         )

@@ -17,6 +17,7 @@ mod idempotency;
 mod lifecycle;
 mod limits;
 mod operations;
+mod postgres;
 mod pull;
 mod push_auth;
 mod push_seed;
