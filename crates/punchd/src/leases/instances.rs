@@ -460,3 +460,47 @@ async fn sqlite_one_instance_pulls_a_live_terminal_and_the_other_takes_over_afte
     )
     .await;
 }
+
+/// Two stores on one fresh PostgreSQL schema (one per instance, as two `punchd serve` processes have), when
+/// `PUNCHD_TEST_POSTGRES_URL` is set; `None` (skipped, with a line saying so) otherwise. CI always sets it.
+async fn postgres_pair() -> Option<(Arc<dyn Store>, Arc<dyn Store>)> {
+    use crate::store::postgres::PgStore;
+    let url = match std::env::var("PUNCHD_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "PUNCHD_TEST_POSTGRES_URL must be set in CI (.ci/run sets it)"
+            );
+            eprintln!("skipped: PUNCHD_TEST_POSTGRES_URL is not set");
+            return None;
+        }
+    };
+    let a = PgStore::open_isolated_for_test(&url)
+        .await
+        .expect("open postgres");
+    let schema = a.schema().expect("an isolated schema").to_owned();
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    let b = PgStore::open(&format!("{url}{joiner}options=-csearch_path%3D{schema}"))
+        .await
+        .expect("open the same schema again");
+    Some((Arc::new(a), Arc::new(b)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_instance_drains_a_sink_and_the_other_takes_over_after_expiry() {
+    let Some((a, b)) = postgres_pair().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    one_instance_drains_a_sink_and_the_other_takes_over_after_expiry(&dir, a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_instance_pulls_a_live_terminal_and_the_other_takes_over_after_expiry() {
+    let Some((a, b)) = postgres_pair().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    one_instance_pulls_a_live_terminal_and_the_other_takes_over_after_expiry(&dir, a, b).await;
+}

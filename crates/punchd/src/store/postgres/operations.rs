@@ -80,7 +80,7 @@ impl OperationsStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        let command = get_command_on(&*client, id).await?;
+        let command = get_command_on(&**client, id).await?;
         if cancelled == 0 {
             return Err(CancelError::NotQueued(Box::new(command)));
         }

@@ -130,6 +130,9 @@ fn park_kind(s: &str) -> ParkKind {
     }
 }
 
+/// How long [`OutboxStore::take_events`] waits at most for older transactions that hold committed events back.
+const HELD_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The condition an outbox row `o` (joined with its punch `p`) must meet to be one of sink `s`'s events past its
 /// cursor: the start date, and for a sink made without one, a transaction its creation did not see.
 const OF_SINK: &str = "(s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc) \
@@ -260,6 +263,28 @@ impl OutboxStore for PgStore {
         )?;
         if !any_new {
             return Ok(0);
+        }
+        // Committed events can be held back by an older transaction still running (any writer on the server,
+        // not only ours). Such transactions are short; wait for them a little, so a take right after a commit
+        // takes what that commit wrote, rather than leave it to the next turn.
+        let started = std::time::Instant::now();
+        while started.elapsed() < HELD_BACK_WAIT {
+            let held_back: bool = col(
+                &client
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM (SELECT o.xid FROM outbox o, sinks s WHERE s.id = $1 \
+                           AND (o.xid, o.id) > (s.cursor_xid, s.cursor_id) ORDER BY o.xid, o.id LIMIT $2) n \
+                         WHERE n.xid >= pg_snapshot_xmin(pg_current_snapshot())::text::int8)",
+                        &[&sink_id, &(max as i64)],
+                    )
+                    .await
+                    .map_err(backend)?,
+                0,
+            )?;
+            if !held_back {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         let tx = client.transaction().await.map_err(backend)?;
         // The sink's row lock makes two takers of one sink (two instances, before the lease settles) take in
