@@ -50,11 +50,18 @@ pub struct Migration {
 /// The PostgreSQL schema, in order; `punchd_migrations` records which have run. Numbers are owned by area:
 /// 0001 core (this file), 0002 operations/sources/outbox, 0003 attendance, 0004 agent, 0005 ui, 0006–0007
 /// gaps. Append a line per file.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_core",
-    sql: include_str!("../../migrations/postgres/0001_core.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_core",
+        sql: include_str!("../../migrations/postgres/0001_core.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_attendance",
+        sql: include_str!("../../migrations/postgres/0003_attendance.sql"),
+    },
+];
 
 /// The advisory lock key migrations run under (any constant; "punchd" in ASCII): several instances starting at
 /// once apply each migration once, the others wait and then find it done.
@@ -1689,7 +1696,7 @@ mod tests {
         // super::super::contract_operations::run_all(&store).await;
         // super::super::contract_sources::run_all(&store).await;
         // super::super::contract_outbox::run_all(&store).await;
-        // super::super::contract_attendance::run_all(&store).await;
+        super::super::contract_attendance::run_all(&store).await;
     }
 
     #[test]
