@@ -64,13 +64,29 @@ pub struct MigrateArgs {
     pub format: Format,
 }
 
-/// Source tables that are never copied: SQLite's own, and the storage probe (a scratch row the SQLite writer
-/// inserts and deletes while storage fails).
-const NEVER_COPIED: &[&str] = &["storage_probe"];
+/// Source tables that are never copied: SQLite's own, the storage probe (a scratch row the SQLite writer
+/// inserts and deletes while storage fails) and leases (claims of the one SQLite instance, which would only keep
+/// the new instances waiting until they expire).
+const NEVER_COPIED: &[&str] = &["storage_probe", "leases"];
 
 /// Integer columns of the SQLite schema that hold unix **seconds** (the others hold milliseconds) and become
 /// `timestamptz` on PostgreSQL: (table, column).
 const SECONDS_COLUMNS: &[(&str, &str)] = &[("punches", "punched_at_utc"), ("sinks", "since_utc")];
+
+/// Source columns stored under another name on the target: (table, SQLite column, PostgreSQL column).
+const RENAMED_COLUMNS: &[(&str, &str, &str)] = &[
+    // A sink's cursor is an (xid, id) pair on PostgreSQL (store/postgres/outbox.rs); SQLite's is the id part.
+    ("sinks", "cursor", "cursor_id"),
+];
+
+/// Statements run after every copy (idempotent) when their table was copied, filling target-only columns from
+/// copied ones.
+const AFTER_COPY: &[(&str, &str)] = &[(
+    "sinks",
+    // Copied events carry the xid of the batch that copied them, and batches go in id order, so a sink that took
+    // every event up to its cursor id took every event up to the largest xid among them.
+    "UPDATE sinks SET cursor_xid = COALESCE((SELECT MAX(o.xid) FROM outbox o WHERE o.id <= sinks.cursor_id), 0)",
+)];
 
 /// Sequences not owned by one column, and the columns whose values they hand out: after the copy each is moved
 /// past the largest value copied, so new rows never reuse one.
@@ -415,10 +431,11 @@ struct Tally {
     sum: Checksum,
 }
 
-/// A target column.
+/// A column: its name on the source, its name and type on the target.
 #[derive(Debug, Clone)]
 struct Column {
     name: String,
+    target: String,
     kind: Kind,
     ty: Type,
 }
@@ -441,6 +458,14 @@ impl Table {
         self.columns
             .iter()
             .map(|c| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn target_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote(&c.target))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -680,6 +705,14 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     }
     if !args.verify_only {
         fix_sequences(&client, &tables).await?;
+        for (table, sql) in AFTER_COPY {
+            if tables.iter().any(|t| t.name == *table) {
+                client
+                    .batch_execute(sql)
+                    .await
+                    .with_context(|| format!("completing {table} after the copy"))?;
+            }
+        }
     }
 
     let mut summary = Vec::new();
@@ -799,9 +832,15 @@ async fn plan(source: &Source, client: &Client, skip: &[String]) -> anyhow::Resu
                  upgrade punchd, or leave it behind with --skip {name}"
             );
         }
+        let target_name = |col: &str| -> String {
+            RENAMED_COLUMNS
+                .iter()
+                .find(|(t, c, _)| *t == name && *c == col)
+                .map_or_else(|| col.to_owned(), |(_, _, to)| (*to).to_owned())
+        };
         let list = source_columns
             .iter()
-            .map(|(c, _)| quote(c))
+            .map(|(c, _)| quote(&target_name(c)))
             .collect::<Vec<_>>()
             .join(", ");
         let statement = client
@@ -819,6 +858,7 @@ async fn plan(source: &Source, client: &Client, skip: &[String]) -> anyhow::Resu
             })?;
             columns.push(Column {
                 name: col.clone(),
+                target: target_name(col),
                 kind,
                 ty: target.type_().clone(),
             });
@@ -880,7 +920,7 @@ async fn target_last_key(client: &Client, table: &Table) -> anyhow::Result<Vec<C
     let cols: Vec<String> = table
         .key
         .iter()
-        .map(|&i| quote(&table.columns[i].name))
+        .map(|&i| quote(&table.columns[i].target))
         .collect();
     let order: Vec<String> = table
         .key
@@ -890,7 +930,7 @@ async fn target_last_key(client: &Client, table: &Table) -> anyhow::Result<Vec<C
                 "{} DESC",
                 table.columns[i]
                     .kind
-                    .order_expr(&quote(&table.columns[i].name))
+                    .order_expr(&quote(&table.columns[i].target))
             )
         })
         .collect();
@@ -916,7 +956,7 @@ async fn target_last_key(client: &Client, table: &Table) -> anyhow::Result<Vec<C
 async fn target_tally(client: &Client, table: &Table) -> anyhow::Result<Tally> {
     let stream = client
         .query_raw(
-            &format!("SELECT {} FROM {}", table.column_list(), quote(&table.name)),
+            &format!("SELECT {} FROM {}", table.target_list(), quote(&table.name)),
             Vec::<String>::new(),
         )
         .await
@@ -953,7 +993,7 @@ async fn copy_table(
     let copy_sql = format!(
         "COPY {} ({}) FROM STDIN (FORMAT binary)",
         quote(&table.name),
-        table.column_list()
+        table.target_list()
     );
     let mut after = start;
     let mut copied = 0u64;
@@ -1035,12 +1075,12 @@ async fn fix_sequences(client: &Client, tables: &[Table]) -> anyhow::Result<()> 
             let seq: Option<String> = client
                 .query_one(
                     "SELECT pg_get_serial_sequence($1, $2)",
-                    &[&quote(&table.name), &col.name],
+                    &[&quote(&table.name), &col.target],
                 )
                 .await?
                 .get(0);
             if let Some(seq) = seq {
-                targets.push((seq, vec![(table.name.clone(), col.name.clone())]));
+                targets.push((seq, vec![(table.name.clone(), col.target.clone())]));
             }
         }
     }

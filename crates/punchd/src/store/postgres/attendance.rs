@@ -50,13 +50,16 @@ async fn employee_exists(client: &Transaction<'_>, code: &str) -> Result<bool> {
 }
 
 /// Parked deliveries waiting for a mapping go back to pending: a changed employee or mapping may map them now
-/// (as `store/sqlite/outbox.rs` `retry_unmapped_on`).
+/// (as `store/sqlite/outbox.rs` `retry_unmapped_on`). The outbox tables come from another migration
+/// (0002): without them there is nothing to retry.
 async fn retry_unmapped_on(client: &Transaction<'_>) -> Result<()> {
     client
-        .execute(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(), park_kind = NULL,
-             updated_at = now() WHERE status = 'parked' AND park_kind = 'unmapped'",
-            &[],
+        .batch_execute(
+            "DO $$ BEGIN IF to_regclass('deliveries') IS NOT NULL AND to_regclass('sinks') IS NOT NULL THEN
+               UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(), park_kind = NULL,
+               updated_at = now() WHERE sink_id IN (SELECT id FROM sinks) AND status = 'parked'
+               AND park_kind = 'unmapped';
+             END IF; END $$",
         )
         .await
         .map_err(backend)?;
@@ -267,7 +270,7 @@ impl AttendanceStore for PgStore {
             .await
             .map_err(backend)?;
         if let Some(row) = held {
-            let other: String = col(row, 0)?;
+            let other: String = col(&row, 0)?;
             return Err(StoreError::Conflict(format!(
                 "PIN {} on {} {} is mapped to employee {other} already; remove that mapping first",
                 m.pin,
@@ -292,7 +295,7 @@ impl AttendanceStore for PgStore {
             .await
             .map_err(backend)?;
         if let Some(row) = clash {
-            let (key, other): (String, String) = (col(row, 0)?, col(row, 1)?);
+            let (key, other): (String, String) = (col(&row, 0)?, col(&row, 1)?);
             return Err(StoreError::Conflict(format!(
                 "PIN {} would mean two employees on one device: {} here and {other} through the mapping on {key}",
                 m.pin, m.employee_code
@@ -585,7 +588,7 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        let id: i64 = col(row, 0)?;
+        let id: i64 = col(&row, 0)?;
         let mut audit = audit;
         audit.detail = serde_json::json!({"correction": id, "detail": audit.detail});
         audit_on(&tx, &audit).await?;
@@ -674,7 +677,7 @@ impl AttendanceStore for PgStore {
             .await
             .map_err(backend)?;
         if let Some(row) = held {
-            let author: String = col(row, 0)?;
+            let author: String = col(&row, 0)?;
             return Err(StoreError::Conflict(format!(
                 "{} {} is signed off already (by {author}); reopen it first",
                 s.site, s.month
@@ -709,15 +712,18 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        Ok(row.map(|r| SignOff {
-            site: col(r, 0)?,
-            month: col(r, 1)?,
-            signed_at: col(r, 2)?,
-            author: col(r, 3)?,
-            forced: col(r, 4)?,
-            max_punch_id: col(r, 5)?,
-            snapshot: col(r, 6)?,
-        }))
+        row.map(|r| {
+            Ok(SignOff {
+                site: col(&r, 0)?,
+                month: col(&r, 1)?,
+                signed_at: col(&r, 2)?,
+                author: col(&r, 3)?,
+                forced: col(&r, 4)?,
+                max_punch_id: col(&r, 5)?,
+                snapshot: col(&r, 6)?,
+            })
+        })
+        .transpose()
     }
 
     async fn reopen(&self, site: &str, month: &str, audit: AuditRecord) -> Result<()> {
@@ -798,6 +804,6 @@ impl AttendanceStore for PgStore {
             .query_one("SELECT COALESCE(MAX(id), 0)::bigint FROM punches", &[])
             .await
             .map_err(backend)?;
-        Ok(col(row, 0)?)
+        Ok(col(&row, 0)?)
     }
 }
