@@ -77,6 +77,7 @@ pub fn routes(app: App) -> Router<App> {
         .merge(terminals::routes())
         // Pages: `.merge(<page>::routes())` here (behind the session check and CSRF).
         .route("/logout", axum::routing::post(session::logout))
+        .fallback(not_found)
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             session::require_session,
@@ -135,6 +136,11 @@ pub async fn run_background(app: App, shutdown: impl std::future::Future<Output 
             }
         }
     }
+}
+
+/// Any other path under `/ui` (signed in): a 404 page.
+async fn not_found() -> UiError {
+    UiError::NotFound("there is no such page".into())
 }
 
 /// `GET /`: to the UI.
