@@ -49,7 +49,7 @@ export default async function (t) {
     await admin.getByRole('row').filter({ hasText: /rejected|gave up/ }).first().waitFor();
     await t.axe(admin, 'sink with parked events');
     await t.narrow(admin, 'sink with parked events');
-    await t.shot(admin, 'sink-parked', true);
+    await t.shot(admin, 'sink-parked');
     await t.visit(admin, '/ui/delivery', 'delivery');
     await admin.getByRole('row').filter({ hasText: sink }).getByText('webhook').waitFor();
 
