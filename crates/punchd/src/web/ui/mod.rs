@@ -89,6 +89,7 @@ pub fn routes(app: App) -> Router<App> {
         .merge(review::routes())
         .merge(delivery::routes())
         .route("/logout", axum::routing::post(session::logout))
+        .fallback(not_found)
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             session::require_session,
@@ -149,6 +150,11 @@ pub async fn run_background(app: App, shutdown: impl std::future::Future<Output 
     }
 }
 
+/// Any other path under `/ui` (signed in): a 404 page.
+async fn not_found() -> UiError {
+    UiError::NotFound("there is no such page".into())
+}
+
 /// `GET /`: to the UI.
 pub async fn to_ui() -> Redirect {
     Redirect::to("/ui")
@@ -161,7 +167,7 @@ pub struct UiCtx {
     pub user: Option<UiUser>,
     /// A message carried over a redirect (shown once).
     pub flash: Option<Flash>,
-    /// The request path (for `next=` links and the current navigation item).
+    /// The request's full path and query, `/ui/…` (for `next=` links).
     pub path: String,
 }
 
@@ -185,8 +191,24 @@ impl<S: Send + Sync> FromRequestParts<S> for UiCtx {
         Ok(UiCtx {
             user: parts.extensions.get::<UiUser>().cloned(),
             flash: layout::read_flash(&parts.headers),
-            path: parts.uri.path().to_owned(),
+            path: full_path(&parts.uri),
         })
+    }
+}
+
+/// The full path and query of a UI request (inside the `/ui` router axum strips the `/ui` prefix).
+pub fn full_path(uri: &axum::http::Uri) -> String {
+    let path = uri.path();
+    let path = if path.starts_with("/ui/") || path == "/ui" {
+        path.to_owned()
+    } else if path == "/" {
+        "/ui".to_owned()
+    } else {
+        format!("/ui{path}")
+    };
+    match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     }
 }
 

@@ -75,10 +75,11 @@ impl<S: Send + Sync> FromRequestParts<S> for UiUser {
             .extensions
             .get::<UiUser>()
             .cloned()
-            .ok_or_else(|| to_login(parts.uri.path()).into_response())
+            .ok_or_else(|| to_login(&super::full_path(&parts.uri)).into_response())
     }
 }
 
+/// To the sign-in page, coming back to `path` (a full `/ui…` path with its query) afterwards.
 fn to_login(path: &str) -> Redirect {
     if path.is_empty() || path == "/ui" || path == "/ui/" {
         Redirect::to("/ui/login")
@@ -260,7 +261,7 @@ pub async fn require_session(State(app): State<App>, request: Request, next: Nex
             .and_then(|v| v.to_str().ok())
             .is_none_or(|v| v.contains("text/html") || v.contains("*/*"));
         if safe && wants_html {
-            return to_login(request.uri().path()).into_response();
+            return to_login(&super::full_path(request.uri())).into_response();
         }
         return (
             StatusCode::UNAUTHORIZED,

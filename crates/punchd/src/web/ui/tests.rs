@@ -14,6 +14,8 @@ use crate::store::DeviceContact;
 
 struct Fixture {
     app: App,
+    /// One router for the whole test, as `serve` has (the sign-in limiter lives in it).
+    router: axum::Router,
     _dir: tempfile::TempDir,
 }
 
@@ -51,14 +53,15 @@ async fn fixture() -> Fixture {
         .await
         .expect("device");
     app.registry.refresh().await.expect("refresh");
-    Fixture { app, _dir: dir }
+    Fixture {
+        router: crate::web::router(app.clone()),
+        app,
+        _dir: dir,
+    }
 }
 
-async fn send(app: &App, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
-    let response = crate::web::router(app.clone())
-        .oneshot(request)
-        .await
-        .expect("response");
+async fn send(f: &Fixture, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let response = f.router.clone().oneshot(request).await.expect("response");
     let status = response.status();
     let headers = response.headers().clone();
     let body = axum::body::to_bytes(response.into_body(), 1 << 20)
@@ -86,9 +89,10 @@ fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
 }
 
 /// Sign in; returns the session cookie (`pd_session=…`) and the CSRF token of the session.
-async fn sign_in(app: &App, name: &str) -> (String, String) {
+async fn sign_in(f: &Fixture, name: &str) -> (String, String) {
+    let app = &f.app;
     let (status, headers, _) = send(
-        app,
+        f,
         form(
             "/ui/login",
             None,
@@ -128,13 +132,13 @@ async fn sign_in(app: &App, name: &str) -> (String, String) {
 #[tokio::test]
 async fn pages_need_a_session_and_carry_the_security_headers() {
     let f = fixture().await;
-    let (status, headers, _) = send(&f.app, get("/ui/terminals", None)).await;
+    let (status, headers, _) = send(&f, get("/ui/terminals", None)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(
         headers[header::LOCATION],
         "/ui/login?next=%2Fui%2Fterminals"
     );
-    let (status, headers, body) = send(&f.app, get("/ui/login", None)).await;
+    let (status, headers, body) = send(&f, get("/ui/login", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-security-policy"], super::layout::CSP);
     assert_eq!(headers["x-frame-options"], "DENY");
@@ -143,12 +147,12 @@ async fn pages_need_a_session_and_carry_the_security_headers() {
         !body.contains("<script>") && !body.contains("style="),
         "{body}"
     );
-    let (status, headers, _) = send(&f.app, get("/", None)).await;
+    let (status, headers, _) = send(&f, get("/", None)).await;
     assert_eq!(
         (status, &headers[header::LOCATION]),
         (StatusCode::SEE_OTHER, &"/ui".parse().expect("value"))
     );
-    let (status, headers, body) = send(&f.app, get("/ui/assets/ui.js", None)).await;
+    let (status, headers, body) = send(&f, get("/ui/assets/ui.js", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         headers[header::CONTENT_TYPE],
@@ -161,8 +165,7 @@ async fn pages_need_a_session_and_carry_the_security_headers() {
 async fn a_wrong_password_is_refused_beside_the_field_and_counted() {
     let f = fixture().await;
     for attempt in 1..=6 {
-        let (status, _, body) =
-            send(&f.app, form("/ui/login", None, "name=ana&password=wrong")).await;
+        let (status, _, body) = send(&f, form("/ui/login", None, "name=ana&password=wrong")).await;
         if attempt <= 5 {
             assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
             assert!(
@@ -177,14 +180,14 @@ async fn a_wrong_password_is_refused_beside_the_field_and_counted() {
         }
     }
     let (status, _, _) = send(
-        &f.app,
+        &f,
         form("/ui/login", None, "name=ana&password=ana-password"),
     )
     .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     // Another account from the same address is not blocked.
     let (status, _, _) = send(
-        &f.app,
+        &f,
         form("/ui/login", None, "name=vik&password=vik-password"),
     )
     .await;
@@ -198,12 +201,12 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
     let sn = DeviceSn::parse("UIT0001").expect("sn");
 
     // A viewer (scope read) may look but not approve, even with a good token.
-    let (viewer, viewer_csrf) = sign_in(&f.app, "vik").await;
-    let (status, _, body) = send(&f.app, get("/ui/terminals/UIT0001", Some(&viewer))).await;
+    let (viewer, viewer_csrf) = sign_in(&f, "vik").await;
+    let (status, _, body) = send(&f, get("/ui/terminals/UIT0001", Some(&viewer))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Sending commands needs role admin"), "{body}");
     let (status, _, body) = send(
-        &f.app,
+        &f,
         form(approve, Some(&viewer), &format!("_csrf={viewer_csrf}")),
     )
     .await;
@@ -213,12 +216,8 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
         "{body}"
     );
     // HR (scope hr) neither: approving terminals is `operate`.
-    let (hr, hr_csrf) = sign_in(&f.app, "hilde").await;
-    let (status, _, _) = send(
-        &f.app,
-        form(approve, Some(&hr), &format!("_csrf={hr_csrf}")),
-    )
-    .await;
+    let (hr, hr_csrf) = sign_in(&f, "hilde").await;
+    let (status, _, _) = send(&f, form(approve, Some(&hr), &format!("_csrf={hr_csrf}"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(
         f.app.store.get_device(&sn).await.expect("device").approval,
@@ -226,9 +225,9 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
     );
 
     // An admin without the token, with another session's token, or from another origin: refused.
-    let (admin, admin_csrf) = sign_in(&f.app, "ana").await;
+    let (admin, admin_csrf) = sign_in(&f, "ana").await;
     for body in ["", "_csrf=", &format!("_csrf={viewer_csrf}")] {
-        let (status, _, _) = send(&f.app, form(approve, Some(&admin), body)).await;
+        let (status, _, _) = send(&f, form(approve, Some(&admin), body)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "body {body:?}");
     }
     let mut cross = form(approve, Some(&admin), &format!("_csrf={admin_csrf}"));
@@ -236,7 +235,7 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
         header::ORIGIN,
         "http://evil.example".parse().expect("value"),
     );
-    let (status, _, _) = send(&f.app, cross).await;
+    let (status, _, _) = send(&f, cross).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(
         f.app.store.get_device(&sn).await.expect("device").approval,
@@ -245,7 +244,7 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
 
     // With its token the admin approves: stored, and the redirect carries the flash.
     let (status, headers, _) = send(
-        &f.app,
+        &f,
         form(approve, Some(&admin), &format!("a=1&_csrf={admin_csrf}")),
     )
     .await;
@@ -259,7 +258,7 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
     // A command from the admin is queued in the admin's name; field errors come back beside the field.
     let commands = "/ui/terminals/UIT0001/commands";
     let (status, _, body) = send(
-        &f.app,
+        &f,
         form(
             commands,
             Some(&admin),
@@ -274,7 +273,7 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
         "{body}"
     );
     let (status, headers, _) = send(
-        &f.app,
+        &f,
         form(
             commands,
             Some(&admin),
@@ -301,24 +300,24 @@ async fn every_post_needs_the_csrf_token_and_the_scope_of_its_api_twin() {
 
     // Sign-out ends the session in the store.
     let (status, _, _) = send(
-        &f.app,
+        &f,
         form("/ui/logout", Some(&admin), &format!("_csrf={admin_csrf}")),
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let (status, _, _) = send(&f.app, get("/ui", Some(&admin))).await;
+    let (status, _, _) = send(&f, get("/ui", Some(&admin))).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
 async fn the_dashboard_and_live_page_render_for_a_viewer() {
     let f = fixture().await;
-    let (viewer, _) = sign_in(&f.app, "vik").await;
-    let (status, _, body) = send(&f.app, get("/ui", Some(&viewer))).await;
+    let (viewer, _) = sign_in(&f, "vik").await;
+    let (status, _, body) = send(&f, get("/ui", Some(&viewer))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("waiting for approval"), "{body}");
     assert!(body.contains("aria-current=\"page\">Dashboard"), "{body}");
-    let (status, _, body) = send(&f.app, get("/ui/live?device=UIT0001", Some(&viewer))).await;
+    let (status, _, body) = send(&f, get("/ui/live?device=UIT0001", Some(&viewer))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
         body.contains("data-live-events=\"/ui/live/events?device=UIT0001\""),
