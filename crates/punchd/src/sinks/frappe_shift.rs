@@ -170,7 +170,7 @@ pub fn plan(
         };
         // Whole seconds: Frappe's Datetime as the sink writes it (and forward-only compares it).
         let bound = bound.with_nanosecond(0).unwrap_or(bound);
-        let local = bound.with_timezone(&zone_of(*device)).naive_local();
+        let local = bound.with_timezone(&zone_of(device)).naive_local();
         bounds.push((bound, local, why));
     }
     if !out.held_by.is_empty() {

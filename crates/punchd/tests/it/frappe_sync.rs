@@ -474,7 +474,10 @@ fn frappe_voided_punches_are_withdrawn_unless_attendance_links_them() {
         "{report}"
     );
     assert_eq!(report["waiting"], 1, "{report}");
-    assert_eq!(site.site.lock().unwrap().deleted, [evening.clone()]);
+    assert_eq!(
+        site.site.lock().unwrap().deleted,
+        std::slice::from_ref(&evening)
+    );
     assert!(
         site.checkins().iter().any(|c| c.name == noon),
         "the linked check-in stays"
