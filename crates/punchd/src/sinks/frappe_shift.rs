@@ -100,12 +100,24 @@ pub struct ShiftSync {
     /// The target as a naive wall time in the Frappe site's zone; `None` while a device never delivered or no
     /// device feeds it (nothing may be processed).
     #[schema(value_type = Option<String>)]
+    #[serde(serialize_with = "frappe_datetime")]
     pub target: Option<NaiveDateTime>,
     /// The target instant (UTC).
     pub target_utc: Option<DateTime<Utc>>,
     /// The devices holding the target back, each with why (`SN: watermark …`, `SN: N punches not yet delivered
     /// (oldest …)`, `SN: has never delivered`).
     pub held_by: Vec<String>,
+}
+
+/// A naive time as Frappe writes a Datetime: `YYYY-MM-DD HH:MM:SS`.
+fn frappe_datetime<S: serde::Serializer>(
+    t: &Option<NaiveDateTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(&t.format("%Y-%m-%d %H:%M:%S").to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 /// The target of one Shift Type (see the module doc): pure, from the devices, what the sink still owes per
@@ -158,7 +170,7 @@ pub fn plan(
         };
         // Whole seconds: Frappe's Datetime as the sink writes it (and forward-only compares it).
         let bound = bound.with_nanosecond(0).unwrap_or(bound);
-        let local = bound.with_timezone(&zone_of(*device)).naive_local();
+        let local = bound.with_timezone(&zone_of(device)).naive_local();
         bounds.push((bound, local, why));
     }
     if !out.held_by.is_empty() {

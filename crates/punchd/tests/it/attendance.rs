@@ -527,10 +527,14 @@ fn corrections_sign_off_a_late_upload_and_the_xlsx() {
         ]
     );
 
-    // Sign-off (CLI). November is not over (its last days are past every watermark): refused without --force.
+    // Sign-off (CLI). A month that is not over (its last days are past every watermark): refused without --force.
+    // (A month after today's: "2026-11" stopped being unfinished on its last evening.)
+    let unfinished = (chrono::Utc::now() + chrono::Duration::days(40))
+        .format("%Y-%m")
+        .to_string();
     let out = cli(
         &server.db,
-        &["attendance", "signoff", "2026-11", "--site", "HQ"],
+        &["attendance", "signoff", &unfinished, "--site", "HQ"],
     );
     assert!(
         !out.ok && out.stderr.contains("incomplete") && out.stderr.contains("HQDEV00001"),

@@ -178,7 +178,8 @@ fn frappe_last_sync_follows_the_slowest_device_forward_only_never_past_an_undeli
     sync_shifts(&server);
     let second = watermark_in_shanghai(&server, "SHIFTA0001")
         .min(watermark_in_shanghai(&server, "SHIFTB0001"));
-    assert!(second > first);
+    // (Whole seconds: within the same second as the first it is not moved again.)
+    assert!(second >= first);
     assert_eq!(
         site.last_sync("Day Shift").as_deref(),
         Some(second.as_str())
@@ -473,7 +474,10 @@ fn frappe_voided_punches_are_withdrawn_unless_attendance_links_them() {
         "{report}"
     );
     assert_eq!(report["waiting"], 1, "{report}");
-    assert_eq!(site.site.lock().unwrap().deleted, [evening.clone()]);
+    assert_eq!(
+        site.site.lock().unwrap().deleted,
+        std::slice::from_ref(&evening)
+    );
     assert!(
         site.checkins().iter().any(|c| c.name == noon),
         "the linked check-in stays"
