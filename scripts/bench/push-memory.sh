@@ -11,7 +11,7 @@
 # Scenarios (bodies of 16 MiB or just under; default: all):
 #   longbad    ATTLOG, 10,000 lines of 1,676 control bytes (every line bad; issue 6's "one bad line" case made
 #              as large as max_lines_per_request allows)
-#   longgood   ATTLOG, 10,000 good punches with a 1,650-byte extra column each
+#   longgood   ATTLOG, 10,000 good punches with a 1,640-byte extra column each
 #   onebad     ATTLOG, one good line, then one 16 MiB line of control bytes (over max_line_bytes, not parsed)
 #   manylines  ATTLOG, 8,388,608 lines of "x" (issue 6's reproduction; refused with 413 before parsing)
 #   cmdmany    devicecmd, 838,860 one-line results `ID=n&Return=0&CMD=DATA` (at most 10,000 applied)
@@ -44,7 +44,7 @@ with open(path, "wb") as out:
         out.write(("\x01" * 1676 + "\n").encode() * 10000)
     elif name == "longgood":
         for n in range(10000):
-            out.write(f"{n % 500 + 1}\t2026-11-02 {n // 3600 % 24:02}:{n // 60 % 60:02}:{n % 60:02}\t0\t1\t0\t{'e' * 1650}\n".encode())
+            out.write(f"{n % 500 + 1}\t2026-11-02 {n // 3600 % 24:02}:{n // 60 % 60:02}:{n % 60:02}\t0\t1\t0\t{'e' * 1640}\n".encode())
     elif name == "onebad":
         out.write(b"1\t2026-11-02 08:00:00\t0\t1\n" + b"\x01" * (16 * 1024 * 1024 - 64) + b"\n")
     elif name == "manylines":

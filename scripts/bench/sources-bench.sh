@@ -15,8 +15,9 @@
 #             8.5, 1,000 rows per page for both clients): `punchd sources run` (reads and stores them) against
 #             pybiotime's own `transactions.read_new` (reads only), wall and CPU time of each client process
 #   delivery  100,000 imported punches delivered by `punchd serve` to a webhook sink (scripts/bench/sink_receiver.py,
-#             batches of 500) and to a NATS JetStream sink (nats-server on 127.0.0.1:4222); check-ins delivered
-#             per second, from the server's start to the last delivery recorded in the database
+#             batches of 500) and to a NATS JetStream sink (a private `nats-server -js` on $NATS_PORT, default
+#             14222, data under $WORK: the shared server's stream is left alone); check-ins delivered per second,
+#             from the server's start to the last delivery recorded in the database
 #
 # Environment: PUNCHD (binary, default target/release/punchd), RUNS (default 3), WORK (default /tmp/punchd-sources),
 # CPU (core for punchd, default 1; the clients and fakes get the other core), EVENTS (default 100000), LINES
@@ -95,7 +96,7 @@ bench_import() {
                 --format attlog --time-zone UTC --json
             read -r e u s m <"$WORK/$what.out.time"
             local stored
-            stored=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r.get('stored', r.get('n_stored')), r.get('duplicate', r.get('duplicates')))" "$WORK/$what.out" | tr ' ' '/')
+            stored=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['n_stored'], r['n_duplicate'])" "$WORK/$what.out" | tr ' ' '/')
             emit "$what" "$run" "$LINES" "$e" "$(python3 -c "print(round($LINES/$e))")" \
                 "$(python3 -c "print(round($u+$s,2))")" "$m" "stored/dup=$stored"
         done
@@ -178,8 +179,15 @@ bench_delivery() {
                 "$PUNCHD" --database "$db" sinks add webhook --url "http://127.0.0.1:$rport/" --secret s \
                     --batch-size 500 --since 2000-01-01T00:00:00Z >/dev/null
             else
-                "$PUNCHD" --database "$db" sinks add nats --url nats://127.0.0.1:4222 --stream "BENCH$run$$" \
-                    --since 2000-01-01T00:00:00Z >/dev/null
+                if [ -z "${nats_pid:-}" ]; then
+                    rm -rf "$WORK/nats"
+                    nats-server -js -a 127.0.0.1 -p "${NATS_PORT:-14222}" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
+                    nats_pid=$!
+                    pids+=("$nats_pid")
+                    sleep 1
+                fi
+                "$PUNCHD" --database "$db" sinks add nats --url "nats://127.0.0.1:${NATS_PORT:-14222}" \
+                    --stream BENCH --since 2000-01-01T00:00:00Z >/dev/null
             fi
             log=$WORK/delivery.log
             t0=$(date +%s.%N)

@@ -15,8 +15,11 @@ pub struct CommandResult {
     pub cmd: String,
     /// Every other key (INFO lines, AttlogCount, …) as sent.
     pub fields: Vec<(String, String)>,
-    /// `Content=` of Shell/GetFile results.
+    /// `Content=` of Shell/GetFile results (at most the `max_content` bytes [`for_each_command_result`] was
+    /// given; all of it from [`parse_command_results`]).
     pub content: Option<Vec<u8>>,
+    /// The length of the whole `Content=` in bytes (0 without one); more than `content.len()` when clipped.
+    pub content_bytes: usize,
     /// Fields beyond [`MAX_FIELDS_PER_RESULT`] that were read but not kept in `fields`.
     pub dropped_fields: usize,
 }
@@ -40,17 +43,26 @@ pub const MAX_FIELDS_PER_RESULT: usize = 1_024;
 /// The error names the result's first line.
 pub fn parse_command_results(body: &[u8]) -> Vec<Result<CommandResult, LineError>> {
     let mut results = Vec::new();
-    for_each_command_result(body, |result| results.push(result));
+    for_each_command_result(body, usize::MAX, |result| results.push(result));
     results
 }
 
 /// [`parse_command_results`] one result at a time: `each` is called with every result (or error) in body order
 /// as soon as it is complete, so a caller that keeps only what it needs holds one result at a time, whatever the
-/// body's size and shape.
+/// body's size and shape. At most `max_content` bytes of a `Content=` are copied into the result
+/// ([`CommandResult::content_bytes`] gives the whole length).
 pub fn for_each_command_result(
     body: &[u8],
+    max_content: usize,
     mut each: impl FnMut(Result<CommandResult, LineError>),
 ) {
+    let content_of = |from: usize| {
+        let content = &body[from..];
+        (
+            content[..content.len().min(max_content)].to_vec(),
+            content.len(),
+        )
+    };
     let mut results = Sink(&mut each);
     let mut current: Option<Builder> = None;
     let mut offset = 0;
@@ -75,7 +87,9 @@ pub fn for_each_command_result(
                     builder.add(pair);
                 }
                 if let Some(at) = content_at {
-                    builder.content = Some(body[line_start + at + CONTENT.len()..].to_vec());
+                    let (content, n) = content_of(line_start + at + CONTENT.len());
+                    builder.content = Some(content);
+                    builder.content_bytes = n;
                     results.push(builder.finish());
                     return;
                 }
@@ -94,7 +108,9 @@ pub fn for_each_command_result(
             continue;
         };
         if raw.len() >= CONTENT.len() && raw[..CONTENT.len()].eq_ignore_ascii_case(CONTENT) {
-            builder.content = Some(body[line_start + CONTENT.len()..].to_vec());
+            let (content, n) = content_of(line_start + CONTENT.len());
+            builder.content = Some(content);
+            builder.content_bytes = n;
             break;
         }
         builder.add(raw);
@@ -115,6 +131,18 @@ impl<F: FnMut(Result<CommandResult, LineError>)> Sink<'_, F> {
 
 const CONTENT: &[u8] = b"Content=";
 
+/// Whether a `Key=Value` piece names `ID`, `Return` or `CMD` (the key trimmed, any case).
+fn names_a_slot(pair: &[u8]) -> bool {
+    let key = pair
+        .split(|&b| b == b'=')
+        .next()
+        .unwrap_or(pair)
+        .trim_ascii();
+    [&b"ID"[..], b"Return", b"CMD"]
+        .iter()
+        .any(|slot| key.eq_ignore_ascii_case(slot))
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
@@ -131,6 +159,7 @@ struct Builder {
     fields: Vec<(String, String)>,
     dropped_fields: usize,
     content: Option<Vec<u8>>,
+    content_bytes: usize,
 }
 
 impl Builder {
@@ -144,10 +173,16 @@ impl Builder {
             fields: Vec::new(),
             dropped_fields: 0,
             content: None,
+            content_bytes: 0,
         }
     }
 
     fn add(&mut self, pair: &[u8]) {
+        if self.fields.len() >= MAX_FIELDS_PER_RESULT && !names_a_slot(pair) {
+            // Not kept: counted without decoding it.
+            self.dropped_fields += 1;
+            return;
+        }
         let text = decode_text(pair);
         let (key, value) = text.split_once('=').unwrap_or((&text, ""));
         let key = key.trim();
@@ -168,6 +203,7 @@ impl Builder {
     }
 
     fn push_field(&mut self, key: &str, value: &str) {
+        // The cap is checked again: ID, Return or CMD named twice is a field too.
         if self.fields.len() < MAX_FIELDS_PER_RESULT {
             self.fields.push((key.to_string(), value.to_string()));
         } else {
@@ -202,6 +238,7 @@ impl Builder {
                 .to_string(),
             fields: self.fields,
             content: self.content,
+            content_bytes: self.content_bytes,
             dropped_fields: self.dropped_fields,
         })
     }
@@ -262,6 +299,7 @@ mod tests {
             cmd: cmd.into(),
             fields: kv(fields),
             content: None,
+            content_bytes: 0,
             dropped_fields: 0,
         }
     }
@@ -396,7 +434,7 @@ mod tests {
         }
         body.extend_from_slice(b"ID=8&Return=-10&CMD=DATA\nstray\n");
         let mut seen = Vec::new();
-        for_each_command_result(&body, |r| seen.push(r));
+        for_each_command_result(&body, usize::MAX, |r| seen.push(r));
         assert_eq!(seen.len(), 2);
         let first = seen[0].as_ref().unwrap();
         assert_eq!(first.id, "7");

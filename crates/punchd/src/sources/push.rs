@@ -168,6 +168,20 @@ async fn read_body(
     Ok(buf)
 }
 
+/// Read a request body and drop it chunk by chunk (at most `limit` bytes are read), for requests answered
+/// without their body.
+async fn drain_body(mut body: Body, limit: usize) {
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > limit {
+                break;
+            }
+        }
+    }
+}
+
 /// Whether a path names an iclock endpoint that always carries an SN.
 fn is_known_endpoint(path: &str) -> bool {
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
@@ -230,7 +244,8 @@ impl Ctx {
         if self.body.is_empty() {
             return ok(zk_push::reply::OK);
         }
-        match self.app.ingest.journal(self.raw(kind, Vec::new())).await {
+        let raw = self.raw(kind, Vec::new());
+        match self.app.ingest.journal(raw).await {
             Ok(_) => ok(zk_push::reply::OK),
             Err(e) => storage_failed(&self.app, &self.sn, kind, &e),
         }
@@ -264,18 +279,25 @@ async fn iclock(
         Err(zk_push::request::RequestError::MissingSn) if !is_known_endpoint(uri.path()) => {
             // Firmware fetches files relative to its root URL without an SN (PutFile, push.md §8.2 FIELD
             // ZAM180). Unknown /iclock paths get 200 OK (push.md §1.1 tolerance rule) but, carrying no SN of an
-            // approved device, nothing of them is kept (issue 6: anyone could fill the journal this way).
+            // approved device, nothing of them is kept (issue 6: anyone could fill the journal this way). The
+            // body is read and dropped as it arrives (a client that does not read an early answer would see
+            // its connection reset).
+            drain_body(body, app.config.max_body_bytes).await;
             tracing::info!(remote = ?remote, target = %target, "iclock request without SN for an unknown path; answered OK, nothing kept");
             app.metrics.refuse("no_sn");
             app.metrics.request("other", 200);
             return ok(zk_push::reply::OK);
         }
         Err(e) => {
+            drain_body(body, app.config.max_body_bytes).await;
             tracing::warn!(remote = ?remote, target = %target, "rejected iclock request: {e}");
             app.metrics.request("invalid", 400);
             return text(StatusCode::BAD_REQUEST, format!("{e}"));
         }
     };
+    let endpoint = endpoint_name(&request);
+    // Read whole before any other answer, as terminals send it whole before reading one.
+    let body = read_body(body, &headers, app.config.max_body_bytes).await;
     let sn = match DeviceSn::parse(&sn_text) {
         Ok(sn) => sn,
         Err(e) => {
@@ -284,8 +306,7 @@ async fn iclock(
             return text(StatusCode::BAD_REQUEST, format!("invalid SN: {e}"));
         }
     };
-    let endpoint = endpoint_name(&request);
-    let body = match read_body(body, &headers, app.config.max_body_bytes).await {
+    let body = match body {
         Ok(body) => body,
         Err((status, reason)) => {
             tracing::warn!(sn = %sn, remote = ?remote, target = %target, "request body refused: {reason}");
@@ -436,25 +457,34 @@ async fn upload(ctx: &mut Ctx, table: Table, stamp: Option<String>) -> Response 
         Table::AttLog => {
             // Parsed in bounded runs after the line limits are checked (crate::limits): memory stays a small
             // multiple of the body's size whatever its shape.
-            let (records, errors) = match crate::limits::parse_in_runs(
-                &ctx.body,
-                &ctx.app.config.limits,
-                zk_push::attlog::parse_attlog_numbered,
-            ) {
-                Ok(parsed) => parsed,
-                Err(e) => return too_many_lines(ctx, "ATTLOG", &e),
-            };
+            // Each run's records become punches at once, so the copy of each line a record carries is freed run
+            // by run instead of being held for the whole body (issue 6, memory).
+            let (records, errors) =
+                match crate::limits::parse_in_runs(&ctx.body, &ctx.app.config.limits, |run| {
+                    zk_push::attlog::parse_attlog_numbered(run)
+                        .into_iter()
+                        .map(|(n, parsed)| {
+                            (
+                                n,
+                                parsed.map(|r| PunchRecord {
+                                    line_no: 0,
+                                    pin: r.pin,
+                                    punched_at: r.time,
+                                    punch_state: r.status,
+                                    verify_mode: r.verify,
+                                    work_code: r.work_code,
+                                    extra: r.extra,
+                                }),
+                            )
+                        })
+                        .collect()
+                }) {
+                    Ok(parsed) => parsed,
+                    Err(e) => return too_many_lines(ctx, "ATTLOG", &e),
+                };
             let punches: Vec<PunchRecord> = records
                 .into_iter()
-                .map(|(line_no, r)| PunchRecord {
-                    line_no,
-                    pin: r.pin,
-                    punched_at: r.time,
-                    punch_state: r.status,
-                    verify_mode: r.verify,
-                    work_code: r.work_code,
-                    extra: r.extra,
-                })
+                .map(|(line_no, punch)| PunchRecord { line_no, ..punch })
                 .collect();
             let bad = first_issue(&errors);
             let mut batch = Batch::new(ctx.raw("ATTLOG", errors));
@@ -783,7 +813,7 @@ async fn command_results(ctx: &mut Ctx) -> Response {
     let mut completions = Vec::new();
     let mut clipped_content = Vec::new();
     let mut info = serde_json::Map::new();
-    zk_push::devicecmd::for_each_command_result(&ctx.body, |result| {
+    zk_push::devicecmd::for_each_command_result(&ctx.body, MAX_RESULT_CONTENT_BYTES, |result| {
         let r = match result {
             Ok(r) => r,
             Err(e) => {
@@ -823,13 +853,12 @@ async fn command_results(ctx: &mut Ctx) -> Response {
             result.insert("fields_not_kept".into(), r.dropped_fields.into());
         }
         if let Some(content) = &r.content {
-            let kept = &content[..content.len().min(MAX_RESULT_CONTENT_BYTES)];
             result.insert(
                 "content".into(),
-                String::from_utf8_lossy(kept).into_owned().into(),
+                String::from_utf8_lossy(content).into_owned().into(),
             );
-            if kept.len() < content.len() {
-                result.insert("content_bytes".into(), content.len().into());
+            if content.len() < r.content_bytes {
+                result.insert("content_bytes".into(), r.content_bytes.into());
                 clipped_content.push(completions.len());
             }
         }
