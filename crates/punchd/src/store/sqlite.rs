@@ -57,10 +57,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_attendance.sql"),
     include_str!("../../migrations/sqlite/0007_sources.sql"),
     include_str!("../../migrations/sqlite/0008_outbox.sql"),
-    include_str!("../../migrations/sqlite/0013_leases.sql"),
     include_str!("../../migrations/sqlite/0009_agents.sql"),
     include_str!("../../migrations/sqlite/0010_ui_accounts.sql"),
     include_str!("../../migrations/sqlite/0012_delivery.sql"),
+    include_str!("../../migrations/sqlite/0013_leases.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.
