@@ -1,4 +1,5 @@
--- Delivery (issue 8), as sqlite/0012_delivery.sql: what became, per sink, of the check-in of a punch HR voided.
+-- Delivery (issue 8): what became, per sink, of the check-in of a punch HR voided (a void-punch correction).
+-- The PostgreSQL twin of sqlite/0012_delivery.sql.
 CREATE TABLE withdrawals (
     sink_id        bigint NOT NULL,
     correction_id  bigint NOT NULL,

@@ -13,6 +13,7 @@
 
 mod agents;
 mod attendance;
+mod delivery;
 mod hardening;
 mod leases;
 mod operations;
@@ -78,6 +79,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "0005_ui_accounts",
         sql: include_str!("../../migrations/postgres/0005_ui_accounts.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "0007_delivery",
+        sql: include_str!("../../migrations/postgres/0007_delivery.sql"),
     },
     Migration {
         version: 8,

@@ -1,18 +1,29 @@
-//! [`DeliveryStore`] on PostgreSQL (outbox tables of migrations/postgres/0002_operations_sources_outbox.sql;
-//! withdrawals of 0007_delivery.sql). The same rules as `sqlite/delivery.rs`, with the outbox's `(xid, id)` cursor:
-//! an event is "taken" by a sink when `(xid, id) <= (cursor_xid, cursor_id)` (store/postgres/outbox.rs).
+//! [`DeliveryStore`] on PostgreSQL: undelivered events per device, outbox pruning and withdrawals (migration
+//! 0007_delivery.sql; the outbox tables of 0002). The same rules as `sqlite/delivery.rs`; "not yet taken" is the
+//! outbox's own rule here: past the sink's `(xid, id)` cursor and inside its start date or creation snapshot
+//! ([`super::outbox::OF_SINK`]).
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
+use tokio_postgres::Row;
 
-use super::{backend, col, commit, PgStore};
+use super::outbox::OF_SINK;
+use super::{backend, col, commit, narrow, PgStore};
 use crate::store::delivery::{
     DeliveryStore, Undelivered, VoidedPunch, Withdrawal, WithdrawalStatus,
 };
 use crate::store::{Result, StoreError};
 
-/// The condition an outbox row `o` (with its punch `p`) must meet to be one of sink `s`'s events (outbox.rs).
-const OF_SINK: &str = "(s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc) \
-     AND (s.created_snapshot IS NULL OR NOT pg_visible_in_snapshot(o.xid::text::xid8, s.created_snapshot))";
+fn withdrawal_from_row(row: &Row) -> Result<Withdrawal> {
+    let status: String = col(row, 2)?;
+    Ok(Withdrawal {
+        correction_id: col(row, 0)?,
+        punch_id: col(row, 1)?,
+        status: WithdrawalStatus::parse(&status).unwrap_or(WithdrawalStatus::NeedsHr),
+        remote_ref: col(row, 3)?,
+        note: col(row, 4)?,
+        updated_at: col(row, 5)?,
+    })
+}
 
 #[async_trait::async_trait]
 impl DeliveryStore for PgStore {
@@ -20,7 +31,10 @@ impl DeliveryStore for PgStore {
         let client = self.client().await?;
         let exists: bool = col(
             &client
-                .query_one("SELECT EXISTS (SELECT 1 FROM sinks WHERE id = $1)", &[&sink_id])
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM sinks WHERE id = $1)",
+                    &[&sink_id],
+                )
                 .await
                 .map_err(backend)?,
             0,
@@ -28,6 +42,7 @@ impl DeliveryStore for PgStore {
         if !exists {
             return Err(StoreError::NotFound(format!("sink {sink_id}")));
         }
+        // Taken and pending, plus not yet taken (what take_events will take).
         let rows = client
             .query(
                 &format!(
@@ -44,11 +59,11 @@ impl DeliveryStore for PgStore {
             .await
             .map_err(backend)?;
         rows.iter()
-            .map(|row| {
+            .map(|r| {
                 Ok(Undelivered {
-                    device_sn: col(row, 0)?,
-                    events: col::<i64>(row, 1)? as u64,
-                    oldest_punch_at: col(row, 2)?,
+                    device_sn: col(r, 0)?,
+                    events: narrow(col::<i64>(r, 1)?),
+                    oldest_punch_at: col(r, 2)?,
                 })
             })
             .collect()
@@ -57,34 +72,25 @@ impl DeliveryStore for PgStore {
     async fn prune_outbox(&self, before: DateTime<Utc>, max: usize) -> Result<usize> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
-        // Old events every sink has taken (at or below its (xid, id) cursor; no sink: all) with no delivery row
-        // that is pending or parked.
-        let ids: Vec<i64> = tx
-            .query(
-                "SELECT o.id FROM outbox o WHERE o.created_at < $1 \
-                   AND NOT EXISTS (SELECT 1 FROM sinks s WHERE (o.xid, o.id) > (s.cursor_xid, s.cursor_id)) \
-                   AND NOT EXISTS (SELECT 1 FROM sinks s JOIN deliveries d ON d.sink_id = s.id AND d.event_id = o.id \
-                                   WHERE d.status <> 'delivered') \
-                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        // Old events every sink has taken (at or before its cursor; no sink: all) with no delivery row that is
+        // pending or parked.
+        let row = tx
+            .query_one(
+                "WITH candidates AS (SELECT o.id FROM outbox o \
+                   WHERE o.created_at < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM sinks s WHERE (o.xid, o.id) > (s.cursor_xid, s.cursor_id)) \
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = o.id AND d.status <> 'delivered') \
+                   ORDER BY o.id LIMIT $2), \
+                 gone AS (DELETE FROM deliveries d USING candidates c WHERE d.event_id = c.id RETURNING 1), \
+                 pruned AS (DELETE FROM outbox o USING candidates c WHERE o.id = c.id RETURNING 1) \
+                 SELECT (SELECT count(*) FROM pruned), (SELECT count(*) FROM gone)",
                 &[&before, &(max as i64)],
             )
             .await
-            .map_err(backend)?
-            .iter()
-            .map(|row| col(row, 0))
-            .collect::<Result<_>>()?;
-        tx.execute(
-            "DELETE FROM deliveries WHERE sink_id IN (SELECT id FROM sinks) AND event_id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .map_err(backend)?;
-        let n = tx
-            .execute("DELETE FROM outbox WHERE id = ANY($1)", &[&ids])
-            .await
             .map_err(backend)?;
+        let pruned: i64 = col(&row, 0)?;
         commit(tx).await?;
-        Ok(n as usize)
+        Ok(narrow(pruned))
     }
 
     async fn voids_to_withdraw(&self, sink_id: i64, max: usize) -> Result<Vec<VoidedPunch>> {
@@ -94,8 +100,7 @@ impl DeliveryStore for PgStore {
                 &format!(
                     "SELECT c.id, p.id, p.device_sn, p.pin, p.punched_at, \
                        CASE WHEN d.status IS NOT NULL THEN d.status \
-                            WHEN o.id IS NOT NULL AND (o.xid, o.id) > (s.cursor_xid, s.cursor_id) AND {OF_SINK} \
-                              THEN 'pending' END, \
+                            WHEN (o.xid, o.id) > (s.cursor_xid, s.cursor_id) AND {OF_SINK} THEN 'pending' END, \
                        d.remote_ref \
                      FROM corrections c JOIN punches p ON p.id = c.punch_id JOIN sinks s ON s.id = $1 \
                      LEFT JOIN outbox o ON o.punch_id = p.id \
@@ -109,16 +114,15 @@ impl DeliveryStore for PgStore {
             .await
             .map_err(backend)?;
         rows.iter()
-            .map(|row| {
-                let punched_at: NaiveDateTime = col(row, 4)?;
+            .map(|r| {
                 Ok(VoidedPunch {
-                    correction_id: col(row, 0)?,
-                    punch_id: col(row, 1)?,
-                    device_sn: col(row, 2)?,
-                    pin: col(row, 3)?,
-                    punched_at,
-                    delivery: col(row, 5)?,
-                    remote_ref: col(row, 6)?,
+                    correction_id: col(r, 0)?,
+                    punch_id: col(r, 1)?,
+                    device_sn: col(r, 2)?,
+                    pin: col(r, 3)?,
+                    punched_at: col(r, 4)?,
+                    delivery: col(r, 5)?,
+                    remote_ref: col(r, 6)?,
                 })
             })
             .collect()
@@ -150,26 +154,31 @@ impl DeliveryStore for PgStore {
 
     async fn list_withdrawals(&self, sink_id: i64) -> Result<Vec<Withdrawal>> {
         let client = self.client().await?;
-        let rows = client
+        client
             .query(
                 "SELECT correction_id, punch_id, status, remote_ref, note, updated_at FROM withdrawals \
                  WHERE sink_id = $1 ORDER BY correction_id",
                 &[&sink_id],
             )
             .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let status: String = col(row, 2)?;
-                Ok(Withdrawal {
-                    correction_id: col(row, 0)?,
-                    punch_id: col(row, 1)?,
-                    status: WithdrawalStatus::parse(&status).unwrap_or(WithdrawalStatus::NeedsHr),
-                    remote_ref: col(row, 3)?,
-                    note: col(row, 4)?,
-                    updated_at: col(row, 5)?,
-                })
-            })
+            .map_err(backend)?
+            .iter()
+            .map(withdrawal_from_row)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The delivery contract on PostgreSQL, in a schema of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_keeps_the_delivery_contract() {
+        let Some(url) = super::super::tests::test_url() else {
+            return;
+        };
+        let store = super::PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        crate::store::contract_delivery::run_all(&store).await;
     }
 }

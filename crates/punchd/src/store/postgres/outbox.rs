@@ -135,7 +135,7 @@ const HELD_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The condition an outbox row `o` (joined with its punch `p`) must meet to be one of sink `s`'s events past its
 /// cursor: the start date, and for a sink made without one, a transaction its creation did not see.
-const OF_SINK: &str = "(s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc) \
+pub(super) const OF_SINK: &str = "(s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc) \
      AND (s.created_snapshot IS NULL OR NOT pg_visible_in_snapshot(o.xid::text::xid8, s.created_snapshot))";
 
 #[async_trait::async_trait]
