@@ -204,6 +204,9 @@ impl OutboxStore for PgStore {
         tx.execute("DELETE FROM deliveries WHERE sink_id = $1", &[&sink.id])
             .await
             .map_err(backend)?;
+        tx.execute("DELETE FROM withdrawals WHERE sink_id = $1", &[&sink.id])
+            .await
+            .map_err(backend)?;
         tx.execute("DELETE FROM sinks WHERE id = $1", &[&sink.id])
             .await
             .map_err(backend)?;
