@@ -885,7 +885,7 @@ async fn render_unmapped(
         &store.list_devices().await?,
     );
     let mut queue = mapping::unmapped(&resolver, &store.pins_seen().await?);
-    queue.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+    queue.sort_by_key(|u| std::cmp::Reverse(u.last_seen));
     let hr = ctx.may(Scope::Hr);
     let rows: Vec<Vec<Markup>> = queue
         .iter()
@@ -900,9 +900,7 @@ async fn render_unmapped(
                 text(utc(u.last_seen)),
             ];
             if hr {
-                let errors = failed
-                    .filter(|(f, _)| f.device_sn == u.device_sn && f.pin == u.pin)
-                    .map(|(f, e)| (f, e));
+                let errors = failed.filter(|(f, _)| f.device_sn == u.device_sn && f.pin == u.pin);
                 row.push(map_form(ctx, i, u, errors));
             }
             row

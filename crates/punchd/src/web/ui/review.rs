@@ -457,7 +457,7 @@ pub fn find_raw_line(body: &[u8], pin: &str, punched_at: NaiveDateTime) -> Optio
     let spaced = punched_at.format("%Y-%m-%d %H:%M:%S").to_string();
     let t_sep = punched_at.format("%Y-%m-%dT%H:%M:%S").to_string();
     let starts_with_pin = |l: &str| {
-        l.split(|c: char| c == '\t' || c == ',' || c == ';')
+        l.split(['\t', ',', ';'])
             .next()
             .is_some_and(|first| first.trim().trim_matches('"') == pin)
     };
