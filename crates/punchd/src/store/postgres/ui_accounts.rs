@@ -105,7 +105,7 @@ impl UiAccountsStore for PgStore {
     ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
-        let account = existing(&tx, name).await?;
+        let account = existing(&*tx, name).await?;
         tx.execute(
             "UPDATE ui_accounts SET password_hash = $2, updated_at = $3 WHERE id = $1",
             &[&account.id, &password_hash, &now],
@@ -144,7 +144,7 @@ impl UiAccountsStore for PgStore {
     ) -> Result<UiAccount> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
-        let account = existing(&tx, name).await?;
+        let account = existing(&*tx, name).await?;
         tx.execute(
             "UPDATE ui_accounts SET disabled = $2, updated_at = $3 WHERE id = $1",
             &[&account.id, &disabled, &now],
@@ -159,7 +159,7 @@ impl UiAccountsStore for PgStore {
             .await
             .map_err(backend)?;
         }
-        let account = existing(&tx, name).await?;
+        let account = existing(&*tx, name).await?;
         commit(tx).await?;
         Ok(account)
     }
