@@ -1111,7 +1111,7 @@ async fn fix_sequences(client: &Client, tables: &[Table]) -> anyhow::Result<()> 
         if let Some(max) = max.filter(|m| *m >= 1) {
             client
                 .execute(
-                    "SELECT setval($1::regclass, GREATEST($2, COALESCE(pg_sequence_last_value($1::regclass), 1)))",
+                    "SELECT setval($1::text::regclass, GREATEST($2, COALESCE(pg_sequence_last_value($1::text::regclass), 1)))",
                     &[&seq, &max],
                 )
                 .await

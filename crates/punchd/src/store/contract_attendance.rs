@@ -368,4 +368,25 @@ mod tests {
             SqliteStore::open(&dir.path().join("att.db"), Durability::PowerSafe).expect("open");
         run_all(&store).await;
     }
+
+    /// The same checks on PostgreSQL, in a schema of their own, when `PUNCHD_TEST_POSTGRES_URL` is set (always in
+    /// CI); on their own so an attendance failure is not hidden behind another area's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_store_keeps_the_attendance_contract() {
+        let url = match std::env::var("PUNCHD_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "PUNCHD_TEST_POSTGRES_URL must be set in CI (.ci/run sets it)"
+                );
+                eprintln!("skipped: PUNCHD_TEST_POSTGRES_URL is not set");
+                return;
+            }
+        };
+        let store = crate::store::postgres::PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        run_all(&store).await;
+    }
 }
