@@ -231,7 +231,7 @@ async fn newest(app: &App, filter: &LiveFilter, dir: &Directory) -> Result<Vec<P
                 .await?,
         );
     }
-    punches.sort_by(|a, b| b.id.cmp(&a.id));
+    punches.sort_by_key(|p| std::cmp::Reverse(p.id));
     punches.truncate(FIRST_ROWS as usize);
     Ok(punches)
 }

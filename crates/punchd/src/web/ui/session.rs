@@ -330,12 +330,15 @@ pub async fn require_session(State(app): State<App>, request: Request, next: Nex
     next.run(request).await
 }
 
+/// Failed sign-ins of one (address, account name): how many, since when.
+type Failures = HashMap<(Option<IpAddr>, String), (u32, Instant)>;
+
 /// Failed sign-ins per (address, account name), in memory.
 #[derive(Debug)]
 pub struct LoginLimiter {
     max_failures: u32,
     window: Duration,
-    failures: Mutex<HashMap<(Option<IpAddr>, String), (u32, Instant)>>,
+    failures: Mutex<Failures>,
 }
 
 /// At most this many (address, name) pairs are remembered; older ones are forgotten first.
@@ -351,7 +354,7 @@ impl LoginLimiter {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Option<IpAddr>, String), (u32, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Failures> {
         match self.failures.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
