@@ -767,6 +767,9 @@ fn biotime_terminals_are_read_beyond_the_first_page_of_100() {
     assert_eq!(pages, ["\"1\"/\"100\"", "\"2\"/\"100\"", "\"3\"/\"100\""]);
 }
 
+/// (PIN, wall time, state, verify mode, work code, UTC seconds) of a stored punch.
+type PunchRow = (String, String, i64, Option<i64>, Option<String>, i64);
+
 #[test]
 fn biotime_numbers_sent_as_strings_and_a_wall_time_in_the_dst_gap_are_read() {
     if !pybiotime_available() {
@@ -804,7 +807,7 @@ fn biotime_numbers_sent_as_strings_and_a_wall_time_in_the_dst_gap_are_read() {
         "{r}"
     );
     let conn = crate::harness::sqlite(&db);
-    let rows: Vec<(String, String, i64, Option<i64>, Option<String>, i64)> = conn
+    let rows: Vec<PunchRow> = conn
         .prepare(
             "SELECT pin, punched_at, punch_state, verify_mode, work_code, punched_at_utc FROM punches \
              ORDER BY punched_at",
