@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc, Weekday};
 use punchd::domain::{Approval, DeviceSn, NewPunch, Pin, PunchState, Role, Source, Transport};
-use punchd::store::attendance::{AuditRecord, Employee, EmployeeStatus, Site};
+use punchd::store::attendance::{AttendanceStore, AuditRecord, Employee, EmployeeStatus, Site};
 use punchd::store::sqlite::{Durability, SqliteStore};
 use punchd::store::{Batch, DeviceContact, DevicePatch, RawEntry, SeenUpdate, Store};
 use punchd::web::ui::layout::{self, FormErrors, Nav};

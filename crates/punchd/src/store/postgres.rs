@@ -148,11 +148,6 @@ pub(super) fn backend(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-/// The error of a method whose area is not yet ported to PostgreSQL (a placeholder's answer).
-pub(super) fn unported(what: &str) -> StoreError {
-    StoreError::Backend(format!("{what}: not yet available on PostgreSQL"))
-}
-
 /// A column of a row, converted (a type mismatch is a `Backend` error, never a panic).
 pub(super) fn col<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T> {
     row.try_get(idx).map_err(backend)

@@ -49,23 +49,6 @@ async fn employee_exists(client: &Transaction<'_>, code: &str) -> Result<bool> {
     Ok(row.is_some())
 }
 
-/// Parked deliveries waiting for a mapping go back to pending: a changed employee or mapping may map them now
-/// (as `store/sqlite/outbox.rs` `retry_unmapped_on`). The outbox tables come from another migration
-/// (0002): without them there is nothing to retry.
-async fn retry_unmapped_on(client: &Transaction<'_>) -> Result<()> {
-    client
-        .batch_execute(
-            "DO $$ BEGIN IF to_regclass('deliveries') IS NOT NULL AND to_regclass('sinks') IS NOT NULL THEN
-               UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(), park_kind = NULL,
-               updated_at = now() WHERE sink_id IN (SELECT id FROM sinks) AND status = 'parked'
-               AND park_kind = 'unmapped';
-             END IF; END $$",
-        )
-        .await
-        .map_err(backend)?;
-    Ok(())
-}
-
 /// The last of each key wins, as when the rows are written one after the other (a multi-row `ON CONFLICT DO
 /// UPDATE` refuses to touch one row twice).
 fn last_per_key<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
@@ -221,7 +204,7 @@ impl AttendanceStore for PgStore {
         )
         .await
         .map_err(backend)?;
-        retry_unmapped_on(&tx).await?;
+        super::outbox::retry_unmapped_on(&*tx, Utc::now()).await?;
         audit_on(&tx, &audit).await?;
         commit(tx).await
     }
@@ -308,7 +291,7 @@ impl AttendanceStore for PgStore {
         )
         .await
         .map_err(backend)?;
-        retry_unmapped_on(&tx).await?;
+        super::outbox::retry_unmapped_on(&*tx, Utc::now()).await?;
         audit_on(&tx, &audit).await?;
         commit(tx).await
     }
@@ -336,7 +319,7 @@ impl AttendanceStore for PgStore {
                 scope.as_str()
             )));
         }
-        retry_unmapped_on(&tx).await?;
+        super::outbox::retry_unmapped_on(&*tx, Utc::now()).await?;
         audit_on(&tx, &audit).await?;
         commit(tx).await
     }

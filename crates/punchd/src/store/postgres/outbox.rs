@@ -49,10 +49,6 @@ pub(super) async fn insert_events_on(
 /// Put every event parked as unmapped (any sink) back to pending, due now: for the attendance area's writes that
 /// can change who a PIN means (employee add/edit/import, mapping add/remove), in their transaction, as
 /// `sqlite/outbox.rs` `retry_unmapped_on`. Returns how many events were put back.
-#[allow(
-    dead_code,
-    reason = "for postgres/attendance.rs, whose employee and mapping writes call it once that area is ported"
-)]
 pub(super) async fn retry_unmapped_on(
     client: &impl GenericClient,
     now: DateTime<Utc>,

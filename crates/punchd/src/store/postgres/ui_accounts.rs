@@ -10,7 +10,8 @@ use crate::domain::Role;
 use crate::store::ui_accounts::{NewUiSession, UiAccount, UiAccountsStore, UiSession};
 use crate::store::{Result, StoreError};
 
-const COLUMNS: &str = "a.id, a.name, a.role, a.disabled, a.created_at, a.updated_at, a.last_login_at";
+const COLUMNS: &str =
+    "a.id, a.name, a.role, a.disabled, a.created_at, a.updated_at, a.last_login_at";
 
 fn account_from_row(row: &Row) -> Result<UiAccount> {
     let role: String = col(row, 2)?;
@@ -233,7 +234,10 @@ impl UiAccountsStore for PgStore {
     async fn delete_ui_session(&self, token_hash: &str) -> Result<()> {
         let client = self.client().await?;
         client
-            .execute("DELETE FROM ui_sessions WHERE token_hash = $1", &[&token_hash])
+            .execute(
+                "DELETE FROM ui_sessions WHERE token_hash = $1",
+                &[&token_hash],
+            )
             .await
             .map_err(backend)?;
         Ok(())
@@ -242,7 +246,10 @@ impl UiAccountsStore for PgStore {
     async fn prune_ui_sessions(&self, idle_cutoff: DateTime<Utc>) -> Result<usize> {
         let client = self.client().await?;
         let n = client
-            .execute("DELETE FROM ui_sessions WHERE last_seen_at < $1", &[&idle_cutoff])
+            .execute(
+                "DELETE FROM ui_sessions WHERE last_seen_at < $1",
+                &[&idle_cutoff],
+            )
             .await
             .map_err(backend)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
