@@ -1717,11 +1717,29 @@ mod tests {
         super::super::contract::run_all(&store).await;
         super::super::contract_hardening::run_all(&store).await;
         super::super::contract_push::run_all(&store).await;
-        super::super::contract_attendance::run_all(&store).await;
+        // Attendance, operations, sources, outbox, delivery and leases run in schemas of their own (the tests at
+        // the end of postgres/<area>.rs and contract_attendance.rs), as do agents and UI accounts (below): their
+        // suites count rows store-wide.
+    }
+
+    /// The agents contract on PostgreSQL, in a schema of its own (it counts the backlog over every punch).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_store_keeps_the_agents_contract() {
+        let Some(url) = test_url() else { return };
+        let store = PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
         super::super::contract_agents::run_all(&store).await;
+    }
+
+    /// The UI accounts contract on PostgreSQL, in a schema of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_store_keeps_the_ui_accounts_contract() {
+        let Some(url) = test_url() else { return };
+        let store = PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
         super::super::contract_ui_accounts::run_all(&store).await;
-        // Operations, sources, outbox and leases run in their own schemas: the tests at the end of
-        // postgres/<area>.rs.
     }
 
     #[test]
