@@ -597,6 +597,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.listen))?;
     let local = listener.local_addr()?;
     let app = App::open(config).await?;
+    if _lock.is_some() {
+        // The SQLite lock is ours: leases left by a process that died are free at once, not after 30 s.
+        let freed = crate::leases::free_leftovers(app.store.as_ref()).await?;
+        if freed > 0 {
+            tracing::info!(
+                freed,
+                "freed the leases of an earlier run that did not stop cleanly"
+            );
+        }
+    }
     tracing::info!(
         listen = %local,
         database = %app.config.database_label(),

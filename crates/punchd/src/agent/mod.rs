@@ -114,6 +114,8 @@ pub async fn run(
         None => None,
     };
     let app = App::open(config).await?;
+    // The agent's SQLite file is locked to this process: leases of an earlier run that died are free at once.
+    crate::leases::free_leftovers(app.store.as_ref()).await?;
     tracing::info!(
         hub = %args.hub,
         site = %args.site,

@@ -54,6 +54,24 @@ fn default_holder() -> String {
     )
 }
 
+/// Free every lease in `store`, whoever holds it, and say how many there were.
+///
+/// Only for a store that one process owns, called while that process holds the SQLite file's
+/// [`crate::instance_lock`]: the lock proves no other instance is alive, so any lease in the table is a leftover of
+/// a process that died (`kill -9`, power cut) and would otherwise hold its sink or terminal idle until it expires
+/// (30 s). Never call it on PostgreSQL, where other instances hold live leases.
+///
+/// Errors: the store cannot list or release leases.
+pub async fn free_leftovers(store: &dyn Store) -> Result<usize, StoreError> {
+    let mut freed = 0;
+    for lease in store.list_leases().await? {
+        if store.release_lease(&lease.name, &lease.holder).await? {
+            freed += 1;
+        }
+    }
+    Ok(freed)
+}
+
 impl Leases {
     /// An identity `holder` with leases of `ttl` (looked at every `ttl / 6` when held elsewhere, at least 100 ms).
     pub fn new(holder: impl Into<String>, ttl: Duration) -> Leases {

@@ -396,7 +396,8 @@ fn garbage_on_the_socket_is_refused_and_the_server_keeps_serving() {
         b"POST /iclock/cdata?SN=X&table=ATTLOG HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n".to_vec(),
         b"GET /iclock/cdata?SN=X&options=all HTTP/9.9\r\n\r\n".to_vec(),
         [b"GET /".as_slice(), &[b'a'; 70_000], b" HTTP/1.1\r\n\r\n"].concat(),
-        [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'b'; 70_000], b"\r\n\r\n"].concat(),
+        // `/` now leads to the web UI (a 303), so the long header goes to a path nothing serves.
+        [b"GET /nothing-here HTTP/1.1\r\nX: ".as_slice(), &[b'b'; 70_000], b"\r\n\r\n"].concat(),
     ];
     payloads.extend((1..=20).map(|seed| garbage(seed, 64 + 97 * seed as usize)));
     for (idx, payload) in payloads.iter().enumerate() {

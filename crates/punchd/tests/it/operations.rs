@@ -87,7 +87,7 @@ fn tokens_have_scopes_enforced_per_route_and_documented() {
     assert!(!bad.ok);
     assert!(
         bad.stderr
-            .contains("scope \"root\" is not read, operate or admin"),
+            .contains("scope \"root\" is not read, hr, operate or admin"),
         "{}",
         bad.stderr
     );
