@@ -266,8 +266,13 @@ fn comm_key_is_required_once_the_terminal_sends_it() {
         "{reply}"
     );
     assert!(reply.contains(":SET OPTION IsPushComKey=1\n"), "{reply}");
-    // A wrong key is refused at once.
-    assert_eq!(poll("&ComKey=00000000"), "UNKNOWN DEVICE");
+    // A wrong key is refused as soon as the server has read the new setting: the CLI wrote it in another process,
+    // and a running server reads push settings again every 2 s (devices/push_auth.rs, REFRESH_EVERY).
+    let refused = server.wait_for("the wrong key refused", Duration::from_secs(5), || {
+        let r = poll("&ComKey=00000000");
+        (r == "UNKNOWN DEVICE").then_some(r)
+    });
+    assert_eq!(refused, "UNKNOWN DEVICE");
     // The right key is accepted, and from then on a request without it is refused.
     assert_eq!(poll("&ComKey=8a7b6c5d"), "OK");
     assert_eq!(poll(""), "UNKNOWN DEVICE");
