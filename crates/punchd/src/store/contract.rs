@@ -1,9 +1,10 @@
-//! The store contract: what every [`Store`] backend must do, written against `&dyn Store` only, so the
-//! PostgreSQL backend (a later issue) runs the very same checks.
+//! The store contract: what every [`Store`] backend must do, written against `&dyn Store` only, so SQLite and
+//! PostgreSQL run the very same checks.
 //!
 //! [`run_all`] is the whole suite. Each check uses its own device serial numbers, so the checks share one store and
-//! do not see each other's data. Today only [`super::sqlite::SqliteStore`] runs it (the tests at the bottom of this
-//! file); a PostgreSQL store should add a test that calls [`run_all`] when `PUNCHD_TEST_POSTGRES_URL` is set.
+//! do not see each other's data. SQLite runs it in the tests at the bottom of this file; PostgreSQL in
+//! `store/postgres.rs` (`postgres_store_keeps_the_contract`, when `PUNCHD_TEST_POSTGRES_URL` is set — always in CI).
+//! The other areas' suites (`contract_<area>.rs`) follow the same rule, each run on both backends.
 //! Backend-specific failure injection (an SQLite trigger) lives next to that backend's test, not in the suite.
 
 use std::future::Future;

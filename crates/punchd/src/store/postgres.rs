@@ -222,7 +222,8 @@ impl PgStore {
 
     /// Like [`PgStore::open`], in a new schema of its own (`punchd_test_<pid>_<n>`, made the `search_path` of
     /// every connection), so tests running at once on one database never see each other's rows. The schema is
-    /// left behind for inspection; it holds only test data.
+    /// left behind for inspection until a later test run finds its process gone and drops it; it holds only test
+    /// data.
     ///
     /// Errors: as [`PgStore::open`], or the schema cannot be created.
     pub async fn open_isolated_for_test(url: &str) -> Result<PgStore> {
@@ -239,6 +240,30 @@ impl PgStore {
         })?;
         let (client, connection) = config.connect(NoTls).await.map_err(backend)?;
         let task = tokio::spawn(connection);
+        // Schemas of test processes that have ended are dropped, so a machine that runs the tests every day does
+        // not collect them without bound (those of running processes, this one included, are kept).
+        let stale: Vec<String> = client
+            .query(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'punchd\\_test\\_%'",
+                &[],
+            )
+            .await
+            .map_err(backend)?
+            .iter()
+            .filter_map(|row| row.try_get::<_, String>(0).ok())
+            .filter(|name| {
+                name.split('_')
+                    .nth(2)
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            })
+            .collect();
+        for name in stale {
+            // Another test process may drop the same schema at the same moment: its error is not ours.
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .await;
+        }
         client
             .batch_execute(&format!("CREATE SCHEMA {schema}"))
             .await
