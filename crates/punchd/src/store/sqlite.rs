@@ -128,9 +128,34 @@ fn local_text(t: NaiveDateTime) -> String {
 }
 
 fn parse_local(s: &str) -> rusqlite::Result<NaiveDateTime> {
+    // What `local_text` writes, read digit by digit: chrono's format-string parser was a visible part of reading a
+    // month of punches (attendance, issue 7). Anything else (never written by punchd) goes through chrono.
+    if let Some(t) = parse_local_fast(s.as_bytes()) {
+        return Ok(t);
+    }
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
+}
+
+/// `YYYY-MM-DD HH:MM:SS` with every digit present; `None` for any other shape or an impossible date or time.
+fn parse_local_fast(b: &[u8]) -> Option<NaiveDateTime> {
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    date.and_hms_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?)
 }
 
 fn conversion(msg: String) -> rusqlite::Error {
@@ -419,12 +444,12 @@ const PUNCH_COLUMNS: &str =
 fn punch_from_row(row: &Row<'_>) -> rusqlite::Result<Punch> {
     let state: i64 = row.get(4)?;
     let extra: Option<String> = row.get(7)?;
-    let source: String = row.get(11)?;
+    let source = row.get_ref(11)?.as_str()?;
     Ok(Punch {
         id: row.get(0)?,
         device_sn: sn_from(row.get(1)?)?,
         pin: Pin(row.get(2)?),
-        punched_at: parse_local(&row.get::<_, String>(3)?)?,
+        punched_at: parse_local(row.get_ref(3)?.as_str()?)?,
         punch_state: u16::try_from(state).ok(),
         verify_mode: row.get(5)?,
         work_code: row.get(6)?,
@@ -1470,6 +1495,34 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_local_fast_agrees_with_chrono() {
+        for s in [
+            "2026-11-30 07:05:03",
+            "2024-02-29 23:59:59",
+            "0001-01-01 00:00:00",
+            "2026-02-29 10:00:00",
+            "2026-13-01 10:00:00",
+            "2026-11-30 24:00:00",
+            "2026-11-30 10:60:00",
+            "2026-11-30T10:00:00",
+            "2026-11-30 10:00",
+            "2026-11-3a 10:00:00",
+            "+026-11-30 10:00:00",
+        ] {
+            let chrono = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok();
+            let fast = parse_local_fast(s.as_bytes());
+            if fast.is_some() {
+                assert_eq!(fast, chrono, "{s}");
+            }
+            assert_eq!(
+                parse_local(s).ok(),
+                chrono,
+                "parse_local must accept exactly what chrono accepts: {s}"
+            );
+        }
+    }
 
     #[test]
     fn local_text_is_what_display_prints() {
