@@ -527,8 +527,8 @@ fn insert_journal(conn: &Connection, raw: &RawEntry) -> Result<i64> {
     Ok(id)
 }
 
-/// Punches per multi-row INSERT: 64 rows of 12 parameters. One statement step per 64 punches instead of one per
-/// punch took a third of the writer's instructions per imported punch (BENCHMARKS.md, issue 9).
+/// Punches per multi-row INSERT: 64 rows of 12 parameters. The per-statement work (reset, step set-up, counting)
+/// is done once per 64 punches instead of per punch; the gain is not measured yet (BENCHMARKS.md, issue 9).
 const PUNCH_ROWS_PER_INSERT: usize = 64;
 
 /// `INSERT INTO punches … VALUES (…), … ON CONFLICT DO NOTHING` for `rows` punches (12 parameters a row, in

@@ -415,9 +415,9 @@ pub(crate) fn parse_date_time(
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (or with `T`), what terminals write, read digit by digit: the same result as chrono's
-/// `%Y-%m-%d %H:%M:%S` for these 19 characters, at a fraction of its cost (a format string is interpreted per
-/// call; it was the largest part of reading an attlog line, BENCHMARKS.md issue 9). `None` for anything else,
-/// an impossible date or a leap second included, which then takes the general path.
+/// `%Y-%m-%d %H:%M:%S` for these 19 characters without interpreting a format string per call (chrono's parse
+/// was 2,820 of the 8,990 instructions of reading an attlog line, BENCHMARKS.md issue 9). `None` for anything
+/// else, an impossible date or a leap second included, which then takes the general path.
 fn iso_date_time(text: &str) -> Option<NaiveDateTime> {
     let b: &[u8; 19] = text.as_bytes().try_into().ok()?;
     let digits = |range: std::ops::Range<usize>| -> Option<u32> {
