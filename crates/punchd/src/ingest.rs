@@ -121,33 +121,63 @@ impl Ingest {
             mut batch,
         } = delivery;
         let zone_name = time_zone.name().to_owned();
-        let mut seen = HashSet::with_capacity(punches.len());
         let mut n_repeated = 0usize;
+        // First pass, over borrowed PINs (no copy per punch): which punches are valid and which repeat one earlier
+        // in the delivery. Deliveries in time order (a terminal's log, an export) have strictly increasing
+        // (time, PIN, state) and so no repeats: that is checked in passing and the set is built only otherwise.
+        let keep: Vec<bool> = {
+            let mut keep = Vec::with_capacity(punches.len());
+            let mut ascending = true;
+            let mut last: Option<(NaiveDateTime, &str, Option<u16>)> = None;
+            for (idx, p) in punches.iter().enumerate() {
+                let pin = p.pin.trim();
+                if pin.is_empty()
+                    || pin.chars().count() > MAX_PIN_LEN
+                    || pin.chars().any(char::is_control)
+                {
+                    batch.raw.errors.push(crate::limits::clipped_issue(
+                        if p.line_no > 0 { p.line_no } else { idx + 1 },
+                        &format!("{}\t{}", p.pin, p.punched_at),
+                        &format!(
+                            "PIN {:?} is empty, too long or has control characters",
+                            p.pin
+                        ),
+                    ));
+                    keep.push(false);
+                    continue;
+                }
+                let key = (p.punched_at, pin, p.punch_state);
+                ascending = ascending && last.is_none_or(|l| l < key);
+                last = Some(key);
+                keep.push(true);
+            }
+            if !ascending {
+                let mut seen = HashSet::with_capacity(punches.len());
+                for (p, keep) in punches.iter().zip(keep.iter_mut()) {
+                    if *keep && !seen.insert((p.pin.trim(), p.punched_at, p.punch_state)) {
+                        // The same punch twice in one delivery: held once, counted as a duplicate.
+                        *keep = false;
+                        n_repeated += 1;
+                    }
+                }
+            }
+            keep
+        };
         batch.punches.reserve(punches.len());
-        for (idx, p) in punches.into_iter().enumerate() {
-            let pin = p.pin.trim();
-            if pin.is_empty()
-                || pin.chars().count() > MAX_PIN_LEN
-                || pin.chars().any(char::is_control)
-            {
-                batch.raw.errors.push(crate::limits::clipped_issue(
-                    if p.line_no > 0 { p.line_no } else { idx + 1 },
-                    &format!("{}\t{}", p.pin, p.punched_at),
-                    &format!(
-                        "PIN {:?} is empty, too long or has control characters",
-                        p.pin
-                    ),
-                ));
+        for (p, keep) in punches.into_iter().zip(keep) {
+            if !keep {
                 continue;
             }
-            if !seen.insert((pin.to_owned(), p.punched_at, p.punch_state)) {
-                // The same punch twice in one delivery: held once, counted as a duplicate.
-                n_repeated += 1;
-                continue;
-            }
+            // The PIN is moved when it needs no trimming (nearly always), not copied.
+            let trimmed = p.pin.trim();
+            let pin = if trimmed.len() == p.pin.len() {
+                p.pin
+            } else {
+                trimmed.to_owned()
+            };
             batch.punches.push(NewPunch {
                 device_sn: device_sn.clone(),
-                pin: Pin(pin.to_owned()),
+                pin: Pin(pin),
                 punched_at: p.punched_at,
                 time_zone: zone_name.clone(),
                 punched_at_utc: local_to_utc(time_zone, p.punched_at),
@@ -225,6 +255,87 @@ mod tests {
         assert_eq!(
             local_to_utc(berlin, at(2026, 7, 10, 9, 0)).naive_utc(),
             at(2026, 7, 10, 7, 0)
+        );
+    }
+
+    /// Repeats inside one delivery are held once and counted as duplicates, whether the delivery is in time order
+    /// (no set is built) or not; a bad PIN is reported with its line and the rest stored. Real SQLite store.
+    #[tokio::test]
+    async fn repeats_in_a_delivery_are_held_once_in_or_out_of_order() {
+        use crate::store::sqlite::{Durability, SqliteStore};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            SqliteStore::open(&dir.path().join("t.db"), Durability::CrashSafe).expect("open");
+        let ingest = Ingest::new(Arc::new(store.clone()), Arc::new(Metrics::new()));
+        let sn = DeviceSn::parse("INGEST0001").expect("sn");
+        let record = |line_no: usize, pin: &str, min: u32, state: u16| PunchRecord {
+            line_no,
+            pin: pin.to_owned(),
+            punched_at: at(2026, 1, 10, 9, min),
+            punch_state: Some(state),
+            verify_mode: Some(1),
+            work_code: None,
+            extra: Vec::new(),
+        };
+        let delivery = |punches: Vec<PunchRecord>| Delivery {
+            device_sn: sn.clone(),
+            time_zone: chrono_tz::UTC,
+            source: Source::Import,
+            punches,
+            batch: Batch::new(RawEntry {
+                received_at: Utc::now(),
+                device_sn: Some(sn.clone()),
+                source: Source::Import,
+                kind: "import".into(),
+                request: "test".into(),
+                remote_addr: None,
+                body: b"lines".to_vec(),
+                errors: Vec::new(),
+            }),
+        };
+        // In time order, no repeats; " 1" is trimmed to "1".
+        let sorted = vec![
+            record(1, " 1", 0, 0),
+            record(2, "1", 0, 1),
+            record(3, "2", 1, 0),
+        ];
+        let outcome = ingest.ingest(delivery(sorted)).await.expect("sorted");
+        assert_eq!((outcome.n_stored, outcome.n_duplicate), (3, 0));
+        // Out of order, with a repeat of a new punch (" 3" = "3"), a held one and a bad PIN.
+        let mixed = vec![
+            record(1, "3", 5, 0),
+            record(2, "1", 0, 0),
+            record(3, " 3", 5, 0),
+            record(4, "bad\u{7}", 6, 0),
+            record(5, "3", 4, 0),
+        ];
+        let outcome = ingest.ingest(delivery(mixed)).await.expect("mixed");
+        assert_eq!((outcome.n_stored, outcome.n_duplicate), (2, 2));
+        let journal = store
+            .get_journal(outcome.journal_id)
+            .await
+            .expect("journal");
+        assert_eq!(
+            journal.errors.iter().map(|e| e.line_no).collect::<Vec<_>>(),
+            [4]
+        );
+        let stored: Vec<(String, String, Option<u16>)> = store
+            .list_punches(&crate::store::PunchFilter::default())
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|p| (p.pin.0, p.punched_at.to_string(), p.punch_state))
+            .collect();
+        let want = |pin: &str, t: &str, s: u16| (pin.to_owned(), t.to_owned(), Some(s));
+        assert_eq!(
+            stored,
+            [
+                want("1", "2026-01-10 09:00:00", 0),
+                want("1", "2026-01-10 09:00:00", 1),
+                want("2", "2026-01-10 09:01:00", 0),
+                want("3", "2026-01-10 09:05:00", 0),
+                want("3", "2026-01-10 09:04:00", 0),
+            ]
         );
     }
 

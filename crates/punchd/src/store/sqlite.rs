@@ -103,12 +103,21 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 
 /// A terminal-local time as stored: `YYYY-MM-DD HH:MM:SS` (whole seconds; terminals have no finer clock).
 fn local_text(t: NaiveDateTime) -> String {
+    match local_text_bytes(t) {
+        Some(b) => String::from_utf8(b.to_vec()).unwrap_or_default(),
+        // Years outside 0..=9999 (never from a terminal) take the `Display` path.
+        None => t.with_nanosecond(0).unwrap_or(t).to_string(),
+    }
+}
+
+/// [`local_text`] on the stack, for years 0..=9999 (`None` otherwise).
+fn local_text_bytes(t: NaiveDateTime) -> Option<[u8; 19]> {
     // `YYYY-MM-DD HH:MM:SS`, what `Display` prints for a time without fraction, written digit by digit: the
     // `Display` path goes through `fmt::Write` per field and was a visible part of the writer's time per punch
-    // (issue 6). Years outside 0..=9999 (never from a terminal) take the `Display` path.
+    // (issue 6).
     let year = t.year();
     if !(0..=9999).contains(&year) {
-        return t.with_nanosecond(0).unwrap_or(t).to_string();
+        return None;
     }
     let mut b = *b"0000-00-00 00:00:00";
     let mut put = |at: usize, width: usize, mut v: u32| {
@@ -124,7 +133,7 @@ fn local_text(t: NaiveDateTime) -> String {
     put(14, 2, t.minute());
     // A leap second (nanoseconds ≥ 1e9) prints as :59 like `Display` after `with_nanosecond(0)`.
     put(17, 2, t.second());
-    String::from_utf8(b.to_vec()).unwrap_or_default()
+    Some(b)
 }
 
 fn parse_local(s: &str) -> rusqlite::Result<NaiveDateTime> {
@@ -543,6 +552,100 @@ fn insert_journal(conn: &Connection, raw: &RawEntry) -> Result<i64> {
     Ok(id)
 }
 
+/// Punches per multi-row INSERT: 64 rows of 12 parameters. The per-statement work (reset, step set-up, counting)
+/// is done once per 64 punches instead of per punch; the gain is not measured yet (BENCHMARKS.md, issue 9).
+const PUNCH_ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO punches … VALUES (…), … ON CONFLICT DO NOTHING` for `rows` punches (12 parameters a row, in
+/// [`bind_punch`] order).
+fn punch_insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO punches (device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
+         time_zone, punched_at_utc, received_at, source, journal_id) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING");
+    sql
+}
+
+/// Bind one punch's 12 parameters from 1-based parameter `first` on.
+fn bind_punch(
+    st: &mut rusqlite::Statement<'_>,
+    first: usize,
+    p: &crate::domain::NewPunch,
+    received_ms: i64,
+    journal_id: i64,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(first, p.device_sn.as_str())?;
+    st.raw_bind_parameter(first + 1, p.pin.as_str())?;
+    match local_text_bytes(p.punched_at) {
+        Some(b) => st.raw_bind_parameter(first + 2, std::str::from_utf8(&b).unwrap_or_default())?,
+        None => st.raw_bind_parameter(first + 2, local_text(p.punched_at))?,
+    }
+    st.raw_bind_parameter(first + 3, p.punch_state.map_or(-1, |s| i64::from(s.code())))?;
+    st.raw_bind_parameter(first + 4, p.verify_mode.map(|v| v.0))?;
+    st.raw_bind_parameter(first + 5, p.work_code.as_deref())?;
+    let extra = if p.extra.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&p.extra).unwrap_or_default())
+    };
+    st.raw_bind_parameter(first + 6, extra)?;
+    st.raw_bind_parameter(first + 7, p.time_zone.as_str())?;
+    st.raw_bind_parameter(first + 8, p.punched_at_utc.timestamp())?;
+    st.raw_bind_parameter(first + 9, received_ms)?;
+    st.raw_bind_parameter(first + 10, p.source.as_str())?;
+    st.raw_bind_parameter(first + 11, journal_id)
+}
+
+/// Insert punches, skipping those already held (the identity index). Returns (stored, duplicates, ids of the
+/// stored ones): one writer, so the ids a batch takes are one range (rowid = max + 1; a skipped row takes none).
+fn insert_punches_on(
+    conn: &Connection,
+    punches: &[crate::domain::NewPunch],
+    received_ms: i64,
+    journal_id: i64,
+) -> Result<(usize, usize, Option<(i64, i64)>)> {
+    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let mut n_stored = 0usize;
+    let mut new_ids: Option<(i64, i64)> = None;
+    let mut note = |changed: usize| {
+        if changed > 0 {
+            n_stored += changed;
+            let last = conn.last_insert_rowid();
+            let first = last - changed as i64 + 1;
+            new_ids = Some(new_ids.map_or((first, last), |(f, _)| (f, last)));
+        }
+    };
+    let mut groups = punches.chunks_exact(PUNCH_ROWS_PER_INSERT);
+    if groups.len() > 0 {
+        let sql = FULL.get_or_init(|| punch_insert_sql(PUNCH_ROWS_PER_INSERT));
+        let mut st = conn.prepare_cached(sql).map_err(backend)?;
+        for group in &mut groups {
+            for (r, p) in group.iter().enumerate() {
+                bind_punch(&mut st, r * 12 + 1, p, received_ms, journal_id).map_err(backend)?;
+            }
+            note(st.raw_execute().map_err(backend)?);
+        }
+    }
+    let rest = groups.remainder();
+    if !rest.is_empty() {
+        let sql = ONE.get_or_init(|| punch_insert_sql(1));
+        let mut st = conn.prepare_cached(sql).map_err(backend)?;
+        for p in rest {
+            bind_punch(&mut st, 1, p, received_ms, journal_id).map_err(backend)?;
+            note(st.raw_execute().map_err(backend)?);
+        }
+    }
+    Ok((n_stored, punches.len() - n_stored, new_ids))
+}
+
 fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
     // The journal row is written once, last, with its counts, under the id an insert would have taken now
     // (`MAX(id) + 1`, the rowid rule), so its row is never rewritten: for a large body that saves rewriting it
@@ -550,51 +653,10 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
     // and transaction as the records, so it is durable exactly when they are.
     let journal_id = hardening::next_journal_id(conn)?;
     let received = ms(batch.raw.received_at);
-    let mut n_stored = 0usize;
-    let mut n_duplicate = 0usize;
-    // Ids of the punches this batch stored: one writer, so they form one range (sqlite/outbox.rs).
-    let mut new_ids: Option<(i64, i64)> = None;
-    if !batch.punches.is_empty() {
-        let mut st = conn
-            .prepare_cached(
-                "INSERT INTO punches (device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
-                 time_zone, punched_at_utc, received_at, source, journal_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
-            )
-            .map_err(backend)?;
-        for p in &batch.punches {
-            let extra = if p.extra.is_empty() {
-                None
-            } else {
-                Some(serde_json::to_string(&p.extra).unwrap_or_default())
-            };
-            let changed = st
-                .execute(params![
-                    p.device_sn.as_str(),
-                    p.pin.as_str(),
-                    local_text(p.punched_at),
-                    p.punch_state.map_or(-1, |s| i64::from(s.code())),
-                    p.verify_mode.map(|v| v.0),
-                    p.work_code,
-                    extra,
-                    p.time_zone,
-                    p.punched_at_utc.timestamp(),
-                    received,
-                    p.source.as_str(),
-                    journal_id,
-                ])
-                .map_err(backend)?;
-            if changed == 0 {
-                n_duplicate += 1;
-            } else {
-                n_stored += 1;
-                let id = conn.last_insert_rowid();
-                new_ids = Some(new_ids.map_or((id, id), |(first, _)| (first, id)));
-            }
-        }
-        if let Some(range) = new_ids {
-            outbox::insert_events_on(conn, range, received)?;
-        }
+    let (n_stored, n_duplicate, new_ids) =
+        insert_punches_on(conn, &batch.punches, received, journal_id)?;
+    if let Some(range) = new_ids {
+        outbox::insert_events_on(conn, range, received)?;
     }
     for u in &batch.users {
         conn.prepare_cached(

@@ -206,8 +206,15 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
-/// One row read: its line number, the punch (with its device) or the reason it is bad, and its text.
-type ReadRow = (usize, Result<(DeviceSn, parse::Punch), String>, String);
+/// One row read: its line number, and the punch with its device (`None`: the file's device, given once in
+/// [`Message::Start`], not cloned per row) or why the row is bad.
+type ReadRow = (usize, Result<(Option<DeviceSn>, parse::Punch), BadRow>);
+
+/// A row refused: the reason and the row's cells joined by tabs (made only for bad rows).
+struct BadRow {
+    reason: String,
+    text: String,
+}
 
 /// One chunk of parsed rows and the file bytes they came from.
 struct Chunk {
@@ -220,7 +227,12 @@ struct Chunk {
 
 /// What the reader thread sends.
 enum Message {
-    Start { format: FileFormat, columns: String },
+    Start {
+        format: FileFormat,
+        columns: String,
+        /// The device of every row (`--device` or the attlog file name); `None` when a column names it.
+        device: Option<DeviceSn>,
+    },
     Chunk(Chunk),
 }
 
@@ -256,11 +268,17 @@ pub async fn import(
     };
     let mut devices: Vec<String> = Vec::new();
     let mut failure: Option<ImportError> = None;
+    let mut file_device: Option<DeviceSn> = None;
     while let Some(message) = rx.recv().await {
         match message {
-            Message::Start { format, columns } => {
+            Message::Start {
+                format,
+                columns,
+                device,
+            } => {
                 report.format = Some(format);
                 report.columns = columns;
+                file_device = device;
             }
             Message::Chunk(chunk) => {
                 if let Some(p) = &progress {
@@ -269,7 +287,15 @@ pub async fn import(
                 if failure.is_some() {
                     continue;
                 }
-                if let Err(e) = store_chunk(app, &options, chunk, &mut report, &mut devices).await {
+                let stored = store_chunk(
+                    app,
+                    &options,
+                    file_device.as_ref(),
+                    chunk,
+                    &mut report,
+                    &mut devices,
+                );
+                if let Err(e) = stored.await {
                     failure = Some(e);
                 }
             }
@@ -329,14 +355,17 @@ async fn record_run(app: &App, report: &ImportReport, error: Option<&ImportError
 async fn store_chunk(
     app: &App,
     options: &ImportOptions,
+    file_device: Option<&DeviceSn>,
     mut chunk: Chunk,
     report: &mut ImportReport,
     devices: &mut Vec<String>,
 ) -> Result<(), ImportError> {
-    let mut by_device: Vec<(DeviceSn, Vec<PunchRecord>)> = Vec::new();
+    // Rows of the file's device carry `None` (see `ReadRow`).
+    let mut by_device: Vec<(Option<DeviceSn>, Vec<PunchRecord>)> = Vec::new();
     let mut issues = Vec::new();
     let rows = std::mem::take(&mut chunk.rows);
-    for (line_no, row, text) in rows {
+    let n_rows = rows.len();
+    for (line_no, row) in rows {
         report.n_rows += 1;
         match row {
             Ok((sn, p)) => {
@@ -344,15 +373,16 @@ async fn store_chunk(
                 if report.first_rows.len() < PREVIEW_ROWS {
                     report.first_rows.push(PreviewRow {
                         line_no,
-                        device_sn: sn.to_string(),
+                        device_sn: sn
+                            .as_ref()
+                            .or(file_device)
+                            .map(DeviceSn::to_string)
+                            .unwrap_or_default(),
                         pin: p.pin.clone(),
                         punched_at: p.punched_at.to_string(),
                         punch_state: p.punch_state,
                         verify_mode: p.verify_mode,
                     });
-                }
-                if !devices.iter().any(|d| d == sn.as_str()) {
-                    devices.push(sn.to_string());
                 }
                 let record = PunchRecord {
                     line_no,
@@ -365,10 +395,19 @@ async fn store_chunk(
                 };
                 match by_device.iter_mut().find(|(d, _)| *d == sn) {
                     Some((_, records)) => records.push(record),
-                    None => by_device.push((sn, vec![record])),
+                    None => {
+                        // Usually one device a file: its group takes the whole chunk.
+                        let mut records = if by_device.is_empty() {
+                            Vec::with_capacity(n_rows)
+                        } else {
+                            Vec::new()
+                        };
+                        records.push(record);
+                        by_device.push((sn, records));
+                    }
                 }
             }
-            Err(reason) => {
+            Err(BadRow { reason, text }) => {
                 report.n_bad += 1;
                 let issue = LineIssue {
                     line_no,
@@ -382,6 +421,19 @@ async fn store_chunk(
             }
         }
     }
+    let mut grouped = Vec::with_capacity(by_device.len());
+    for (sn, records) in by_device {
+        let Some(sn) = sn.or_else(|| file_device.cloned()) else {
+            // Unreachable: a row without a device column is the file's device, and the reader refuses a file
+            // with neither.
+            continue;
+        };
+        if !devices.iter().any(|d| d == sn.as_str()) {
+            devices.push(sn.to_string());
+        }
+        grouped.push((sn, records));
+    }
+    let by_device = grouped;
     if options.dry_run {
         return Ok(());
     }
@@ -565,10 +617,19 @@ fn read_file(
             "the file names no device: give --device SN (or a device column)".into(),
         ));
     }
+    // The zone of the file's device, looked up once (it matters only for RFC 3339 times with an offset).
+    let file_device = file_device.map(|sn| {
+        let zone = options
+            .time_zone
+            .or_else(|| zones.get(&sn).copied())
+            .unwrap_or(default_zone);
+        (sn, zone)
+    });
     if tx
         .blocking_send(Message::Start {
             format,
             columns: description,
+            device: file_device.as_ref().map(|(sn, _)| sn.clone()),
         })
         .is_err()
     {
@@ -576,12 +637,19 @@ fn read_file(
     }
     let mut chunk = new_chunk();
     let mut pending = pending.into_iter();
+    // One row's cells, reused from row to row.
+    let mut cells: Vec<String> = Vec::new();
     loop {
-        let row = match pending.next() {
-            Some(row) => Some(row),
-            None => rows.next_row()?,
+        let line_no = match pending.next() {
+            Some((line_no, row)) => {
+                cells = row;
+                line_no
+            }
+            None => match rows.read_row(&mut cells)? {
+                Some(line_no) => line_no,
+                None => break,
+            },
         };
-        let Some((line_no, cells)) = row else { break };
         if chunk.rows.is_empty() {
             chunk.first_line = line_no;
         }
@@ -590,11 +658,15 @@ fn read_file(
             &mapping,
             &cells,
             options,
-            file_device.as_ref(),
+            file_device.as_ref().map(|(_, zone)| *zone),
             zones,
             default_zone,
-        );
-        chunk.rows.push((line_no, result, cells.join("\t")));
+        )
+        .map_err(|reason| BadRow {
+            reason,
+            text: cells.join("\t"),
+        });
+        chunk.rows.push((line_no, result));
         if chunk.rows.len() >= CHUNK_ROWS {
             chunk.raw = rows.take_raw();
             chunk.position = rows.position();
@@ -619,6 +691,7 @@ fn finish_empty(
     let _ = tx.blocking_send(Message::Start {
         format,
         columns: String::new(),
+        device: None,
     });
     Ok(())
 }
@@ -633,32 +706,37 @@ fn new_chunk() -> Chunk {
     }
 }
 
+/// One row into a punch. `file_zone` is the zone of the file's device when the file has one (then every row is
+/// that device's and `None` is returned as the device); else the row's device column names it.
 fn convert_row(
     mapping: &Mapping,
     cells: &[String],
     options: &ImportOptions,
-    file_device: Option<&DeviceSn>,
+    file_zone: Option<Tz>,
     zones: &HashMap<DeviceSn, Tz>,
     default_zone: Tz,
-) -> Result<(DeviceSn, parse::Punch), String> {
+) -> Result<(Option<DeviceSn>, parse::Punch), String> {
     // The zone matters only for RFC 3339 times with an offset; the device must be known first.
+    if let Some(zone) = file_zone {
+        let (_, punch) = mapping.convert(cells, options.date_format.as_deref(), zone)?;
+        return Ok((None, punch));
+    }
     let device_cell = mapping
         .device
         .and_then(|c| cells.get(c))
         .map(|s| s.trim())
         .filter(|s| !s.is_empty());
-    let sn = match (file_device, device_cell) {
-        (Some(sn), _) => sn.clone(),
-        (None, Some(cell)) => DeviceSn::parse(cell)
+    let sn = match device_cell {
+        Some(cell) => DeviceSn::parse(cell)
             .map_err(|e| format!("device {cell:?} is not a serial number: {e}"))?,
-        (None, None) => return Err("no device in this row (give --device)".into()),
+        None => return Err("no device in this row (give --device)".into()),
     };
     let zone = options
         .time_zone
         .or_else(|| zones.get(&sn).copied())
         .unwrap_or(default_zone);
     let (_, punch) = mapping.convert(cells, options.date_format.as_deref(), zone)?;
-    Ok((sn, punch))
+    Ok((Some(sn), punch))
 }
 
 /// Open the input as rows of the right format.

@@ -12,8 +12,14 @@ use super::{ImportError, MAX_PIN_LEN};
 
 /// The rows of a file, in order, with their 1-based line (CSV, attlog) or row (spreadsheet) number.
 pub(crate) trait RowSource: Send {
-    /// The next row, `None` at the end.
-    fn next_row(&mut self) -> Result<Option<(usize, Vec<String>)>, ImportError>;
+    /// Read the next row into `cells` (its strings are reused: a million-line file is not a million `Vec`s of
+    /// `String`s) and return its line number; `None` at the end.
+    fn read_row(&mut self, cells: &mut Vec<String>) -> Result<Option<usize>, ImportError>;
+    /// The next row as a new vector, `None` at the end.
+    fn next_row(&mut self) -> Result<Option<(usize, Vec<String>)>, ImportError> {
+        let mut cells = Vec::new();
+        Ok(self.read_row(&mut cells)?.map(|n| (n, cells)))
+    }
     /// The file's bytes read since the last call (the raw journal of the rows read meanwhile).
     fn take_raw(&mut self) -> Vec<u8>;
     /// Bytes of the file consumed so far (for the progress bar).
@@ -50,13 +56,35 @@ impl<R: Read> Read for Tee<R> {
 /// Text of a cell or line: UTF-8 when it is valid UTF-8, else Windows-1252 (what Excel's "CSV" and old Windows
 /// tools write). Decided per cell, so one odd cell does not garble the rest of the file.
 pub(crate) fn decode(bytes: &[u8]) -> String {
+    decode_cow(bytes).into_owned()
+}
+
+/// [`decode`] without a copy when the bytes are UTF-8 (the common case).
+fn decode_cow(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => encoding_rs::WINDOWS_1252
-            .decode_without_bom_handling(bytes)
-            .0
-            .into_owned(),
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => {
+            encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(bytes)
+                .0
+        }
     }
+}
+
+/// Put `parts` into `cells`, reusing the strings already there; `cells` ends with exactly the parts.
+fn fill_cells<'a>(cells: &mut Vec<String>, parts: impl Iterator<Item = &'a str>) {
+    let mut n = 0;
+    for part in parts {
+        match cells.get_mut(n) {
+            Some(cell) => {
+                cell.clear();
+                cell.push_str(part);
+            }
+            None => cells.push(part.to_owned()),
+        }
+        n += 1;
+    }
+    cells.truncate(n);
 }
 
 /// Tab-separated attlog lines (a terminal's USB export).
@@ -77,7 +105,7 @@ impl<R: Read + Send> AttlogRows<R> {
 }
 
 impl<R: Read + Send> RowSource for AttlogRows<R> {
-    fn next_row(&mut self) -> Result<Option<(usize, Vec<String>)>, ImportError> {
+    fn read_row(&mut self, cells: &mut Vec<String>) -> Result<Option<usize>, ImportError> {
         loop {
             self.line.clear();
             let n = self
@@ -88,20 +116,17 @@ impl<R: Read + Send> RowSource for AttlogRows<R> {
                 return Ok(None);
             }
             self.line_no += 1;
-            let mut text = decode(&self.line);
+            let decoded = decode_cow(&self.line);
+            let mut text: &str = &decoded;
             if self.line_no == 1 {
-                if let Some(rest) = text.strip_prefix('\u{feff}') {
-                    text = rest.to_owned();
-                }
+                text = text.strip_prefix('\u{feff}').unwrap_or(text);
             }
             let text = text.trim_end_matches(['\r', '\n']);
             if text.trim().is_empty() {
                 continue;
             }
-            return Ok(Some((
-                self.line_no,
-                text.split('\t').map(str::to_owned).collect(),
-            )));
+            fill_cells(cells, text.split('\t'));
+            return Ok(Some(self.line_no));
         }
     }
 
@@ -178,7 +203,7 @@ fn guess_delimiter(line: &[u8]) -> u8 {
 }
 
 impl<R: Read + Send> RowSource for CsvRows<R> {
-    fn next_row(&mut self) -> Result<Option<(usize, Vec<String>)>, ImportError> {
+    fn read_row(&mut self, cells: &mut Vec<String>) -> Result<Option<usize>, ImportError> {
         loop {
             let more = self
                 .reader
@@ -193,7 +218,8 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
                 .map(|p| p.line() as usize)
                 .unwrap_or(0)
                 + usize::from(self.crlf && !self.first);
-            let mut cells: Vec<String> = self.record.iter().map(decode).collect();
+            cells.clear();
+            cells.extend(self.record.iter().map(decode));
             if self.first {
                 self.first = false;
                 if let Some(cell) = cells.first_mut() {
@@ -205,7 +231,7 @@ impl<R: Read + Send> RowSource for CsvRows<R> {
             if cells.iter().all(|c| c.trim().is_empty()) {
                 continue;
             }
-            return Ok(Some((line_no, cells)));
+            return Ok(Some(line_no));
         }
     }
 
@@ -266,12 +292,12 @@ impl SheetRows {
 }
 
 impl RowSource for SheetRows {
-    fn next_row(&mut self) -> Result<Option<(usize, Vec<String>)>, ImportError> {
-        let row = self.rows.next();
-        if row.is_some() {
+    fn read_row(&mut self, cells: &mut Vec<String>) -> Result<Option<usize>, ImportError> {
+        Ok(self.rows.next().map(|(n, row)| {
             self.done += 1;
-        }
-        Ok(row)
+            *cells = row;
+            n
+        }))
     }
 
     fn take_raw(&mut self) -> Vec<u8> {
@@ -368,6 +394,9 @@ pub(crate) fn parse_date_time(
             })
             .map_err(|e| format!("time {text:?} does not match --date-format {format:?}: {e}"));
     }
+    if let Some(t) = iso_date_time(text) {
+        return Ok(t);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&zone).naive_local());
     }
@@ -383,6 +412,29 @@ pub(crate) fn parse_date_time(
         "time {text:?} is not a date and time punchd reads (2026-11-02 08:01:00, 02/11/2026 08:01, \
          11/02/2026 08:01 AM, …; give --date-format)"
     ))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (or with `T`), what terminals write, read digit by digit: the same result as chrono's
+/// `%Y-%m-%d %H:%M:%S` for these 19 characters without interpreting a format string per call (chrono's parse
+/// was 2,820 of the 8,990 instructions of reading an attlog line, BENCHMARKS.md issue 9). `None` for anything
+/// else, an impossible date or a leap second included, which then takes the general path.
+fn iso_date_time(text: &str) -> Option<NaiveDateTime> {
+    let b: &[u8; 19] = text.as_bytes().try_into().ok()?;
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b' ' | b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?;
+    date.and_hms_opt(digits(11..13)?, digits(14..16)?, digits(17..19)?)
 }
 
 /// A date and a time of day from two cells.
@@ -848,6 +900,57 @@ mod tests {
             parse_date_and_time("2026-11-02", "1899-12-30 17:30:00", None, utc()),
             Ok(at("2026-11-02 17:30:00"))
         );
+    }
+
+    #[test]
+    fn the_quick_time_reader_agrees_with_chrono() {
+        for text in [
+            "2026-11-02 08:01:00",
+            "2026-11-02T23:59:59",
+            "2028-02-29 00:00:00",
+            "0001-01-01 00:00:00",
+            "2026-02-29 08:00:00",
+            "2026-13-01 08:00:00",
+            "2026-11-02 24:00:00",
+            "2026-11-02 08:60:00",
+            "2026-11-02 23:59:60",
+            "2026-11-02 08:01:0x",
+            "2026-11-02+08:01:00",
+            "2026/11/02 08:01:00",
+        ] {
+            let chrono = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+                .ok();
+            match iso_date_time(text) {
+                Some(t) => assert_eq!(Some(t), chrono, "{text}"),
+                // Declined: the general path decides (a leap second, an impossible date, another form).
+                None => assert!(
+                    chrono.is_none() || text.ends_with(":60"),
+                    "{text} declined but chrono reads {chrono:?}"
+                ),
+            }
+            assert_eq!(
+                parse_date_time(text, None, utc()).ok(),
+                chrono.or_else(|| {
+                    DATE_TIME_FORMATS
+                        .iter()
+                        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+                }),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn reused_cells_hold_exactly_the_next_row() {
+        let body = "1\t2026-11-02 08:00:00\t0\t1\t0\t0\n2\t2026-11-02 08:01:00\n";
+        let mut rows = AttlogRows::new(body.as_bytes());
+        let mut cells = Vec::new();
+        assert_eq!(rows.read_row(&mut cells).unwrap(), Some(1));
+        assert_eq!(cells, ["1", "2026-11-02 08:00:00", "0", "1", "0", "0"]);
+        assert_eq!(rows.read_row(&mut cells).unwrap(), Some(2));
+        assert_eq!(cells, ["2", "2026-11-02 08:01:00"]);
+        assert_eq!(rows.read_row(&mut cells).unwrap(), None);
     }
 
     #[test]
