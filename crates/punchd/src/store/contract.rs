@@ -1243,6 +1243,78 @@ async fn group_commit_answers_each_write_with_its_own_outcome(store: &dyn Store)
     }
 }
 
+/// A batch larger than one multi-row insert (SQLite writes 64 punches a statement), held and new punches
+/// interleaved: each is stored once with its own fields, and the counts are exact.
+async fn large_batches_mixing_new_and_held_punches_are_counted_exactly(store: &dyn Store) {
+    let dev = sn("CONTRACT-BIG");
+    let make = |i: u32| {
+        let mut p = punch(
+            &dev,
+            &format!("{:04}", 1000 + i),
+            local(2, i / 60, i % 60, i % 60),
+            Some((i % 2) as u16),
+        );
+        p.work_code = (i % 3 == 0).then(|| format!("w{i}"));
+        p.extra = if i % 5 == 0 {
+            Vec::new()
+        } else {
+            vec![i.to_string()]
+        };
+        p
+    };
+    // Even punches first: 75 of them, one full statement and a rest.
+    let first: Vec<NewPunch> = (0..150).step_by(2).map(make).collect();
+    let outcome = store
+        .write_batch(batch_of(&dev, first, instant(0)))
+        .await
+        .expect("first batch");
+    assert_eq!((outcome.n_stored, outcome.n_duplicate), (75, 0));
+    // All 150: the 75 odd ones are new, the even ones held, interleaved one by one.
+    let all: Vec<NewPunch> = (0..150).map(make).collect();
+    let again = store
+        .write_batch(batch_of(&dev, all.clone(), instant(1)))
+        .await
+        .expect("second batch");
+    assert_eq!(
+        (again.n_stored, again.n_duplicate, again.n_records),
+        (75, 75, 150)
+    );
+    let journal = store
+        .get_journal(again.journal_id)
+        .await
+        .expect("journal entry");
+    assert_eq!((journal.n_stored, journal.n_duplicate), (75, 75));
+    let mut stored = store.list_punches(&by_device(&dev)).await.expect("list");
+    assert_eq!(stored.len(), 150);
+    stored.sort_by_key(|p| (p.punched_at, p.pin.as_str().to_owned()));
+    for (p, want) in stored.iter().zip(&all) {
+        assert_eq!(
+            (
+                &p.pin,
+                p.punched_at,
+                p.punch_state,
+                &p.work_code,
+                &p.extra,
+                p.punched_at_utc
+            ),
+            (
+                &want.pin,
+                want.punched_at,
+                want.punch_state.map(|s| s.code()),
+                &want.work_code,
+                &want.extra,
+                want.punched_at_utc
+            )
+        );
+        let batch = if p.pin.as_str().parse::<u32>().expect("pin") % 2 == 0 {
+            outcome.journal_id
+        } else {
+            again.journal_id
+        };
+        assert_eq!(p.journal_id, batch, "{}", p.pin.as_str());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1373,77 +1445,5 @@ mod tests {
         );
         let outcome = store.write_batch(retry).await.expect("retry");
         assert_eq!((outcome.n_stored, outcome.n_duplicate), (2, 0));
-    }
-}
-
-/// A batch larger than one multi-row insert (SQLite writes 64 punches a statement), held and new punches
-/// interleaved: each is stored once with its own fields, and the counts are exact.
-async fn large_batches_mixing_new_and_held_punches_are_counted_exactly(store: &dyn Store) {
-    let dev = sn("CONTRACT-BIG");
-    let make = |i: u32| {
-        let mut p = punch(
-            &dev,
-            &format!("{:04}", 1000 + i),
-            local(2, i / 60, i % 60, i % 60),
-            Some((i % 2) as u16),
-        );
-        p.work_code = (i % 3 == 0).then(|| format!("w{i}"));
-        p.extra = if i % 5 == 0 {
-            Vec::new()
-        } else {
-            vec![i.to_string()]
-        };
-        p
-    };
-    // Even punches first: 75 of them, one full statement and a rest.
-    let first: Vec<NewPunch> = (0..150).step_by(2).map(make).collect();
-    let outcome = store
-        .write_batch(batch_of(&dev, first, instant(0)))
-        .await
-        .expect("first batch");
-    assert_eq!((outcome.n_stored, outcome.n_duplicate), (75, 0));
-    // All 150: the 75 odd ones are new, the even ones held, interleaved one by one.
-    let all: Vec<NewPunch> = (0..150).map(make).collect();
-    let again = store
-        .write_batch(batch_of(&dev, all.clone(), instant(1)))
-        .await
-        .expect("second batch");
-    assert_eq!(
-        (again.n_stored, again.n_duplicate, again.n_records),
-        (75, 75, 150)
-    );
-    let journal = store
-        .get_journal(again.journal_id)
-        .await
-        .expect("journal entry");
-    assert_eq!((journal.n_stored, journal.n_duplicate), (75, 75));
-    let mut stored = store.list_punches(&by_device(&dev)).await.expect("list");
-    assert_eq!(stored.len(), 150);
-    stored.sort_by_key(|p| (p.punched_at, p.pin.as_str().to_owned()));
-    for (p, want) in stored.iter().zip(&all) {
-        assert_eq!(
-            (
-                &p.pin,
-                p.punched_at,
-                p.punch_state,
-                &p.work_code,
-                &p.extra,
-                p.punched_at_utc
-            ),
-            (
-                &want.pin,
-                want.punched_at,
-                want.punch_state.map(|s| s.code()),
-                &want.work_code,
-                &want.extra,
-                want.punched_at_utc
-            )
-        );
-        let batch = if p.pin.as_str().parse::<u32>().expect("pin") % 2 == 0 {
-            outcome.journal_id
-        } else {
-            again.journal_id
-        };
-        assert_eq!(p.journal_id, batch, "{}", p.pin.as_str());
     }
 }

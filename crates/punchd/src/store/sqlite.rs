@@ -471,7 +471,7 @@ fn punch_from_row(row: &Row<'_>) -> rusqlite::Result<Punch> {
             .single()
             .unwrap_or_default(),
         received_at: from_ms(row.get(10)?),
-        source: Source::parse(&source).ok_or_else(|| conversion(format!("source {source:?}")))?,
+        source: Source::parse(source).ok_or_else(|| conversion(format!("source {source:?}")))?,
         journal_id: row.get(12)?,
     })
 }
@@ -603,6 +603,9 @@ fn bind_punch(
     st.raw_bind_parameter(first + 11, journal_id)
 }
 
+/// What [`insert_punches_on`] did: (stored, duplicates, first and last id of the stored ones).
+type InsertedPunches = (usize, usize, Option<(i64, i64)>);
+
 /// Insert punches, skipping those already held (the identity index). Returns (stored, duplicates, ids of the
 /// stored ones): one writer, so the ids a batch takes are one range (rowid = max + 1; a skipped row takes none).
 fn insert_punches_on(
@@ -610,7 +613,7 @@ fn insert_punches_on(
     punches: &[crate::domain::NewPunch],
     received_ms: i64,
     journal_id: i64,
-) -> Result<(usize, usize, Option<(i64, i64)>)> {
+) -> Result<InsertedPunches> {
     static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let mut n_stored = 0usize;
