@@ -2,7 +2,8 @@
 //! apart from `users`, which lists the users enrolled on a terminal.
 //!
 //! Passwords are asked for on the terminal without echo, or read from the first line of standard input with
-//! `--password-stdin` (scripts, tests); they are stored as argon2id hashes only.
+//! `--password-stdin` (scripts, tests); they are stored as argon2id hashes only. Every change is written to the
+//! audit log (author `cli`; the UI's accounts page writes the same actions as `ui:<name>`).
 
 use std::io::{BufRead, IsTerminal};
 
@@ -86,6 +87,24 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// Write an account change to the audit log (author `cli`), as the UI's accounts page does.
+async fn audit(
+    store: &dyn crate::store::Store,
+    action: &str,
+    name: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    store
+        .audit_ui_account(crate::store::attendance::AuditRecord {
+            author: "cli".into(),
+            action: action.into(),
+            subject: name.into(),
+            detail,
+        })
+        .await?;
+    Ok(())
+}
+
 /// Run a `ui-users` action.
 pub(super) async fn run(
     config: Config,
@@ -112,6 +131,13 @@ pub(super) async fn run(
                     ),
                     other => other.into(),
                 })?;
+            audit(
+                &*store,
+                "ui_account.add",
+                &name,
+                serde_json::json!({ "role": role.as_str() }),
+            )
+            .await?;
             eprintln!(
                 "UI account {:?} ({}) created; sign in at http://{}/ui",
                 account.name, account.role, config.listen
@@ -144,18 +170,29 @@ pub(super) async fn run(
             let password = read_password(password_stdin)?;
             let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
             store.set_ui_password(&name, &hash, now).await?;
+            audit(&*store, "ui_account.password", &name, serde_json::json!({})).await?;
             eprintln!("password of {name:?} changed; its sessions ended");
         }
         UiUserAction::Role { name, role } => {
+            let before = store.get_ui_account(&name).await?.role;
             store.set_ui_role(&name, role, now).await?;
+            audit(
+                &*store,
+                "ui_account.role",
+                &name,
+                serde_json::json!({ "from": before.as_str(), "to": role.as_str() }),
+            )
+            .await?;
             eprintln!("{name:?} is now {role}");
         }
         UiUserAction::Disable { name } => {
             store.set_ui_disabled(&name, true, now).await?;
+            audit(&*store, "ui_account.disable", &name, serde_json::json!({})).await?;
             eprintln!("{name:?} disabled; its sessions ended");
         }
         UiUserAction::Enable { name } => {
             store.set_ui_disabled(&name, false, now).await?;
+            audit(&*store, "ui_account.enable", &name, serde_json::json!({})).await?;
             eprintln!("{name:?} enabled");
         }
     }

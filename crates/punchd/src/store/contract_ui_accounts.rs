@@ -1,9 +1,10 @@
 //! The UI accounts part of the store contract ([`UiAccountsStore`]): accounts, sessions, idle expiry, and what
-//! disabling or a new password does to sessions. Written against `&dyn Store` only, so the PostgreSQL backend
+//! disabling, a new password or signing out everywhere does to sessions, and the audit of account changes. Written against `&dyn Store` only, so the PostgreSQL backend
 //! runs the same checks.
 
 use chrono::{Duration, TimeZone, Utc};
 
+use super::attendance::AuditRecord;
 use super::ui_accounts::NewUiSession;
 use super::{Store, StoreError};
 use crate::domain::Role;
@@ -179,6 +180,37 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .await
         .expect("find")
         .is_some());
+
+    // Signing an account out everywhere ends all its sessions and no other account's.
+    store
+        .create_ui_session(session("s-new2", ana.id, t2))
+        .await
+        .expect("second");
+    store
+        .create_ui_session(session("s-vic3", vic.id, t2))
+        .await
+        .expect("vic");
+    assert_eq!(store.end_ui_sessions("ana").await.expect("end"), 2);
+    assert_eq!(store.end_ui_sessions("ana").await.expect("again"), 0);
+    for (hash, live) in [("s-new", false), ("s-new2", false), ("s-vic3", true)] {
+        let found = store.find_ui_session(hash, t0).await.expect("find");
+        assert_eq!(found.is_some(), live, "{hash}");
+    }
+    assert!(matches!(
+        store.end_ui_sessions("nobody").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // An account change is audited as given.
+    let audit = AuditRecord {
+        author: "ana".into(),
+        action: "ui_account.role".into(),
+        subject: "vic".into(),
+        detail: serde_json::json!({ "role": "hr" }),
+    };
+    store.audit_ui_account(audit.clone()).await.expect("audit");
+    let log = store.list_audit(1).await.expect("log");
+    assert_eq!(log.first().map(|e| &e.record), Some(&audit));
 
     // Unknown names are NotFound; the list is by name.
     assert!(matches!(

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::attendance::AuditRecord;
 use super::Result;
 use crate::domain::Role;
 
@@ -94,6 +95,14 @@ pub trait UiAccountsStore {
         disabled: bool,
         now: DateTime<Utc>,
     ) -> Result<UiAccount>;
+
+    /// End every session of an account (an admin's "sign out everywhere"); returns how many ended. `NotFound` if
+    /// unknown.
+    async fn end_ui_sessions(&self, name: &str) -> Result<usize>;
+    /// Write one entry in the audit log about an account change (`ui_account.add`, `ui_account.role`, …; the
+    /// CLI's `ui-users` and the UI's accounts page call it after the change succeeded: the account methods do
+    /// not audit by themselves). The entry's time is the store's now (UTC).
+    async fn audit_ui_account(&self, audit: AuditRecord) -> Result<()>;
 
     /// Store a session and record the sign-in on the account.
     async fn create_ui_session(&self, session: NewUiSession) -> Result<()>;

@@ -2,7 +2,8 @@
 //! simulated push fleet, accounts made with `punchd ui-users add`, then `node tests/browser/run.mjs` drives
 //! Debian's Chromium through every scenario in `tests/browser/scenarios/` (axe-core on every page). Afterwards
 //! the stored data is checked: the approved terminal is approved and its punches are stored, the viewer's
-//! forged command was not queued, the admin's was.
+//! forged command was not queued, the admin's was; the command queued for the pending terminal was cancelled
+//! by the admin; the account the admin added is stored, and account changes are in the audit log.
 //!
 //! Needs `node`, `/usr/bin/chromium` and `npm ci --prefix tests/browser` (`.ci/run` sees to all three); a
 //! missing one fails the test with what to install. Screenshots go to `$PUNCHD_UI_SCREENSHOTS` when set (the
@@ -135,7 +136,7 @@ fn the_web_ui_works_in_chromium_with_axe_on_every_page() {
             .unwrap(),
     );
     let started = Instant::now();
-    let pending_sn = loop {
+    let (pending_sn, other_sn) = loop {
         let devices = cli_json(&server.db, &["devices", "--format", "json"]);
         let mut pending: Vec<String> = devices
             .as_array()
@@ -146,7 +147,7 @@ fn the_web_ui_works_in_chromium_with_axe_on_every_page() {
             .collect();
         pending.sort();
         if pending.len() == 2 {
-            break pending[0].clone();
+            break (pending[0].clone(), pending[1].clone());
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -196,6 +197,7 @@ fn the_web_ui_works_in_chromium_with_axe_on_every_page() {
         .arg(&shots)
         .env("PUNCHD_UI_ACCOUNTS", accounts_env)
         .env("PUNCHD_UI_PENDING_SN", &pending_sn)
+        .env("PUNCHD_UI_OTHER_SN", &other_sn)
         .env("PUNCHD_UI_HOOK_PORT", hook_port.to_string())
         .env("PUNCHD_UI_SINK", "ui-hook")
         .stdin(Stdio::null())
@@ -258,5 +260,89 @@ fn the_web_ui_works_in_chromium_with_axe_on_every_page() {
         kinds,
         [("fetch_info".to_owned(), "ui:ana".to_owned())],
         "{commands}"
+    );
+
+    // The restart queued for the pending terminal was cancelled by the admin, not by the viewer's forged POST.
+    let commands = cli_json(
+        &server.db,
+        &["commands", "--device", &other_sn, "--format", "json"],
+    );
+    let states: Vec<(String, String)> = commands
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["kind"]["type"].as_str().unwrap_or("").to_owned(),
+                c["status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [("reboot".to_owned(), "cancelled".to_owned())],
+        "{commands}"
+    );
+    assert!(
+        commands[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ui:ana"),
+        "{commands}"
+    );
+
+    // The admin added hanna (hr) in the UI; the viewer's forged admin account was not made. Both the CLI's and
+    // the UI's account changes are in the audit log.
+    let listed = cli_json(&server.db, &["ui-users", "list", "--format", "json"]);
+    let roles: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_owned(),
+                a["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("ana".to_owned(), "admin".to_owned()),
+            ("hanna".to_owned(), "hr".to_owned()),
+            ("hilde".to_owned(), "hr".to_owned()),
+            ("vik".to_owned(), "viewer".to_owned())
+        ]
+    );
+    let audit = cli_json(&server.db, &["attendance", "audit", "--limit", "0"]);
+    let accounts_audit: Vec<(String, String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("ui_account.")
+        })
+        .map(|e| {
+            (
+                e["author"].as_str().unwrap_or("").to_owned(),
+                e["action"].as_str().unwrap_or("").to_owned(),
+                e["subject"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .rev()
+        .collect();
+    let entry = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        accounts_audit,
+        [
+            entry("cli", "ui_account.add", "ana"),
+            entry("cli", "ui_account.add", "hilde"),
+            entry("cli", "ui_account.add", "vik"),
+            entry("ui:ana", "ui_account.add", "hanna"),
+        ],
+        "{audit}"
     );
 }

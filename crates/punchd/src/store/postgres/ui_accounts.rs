@@ -7,6 +7,7 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::{backend, col, commit, PgStore};
 use crate::domain::Role;
+use crate::store::attendance::AuditRecord;
 use crate::store::ui_accounts::{NewUiSession, UiAccount, UiAccountsStore, UiSession};
 use crate::store::{Result, StoreError};
 
@@ -163,6 +164,33 @@ impl UiAccountsStore for PgStore {
         let account = existing(&*tx, name).await?;
         commit(tx).await?;
         Ok(account)
+    }
+
+    async fn end_ui_sessions(&self, name: &str) -> Result<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let account = existing(&*tx, name).await?;
+        let n = tx
+            .execute(
+                "DELETE FROM ui_sessions WHERE account_id = $1",
+                &[&account.id],
+            )
+            .await
+            .map_err(backend)?;
+        commit(tx).await?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    async fn audit_ui_account(&self, audit: AuditRecord) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO audit_log (at, author, action, subject, detail) VALUES (now(), $1, $2, $3, $4)",
+                &[&audit.author, &audit.action, &audit.subject, &audit.detail],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn create_ui_session(&self, session: NewUiSession) -> Result<()> {

@@ -6,6 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{backend, from_ms, ms, SqliteStore};
 use crate::domain::Role;
+use crate::store::attendance::AuditRecord;
 use crate::store::ui_accounts::{NewUiSession, UiAccount, UiAccountsStore, UiSession};
 use crate::store::{Result, StoreError};
 
@@ -37,11 +38,10 @@ fn existing(conn: &Connection, name: &str) -> Result<UiAccount> {
     by_name(conn, name)?.ok_or_else(|| StoreError::NotFound(format!("UI account {name:?}")))
 }
 
-fn end_sessions(conn: &Connection, account_id: i64) -> Result<()> {
+fn end_sessions(conn: &Connection, account_id: i64) -> Result<usize> {
     conn.prepare_cached("DELETE FROM ui_sessions WHERE account_id = ?1")
         .and_then(|mut st| st.execute([account_id]))
-        .map_err(backend)?;
-    Ok(())
+        .map_err(backend)
 }
 
 #[async_trait::async_trait]
@@ -117,7 +117,7 @@ impl UiAccountsStore for SqliteStore {
             )
             .and_then(|mut st| st.execute(params![account.id, hash, ms(now)]))
             .map_err(backend)?;
-            end_sessions(conn, account.id)
+            end_sessions(conn, account.id).map(|_| ())
         })
         .await
     }
@@ -152,6 +152,35 @@ impl UiAccountsStore for SqliteStore {
                 end_sessions(conn, account.id)?;
             }
             existing(conn, &name)
+        })
+        .await
+    }
+
+    async fn end_ui_sessions(&self, name: &str) -> Result<usize> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let account = existing(conn, &name)?;
+            end_sessions(conn, account.id)
+        })
+        .await
+    }
+
+    async fn audit_ui_account(&self, audit: AuditRecord) -> Result<()> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO audit_log (at, author, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    ms(Utc::now()),
+                    audit.author,
+                    audit.action,
+                    audit.subject,
+                    audit.detail.to_string()
+                ])
+            })
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }

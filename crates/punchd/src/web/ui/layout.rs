@@ -14,6 +14,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::UiCtx;
+use crate::domain::Scope;
 
 /// The sections of the UI, in navigation order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +39,15 @@ pub enum Nav {
     Delivery,
     /// `/ui/sources`: webhooks, imports, BioTime readers.
     Sources,
+    /// `/ui/accounts`: UI accounts (admin only; the link is shown to admins only).
+    Accounts,
     /// A page outside the navigation (sign-in, errors).
     None,
 }
 
 impl Nav {
-    /// Every section with a link, in order.
-    pub const ALL: [Nav; 10] = [
+    /// Every section with a link, in order ([`Nav::Accounts`] is shown to admins only).
+    pub const ALL: [Nav; 11] = [
         Nav::Dashboard,
         Nav::Live,
         Nav::Terminals,
@@ -55,6 +58,7 @@ impl Nav {
         Nav::Review,
         Nav::Delivery,
         Nav::Sources,
+        Nav::Accounts,
     ];
 
     /// The section's path.
@@ -70,6 +74,7 @@ impl Nav {
             Nav::Review => "/ui/review",
             Nav::Delivery => "/ui/delivery",
             Nav::Sources => "/ui/sources",
+            Nav::Accounts => "/ui/accounts",
             Nav::None => "/ui",
         }
     }
@@ -87,6 +92,7 @@ impl Nav {
             Nav::Review => "Review",
             Nav::Delivery => "Delivery",
             Nav::Sources => "Sources",
+            Nav::Accounts => "Accounts",
             Nav::None => "",
         }
     }
@@ -122,7 +128,7 @@ pub fn page(ctx: &UiCtx, title: &str, nav: Nav, body: Markup) -> Markup {
                     a.brand href="/ui" { "punchd" }
                     nav aria-label="Sections" {
                         ul {
-                            @for item in Nav::ALL {
+                            @for item in Nav::ALL.into_iter().filter(|n| *n != Nav::Accounts || ctx.may(Scope::Admin)) {
                                 li {
                                     @if item == nav {
                                         a href=(item.href()) aria-current="page" { (item.label()) }

@@ -18,6 +18,7 @@
 //!
 //! This module depends on `web::auth` only for [`Scope`]; it must not be used by the JSON API.
 
+pub mod accounts;
 pub mod dashboard;
 pub mod delivery;
 pub mod layout;
@@ -88,6 +89,7 @@ pub fn routes(app: App) -> Router<App> {
         .merge(shifts::routes())
         .merge(review::routes())
         .merge(delivery::routes())
+        .merge(accounts::routes())
         .route("/logout", axum::routing::post(session::logout))
         .fallback(not_found)
         .route_layer(axum::middleware::from_fn_with_state(

@@ -657,3 +657,331 @@ async fn sink_buttons_need_operate_and_change_the_sink() {
     );
     assert!(app.store.get_sink("hr-hook").await.expect("sink").paused);
 }
+
+/// The audit entries of UI account changes, oldest first: (author, action, subject).
+async fn account_audit(app: &App) -> Vec<(String, String, String)> {
+    let mut log: Vec<(String, String, String)> = app
+        .store
+        .list_audit(0)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.record.action.starts_with("ui_account."))
+        .map(|e| (e.record.author, e.record.action, e.record.subject))
+        .collect();
+    log.reverse();
+    log
+}
+
+fn entry(author: &str, action: &str, subject: &str) -> (String, String, String) {
+    (author.into(), action.into(), subject.into())
+}
+
+#[tokio::test]
+async fn an_admin_adds_an_account_with_the_cli_rules_and_it_signs_in() {
+    let f = fixture().await;
+    let app = &f.app;
+    let admin = sign_in(app, "ana").await;
+    let (status, _, body) = send_text(app, admin.get("/ui/accounts")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("href=\"/ui/accounts/hilde\"") && body.contains("Add account"),
+        "{body}"
+    );
+
+    // Bad name, no role, short password: each message next to its field, nothing stored.
+    let (status, _, body) = send_text(
+        app,
+        admin.post(
+            "/ui/accounts",
+            "name=no+spaces&role=&password=short&password2=short",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for (field, message) in [
+        ("name", "letters, digits"),
+        ("role", "choose viewer, hr or admin"),
+        ("password", "at least 10 characters"),
+    ] {
+        let at = body
+            .find(&format!("id=\"f-{field}-error\""))
+            .unwrap_or_else(|| panic!("no error beside {field}: {body}"));
+        assert!(body[at..].contains(message), "{field}: {body}");
+    }
+    assert!(
+        !body.contains("short"),
+        "the password is not echoed: {body}"
+    );
+    let (status, _, body) = send_text(
+        app,
+        admin.post(
+            "/ui/accounts",
+            "name=nina&role=hr&password=nina-password&password2=nina-passwort",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("the two passwords differ"), "{body}");
+    assert_eq!(app.store.list_ui_accounts().await.expect("list").len(), 3);
+
+    // A good form: stored with its role and an argon2 hash that signs in; audited.
+    let (status, headers, _) = send_text(
+        app,
+        admin.post(
+            "/ui/accounts",
+            "name=nina&role=hr&password=nina-password&password2=nina-password",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/ui/accounts/nina");
+    let nina = app.store.get_ui_account("nina").await.expect("nina");
+    assert_eq!((nina.role, nina.disabled), (Role::Hr, false));
+    let hr = sign_in(app, "nina").await;
+    let (status, _, _) = send_text(app, hr.get("/ui/review")).await;
+    assert_eq!(status, StatusCode::OK);
+    // The name is taken now.
+    let (status, _, body) = send_text(
+        app,
+        admin.post(
+            "/ui/accounts",
+            "name=nina&role=viewer&password=other-password&password2=other-password",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("an account with this name exists"), "{body}");
+    assert_eq!(
+        app.store.get_ui_account("nina").await.expect("nina").role,
+        Role::Hr
+    );
+    assert_eq!(
+        account_audit(app).await,
+        [entry("ui:ana", "ui_account.add", "nina")]
+    );
+}
+
+#[tokio::test]
+async fn an_admin_changes_role_password_and_state_and_signs_an_account_out() {
+    let f = fixture().await;
+    let app = &f.app;
+    let admin = sign_in(app, "ana").await;
+    let viewer = sign_in(app, "vik").await;
+    let hr = sign_in(app, "hilde").await;
+    let signed_in = |s: &Session| s.get("/ui/live");
+
+    // Role: the live session goes on with the new role.
+    let (status, _, _) = send_text(app, admin.post("/ui/accounts/vik/role", "role=hr")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.store.get_ui_account("vik").await.expect("vik").role,
+        Role::Hr
+    );
+    let (status, _, body) = send_text(app, viewer.get("/ui")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<span class=\"role\">(hr)</span>"), "{body}");
+    let (status, _, body) = send_text(app, admin.post("/ui/accounts/vik/role", "role=root")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("id=\"f-role-error\""), "{body}");
+
+    // The only enabled admin can be neither demoted nor disabled from the UI.
+    let (status, _, body) =
+        send_text(app, admin.post("/ui/accounts/ana/role", "role=viewer")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("the only enabled admin"), "{body}");
+    let (status, _, _) = send_text(app, admin.post("/ui/accounts/ana/disable", "")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let ana = app.store.get_ui_account("ana").await.expect("ana");
+    assert_eq!((ana.role, ana.disabled), (Role::Admin, false));
+
+    // Sign out everywhere: vik's session is over, hilde's is not.
+    let (status, _, _) = send_text(app, admin.post("/ui/accounts/vik/sign-out", "")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, headers, _) = send_text(app, signed_in(&viewer)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(headers[header::LOCATION]
+        .to_str()
+        .expect("location")
+        .starts_with("/ui/login"));
+    let (status, _, _) = send_text(app, signed_in(&hr)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Disable ends hilde's session and keeps her out; enable lets her in again.
+    let (status, _, _) = send_text(app, admin.post("/ui/accounts/hilde/disable", "")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        app.store
+            .get_ui_account("hilde")
+            .await
+            .expect("hilde")
+            .disabled
+    );
+    let (status, _, _) = send_text(app, signed_in(&hr)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = send_text(app, admin.post("/ui/accounts/hilde/enable", "")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    sign_in(app, "hilde").await;
+
+    // A new password: too short is refused beside the field; a good one replaces the hash.
+    let (status, _, body) = send_text(
+        app,
+        admin.post(
+            "/ui/accounts/vik/password",
+            "password=short&password2=short",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("id=\"f-password-error\""), "{body}");
+    let (status, _, _) = send_text(
+        app,
+        admin.post(
+            "/ui/accounts/vik/password",
+            "password=vik-new-password&password2=vik-new-password",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, hash) = app
+        .store
+        .ui_password_hash("vik")
+        .await
+        .expect("hash")
+        .expect("vik");
+    assert!(super::session::verify_password("vik-new-password", &hash));
+    assert!(!super::session::verify_password("vik-password", &hash));
+
+    assert_eq!(
+        account_audit(app).await,
+        [
+            entry("ui:ana", "ui_account.role", "vik"),
+            entry("ui:ana", "ui_account.sign_out", "vik"),
+            entry("ui:ana", "ui_account.disable", "hilde"),
+            entry("ui:ana", "ui_account.enable", "hilde"),
+            entry("ui:ana", "ui_account.password", "vik"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn accounts_are_for_admins_only() {
+    let f = fixture().await;
+    let app = &f.app;
+    for name in ["hilde", "vik"] {
+        let s = sign_in(app, name).await;
+        let (status, _, body) = send_text(app, s.get("/ui")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !body.contains("href=\"/ui/accounts\""),
+            "no link for {name}"
+        );
+        for path in ["/ui/accounts", "/ui/accounts/ana"] {
+            let (status, _, body) = send_text(app, s.get(path)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{name} {path}");
+            assert!(body.contains("it needs scope admin"), "{body}");
+        }
+        for (path, fields) in [
+            (
+                "/ui/accounts",
+                "name=eve&role=admin&password=eve-password&password2=eve-password",
+            ),
+            ("/ui/accounts/vik/role", "role=admin"),
+            ("/ui/accounts/ana/disable", ""),
+            ("/ui/accounts/ana/sign-out", ""),
+            (
+                "/ui/accounts/ana/password",
+                "password=eve-password&password2=eve-password",
+            ),
+        ] {
+            let (status, _, _) = send_text(app, s.post(path, fields)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{name} {path}");
+        }
+    }
+    let names: Vec<(String, Role, bool)> = app
+        .store
+        .list_ui_accounts()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|a| (a.name, a.role, a.disabled))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("ana".to_owned(), Role::Admin, false),
+            ("hilde".to_owned(), Role::Hr, false),
+            ("vik".to_owned(), Role::Viewer, false)
+        ]
+    );
+    assert!(account_audit(app).await.is_empty());
+    let admin = sign_in(app, "ana").await;
+    let (_, _, body) = send_text(app, admin.get("/ui")).await;
+    assert!(body.contains("href=\"/ui/accounts\""));
+}
+
+#[tokio::test]
+async fn a_queued_command_is_cancelled_from_the_terminal_page_by_an_operator_only() {
+    let f = fixture().await;
+    let app = &f.app;
+    let sn = DeviceSn::parse(SN).expect("sn");
+    let queued = app
+        .commands
+        .enqueue(&sn, crate::domain::CommandKind::Reboot, "test", Utc::now())
+        .await
+        .expect("enqueue");
+    let id = queued[0].id;
+    let page = format!("/ui/terminals/{SN}");
+    let cancel = format!("/ui/terminals/{SN}/commands/{id}/cancel");
+    let button = format!("aria-label=\"Cancel command {id}\"");
+
+    let viewer = sign_in(app, "vik").await;
+    let (status, _, body) = send_text(app, viewer.get(&page)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Queued commands") && !body.contains(&button),
+        "{body}"
+    );
+    let (status, _, body) = send_text(app, viewer.post(&cancel, "")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("it needs scope operate"), "{body}");
+    let hr = sign_in(app, "hilde").await;
+    let (status, _, _) = send_text(app, hr.post(&cancel, "")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.store.get_command(id).await.expect("command").status,
+        crate::domain::CommandStatus::Queued
+    );
+
+    let admin = sign_in(app, "ana").await;
+    let (_, _, body) = send_text(app, admin.get(&page)).await;
+    assert!(body.contains(&button), "{body}");
+    // Another terminal's URL does not reach the command.
+    let (status, _, _) = send_text(
+        app,
+        admin.post(&format!("/ui/terminals/OTHER0001/commands/{id}/cancel"), ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, headers, _) = send_text(app, admin.post(&cancel, "")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[header::LOCATION],
+        format!("/ui/terminals/{SN}#commands")
+    );
+    let command = app.store.get_command(id).await.expect("command");
+    assert_eq!(command.status, crate::domain::CommandStatus::Cancelled);
+    assert!(command.message.unwrap_or_default().contains("ui:ana"));
+    // Twice: refused with the reason, as the API's 409.
+    let (status, headers, _) = send_text(app, admin.post(&cancel, "")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let flash = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(flash.contains("pd_flash"), "{flash}");
+    let (_, _, body) = send_text(app, admin.get(&page)).await;
+    assert!(!body.contains(&button), "{body}");
+}

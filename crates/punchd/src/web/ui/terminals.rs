@@ -1,5 +1,5 @@
 //! Terminals (`/ui/terminals`): list and search; approve and block (scope `operate`); settings (scope `admin`,
-//! like `PATCH /api/v1/devices/{sn}`); send a command and follow its result (scope `operate`); users and
+//! like `PATCH /api/v1/devices/{sn}`); send a command, follow its result and cancel a queued one (scope `operate`); users and
 //! templates on the terminal. Each action calls what the JSON API calls, with the same scope.
 
 use axum::extract::{Path, Query, State};
@@ -22,6 +22,9 @@ use crate::store::{CommandFilter, DevicePatch};
 /// A terminal is **silent** when it is online but has sent no punch for this long (or never).
 pub const SILENT_AFTER: chrono::Duration = chrono::Duration::hours(24);
 
+/// Queued commands listed on a terminal's page (the newest first).
+const QUEUED_SHOWN: usize = 50;
+
 /// The terminal pages' routes.
 pub fn routes() -> Router<App> {
     Router::new()
@@ -32,6 +35,7 @@ pub fn routes() -> Router<App> {
         .route("/terminals/{sn}/settings", post(save_settings))
         .route("/terminals/{sn}/commands", post(send_command))
         .route("/terminals/{sn}/commands/{id}", get(command_status))
+        .route("/terminals/{sn}/commands/{id}/cancel", post(cancel_command))
 }
 
 fn parse_sn(sn: &str) -> Result<DeviceSn, UiError> {
@@ -505,6 +509,8 @@ fn is_done(s: CommandStatus) -> bool {
 struct Shown {
     device: Device,
     commands: Vec<Command>,
+    /// Commands waiting for the terminal (the newest [`QUEUED_SHOWN`]), which may still be cancelled.
+    queued: Vec<Command>,
     users: Vec<crate::store::DeviceUser>,
     n_templates: usize,
     last_punch: Option<DateTime<Utc>>,
@@ -518,6 +524,14 @@ async fn load(app: &App, sn: &DeviceSn) -> Result<Shown, UiError> {
             device_sn: Some(sn.clone()),
             status: None,
             limit: 20,
+        })
+        .await?;
+    let queued = app
+        .store
+        .list_commands(&CommandFilter {
+            device_sn: Some(sn.clone()),
+            status: Some(CommandStatus::Queued),
+            limit: QUEUED_SHOWN,
         })
         .await?;
     let users = app.store.list_device_users(sn).await?;
@@ -539,6 +553,7 @@ async fn load(app: &App, sn: &DeviceSn) -> Result<Shown, UiError> {
     Ok(Shown {
         device,
         commands,
+        queued,
         users,
         n_templates,
         last_punch,
@@ -647,6 +662,27 @@ fn terminal_page(
                 (layout::field("Raw command", "text", "text", &command_form.text, command_errors.get("text"), None))
                 button type="submit" { "Send command" }
             }
+        }
+        @if !shown.queued.is_empty() {
+            (layout::table(
+                "Queued commands: not yet taken by the terminal",
+                &["Id", "Command", "By", "Created (UTC)", "Actions"],
+                shown.queued.iter().map(|c| vec![
+                    text(c.id.to_string()),
+                    text(c.kind.name()),
+                    text(&c.requested_by),
+                    text(c.created_at.format("%Y-%m-%d %H:%M:%S").to_string()),
+                    html! {
+                        @if may_operate {
+                            form.inline method="post" action={(href) "/commands/" (c.id) "/cancel"} {
+                                (layout::csrf_field(ctx))
+                                button.secondary type="submit" aria-label={"Cancel command " (c.id)} { "Cancel" }
+                            }
+                        }
+                    },
+                ]).collect(),
+                "",
+            ))
         }
         (layout::table(
             "Recent commands, newest first",
@@ -872,6 +908,32 @@ async fn send_command(
         )),
     )
         .into_response())
+}
+
+/// `POST /ui/terminals/{sn}/commands/{id}/cancel` (scope `operate`, as `POST /api/v1/commands/{id}/cancel`):
+/// cancel a queued command. One already sent or finished is not cancelled: the flash says why.
+async fn cancel_command(
+    State(app): State<App>,
+    user: UiUser,
+    Path((sn, id)): Path<(String, i64)>,
+) -> Result<Response, UiError> {
+    require(&user, Scope::Operate)?;
+    let sn = parse_sn(&sn)?;
+    let command = app.store.get_command(id).await?;
+    if command.device_sn != sn {
+        return Err(UiError::NotFound(format!("no command {id} for {sn}")));
+    }
+    let back = format!("/ui/terminals/{}#commands", layout::enc(sn.as_str()));
+    let flash = match app
+        .store
+        .cancel_command(id, &format!("ui:{}", user.name), Utc::now())
+        .await
+    {
+        Ok(_) => Flash::ok(format!("Command {id} cancelled.")),
+        Err(e @ crate::store::operations::CancelError::NotQueued(_)) => Flash::error(e.to_string()),
+        Err(crate::store::operations::CancelError::Store(e)) => return Err(e.into()),
+    };
+    Ok(layout::redirect_with_flash(&back, flash))
 }
 
 /// `GET /ui/terminals/{sn}/commands/{id}`: `{"done": bool, "status": "…"}` for the page that follows a command.

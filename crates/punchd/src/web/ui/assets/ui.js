@@ -18,7 +18,10 @@
   }
 
   // The live feed: <table data-live-events="URL" data-live-max="N">; the server sends at most one message
-  // per 250 ms with every event since the last one, and the table keeps the newest N rows.
+  // per 250 ms with every event since the last one, and the table keeps the newest N rows: only those of a
+  // message are built, older rows are removed, so the page's memory stays flat at any rate. The table's
+  // data-live-received attribute counts the punches announced so far (shown or dropped), for
+  // scripts/bench/live-feed.sh.
   function liveFeed(table) {
     var url = table.getAttribute('data-live-events');
     var max = parseInt(table.getAttribute('data-live-max') || '200', 10);
@@ -27,6 +30,7 @@
     var empty = document.getElementById('live-empty');
     if (!url || !body || typeof EventSource === 'undefined') { return; }
     var source = new EventSource(url);
+    var received = 0;
     var say = function (text) { if (status) { status.textContent = text; } };
     source.addEventListener('open', function () { say('Connected: new punches appear at the top.'); });
     source.addEventListener('error', function () { say('Connection lost; reconnecting…'); });
@@ -36,8 +40,11 @@
       var fresh = body.querySelectorAll('tr.fresh');
       for (var i = 0; i < fresh.length; i++) { fresh[i].classList.remove('fresh'); }
       var rows = data.punches || [];
+      received += rows.length + (data.dropped || 0);
+      table.setAttribute('data-live-received', String(received));
       var frag = document.createDocumentFragment();
-      for (var j = rows.length - 1; j >= 0; j--) {
+      var oldest = Math.max(0, rows.length - max);
+      for (var j = rows.length - 1; j >= oldest; j--) {
         var p = rows[j];
         var tr = document.createElement('tr');
         tr.className = 'fresh';
