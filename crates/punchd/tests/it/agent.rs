@@ -359,7 +359,11 @@ fn the_agent_survives_kill_9_and_hub_outages_and_repairs_a_deleted_range() {
         "{resent:?}"
     );
     let covered: BTreeSet<i64> = resent.iter().flat_map(|&(a, b)| a..=b).collect();
-    assert_eq!(covered, (gap_from..=held_seq).collect(), "{resent:?}");
+    assert_eq!(
+        covered,
+        (gap_from..=held_seq).collect::<BTreeSet<i64>>(),
+        "{resent:?}"
+    );
     let n_resent: i64 = resent.iter().map(|&(a, b)| b - a + 1).sum();
     assert!(
         n_resent <= held_seq - gap_from + 1 + 40,
