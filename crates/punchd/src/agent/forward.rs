@@ -20,7 +20,9 @@
 //! Gaps: [`reconcile`] compares the agent's state with what the hub says it holds ([`DeviceStatus`]). The hub
 //! ahead (it stored a batch whose answer was lost) moves `acked` forward. The hub behind in sequence, or holding
 //! fewer punches than it acknowledged (rows deleted, a restored backup), raises an **alarm** and moves `acked`
-//! back to the last point both agree on, from where everything is sent again.
+//! back to the last point both agree on, from where everything is sent again: the hub's sequence, or with a gap
+//! the start of the earliest batch the hub no longer holds in full (`DeviceStatus::resend_from`; sequence 1 with
+//! a hub too old to say).
 
 use chrono::{DateTime, Utc};
 
@@ -130,21 +132,32 @@ pub async fn reconcile(app: &App, status: &DeviceStatus) -> anyhow::Result<()> {
     }
     let agreed = state.acked_seq.min(status.last_seq);
     if (status.count as i64) < agreed {
-        // Punches the hub acknowledged are gone. The count does not say which, so the last point both agree on
-        // is the start: everything is sent again and the hub keeps what it still has once.
+        // Punches the hub acknowledged are gone. A hub that records its batches names the earliest one that lost
+        // punches (`resend_from`): everything before it is held, so that is the last point both agree on. An
+        // older hub does not say, and the start is the only such point. The hub keeps each punch once either way.
+        let from = status
+            .resend_from
+            .filter(|from| (1..=agreed).contains(from))
+            .unwrap_or(1);
         raise_alarm(
             app,
             &sn,
             "gap",
             format!(
-                "the hub holds {} punches of {sn} but acknowledged {agreed}; sending all {} again",
-                status.count, state.acked_seq
+                "the hub holds {} punches of {sn} but acknowledged {agreed}; sending again from sequence {from} \
+                 ({} of {} punches)",
+                status.count,
+                state.acked_seq - from + 1,
+                state.acked_seq
             ),
         )
         .await;
-        state = Outbound {
-            phase: Phase::Stored,
-            ..Outbound::new(sn.clone())
+        state = match at_seq(app, &state, from - 1).await? {
+            Some(back) => back,
+            None => Outbound {
+                phase: Phase::Stored,
+                ..Outbound::new(sn.clone())
+            },
         };
     }
     if state != before {

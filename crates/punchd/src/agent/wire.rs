@@ -47,6 +47,11 @@ pub struct DeviceStatus {
     /// Punches of the device the hub holds now (from every source). Fewer than `last_seq` means punches the
     /// hub acknowledged are missing: a gap.
     pub count: u64,
+    /// Set only with a gap (hubs from the version that added it; older hubs never send it, and older agents
+    /// ignore it): the first sequence number of the earliest batch the hub acknowledged and no longer holds in
+    /// full. Everything before it is held, so the agent re-sends from here instead of from sequence 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resend_from: Option<i64>,
 }
 
 /// The answer to a hello.

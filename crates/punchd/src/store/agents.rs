@@ -4,7 +4,22 @@
 //! `agents` rows.
 //!
 //! How far the hub holds an agent-fed device is not kept here but in the device's stamp [`SEQ_STAMP`], which the
-//! agent API writes in the same transaction as the punches of a batch (so it is never ahead of them).
+//! store advances in the same transaction as the punches of a batch (so it is never ahead of them), when the batch
+//! carries a [`SeqRun`] ([`crate::store::Batch::agent_seq`]).
+//!
+//! **Several hub instances.** The check "does this batch start at most one past what the hub holds?" and the
+//! advance of [`SEQ_STAMP`] happen inside the batch's transaction, holding the device's sequence until the commit:
+//! on PostgreSQL a transaction-scoped advisory lock keyed by the device (`pg_advisory_xact_lock(
+//! hashtextextended('agent:seq:<SN>', 0))`, the same key on every instance), on SQLite the single writer (one
+//! instance per file). So two instances behind a load balancer taking batches of one device never interleave the
+//! check and the write: the stamp never moves back and never skips a sequence number.
+//!
+//! **Gaps.** Each acknowledged batch of punches is recorded (table `agent_batches`: its journal entry, its
+//! sequence run and how many punches it newly stored). The punches it stored carry its journal id, so when the
+//! hub holds fewer punches of a device than it acknowledged, the earliest batch whose journal id holds fewer
+//! punches than it stored is where the loss starts ([`AgentStore::agent_resend_from`]): the agent re-sends from
+//! there, not from the start. Once the device is whole again ([`AgentStore::settle_agent_gap`]) each batch's
+//! count is re-based on what it holds now (the punches re-sent are held by the new batches' journal entries).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -15,6 +30,35 @@ use crate::domain::{DeviceSn, Punch};
 /// The stamps-table key under which the hub keeps, per agent-fed device, the highest sequence number of a batch
 /// it acknowledged (`<seq>` in decimal).
 pub const SEQ_STAMP: &str = "agent:seq";
+
+/// The stamps-table key under which the hub keeps, while a device fed by an agent has a gap, the sequence number
+/// it told the agent to re-send from (`<seq>` in decimal); removed by [`AgentStore::settle_agent_gap`].
+pub const GAP_STAMP: &str = "agent:gap";
+
+/// The sequence run of an agent batch ([`crate::store::Batch::agent_seq`]): the punches of the batch are the
+/// device's sequence numbers `first_seq ..= last_seq` on the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeqRun {
+    /// The device.
+    pub device_sn: DeviceSn,
+    /// Sequence number of the first punch (≥ 1).
+    pub first_seq: i64,
+    /// Sequence number of the last punch (`first_seq - 1` for a batch without punches).
+    pub last_seq: i64,
+}
+
+/// The message of the `Conflict` a store returns when a batch's [`SeqRun`] starts past what the hub holds
+/// (`first_seq > held + 1`); nothing of the batch was written.
+pub fn sequence_gap_message(sn: &DeviceSn, held: i64, first_seq: i64) -> String {
+    format!(
+        "sequence gap: the hub holds {sn} up to sequence {held}; the batch starts at {first_seq}"
+    )
+}
+
+/// Whether a store error is the sequence-gap refusal of [`sequence_gap_message`].
+pub fn is_sequence_gap(e: &super::StoreError) -> bool {
+    matches!(e, super::StoreError::Conflict(m) if m.starts_with("sequence gap: "))
+}
 
 /// An agent to register on the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +252,17 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn agent_alarms(&self, agent_id: i64, limit: usize) -> Result<Vec<AgentAlarm>>;
     /// Agent side: mark alarms as taken by the hub.
     async fn mark_alarms_reported(&self, ids: Vec<i64>, now: DateTime<Utc>) -> Result<()>;
+
+    /// Hub side: where an agent must re-send a device from, when the hub lost punches it acknowledged: the first
+    /// sequence number of the earliest recorded batch of the device (table `agent_batches`) that holds fewer
+    /// punches than it stored, or 1 when no batch does (the loss is in punches the hub holds from elsewhere, or
+    /// older than the records). Remembers the open gap ([`GAP_STAMP`]). Reads every punch of the device: call it
+    /// only when the device's count is below its sequence stamp.
+    async fn agent_resend_from(&self, sn: &DeviceSn, now: DateTime<Utc>) -> Result<i64>;
+    /// Hub side: the device is whole again (its count reached its sequence stamp). If a gap was open
+    /// ([`GAP_STAMP`]), re-base each recorded batch's count on the punches it holds now and close the gap;
+    /// returns whether one was open. Cheap when none is.
+    async fn settle_agent_gap(&self, sn: &DeviceSn) -> Result<bool>;
 
     /// Agent side: the forwarding state of a device (`Outbound::new` when there is none yet).
     async fn outbound(&self, sn: &DeviceSn) -> Result<Outbound>;

@@ -4,7 +4,10 @@
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
-use super::agents::{AgentContact, NewAgent, NewAlarm, Outbound, Phase};
+use super::agents::{
+    is_sequence_gap, AgentContact, NewAgent, NewAlarm, Outbound, Phase, SeqRun, GAP_STAMP,
+    SEQ_STAMP,
+};
 use super::{Batch, RawEntry, Store, StoreError};
 use crate::domain::{DeviceSn, NewPunch, Pin, PunchState, Source};
 
@@ -52,10 +55,154 @@ fn batch(device: &DeviceSn, first: usize, n: usize, at: DateTime<Utc>) -> Batch 
     batch
 }
 
-/// Every check of the agents contract.
-pub(crate) async fn run_all(store: &dyn Store) {
+/// Every check of the agents contract. `lose` deletes punches of a device by PIN behind the store's back (a
+/// restored backup, a manual `DELETE`), with a connection of its own.
+pub(crate) async fn run_all(store: &dyn Store, lose: impl AsyncFn(&str, Vec<String>)) {
     hub_side_agents_devices_and_alarms(store).await;
     agent_side_forwarding_state_and_backlog(store).await;
+    hub_side_sequence_runs(store).await;
+    hub_side_sequence_runs_hold_under_concurrency(store).await;
+    hub_side_gap_is_found_at_the_earliest_batch_that_lost_punches(store, lose).await;
+}
+
+/// An agent batch of `device`: sequence numbers `first..=last`, PIN = sequence number.
+fn agent_batch(device: &DeviceSn, first: i64, last: i64, at: DateTime<Utc>) -> Batch {
+    let mut b = batch(device, first as usize, (last - first + 1) as usize, at);
+    b.raw.kind = "agent:batch".into();
+    b.agent_seq = Some(SeqRun {
+        device_sn: device.clone(),
+        first_seq: first,
+        last_seq: last,
+    });
+    b
+}
+
+async fn stamp_of(store: &dyn Store, device: &DeviceSn, table: &str) -> Option<String> {
+    store
+        .stamps(device)
+        .await
+        .expect("stamps")
+        .into_iter()
+        .find(|(t, _)| t == table)
+        .map(|(_, v)| v)
+}
+
+async fn count_of(store: &dyn Store, device: &DeviceSn) -> u64 {
+    store
+        .count_punches(&super::PunchFilter {
+            device_sn: Some(device.clone()),
+            ..super::PunchFilter::default()
+        })
+        .await
+        .expect("count")
+}
+
+async fn hub_side_sequence_runs(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 4, 8, 0, 0).unwrap();
+    let d = sn("SEQ1");
+    let out = store
+        .write_batch(agent_batch(&d, 1, 3, t0))
+        .await
+        .expect("1..=3");
+    assert_eq!((out.n_stored, out.n_duplicate), (3, 0));
+    assert_eq!(stamp_of(store, &d, SEQ_STAMP).await.as_deref(), Some("3"));
+    // Past what the hub holds: refused, nothing written.
+    let refused = store.write_batch(agent_batch(&d, 5, 6, t0)).await;
+    assert!(refused.as_ref().is_err_and(is_sequence_gap), "{refused:?}");
+    assert_eq!(count_of(store, &d).await, 3);
+    assert_eq!(stamp_of(store, &d, SEQ_STAMP).await.as_deref(), Some("3"));
+    // Overlapping and contiguous runs are taken; a re-sent older run never moves the stamp back.
+    let out = store
+        .write_batch(agent_batch(&d, 2, 5, t0))
+        .await
+        .expect("2..=5");
+    assert_eq!((out.n_stored, out.n_duplicate), (2, 2));
+    assert_eq!(stamp_of(store, &d, SEQ_STAMP).await.as_deref(), Some("5"));
+    let out = store
+        .write_batch(agent_batch(&d, 1, 2, t0))
+        .await
+        .expect("1..=2 again");
+    assert_eq!((out.n_stored, out.n_duplicate), (0, 2));
+    assert_eq!(stamp_of(store, &d, SEQ_STAMP).await.as_deref(), Some("5"));
+    assert_eq!(count_of(store, &d).await, 5);
+    // A whole device has no gap to settle.
+    assert!(!store.settle_agent_gap(&d).await.expect("settle"));
+}
+
+/// Eight runs of one device written at once, each retried while it starts past what the hub holds (as agents
+/// behind several hub instances would): each is taken exactly once in order, the stamp ends at the last one.
+async fn hub_side_sequence_runs_hold_under_concurrency(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 5, 8, 0, 0).unwrap();
+    let d = sn("SEQ2");
+    let writers = (0..8i64).map(|i| {
+        let d = d.clone();
+        async move {
+            let (first, last) = (i * 5 + 1, i * 5 + 5);
+            let mut refused = 0u32;
+            loop {
+                match store.write_batch(agent_batch(&d, first, last, t0)).await {
+                    Ok(out) => return (out.n_stored, refused),
+                    Err(e) if is_sequence_gap(&e) => {
+                        refused += 1;
+                        assert!(refused < 10_000, "run {first}..={last} never taken");
+                        tokio::task::yield_now().await;
+                    }
+                    Err(e) => panic!("run {first}..={last}: {e}"),
+                }
+            }
+        }
+    });
+    let outcomes = futures_util::future::join_all(writers).await;
+    assert!(outcomes.iter().all(|(n, _)| *n == 5), "{outcomes:?}");
+    assert_eq!(stamp_of(store, &d, SEQ_STAMP).await.as_deref(), Some("40"));
+    assert_eq!(count_of(store, &d).await, 40);
+}
+
+async fn hub_side_gap_is_found_at_the_earliest_batch_that_lost_punches(
+    store: &dyn Store,
+    lose: impl AsyncFn(&str, Vec<String>),
+) {
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 6, 8, 0, 0).unwrap();
+    let d = sn("GAP1");
+    // Runs 1..=4, 5..=8, a re-send of 5..=8 (all duplicates), 9..=12, 13..=16.
+    for (first, last) in [(1, 4), (5, 8), (5, 8), (9, 12), (13, 16)] {
+        store
+            .write_batch(agent_batch(&d, first, last, t0))
+            .await
+            .expect("run");
+    }
+    assert_eq!(count_of(store, &d).await, 16);
+    // Punches 10 and 14 go: the earliest batch that lost punches starts at 9.
+    lose(d.as_str(), vec!["10".into(), "14".into()]).await;
+    assert_eq!(count_of(store, &d).await, 14);
+    assert_eq!(store.agent_resend_from(&d, t0).await.expect("from"), 9);
+    assert_eq!(stamp_of(store, &d, GAP_STAMP).await.as_deref(), Some("9"));
+    // The agent re-sends 9..=16: whole again; settling re-bases the batches on what they hold now.
+    for (first, last) in [(9, 12), (13, 16)] {
+        store
+            .write_batch(agent_batch(&d, first, last, t0))
+            .await
+            .expect("re-send");
+    }
+    assert_eq!(count_of(store, &d).await, 16);
+    assert_eq!(stamp_of(store, &d, SEQ_STAMP).await.as_deref(), Some("16"));
+    assert!(store.settle_agent_gap(&d).await.expect("settle"));
+    assert_eq!(stamp_of(store, &d, GAP_STAMP).await, None);
+    assert!(!store.settle_agent_gap(&d).await.expect("settled"));
+    // A later loss is found where it is, not at the batch repaired before (its lost punches are held by the
+    // re-sent batch now). Punch 3 held by the first batch: from 1.
+    lose(d.as_str(), vec!["15".into()]).await;
+    assert_eq!(store.agent_resend_from(&d, t0).await.expect("from"), 13);
+    lose(d.as_str(), vec!["3".into()]).await;
+    assert_eq!(store.agent_resend_from(&d, t0).await.expect("from"), 1);
+    // Punches the hub holds from no recorded batch: it cannot say, so from the start.
+    let other = sn("GAP2");
+    store
+        .write_batch(batch(&other, 1, 4, t0))
+        .await
+        .expect("pull");
+    lose(other.as_str(), vec!["2".into()]).await;
+    assert_eq!(store.agent_resend_from(&other, t0).await.expect("from"), 1);
 }
 
 async fn hub_side_agents_devices_and_alarms(store: &dyn Store) {
@@ -300,8 +447,18 @@ mod tests {
     #[tokio::test]
     async fn sqlite_keeps_the_agents_contract() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store =
-            SqliteStore::open(&dir.path().join("a.db"), Durability::PowerSafe).expect("open");
-        super::run_all(&store).await;
+        let path = dir.path().join("a.db");
+        let store = SqliteStore::open(&path, Durability::PowerSafe).expect("open");
+        let lose = async |sn: &str, pins: Vec<String>| {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            for pin in pins {
+                conn.execute(
+                    "DELETE FROM punches WHERE device_sn = ?1 AND pin = ?2",
+                    [sn, pin.as_str()],
+                )
+                .expect("delete");
+            }
+        };
+        super::run_all(&store, lose).await;
     }
 }

@@ -233,6 +233,10 @@ pub struct Batch {
     pub stamp: Option<(DeviceSn, String, String)>,
     /// Key/values to merge into the device's `info` (options push, INFO).
     pub device_info: Option<(DeviceSn, serde_json::Map<String, serde_json::Value>)>,
+    /// An agent batch's sequence run (issue 10, [`agents`] module doc): checked against the device's
+    /// [`agents::SEQ_STAMP`] and advanced in the batch's transaction, holding the device's sequence across
+    /// instances; `Conflict` ([`agents::is_sequence_gap`]) when it starts past what the hub holds.
+    pub agent_seq: Option<agents::SeqRun>,
 }
 
 impl Batch {
@@ -248,6 +252,7 @@ impl Batch {
             records: Vec::new(),
             stamp: None,
             device_info: None,
+            agent_seq: None,
         }
     }
 

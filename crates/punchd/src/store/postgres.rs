@@ -90,6 +90,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_leases",
         sql: include_str!("../../migrations/postgres/0008_leases.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_agent_batches",
+        sql: include_str!("../../migrations/postgres/0010_agent_batches.sql"),
+    },
 ];
 
 /// The advisory lock key migrations run under (any constant; "punchd" in ASCII): several instances starting at
@@ -569,6 +574,11 @@ async fn write_batch_on(
     batch: &Batch,
 ) -> Result<BatchOutcome> {
     let received = batch.raw.received_at;
+    // An agent batch holds its device's sequence first (postgres/agents.rs), so instances never interleave.
+    let agent_held = match &batch.agent_seq {
+        Some(run) => Some(agents::begin_agent_seq(&**tx, run).await?),
+        None => None,
+    };
     // One statement takes the journal id and stores every punch of the batch (perf-limits.md: one statement per
     // batch, arrays unnested, ON CONFLICT DO NOTHING). Re-sent punches are skipped by the identity index; the
     // ids returned are the ones newly stored.
@@ -660,6 +670,9 @@ async fn write_batch_on(
         )
         .await
         .map_err(backend)?;
+    }
+    if let (Some(run), Some(held)) = (&batch.agent_seq, agent_held) {
+        agents::finish_agent_seq(&**tx, run, held, journal_id, n_stored, n, received).await?;
     }
     if let Some((sn, info)) = &batch.device_info {
         let firmware = info
@@ -1754,7 +1767,17 @@ mod tests {
         let store = PgStore::open_isolated_for_test(&url)
             .await
             .expect("open postgres");
-        super::super::contract_agents::run_all(&store).await;
+        let lose = async |sn: &str, pins: Vec<String>| {
+            let client = store.client().await.expect("client");
+            client
+                .execute(
+                    "DELETE FROM punches WHERE device_sn = $1 AND pin = ANY($2)",
+                    &[&sn, &pins],
+                )
+                .await
+                .expect("delete");
+        };
+        super::super::contract_agents::run_all(&store, lose).await;
     }
 
     /// The UI accounts contract on PostgreSQL, in a schema of its own.

@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_ui_accounts.sql"),
     include_str!("../../migrations/sqlite/0012_delivery.sql"),
     include_str!("../../migrations/sqlite/0013_leases.sql"),
+    include_str!("../../migrations/sqlite/0015_agent_batches.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.
@@ -656,6 +657,11 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
     // and transaction as the records, so it is durable exactly when they are.
     let journal_id = hardening::next_journal_id(conn)?;
     let received = ms(batch.raw.received_at);
+    // An agent batch is checked against its device's sequence first (sqlite/agents.rs).
+    let agent_held = match &batch.agent_seq {
+        Some(run) => Some(agents::begin_agent_seq(conn, run)?),
+        None => None,
+    };
     let (n_stored, n_duplicate, new_ids) =
         insert_punches_on(conn, &batch.punches, received, journal_id)?;
     if let Some(range) = new_ids {
@@ -785,6 +791,16 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
         )
         .and_then(|mut st| st.execute(params![sn.as_str(), table, value, received]))
         .map_err(backend)?;
+    }
+    if let (Some(run), Some(held)) = (&batch.agent_seq, agent_held) {
+        agents::finish_agent_seq(
+            conn,
+            run,
+            held,
+            journal_id,
+            (n_stored, batch.punches.len()),
+            received,
+        )?;
     }
     if let Some((sn, info)) = &batch.device_info {
         merge_info_on(conn, sn.as_str(), info)?;

@@ -7,10 +7,9 @@
 //! - `GET /api/v1/agents`, API token of scope `read`: every agent with its last contact, backlog, devices and
 //!   alarms.
 //!
-//! The hub keeps how far it holds a device as the stamp [`SEQ_STAMP`], written in the batch's transaction.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+//! The hub keeps how far it holds a device as the stamp [`SEQ_STAMP`], checked and advanced in the batch's
+//! transaction under a hold on the device's sequence that works across hub instances on PostgreSQL (see
+//! [`crate::store::agents`]): any instance behind a load balancer may take any batch.
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -32,7 +31,9 @@ use crate::devices::registry::new_pull_device;
 use crate::domain::{DeviceSn, Scope, Source, Transport};
 use crate::ingest::{Delivery, PunchRecord};
 use crate::sources::push::RemoteAddr;
-use crate::store::agents::{AgentContact, AgentInfo, NewAlarm, SEQ_STAMP};
+use crate::store::agents::{
+    is_sequence_gap, AgentContact, AgentInfo, NewAlarm, SeqRun, GAP_STAMP, SEQ_STAMP,
+};
 use crate::store::{Batch, DevicePatch, PunchFilter, RawEntry, SeenUpdate, StoreError};
 
 /// The OpenAPI paths of these routes (merged into `/api/v1/openapi.json`).
@@ -127,21 +128,29 @@ async fn owned_device(app: &App, agent: &AgentInfo, sn: &str) -> Result<DeviceSn
     }
 }
 
-/// How far the hub holds a device: the [`SEQ_STAMP`] stamp (0 when there is none).
-async fn last_seq(app: &App, sn: &DeviceSn) -> Result<i64, StoreError> {
-    Ok(app
-        .store
-        .stamps(sn)
-        .await?
-        .into_iter()
+/// How far the hub holds a device: the [`SEQ_STAMP`] stamp (0 when there is none), and whether a gap is open
+/// ([`GAP_STAMP`]).
+async fn held(app: &App, sn: &DeviceSn) -> Result<(i64, bool), StoreError> {
+    let stamps = app.store.stamps(sn).await?;
+    let seq = stamps
+        .iter()
         .find(|(table, _)| table == SEQ_STAMP)
         .and_then(|(_, value)| value.trim().parse().ok())
-        .unwrap_or(0))
+        .unwrap_or(0);
+    let gap_open = stamps.iter().any(|(table, _)| table == GAP_STAMP);
+    Ok((seq, gap_open))
 }
 
-/// The status of a device; raises a `gap` alarm at the hub when it holds fewer punches than it acknowledged.
+/// How far the hub holds a device: the [`SEQ_STAMP`] stamp (0 when there is none).
+async fn last_seq(app: &App, sn: &DeviceSn) -> Result<i64, StoreError> {
+    Ok(held(app, sn).await?.0)
+}
+
+/// The status of a device. When the hub holds fewer punches than it acknowledged (a gap) it raises a `gap` alarm
+/// at the hub and names where the agent must re-send from (`resend_from`, the earliest batch that lost punches);
+/// once the device is whole again the gap is settled.
 async fn status_of(app: &App, agent: &AgentInfo, sn: &DeviceSn) -> Result<DeviceStatus, Error> {
-    let last_seq = last_seq(app, sn).await?;
+    let (last_seq, gap_open) = held(app, sn).await?;
     let count = app
         .store
         .count_punches(&PunchFilter {
@@ -149,12 +158,16 @@ async fn status_of(app: &App, agent: &AgentInfo, sn: &DeviceSn) -> Result<Device
             ..PunchFilter::default()
         })
         .await?;
+    let mut resend_from = None;
     if (count as i64) < last_seq {
+        let from = app.store.agent_resend_from(sn, Utc::now()).await?;
+        resend_from = Some(from);
         let message = format!(
-            "the hub holds {count} punches of {sn} but acknowledged {last_seq} from agent {:?}",
+            "the hub holds {count} punches of {sn} but acknowledged {last_seq} from agent {:?}; the earliest \
+             batch that lost punches starts at sequence {from}",
             agent.name
         );
-        tracing::warn!(agent = %agent.name, sn = %sn, count, last_seq, "agent-fed device has a gap");
+        tracing::warn!(agent = %agent.name, sn = %sn, count, last_seq, resend_from = from, "agent-fed device has a gap");
         let newest = app.store.agent_alarms(agent.id, 1).await?;
         let repeated = newest
             .first()
@@ -171,11 +184,14 @@ async fn status_of(app: &App, agent: &AgentInfo, sn: &DeviceSn) -> Result<Device
                 })
                 .await?;
         }
+    } else if gap_open && app.store.settle_agent_gap(sn).await? {
+        tracing::info!(agent = %agent.name, sn = %sn, count, last_seq, "agent-fed device is whole again");
     }
     Ok(DeviceStatus {
         device_sn: sn.to_string(),
         last_seq,
         count,
+        resend_from,
     })
 }
 
@@ -282,20 +298,11 @@ async fn hello(
     }))
 }
 
-/// One lock per device, so two batches of one device never interleave their check and write of the stamp.
-fn device_lock(sn: &DeviceSn) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<DeviceSn, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
-    let locks = LOCKS.get_or_init(Mutex::default);
-    let mut locks = locks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    locks.entry(sn.clone()).or_default().clone()
-}
-
 /// `POST /api/v1/agent/batches`: punches of one device ([`PunchBatch`]). Stored through `ingest` (source
-/// `pull`, the body journaled raw) with the device's new sequence stamp in the same transaction; the answer
-/// comes after the commit. 409 [`SequenceGap`] when the batch starts past what the hub holds; 503 when storage
-/// failed (nothing acknowledged: send again).
+/// `pull`, the body journaled raw); the store checks the batch's sequence run against the device's stamp and
+/// advances it in the same transaction, holding the device's sequence across hub instances
+/// ([`crate::store::agents`]); the answer comes after the commit. 409 [`SequenceGap`] when the batch starts past
+/// what the hub holds; 503 when storage failed (nothing acknowledged: send again).
 #[utoipa::path(post, path = "/api/v1/agent/batches", request_body = PunchBatch, security(("bearer" = [])),
     responses((status = 200, description = "Stored (durable)", body = BatchReply),
               (status = 409, description = "The batch starts past what the hub holds", body = SequenceGap),
@@ -320,27 +327,14 @@ async fn receive_batch(
     let time_zone = zone
         .and_then(|z| z.parse::<Tz>().ok())
         .unwrap_or(app.config.default_time_zone);
-    let lock = device_lock(&sn);
-    let guard = lock.lock().await;
+    // Read outside the batch's transaction, for the quick refusal and the answer: the stamp only grows, so what
+    // is read here is at most what the store sees under its hold.
     let held = last_seq(&app, &sn).await?;
     if batch.first_seq > held + 1 {
-        tracing::warn!(agent = %agent.name, sn = %sn, first_seq = batch.first_seq, held, "agent batch starts past what the hub holds");
-        return Ok((
-            StatusCode::CONFLICT,
-            Json(SequenceGap {
-                error: format!(
-                    "the hub holds {sn} up to sequence {held}; this batch starts at {}: send from {}",
-                    batch.first_seq,
-                    held + 1
-                ),
-                last_seq: held,
-            }),
-        )
-            .into_response());
+        return Ok(gap_response(&agent, &sn, batch.first_seq, held));
     }
     if batch.punches.is_empty() {
         // A watermark only: nothing to journal (like a heartbeat).
-        drop(guard);
         if let Some(at) = batch.complete_as_of {
             app.store
                 .record_seen(vec![SeenUpdate {
@@ -374,7 +368,11 @@ async fn receive_batch(
         body: body.to_vec(),
         errors: Vec::new(),
     });
-    store_batch.stamp = Some((sn.clone(), SEQ_STAMP.to_owned(), acked_seq.to_string()));
+    store_batch.agent_seq = Some(SeqRun {
+        device_sn: sn.clone(),
+        first_seq: batch.first_seq,
+        last_seq: batch.last_seq(),
+    });
     let punches = batch
         .punches
         .iter()
@@ -389,7 +387,7 @@ async fn receive_batch(
             extra: p.extra.clone(),
         })
         .collect();
-    let outcome = app
+    let outcome = match app
         .ingest
         .ingest(Delivery {
             device_sn: sn.clone(),
@@ -398,8 +396,17 @@ async fn receive_batch(
             punches,
             batch: store_batch,
         })
-        .await?;
-    drop(guard);
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(e) if is_sequence_gap(&e) => {
+            // Another instance's view moved between the read above and the store's hold (the hub's stamp went
+            // back, e.g. a restored backup): nothing was written.
+            let held = last_seq(&app, &sn).await?;
+            return Ok(gap_response(&agent, &sn, batch.first_seq, held));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(at) = batch.complete_as_of {
         app.store
             .record_seen(vec![SeenUpdate {
@@ -431,8 +438,24 @@ async fn receive_batch(
     .into_response())
 }
 
+/// The 409 answer to a batch that starts past what the hub holds.
+fn gap_response(agent: &AgentInfo, sn: &DeviceSn, first_seq: i64, held: i64) -> Response {
+    tracing::warn!(agent = %agent.name, sn = %sn, first_seq, held, "agent batch starts past what the hub holds");
+    (
+        StatusCode::CONFLICT,
+        Json(SequenceGap {
+            error: format!(
+                "the hub holds {sn} up to sequence {held}; this batch starts at {first_seq}: send from {}",
+                held + 1
+            ),
+            last_seq: held,
+        }),
+    )
+        .into_response()
+}
+
 /// `GET /api/v1/agent/devices/{sn}`: how far the hub holds a device of this agent (sequence acknowledged, punches
-/// held). A count below the sequence raises a `gap` alarm at the hub.
+/// held). A count below the sequence raises a `gap` alarm at the hub and the answer names `resend_from`.
 #[utoipa::path(get, path = "/api/v1/agent/devices/{sn}", params(("sn" = String, Path, description = "Serial number")),
     security(("bearer" = [])),
     responses((status = 200, description = "Where the device stands", body = DeviceStatus),

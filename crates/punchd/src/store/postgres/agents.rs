@@ -8,8 +8,8 @@ use tokio_postgres::{GenericClient, Row};
 use super::{backend, col, commit, narrow, punch_from_row, sn_from, PgStore, PUNCH_COLUMNS};
 use crate::domain::{DeviceSn, Punch};
 use crate::store::agents::{
-    AgentAlarm, AgentContact, AgentDevice, AgentInfo, AgentStore, NewAgent, NewAlarm, Outbound,
-    Phase,
+    sequence_gap_message, AgentAlarm, AgentContact, AgentDevice, AgentInfo, AgentStore, NewAgent,
+    NewAlarm, Outbound, Phase, SeqRun, GAP_STAMP, SEQ_STAMP,
 };
 use crate::store::{Result, StoreError};
 
@@ -99,6 +99,82 @@ fn outbound_from_row(row: &Row) -> Result<Outbound> {
         sent_seq: col(row, 5)?,
         sent_at: col(row, 6)?,
     })
+}
+
+/// The highest sequence number the hub holds for a device ([`SEQ_STAMP`], 0 when none).
+async fn held_seq(client: &impl GenericClient, sn: &str) -> Result<i64> {
+    let row = client
+        .query_opt(
+            "SELECT value FROM stamps WHERE device_sn = $1 AND table_name = $2",
+            &[&sn, &SEQ_STAMP],
+        )
+        .await
+        .map_err(backend)?;
+    Ok(match row {
+        Some(row) => col::<String>(&row, 0)?.trim().parse().unwrap_or(0),
+        None => 0,
+    })
+}
+
+/// First step of an agent batch's transaction, before its punches: hold the device's sequence until the commit
+/// (a transaction-scoped advisory lock keyed by the device, the same on every instance), then check the run
+/// against what the hub holds. Returns the sequence number held; `Conflict` ([`sequence_gap_message`]) when the
+/// run starts past it.
+pub(super) async fn begin_agent_seq(tx: &impl GenericClient, run: &SeqRun) -> Result<i64> {
+    let key = format!("agent:seq:{}", run.device_sn);
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&key],
+    )
+    .await
+    .map_err(backend)?;
+    let held = held_seq(tx, run.device_sn.as_str()).await?;
+    if run.first_seq > held + 1 {
+        return Err(StoreError::Conflict(sequence_gap_message(
+            &run.device_sn,
+            held,
+            run.first_seq,
+        )));
+    }
+    Ok(held)
+}
+
+/// Last step of an agent batch's transaction: the stamp moves to `max(held, last_seq)` (never back), and a batch
+/// with punches is recorded with how many it newly stored.
+pub(super) async fn finish_agent_seq(
+    tx: &impl GenericClient,
+    run: &SeqRun,
+    held: i64,
+    journal_id: i64,
+    n_stored: usize,
+    n_punches: usize,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let acked = held.max(run.last_seq);
+    tx.execute(
+        "INSERT INTO stamps (device_sn, table_name, value, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (device_sn, table_name) DO UPDATE SET value = excluded.value, \
+         updated_at = excluded.updated_at",
+        &[&run.device_sn.as_str(), &SEQ_STAMP, &acked.to_string(), &at],
+    )
+    .await
+    .map_err(backend)?;
+    if n_punches > 0 {
+        tx.execute(
+            "INSERT INTO agent_batches (journal_id, device_sn, first_seq, last_seq, n_stored) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &journal_id,
+                &run.device_sn.as_str(),
+                &run.first_seq,
+                &run.last_seq,
+                &i64::try_from(n_stored).unwrap_or(i64::MAX),
+            ],
+        )
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -274,6 +350,58 @@ impl AgentStore for PgStore {
         .await
         .map_err(backend)?;
         commit(tx).await
+    }
+
+    async fn agent_resend_from(&self, sn: &DeviceSn, now: DateTime<Utc>) -> Result<i64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let row = tx
+            .query_one(
+                "SELECT COALESCE(MIN(b.first_seq), 1) FROM agent_batches b \
+                 LEFT JOIN (SELECT journal_id, COUNT(*) AS n FROM punches WHERE device_sn = $1 \
+                   GROUP BY journal_id) p ON p.journal_id = b.journal_id \
+                 WHERE b.device_sn = $1 AND COALESCE(p.n, 0) < b.n_stored",
+                &[&sn.as_str()],
+            )
+            .await
+            .map_err(backend)?;
+        let from: i64 = col(&row, 0)?;
+        tx.execute(
+            "INSERT INTO stamps (device_sn, table_name, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (device_sn, table_name) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+            &[&sn.as_str(), &GAP_STAMP, &from.to_string(), &now],
+        )
+        .await
+        .map_err(backend)?;
+        commit(tx).await?;
+        Ok(from)
+    }
+
+    async fn settle_agent_gap(&self, sn: &DeviceSn) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let open = tx
+            .execute(
+                "DELETE FROM stamps WHERE device_sn = $1 AND table_name = $2",
+                &[&sn.as_str(), &GAP_STAMP],
+            )
+            .await
+            .map_err(backend)?;
+        if open == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE agent_batches b SET n_stored = COALESCE(p.n, 0) FROM agent_batches b2 \
+             LEFT JOIN (SELECT journal_id, COUNT(*) AS n FROM punches WHERE device_sn = $1 \
+               GROUP BY journal_id) p ON p.journal_id = b2.journal_id \
+             WHERE b2.journal_id = b.journal_id AND b.device_sn = $1",
+            &[&sn.as_str()],
+        )
+        .await
+        .map_err(backend)?;
+        commit(tx).await?;
+        Ok(true)
     }
 
     async fn outbound(&self, sn: &DeviceSn) -> Result<Outbound> {

@@ -7,8 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::{backend, from_ms, ms, punch_from_row, sn_from, SqliteStore, PUNCH_COLUMNS};
 use crate::domain::{DeviceSn, Punch};
 use crate::store::agents::{
-    AgentAlarm, AgentContact, AgentDevice, AgentInfo, AgentStore, NewAgent, NewAlarm, Outbound,
-    Phase,
+    sequence_gap_message, AgentAlarm, AgentContact, AgentDevice, AgentInfo, AgentStore, NewAgent,
+    NewAlarm, Outbound, Phase, SeqRun, GAP_STAMP, SEQ_STAMP,
 };
 use crate::store::{Result, StoreError};
 
@@ -104,6 +104,72 @@ fn outbound_from_row(row: &Row<'_>) -> rusqlite::Result<Outbound> {
         sent_seq: row.get(5)?,
         sent_at: row.get::<_, Option<i64>>(6)?.map(from_ms),
     })
+}
+
+/// First step of an agent batch's write, before its punches: check the run against what the hub holds
+/// ([`SEQ_STAMP`], 0 when none) and return that. The single writer holds the device's sequence until the commit
+/// (one instance per SQLite file). `Conflict` ([`sequence_gap_message`]) when the run starts past it.
+pub(super) fn begin_agent_seq(conn: &Connection, run: &SeqRun) -> Result<i64> {
+    let value: Option<String> = conn
+        .prepare_cached("SELECT value FROM stamps WHERE device_sn = ?1 AND table_name = ?2")
+        .and_then(|mut st| {
+            st.query_row(params![run.device_sn.as_str(), SEQ_STAMP], |r| r.get(0))
+                .optional()
+        })
+        .map_err(backend)?;
+    let held = value.and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    if run.first_seq > held + 1 {
+        return Err(StoreError::Conflict(sequence_gap_message(
+            &run.device_sn,
+            held,
+            run.first_seq,
+        )));
+    }
+    Ok(held)
+}
+
+/// Last step of an agent batch's write: the stamp moves to `max(held, last_seq)` (never back), and a batch with
+/// punches is recorded with how many it newly stored. `at` is UTC unix milliseconds.
+pub(super) fn finish_agent_seq(
+    conn: &Connection,
+    run: &SeqRun,
+    held: i64,
+    journal_id: i64,
+    (n_stored, n_punches): (usize, usize),
+    at: i64,
+) -> Result<()> {
+    let acked = held.max(run.last_seq);
+    conn.prepare_cached(
+        "INSERT INTO stamps (device_sn, table_name, value, updated_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (device_sn, table_name) DO UPDATE SET value = excluded.value, \
+         updated_at = excluded.updated_at",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            run.device_sn.as_str(),
+            SEQ_STAMP,
+            acked.to_string(),
+            at
+        ])
+    })
+    .map_err(backend)?;
+    if n_punches > 0 {
+        conn.prepare_cached(
+            "INSERT INTO agent_batches (journal_id, device_sn, first_seq, last_seq, n_stored) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                journal_id,
+                run.device_sn.as_str(),
+                run.first_seq,
+                run.last_seq,
+                n_stored as i64
+            ])
+        })
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -284,6 +350,56 @@ impl AgentStore for SqliteStore {
                 st.execute(params![id, ms(now)]).map_err(backend)?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn agent_resend_from(&self, sn: &DeviceSn, now: DateTime<Utc>) -> Result<i64> {
+        let sn = sn.clone();
+        self.write(move |conn| {
+            let from: i64 = conn
+                .prepare_cached(
+                    "SELECT COALESCE(MIN(b.first_seq), 1) FROM agent_batches b \
+                     LEFT JOIN (SELECT journal_id, COUNT(*) AS n FROM punches WHERE device_sn = ?1 \
+                       GROUP BY journal_id) p ON p.journal_id = b.journal_id \
+                     WHERE b.device_sn = ?1 AND COALESCE(p.n, 0) < b.n_stored",
+                )
+                .and_then(|mut st| st.query_row([sn.as_str()], |r| r.get(0)))
+                .map_err(backend)?;
+            conn.prepare_cached(
+                "INSERT INTO stamps (device_sn, table_name, value, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (device_sn, table_name) DO UPDATE SET value = excluded.value, \
+                 updated_at = excluded.updated_at",
+            )
+            .and_then(|mut st| {
+                st.execute(params![sn.as_str(), GAP_STAMP, from.to_string(), ms(now)])
+            })
+            .map_err(backend)?;
+            Ok(from)
+        })
+        .await
+    }
+
+    async fn settle_agent_gap(&self, sn: &DeviceSn) -> Result<bool> {
+        let sn = sn.clone();
+        self.write(move |conn| {
+            let open = conn
+                .prepare_cached("DELETE FROM stamps WHERE device_sn = ?1 AND table_name = ?2")
+                .and_then(|mut st| st.execute(params![sn.as_str(), GAP_STAMP]))
+                .map_err(backend)?;
+            if open == 0 {
+                return Ok(false);
+            }
+            conn.prepare_cached(
+                "UPDATE agent_batches SET n_stored = COALESCE(p.n, 0) \
+                 FROM (SELECT b.journal_id AS jid, c.n AS n FROM agent_batches b \
+                   LEFT JOIN (SELECT journal_id, COUNT(*) AS n FROM punches WHERE device_sn = ?1 \
+                     GROUP BY journal_id) c ON c.journal_id = b.journal_id WHERE b.device_sn = ?1) p \
+                 WHERE agent_batches.journal_id = p.jid",
+            )
+            .and_then(|mut st| st.execute([sn.as_str()]))
+            .map_err(backend)?;
+            Ok(true)
         })
         .await
     }

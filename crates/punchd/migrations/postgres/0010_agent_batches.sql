@@ -1,0 +1,11 @@
+-- Edge agents (issue 10), PostgreSQL: the batches of punches the hub acknowledged to agents, so a gap (punches the
+-- hub acknowledged and no longer holds) is re-sent from the earliest batch that lost punches, not from the start.
+-- Same table as sqlite/0015_agent_batches.sql. Punches a batch newly stored carry its journal id.
+CREATE TABLE agent_batches (
+    journal_id bigint PRIMARY KEY,                 -- the batch's raw journal entry
+    device_sn  text NOT NULL,
+    first_seq  bigint NOT NULL,                    -- the agent's sequence numbers of the device, first..=last
+    last_seq   bigint NOT NULL,
+    n_stored   bigint NOT NULL                     -- punches it newly stored (re-based when a gap is settled)
+);
+CREATE INDEX agent_batches_by_device ON agent_batches (device_sn, first_seq);
