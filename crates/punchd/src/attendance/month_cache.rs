@@ -125,11 +125,14 @@ struct Entry {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Entry>>>;
 
+/// The kept months: (site, month), the slot, when it was last used (a tick).
+type Slots = Vec<((String, String), Slot, u64)>;
+
 /// Computed months by (site, `YYYY-MM`), kept up to date. One per instance (`App::month_cache`), shared by the
 /// JSON API and the web UI.
 #[derive(Default)]
 pub struct MonthCache {
-    slots: Mutex<Vec<((String, String), Slot, u64)>>,
+    slots: Mutex<Slots>,
     uses: std::sync::atomic::AtomicU64,
     stats: Mutex<CacheStats>,
 }
@@ -193,7 +196,7 @@ impl MonthCache {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    fn lock_slots(&self) -> std::sync::MutexGuard<'_, Vec<((String, String), Slot, u64)>> {
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         // A panic while holding the lock leaves a list that is still consistent (single pushes and removes).
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
