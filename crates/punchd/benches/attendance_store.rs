@@ -3,6 +3,10 @@
 //! reviews and the punches; resolve PINs; run the rules; apply corrections and watermarks) and the XLSX export of
 //! that month (`attendance::export::xlsx`). Unlike `benches/attendance.rs` this includes the store.
 //!
+//! Then the month cache (`attendance::month_cache`): one late punch stored into a month the cache holds, and the
+//! cache brought up to date (it reads the new punch and recomputes the three employee-days it can touch); and one
+//! correction (that employee's month).
+//!
 //! Run: `cargo bench -p punchd --bench attendance_store` (see BENCHMARKS.md; building the store takes a while).
 //! Targets: the month under 2 s on one core, its XLSX under 10 s.
 
@@ -12,10 +16,13 @@ use std::hint::black_box;
 
 use chrono::{Datelike, NaiveTime, TimeDelta, TimeZone, Utc, Weekday};
 use criterion::{criterion_group, criterion_main, Criterion};
+use punchd::attendance::month_cache::MonthCache;
 use punchd::attendance::rules::{month_dates, BreakRule, Shift};
-use punchd::attendance::{export, monthly};
+use punchd::attendance::{export, monthly, review};
 use punchd::domain::{Approval, Device, DeviceSn, NewPunch, Pin, PunchState, Source, Transport};
-use punchd::store::attendance::{AuditRecord, Employee, EmployeeStatus, ShiftDef, Site};
+use punchd::store::attendance::{
+    AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus, ShiftDef, Site,
+};
 use punchd::store::sqlite::{Durability, SqliteStore};
 use punchd::store::{Batch, RawEntry, Store};
 
@@ -227,6 +234,97 @@ fn bench(c: &mut Criterion) {
     group.bench_function("month_xlsx_10k_employees", |b| {
         b.iter(|| black_box(export::xlsx(&month).expect("xlsx").len()))
     });
+
+    // The month cache: a month of 10,000 employees held, then one late punch (or one correction) at a time.
+    let cache = MonthCache::default();
+    runtime
+        .block_on(cache.month(&store, SITE, "2026-11", now))
+        .expect("cached month");
+    let sn = DeviceSn::parse("BENCH0002").expect("sn");
+    let zone = chrono_tz::Europe::Berlin;
+    let mut rng = Rng(0x1a7e_0000_0000_0001);
+    let mut n = 0u32;
+    group.bench_function("late_punch_into_cached_month_10k_employees", |b| {
+        b.iter(|| {
+            n += 1;
+            let idx = (rng.next() % EMPLOYEES as u64) as usize;
+            let day = 1 + (rng.next() % 30) as u32;
+            // A punch in the afternoon of a past day, a unique second each time (never a duplicate).
+            let local = chrono::NaiveDate::from_ymd_opt(2026, 11, day)
+                .expect("date")
+                .and_hms_opt(14, 0, 0)
+                .expect("time")
+                + TimeDelta::seconds(i64::from(n % 3600));
+            let utc = zone
+                .from_local_datetime(&local)
+                .earliest()
+                .expect("local")
+                .with_timezone(&Utc);
+            let mut batch = Batch::new(RawEntry {
+                received_at: Utc::now(),
+                device_sn: Some(sn.clone()),
+                source: Source::Push,
+                kind: "ATTLOG".into(),
+                request: "bench late punch".into(),
+                remote_addr: None,
+                body: Vec::new(),
+                errors: Vec::new(),
+            });
+            batch.punches.push(NewPunch {
+                device_sn: sn.clone(),
+                pin: Pin(format!("E{idx:05}")),
+                punched_at: local,
+                time_zone: "Europe/Berlin".into(),
+                punched_at_utc: utc,
+                punch_state: Some(PunchState::from_code(255)),
+                verify_mode: None,
+                work_code: None,
+                extra: Vec::new(),
+                source: Source::Push,
+            });
+            runtime.block_on(async {
+                store.write_batch(batch).await.expect("late punch");
+                let m = cache
+                    .month(&store, SITE, "2026-11", now)
+                    .await
+                    .expect("cached");
+                black_box(m.incomplete_days)
+            })
+        })
+    });
+    group.bench_function("correction_into_cached_month_10k_employees", |b| {
+        b.iter(|| {
+            let idx = (rng.next() % EMPLOYEES as u64) as usize;
+            let day = 1 + (rng.next() % 30) as u32;
+            let c = Correction {
+                id: 0,
+                employee_code: format!("E{idx:05}"),
+                day: chrono::NaiveDate::from_ymd_opt(2026, 11, day).expect("date"),
+                kind: CorrectionKind::CutOvertime,
+                punched_at: None,
+                punch_state: None,
+                punch_id: None,
+                status: None,
+                minutes: Some(30),
+                author: String::new(),
+                reason: "bench".into(),
+                created_at: now,
+            };
+            runtime.block_on(async {
+                review::correct(&store, c, "bench")
+                    .await
+                    .expect("correction");
+                let m = cache
+                    .month(&store, SITE, "2026-11", now)
+                    .await
+                    .expect("cached");
+                black_box(m.incomplete_days)
+            })
+        })
+    });
+    let stats = cache.stats();
+    eprintln!("month cache: {stats:?}");
+    assert_eq!(stats.full, 1, "every change was followed piece by piece");
     group.finish();
 }
 

@@ -3,8 +3,8 @@
 //!
 //! - **cold**: the month computed from the store (`MonthCache::month` on an empty cache: every punch of the site
 //!   loaded, resolved and run through the rules) — what the first visit after a change costs;
-//! - **page**: one page of the grid (50 employees) rendered from the computed month, with the cache's validity
-//!   check (two store reads) — what every further page, filter or reload costs;
+//! - **page**: one page of the grid (50 employees) rendered from the computed month, with the cache's catch-up
+//!   check (two store reads when nothing changed) — what every further page, filter or reload costs;
 //! - **xlsx**: the month's XLSX built from the computed month.
 //!
 //! Run: `cargo bench -p punchd --bench review_page` (see BENCHMARKS.md). `PUNCHD_BENCH_EMPLOYEES` changes the
@@ -15,12 +15,12 @@
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc, Weekday};
+use punchd::attendance::month_cache::MonthCache;
 use punchd::domain::{Approval, DeviceSn, NewPunch, Pin, PunchState, Role, Source, Transport};
 use punchd::store::attendance::{AttendanceStore, AuditRecord, Employee, EmployeeStatus, Site};
 use punchd::store::sqlite::{Durability, SqliteStore};
 use punchd::store::{Batch, DeviceContact, DevicePatch, RawEntry, SeenUpdate, Store};
 use punchd::web::ui::layout::{self, FormErrors, Nav};
-use punchd::web::ui::month_cache::MonthCache;
 use punchd::web::ui::review::{grid_body, GridQuery};
 use punchd::web::ui::{UiCtx, UiUser};
 
@@ -199,7 +199,7 @@ fn main() {
         for _ in 0..3 {
             let cache = MonthCache::default();
             let t = Instant::now();
-            month = Some(cache.month(store, "BENCH", MONTH).await.expect("month"));
+            month = Some(cache.month(store, "BENCH", MONTH, Utc::now()).await.expect("month"));
             cold.push(t.elapsed());
         }
         let month = month.expect("computed");
@@ -209,7 +209,7 @@ fn main() {
         );
 
         let cache = MonthCache::default();
-        cache.month(store, "BENCH", MONTH).await.expect("warm up");
+        cache.month(store, "BENCH", MONTH, Utc::now()).await.expect("warm up");
         let sites = store.list_sites().await.expect("sites");
         let ctx = UiCtx {
             user: Some(UiUser {
@@ -231,7 +231,7 @@ fn main() {
                 ..GridQuery::default()
             };
             let t = Instant::now();
-            let m = cache.month(store, "BENCH", MONTH).await.expect("cached");
+            let m = cache.month(store, "BENCH", MONTH, Utc::now()).await.expect("cached");
             let html = layout::page(
                 &ctx,
                 "Review",
@@ -256,7 +256,7 @@ fn main() {
                 ..GridQuery::default()
             };
             let t = Instant::now();
-            let m = cache.month(store, "BENCH", MONTH).await.expect("cached");
+            let m = cache.month(store, "BENCH", MONTH, Utc::now()).await.expect("cached");
             let _ = grid_body(&ctx, &m, &sites, &q, &FormErrors::new()).into_string();
             filtered.push(t.elapsed());
         }

@@ -37,6 +37,8 @@ pub struct App {
     pub leases: crate::leases::Leases,
     /// Punches stored and terminals going on- or offline, as they happen (the web UI's live page).
     pub live: crate::live::LiveFeed,
+    /// Computed months kept up to date (`attendance::month_cache`), shared by the JSON API and the web UI.
+    pub month_cache: Arc<crate::attendance::month_cache::MonthCache>,
 }
 
 /// Bring the store in line with the `[[devices]]` of the settings file.
@@ -117,6 +119,7 @@ impl App {
                 .with_max_line_errors(config.limits.max_line_errors)
                 .with_live(live.clone()),
             live,
+            month_cache: Arc::default(),
             commands: CommandQueue::new(store.clone(), Some(registry.clone())),
             push_guard: Arc::new(crate::devices::push_auth::PushGuard::new(
                 store.clone(),

@@ -7,6 +7,7 @@
 //! - [`setup`]: checked, audited changes to sites, employees, mappings, shifts, roster and policies.
 //! - [`watermark`]: completeness per device and day.
 //! - [`monthly`]: a site's month (grid, totals, exceptions) from the store through the rules.
+//! - [`month_cache`]: computed months kept and brought up to date by recomputing only what a change touches.
 //! - [`review`]: corrections, exception reviews, sign-off and reopen, policy preview.
 //! - [`export`]: the month as a table, CSV and XLSX.
 //!
@@ -15,6 +16,7 @@
 pub mod export;
 pub mod import;
 pub mod mapping;
+pub mod month_cache;
 pub mod monthly;
 pub mod review;
 pub mod rules;

@@ -371,7 +371,7 @@ pub async fn month(
 
 /// The UTC range of punches a month needs: from two days before its first local midnight to two days after its
 /// last (overnight shifts, check-in windows, double taps across the edge).
-fn window(inputs: &Inputs, dates: &[NaiveDate]) -> (DateTime<Utc>, DateTime<Utc>) {
+pub(crate) fn window(inputs: &Inputs, dates: &[NaiveDate]) -> (DateTime<Utc>, DateTime<Utc>) {
     let first = dates.first().copied().unwrap_or_default();
     let last = dates.last().copied().unwrap_or_default();
     let at = |d: NaiveDate| local_to_utc(inputs.rules.zone, d.and_time(inputs.rules.day_change));
@@ -388,47 +388,150 @@ async fn compute(
     dates: &[NaiveDate],
     now: DateTime<Utc>,
 ) -> AttResult<Month> {
-    let inputs = load_inputs(store, site, now).await?;
-    let first = dates[0];
-    let next = dates[dates.len() - 1] + chrono::Duration::days(1);
-    let roster: HashMap<(String, NaiveDate), Option<String>> = store
-        .list_roster(first, next)
-        .await?
-        .into_iter()
-        .map(|r| ((r.employee_code, r.day), r.shift))
-        .collect();
-    let corrections = store.list_corrections(first, next).await?;
-    let reviews: HashMap<(String, NaiveDate, String), (ReviewState, String)> = store
-        .list_reviews(first, next)
-        .await?
-        .into_iter()
-        .map(|r| ((r.employee_code, r.day, r.kind), (r.state, r.note)))
-        .collect();
-    let leave: HashMap<(String, NaiveDate), String> = corrections
-        .iter()
-        .filter(|c| c.kind == CorrectionKind::SetStatus && c.status.as_deref() == Some("leave"))
-        .map(|c| ((c.employee_code.clone(), c.day), "leave".to_owned()))
-        .collect();
-    let (from, to) = window(&inputs, dates);
-    let punches = store
-        .punches_between(inputs.devices.clone(), from, to)
-        .await?;
+    let basis = Basis::load(store, site, dates, now, i64::MAX).await?;
+    basis.assemble(month, now)
+}
 
-    // Punches by employee; the rest is the site's unmapped queue for the month.
-    let mut by_employee: BTreeMap<String, Vec<RulePunch>> = BTreeMap::new();
-    let mut unmapped_seen: BTreeMap<(String, String), crate::store::attendance::PinSeen> =
-        BTreeMap::new();
-    for p in &punches {
-        match inputs
+/// Everything a site's month is computed from, loaded once and kept by the month cache
+/// ([`super::month_cache`]), which updates it piece by piece and recomputes only the employee-days a change
+/// touches. [`month`] builds one, assembles the month and drops it.
+pub(crate) struct Basis {
+    /// The site's name.
+    pub site: String,
+    /// Site, devices, employees, resolver, shifts, policy, watermarks.
+    pub inputs: Inputs,
+    /// The dates of the month.
+    pub dates: Vec<NaiveDate>,
+    /// The UTC range of punches the month reads ([`window`]).
+    pub window: (DateTime<Utc>, DateTime<Utc>),
+    /// Roster lines of the month: (employee, date) → shift (`None` = day off).
+    pub roster: HashMap<(String, NaiveDate), Option<String>>,
+    /// Corrections of the month, by id.
+    pub corrections: Vec<Correction>,
+    /// (employee, date) → indexes into `corrections`, in id order.
+    pub by_day: HashMap<(String, NaiveDate), Vec<usize>>,
+    /// `set-status leave` corrections: (employee, date) → leave.
+    pub leave: HashMap<(String, NaiveDate), String>,
+    /// Punch ids voided by a correction.
+    pub voided: std::collections::HashSet<i64>,
+    /// Exception reviews of the month: (employee, date, kind) → (state, note).
+    pub reviews: HashMap<(String, NaiveDate, String), (ReviewState, String)>,
+    /// Stored punches of the window by employee (as stored: corrections not applied), in id order.
+    pub punches: HashMap<String, Vec<RulePunch>>,
+    /// Punches of the window that map to nobody, per (device, PIN).
+    pub unmapped_seen: BTreeMap<(String, String), crate::store::attendance::PinSeen>,
+    correction_sn: DeviceSn,
+}
+
+impl Basis {
+    /// Load the basis of a site's month from the store, with the stored punches whose id is at most
+    /// `max_punch_id` (the month cache reads the highest id first and adds later punches itself).
+    pub async fn load(
+        store: &dyn Store,
+        site: &str,
+        dates: &[NaiveDate],
+        now: DateTime<Utc>,
+        max_punch_id: i64,
+    ) -> AttResult<Basis> {
+        let inputs = load_inputs(store, site, now).await?;
+        let first = dates[0];
+        let next = dates[dates.len() - 1] + chrono::Duration::days(1);
+        let roster = store
+            .list_roster(first, next)
+            .await?
+            .into_iter()
+            .map(|r| ((r.employee_code, r.day), r.shift))
+            .collect();
+        let corrections = store.list_corrections(first, next).await?;
+        let reviews = store.list_reviews(first, next).await?;
+        let window = window(&inputs, dates);
+        let punches = store
+            .punches_between(inputs.devices.clone(), window.0, window.1)
+            .await?;
+        let mut basis = Basis {
+            site: site.to_owned(),
+            inputs,
+            dates: dates.to_vec(),
+            window,
+            roster,
+            corrections: Vec::new(),
+            by_day: HashMap::new(),
+            leave: HashMap::new(),
+            voided: Default::default(),
+            reviews: HashMap::new(),
+            punches: HashMap::new(),
+            unmapped_seen: BTreeMap::new(),
+            correction_sn: DeviceSn::parse(CORRECTION_DEVICE)
+                .map_err(|e| AttError::Invalid(format!("correction SN: {e}")))?,
+        };
+        basis.set_corrections(corrections);
+        basis.set_reviews(reviews);
+        for p in punches.iter().filter(|p| p.id <= max_punch_id) {
+            basis.add_punch(p);
+        }
+        Ok(basis)
+    }
+
+    /// Replace the corrections (and what is derived from them: per day, leave, voided punches).
+    pub fn set_corrections(&mut self, corrections: Vec<Correction>) {
+        self.by_day.clear();
+        self.leave.clear();
+        self.voided.clear();
+        for (i, c) in corrections.iter().enumerate() {
+            self.by_day
+                .entry((c.employee_code.clone(), c.day))
+                .or_default()
+                .push(i);
+            match c.kind {
+                CorrectionKind::SetStatus if c.status.as_deref() == Some("leave") => {
+                    self.leave
+                        .insert((c.employee_code.clone(), c.day), "leave".to_owned());
+                }
+                CorrectionKind::VoidPunch => {
+                    if let Some(id) = c.punch_id {
+                        self.voided.insert(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.corrections = corrections;
+    }
+
+    /// Replace the exception reviews.
+    pub fn set_reviews(&mut self, reviews: Vec<crate::store::attendance::ExceptionReview>) {
+        self.reviews = reviews
+            .into_iter()
+            .map(|r| ((r.employee_code, r.day, r.kind), (r.state, r.note)))
+            .collect();
+    }
+
+    /// Whether a stored punch is one the month reads (a device of the site, inside the window).
+    pub fn reads(&self, p: &Punch) -> bool {
+        p.punched_at_utc >= self.window.0
+            && p.punched_at_utc < self.window.1
+            && self.inputs.devices.contains(&p.device_sn)
+    }
+
+    /// Take a stored punch of the window in: to its employee's punches, or to the unmapped queue. Returns the
+    /// employee it maps to.
+    pub fn add_punch(&mut self, p: &Punch) -> Option<String> {
+        match self
+            .inputs
             .resolver
             .resolve(p.device_sn.as_str(), p.pin.as_str())
         {
-            Some(code) => by_employee
-                .entry(code.to_owned())
-                .or_default()
-                .push(rule_punch(p)),
+            Some(code) => {
+                let code = code.to_owned();
+                self.punches
+                    .entry(code.clone())
+                    .or_default()
+                    .push(rule_punch(p));
+                Some(code)
+            }
             None => {
-                let e = unmapped_seen
+                let e = self
+                    .unmapped_seen
                     .entry((p.device_sn.as_str().to_owned(), p.pin.0.clone()))
                     .or_insert_with(|| crate::store::attendance::PinSeen {
                         device_sn: p.device_sn.clone(),
@@ -440,67 +543,113 @@ async fn compute(
                 e.count += 1;
                 e.first_seen = e.first_seen.min(p.punched_at_utc);
                 e.last_seen = e.last_seen.max(p.punched_at_utc);
+                None
             }
-        }
-    }
-    // Corrections: voids mark punches, added punches join the employee's punches.
-    let mut by_day: HashMap<(String, NaiveDate), Vec<&Correction>> = HashMap::new();
-    let correction_sn = DeviceSn::parse(CORRECTION_DEVICE)
-        .map_err(|e| AttError::Invalid(format!("correction SN: {e}")))?;
-    for c in &corrections {
-        by_day
-            .entry((c.employee_code.clone(), c.day))
-            .or_default()
-            .push(c);
-        match c.kind {
-            CorrectionKind::VoidPunch => {
-                for list in by_employee.values_mut() {
-                    for p in list.iter_mut().filter(|p| Some(p.id) == c.punch_id) {
-                        p.voided = true;
-                    }
-                }
-            }
-            CorrectionKind::AddPunch => {
-                if let Some(at) = c.punched_at {
-                    by_employee
-                        .entry(c.employee_code.clone())
-                        .or_default()
-                        .push(RulePunch {
-                            id: -c.id,
-                            device_sn: correction_sn.clone(),
-                            at: local_to_utc(inputs.rules.zone, at),
-                            punch_state: c.punch_state,
-                            added_by_correction: true,
-                            voided: false,
-                        });
-                }
-            }
-            _ => {}
         }
     }
 
-    let mut employees: Vec<&Employee> = inputs
-        .employees
-        .iter()
-        .filter(|e| e.site.as_deref() == Some(site) || by_employee.contains_key(&e.code))
-        .collect();
-    employees.sort_by(|a, b| a.code.cmp(&b.code));
-    let mut rows = Vec::new();
-    let mut exceptions = Vec::new();
-    let mut incomplete_days = 0;
-    let empty = Vec::new();
-    for e in employees {
-        let plans = plan_days(&inputs, e, dates, &roster, &leave)?;
-        let punches = by_employee.get(&e.code).unwrap_or(&empty);
-        let results = rules::compute_days(&inputs.rules, &inputs.policy, punches, &plans);
-        let mut cells = Vec::new();
-        for mut result in results {
-            let day_corrections = by_day
-                .get(&(e.code.clone(), result.date))
-                .cloned()
-                .unwrap_or_default();
+    /// The unmapped queue of the month.
+    pub fn unmapped(&self) -> Vec<Unmapped> {
+        let seen: Vec<_> = self.unmapped_seen.values().cloned().collect();
+        mapping::unmapped(&self.inputs.resolver, &seen)
+    }
+
+    /// An employee's punches as the rules see them: stored ones (voided ones marked) and those corrections
+    /// added.
+    pub fn employee_punches(&self, code: &str) -> Vec<RulePunch> {
+        let mut out: Vec<RulePunch> = self.punches.get(code).cloned().unwrap_or_default();
+        if !self.voided.is_empty() {
+            for p in &mut out {
+                p.voided = self.voided.contains(&p.id);
+            }
+        }
+        for c in &self.corrections {
+            if c.kind == CorrectionKind::AddPunch && c.employee_code == code {
+                if let Some(at) = c.punched_at {
+                    out.push(RulePunch {
+                        id: -c.id,
+                        device_sn: self.correction_sn.clone(),
+                        at: local_to_utc(self.inputs.rules.zone, at),
+                        punch_state: c.punch_state,
+                        added_by_correction: true,
+                        voided: false,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether an employee has a row in the month: of the site, or with punches (stored or added) in it.
+    pub fn has_row(&self, e: &Employee) -> bool {
+        e.site.as_deref() == Some(self.site.as_str())
+            || self.punches.contains_key(&e.code)
+            || self.corrections.iter().any(|c| {
+                c.kind == CorrectionKind::AddPunch
+                    && c.punched_at.is_some()
+                    && c.employee_code == e.code
+            })
+    }
+
+    /// The employees with a row, by code.
+    pub fn row_employees(&self) -> Vec<&Employee> {
+        let added: std::collections::HashSet<&str> = self
+            .corrections
+            .iter()
+            .filter(|c| c.kind == CorrectionKind::AddPunch && c.punched_at.is_some())
+            .map(|c| c.employee_code.as_str())
+            .collect();
+        let mut employees: Vec<&Employee> = self
+            .inputs
+            .employees
+            .iter()
+            .filter(|e| {
+                e.site.as_deref() == Some(self.site.as_str())
+                    || self.punches.contains_key(&e.code)
+                    || added.contains(e.code.as_str())
+            })
+            .collect();
+        employees.sort_by(|a, b| a.code.cmp(&b.code));
+        employees
+    }
+
+    /// The results of an employee's days `first ..= last` (dates of the month), corrections applied
+    /// (`result.status` is the corrected status; incompleteness is added by [`Basis::cell`]). The rules see
+    /// the plans of three days more either side (see [`rules::compute_days_in`]) and every punch of the
+    /// employee.
+    pub fn day_results(
+        &self,
+        e: &Employee,
+        punches: &[RulePunch],
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> AttResult<Vec<DayResult>> {
+        let lo = first - chrono::Duration::days(3);
+        let hi = last + chrono::Duration::days(3);
+        let dates: Vec<NaiveDate> = self
+            .dates
+            .iter()
+            .copied()
+            .filter(|d| (lo..=hi).contains(d))
+            .collect();
+        let plans = plan_days(&self.inputs, e, &dates, &self.roster, &self.leave)?;
+        let mut results = rules::compute_days_in(
+            &self.inputs.rules,
+            &self.inputs.policy,
+            punches,
+            &plans,
+            first,
+            last,
+        );
+        for result in &mut results {
             let mut status = result.status;
-            for c in &day_corrections {
+            for &i in self
+                .by_day
+                .get(&(e.code.clone(), result.date))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let c = &self.corrections[i];
                 match c.kind {
                     CorrectionKind::SetStatus => {
                         if let Some(s) = c.status.as_deref().and_then(parse_status) {
@@ -518,93 +667,157 @@ async fn compute(
                 }
             }
             result.status = status;
-            let held_by = if inputs.devices.is_empty() {
-                vec!["(no device on this site)".to_owned()]
-            } else {
-                watermark::held_by(&inputs.watermarks, result.closes_at)
-            };
-            let mut open = 0;
-            let mut push = |kind: String, punch_ids: Vec<i64>, secs: i64, default_note: String| {
-                let (state, note) = reviews
-                    .get(&(e.code.clone(), result.date, kind.clone()))
-                    .cloned()
-                    .unwrap_or((ReviewState::Open, default_note));
-                if matches!(state, ReviewState::Open | ReviewState::Explained) {
-                    open += 1;
-                }
-                exceptions.push(ExceptionRow {
-                    employee_code: e.code.clone(),
-                    date: result.date,
-                    kind,
-                    punch_ids,
-                    secs,
-                    state,
-                    note,
-                });
-            };
-            for x in &result.exceptions {
-                push(
-                    kind_name(&x.kind),
-                    x.punch_ids.clone(),
-                    x.secs,
-                    String::new(),
-                );
-            }
-            let shown = if held_by.is_empty() {
-                status
-            } else {
-                incomplete_days += 1;
-                push(
-                    "incomplete".to_owned(),
-                    Vec::new(),
-                    0,
-                    format!("waiting for {}", held_by.join(", ")),
-                );
-                DayStatus::Incomplete
-            };
-            cells.push(DayCell {
-                status: shown,
-                held_by,
-                corrections: day_corrections.iter().map(|c| c.id).collect(),
-                open_exceptions: open,
-                result,
-            });
         }
-        let results: Vec<DayResult> = cells
-            .iter()
-            .map(|c| DayResult {
-                status: c.status,
-                ..c.result.clone()
-            })
-            .collect();
-        let mut totals = rules::month_totals(&results);
-        totals.incomplete_days = cells
-            .iter()
-            .filter(|c| c.status == DayStatus::Incomplete)
-            .count() as u32;
-        rows.push(EmployeeMonth {
-            code: e.code.clone(),
-            name: e.name.clone(),
-            department: e.department.clone(),
-            days: cells,
-            totals,
-        });
+        Ok(results)
     }
-    let seen: Vec<_> = unmapped_seen.into_values().collect();
-    Ok(Month {
-        site: site.to_owned(),
-        month: month.to_owned(),
-        time_zone: inputs.site.time_zone.clone(),
-        dates: dates.to_vec(),
-        employees: rows,
-        exceptions,
-        unmapped: mapping::unmapped(&inputs.resolver, &seen),
-        watermarks: inputs.watermarks.clone(),
-        incomplete_days,
-        signed_off: None,
-        arrived_after_signoff: Vec::new(),
-        computed_at: now,
-    })
+
+    /// The grid cell of a day result (corrections applied): completeness from the watermarks, exceptions with
+    /// their review state (appended to `exceptions`).
+    pub fn cell(
+        &self,
+        code: &str,
+        result: DayResult,
+        exceptions: &mut Vec<ExceptionRow>,
+    ) -> DayCell {
+        let held_by = self.held_by(result.closes_at);
+        self.cell_held(code, result, held_by, exceptions)
+    }
+
+    /// The devices holding back a day that closes at `closes_at`.
+    pub fn held_by(&self, closes_at: DateTime<Utc>) -> Vec<String> {
+        if self.inputs.devices.is_empty() {
+            vec!["(no device on this site)".to_owned()]
+        } else {
+            watermark::held_by(&self.inputs.watermarks, closes_at)
+        }
+    }
+
+    /// [`Basis::cell`] with the holding devices known.
+    pub fn cell_held(
+        &self,
+        code: &str,
+        result: DayResult,
+        held_by: Vec<String>,
+        exceptions: &mut Vec<ExceptionRow>,
+    ) -> DayCell {
+        let mut open = 0;
+        let mut push = |kind: String, punch_ids: Vec<i64>, secs: i64, default_note: String| {
+            let (state, note) = self
+                .reviews
+                .get(&(code.to_owned(), result.date, kind.clone()))
+                .cloned()
+                .unwrap_or((ReviewState::Open, default_note));
+            if matches!(state, ReviewState::Open | ReviewState::Explained) {
+                open += 1;
+            }
+            exceptions.push(ExceptionRow {
+                employee_code: code.to_owned(),
+                date: result.date,
+                kind,
+                punch_ids,
+                secs,
+                state,
+                note,
+            });
+        };
+        for x in &result.exceptions {
+            push(
+                kind_name(&x.kind),
+                x.punch_ids.clone(),
+                x.secs,
+                String::new(),
+            );
+        }
+        let shown = if held_by.is_empty() {
+            result.status
+        } else {
+            push(
+                "incomplete".to_owned(),
+                Vec::new(),
+                0,
+                format!("waiting for {}", held_by.join(", ")),
+            );
+            DayStatus::Incomplete
+        };
+        DayCell {
+            status: shown,
+            held_by,
+            corrections: self
+                .by_day
+                .get(&(code.to_owned(), result.date))
+                .map(|ids| ids.iter().map(|&i| self.corrections[i].id).collect())
+                .unwrap_or_default(),
+            open_exceptions: open,
+            result,
+        }
+    }
+
+    /// One employee's row (every date of the month) and its exceptions.
+    pub fn row(&self, e: &Employee) -> AttResult<(EmployeeMonth, Vec<ExceptionRow>)> {
+        let punches = self.employee_punches(&e.code);
+        let (Some(&first), Some(&last)) = (self.dates.first(), self.dates.last()) else {
+            return Err(AttError::Invalid("a month without dates".into()));
+        };
+        let results = self.day_results(e, &punches, first, last)?;
+        let mut exceptions = Vec::new();
+        let days: Vec<DayCell> = results
+            .into_iter()
+            .map(|r| self.cell(&e.code, r, &mut exceptions))
+            .collect();
+        Ok((
+            EmployeeMonth {
+                code: e.code.clone(),
+                name: e.name.clone(),
+                department: e.department.clone(),
+                totals: totals(&days),
+                days,
+            },
+            exceptions,
+        ))
+    }
+
+    /// The whole month.
+    pub fn assemble(&self, month: &str, now: DateTime<Utc>) -> AttResult<Month> {
+        let mut rows = Vec::new();
+        let mut exceptions = Vec::new();
+        for e in self.row_employees() {
+            let (row, mut x) = self.row(e)?;
+            rows.push(row);
+            exceptions.append(&mut x);
+        }
+        let incomplete_days = rows.iter().map(|r| r.totals.incomplete_days).sum();
+        Ok(Month {
+            site: self.site.clone(),
+            month: month.to_owned(),
+            time_zone: self.inputs.site.time_zone.clone(),
+            dates: self.dates.clone(),
+            employees: rows,
+            exceptions,
+            unmapped: self.unmapped(),
+            watermarks: self.inputs.watermarks.clone(),
+            incomplete_days,
+            signed_off: None,
+            arrived_after_signoff: Vec::new(),
+            computed_at: now,
+        })
+    }
+}
+
+/// An employee's month totals from the cells shown (incomplete days count as such).
+pub fn totals(cells: &[DayCell]) -> MonthTotals {
+    let results: Vec<DayResult> = cells
+        .iter()
+        .map(|c| DayResult {
+            status: c.status,
+            ..c.result.clone()
+        })
+        .collect();
+    let mut totals = rules::month_totals(&results);
+    totals.incomplete_days = cells
+        .iter()
+        .filter(|c| c.status == DayStatus::Incomplete)
+        .count() as u32;
+    totals
 }
 
 /// The kebab-case name of an exception kind (as in JSON).

@@ -449,4 +449,13 @@ pub trait AttendanceStore: Send + Sync {
     ) -> Result<Vec<Punch>>;
     /// The highest punch id stored (0 when none).
     async fn max_punch_id(&self) -> Result<i64>;
+    /// Punches of these devices with `after_id < id <= up_to_id`, by id, at most `limit` (the month cache reads
+    /// what arrived since it last looked; fewer than `limit` means there are no more). No devices: none.
+    async fn punches_after_id(
+        &self,
+        devices: Vec<DeviceSn>,
+        after_id: i64,
+        up_to_id: i64,
+        limit: usize,
+    ) -> Result<Vec<Punch>>;
 }

@@ -271,6 +271,40 @@ async fn corrections_signoffs_and_punch_windows(store: &dyn Store) {
     );
     let max = store.max_punch_id().await.expect("max");
     assert_eq!(max, window[1].id + 1);
+    // What arrived after an id: by id, up to an id, limited; other devices and no devices give nothing.
+    let ids = [window[0].id, window[1].id, max];
+    let after = |after: i64, up_to: i64, limit: usize, devices: Vec<DeviceSn>| async move {
+        store
+            .punches_after_id(devices, after, up_to, limit)
+            .await
+            .expect("after id")
+            .iter()
+            .map(|p| p.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(after(ids[0] - 1, max, 10, vec![dev.clone()]).await, ids);
+    assert_eq!(after(ids[0], max, 10, vec![dev.clone()]).await, ids[1..]);
+    assert_eq!(after(ids[0] - 1, max, 2, vec![dev.clone()]).await, ids[..2]);
+    assert_eq!(
+        after(ids[0] - 1, ids[1], 10, vec![dev.clone()]).await,
+        ids[..2]
+    );
+    assert_eq!(
+        after(max, max, 10, vec![dev.clone()]).await,
+        Vec::<i64>::new()
+    );
+    let other = DeviceSn::parse("CT-OTHER").expect("sn");
+    assert_eq!(after(0, max, 10, vec![other]).await, Vec::<i64>::new());
+    assert_eq!(after(0, max, 10, Vec::new()).await, Vec::<i64>::new());
+    let full = store
+        .punches_after_id(vec![dev.clone()], ids[1], max, 10)
+        .await
+        .expect("after id");
+    assert_eq!(
+        (full[0].pin.0.as_str(), full[0].punched_at_utc),
+        ("77", at(7200)),
+        "whole punches"
+    );
     let seen = store.pins_seen().await.expect("seen");
     let five = seen
         .iter()

@@ -417,9 +417,13 @@ async fn preview_policy(
     (status = 404, description = "No such site")))]
 async fn month(State(app): State<App>, Query(q): Query<MonthQuery>) -> Result<Response, Error> {
     let site = site_of(&q)?;
-    let m: Month = monthly::month(app.store.as_ref(), &site, &q.month, Utc::now()).await?;
+    // Kept between requests and brought up to date with only what changed (attendance::month_cache).
+    let m = app
+        .month_cache
+        .month(app.store.as_ref(), &site, &q.month, Utc::now())
+        .await?;
     match q.format.as_deref().unwrap_or("json") {
-        "json" => Ok(Json(m).into_response()),
+        "json" => Ok(Json(m.as_ref()).into_response()),
         "csv" => {
             let mut b = Vec::new();
             crate::attendance::export::write_csv(&m, &mut b)

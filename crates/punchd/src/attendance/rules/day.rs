@@ -241,6 +241,24 @@ pub fn compute_days(
     punches: &[RulePunch],
     plans: &[DayPlan],
 ) -> Vec<DayResult> {
+    compute_days_in(site, policy, punches, plans, NaiveDate::MIN, NaiveDate::MAX)
+}
+
+/// [`compute_days`], computing only the planned days with `first <= date <= last`; the other plans are context
+/// (the working day a punch belongs to is decided among every planned day, as in [`compute_days`]).
+///
+/// A day's result depends only on the plans of the dates up to three days either side of it and on the whole
+/// punch sequence (double taps), so with plans for `first − 3 … last + 3` and every punch of the employee, the
+/// results for `first … last` equal those of [`compute_days`] over a longer plan (the month cache,
+/// `attendance::month_cache`, recomputes single days that way).
+pub fn compute_days_in(
+    site: &SiteRules,
+    policy: &PolicyChoice,
+    punches: &[RulePunch],
+    plans: &[DayPlan],
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Vec<DayResult> {
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|&plan_idx| plans[plan_idx].date);
     let spans: Vec<Span> = order
@@ -252,32 +270,48 @@ pub fn compute_days(
     sorted.sort_by_key(|punch| (punch.at, punch.id));
 
     // Step 1 and 2: double taps over the whole sequence, then one working day per punch.
-    let double_tap_secs = i64::from(site.double_tap_secs);
-    let mut last_counted: Option<DateTime<Utc>> = None;
+    let taps = double_taps(site, &sorted);
     let mut per_day: Vec<Vec<Assigned>> = vec![Vec::new(); spans.len()];
-    for punch in sorted {
-        let mut double_tap = false;
-        if !punch.voided && !punch.added_by_correction {
-            match last_counted {
-                Some(previous) if (punch.at - previous).num_seconds() <= double_tap_secs => {
-                    double_tap = true
-                }
-                _ => last_counted = Some(punch.at),
-            }
-        }
+    for (punch, double_tap) in sorted.into_iter().zip(taps) {
         if let Some((span_idx, outside_shift)) = assign(site, &spans, punch.at) {
-            per_day[span_idx].push(Assigned {
-                punch,
-                double_tap,
-                outside_shift,
-            });
+            if (first..=last).contains(&spans[span_idx].date) {
+                per_day[span_idx].push(Assigned {
+                    punch,
+                    double_tap,
+                    outside_shift,
+                });
+            }
         }
     }
 
     spans
         .iter()
         .zip(per_day)
+        .filter(|(span, _)| (first..=last).contains(&span.date))
         .map(|(span, assigned)| compute_day(site, policy, &plans[span.plan_idx], span, &assigned))
+        .collect()
+}
+
+/// Step 1 of [`compute_days`]: for punches sorted by `(at, id)`, whether each is a double tap (within
+/// `double_tap_secs`, inclusive, of the person's previous counted punch, on any device). Voided punches and
+/// punches added by a correction are never double taps, and never the previous punch of one.
+pub fn double_taps(site: &SiteRules, sorted: &[&RulePunch]) -> Vec<bool> {
+    let double_tap_secs = i64::from(site.double_tap_secs);
+    let mut last_counted: Option<DateTime<Utc>> = None;
+    sorted
+        .iter()
+        .map(|punch| {
+            if punch.voided || punch.added_by_correction {
+                return false;
+            }
+            match last_counted {
+                Some(previous) if (punch.at - previous).num_seconds() <= double_tap_secs => true,
+                _ => {
+                    last_counted = Some(punch.at);
+                    false
+                }
+            }
+        })
         .collect()
 }
 

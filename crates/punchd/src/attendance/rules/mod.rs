@@ -27,8 +27,8 @@ use chrono_tz::Tz;
 use crate::domain::DeviceSn;
 
 pub use day::{
-    compute_days, fetch_window, ClassifiedPunch, DayException, DayKindName, DayResult, DayStatus,
-    ExceptionKind, PunchRole,
+    compute_days, compute_days_in, double_taps, fetch_window, ClassifiedPunch, DayException,
+    DayKindName, DayResult, DayStatus, ExceptionKind, PunchRole,
 };
 pub use month::{month_dates, month_totals, preview, DayChange, MonthTotals, PolicyPreview};
 pub use policy::{PolicyChoice, PunchStatePolicy};

@@ -789,4 +789,31 @@ impl AttendanceStore for PgStore {
             .map_err(backend)?;
         Ok(col(&row, 0)?)
     }
+
+    async fn punches_after_id(
+        &self,
+        devices: Vec<DeviceSn>,
+        after_id: i64,
+        up_to_id: i64,
+        limit: usize,
+    ) -> Result<Vec<Punch>> {
+        if devices.is_empty() || limit == 0 || up_to_id <= after_id {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let sns: Vec<&str> = devices.iter().map(DeviceSn::as_str).collect();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {} FROM punches WHERE id > $1 AND id <= $2 AND device_sn = ANY($3)
+                     ORDER BY id LIMIT $4",
+                    super::PUNCH_COLUMNS
+                ),
+                &[&after_id, &up_to_id, &sns, &limit],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(super::punch_from_row).collect()
+    }
 }

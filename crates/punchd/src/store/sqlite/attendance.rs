@@ -727,4 +727,36 @@ impl AttendanceStore for SqliteStore {
         })
         .await
     }
+
+    async fn punches_after_id(
+        &self,
+        devices: Vec<DeviceSn>,
+        after_id: i64,
+        up_to_id: i64,
+        limit: usize,
+    ) -> Result<Vec<Punch>> {
+        if devices.is_empty() || limit == 0 || up_to_id <= after_id {
+            return Ok(Vec::new());
+        }
+        self.read(move |conn| {
+            // The id range is served by the primary key; the devices filter the (few) new rows.
+            let marks: Vec<String> = (0..devices.len()).map(|i| format!("?{}", i + 4)).collect();
+            let mut st = conn
+                .prepare(&format!(
+                    "SELECT {} FROM punches WHERE id > ?1 AND id <= ?2 AND device_sn IN ({})
+                     ORDER BY id LIMIT ?3",
+                    super::PUNCH_COLUMNS,
+                    marks.join(", ")
+                ))
+                .map_err(backend)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut values: Vec<rusqlite::types::Value> =
+                vec![after_id.into(), up_to_id.into(), limit.into()];
+            values.extend(devices.iter().map(|d| d.as_str().to_owned().into()));
+            st.query_map(rusqlite::params_from_iter(values), punch_from_row)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(backend)
+        })
+        .await
+    }
 }

@@ -23,7 +23,6 @@ pub mod dashboard;
 pub mod delivery;
 pub mod layout;
 pub mod live;
-pub mod month_cache;
 #[cfg(test)]
 mod pages_tests;
 pub mod paging;
@@ -87,7 +86,7 @@ pub fn routes(app: App) -> Router<App> {
         // Pages: `.merge(<page>::routes())` here (behind the session check and CSRF).
         .merge(people::routes())
         .merge(shifts::routes())
-        .merge(review::routes())
+        .merge(review::routes(app.month_cache.clone()))
         .merge(delivery::routes())
         .merge(accounts::routes())
         .route("/logout", axum::routing::post(session::logout))

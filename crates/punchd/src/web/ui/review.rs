@@ -1,5 +1,5 @@
 //! The monthly review (`/ui/review`): a site's month grid, paged (10,000 employees stay responsive: one page of
-//! 50 rows is rendered from the month computed once, [`super::month_cache`]), exceptions highlighted; a day's
+//! 50 rows is rendered from the month kept by [`crate::attendance::month_cache`]), exceptions highlighted; a day's
 //! detail with its punches (device, state, what they counted as, the raw line the terminal sent), and HR's work
 //! on it — add or void a punch, set the status, decide overtime, review an exception, each with a reason; sign-off
 //! and reopen; CSV and XLSX downloads; the audit log (`/ui/audit`).
@@ -20,11 +20,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, badge, csrf_field, enc, table, text, Flash, FormErrors};
-use super::month_cache::MonthCache;
 use super::paging::Pager;
 use super::people::{att_error, author, form_error, refusal};
 use super::{require, Nav, UiCtx, UiError, UiUser};
 use crate::app::App;
+use crate::attendance::month_cache::MonthCache;
 use crate::attendance::monthly::{status_mark, DayCell, EmployeeMonth, ExceptionRow, Month};
 use crate::attendance::review;
 use crate::attendance::rules::{ClassifiedPunch, DayStatus, PunchRole};
@@ -49,8 +49,8 @@ const STATUSES: &[&str] = &[
     "inactive",
 ];
 
-/// The review routes (relative to `/ui`), with the month cache they share.
-pub fn routes() -> Router<App> {
+/// The review routes (relative to `/ui`), with the instance's month cache (shared with the JSON API).
+pub fn routes(cache: Arc<MonthCache>) -> Router<App> {
     Router::new()
         .route("/review", get(grid_page))
         .route("/review/day", get(day_page))
@@ -60,7 +60,7 @@ pub fn routes() -> Router<App> {
         .route("/review/reopen", post(reopen))
         .route("/review/export", get(export))
         .route("/audit", get(audit_page))
-        .layer(Extension(Arc::new(MonthCache::default())))
+        .layer(Extension(cache))
 }
 
 /// Which month and which rows.
@@ -267,7 +267,10 @@ async fn render_grid(
         return Ok(layout::html(layout::page(ctx, "Review", Nav::Review, body)));
     }
     let (site, month) = resolve(store, &q.site, &q.month).await?;
-    let m = cache.month(store, &site, &month).await.map_err(att_error)?;
+    let m = cache
+        .month(store, &site, &month, Utc::now())
+        .await
+        .map_err(att_error)?;
     Ok(layout::html(layout::page(
         ctx,
         &format!("Review {site} {month}"),
@@ -593,7 +596,10 @@ async fn render_day(
 ) -> Result<axum::response::Html<String>, UiError> {
     let store = app.store.as_ref();
     let (site, month) = resolve(store, &q.site, &q.month).await?;
-    let m = cache.month(store, &site, &month).await.map_err(att_error)?;
+    let m = cache
+        .month(store, &site, &month, Utc::now())
+        .await
+        .map_err(att_error)?;
     let date = NaiveDate::parse_from_str(&q.date, "%Y-%m-%d")
         .map_err(|_| UiError::BadRequest(format!("date {:?} is not YYYY-MM-DD", q.date)))?;
     let e = m
@@ -989,7 +995,7 @@ async fn correct(
     let what = c.kind.as_str();
     match review::correct(app.store.as_ref(), c, &author(&user)).await {
         Ok(stored) => {
-            cache.forget_site(&form.site);
+            // The month cache follows the correction's audit entry: only this employee's days are redone.
             back_to_day(
                 &form,
                 format!("Correction #{} ({what}) recorded", stored.id),
@@ -1041,7 +1047,7 @@ async fn review_exception(
     .await
     {
         Ok(()) => {
-            cache.forget_site(&form.site);
+            // The month cache follows the review's audit entry: only this day's cell is redone.
             back_to_day(&form, format!("Exception {} {}", form.kind, state.as_str()))
         }
         Err(e) => {
@@ -1199,7 +1205,7 @@ async fn export(
 ) -> Result<Response, UiError> {
     require(&user, Scope::Read)?;
     let m = cache
-        .month(app.store.as_ref(), &q.site, &q.month)
+        .month(app.store.as_ref(), &q.site, &q.month, Utc::now())
         .await
         .map_err(att_error)?;
     // The site name goes into a header: keep it to characters that cannot break out of the quotes.
