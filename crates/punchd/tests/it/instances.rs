@@ -465,7 +465,11 @@ fn three_instances_one_killed_mid_run_lose_and_duplicate_nothing() {
     for (i, sn) in sns.iter().enumerate() {
         let port = [a.port, b.port, c.port][i % 3];
         enqueue(port, sn.as_str(), serde_json::json!({"type": "fetch_info"}));
-        enqueue(port, sn.as_str(), serde_json::json!({"type": "delete_user", "pin": "77"}));
+        enqueue(
+            port,
+            sn.as_str(),
+            serde_json::json!({"type": "delete_user", "pin": "77"}),
+        );
         queued += 2;
     }
 
@@ -492,7 +496,11 @@ fn three_instances_one_killed_mid_run_lose_and_duplicate_nothing() {
     let a2 = Server::with(options.clone());
     proxy.set(vec![a2.port, b.port, c.port]);
     for sn in &sns {
-        enqueue(a2.port, sn.as_str(), serde_json::json!({"type": "fetch_info"}));
+        enqueue(
+            a2.port,
+            sn.as_str(),
+            serde_json::json!({"type": "fetch_info"}),
+        );
         queued += 1;
     }
     let out = fleet.wait_with_output().unwrap();
