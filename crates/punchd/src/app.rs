@@ -126,7 +126,10 @@ impl App {
                 config.push.bind_addresses,
             )),
             guards: Arc::new(crate::limits::Guards::new(&config.limits)),
-            leases: crate::leases::Leases::default(),
+            leases: crate::leases::Leases::new(
+                crate::leases::Leases::default().holder,
+                config.lease_ttl,
+            ),
             config: Arc::new(config),
             store,
             registry,

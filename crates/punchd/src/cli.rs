@@ -597,6 +597,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.listen))?;
     let local = listener.local_addr()?;
     let app = App::open(config).await?;
+    if let Some(url) = &app.config.database_url {
+        // Several instances on one PostgreSQL: each shows every instance's live events (store/postgres/notify.rs).
+        crate::store::postgres::notify::start(url.expose(), &app.live, app.leases.holder.clone())?;
+    }
     if _lock.is_some() {
         // The SQLite lock is ours: leases left by a process that died are free at once, not after 30 s.
         let freed = crate::leases::free_leftovers(app.store.as_ref()).await?;

@@ -189,6 +189,9 @@ pub struct FileConfig {
     pub limits: crate::limits::LimitsConfig,
     /// The web UI (`[ui]`): cookies, session expiry, sign-in attempts.
     pub ui: crate::web::ui::UiConfig,
+    /// Seconds a lease (a sink drained, a pull terminal pulled) lasts without renewal: how long the job waits
+    /// after the instance holding it died (default 30, at least 2; `leases`).
+    pub lease_secs: Option<u64>,
 }
 
 /// The effective settings.
@@ -227,6 +230,8 @@ pub struct Config {
     pub limits: crate::limits::LimitsConfig,
     /// Web UI settings.
     pub ui: crate::web::ui::UiConfig,
+    /// How long a lease lasts without renewal (`lease_secs`, default 30 s).
+    pub lease_ttl: Duration,
 }
 
 /// A PostgreSQL URL; printed (Debug and Display) without its password.
@@ -362,6 +367,7 @@ impl Config {
             max_body_bytes: file_config.max_body_bytes.unwrap_or(16 * 1024 * 1024),
             command_timeout: Duration::from_secs(file_config.command_timeout_secs.unwrap_or(120)),
             command_max_attempts: file_config.command_max_attempts.unwrap_or(3),
+            lease_ttl: Duration::from_secs(file_config.lease_secs.unwrap_or(30).max(2)),
             command_expiry: Duration::from_secs(
                 u64::from(file_config.command_expiry_days.unwrap_or(7)) * 86_400,
             ),

@@ -191,11 +191,12 @@ impl Ingest {
         // Whatever the source, one delivery records a bounded number of errors (issue 6: 8.4 M bad lines once
         // stored 915 MB of error text); the rest are counted.
         let n_errors = crate::limits::cap_issues(&mut batch.raw.errors, self.max_line_errors);
-        // Kept for the live feed only when someone listens (a copy of a 10k-punch batch is not free).
+        // Kept for the live feed only when someone listens here or on another instance (a copy of a 10k-punch
+        // batch is not free).
         let published = self
             .live
             .as_ref()
-            .filter(|feed| feed.n_subscribers() > 0)
+            .filter(|feed| feed.wanted())
             .map(|feed| (feed.clone(), batch.punches.clone()));
         match self.store.write_batch(batch).await {
             Ok(mut outcome) => {

@@ -4,11 +4,22 @@
 //! A [`LiveFeed`] is a tokio broadcast channel held by [`crate::app::App`]. The ingest path publishes punches
 //! only AFTER the transaction that stores them committed, so the feed never shows a punch the store does not
 //! hold. Subscribers that fall behind lose the oldest events (they are told how many, never blocked): the feed
-//! must not slow ingest down. Depends on `domain` only.
+//! must not slow ingest down.
+//!
+//! Several instances on one PostgreSQL (issue 10): a feed may also hand every event it publishes to a **relay**
+//! ([`LiveFeed::relay_to`]), which `store::postgres::notify` sends to the other instances with `pg_notify`; the
+//! events they send come back through [`LiveFeed::publish_remote`], which shows them here without relaying them
+//! again. So the live page shows every instance's punches, each once, whichever instance serves it. Presence
+//! (online/offline) is a state: an event that repeats the state last shown for its terminal — the same change
+//! seen by two instances — is dropped. Depends on `domain` only.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::Serialize;
-use tokio::sync::broadcast;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
 
 use crate::domain::{DeviceSn, NewPunch};
 
@@ -16,7 +27,7 @@ use crate::domain::{DeviceSn, NewPunch};
 pub const CAPACITY: usize = 4096;
 
 /// One punch as the live page shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LivePunch {
     /// The device's serial number.
     pub sn: String,
@@ -33,7 +44,7 @@ pub struct LivePunch {
 }
 
 /// Something that just happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     /// A punch was stored (committed).
@@ -64,10 +75,17 @@ impl LiveEvent {
     }
 }
 
-/// The broadcast of [`LiveEvent`]s. Cheap to clone (all clones share the channel).
+/// The broadcast of [`LiveEvent`]s. Cheap to clone (all clones share the channel, the relay and the presence
+/// states).
 #[derive(Clone)]
 pub struct LiveFeed {
     sender: broadcast::Sender<LiveEvent>,
+    /// Where events published here also go, for the other instances (set once, by [`LiveFeed::relay_to`]).
+    relay: Arc<OnceLock<mpsc::Sender<LiveEvent>>>,
+    /// Events the relay could not take (its queue full: the database is slower than the punches).
+    relay_dropped: Arc<AtomicU64>,
+    /// The last presence shown per terminal SN (`true` online), to drop repeats.
+    presence: Arc<Mutex<HashMap<String, bool>>>,
 }
 
 impl Default for LiveFeed {
@@ -80,7 +98,30 @@ impl LiveFeed {
     /// A feed holding up to [`CAPACITY`] unread events per subscriber.
     pub fn new() -> LiveFeed {
         let (sender, _) = broadcast::channel(CAPACITY);
-        LiveFeed { sender }
+        LiveFeed {
+            sender,
+            relay: Arc::new(OnceLock::new()),
+            relay_dropped: Arc::new(AtomicU64::new(0)),
+            presence: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Hand every event published from now on (not those from [`LiveFeed::publish_remote`]) to `relay` as well.
+    /// A relay whose queue is full loses the event (counted in [`LiveFeed::relay_dropped`]); ingest never
+    /// waits for it. Only the first call counts.
+    pub fn relay_to(&self, relay: mpsc::Sender<LiveEvent>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Whether anything wants events: a subscriber here, or a relay to other instances. Ingest keeps a copy of
+    /// a batch for the feed only then.
+    pub fn wanted(&self) -> bool {
+        self.sender.receiver_count() > 0 || self.relay.get().is_some()
+    }
+
+    /// Events the relay lost since start because its queue was full.
+    pub fn relay_dropped(&self) -> u64 {
+        self.relay_dropped.load(Ordering::Relaxed)
     }
 
     /// Receive events published from now on.
@@ -93,16 +134,48 @@ impl LiveFeed {
         self.sender.receiver_count()
     }
 
-    /// Publish one event; nobody listening is not an error.
+    /// Publish one event here and hand it to the relay, if any; nobody listening is not an error. A presence
+    /// event repeating the state last shown for its terminal is dropped.
     pub fn publish(&self, event: LiveEvent) {
+        if !self.presence_is_news(&event) {
+            return;
+        }
+        if let Some(relay) = self.relay.get() {
+            if relay.try_send(event.clone()).is_err() {
+                self.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let _ = self.sender.send(event);
+    }
+
+    /// Publish an event another instance relayed: shown here, never relayed again. A presence event repeating
+    /// the state last shown for its terminal is dropped.
+    pub fn publish_remote(&self, event: LiveEvent) {
+        if self.presence_is_news(&event) {
+            let _ = self.sender.send(event);
+        }
+    }
+
+    /// Whether `event` is a punch, or a presence that changes the state last shown for its terminal (which it
+    /// then becomes).
+    fn presence_is_news(&self, event: &LiveEvent) -> bool {
+        let online = match event {
+            LiveEvent::Punch(_) => return true,
+            LiveEvent::DeviceOnline { .. } => true,
+            LiveEvent::DeviceOffline { .. } => false,
+        };
+        let mut states = match self.presence.lock() {
+            Ok(states) => states,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        states.insert(event.sn().to_owned(), online) != Some(online)
     }
 
     /// Publish the punches of a committed batch of which `n_stored` were new. The store does not say which ones
     /// were new; a device re-sending its history with a few new punches puts the new ones last (terminals send
     /// in time order), so the last `n_stored` are published — re-sent history never floods the feed.
     pub fn publish_stored(&self, punches: &[NewPunch], n_stored: usize) {
-        if n_stored == 0 || self.sender.receiver_count() == 0 {
+        if n_stored == 0 || !self.wanted() {
             return;
         }
         let skip = punches.len().saturating_sub(n_stored);
@@ -173,5 +246,47 @@ mod tests {
             pins.push(p.pin);
         }
         assert_eq!(pins, ["2", "3"]);
+    }
+
+    #[test]
+    fn published_events_go_to_the_relay_and_remote_ones_are_shown_but_not_relayed() {
+        let feed = LiveFeed::new();
+        let (tx, mut relayed) = mpsc::channel(2);
+        feed.relay_to(tx);
+        assert!(
+            feed.wanted(),
+            "a relay wants events without local subscribers"
+        );
+        let mut rx = feed.subscribe();
+        let sn = DeviceSn::parse("LIVE1").expect("sn");
+        feed.publish_stored(&[punch("1", 0)], 1);
+        feed.publish_remote(LiveEvent::DeviceOnline {
+            sn: "LIVE2".into(),
+            at: Utc::now(),
+        });
+        // The same change seen by this instance too: not news.
+        feed.publish_presence(&DeviceSn::parse("LIVE2").expect("sn"), true, None);
+        feed.publish_presence(&sn, false, None);
+        feed.publish_presence(&sn, false, None);
+        let mut shown = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            shown.push(e);
+        }
+        assert!(matches!(&shown[0], LiveEvent::Punch(p) if p.pin == "1"));
+        assert!(matches!(&shown[1], LiveEvent::DeviceOnline { sn, .. } if sn == "LIVE2"));
+        assert!(matches!(&shown[2], LiveEvent::DeviceOffline { sn, .. } if sn == "LIVE1"));
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(matches!(relayed.try_recv(), Ok(LiveEvent::Punch(_))));
+        assert!(matches!(
+            relayed.try_recv(),
+            Ok(LiveEvent::DeviceOffline { .. })
+        ));
+        assert!(relayed.try_recv().is_err(), "remote events are not relayed");
+        // A full relay queue loses events, counted; the local feed still shows them.
+        for minute in 0..3 {
+            feed.publish_stored(&[punch("9", minute)], 1);
+        }
+        assert_eq!(feed.relay_dropped(), 1);
+        assert_eq!(rx.len(), 3);
     }
 }

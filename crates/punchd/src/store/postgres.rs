@@ -16,19 +16,20 @@ mod attendance;
 mod delivery;
 mod hardening;
 mod leases;
+pub mod notify;
 mod operations;
 mod outbox;
 mod push;
 mod sources;
+pub mod tls;
 mod ui_accounts;
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use super::{
     command_kind_from_json, Batch, BatchOutcome, CommandCompletion, CommandFilter, DeviceContact,
@@ -206,6 +207,31 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A connection of its own, outside the pool (schema setup, the live-event relay's LISTEN): `parsed`'s settings
+/// and TLS, a 10 s connect timeout when the URL sets none. The returned connection must be polled (spawned).
+///
+/// Errors: the CA file cannot be read, the server cannot be reached, refuses the login or fails the TLS check.
+pub(crate) async fn connect_one(
+    parsed: &tls::ParsedUrl,
+) -> Result<(
+    tokio_postgres::Client,
+    tokio_postgres::Connection<
+        tokio_postgres::Socket,
+        <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+            tokio_postgres::Socket,
+        >>::Stream,
+    >,
+)> {
+    let mut config = parsed.config.clone();
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    config
+        .connect(tls::connector(&parsed.tls).map_err(StoreError::Backend)?)
+        .await
+        .map_err(backend)
+}
+
 /// Whether a `--database` value names a PostgreSQL database (a `postgres://` or `postgresql://` URL) rather
 /// than an SQLite file.
 pub fn is_postgres_url(database: &str) -> bool {
@@ -214,15 +240,14 @@ pub fn is_postgres_url(database: &str) -> bool {
 
 impl PgStore {
     /// Connect to the database at `url` (`postgres://user[:password]@host[:port]/db[?options]`), apply pending
-    /// migrations under an advisory lock, and keep a pool of 16 connections. TLS is not used
-    /// (connect over loopback, a private network, or a local proxy).
+    /// migrations under an advisory lock, and keep a pool of 16 connections. TLS as the URL's `sslmode` and
+    /// `sslrootcert` say, read as libpq reads them ([`tls`]: `prefer` when not given).
     ///
-    /// Errors: the URL cannot be read, the server cannot be reached or refuses the login, or a migration fails.
+    /// Errors: the URL cannot be read (or names a CA file that cannot be), the server cannot be reached, refuses
+    /// the login or fails the TLS check, or a migration fails.
     pub async fn open(url: &str) -> Result<PgStore> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            StoreError::Backend(format!("reading database URL {}: {e}", redact_url(url)))
-        })?;
-        PgStore::open_with(config, None).await
+        let parsed = tls::parse_url(url).map_err(StoreError::Backend)?;
+        PgStore::open_with(parsed, None).await
     }
 
     /// Like [`PgStore::open`], in a new schema of its own (`punchd_test_<pid>_<n>`, made the `search_path` of
@@ -240,10 +265,8 @@ impl PgStore {
             nanos,
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            StoreError::Backend(format!("reading database URL {}: {e}", redact_url(url)))
-        })?;
-        let (client, connection) = config.connect(NoTls).await.map_err(backend)?;
+        let parsed = tls::parse_url(url).map_err(StoreError::Backend)?;
+        let (client, connection) = connect_one(&parsed).await?;
         let task = tokio::spawn(connection);
         // Schemas of test processes that have ended are dropped, so a machine that runs the tests every day does
         // not collect them without bound (those of running processes, this one included, are kept).
@@ -275,13 +298,11 @@ impl PgStore {
             .map_err(backend)?;
         drop(client);
         let _ = task.await;
-        PgStore::open_with(config, Some(schema)).await
+        PgStore::open_with(parsed, Some(schema)).await
     }
 
-    async fn open_with(
-        mut config: tokio_postgres::Config,
-        schema: Option<String>,
-    ) -> Result<PgStore> {
+    async fn open_with(parsed: tls::ParsedUrl, schema: Option<String>) -> Result<PgStore> {
+        let tls::ParsedUrl { mut config, tls } = parsed;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
@@ -294,7 +315,7 @@ impl PgStore {
         }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls::connector(&tls).map_err(StoreError::Backend)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -118,6 +118,12 @@ impl Server {
     /// Start a server and wait (at most 20 s) until it logs that it is running.
     pub fn with(options: Options) -> Server {
         let (dir, db) = match &options.db {
+            // A PostgreSQL URL with a settings file: the file goes to a temp dir of its own.
+            Some(db)
+                if options.config.is_some() && db.to_string_lossy().starts_with("postgres") =>
+            {
+                (Some(tempfile::tempdir().unwrap()), db.clone())
+            }
             Some(db) => (None, db.clone()),
             None => {
                 let dir = tempfile::tempdir().unwrap();
@@ -130,7 +136,10 @@ impl Server {
             .arg(&db)
             .args(["--listen", "127.0.0.1:0"]);
         if let Some(config) = &options.config {
-            let path = db.with_extension("toml");
+            let path = match &dir {
+                Some(dir) => dir.path().join("punchd.toml"),
+                None => db.with_extension("toml"),
+            };
             std::fs::write(&path, config).unwrap();
             cmd.arg("--config").arg(path);
         }

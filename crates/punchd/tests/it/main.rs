@@ -16,6 +16,7 @@ mod crash;
 mod frappe_contract;
 mod frappe_sync;
 mod idempotency;
+mod instances;
 mod lifecycle;
 mod limits;
 mod limits_memory;

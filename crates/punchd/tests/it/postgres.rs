@@ -11,7 +11,7 @@ use std::process::Stdio;
 use crate::harness::{cli, punchd_command, raw_request, Options, Server};
 
 /// The test database, or `None` (test skipped) when `PUNCHD_TEST_POSTGRES_URL` is not set outside CI.
-fn test_url() -> Option<String> {
+pub(crate) fn test_url() -> Option<String> {
     match std::env::var("PUNCHD_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -26,7 +26,7 @@ fn test_url() -> Option<String> {
 }
 
 /// Run `f` with a client on `url` (a small runtime of its own: these tests are synchronous).
-fn with_client<T>(url: &str, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
+pub(crate) fn with_client<T>(url: &str, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -44,7 +44,7 @@ fn with_client<T>(url: &str, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) 
 }
 
 /// A new empty schema on the test database, and the URL whose connections work in it.
-fn isolated(base: &str, name: &str) -> (String, String) {
+pub(crate) fn isolated(base: &str, name: &str) -> (String, String) {
     let schema = format!("punchd_it_{name}_{}", std::process::id());
     with_client(base, async |c| {
         c.batch_execute(&format!(
