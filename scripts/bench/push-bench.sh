@@ -9,7 +9,12 @@
 #   scripts/bench/push-bench.sh [scenario ...]
 #
 # Scenarios: attlog1 attlog10 attlog100 attlog1000 polls (fresh database), the same with a "10m-" prefix (on a
-# database that already holds 10 million punches, built once by the `prefill` step), and fleet10k (10,000
+# database that already holds 10 million punches, built once by the `prefill` step), the same with a "sinks-" prefix
+# after it (e.g. sinks-attlog10, 10m-sinks-attlog100: three sinks enabled, issue 8 "Speed" — a webhook sink to
+# scripts/bench/sink_receiver.py, a NATS JetStream sink to a private `nats-server -js` on $NATS_PORT (default 14222,
+# data under $WORK) and a Frappe sink to scripts/bench/frappe_stub.py answering after $SINK_LATENCY_MS ms (default
+# 0); the helpers run on the load generator's core; the line printed after each run says how many punches the sinks
+# had delivered when it ended), and fleet10k (10,000
 # terminals greeting the server and polling; peak memory), and ceiling (the polls load against
 # crates/zk-sim/examples/ok_server, which answers OK and nothing else: this machine's ceiling for `Connection: close`
 # requests; build it with `cargo build --release -p zk-sim --example ok_server`). Default: all of them.
@@ -53,7 +58,45 @@ stop_server() {
     fi
     server_pid=""
 }
-trap stop_server EXIT
+# The sinks' receivers (the "sinks-" scenarios), started once.
+helper_pids=()
+stop_all() {
+    stop_server
+    for p in "${helper_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+}
+trap stop_all EXIT
+
+# wait_helper OUT: the port a helper printed as "PORT <n>".
+wait_helper() {
+    for _ in $(seq 1 100); do grep -q '^PORT' "$1" && break; sleep 0.05; done
+    sed -n 's/^PORT //p' "$1"
+}
+
+# add_sinks DB: webhook, NATS and Frappe sinks in DB (before the server starts), their receivers started once.
+add_sinks() {
+    local db=$1
+    if [ -z "${receiver_port:-}" ]; then
+        taskset -c "$LOAD_CPU" python3 -u "$here/sink_receiver.py" >"$WORK/receiver.out" 2>&1 &
+        helper_pids+=($!)
+        receiver_port=$(wait_helper "$WORK/receiver.out")
+        LATENCY_MS=${SINK_LATENCY_MS:-0} taskset -c "$LOAD_CPU" python3 -u "$here/frappe_stub.py" >"$WORK/frappe.out" 2>&1 &
+        helper_pids+=($!)
+        frappe_port=$(wait_helper "$WORK/frappe.out")
+        rm -rf "$WORK/nats"
+        taskset -c "$LOAD_CPU" nats-server -js -a 127.0.0.1 -p "${NATS_PORT:-14222}" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
+        helper_pids+=($!)
+        sleep 1
+    fi
+    "$PUNCHD" --database "$db" sinks add webhook --url "http://127.0.0.1:$receiver_port/" --secret s --batch-size 500 >/dev/null
+    "$PUNCHD" --database "$db" sinks add nats --url "nats://127.0.0.1:${NATS_PORT:-14222}" --stream BENCHPUSH >/dev/null
+    "$PUNCHD" --database "$db" sinks add frappe --url "http://127.0.0.1:$frappe_port" --api-key k --api-secret s \
+        --time-zone UTC >/dev/null
+}
+
+# sinks_delivered DB: "delivered/outbox events" over every sink.
+sinks_delivered() {
+    python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'\").fetchone()[0], '/', c.execute('SELECT COUNT(*) * (SELECT COUNT(*) FROM sinks) FROM outbox').fetchone()[0])" "$1" 2>/dev/null || echo "?"
+}
 
 # start_server DB: start `punchd serve` on DB (or the calibration server when CEILING is set), pinned; sets
 # server_pid and port.
@@ -107,7 +150,11 @@ prefill() {
 
 # run SCENARIO RUN: one measurement, appended to RESULTS.
 run() {
-    local scenario=$1 run=$2 base=${1#10m-} db=$WORK/run.db
+    local scenario=$1 run=$2 base=${1#10m-} db=$WORK/run.db with_sinks=""
+    if [ "${base#sinks-}" != "$base" ]; then
+        with_sinks=1
+        base=${base#sinks-}
+    fi
     CEILING=""
     if [ "$scenario" = ceiling ]; then
         # The same poll load against a server that only answers OK: this machine's ceiling.
@@ -115,9 +162,12 @@ run() {
         base=polls
     fi
     rm -f "$db" "$db-wal" "$db-shm"
-    if [ "$scenario" != "$base" ] && [ -z "$CEILING" ]; then
+    if [ "${scenario#10m-}" != "$scenario" ] && [ -z "$CEILING" ]; then
         prefill
         cp "$WORK/prefilled.db" "$db"
+    fi
+    if [ -n "$with_sinks" ]; then
+        add_sinks "$db"
     fi
     local prefix
     prefix=B$(date +%s | tail -c 6)$run
@@ -155,6 +205,9 @@ run() {
     server_cpu=$(awk -v a="$ticks_before" -v b="$(server_ticks)" -v w="$wall" 'BEGIN {printf "%.0f", (b - a) / w}')
     load_cpu=$(awk -v u="$user" -v s="$sys" -v w="$wall" 'BEGIN {printf "%.0f", 100 * (u + s) / w}')
     stop_server
+    if [ -n "$with_sinks" ]; then
+        echo "# $scenario run $run: sinks delivered $(sinks_delivered "$db") when the run ended" | tee -a "$RESULTS"
+    fi
     echo "$json" >"$WORK/$scenario.$run.json"
     local line
     line=$(jq -r --arg s "$scenario" --arg r "$run" --arg peak "$peak" --arg load "$load_avg" \

@@ -77,6 +77,7 @@ fn device(sn: &DeviceSn) -> Device {
         info: Default::default(),
         last_error: None,
         clock_drift_secs: None,
+        safe_clear: true,
     }
 }
 

@@ -65,6 +65,7 @@ async fn sync_configured_devices(config: &Config, store: &dyn Store) -> anyhow::
             clear_after_pull: Some(d.clear_after_pull),
             transport: Some(transport),
             poll_delay_secs: None,
+            safe_clear: None,
         };
         match store.get_device(&sn).await {
             Ok(_) => {}

@@ -218,6 +218,10 @@ pub enum DeviceAction {
         /// Clear the terminal's attendance log after a pull that punchd verified complete.
         #[arg(long)]
         clear_after_pull: bool,
+        /// Safe clear: clear the attendance log (after a pull, or by the clear_attendance_log command) only once
+        /// every sink has delivered or parked every punch of this terminal (true or false; default true).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        safe_clear: bool,
         /// IANA zone of the terminal's clock.
         #[arg(long)]
         time_zone: Option<String>,
@@ -259,6 +263,11 @@ pub enum DeviceAction {
         /// Pull: clear the attendance log after a verified complete pull (true or false).
         #[arg(long)]
         clear_after_pull: Option<bool>,
+        /// Safe clear (push and pull): clear the attendance log, after a pull or by the clear_attendance_log
+        /// command, only once every sink has delivered or parked every punch of this terminal; a queued clear is
+        /// held until then (true or false; new devices: true).
+        #[arg(long)]
+        safe_clear: Option<bool>,
     },
     /// Remove a device: its registration, settings and stamps; its queued commands are cancelled. Its punches,
     /// journal, users, templates and command history are kept. A terminal that contacts punchd again
@@ -727,6 +736,7 @@ async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow
             comm_key,
             interval,
             clear_after_pull,
+            safe_clear,
             time_zone,
             alias,
             site,
@@ -752,6 +762,7 @@ async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow
                     time_zone,
                     alias,
                     site,
+                    safe_clear,
                     ..device
                 })
                 .await?;
@@ -768,6 +779,7 @@ async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow
             comm_key,
             transport,
             clear_after_pull,
+            safe_clear,
         } => {
             let sn = sn(&s)?;
             let patch = DevicePatch {
@@ -780,6 +792,7 @@ async fn devices(config: Config, action: DeviceAction, format: Format) -> anyhow
                 comm_key,
                 transport: transport.as_deref().map(pull_transport).transpose()?,
                 clear_after_pull,
+                safe_clear,
                 ..Default::default()
             };
             if patch == DevicePatch::default() {

@@ -235,6 +235,7 @@ pub fn device_rows(devices: &[Device], now: chrono::DateTime<chrono::Utc>) -> Ro
             "last_seen",
             "last_ip",
             "firmware",
+            "safe_clear",
             "last_error",
         ],
         rows: devices
@@ -258,6 +259,7 @@ pub fn device_rows(devices: &[Device], now: chrono::DateTime<chrono::Utc>) -> Ro
                         .unwrap_or_default(),
                     opt(&d.last_ip),
                     opt(&d.firmware),
+                    if d.safe_clear { "yes" } else { "no" }.to_owned(),
                     opt(&d.last_error),
                 ]
             })

@@ -191,6 +191,7 @@ mod tests {
             info: Default::default(),
             last_error: None,
             clock_drift_secs: None,
+            safe_clear: true,
         };
         store.create_device(device).await.expect("device");
         // In contact at 21:00.

@@ -68,9 +68,15 @@ pub enum SinkAction {
         /// Sink name.
         name: String,
     },
-    /// Frappe: withdraw the check-ins of punches voided by a correction now (`punchd serve` does it every minute)
-    /// and print what became of each.
+    /// Withdraw the check-ins of punches voided by a correction now (`punchd serve` does it every minute) and print
+    /// what became of each: Frappe deletes the Employee Checkin; webhook and NATS get a `checkin.voided` event.
     WithdrawVoids {
+        /// Sink name.
+        name: String,
+    },
+    /// Deliver the punches HR added in the monthly review (add-punch corrections) that the sink has not had yet
+    /// now (`punchd serve` does it every minute), and print what became of each.
+    DeliverAdded {
         /// Sink name.
         name: String,
     },
@@ -272,6 +278,10 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
             if !withdrawals.is_empty() {
                 json["withdrawals"] = serde_json::to_value(withdrawals)?;
             }
+            let added = store.list_correction_deliveries(sink.id).await?;
+            if !added.is_empty() {
+                json["added"] = serde_json::to_value(added)?;
+            }
             println!("{}", serde_json::to_string_pretty(&json)?);
             Ok(())
         }
@@ -420,7 +430,15 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
         }
         SinkAction::WithdrawVoids { name } => {
             let sink = store.get_sink(&name).await?;
-            let report = crate::sinks::frappe_withdraw::withdraw(store.as_ref(), &sink).await?;
+            let report = crate::sinks::withdraw::withdraw(store.as_ref(), &sink).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        SinkAction::DeliverAdded { name } => {
+            let sink = store.get_sink(&name).await?;
+            let report =
+                crate::sinks::added::deliver(store.as_ref(), &sink, config.default_time_zone)
+                    .await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

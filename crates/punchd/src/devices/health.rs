@@ -53,6 +53,7 @@ mod tests {
             info: Default::default(),
             last_error: None,
             clock_drift_secs: None,
+            safe_clear: true,
         }
     }
 

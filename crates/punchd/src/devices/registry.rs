@@ -48,6 +48,7 @@ pub fn new_pull_device(
         info: serde_json::Map::new(),
         last_error: None,
         clock_drift_secs: None,
+        safe_clear: true,
     }
 }
 

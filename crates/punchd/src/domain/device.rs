@@ -171,4 +171,9 @@ pub struct Device {
     pub last_error: Option<String>,
     /// Terminal clock minus our clock, seconds, when last measured.
     pub clock_drift_secs: Option<i64>,
+    /// Safe clear: the attendance log is cleared (`clear_after_pull`, the `clear_attendance_log` command) only once
+    /// every sink has delivered or parked every punch of this device; until then a queued `clear_attendance_log`
+    /// is held (stays `queued`, its message says which sinks still owe how many punches). On by default: a clear
+    /// cannot be undone, and until every HR system has a punch the terminal is its second copy.
+    pub safe_clear: bool,
 }

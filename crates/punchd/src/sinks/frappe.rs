@@ -466,6 +466,7 @@ mod tests {
             },
             device_alias: alias.map(str::to_owned),
             employee: None,
+            correction_id: None,
             device_site: None,
         }
     }

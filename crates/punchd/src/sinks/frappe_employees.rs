@@ -49,7 +49,7 @@ pub struct FrappeEmployee {
 }
 
 /// One field where punchd's employee and Frappe's disagree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Conflict {
     /// Employee code.
     pub code: String,
@@ -62,7 +62,7 @@ pub struct Conflict {
 }
 
 /// What a sync did (or, with `dry_run`, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SyncReport {
     /// Employees Frappe listed with the field set.
     pub read: usize,

@@ -230,7 +230,7 @@ pub async fn plans(
 }
 
 /// What one sync did to one Shift Type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SyncResult {
     /// The plan.
     #[serde(flatten)]
@@ -423,6 +423,7 @@ mod tests {
             info: Default::default(),
             last_error: None,
             clock_drift_secs: None,
+            safe_clear: true,
         }
     }
 

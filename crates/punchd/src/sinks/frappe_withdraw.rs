@@ -27,7 +27,7 @@ use crate::store::Store;
 const ROUND: usize = 500;
 
 /// What one round did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WithdrawReport {
     /// Outcomes recorded in this round.
     pub recorded: Vec<Withdrawal>,
@@ -169,33 +169,4 @@ pub async fn withdraw(store: &dyn Store, sink: &Sink) -> anyhow::Result<Withdraw
         }
     }
     Ok(report)
-}
-
-/// One round over every Frappe sink (not paused): called by the sink supervisor every minute.
-pub async fn withdraw_all(store: &dyn Store) {
-    let Ok(sinks) = store.list_sinks().await else {
-        return;
-    };
-    for sink in sinks
-        .iter()
-        .filter(|s| s.kind == SinkKind::Frappe && !s.paused)
-    {
-        match withdraw(store, sink).await {
-            Ok(report) => {
-                for w in &report.recorded {
-                    tracing::info!(
-                        sink = %sink.name,
-                        punch = w.punch_id,
-                        status = w.status.as_str(),
-                        "voided punch: {}",
-                        w.note
-                    );
-                }
-                for f in &report.failed {
-                    tracing::warn!(sink = %sink.name, "withdrawing a voided punch failed: {f}");
-                }
-            }
-            Err(e) => tracing::warn!(sink = %sink.name, "withdrawing voided punches failed: {e:#}"),
-        }
-    }
 }

@@ -1,4 +1,5 @@
-//! Delivery (issue 8): the outbox worker and one file per destination ([`webhook`], [`nats`], [`frappe`]).
+//! Delivery (issue 8): the outbox worker and one file per destination ([`webhook`], [`nats`], [`frappe`]); voided
+//! punches are withdrawn from every sink by [`withdraw`], punches HR added are delivered by [`added`].
 //!
 //! Every punch stored while a sink exists has one outbox event, written in the punch's transaction
 //! (store/sqlite/outbox.rs). `punchd serve` runs one worker per sink ([`run`]): it takes new events past the sink's
@@ -16,6 +17,7 @@
 //! records outcomes, so a worker that lost it records nothing and the new holder sends again (same idempotency
 //! keys).
 
+pub mod added;
 pub mod frappe;
 pub mod frappe_employees;
 pub mod frappe_shift;
@@ -24,6 +26,7 @@ pub mod nats;
 pub mod retention;
 pub mod safe_clear;
 pub mod webhook;
+pub mod withdraw;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -82,12 +85,34 @@ async fn resolve_employees(
 /// (a re-send, a replay, a restart mid-delivery) always has the same key; two different punches never share one.
 /// Hashed so it is safe in HTTP headers and NATS headers whatever a PIN contains.
 pub fn idempotency_key(punch: &Punch) -> String {
-    let text = format!(
-        "{}\t{}\t{}\t{}",
+    idempotency_key_of(
         punch.device_sn.as_str(),
         punch.pin.as_str(),
-        punch.punched_at.format("%Y-%m-%d %H:%M:%S"),
-        punch.punch_state.map_or(-1, i32::from)
+        punch.punched_at,
+        punch.punch_state,
+    )
+}
+
+/// The idempotency key of an event: [`idempotency_key`] of its punch, or `c1-<correction id>` for a punch HR added
+/// (`sinks::added`), which has no terminal identity.
+pub fn event_key(event: &OutboxEvent) -> String {
+    match event.correction_id {
+        Some(id) => format!("c1-{id}"),
+        None => idempotency_key(&event.punch),
+    }
+}
+
+/// [`idempotency_key`] from the punch's parts: SN, PIN, terminal local time, punch state.
+pub fn idempotency_key_of(
+    sn: &str,
+    pin: &str,
+    punched_at: chrono::NaiveDateTime,
+    punch_state: Option<u16>,
+) -> String {
+    let text = format!(
+        "{sn}\t{pin}\t{}\t{}",
+        punched_at.format("%Y-%m-%d %H:%M:%S"),
+        punch_state.map_or(-1, i32::from)
     );
     let digest = sha2::Sha256::digest(text.as_bytes());
     format!("p1-{}", &hex::encode(digest)[..32])
@@ -135,8 +160,12 @@ pub struct CheckIn {
     pub verify_mode: Option<u16>,
     /// push, pull, biotime, import or webhook.
     pub source: String,
-    /// When punchd received the punch (UTC).
+    /// When punchd received the punch (UTC); for a punch HR added, when HR added it.
     pub received_at: DateTime<Utc>,
+    /// Only on a punch HR added in the monthly review: the add-punch correction's id (`source` is then
+    /// `correction`, `device_sn` `HR-CORRECTION`, `punched_at` site local time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction_id: Option<i64>,
 }
 
 /// The body of a webhook delivery: a versioned batch of check-ins.
@@ -158,7 +187,7 @@ impl CheckIn {
     pub fn of(event: &OutboxEvent) -> CheckIn {
         let p = &event.punch;
         CheckIn {
-            idempotency_key: idempotency_key(p),
+            idempotency_key: event_key(event),
             event_id: event.id,
             employee: employee_for(event),
             device_sn: p.device_sn.as_str().to_owned(),
@@ -171,8 +200,13 @@ impl CheckIn {
             punch_state: p.punch_state,
             log_type: log_type_by_device(p.punch_state).map(str::to_owned),
             verify_mode: p.verify_mode,
-            source: p.source.as_str().to_owned(),
+            source: if event.correction_id.is_some() {
+                "correction".to_owned()
+            } else {
+                p.source.as_str().to_owned()
+            },
             received_at: p.received_at,
+            correction_id: event.correction_id,
         }
     }
 }
@@ -507,8 +541,8 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// How often events parked as unmapped are retried anyway (employee and mapping writes in punchd retry them at once,
 /// store/sqlite/outbox.rs `retry_unmapped_on`; this catches fixes made in Frappe).
 const UNMAPPED_RETRY_EVERY: Duration = Duration::from_secs(600);
-/// How often Frappe Shift Types' `last_sync_of_checkin` is advanced ([`frappe_shift`]) and voided punches are
-/// withdrawn from Frappe ([`frappe_withdraw`]).
+/// How often Frappe Shift Types' `last_sync_of_checkin` is advanced ([`frappe_shift`]), voided punches are
+/// withdrawn from every sink ([`withdraw`]) and punches HR added are delivered ([`added`]).
 const SHIFT_SYNC_EVERY: Duration = Duration::from_secs(60);
 /// How often delivered outbox events past the retention are pruned ([`retention`]).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -547,7 +581,8 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
                     let zone = app.config.default_time_zone;
                     shift_round = Some(tokio::spawn(async move {
                         frappe_shift::sync_all(store.as_ref(), zone).await;
-                        frappe_withdraw::withdraw_all(store.as_ref()).await;
+                        withdraw::withdraw_all(store.as_ref()).await;
+                        added::deliver_all(store.as_ref(), zone).await;
                     }));
                 }
             }

@@ -3,9 +3,12 @@
 //! For every event two messages are published, both with a `Nats-Msg-Id` header so the stream drops a re-send
 //! within its duplicate window (JetStream's de-duplication; 2 minutes by default, longer if the stream says so):
 //! - the stored punch (JSON of the API's `Punch`) on `punchd.punches.<site>.<sn>`, `Nats-Msg-Id` = the idempotency
-//!   key;
+//!   key (not for a punch HR added in the monthly review, which is no stored punch; its key is `c1-<correction id>`);
 //! - the check-in ([`super::CheckIn`], schema `punchd.checkins.v1`) on `punchd.checkins.<site>.<employee>`,
-//!   `Nats-Msg-Id` = the idempotency key + `.checkin`.
+//!   `Nats-Msg-Id` = the idempotency key + `.checkin`, header `Punchd-Event: checkin`.
+//!
+//! When HR voids a punch whose check-in was delivered, a withdrawal ([`super::withdraw::VoidedCheckIn`]) follows on
+//! the same check-in subject with `Punchd-Event: checkin.voided` ([`super::withdraw`]).
 //!
 //! `<site>` is the device's site or `default`; subject tokens keep ASCII letters, digits, `-` and `_`, anything else
 //! becomes `_`. The stream (default `PUNCHD`, subjects `punchd.>`) is created when missing, with JetStream's default
@@ -18,7 +21,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::{idempotency_key, Attempt, CheckIn, Deliver};
+use super::withdraw::{VoidedCheckIn, VOIDED_EVENT};
+use super::{event_key, Attempt, CheckIn, Deliver};
 use crate::store::outbox::OutboxEvent;
 
 /// A NATS sink's settings.
@@ -30,6 +34,10 @@ pub struct NatsConfig {
     #[serde(default = "default_stream")]
     pub stream: String,
 }
+
+/// Header naming what a check-in subject's message holds: `checkin` (a [`super::CheckIn`]) or `checkin.voided`
+/// (a [`VoidedCheckIn`]: HR voided the punch, [`super::withdraw`]).
+pub const EVENT_HEADER: &str = "Punchd-Event";
 
 fn default_stream() -> String {
     "PUNCHD".into()
@@ -118,13 +126,59 @@ impl Nats {
         js: &async_nats::jetstream::Context,
         subject: String,
         msg_id: &str,
+        event: Option<&str>,
         payload: Vec<u8>,
     ) -> Result<async_nats::jetstream::context::PublishAckFuture, String> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+        if let Some(event) = event {
+            headers.insert(EVENT_HEADER, event);
+        }
         js.publish_with_headers(subject, headers, payload.into())
             .await
             .map_err(|e| format!("publishing to NATS failed: {e}"))
+    }
+}
+
+impl Nats {
+    /// Publish withdrawals of voided check-ins, each on its check-in's subject `punchd.checkins.<site>.<employee>`
+    /// with `Punchd-Event: checkin.voided` and `Nats-Msg-Id` = its idempotency key. One answer per withdrawal, in
+    /// order: `Ok` with the stream reference once acknowledged, or why not (tried again next round).
+    pub async fn publish_voids(&self, voids: &[VoidedCheckIn]) -> Vec<Result<String, String>> {
+        let js = match self.context().await {
+            Ok(js) => js,
+            Err(e) => return vec![Err(format!("{e:#}")); voids.len()],
+        };
+        let mut pending = Vec::with_capacity(voids.len());
+        for v in voids {
+            let site = subject_token(v.site.as_deref().unwrap_or("default"));
+            let subject = format!("punchd.checkins.{site}.{}", subject_token(&v.employee));
+            let body = serde_json::to_vec(v).unwrap_or_default();
+            pending.push(
+                Self::publish(&js, subject, &v.idempotency_key, Some(VOIDED_EVENT), body).await,
+            );
+        }
+        let mut out = Vec::with_capacity(voids.len());
+        let mut broken = false;
+        for ack in pending {
+            out.push(match ack {
+                Ok(ack) => match ack.await {
+                    Ok(ack) => Ok(format!(
+                        "{VOIDED_EVENT} acknowledged by the stream ({}:{})",
+                        ack.stream, ack.sequence
+                    )),
+                    Err(e) => Err(format!("the stream did not acknowledge: {e}")),
+                },
+                Err(e) => {
+                    broken = true;
+                    Err(e)
+                }
+            });
+        }
+        if broken {
+            *self.context.lock().await = None;
+        }
+        out
     }
 }
 
@@ -148,19 +202,25 @@ impl Deliver for Nats {
         for event in events {
             let checkin = CheckIn::of(event);
             let site = subject_token(event.device_site.as_deref().unwrap_or("default"));
-            let key = idempotency_key(&event.punch);
-            let punch = serde_json::to_vec(&event.punch).unwrap_or_default();
+            let key = event_key(event);
             let body = serde_json::to_vec(&checkin).unwrap_or_default();
-            let punch_ack = Self::publish(
-                &js,
-                format!(
-                    "punchd.punches.{site}.{}",
-                    subject_token(event.punch.device_sn.as_str())
+            // A punch HR added is no stored punch: only its check-in is published.
+            let punch_ack = match event.correction_id {
+                Some(_) => None,
+                None => Some(
+                    Self::publish(
+                        &js,
+                        format!(
+                            "punchd.punches.{site}.{}",
+                            subject_token(event.punch.device_sn.as_str())
+                        ),
+                        &key,
+                        None,
+                        serde_json::to_vec(&event.punch).unwrap_or_default(),
+                    )
+                    .await,
                 ),
-                &key,
-                punch,
-            )
-            .await;
+            };
             let checkin_ack = Self::publish(
                 &js,
                 format!(
@@ -168,6 +228,7 @@ impl Deliver for Nats {
                     subject_token(&checkin.employee)
                 ),
                 &format!("{key}.checkin"),
+                Some("checkin"),
                 body,
             )
             .await;
@@ -176,15 +237,21 @@ impl Deliver for Nats {
         let mut out = Vec::with_capacity(events.len());
         let mut broken = false;
         for (punch_ack, checkin_ack) in pending {
-            let outcome = match (punch_ack, checkin_ack) {
-                (Ok(p), Ok(c)) => match (p.await, c.await) {
-                    (Ok(_), Ok(ack)) => {
-                        Attempt::Delivered(Some(format!("{}:{}", ack.stream, ack.sequence)))
+            let outcome = match (punch_ack.transpose(), checkin_ack) {
+                (Ok(p), Ok(c)) => {
+                    let punch_acked = match p {
+                        Some(p) => p.await.map(|_| ()),
+                        None => Ok(()),
+                    };
+                    match (punch_acked, c.await) {
+                        (Ok(()), Ok(ack)) => {
+                            Attempt::Delivered(Some(format!("{}:{}", ack.stream, ack.sequence)))
+                        }
+                        (Err(e), _) | (_, Err(e)) => {
+                            Attempt::Retry(format!("the stream did not acknowledge: {e}"))
+                        }
                     }
-                    (Err(e), _) | (_, Err(e)) => {
-                        Attempt::Retry(format!("the stream did not acknowledge: {e}"))
-                    }
-                },
+                }
                 (Err(e), _) | (_, Err(e)) => {
                     broken = true;
                     Attempt::Retry(e)

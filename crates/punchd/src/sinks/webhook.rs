@@ -6,7 +6,9 @@
 //! - `X-Punchd-Signature`: `sha256=` and the lowercase hex HMAC-SHA256, keyed with the sink's secret, over the
 //!   bytes `<timestamp>.<body>` (the timestamp header's value, a dot, the exact body bytes);
 //! - `Idempotency-Key`: the key of the batch's first check-in; every check-in carries its own
-//!   `idempotency_key` in the body, which is what a receiver de-duplicates on.
+//!   `idempotency_key` in the body, which is what a receiver de-duplicates on;
+//! - `X-Punchd-Event`: `checkin` for these batches; `checkin.voided` for withdrawals of check-ins whose punch HR
+//!   voided (body schema `punchd.checkin-voids.v1`, [`super::withdraw`]).
 //!
 //! A receiver should recompute the signature over the raw body, compare in constant time, and refuse a timestamp
 //! more than 5 minutes from its clock (a replayed request then fails even with a valid signature).
@@ -20,6 +22,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 
+use super::withdraw::{VoidedCheckIn, VoidedCheckInBatch, VOIDED_EVENT, VOIDS_SCHEMA};
 use super::{Attempt, CheckIn, CheckInBatch, Deliver, CHECKINS_SCHEMA};
 use crate::store::outbox::{OutboxEvent, ParkKind};
 
@@ -27,6 +30,9 @@ use crate::store::outbox::{OutboxEvent, ParkKind};
 pub const TIMESTAMP_HEADER: &str = "X-Punchd-Timestamp";
 /// Header with `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 pub const SIGNATURE_HEADER: &str = "X-Punchd-Signature";
+/// Header naming what the body holds: `checkin` (a [`super::CheckInBatch`]) or `checkin.voided` (a
+/// [`VoidedCheckInBatch`]).
+pub const EVENT_HEADER: &str = "X-Punchd-Event";
 
 /// A webhook sink's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +98,69 @@ impl Webhook {
     }
 }
 
+impl Webhook {
+    /// POST a signed body (`event` in [`EVENT_HEADER`]).
+    async fn post(
+        &self,
+        body: Vec<u8>,
+        timestamp: i64,
+        first_key: &str,
+        event: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.client
+            .post(&self.config.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .header(
+                SIGNATURE_HEADER,
+                sign(&self.config.secret, timestamp, &body),
+            )
+            .header("Idempotency-Key", first_key)
+            .header(EVENT_HEADER, event)
+            .body(body)
+            .send()
+            .await
+    }
+
+    /// Send withdrawals of voided check-ins as one [`VoidedCheckInBatch`] (schema `punchd.checkin-voids.v1`),
+    /// signed like check-in batches. `Ok` when the receiver answered 2xx.
+    ///
+    /// Errors: the receiver's answer or the transport error, in plain words (tried again next round).
+    pub async fn send_voids(&self, voids: &[VoidedCheckIn]) -> Result<(), String> {
+        let now = chrono::Utc::now();
+        let batch = VoidedCheckInBatch {
+            schema: VOIDS_SCHEMA.into(),
+            sent_at: now,
+            voids: voids.to_vec(),
+        };
+        let body =
+            serde_json::to_vec(&batch).map_err(|e| format!("encoding the batch failed: {e}"))?;
+        let first_key = voids
+            .first()
+            .map(|v| v.idempotency_key.clone())
+            .unwrap_or_default();
+        let response = self
+            .post(body, now.timestamp(), &first_key, VOIDED_EVENT)
+            .await
+            .map_err(|e| format!("could not reach the receiver: {}", error_chain(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        Err(format!(
+            "the receiver answered HTTP {}: {text}",
+            status.as_u16()
+        ))
+    }
+}
+
 #[async_trait::async_trait]
 impl Deliver for Webhook {
     fn ordered(&self) -> bool {
@@ -120,19 +189,7 @@ impl Deliver for Webhook {
             .first()
             .map(|c| c.idempotency_key.clone())
             .unwrap_or_default();
-        let answer = self
-            .client
-            .post(&self.config.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(TIMESTAMP_HEADER, timestamp.to_string())
-            .header(
-                SIGNATURE_HEADER,
-                sign(&self.config.secret, timestamp, &body),
-            )
-            .header("Idempotency-Key", first_key)
-            .body(body)
-            .send()
-            .await;
+        let answer = self.post(body, timestamp, &first_key, "checkin").await;
         let response = match answer {
             Ok(response) => response,
             Err(e) if e.is_timeout() => {

@@ -754,8 +754,34 @@ async fn poll(
         Ok(queued) => queued,
         Err(e) => return storage_failed(&ctx.app, &ctx.sn, "command delivery", &e),
     };
+    // Safe clear: a clear_attendance_log waits while a sink owes this terminal's punches (it stays queued, and
+    // the hint stays set so every poll looks again).
+    let mut n_held = 0;
+    let mut sendable = Vec::with_capacity(queued.len());
+    for command in queued {
+        if command.kind == crate::domain::CommandKind::ClearAttendanceLog {
+            match crate::sinks::safe_clear::hold_if_owed(
+                ctx.app.store.as_ref(),
+                &entry.device(),
+                &command,
+            )
+            .await
+            {
+                Ok(false) => {}
+                Ok(true) => {
+                    n_held += 1;
+                    continue;
+                }
+                Err(e) => return storage_failed(&ctx.app, &ctx.sn, "command delivery", &e),
+            }
+        }
+        sendable.push(command);
+    }
+    let queued = sendable;
     if queued.is_empty() {
-        entry.set_may_have_commands(false);
+        if n_held == 0 {
+            entry.set_may_have_commands(false);
+        }
         return ok(zk_push::reply::OK);
     }
     let lines: Vec<(u64, String)> = queued

@@ -603,6 +603,7 @@ async fn devices_register_update_and_bump_revisions(store: &dyn Store) {
         info: serde_json::Map::new(),
         last_error: None,
         clock_drift_secs: None,
+        safe_clear: true,
     };
     let created = store.create_device(pull.clone()).await.expect("create");
     assert_eq!(created, pull);

@@ -5,10 +5,14 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 use super::attendance::{AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus};
-use super::delivery::{Undelivered, VoidedPunch, Withdrawal, WithdrawalStatus};
+use super::delivery::{
+    AddedPunch, CorrectionDelivery, Undelivered, VoidedPunch, Withdrawal, WithdrawalStatus,
+};
 use super::outbox::{NewSink, Outcome, ParkKind, SinkKind};
-use super::{Batch, RawEntry, Store, StoreError};
-use crate::domain::{DeviceSn, NewPunch, Pin, PunchState, Source};
+use super::{Batch, CommandCompletion, RawEntry, Store, StoreError};
+use crate::domain::{
+    Command, CommandKind, CommandStatus, DeviceSn, NewCommand, NewPunch, Pin, PunchState, Source,
+};
 
 fn sn(s: &str) -> DeviceSn {
     DeviceSn::parse(s).expect("test SN")
@@ -223,9 +227,16 @@ pub(crate) async fn run_all(store: &dyn Store) {
             voids[0].correction_id,
             voids[0].punch_id,
             voids[0].punched_at,
-            voids[0].device_sn.as_str()
+            voids[0].device_sn.as_str(),
+            voids[0].punch_state
         ),
-        (correction_ids[0], punch_id("1"), local(8, 0), "DELIV-1")
+        (
+            correction_ids[0],
+            punch_id("1"),
+            local(8, 0),
+            "DELIV-1",
+            Some(0)
+        )
     );
     let withdrawn = Withdrawal {
         correction_id: correction_ids[0],
@@ -259,6 +270,87 @@ pub(crate) async fn run_all(store: &dyn Store) {
     assert_eq!(
         store.voids_to_withdraw(a.id, 1).await.expect("voids").len(),
         1
+    );
+
+    // Punches HR added: offered to a sink once, when added after the sink was created (it has no start date).
+    let mut added = Vec::new();
+    for (at, state, created) in [
+        (local(6, 0), Some(0), 0),
+        (local(18, 0), Some(1), 6),
+        (local(19, 0), None, 7),
+    ] {
+        let c = store
+            .add_correction(
+                Correction {
+                    id: 0,
+                    employee_code: "E1".into(),
+                    day: local(0, 0).date(),
+                    kind: CorrectionKind::AddPunch,
+                    punched_at: Some(at),
+                    punch_state: state,
+                    punch_id: None,
+                    status: None,
+                    minutes: None,
+                    author: "hr".into(),
+                    reason: "forgot to punch".into(),
+                    created_at: instant(created),
+                },
+                audit(),
+            )
+            .await
+            .expect("add punch");
+        added.push(c.id);
+    }
+    let offered = store
+        .added_punches_to_deliver(a.id, 10)
+        .await
+        .expect("added");
+    assert_eq!(
+        offered,
+        vec![
+            AddedPunch {
+                correction_id: added[1],
+                employee_code: "E1".into(),
+                punched_at: local(18, 0),
+                punch_state: Some(1),
+                created_at: instant(6),
+            },
+            AddedPunch {
+                correction_id: added[2],
+                employee_code: "E1".into(),
+                punched_at: local(19, 0),
+                punch_state: None,
+                created_at: instant(7),
+            }
+        ],
+        "the one added before sink a existed is not offered"
+    );
+    let delivered = CorrectionDelivery {
+        correction_id: added[1],
+        status: "delivered".into(),
+        remote_ref: Some("EMP-CKIN-9".into()),
+        note: "delivered".into(),
+        updated_at: instant(8),
+    };
+    for _ in 0..2 {
+        store
+            .record_correction_delivery(a.id, delivered.clone())
+            .await
+            .expect("record");
+    }
+    assert_eq!(
+        store.list_correction_deliveries(a.id).await.expect("list"),
+        vec![delivered]
+    );
+    assert_eq!(
+        store
+            .added_punches_to_deliver(a.id, 10)
+            .await
+            .expect("added")
+            .iter()
+            .map(|a| a.correction_id)
+            .collect::<Vec<_>>(),
+        vec![added[2]]
     );
 
     // A second sink, created later, has taken nothing: the next event is not prunable for either.
@@ -328,6 +420,79 @@ pub(crate) async fn run_all(store: &dyn Store) {
         store.prune_outbox(instant(3600), 100).await.expect("prune"),
         0
     );
+
+    hold_command(store, &d1).await;
+}
+
+/// Holding a command (safe clear): a queued one stays queued with the note, a sent one goes back to the queue with
+/// its delivery undone, a finished one is left alone; `None` removes the note.
+async fn hold_command(store: &dyn Store, device: &DeviceSn) {
+    let clear = || NewCommand {
+        device_sn: device.clone(),
+        kind: CommandKind::ClearAttendanceLog,
+        wire: Some("CLEAR LOG".into()),
+        requested_by: "test".into(),
+    };
+    let queued = store
+        .enqueue_commands(vec![clear(), clear()], instant(10))
+        .await
+        .expect("enqueue");
+    let (c1, c2) = (queued[0].id, queued[1].id);
+    let view = |c: Command| (c.status, c.attempts, c.sent_at, c.message);
+    assert!(store
+        .hold_command(c1, Some("held: a owes 2".into()))
+        .await
+        .expect("hold"));
+    assert_eq!(
+        view(store.get_command(c1).await.expect("c1")),
+        (
+            CommandStatus::Queued,
+            0,
+            None,
+            Some("held: a owes 2".into())
+        )
+    );
+    assert_eq!(
+        store.mark_sent(vec![c2], instant(11)).await.expect("sent"),
+        vec![c2]
+    );
+    assert!(store
+        .hold_command(c2, Some("held again".into()))
+        .await
+        .expect("hold"));
+    assert_eq!(
+        view(store.get_command(c2).await.expect("c2")),
+        (CommandStatus::Queued, 0, None, Some("held again".into()))
+    );
+    assert!(store.hold_command(c1, None).await.expect("unhold"));
+    assert_eq!(
+        view(store.get_command(c1).await.expect("c1")),
+        (CommandStatus::Queued, 0, None, None)
+    );
+    store.mark_sent(vec![c2], instant(12)).await.expect("sent");
+    store
+        .complete_commands(
+            device,
+            vec![CommandCompletion {
+                id: c2,
+                return_code: 0,
+                message: "cleared".into(),
+                result: None,
+            }],
+            instant(13),
+        )
+        .await
+        .expect("complete");
+    assert!(!store
+        .hold_command(c2, Some("too late".into()))
+        .await
+        .expect("hold finished"));
+    let done = store.get_command(c2).await.expect("c2");
+    assert_eq!(
+        (done.status, done.attempts, done.message.as_deref()),
+        (CommandStatus::Succeeded, 1, Some("cleared"))
+    );
+    assert!(!store.hold_command(i64::MAX, None).await.expect("unknown"));
 }
 
 mod tests {

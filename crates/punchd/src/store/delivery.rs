@@ -1,7 +1,8 @@
 //! Delivery facts the sinks' neighbours need ([`DeliveryStore`], issue 8): per device, what a sink has not
 //! delivered yet (so Frappe's `last_sync_of_checkin` never passes an undelivered punch, and a terminal's log is
-//! never cleared before every sink has its punches), pruning of fully delivered outbox events, and withdrawals of
-//! check-ins whose punch HR voided (migrations/sqlite/0012_delivery.sql).
+//! never cleared before every sink has its punches), pruning of fully delivered outbox events, withdrawals of
+//! check-ins whose punch HR voided (migrations/sqlite/0012_delivery.sql), punches HR added and what each sink made
+//! of them, and holding a command (safe clear; 0014_delivery_gaps.sql).
 //!
 //! Kept apart from [`super::outbox::OutboxStore`] so a backend adds it in a file of its own. Times are UTC.
 
@@ -35,11 +36,44 @@ pub struct VoidedPunch {
     pub pin: String,
     /// Its terminal local time.
     pub punched_at: NaiveDateTime,
+    /// Its punch state (`None` when the terminal sent none); with SN, PIN and time it makes the check-in's
+    /// idempotency key (`sinks::idempotency_key`).
+    pub punch_state: Option<u16>,
     /// Where the punch's event stands for the sink: `delivered`, `pending` (taken, or not taken yet), `parked`, or
     /// `None` when the sink never had an event for it.
     pub delivery: Option<String>,
     /// What the sink called the delivered check-in (the Frappe document name), if it said.
     pub remote_ref: Option<String>,
+}
+
+/// A punch HR added in the monthly review (an add-punch correction) that one sink has not had yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedPunch {
+    /// The add-punch correction.
+    pub correction_id: i64,
+    /// The employee it was added for (the check-in's employee as it is; no PIN mapping involved).
+    pub employee_code: String,
+    /// When, as a site local wall time.
+    pub punched_at: NaiveDateTime,
+    /// Its punch state, if HR gave one.
+    pub punch_state: Option<u16>,
+    /// When HR added it (UTC).
+    pub created_at: DateTime<Utc>,
+}
+
+/// What became of an added punch at one sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CorrectionDelivery {
+    /// The add-punch correction.
+    pub correction_id: i64,
+    /// `delivered` or `parked`.
+    pub status: String,
+    /// The sink's name for the check-in (Frappe document name, NATS stream sequence), if it said.
+    pub remote_ref: Option<String>,
+    /// In plain words: what the sink answered.
+    pub note: String,
+    /// When (UTC).
+    pub updated_at: DateTime<Utc>,
 }
 
 /// What became of a voided punch at one sink.
@@ -113,4 +147,23 @@ pub trait DeliveryStore: Send + Sync {
     async fn record_withdrawal(&self, sink_id: i64, withdrawal: Withdrawal) -> Result<()>;
     /// The withdrawals recorded for a sink, by correction id.
     async fn list_withdrawals(&self, sink_id: i64) -> Result<Vec<Withdrawal>>;
+
+    /// Hold a command (safe clear, `sinks::safe_clear`): a `queued` or `sent` command becomes (or stays) `queued`
+    /// with `note` as its message (`None` clears the message); a `sent` one gets its delivery back (attempts − 1,
+    /// no `sent_at`), since holding it is punchd's doing, not the device's. Returns whether the command was queued
+    /// or sent (a finished, expired or cancelled command is left alone).
+    async fn hold_command(&self, id: i64, note: Option<String>) -> Result<bool>;
+
+    /// Punches added by (not revoked) add-punch corrections that sink `sink_id` has no outcome for yet, by
+    /// correction id, at most `max`. A sink without a start date (`since`) gets the ones added after it was
+    /// created; with one, every one.
+    async fn added_punches_to_deliver(&self, sink_id: i64, max: usize) -> Result<Vec<AddedPunch>>;
+    /// Record (or replace) what became of an added punch at a sink.
+    async fn record_correction_delivery(
+        &self,
+        sink_id: i64,
+        delivery: CorrectionDelivery,
+    ) -> Result<()>;
+    /// The outcomes recorded for a sink's added punches, by correction id.
+    async fn list_correction_deliveries(&self, sink_id: i64) -> Result<Vec<CorrectionDelivery>>;
 }

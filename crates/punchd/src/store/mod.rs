@@ -338,6 +338,9 @@ pub struct DevicePatch {
     pub clear_after_pull: Option<bool>,
     /// Pull: transport (tcp or udp).
     pub transport: Option<Transport>,
+    /// Safe clear: clear the attendance log only once every sink has delivered or parked every punch of the
+    /// device (push and pull; see `Device::safe_clear`).
+    pub safe_clear: Option<bool>,
 }
 
 /// "Last seen" facts flushed in bulk (heartbeats are kept in memory and written every few seconds).

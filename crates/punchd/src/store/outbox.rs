@@ -121,6 +121,9 @@ pub struct OutboxEvent {
     /// or an employee whose code is the PIN), filled by the sink worker just before delivery; `None` when the
     /// store returns the event or the PIN is unmapped in punchd ([`crate::sinks::employee_for`]).
     pub employee: Option<String>,
+    /// Set for a punch HR added in the monthly review (an add-punch correction, `sinks::added`): its id. Such an
+    /// event has no stored punch (`punch.id` 0, device `HR-CORRECTION`) and no outbox row.
+    pub correction_id: Option<i64>,
 }
 
 /// Why an event was parked.

@@ -92,6 +92,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0008_leases.sql"),
     },
     Migration {
+        version: 9,
+        name: "0009_delivery_gaps",
+        sql: include_str!("../../migrations/postgres/0009_delivery_gaps.sql"),
+    },
+    Migration {
         version: 10,
         name: "0010_agent_batches",
         sql: include_str!("../../migrations/postgres/0010_agent_batches.sql"),
@@ -385,7 +390,7 @@ impl PgStore {
 
 const DEVICE_COLUMNS: &str = "sn, approval, transport, alias, site, time_zone, address, comm_key, \
     pull_interval_secs, clear_after_pull, first_seen, last_seen, last_ip, firmware, push_version, language, \
-    device_type, poll_delay_secs, info, last_error, clock_drift_secs";
+    device_type, poll_delay_secs, info, last_error, clock_drift_secs, safe_clear";
 
 pub(super) fn device_from_row(row: &Row) -> Result<Device> {
     let approval: String = col(row, 1)?;
@@ -414,6 +419,7 @@ pub(super) fn device_from_row(row: &Row) -> Result<Device> {
         info: json_map(col(row, 18)?),
         last_error: col(row, 19)?,
         clock_drift_secs: col(row, 20)?,
+        safe_clear: col(row, 21)?,
     })
 }
 
@@ -1128,8 +1134,8 @@ impl Store for PgStore {
         let inserted = tx
             .execute(
                 "INSERT INTO devices (sn, approval, transport, alias, site, time_zone, address, comm_key, \
-                 pull_interval_secs, clear_after_pull, first_seen, poll_delay_secs, revision) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+                 pull_interval_secs, clear_after_pull, first_seen, poll_delay_secs, revision, safe_clear) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING",
                 &[
                     &d.sn.as_str(),
                     &d.approval.as_str(),
@@ -1144,6 +1150,7 @@ impl Store for PgStore {
                     &d.first_seen,
                     &wide(d.poll_delay_secs),
                     &revision,
+                    &d.safe_clear,
                 ],
             )
             .await
@@ -1192,7 +1199,7 @@ impl Store for PgStore {
         let mut max = revision;
         let mut devices = Vec::with_capacity(rows.len());
         for row in &rows {
-            max = max.max(col::<i64>(row, 21)?);
+            max = max.max(col::<i64>(row, 22)?);
             devices.push(device_from_row(row)?);
         }
         Ok((devices, max))
@@ -1240,11 +1247,14 @@ impl Store for PgStore {
         if let Some(v) = patch.transport {
             device.transport = v;
         }
+        if let Some(v) = patch.safe_clear {
+            device.safe_clear = v;
+        }
         let revision = next_revision(&tx).await?;
         tx.execute(
             "UPDATE devices SET approval = $2, alias = $3, site = $4, time_zone = $5, poll_delay_secs = $6, \
              address = $7, comm_key = $8, pull_interval_secs = $9, clear_after_pull = $10, transport = $11, \
-             revision = $12 WHERE sn = $1",
+             revision = $12, safe_clear = $13 WHERE sn = $1",
             &[
                 &sn.as_str(),
                 &device.approval.as_str(),
@@ -1258,6 +1268,7 @@ impl Store for PgStore {
                 &device.clear_after_pull,
                 &device.transport.as_str(),
                 &revision,
+                &device.safe_clear,
             ],
         )
         .await

@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_ui_accounts.sql"),
     include_str!("../../migrations/sqlite/0012_delivery.sql"),
     include_str!("../../migrations/sqlite/0013_leases.sql"),
+    include_str!("../../migrations/sqlite/0014_delivery_gaps.sql"),
     include_str!("../../migrations/sqlite/0015_agent_batches.sql"),
 ];
 
@@ -395,7 +396,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, fault: hardening::Faul
 
 const DEVICE_COLUMNS: &str = "sn, approval, transport, alias, site, time_zone, address, comm_key, \
     pull_interval_secs, clear_after_pull, first_seen, last_seen, last_ip, firmware, push_version, language, \
-    device_type, poll_delay_secs, info, last_error, clock_drift_secs";
+    device_type, poll_delay_secs, info, last_error, clock_drift_secs, safe_clear";
 
 fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
     let approval: String = row.get(1)?;
@@ -424,6 +425,7 @@ fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
         info: json_map(&row.get::<_, String>(18)?),
         last_error: row.get(19)?,
         clock_drift_secs: row.get(20)?,
+        safe_clear: row.get(21)?,
     })
 }
 
@@ -980,8 +982,8 @@ impl Store for SqliteStore {
             let inserted = conn
                 .execute(
                     "INSERT INTO devices (sn, approval, transport, alias, site, time_zone, address, comm_key, \
-                     pull_interval_secs, clear_after_pull, first_seen, poll_delay_secs, revision) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
+                     pull_interval_secs, clear_after_pull, first_seen, poll_delay_secs, revision, safe_clear) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING",
                     params![
                         d.sn.as_str(),
                         d.approval.as_str(),
@@ -996,6 +998,7 @@ impl Store for SqliteStore {
                         ms(d.first_seen),
                         d.poll_delay_secs,
                         revision,
+                        d.safe_clear,
                     ],
                 )
                 .map_err(backend)?;
@@ -1034,7 +1037,7 @@ impl Store for SqliteStore {
             let mut max = revision;
             let rows = st
                 .query_map([revision], |row| {
-                    Ok((device_from_row(row)?, row.get::<_, i64>(21)?))
+                    Ok((device_from_row(row)?, row.get::<_, i64>(22)?))
                 })
                 .map_err(backend)?;
             let mut devices = Vec::new();
@@ -1082,11 +1085,14 @@ impl Store for SqliteStore {
             if let Some(v) = patch.transport {
                 device.transport = v;
             }
+            if let Some(v) = patch.safe_clear {
+                device.safe_clear = v;
+            }
             let revision = next_revision(conn)?;
             conn.execute(
                 "UPDATE devices SET approval = ?2, alias = ?3, site = ?4, time_zone = ?5, poll_delay_secs = ?6, \
                  address = ?7, comm_key = ?8, pull_interval_secs = ?9, clear_after_pull = ?10, transport = ?11, \
-                 revision = ?12 WHERE sn = ?1",
+                 revision = ?12, safe_clear = ?13 WHERE sn = ?1",
                 params![
                     sn.as_str(),
                     device.approval.as_str(),
@@ -1100,6 +1106,7 @@ impl Store for SqliteStore {
                     device.clear_after_pull,
                     device.transport.as_str(),
                     revision,
+                    device.safe_clear,
                 ],
             )
             .map_err(backend)?;

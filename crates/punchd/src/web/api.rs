@@ -339,6 +339,10 @@ struct NewPullDevice {
     /// Clear the terminal's attendance log after a verified complete pull.
     #[serde(default)]
     clear_after_pull: bool,
+    /// Safe clear: clear the attendance log only once every sink has delivered or parked every punch of this
+    /// terminal (default true).
+    #[serde(default)]
+    safe_clear: Option<bool>,
     /// IANA zone of the terminal's clock.
     #[serde(default)]
     time_zone: Option<String>,
@@ -387,6 +391,7 @@ async fn create_device(
             time_zone: body.time_zone,
             alias: body.alias,
             site: body.site,
+            safe_clear: body.safe_clear.unwrap_or(true),
             ..device
         })
         .await?;
@@ -410,7 +415,7 @@ async fn patch(app: &App, sn: &DeviceSn, patch: DevicePatch) -> Result<Device, E
     Ok(device)
 }
 
-/// Change a device's settings (approval, alias, site, time zone, poll delay, pull settings). Absent fields are
+/// Change a device's settings (approval, alias, site, time zone, poll delay, pull settings, safe clear). Absent fields are
 /// left as they are; `null` clears; an unknown field is refused (400).
 #[utoipa::path(patch, path = "/api/v1/devices/{sn}", params(("sn" = String, Path, description = "serial number")),
     request_body = DevicePatch, security(("bearer" = ["admin"])),

@@ -32,6 +32,9 @@ pub enum Error {
     /// 409.
     #[error("{0}")]
     Conflict(String),
+    /// 502: a system punchd talks to on the caller's behalf (Frappe) failed; the message says how.
+    #[error("{0}")]
+    BadGateway(String),
     /// 500/503: logged, not shown.
     #[error("internal error")]
     Internal(String),
@@ -72,6 +75,7 @@ impl IntoResponse for Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Error::Internal(detail) => {
                 tracing::error!(error = %detail, "API request failed");
                 StatusCode::SERVICE_UNAVAILABLE

@@ -1,38 +1,52 @@
 //! `/api/v1/sinks`: the same as `punchd sinks` (sinks/mod.rs) over the JSON API, and the documented webhook
-//! payload (`CheckInBatch`, schema `punchd.checkins.v1`) in the OpenAPI document.
+//! payloads (`CheckInBatch`, schema `punchd.checkins.v1`; `VoidedCheckInBatch`, schema `punchd.checkin-voids.v1`)
+//! in the OpenAPI document.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
-use super::auth::scoped;
+use super::auth::{scoped, TokenName};
 use super::error::Error;
 use crate::app::App;
 use crate::domain::Scope;
+use crate::sinks::added::AddedReport;
+use crate::sinks::frappe_employees::{Conflict, SyncReport};
+use crate::sinks::frappe_shift::{ShiftSync, SyncResult};
+use crate::sinks::frappe_withdraw::WithdrawReport;
+use crate::sinks::withdraw::{VoidedCheckIn, VoidedCheckInBatch};
 use crate::sinks::{self, CheckIn, CheckInBatch, DeliveryOptions, SinkState, SinkStatus};
-use crate::store::outbox::{ParkKind, ParkedEvent, SinkCounts, SinkKind};
+use crate::store::delivery::{CorrectionDelivery, Withdrawal, WithdrawalStatus};
+use crate::store::outbox::{ParkKind, ParkedEvent, Sink, SinkCounts, SinkKind};
 
 /// The sink routes (mounted under `/api/v1`, behind the token check).
-/// Reading needs scope `read`; pausing, resuming, retrying and replaying `operate`; adding and removing a sink
+/// Reading needs scope `read`; HR's part (withdrawing voided punches, reading employees from Frappe) `hr`;
+/// pausing, resuming, retrying, replaying and advancing Frappe Shift Types `operate`; adding and removing a sink
 /// (its URL and secrets) `admin`.
 pub fn routes() -> Router<App> {
     let read = Router::new()
         .route("/sinks", get(list_sinks))
         .route("/sinks/{name}", get(show_sink));
+    let hr = Router::new()
+        .route("/sinks/{name}/withdraw-voids", post(withdraw_voids))
+        .route("/sinks/{name}/deliver-added", post(deliver_added))
+        .route("/sinks/{name}/employees-sync", post(employees_sync));
     let operate = Router::new()
         .route("/sinks/{name}/pause", post(pause_sink))
         .route("/sinks/{name}/resume", post(resume_sink))
         .route("/sinks/{name}/retry", post(retry_sink))
-        .route("/sinks/{name}/replay", post(replay_sink));
+        .route("/sinks/{name}/replay", post(replay_sink))
+        .route("/sinks/{name}/sync-shifts", post(sync_shifts));
     let admin = Router::new()
         .route("/sinks", post(add_sink))
         .route("/sinks/{name}", delete(remove_sink));
     Router::new()
         .merge(scoped(Scope::Read, read))
+        .merge(scoped(Scope::Hr, hr))
         .merge(scoped(Scope::Operate, operate))
         .merge(scoped(Scope::Admin, admin))
 }
@@ -48,7 +62,11 @@ pub fn routes() -> Router<App> {
         pause_sink,
         resume_sink,
         retry_sink,
-        replay_sink
+        replay_sink,
+        sync_shifts,
+        withdraw_voids,
+        deliver_added,
+        employees_sync
     ),
     components(schemas(
         SinkStatus,
@@ -62,7 +80,18 @@ pub fn routes() -> Router<App> {
         SinkDetail,
         Changed,
         CheckInBatch,
-        CheckIn
+        CheckIn,
+        VoidedCheckInBatch,
+        VoidedCheckIn,
+        SyncResult,
+        ShiftSync,
+        WithdrawReport,
+        Withdrawal,
+        WithdrawalStatus,
+        SyncReport,
+        Conflict,
+        AddedReport,
+        CorrectionDelivery
     ))
 )]
 pub struct SinksDoc;
@@ -224,4 +253,129 @@ async fn replay_sink(
         None => app.store.retry_sink(&name, None, Utc::now()).await?,
     };
     Ok(Json(Changed { events }))
+}
+
+/// `employees-sync` options.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EmployeesSyncQuery {
+    /// Replace punchd's values with Frappe's where they differ (without it, differences are listed as conflicts).
+    #[serde(default)]
+    pub overwrite: bool,
+    /// Only report what would change; write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A Frappe sink by name: 404 when there is none, 400 when it is another kind.
+async fn frappe_sink(app: &App, name: &str) -> Result<Sink, Error> {
+    let sink = app.store.get_sink(name).await?;
+    if sink.kind != SinkKind::Frappe {
+        return Err(Error::BadRequest(format!(
+            "sink {name} is a {} sink; this applies to Frappe sinks only",
+            sink.kind.as_str()
+        )));
+    }
+    Ok(sink)
+}
+
+/// A failure of a round that talks to the sink: the store's own errors keep their status; the rest (the sink's
+/// settings, Frappe unreachable or refusing) are 502 with the reason.
+fn round_error(e: anyhow::Error) -> Error {
+    match e.downcast::<crate::store::StoreError>() {
+        Ok(store) => Error::from(store),
+        Err(e) => Error::BadGateway(format!("{e:#}")),
+    }
+}
+
+/// Frappe: advance the sink's Shift Types' `last_sync_of_checkin` to the watermark of the devices feeding them now
+/// (`punchd serve` does it every minute), and say what each came to and which device holds it back. The same as
+/// `punchd sinks sync-shifts NAME`. Frappe's answers per Shift Type are in each result's `note`.
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/sync-shifts", security(("bearer" = ["operate"])),
+    params(("name" = String, Path, description = "sink name")),
+    responses((status = 200, description = "One result per Shift Type of the sink (empty: none configured)", body = [SyncResult]),
+        (status = 400, description = "Not a Frappe sink"), (status = 404, description = "Not found (named in the error)"),
+        (status = 502, description = "The sink's settings could not be used")))]
+async fn sync_shifts(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<SyncResult>>, Error> {
+    let sink = frappe_sink(&app, &name).await?;
+    let results = crate::sinks::frappe_shift::sync(
+        app.store.as_ref(),
+        &sink,
+        app.config.default_time_zone,
+        Utc::now(),
+    )
+    .await
+    .map_err(round_error)?;
+    Ok(Json(results))
+}
+
+/// Withdraw the check-ins of punches HR voided, at this sink, now (`punchd serve` does it every minute): Frappe
+/// deletes the Employee Checkin punchd created (unless an Attendance links it: `needs-hr`); webhook and NATS get a
+/// `checkin.voided` event (`VoidedCheckInBatch` / `VoidedCheckIn`). The same as `punchd sinks withdraw-voids
+/// NAME`. Per-punch failures are in `failed` and tried again next round.
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/withdraw-voids", security(("bearer" = ["hr"])),
+    params(("name" = String, Path, description = "sink name")),
+    responses((status = 200, description = "What this round recorded, what waits for delivery, what failed", body = WithdrawReport),
+        (status = 404, description = "Not found (named in the error)"),
+        (status = 502, description = "The sink's settings could not be used")))]
+async fn withdraw_voids(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<WithdrawReport>, Error> {
+    let sink = app.store.get_sink(&name).await?;
+    let report = crate::sinks::withdraw::withdraw(app.store.as_ref(), &sink)
+        .await
+        .map_err(round_error)?;
+    Ok(Json(report))
+}
+
+/// Deliver the punches HR added in the monthly review (add-punch corrections) that this sink has not had yet, now
+/// (`punchd serve` does it every minute), like any other check-in: Frappe gets an Employee Checkin (device
+/// `HR-CORRECTION`), webhook and NATS a check-in with `source` `correction` and `correction_id`. The same as
+/// `punchd sinks deliver-added NAME`. Failures are per punch in `failed` and tried again next round.
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/deliver-added", security(("bearer" = ["hr"])),
+    params(("name" = String, Path, description = "sink name")),
+    responses((status = 200, description = "What this round recorded and what failed", body = AddedReport),
+        (status = 404, description = "Not found (named in the error)"),
+        (status = 502, description = "The sink's settings could not be used")))]
+async fn deliver_added(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<AddedReport>, Error> {
+    let sink = app.store.get_sink(&name).await?;
+    let report =
+        crate::sinks::added::deliver(app.store.as_ref(), &sink, app.config.default_time_zone)
+            .await
+            .map_err(round_error)?;
+    Ok(Json(report))
+}
+
+/// Frappe: read Employees (those with the sink's employee field set) into punchd's employees now. New ones are
+/// created; differences with local ones are listed as conflicts and left alone unless `overwrite`. The author
+/// recorded in the audit log is `token:<name>`. The same as `punchd sinks employees-sync NAME`.
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/employees-sync", security(("bearer" = ["hr"])),
+    params(("name" = String, Path, description = "sink name"), EmployeesSyncQuery),
+    responses((status = 200, description = "What the sync did (or, with dry_run, would do)", body = SyncReport),
+        (status = 400, description = "Not a Frappe sink"), (status = 404, description = "Not found (named in the error)"),
+        (status = 502, description = "Frappe could not be read (unreachable, or the API user may not read Employee)")))]
+async fn employees_sync(
+    State(app): State<App>,
+    Extension(token): Extension<TokenName>,
+    Path(name): Path<String>,
+    Query(q): Query<EmployeesSyncQuery>,
+) -> Result<Json<SyncReport>, Error> {
+    let sink = frappe_sink(&app, &name).await?;
+    let report = crate::sinks::frappe_employees::sync(
+        app.store.as_ref(),
+        &sink,
+        q.overwrite,
+        q.dry_run,
+        &format!("token:{}", token.0),
+    )
+    .await
+    .map_err(round_error)?;
+    Ok(Json(report))
 }

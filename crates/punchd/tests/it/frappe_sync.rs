@@ -503,3 +503,164 @@ fn frappe_voided_punches_are_withdrawn_unless_attendance_links_them() {
         "{shown}"
     );
 }
+
+/// An API call with a token of a given scope (`Server::api` uses an admin token).
+fn api_as(server: &Server, token: &str, method: &str, path: &str) -> crate::harness::Response {
+    server.raw(
+        format!(
+            "{method} /api/v1{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+/// The sink actions that were CLI-only, over the API (issue 8): `sync-shifts` (scope operate),
+/// `employees-sync` and `withdraw-voids` (scope hr), in the OpenAPI document, answering what the CLI prints.
+#[test]
+fn frappe_sink_actions_over_the_api_with_scopes() {
+    let site = FrappeContract::start(Version::Hrms, "K", "S");
+    site.employee("HR-EMP-00001", "101", "Active");
+    site.employee("HR-EMP-00002", "102", "Active");
+    site.shift_type("Day Shift", None);
+    let server = Server::start();
+    let added = cli(
+        &server.db,
+        &[
+            "sinks",
+            "add",
+            "frappe",
+            "--url",
+            &site.url(),
+            "--api-key",
+            "K",
+            "--api-secret",
+            "S",
+            "--time-zone",
+            "UTC",
+            "--shift-type",
+            "Day Shift",
+        ],
+    );
+    assert!(added.ok, "{}", added.stderr);
+    let hr = {
+        let out = cli(&server.db, &["token", "create", "payroll", "--scope", "hr"]);
+        assert!(out.ok, "{}", out.stderr);
+        out.stdout.trim().to_owned()
+    };
+
+    // Employees from Frappe: a dry run writes nothing, then they are created; the author is the token.
+    let dry = api_as(
+        &server,
+        &hr,
+        "POST",
+        "/sinks/frappe/employees-sync?dry_run=true",
+    );
+    assert_eq!(dry.status, 200, "{}", dry.text());
+    assert_eq!(
+        (dry.json()["created"].clone(), dry.json()["dry_run"].clone()),
+        (serde_json::json!(["101", "102"]), serde_json::json!(true))
+    );
+    assert!(server
+        .get_json("/attendance/employees")
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let synced = api_as(&server, &hr, "POST", "/sinks/frappe/employees-sync");
+    assert_eq!(synced.status, 200, "{}", synced.text());
+    assert_eq!(synced.json()["created"], serde_json::json!(["101", "102"]));
+    let codes: Vec<String> = server
+        .get_json("/attendance/employees")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes, ["101", "102"]);
+
+    // Shift Types: operate, not hr.
+    assert_eq!(
+        api_as(&server, &hr, "POST", "/sinks/frappe/sync-shifts").status,
+        403
+    );
+    assert_eq!(
+        server
+            .attlog("APISHIFT01", &attlog("101", "2024-05-01 08:00:00", 0))
+            .text(),
+        "OK:1"
+    );
+    drained(&server);
+    let shifts = server.api("POST", "/sinks/frappe/sync-shifts", None);
+    assert_eq!(shifts.status, 200, "{}", shifts.text());
+    let shifts = shifts.json();
+    assert_eq!(shifts[0]["shift_type"], "Day Shift", "{shifts}");
+    assert_eq!(
+        shifts[0]["devices"],
+        serde_json::json!(["APISHIFT01"]),
+        "{shifts}"
+    );
+    // Written by this call (or by serve's own minute round just before it).
+    assert!(site.last_sync("Day Shift").is_some(), "{shifts}");
+    assert!(shifts[0]["target"].is_string(), "{shifts}");
+
+    // Voided punches: hr may run the round; nothing voided yet.
+    let voids = api_as(&server, &hr, "POST", "/sinks/frappe/withdraw-voids");
+    assert_eq!(voids.status, 200, "{}", voids.text());
+    assert_eq!(
+        voids.json(),
+        serde_json::json!({"recorded": [], "waiting": 0, "failed": []})
+    );
+
+    // A read token may do none of it; unknown sinks are 404; Frappe-only actions on another kind are 400.
+    let read = {
+        let out = cli(&server.db, &["token", "create", "viewer"]);
+        out.stdout.trim().to_owned()
+    };
+    for action in ["withdraw-voids", "employees-sync", "sync-shifts"] {
+        assert_eq!(
+            api_as(&server, &read, "POST", &format!("/sinks/frappe/{action}")).status,
+            403,
+            "{action}"
+        );
+        assert_eq!(
+            server
+                .api("POST", &format!("/sinks/nope/{action}"), None)
+                .status,
+            404,
+            "{action}"
+        );
+    }
+    let hook = serde_json::json!({"name": "hook", "kind": "webhook",
+        "config": {"url": "http://127.0.0.1:9/x", "secret": "s"}});
+    assert_eq!(server.api("POST", "/sinks", Some(&hook)).status, 201);
+    for action in ["employees-sync", "sync-shifts"] {
+        let r = server.api("POST", &format!("/sinks/hook/{action}"), None);
+        assert_eq!(r.status, 400, "{action}: {}", r.text());
+        assert!(r.text().contains("Frappe sinks only"), "{}", r.text());
+    }
+
+    // Documented.
+    let doc = server.get_json("/openapi.json");
+    for path in [
+        "/api/v1/sinks/{name}/sync-shifts",
+        "/api/v1/sinks/{name}/withdraw-voids",
+        "/api/v1/sinks/{name}/employees-sync",
+    ] {
+        assert!(
+            doc["paths"][path]["post"].is_object(),
+            "{path} not documented"
+        );
+    }
+    for schema in [
+        "VoidedCheckInBatch",
+        "VoidedCheckIn",
+        "WithdrawReport",
+        "SyncReport",
+        "SyncResult",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} not documented"
+        );
+    }
+}

@@ -50,6 +50,7 @@ fn attlog_lines(lines: &[(&str, &str, u8)]) -> String {
 struct Receiver {
     port: u16,
     keys: Arc<Mutex<Vec<String>>>,
+    voids: Arc<Mutex<Vec<serde_json::Value>>>,
     refused: Arc<AtomicUsize>,
     fail_next: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicUsize>,
@@ -60,6 +61,7 @@ struct Receiver {
 struct ReceiverState {
     secret: String,
     keys: Arc<Mutex<Vec<String>>>,
+    voids: Arc<Mutex<Vec<serde_json::Value>>>,
     refused: Arc<AtomicUsize>,
     fail_next: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicUsize>,
@@ -103,7 +105,21 @@ async fn receive(
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let batch: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let event = headers
+        .get("x-punchd-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if batch["schema"] == "punchd.checkin-voids.v1" {
+        // Withdrawals of check-ins whose punch HR voided.
+        assert_eq!(event, "checkin.voided");
+        st.voids
+            .lock()
+            .unwrap()
+            .extend(batch["voids"].as_array().unwrap().iter().cloned());
+        return StatusCode::NO_CONTENT;
+    }
     assert_eq!(batch["schema"], "punchd.checkins.v1");
+    assert_eq!(event, "checkin");
     let mut keys = st.keys.lock().unwrap();
     for c in batch["checkins"].as_array().unwrap() {
         keys.push(c["idempotency_key"].as_str().unwrap().to_owned());
@@ -121,6 +137,7 @@ impl Receiver {
         let st = ReceiverState {
             secret: secret.into(),
             keys: Arc::default(),
+            voids: Arc::default(),
             refused: Arc::default(),
             fail_next: Arc::default(),
             delay_ms: Arc::default(),
@@ -136,6 +153,7 @@ impl Receiver {
         Receiver {
             port,
             keys: st.keys,
+            voids: st.voids,
             refused: st.refused,
             fail_next: st.fail_next,
             delay_ms: st.delay_ms,
@@ -145,6 +163,10 @@ impl Receiver {
 
     fn keys(&self) -> Vec<String> {
         self.keys.lock().unwrap().clone()
+    }
+
+    fn voids(&self) -> Vec<serde_json::Value> {
+        self.voids.lock().unwrap().clone()
     }
 }
 
@@ -939,4 +961,460 @@ fn a_sink_in_the_settings_file_is_created_at_start_and_delivers_older_punches() 
     );
     assert_eq!(receiver.keys().len(), 1);
     drop(first);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Safe clear
+
+/// A terminal's `getrequest` poll: the server's reply text.
+fn poll(server: &Server, sn: &str) -> String {
+    let r = server.iclock("GET", &format!("/iclock/getrequest?SN={sn}"), b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+/// (status, attempts, message) of a command, through the API.
+fn command_state(server: &Server, id: i64) -> (String, i64, Option<String>) {
+    let c = server.get_json(&format!("/commands/{id}"));
+    (
+        c["status"].as_str().unwrap().to_owned(),
+        c["attempts"].as_i64().unwrap(),
+        c["message"].as_str().map(str::to_owned),
+    )
+}
+
+fn queue_clear(server: &Server, sn: &str) -> i64 {
+    let r = server.api(
+        "POST",
+        &format!("/devices/{sn}/commands"),
+        Some(&serde_json::json!({"type": "clear_attendance_log"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()[0]["id"].as_i64().unwrap()
+}
+
+/// Safe clear (issue 8), on by default: a queued `clear_attendance_log` is not handed to a push terminal on
+/// `getrequest` while a sink still owes that terminal's punches (the command stays queued and says why); once the
+/// sink recovers and delivers them, the next poll gets `CLEAR LOG`. With `safe_clear` turned off (API PATCH), the
+/// clear goes at once although the sink fails.
+#[test]
+fn safe_clear_holds_the_clear_log_command_until_every_sink_has_the_terminals_punches() {
+    const SN: &str = "SAFECLR0001";
+    let receiver = Receiver::start("s3cret");
+    receiver.fail_next.store(1_000_000, Ordering::SeqCst);
+    let server = Server::start();
+    let added = cli(
+        &server.db,
+        &[
+            "sinks",
+            "add",
+            "webhook",
+            "--url",
+            &format!("http://127.0.0.1:{}/hook", receiver.port),
+            "--secret",
+            "s3cret",
+            "--backoff-ms",
+            "50",
+            "--backoff-max-secs",
+            "1",
+        ],
+    );
+    assert!(added.ok, "{}", added.stderr);
+    let punches = attlog_lines(&[
+        ("11", "2024-06-03 08:00:00", 0),
+        ("12", "2024-06-03 08:02:00", 0),
+    ]);
+    assert_eq!(server.attlog(SN, &punches).text(), "OK:2");
+    assert_eq!(
+        server.get_json(&format!("/devices/{SN}"))["safe_clear"],
+        true,
+        "on by default"
+    );
+    let listed = cli_json(&server.db, &["devices", "--format", "json"]);
+    assert_eq!(listed[0]["safe_clear"], true, "{listed}");
+
+    let id = queue_clear(&server, SN);
+    // The receiver fails: the clear is held, poll after poll.
+    for _ in 0..3 {
+        assert_eq!(poll(&server, SN), "OK");
+    }
+    assert_eq!(
+        command_state(&server, id),
+        (
+            "queued".to_owned(),
+            0,
+            Some(
+                "held until every sink has this terminal's punches: webhook (2 punches) still to deliver"
+                    .to_owned()
+            )
+        )
+    );
+    assert!(receiver.keys().is_empty());
+
+    // The receiver recovers: both punches delivered, then the clear goes on the next poll, once.
+    receiver.fail_next.store(0, Ordering::SeqCst);
+    drained(&server, "webhook");
+    assert_eq!(receiver.keys().len(), 2);
+    assert_eq!(poll(&server, SN), format!("C:{id}:CLEAR LOG\n"));
+    assert_eq!(command_state(&server, id), ("sent".to_owned(), 1, None));
+    assert_eq!(poll(&server, SN), "OK");
+
+    // Safe clear off: a clear goes at once, although the sink fails and owes a punch.
+    receiver.fail_next.store(1_000_000, Ordering::SeqCst);
+    assert_eq!(
+        server
+            .attlog(SN, &attlog_lines(&[("11", "2024-06-03 17:00:00", 1)]))
+            .text(),
+        "OK:1"
+    );
+    let changed = server.api(
+        "PATCH",
+        &format!("/devices/{SN}"),
+        Some(&serde_json::json!({"safe_clear": false})),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert_eq!(changed.json()["safe_clear"], false);
+    let id = queue_clear(&server, SN);
+    assert_eq!(poll(&server, SN), format!("C:{id}:CLEAR LOG\n"));
+
+    // And back on with the CLI.
+    let set = cli(&server.db, &["devices", "set", SN, "--safe-clear", "true"]);
+    assert!(set.ok, "{}", set.stderr);
+    assert_eq!(
+        server.get_json(&format!("/devices/{SN}"))["safe_clear"],
+        true
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Voided punches
+
+/// The id of the punch at `time` (terminal local `HH:MM:SS`) of a device.
+fn punch_id_at(server: &Server, sn: &str, time: &str) -> String {
+    server
+        .punches(sn)
+        .iter()
+        .find(|p| p["punched_at"].as_str().unwrap().contains(time))
+        .map(|p| p["id"].as_i64().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no punch at {time} on {sn}"))
+}
+
+/// HR voids a delivered punch in the monthly review: the webhook receiver gets a signed `checkin.voided` withdrawal
+/// (schema `punchd.checkin-voids.v1`) naming the check-in's own idempotency key, and NATS a message on the
+/// check-in's subject with `Punchd-Event: checkin.voided`; each once, whoever runs the round (CLI or API).
+#[test]
+fn voided_punches_are_withdrawn_from_webhook_and_nats_with_the_checkins_key() {
+    let with_nats = nats_available();
+    // Unique per run: the NATS stream on the shared server outlives the test.
+    let run = format!("{}", chrono::Utc::now().timestamp_millis() % 1_000_000_000);
+    let sn = format!("VOID{run}");
+    let pin = format!("7{run}");
+    let receiver = Receiver::start("s3cret");
+    let server = Server::start();
+    let hook = cli(
+        &server.db,
+        &[
+            "sinks",
+            "add",
+            "webhook",
+            "--url",
+            &format!("http://127.0.0.1:{}/hook", receiver.port),
+            "--secret",
+            "s3cret",
+            "--backoff-ms",
+            "50",
+        ],
+    );
+    assert!(hook.ok, "{}", hook.stderr);
+    if with_nats {
+        let nats = cli(
+            &server.db,
+            &[
+                "sinks",
+                "add",
+                "nats",
+                "--url",
+                "nats://127.0.0.1:4222",
+                "--backoff-ms",
+                "50",
+            ],
+        );
+        assert!(nats.ok, "{}", nats.stderr);
+    }
+    assert!(cli(&server.db, &["employees", "add", &pin, "--name", "Vi"]).ok);
+    let body = attlog_lines(&[
+        (&pin, "2024-05-06 08:00:00", 0),
+        (&pin, "2024-05-06 08:00:40", 0),
+        (&pin, "2024-05-06 17:00:00", 1),
+    ]);
+    assert_eq!(server.attlog(&sn, &body).text(), "OK:3");
+    drained(&server, "webhook");
+    if with_nats {
+        drained(&server, "nats");
+    }
+    let void = cli(
+        &server.db,
+        &[
+            "attendance",
+            "correct",
+            "void-punch",
+            "--employee",
+            &pin,
+            "--date",
+            "2024-05-06",
+            "--punch",
+            &punch_id_at(&server, &sn, "08:00:40"),
+            "--reason",
+            "double tap",
+        ],
+    );
+    assert!(void.ok, "{}", void.stderr);
+
+    // Webhook, through the CLI.
+    let report = cli_json(&server.db, &["sinks", "withdraw-voids", "webhook"]);
+    assert_eq!(report["failed"], serde_json::json!([]), "{report}");
+    let shown = cli_json(&server.db, &["sinks", "show", "webhook"]);
+    let withdrawals = shown["withdrawals"].as_array().unwrap();
+    assert_eq!(withdrawals.len(), 1, "{shown}");
+    assert_eq!(withdrawals[0]["status"], "withdrawn");
+    let voids = receiver.voids();
+    let keys: HashSet<&str> = voids
+        .iter()
+        .map(|v| v["idempotency_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "one withdrawal (sent again only under its key): {voids:?}"
+    );
+    let v = &voids[0];
+    assert_eq!(
+        (
+            v["event"].as_str(),
+            v["employee"].as_str(),
+            v["device_sn"].as_str(),
+            v["punched_at"].as_str(),
+            v["punch_state"].as_u64()
+        ),
+        (
+            Some("checkin.voided"),
+            Some(pin.as_str()),
+            Some(sn.as_str()),
+            Some("2024-05-06T08:00:40"),
+            Some(0)
+        )
+    );
+    // The key the receiver holds the check-in under.
+    let delivered = receiver.keys();
+    let withdrawn = v["checkin_idempotency_key"].as_str().unwrap();
+    assert_eq!(delivered.len(), 3);
+    assert!(
+        delivered.iter().any(|k| k == withdrawn),
+        "{withdrawn} not in {delivered:?}"
+    );
+    assert_eq!(
+        v["idempotency_key"].as_str().unwrap(),
+        format!("{withdrawn}.void-{}", v["correction_id"])
+    );
+    assert_eq!(receiver.refused.load(Ordering::SeqCst), 0, "signed");
+    // Nothing twice, through the API route too.
+    let again = server.api("POST", "/sinks/webhook/withdraw-voids", None);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["recorded"], serde_json::json!([]));
+    assert_eq!(receiver.voids().len(), voids.len());
+
+    if !with_nats {
+        return;
+    }
+    // NATS, through the API.
+    let report = server.api("POST", "/sinks/nats/withdraw-voids", None);
+    assert_eq!(report.status, 200, "{}", report.text());
+    let shown = cli_json(&server.db, &["sinks", "show", "nats"]);
+    assert_eq!(shown["withdrawals"][0]["status"], "withdrawn", "{shown}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let last = runtime.block_on(async {
+        let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream("PUNCHD").await.unwrap();
+        stream
+            .get_last_raw_message_by_subject(&format!("punchd.checkins.default.{pin}"))
+            .await
+            .unwrap()
+    });
+    let header = |name: &str| {
+        last.headers
+            .get(name)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {:?}", last.headers))
+    };
+    let body: serde_json::Value = serde_json::from_slice(&last.payload).unwrap();
+    assert_eq!(header("Punchd-Event"), "checkin.voided");
+    assert_eq!(
+        header("Nats-Msg-Id"),
+        body["idempotency_key"].as_str().unwrap()
+    );
+    assert_eq!(body["checkin_idempotency_key"].as_str(), Some(withdrawn));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Punches HR added
+
+/// A punch HR adds in the monthly review (an add-punch correction) reaches every sink like any other check-in:
+/// Frappe gets an Employee Checkin (device `HR-CORRECTION`, log type from the state HR gave), the webhook a check-in
+/// keyed `c1-<correction id>`, NATS the check-in on the employee's subject; each once.
+#[test]
+fn punches_hr_added_reach_webhook_nats_and_frappe_like_any_other_checkin() {
+    let with_nats = nats_available();
+    let run = format!("{}", chrono::Utc::now().timestamp_millis() % 1_000_000_000);
+    let code = format!("8{run}");
+    let receiver = Receiver::start("s3cret");
+    let site = FrappeContract::start(Version::Hrms, "K", "S");
+    site.employee("HR-EMP-00001", &code, "Active");
+    let server = Server::start();
+    let hook = cli(
+        &server.db,
+        &[
+            "sinks",
+            "add",
+            "webhook",
+            "--url",
+            &format!("http://127.0.0.1:{}/hook", receiver.port),
+            "--secret",
+            "s3cret",
+        ],
+    );
+    assert!(hook.ok, "{}", hook.stderr);
+    let frappe = cli(
+        &server.db,
+        &[
+            "sinks",
+            "add",
+            "frappe",
+            "--url",
+            &site.url(),
+            "--api-key",
+            "K",
+            "--api-secret",
+            "S",
+            "--time-zone",
+            "Asia/Shanghai",
+        ],
+    );
+    assert!(frappe.ok, "{}", frappe.stderr);
+    let mut sinks = vec!["webhook", "frappe"];
+    if with_nats {
+        let nats = cli(
+            &server.db,
+            &["sinks", "add", "nats", "--url", "nats://127.0.0.1:4222"],
+        );
+        assert!(nats.ok, "{}", nats.stderr);
+        sinks.push("nats");
+    }
+    assert!(cli(&server.db, &["employees", "add", &code, "--name", "Ann"]).ok);
+    let added = cli(
+        &server.db,
+        &[
+            "attendance",
+            "correct",
+            "add-punch",
+            "--employee",
+            &code,
+            "--at",
+            "2024-05-07 17:30",
+            "--state",
+            "1",
+            "--reason",
+            "forgot to punch out",
+        ],
+    );
+    assert!(added.ok, "{}", added.stderr);
+
+    // Through the API (the server's zone, Asia/Shanghai, is the employee's: no site).
+    for name in &sinks {
+        let r = server.api("POST", &format!("/sinks/{name}/deliver-added"), None);
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert_eq!(
+            r.json()["failed"],
+            serde_json::json!([]),
+            "{name}: {}",
+            r.text()
+        );
+        let shown = cli_json(&server.db, &["sinks", "show", name]);
+        assert_eq!(shown["added"].as_array().unwrap().len(), 1, "{shown}");
+        assert_eq!(shown["added"][0]["status"], "delivered", "{shown}");
+    }
+    let correction_id = cli_json(&server.db, &["sinks", "show", "webhook"])["added"][0]
+        ["correction_id"]
+        .as_i64()
+        .unwrap();
+    let key = format!("c1-{correction_id}");
+    // (Once, or twice under the same key if serve's own minute round ran at the same moment.)
+    let keys: HashSet<String> = receiver.keys().into_iter().collect();
+    assert_eq!(keys, HashSet::from([key.clone()]));
+    let n_received = receiver.keys().len();
+    let checkins: Vec<(String, String, Option<String>)> = site
+        .checkins()
+        .into_iter()
+        .map(|c| (c.time, c.log_type, c.device_id))
+        .collect();
+    assert_eq!(
+        checkins,
+        [(
+            "2024-05-07 17:30:00".to_owned(),
+            "OUT".to_owned(),
+            Some("HR-CORRECTION".to_owned())
+        )]
+    );
+    // Nothing twice, through the CLI too.
+    for name in &sinks {
+        let again = cli_json(&server.db, &["sinks", "deliver-added", name]);
+        assert_eq!(again["recorded"], serde_json::json!([]), "{name}: {again}");
+    }
+    assert_eq!(receiver.keys().len(), n_received);
+    assert_eq!(site.checkins().len(), 1);
+
+    if !with_nats {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let last = runtime.block_on(async {
+        let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream("PUNCHD").await.unwrap();
+        stream
+            .get_last_raw_message_by_subject(&format!("punchd.checkins.default.{code}"))
+            .await
+            .unwrap()
+    });
+    let checkin: serde_json::Value = serde_json::from_slice(&last.payload).unwrap();
+    assert_eq!(
+        (
+            checkin["idempotency_key"].as_str(),
+            checkin["source"].as_str(),
+            checkin["correction_id"].as_i64(),
+            checkin["employee"].as_str(),
+            checkin["log_type"].as_str(),
+            checkin["punched_at"].as_str()
+        ),
+        (
+            Some(key.as_str()),
+            Some("correction"),
+            Some(correction_id),
+            Some(code.as_str()),
+            Some("OUT"),
+            Some("2024-05-07T17:30:00")
+        )
+    );
+    assert_eq!(
+        last.headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map(|v| v.as_str().to_owned()),
+        Some(format!("{key}.checkin"))
+    );
 }

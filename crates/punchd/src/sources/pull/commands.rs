@@ -24,6 +24,8 @@ struct Done {
     return_code: i64,
     message: String,
     result: Option<serde_json::Value>,
+    /// Not run after all: the command goes back to the queue with `message` (safe clear).
+    held: bool,
 }
 
 fn ok(message: impl Into<String>) -> Result<Done, SessionError> {
@@ -31,6 +33,7 @@ fn ok(message: impl Into<String>) -> Result<Done, SessionError> {
         return_code: 0,
         message: message.into(),
         result: None,
+        held: false,
     })
 }
 
@@ -39,6 +42,7 @@ fn refused(message: impl Into<String>) -> Result<Done, SessionError> {
         return_code: -1,
         message: message.into(),
         result: None,
+        held: false,
     })
 }
 
@@ -58,6 +62,16 @@ pub async fn run_queued(
         .await?;
     let mut n_run = 0;
     for command in queued {
+        // Safe clear: a clear waits (stays queued, its message says why) while a sink owes this terminal's punches.
+        if crate::sinks::safe_clear::hold_if_owed(
+            session.app.store.as_ref(),
+            &session.device,
+            &command,
+        )
+        .await?
+        {
+            continue;
+        }
         // Another instance may have taken it meanwhile: run only what we marked.
         if session
             .app
@@ -76,8 +90,19 @@ pub async fn run_queued(
                 return_code: -1,
                 message: e.to_string(),
                 result: None,
+                held: false,
             },
         };
+        if done.held {
+            // The pull this clear made stored punches the sinks do not have yet: back to the queue, for a later
+            // session.
+            session
+                .app
+                .store
+                .hold_command(command.id, Some(done.message))
+                .await?;
+            continue;
+        }
         tracing::info!(sn = %sn, id = command.id, kind = command.kind.name(), return_code = done.return_code,
             message = %done.message, "command ran on the terminal");
         session
@@ -99,7 +124,19 @@ pub async fn run_queued(
             return Ok(n_run);
         }
     }
-    if session.app.store.queued_commands(&sn, 1).await?.is_empty() {
+    // Held clears alone do not keep the hint set: the next scheduled pull session looks at them again.
+    if session
+        .app
+        .store
+        .queued_commands(&sn, COMMANDS_PER_SESSION)
+        .await?
+        .iter()
+        .all(|c| {
+            c.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with(crate::sinks::safe_clear::HELD))
+        })
+    {
         if let Some(entry) = session.app.registry.get(&sn) {
             entry.set_may_have_commands(false);
         }
@@ -219,6 +256,7 @@ async fn run_one(
                 return_code: 0,
                 message: "device info read".into(),
                 result: Some(serde_json::Value::Object(map)),
+                held: false,
             })
         }
         CommandKind::SyncTime => {
@@ -235,9 +273,21 @@ async fn run_one(
             Some(ClearOutcome::Cleared(n)) => ok(format!(
                 "attendance log cleared; punchd holds all {n} punches it had"
             )),
-            Some(ClearOutcome::Refused(why) | ClearOutcome::Deferred(why)) => {
-                refused(format!("not cleared: {why}"))
+            Some(ClearOutcome::Deferred(why)) => {
+                let owing =
+                    crate::sinks::safe_clear::owed_by(session.app.store.as_ref(), session.sn())
+                        .await?;
+                Ok(Done {
+                    return_code: 0,
+                    message: owing.map_or_else(
+                        || format!("{}{why}", crate::sinks::safe_clear::HELD),
+                        |o| crate::sinks::safe_clear::held_note(&o),
+                    ),
+                    result: None,
+                    held: true,
+                })
             }
+            Some(ClearOutcome::Refused(why)) => refused(format!("not cleared: {why}")),
             None => refused("not cleared"),
         },
         CommandKind::Reboot => {

@@ -401,9 +401,10 @@ impl<'a> Session<'a> {
             .and_then(|(_, value)| Cursor::parse(&value));
         let new_cursor = Cursor::after(&download.records);
         let by_cursor = Cursor::first_new(cursor.as_ref(), &download.records);
-        // Sinks first: while one still owes punches of this terminal, this pull is an ordinary one (nothing
-        // re-ingested) and the clear waits for a later pull.
-        let deferred = if clear {
+        // Sinks first (safe clear, on unless the device turned it off): while one still owes punches of this
+        // terminal, this pull is an ordinary one (nothing re-ingested) and the clear waits for a later pull.
+        let safe_clear = self.device.safe_clear;
+        let deferred = if clear && safe_clear {
             crate::sinks::safe_clear::clear_blocked_by(self.app.store.as_ref(), &self.device.sn)
                 .await?
         } else {
@@ -469,7 +470,7 @@ impl<'a> Session<'a> {
         }
         if clear {
             // Punches this pull stored are not delivered yet: the sinks are asked again after the ingest.
-            let owed = if outcome.n_stored > 0 {
+            let owed = if safe_clear && outcome.n_stored > 0 {
                 crate::sinks::safe_clear::clear_blocked_by(self.app.store.as_ref(), &self.device.sn)
                     .await?
             } else {

@@ -9,7 +9,8 @@ use tokio_postgres::Row;
 use super::outbox::OF_SINK;
 use super::{backend, col, commit, narrow, PgStore};
 use crate::store::delivery::{
-    DeliveryStore, Undelivered, VoidedPunch, Withdrawal, WithdrawalStatus,
+    AddedPunch, CorrectionDelivery, DeliveryStore, Undelivered, VoidedPunch, Withdrawal,
+    WithdrawalStatus,
 };
 use crate::store::{Result, StoreError};
 
@@ -101,7 +102,7 @@ impl DeliveryStore for PgStore {
                     "SELECT c.id, p.id, p.device_sn, p.pin, p.punched_at, \
                        CASE WHEN d.status IS NOT NULL THEN d.status \
                             WHEN (o.xid, o.id) > (s.cursor_xid, s.cursor_id) AND {OF_SINK} THEN 'pending' END, \
-                       d.remote_ref \
+                       d.remote_ref, p.punch_state \
                      FROM corrections c JOIN punches p ON p.id = c.punch_id JOIN sinks s ON s.id = $1 \
                      LEFT JOIN outbox o ON o.punch_id = p.id \
                      LEFT JOIN deliveries d ON d.sink_id = s.id AND d.event_id = o.id \
@@ -123,6 +124,7 @@ impl DeliveryStore for PgStore {
                     punched_at: col(r, 4)?,
                     delivery: col(r, 5)?,
                     remote_ref: col(r, 6)?,
+                    punch_state: u16::try_from(col::<i32>(r, 7)?).ok(),
                 })
             })
             .collect()
@@ -164,6 +166,94 @@ impl DeliveryStore for PgStore {
             .map_err(backend)?
             .iter()
             .map(withdrawal_from_row)
+            .collect()
+    }
+
+    async fn hold_command(&self, id: i64, note: Option<String>) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE commands SET message = $2, \
+                   attempts = CASE WHEN status = 'sent' THEN GREATEST(attempts - 1, 0) ELSE attempts END, \
+                   sent_at = CASE WHEN status = 'sent' THEN NULL ELSE sent_at END, status = 'queued' \
+                 WHERE id = $1 AND status IN ('queued', 'sent')",
+                &[&id, &note],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    async fn added_punches_to_deliver(&self, sink_id: i64, max: usize) -> Result<Vec<AddedPunch>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT c.id, c.employee_code, c.punched_at, c.punch_state, c.created_at \
+                 FROM corrections c JOIN sinks s ON s.id = $1 \
+                 WHERE c.kind = 'add-punch' AND c.revoked_at IS NULL AND c.punched_at IS NOT NULL \
+                   AND (s.since_utc IS NOT NULL OR c.created_at >= s.created_at) \
+                   AND NOT EXISTS (SELECT 1 FROM correction_deliveries d \
+                                   WHERE d.sink_id = s.id AND d.correction_id = c.id) \
+                 ORDER BY c.id LIMIT $2",
+                &[&sink_id, &(max as i64)],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AddedPunch {
+                    correction_id: col(r, 0)?,
+                    employee_code: col(r, 1)?,
+                    punched_at: col(r, 2)?,
+                    punch_state: col::<Option<i32>>(r, 3)?.and_then(|s| u16::try_from(s).ok()),
+                    created_at: col(r, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_correction_delivery(&self, sink_id: i64, d: CorrectionDelivery) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO correction_deliveries (sink_id, correction_id, status, remote_ref, note, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (sink_id, correction_id) DO UPDATE SET status = excluded.status, \
+                 remote_ref = excluded.remote_ref, note = excluded.note, updated_at = excluded.updated_at",
+                &[
+                    &sink_id,
+                    &d.correction_id,
+                    &d.status,
+                    &d.remote_ref,
+                    &d.note,
+                    &d.updated_at,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn list_correction_deliveries(&self, sink_id: i64) -> Result<Vec<CorrectionDelivery>> {
+        let client = self.client().await?;
+        client
+            .query(
+                "SELECT correction_id, status, remote_ref, note, updated_at FROM correction_deliveries \
+                 WHERE sink_id = $1 ORDER BY correction_id",
+                &[&sink_id],
+            )
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| {
+                Ok(CorrectionDelivery {
+                    correction_id: col(r, 0)?,
+                    status: col(r, 1)?,
+                    remote_ref: col(r, 2)?,
+                    note: col(r, 3)?,
+                    updated_at: col(r, 4)?,
+                })
+            })
             .collect()
     }
 }

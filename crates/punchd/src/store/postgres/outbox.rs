@@ -347,6 +347,7 @@ impl OutboxStore for PgStore {
                     device_alias: col(row, 17)?,
                     device_site: col(row, 18)?,
                     employee: None,
+                    correction_id: None,
                 })
             })
             .collect()

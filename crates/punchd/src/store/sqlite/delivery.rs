@@ -6,7 +6,8 @@ use rusqlite::params;
 
 use super::{backend, from_ms, ms, SqliteStore};
 use crate::store::delivery::{
-    DeliveryStore, Undelivered, VoidedPunch, Withdrawal, WithdrawalStatus,
+    AddedPunch, CorrectionDelivery, DeliveryStore, Undelivered, VoidedPunch, Withdrawal,
+    WithdrawalStatus,
 };
 use crate::store::{Result, StoreError};
 
@@ -98,7 +99,7 @@ impl DeliveryStore for SqliteStore {
                        CASE WHEN d.status IS NOT NULL THEN d.status \
                             WHEN o.id > s.cursor AND (s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc) \
                               THEN 'pending' END, \
-                       d.remote_ref \
+                       d.remote_ref, p.punch_state \
                      FROM corrections c JOIN punches p ON p.id = c.punch_id JOIN sinks s ON s.id = ?1 \
                      LEFT JOIN outbox o ON o.punch_id = p.id \
                      LEFT JOIN deliveries d ON d.sink_id = s.id AND d.event_id = o.id \
@@ -119,6 +120,7 @@ impl DeliveryStore for SqliteStore {
                             .unwrap_or_default(),
                         delivery: r.get(5)?,
                         remote_ref: r.get(6)?,
+                        punch_state: u16::try_from(r.get::<_, i64>(7)?).ok(),
                     })
                 })
                 .map_err(backend)?;
@@ -169,6 +171,98 @@ impl DeliveryStore for SqliteStore {
                         remote_ref: r.get(3)?,
                         note: r.get(4)?,
                         updated_at: from_ms(r.get(5)?),
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn hold_command(&self, id: i64, note: Option<String>) -> Result<bool> {
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE commands SET message = ?2, \
+                       attempts = CASE WHEN status = 'sent' THEN MAX(attempts - 1, 0) ELSE attempts END, \
+                       sent_at = CASE WHEN status = 'sent' THEN NULL ELSE sent_at END, status = 'queued' \
+                     WHERE id = ?1 AND status IN ('queued', 'sent')",
+                    params![id, note],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn added_punches_to_deliver(&self, sink_id: i64, max: usize) -> Result<Vec<AddedPunch>> {
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT c.id, c.employee_code, c.punched_at, c.punch_state, c.created_at \
+                     FROM corrections c JOIN sinks s ON s.id = ?1 \
+                     WHERE c.kind = 'add-punch' AND c.revoked_at IS NULL AND c.punched_at IS NOT NULL \
+                       AND (s.since_utc IS NOT NULL OR c.created_at >= s.created_at) \
+                       AND NOT EXISTS (SELECT 1 FROM correction_deliveries d \
+                                       WHERE d.sink_id = s.id AND d.correction_id = c.id) \
+                     ORDER BY c.id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![sink_id, max as i64], |r| {
+                    let local: String = r.get(2)?;
+                    Ok(AddedPunch {
+                        correction_id: r.get(0)?,
+                        employee_code: r.get(1)?,
+                        punched_at: super::parse_local(&local)?,
+                        punch_state: r.get(3)?,
+                        created_at: from_ms(r.get(4)?),
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn record_correction_delivery(&self, sink_id: i64, d: CorrectionDelivery) -> Result<()> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO correction_deliveries (sink_id, correction_id, status, remote_ref, note, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (sink_id, correction_id) DO UPDATE SET status = excluded.status, \
+                 remote_ref = excluded.remote_ref, note = excluded.note, updated_at = excluded.updated_at",
+                params![
+                    sink_id,
+                    d.correction_id,
+                    d.status,
+                    d.remote_ref,
+                    d.note,
+                    ms(d.updated_at)
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_correction_deliveries(&self, sink_id: i64) -> Result<Vec<CorrectionDelivery>> {
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT correction_id, status, remote_ref, note, updated_at FROM correction_deliveries \
+                     WHERE sink_id = ?1 ORDER BY correction_id",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([sink_id], |r| {
+                    Ok(CorrectionDelivery {
+                        correction_id: r.get(0)?,
+                        status: r.get(1)?,
+                        remote_ref: r.get(2)?,
+                        note: r.get(3)?,
+                        updated_at: from_ms(r.get(4)?),
                     })
                 })
                 .map_err(backend)?;

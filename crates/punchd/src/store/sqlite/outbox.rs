@@ -275,6 +275,7 @@ impl OutboxStore for SqliteStore {
                         device_alias: row.get(17)?,
                         device_site: row.get(18)?,
                         employee: None,
+                        correction_id: None,
                     })
                 })
                 .map_err(backend)?;

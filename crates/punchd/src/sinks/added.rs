@@ -1,0 +1,196 @@
+//! Punches HR added in the monthly review (add-punch corrections) are delivered to every sink like any other
+//! check-in (issue 8: "an added punch is delivered like any other").
+//!
+//! An added punch is no stored punch (raw punches never change; the correction is HR's record, with author and
+//! reason), so it has no outbox event: each sink is offered the add-punch corrections it has no outcome for yet
+//! (`punchd serve` every minute; `punchd sinks deliver-added NAME` or `POST /api/v1/sinks/{name}/deliver-added` at
+//! once), through the same deliverer as every other check-in:
+//! - Frappe: one Employee Checkin for the employee, `device_id` `HR-CORRECTION`, `log_type` from the punch state HR
+//!   gave (or none), the time converted like any other (frappe-hr.md §2);
+//! - webhook: a check-in in a `punchd.checkins.v1` batch with `source` `correction`, `correction_id` set, device
+//!   `HR-CORRECTION`, `idempotency_key` `c1-<correction id>`;
+//! - NATS: that check-in on `punchd.checkins.<site>.<employee>` (`Nats-Msg-Id` `c1-<correction id>.checkin`); no
+//!   message on `punchd.punches.*`, since there is no stored punch.
+//!
+//! The employee is the correction's employee code as it is (no PIN mapping); the time is the site local wall time HR
+//! typed, in the zone of the employee's site (else punchd's default zone). Outcomes per sink are recorded
+//! (`punchd sinks show NAME` lists them under `added`): delivered, or parked when the sink refused it for good
+//! (webhook 4xx). A failure worth retrying, and "employee not found/inactive" in Frappe, record nothing: the next
+//! round tries again. A sink without a start date gets the punches added after it was created; with one, all.
+//!
+//! Not handled: revoking an add-punch correction after its delivery does not withdraw the check-in (HR removes it in
+//! the sink).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{build, Attempt};
+use crate::attendance::monthly::CORRECTION_DEVICE;
+use crate::domain::{DeviceSn, Pin, Punch, Source};
+use crate::store::delivery::{AddedPunch, CorrectionDelivery};
+use crate::store::outbox::{OutboxEvent, ParkKind, Sink};
+use crate::store::Store;
+
+/// Added punches looked at per round.
+const ROUND: usize = 500;
+
+/// What one round did at one sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AddedReport {
+    /// Outcomes recorded in this round.
+    pub recorded: Vec<CorrectionDelivery>,
+    /// Added punches not delivered this round, with why (tried again next round).
+    pub failed: Vec<String>,
+}
+
+/// The check-in event of an added punch, for delivery through a sink's deliverer.
+pub fn event_of(added: &AddedPunch, zone: chrono_tz::Tz, site: Option<String>) -> OutboxEvent {
+    let utc: DateTime<Utc> = added
+        .punched_at
+        .and_local_timezone(zone)
+        .earliest()
+        .map_or_else(
+            || DateTime::from_naive_utc_and_offset(added.punched_at, Utc),
+            |t| t.with_timezone(&Utc),
+        );
+    OutboxEvent {
+        id: 0,
+        created_at: added.created_at,
+        attempts: 0,
+        next_attempt_at: added.created_at,
+        punch: Punch {
+            id: 0,
+            // A fixed, valid SN (the monthly review's own name for added punches).
+            device_sn: DeviceSn::parse(CORRECTION_DEVICE)
+                .unwrap_or_else(|_| unreachable!("HR-CORRECTION is a valid SN")),
+            pin: Pin(added.employee_code.clone()),
+            punched_at: added.punched_at,
+            time_zone: zone.name().to_owned(),
+            punched_at_utc: utc,
+            received_at: added.created_at,
+            punch_state: added.punch_state,
+            verify_mode: None,
+            work_code: None,
+            extra: Vec::new(),
+            // Not read for an added punch: `CheckIn::of` says `correction` when `correction_id` is set.
+            source: Source::Import,
+            journal_id: 0,
+        },
+        device_alias: None,
+        device_site: site,
+        employee: Some(added.employee_code.clone()),
+        correction_id: Some(added.correction_id),
+    }
+}
+
+/// One round for one sink: deliver the punches HR added that it has no outcome for yet.
+///
+/// Errors: the sink's settings cannot be used, or the store fails. A sink's failure is per punch in
+/// [`AddedReport::failed`].
+pub async fn deliver(
+    store: &dyn Store,
+    sink: &Sink,
+    default_zone: chrono_tz::Tz,
+) -> anyhow::Result<AddedReport> {
+    let added = store.added_punches_to_deliver(sink.id, ROUND).await?;
+    let mut report = AddedReport::default();
+    if added.is_empty() {
+        return Ok(report);
+    }
+    let deliverer = build(sink)?;
+    let zones: HashMap<String, chrono_tz::Tz> = store
+        .list_sites()
+        .await?
+        .into_iter()
+        .filter_map(|s| Some((s.name, s.time_zone.parse().ok()?)))
+        .collect();
+    let sites: HashMap<String, Option<String>> = store
+        .list_employees()
+        .await?
+        .into_iter()
+        .map(|e| (e.code, e.site))
+        .collect();
+    let events: Vec<OutboxEvent> = added
+        .iter()
+        .map(|a| {
+            let site = sites.get(&a.employee_code).cloned().flatten();
+            let zone = site
+                .as_ref()
+                .and_then(|s| zones.get(s).copied())
+                .unwrap_or(default_zone);
+            event_of(a, zone, site)
+        })
+        .collect();
+    // A sink that cares about order per employee (Frappe) gets them one at a time, in correction order.
+    let size = if deliverer.ordered() {
+        1
+    } else {
+        deliverer.batch_size().max(1)
+    };
+    for chunk in events.chunks(size) {
+        let attempts = deliverer.deliver(chunk).await;
+        for (i, event) in chunk.iter().enumerate() {
+            let correction_id = event.correction_id.unwrap_or_default();
+            let what = format!(
+                "added punch {correction_id} ({} {})",
+                event.punch.pin.as_str(),
+                event.punch.punched_at
+            );
+            let (status, remote_ref, note) = match attempts.get(i) {
+                Some(Attempt::Delivered(remote)) => {
+                    ("delivered", remote.clone(), "delivered".to_owned())
+                }
+                Some(Attempt::Park(ParkKind::Unmapped, reason)) => {
+                    report.failed.push(format!("{what}: {reason}"));
+                    continue;
+                }
+                Some(Attempt::Park(_, reason)) => ("parked", None, reason.clone()),
+                Some(Attempt::Retry(reason) | Attempt::Pause(reason)) => {
+                    report.failed.push(format!("{what}: {reason}"));
+                    continue;
+                }
+                None => {
+                    report
+                        .failed
+                        .push(format!("{what}: the sink gave no answer"));
+                    continue;
+                }
+            };
+            let d = CorrectionDelivery {
+                correction_id,
+                status: status.to_owned(),
+                remote_ref,
+                note,
+                updated_at: Utc::now(),
+            };
+            store.record_correction_delivery(sink.id, d.clone()).await?;
+            report.recorded.push(d);
+        }
+    }
+    Ok(report)
+}
+
+/// One round over every sink that is not paused: called by the sink supervisor every minute.
+pub async fn deliver_all(store: &dyn Store, default_zone: chrono_tz::Tz) {
+    let Ok(sinks) = store.list_sinks().await else {
+        return;
+    };
+    for sink in sinks.iter().filter(|s| !s.paused) {
+        match deliver(store, sink, default_zone).await {
+            Ok(report) => {
+                for d in &report.recorded {
+                    tracing::info!(sink = %sink.name, correction = d.correction_id, status = %d.status,
+                        "added punch: {}", d.note);
+                }
+                for f in &report.failed {
+                    tracing::warn!(sink = %sink.name, "delivering a punch HR added failed: {f}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sink = %sink.name, "delivering punches HR added failed: {e:#}")
+            }
+        }
+    }
+}
