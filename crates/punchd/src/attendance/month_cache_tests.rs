@@ -46,6 +46,7 @@ fn device(sn: &str, site: &str, last_seen: DateTime<Utc>) -> Device {
         comm_key: None,
         pull_interval_secs: None,
         clear_after_pull: false,
+        safe_clear: true,
         first_seen: last_seen,
         last_seen: Some(last_seen),
         last_ip: None,
