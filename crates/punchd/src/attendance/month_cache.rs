@@ -4,7 +4,7 @@
 //! A site's month from scratch ([`monthly::month`]) reads every punch of its devices: for 10,000 employees close
 //! to a million punches and most of a second. Terminals punch all day, so a cache thrown away on every punch is
 //! nearly always cold. This one keeps, per (site, month), the computed [`Month`] together with what it was
-//! computed from ([`monthly::Basis`]: employees, resolver, shifts, roster, corrections, reviews, each employee's
+//! computed from (`monthly::Basis`: employees, resolver, shifts, roster, corrections, reviews, each employee's
 //! punches) and two markers: the highest punch id and the newest audit log id it has seen. On every request it
 //! compares the markers with the store and catches up:
 //!
