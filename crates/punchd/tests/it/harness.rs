@@ -172,6 +172,8 @@ impl Server {
                         Ok(_) => {}
                     }
                     let text = strip_ansi(&String::from_utf8_lossy(&line));
+                    // Kept before the port is announced, so the start line is in the log when `with` returns.
+                    log.lock().unwrap().push_str(&text);
                     if text.contains("punchd is running") {
                         if let Some(port) = listen_port(&text) {
                             if let Some(tx) = port_tx.take() {
@@ -179,7 +181,6 @@ impl Server {
                             }
                         }
                     }
-                    log.lock().unwrap().push_str(&text);
                 }
             })
         };
