@@ -99,8 +99,9 @@ pub(crate) fn parse_device_time(field: &str) -> Result<NaiveDateTime, String> {
 /// The common shape, `YYYY-MM-DD HH:MM:SS` (or with `T`) with every digit present and seconds below 60, read
 /// without chrono's format-string interpreter (issue 6: it was a third of the push worker's time at 100 punches
 /// per POST). `None` for anything else — including an impossible date — which then takes chrono's path, so the
-/// accepted set and every error message stay exactly chrono's.
-fn fixed_width_time(b: &[u8]) -> Option<NaiveDateTime> {
+/// accepted set and every error message stay exactly chrono's. Public so that other readers of this wire shape
+/// (punchd's file import, its SQLite store's local-time column) use the same reader.
+pub fn fixed_width_time(b: &[u8]) -> Option<NaiveDateTime> {
     if b.len() != 19
         || b[4] != b'-'
         || b[7] != b'-'

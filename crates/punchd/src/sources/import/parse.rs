@@ -394,7 +394,10 @@ pub(crate) fn parse_date_time(
             })
             .map_err(|e| format!("time {text:?} does not match --date-format {format:?}: {e}"));
     }
-    if let Some(t) = iso_date_time(text) {
+    // `YYYY-MM-DD HH:MM:SS` (or with `T`), what terminals write: read digit by digit by the push parser's reader
+    // (chrono's format-string parse was 2,820 of the 8,990 instructions of reading an attlog line, BENCHMARKS.md
+    // issue 9); anything it declines takes the general path.
+    if let Some(t) = zk_push::attlog::fixed_width_time(text.as_bytes()) {
         return Ok(t);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
@@ -412,29 +415,6 @@ pub(crate) fn parse_date_time(
         "time {text:?} is not a date and time punchd reads (2026-11-02 08:01:00, 02/11/2026 08:01, \
          11/02/2026 08:01 AM, …; give --date-format)"
     ))
-}
-
-/// `YYYY-MM-DD HH:MM:SS` (or with `T`), what terminals write, read digit by digit: the same result as chrono's
-/// `%Y-%m-%d %H:%M:%S` for these 19 characters without interpreting a format string per call (chrono's parse
-/// was 2,820 of the 8,990 instructions of reading an attlog line, BENCHMARKS.md issue 9). `None` for anything
-/// else, an impossible date or a leap second included, which then takes the general path.
-fn iso_date_time(text: &str) -> Option<NaiveDateTime> {
-    let b: &[u8; 19] = text.as_bytes().try_into().ok()?;
-    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
-        b[range].iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b' ' | b'T')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let date = NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?;
-    date.and_hms_opt(digits(11..13)?, digits(14..16)?, digits(17..19)?)
 }
 
 /// A date and a time of day from two cells.
@@ -921,7 +901,7 @@ mod tests {
             let chrono = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
                 .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
                 .ok();
-            match iso_date_time(text) {
+            match zk_push::attlog::fixed_width_time(text.as_bytes()) {
                 Some(t) => assert_eq!(Some(t), chrono, "{text}"),
                 // Declined: the general path decides (a leap second, an impossible date, another form).
                 None => assert!(

@@ -81,6 +81,22 @@ fn audit(user: &UiUser, action: &str, subject: &str, detail: serde_json::Value) 
     }
 }
 
+/// Write the audit entry of an account change made by `user`, then send the browser to `url` with `flash`.
+async fn audited(
+    app: &App,
+    user: &UiUser,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+    url: &str,
+    flash: Flash,
+) -> Result<Response, UiError> {
+    app.store
+        .audit_ui_account(audit(user, action, subject, detail))
+        .await?;
+    Ok(layout::redirect_with_flash(url, flash))
+}
+
 /// The add form as typed (the password is never echoed back).
 #[derive(Debug, Default, Deserialize)]
 pub struct AddForm {
@@ -356,18 +372,16 @@ async fn set_role(
         Some(role) => {
             let before = account.role;
             app.store.set_ui_role(&name, role, Utc::now()).await?;
-            app.store
-                .audit_ui_account(audit(
-                    &user,
-                    "ui_account.role",
-                    &name,
-                    serde_json::json!({ "from": before.as_str(), "to": role.as_str() }),
-                ))
-                .await?;
-            return Ok(layout::redirect_with_flash(
+            return audited(
+                &app,
+                &user,
+                "ui_account.role",
+                &name,
+                serde_json::json!({ "from": before.as_str(), "to": role.as_str() }),
                 &account_url(&name),
                 Flash::ok(format!("{name} is now {role}.")),
-            ));
+            )
+            .await;
         }
     }
     Ok((
@@ -418,18 +432,16 @@ async fn set_password(
     app.store
         .set_ui_password(&name, &password_hash, Utc::now())
         .await?;
-    app.store
-        .audit_ui_account(audit(
-            &user,
-            "ui_account.password",
-            &name,
-            serde_json::json!({}),
-        ))
-        .await?;
-    Ok(layout::redirect_with_flash(
+    audited(
+        &app,
+        &user,
+        "ui_account.password",
+        &name,
+        serde_json::json!({}),
         &account_url(&name),
         Flash::ok(format!("New password of {name} set; its sessions ended.")),
-    ))
+    )
+    .await
 }
 
 /// `POST /ui/accounts/{name}/disable`: the account can no longer sign in; its sessions end.
@@ -449,18 +461,16 @@ async fn disable(
         ));
     }
     app.store.set_ui_disabled(&name, true, Utc::now()).await?;
-    app.store
-        .audit_ui_account(audit(
-            &user,
-            "ui_account.disable",
-            &name,
-            serde_json::json!({}),
-        ))
-        .await?;
-    Ok(layout::redirect_with_flash(
+    audited(
+        &app,
+        &user,
+        "ui_account.disable",
+        &name,
+        serde_json::json!({}),
         &account_url(&name),
         Flash::ok(format!("{name} disabled; its sessions ended.")),
-    ))
+    )
+    .await
 }
 
 /// `POST /ui/accounts/{name}/enable`: the account may sign in again.
@@ -471,18 +481,16 @@ async fn enable(
 ) -> Result<Response, UiError> {
     require(&user, Scope::Admin)?;
     app.store.set_ui_disabled(&name, false, Utc::now()).await?;
-    app.store
-        .audit_ui_account(audit(
-            &user,
-            "ui_account.enable",
-            &name,
-            serde_json::json!({}),
-        ))
-        .await?;
-    Ok(layout::redirect_with_flash(
+    audited(
+        &app,
+        &user,
+        "ui_account.enable",
+        &name,
+        serde_json::json!({}),
         &account_url(&name),
         Flash::ok(format!("{name} enabled.")),
-    ))
+    )
+    .await
 }
 
 /// `POST /ui/accounts/{name}/sign-out`: end every session of the account (it must sign in again).
@@ -493,16 +501,14 @@ async fn sign_out(
 ) -> Result<Response, UiError> {
     require(&user, Scope::Admin)?;
     let n = app.store.end_ui_sessions(&name).await?;
-    app.store
-        .audit_ui_account(audit(
-            &user,
-            "ui_account.sign_out",
-            &name,
-            serde_json::json!({ "sessions": n }),
-        ))
-        .await?;
-    Ok(layout::redirect_with_flash(
+    audited(
+        &app,
+        &user,
+        "ui_account.sign_out",
+        &name,
+        serde_json::json!({ "sessions": n }),
         &account_url(&name),
         Flash::ok(format!("{name} signed out: {n} sessions ended.")),
-    ))
+    )
+    .await
 }
