@@ -734,6 +734,132 @@ async fn write_batch_on(
     })
 }
 
+/// Whether a batch holds nothing but punches, its raw entry and perhaps a stamp: what a terminal's ATTLOG upload,
+/// a pull or an import is, and what [`write_punches_at_once`] writes.
+fn punches_only(batch: &Batch) -> bool {
+    batch.users.is_empty()
+        && batch.templates.is_empty()
+        && batch.photos.is_empty()
+        && batch.oplog.is_empty()
+        && batch.records.is_empty()
+        && batch.device_info.is_none()
+        && batch.agent_seq.is_none()
+}
+
+/// [`write_batch_on`] for a batch of punches only ([`punches_only`]), as one statement outside an explicit
+/// transaction: the journal id, the punches, their outbox events, the stamp and the journal row with its counts
+/// are data-modifying parts of one `WITH` query, which PostgreSQL runs atomically and commits on its own. One
+/// round trip per batch instead of six (begin, punches, outbox, stamp, journal, commit): on the push path, where a
+/// terminal sends one punch per request, the round trips were the cost (issue 10, "≥ 4,000 single-punch
+/// POSTs/s"; perf-limits.md: "round trips dominate").
+async fn write_punches_at_once(client: &Object, batch: &Batch) -> Result<BatchOutcome> {
+    let received = batch.raw.received_at;
+    let n = batch.punches.len();
+    let mut sns = Vec::with_capacity(n);
+    let mut pins = Vec::with_capacity(n);
+    let mut locals = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    let mut verifies = Vec::with_capacity(n);
+    let mut work_codes = Vec::with_capacity(n);
+    let mut extras = Vec::with_capacity(n);
+    let mut zones = Vec::with_capacity(n);
+    let mut utcs = Vec::with_capacity(n);
+    let mut sources = Vec::with_capacity(n);
+    for p in &batch.punches {
+        sns.push(p.device_sn.as_str());
+        pins.push(p.pin.as_str());
+        locals.push(whole_seconds(p.punched_at));
+        states.push(p.punch_state.map_or(-1, |s| i32::from(s.code())));
+        verifies.push(p.verify_mode.map(|v| i32::from(v.0)));
+        work_codes.push(p.work_code.as_deref());
+        extras.push(if p.extra.is_empty() {
+            None
+        } else {
+            serde_json::to_value(&p.extra).ok()
+        });
+        zones.push(p.time_zone.as_str());
+        utcs.push(p.punched_at_utc);
+        sources.push(p.source.as_str());
+    }
+    let (stamp_sn, stamp_table, stamp_value) = match &batch.stamp {
+        Some((sn, table, value)) => (
+            Some(sn.as_str()),
+            Some(table.as_str()),
+            Some(value.as_str()),
+        ),
+        None => (None, None, None),
+    };
+    let raw = &batch.raw;
+    let st = client
+        .prepare_cached(
+            "WITH j AS (SELECT nextval('journal_id_seq') AS id), \
+             ins AS (INSERT INTO punches (device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
+                 time_zone, punched_at_utc, received_at, source, journal_id) \
+               SELECT u.device_sn, u.pin, u.punched_at, u.punch_state, u.verify_mode, u.work_code, u.extra, \
+                 u.time_zone, u.punched_at_utc, $11::timestamptz, u.source, (SELECT id FROM j) \
+               FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::int4[], $5::int4[], $6::text[], \
+                 $7::jsonb[], $8::text[], $9::timestamptz[], $10::text[]) WITH ORDINALITY \
+                 AS u(device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, time_zone, \
+                 punched_at_utc, source, ord) \
+               ORDER BY u.ord \
+               ON CONFLICT DO NOTHING RETURNING id), \
+             ob AS (INSERT INTO outbox (punch_id, created_at) \
+               SELECT id, $11 FROM ins WHERE EXISTS (SELECT 1 FROM sinks) ORDER BY id), \
+             st AS (INSERT INTO stamps (device_sn, table_name, value, updated_at) \
+               SELECT $12::text, $13::text, $14::text, $11 WHERE $12::text IS NOT NULL \
+               ON CONFLICT (device_sn, table_name) DO UPDATE SET value = excluded.value, \
+               updated_at = excluded.updated_at), \
+             n AS (SELECT count(*) AS stored FROM ins), \
+             jr AS (INSERT INTO journal (id, received_at, device_sn, source, kind, request, remote_addr, body, \
+                 errors, n_records, n_stored, n_duplicate) \
+               SELECT (SELECT id FROM j), $11, $15, $16, $17, $18, $19, $20, $21, $22::int8, n.stored, \
+                 $22::int8 - n.stored FROM n) \
+             SELECT (SELECT id FROM j), COALESCE((SELECT array_agg(id ORDER BY id) FROM ins), '{}'::bigint[])",
+        )
+        .await
+        .map_err(backend)?;
+    let row = client
+        .query_one(
+            &st,
+            &[
+                &sns,
+                &pins,
+                &locals,
+                &states,
+                &verifies,
+                &work_codes,
+                &extras,
+                &zones,
+                &utcs,
+                &sources,
+                &received,
+                &stamp_sn,
+                &stamp_table,
+                &stamp_value,
+                &raw.device_sn.as_ref().map(DeviceSn::as_str),
+                &raw.source.as_str(),
+                &raw.kind,
+                &raw.request,
+                &raw.remote_addr,
+                &raw.body,
+                &errors_json(&raw.errors),
+                &(n as i64),
+            ],
+        )
+        .await
+        .map_err(backend)?;
+    hardening::clear();
+    let journal_id: i64 = col(&row, 0)?;
+    let new_ids: Vec<i64> = col(&row, 1)?;
+    let n_stored = new_ids.len();
+    Ok(BatchOutcome {
+        journal_id,
+        n_stored,
+        n_duplicate: n - n_stored,
+        n_records: n,
+    })
+}
+
 async fn write_users_on(
     tx: &deadpool_postgres::Transaction<'_>,
     batch: &Batch,
@@ -1057,6 +1183,9 @@ impl Store for PgStore {
 
     async fn write_batch(&self, batch: Batch) -> Result<BatchOutcome> {
         let mut client = self.client().await?;
+        if punches_only(&batch) {
+            return write_punches_at_once(&client, &batch).await;
+        }
         let tx = client.transaction().await.map_err(backend)?;
         let outcome = write_batch_on(&tx, &batch).await?;
         commit(tx).await?;
