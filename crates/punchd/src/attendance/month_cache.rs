@@ -37,7 +37,9 @@ use super::rules::{self, RulePunch};
 use super::setup::{AttError, AttResult};
 use super::watermark;
 use crate::domain::Device;
-use crate::store::attendance::{Employee, PinMapping, PolicySetting, ShiftDef, Site};
+use crate::store::attendance::{
+    AttendancePunch, Employee, PinMapping, PolicySetting, ShiftDef, Site,
+};
 use crate::store::Store;
 
 /// How often the watermarks (incomplete days) and the facts that write no audit record are read again.
@@ -436,12 +438,16 @@ impl MonthCache {
                 let mut before: HashMap<String, HashMap<i64, bool>> = HashMap::new();
                 let mut new_ids: HashMap<String, Vec<i64>> = HashMap::new();
                 let mut unmapped = false;
-                let readable: Vec<_> = punches.iter().filter(|p| basis.reads(p)).collect();
-                for p in readable {
+                let readable: Vec<AttendancePunch> = punches
+                    .iter()
+                    .map(AttendancePunch::from)
+                    .filter(|p| basis.reads(p))
+                    .collect();
+                for p in &readable {
                     let code = basis
                         .inputs
                         .resolver
-                        .resolve(p.device_sn.as_str(), p.pin.as_str())
+                        .resolve(p.device_sn.as_str(), &p.pin)
                         .map(str::to_owned);
                     if let Some(code) = &code {
                         if !before.contains_key(code) {

@@ -25,9 +25,9 @@ use super::rules::{
 };
 use super::setup::{load_shifts, parse_clock, AttError, AttResult};
 use super::watermark::{self, Watermark};
-use crate::domain::{DeviceSn, Punch};
+use crate::domain::DeviceSn;
 use crate::store::attendance::{
-    Correction, CorrectionKind, Employee, EmployeeStatus, ReviewState, Scope, Site,
+    AttendancePunch, Correction, CorrectionKind, Employee, EmployeeStatus, ReviewState, Scope, Site,
 };
 use crate::store::Store;
 
@@ -277,10 +277,13 @@ pub fn plan_days(
             ))
         })
     };
+    // One key per employee, its date moved along (a month of 10,000 employees plans 300,000 days).
+    let mut key = (e.code.clone(), NaiveDate::MIN);
     dates
         .iter()
         .map(|&date| {
-            let kind = if let Some(r) = roster.get(&(e.code.clone(), date)) {
+            key.1 = date;
+            let kind = if let Some(r) = roster.get(&key) {
                 match r {
                     Some(name) => DayKind::Working(shift(name)?),
                     None => DayKind::WeeklyOff,
@@ -293,7 +296,7 @@ pub fn plan_days(
                 .contains(&(date.weekday().number_from_monday() as u8))
             {
                 DayKind::WeeklyOff
-            } else if let Some(l) = leave.get(&(e.code.clone(), date)) {
+            } else if let Some(l) = leave.get(&key) {
                 DayKind::Leave(l.clone())
             } else if let Some(name) = &e.default_shift {
                 DayKind::Working(shift(name)?)
@@ -309,7 +312,7 @@ pub fn plan_days(
         .collect()
 }
 
-fn rule_punch(p: &Punch) -> RulePunch {
+fn rule_punch(p: &AttendancePunch) -> RulePunch {
     RulePunch {
         id: p.id,
         device_sn: p.device_sn.clone(),
@@ -446,7 +449,7 @@ impl Basis {
         let reviews = store.list_reviews(first, next).await?;
         let window = window(&inputs, dates);
         let punches = store
-            .punches_between(inputs.devices.clone(), window.0, window.1)
+            .attendance_punches_between(inputs.devices.clone(), window.0, window.1)
             .await?;
         let mut basis = Basis {
             site: site.to_owned(),
@@ -467,7 +470,7 @@ impl Basis {
         basis.set_corrections(corrections);
         basis.set_reviews(reviews);
         for p in punches.iter().filter(|p| p.id <= max_punch_id) {
-            basis.add_punch(p);
+            basis.take_punch(p);
         }
         Ok(basis)
     }
@@ -507,7 +510,7 @@ impl Basis {
     }
 
     /// Whether a stored punch is one the month reads (a device of the site, inside the window).
-    pub fn reads(&self, p: &Punch) -> bool {
+    pub fn reads(&self, p: &AttendancePunch) -> bool {
         p.punched_at_utc >= self.window.0
             && p.punched_at_utc < self.window.1
             && self.inputs.devices.contains(&p.device_sn)
@@ -515,27 +518,29 @@ impl Basis {
 
     /// Take a stored punch of the window in: to its employee's punches, or to the unmapped queue. Returns the
     /// employee it maps to.
-    pub fn add_punch(&mut self, p: &Punch) -> Option<String> {
-        match self
-            .inputs
-            .resolver
-            .resolve(p.device_sn.as_str(), p.pin.as_str())
-        {
+    pub fn add_punch(&mut self, p: &AttendancePunch) -> Option<String> {
+        self.take_punch(p).map(str::to_owned)
+    }
+
+    /// [`Basis::add_punch`] without an owned copy of the employee code (a cold month takes about a million).
+    fn take_punch(&mut self, p: &AttendancePunch) -> Option<&str> {
+        match self.inputs.resolver.resolve(p.device_sn.as_str(), &p.pin) {
             Some(code) => {
-                let code = code.to_owned();
-                self.punches
-                    .entry(code.clone())
-                    .or_default()
-                    .push(rule_punch(p));
+                // Look up before inserting: the employee's list exists for all but the first punch.
+                if let Some(list) = self.punches.get_mut(code) {
+                    list.push(rule_punch(p));
+                } else {
+                    self.punches.insert(code.to_owned(), vec![rule_punch(p)]);
+                }
                 Some(code)
             }
             None => {
                 let e = self
                     .unmapped_seen
-                    .entry((p.device_sn.as_str().to_owned(), p.pin.0.clone()))
+                    .entry((p.device_sn.as_str().to_owned(), p.pin.clone()))
                     .or_insert_with(|| crate::store::attendance::PinSeen {
                         device_sn: p.device_sn.clone(),
-                        pin: p.pin.0.clone(),
+                        pin: p.pin.clone(),
                         count: 0,
                         first_seen: p.punched_at_utc,
                         last_seen: p.punched_at_utc,
@@ -641,14 +646,11 @@ impl Basis {
             first,
             last,
         );
+        let mut key = (e.code.clone(), NaiveDate::MIN);
         for result in &mut results {
             let mut status = result.status;
-            for &i in self
-                .by_day
-                .get(&(e.code.clone(), result.date))
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
+            key.1 = result.date;
+            for &i in self.by_day.get(&key).map(Vec::as_slice).unwrap_or_default() {
                 let c = &self.corrections[i];
                 match c.kind {
                     CorrectionKind::SetStatus => {
@@ -702,11 +704,14 @@ impl Basis {
     ) -> DayCell {
         let mut open = 0;
         let mut push = |kind: String, punch_ids: Vec<i64>, secs: i64, default_note: String| {
-            let (state, note) = self
-                .reviews
-                .get(&(code.to_owned(), result.date, kind.clone()))
-                .cloned()
-                .unwrap_or((ReviewState::Open, default_note));
+            let review = if self.reviews.is_empty() {
+                None
+            } else {
+                self.reviews
+                    .get(&(code.to_owned(), result.date, kind.clone()))
+                    .cloned()
+            };
+            let (state, note) = review.unwrap_or((ReviewState::Open, default_note));
             if matches!(state, ReviewState::Open | ReviewState::Explained) {
                 open += 1;
             }
@@ -722,7 +727,7 @@ impl Basis {
         };
         for x in &result.exceptions {
             push(
-                kind_name(&x.kind),
+                x.kind.name().to_owned(),
                 x.punch_ids.clone(),
                 x.secs,
                 String::new(),
@@ -742,11 +747,14 @@ impl Basis {
         DayCell {
             status: shown,
             held_by,
-            corrections: self
-                .by_day
-                .get(&(code.to_owned(), result.date))
-                .map(|ids| ids.iter().map(|&i| self.corrections[i].id).collect())
-                .unwrap_or_default(),
+            corrections: if self.by_day.is_empty() {
+                Vec::new()
+            } else {
+                self.by_day
+                    .get(&(code.to_owned(), result.date))
+                    .map(|ids| ids.iter().map(|&i| self.corrections[i].id).collect())
+                    .unwrap_or_default()
+            },
             open_exceptions: open,
             result,
         }
@@ -805,14 +813,7 @@ impl Basis {
 
 /// An employee's month totals from the cells shown (incomplete days count as such).
 pub fn totals(cells: &[DayCell]) -> MonthTotals {
-    let results: Vec<DayResult> = cells
-        .iter()
-        .map(|c| DayResult {
-            status: c.status,
-            ..c.result.clone()
-        })
-        .collect();
-    let mut totals = rules::month_totals(&results);
+    let mut totals = rules::month_totals_shown(cells.iter().map(|c| (&c.result, c.status)));
     totals.incomplete_days = cells
         .iter()
         .filter(|c| c.status == DayStatus::Incomplete)

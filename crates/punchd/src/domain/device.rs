@@ -5,9 +5,25 @@ use serde::{Deserialize, Serialize};
 
 /// A terminal's serial number, as the terminal sends it (`SN=` on every push request; `~SerialNumber` over pull).
 /// Case-sensitive. Parsed once at the edge; afterwards trusted.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DeviceSn(String);
+///
+/// Shared, not copied: every punch, rule punch and classified punch carries its terminal's SN, so a clone is a
+/// reference count (a month of 10,000 employees holds about a million of them; issue 7).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeviceSn(std::sync::Arc<str>);
+
+/// As a plain string.
+impl Serialize for DeviceSn {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// From a plain string, as stored (not validated again: stored SNs were validated by [`DeviceSn::parse`]).
+impl<'de> Deserialize<'de> for DeviceSn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|s| DeviceSn(s.into()))
+    }
+}
 
 /// Why a string is not a serial number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,7 +55,7 @@ impl DeviceSn {
         if let Some(bad) = s.chars().find(|c| !c.is_ascii_graphic()) {
             return Err(InvalidSn::BadChar(bad));
         }
-        Ok(DeviceSn(s.to_owned()))
+        Ok(DeviceSn(s.into()))
     }
 
     /// The serial number.

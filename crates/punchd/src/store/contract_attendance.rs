@@ -269,6 +269,20 @@ async fn corrections_signoffs_and_punch_windows(store: &dyn Store) {
         [at(0), at(3600)],
         "from inclusive, to exclusive, by the UTC instant"
     );
+    // The attendance read is the same window with only what the month uses.
+    let lean = store
+        .attendance_punches_between(vec![dev.clone()], at(0), at(7200))
+        .await
+        .expect("attendance window");
+    assert_eq!(
+        lean,
+        window
+            .iter()
+            .map(crate::store::attendance::AttendancePunch::from)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(lean[0].pin, "5");
+    assert_eq!(lean[0].punch_state, Some(0));
     let max = store.max_punch_id().await.expect("max");
     assert_eq!(max, window[1].id + 1);
     // What arrived after an id: by id, up to an id, limited; other devices and no devices give nothing.

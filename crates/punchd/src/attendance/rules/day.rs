@@ -131,6 +131,38 @@ pub enum ExceptionKind {
     OvertimeOverCap,
 }
 
+impl ExceptionKind {
+    /// Every kind, in order.
+    pub const ALL: [ExceptionKind; 10] = [
+        ExceptionKind::MissingIn,
+        ExceptionKind::MissingOut,
+        ExceptionKind::SinglePunch,
+        ExceptionKind::OddPunchCount,
+        ExceptionKind::Late,
+        ExceptionKind::EarlyExit,
+        ExceptionKind::OutsideShift,
+        ExceptionKind::DoubleTap,
+        ExceptionKind::InactiveEmployee,
+        ExceptionKind::OvertimeOverCap,
+    ];
+
+    /// The kebab-case name, as in JSON (`missing-in`, `late`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ExceptionKind::MissingIn => "missing-in",
+            ExceptionKind::MissingOut => "missing-out",
+            ExceptionKind::SinglePunch => "single-punch",
+            ExceptionKind::OddPunchCount => "odd-punch-count",
+            ExceptionKind::Late => "late",
+            ExceptionKind::EarlyExit => "early-exit",
+            ExceptionKind::OutsideShift => "outside-shift",
+            ExceptionKind::DoubleTap => "double-tap",
+            ExceptionKind::InactiveEmployee => "inactive-employee",
+            ExceptionKind::OvertimeOverCap => "overtime-over-cap",
+        }
+    }
+}
+
 /// Something on a working day HR must look at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DayException {

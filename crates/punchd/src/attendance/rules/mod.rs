@@ -30,7 +30,9 @@ pub use day::{
     compute_days, compute_days_in, double_taps, fetch_window, ClassifiedPunch, DayException,
     DayKindName, DayResult, DayStatus, ExceptionKind, PunchRole,
 };
-pub use month::{month_dates, month_totals, preview, DayChange, MonthTotals, PolicyPreview};
+pub use month::{
+    month_dates, month_totals, month_totals_shown, preview, DayChange, MonthTotals, PolicyPreview,
+};
 pub use policy::{PolicyChoice, PunchStatePolicy};
 pub use shift::{
     BreakRule, DayKind, DayPlan, LateFrom, OvertimeRounding, OvertimeRule, Shift, ShiftError,

@@ -48,9 +48,17 @@ pub struct MonthTotals {
 /// Sum day results into month totals. A day counts under its status; late and early-exit counts are days with
 /// such an exception, whatever their status.
 pub fn month_totals(days: &[DayResult]) -> MonthTotals {
+    month_totals_shown(days.iter().map(|day| (day, day.status)))
+}
+
+/// [`month_totals`] counting each day under the status shown for it (the grid's: a correction's status, or
+/// incomplete while a device has not delivered past the day), without copying the days.
+pub fn month_totals_shown<'a>(
+    days: impl IntoIterator<Item = (&'a DayResult, DayStatus)>,
+) -> MonthTotals {
     let mut totals = MonthTotals::default();
-    for day in days {
-        match day.status {
+    for (day, status) in days {
+        match status {
             DayStatus::Present => totals.days_present += 1,
             DayStatus::Absent => totals.days_absent += 1,
             DayStatus::HalfDay => totals.half_days += 1,

@@ -933,3 +933,13 @@ fn overtime_in_and_out_pairs_are_overtime_wherever_they_lie() {
     assert_eq!(alternating.first_in, Some(at("2026-11-02 07:10:00")));
     assert_eq!(alternating.late_secs, 0);
 }
+
+#[test]
+fn exception_kind_names_are_their_json_names() {
+    for kind in ExceptionKind::ALL {
+        assert_eq!(
+            serde_json::to_value(kind).expect("json"),
+            serde_json::Value::String(kind.name().to_owned())
+        );
+    }
+}

@@ -6,9 +6,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{backend, from_ms, local_text, ms, parse_local, punch_from_row, SqliteStore};
 use crate::domain::{DeviceSn, Punch};
 use crate::store::attendance::{
-    AttendanceStore, AuditEntry, AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus,
-    ExceptionReview, Holiday, PinMapping, PinSeen, PolicySetting, ReviewState, RosterEntry, Scope,
-    ShiftDef, SignOff, Site,
+    AttendancePunch, AttendanceStore, AuditEntry, AuditRecord, Correction, CorrectionKind,
+    Employee, EmployeeStatus, ExceptionReview, Holiday, PinMapping, PinSeen, PolicySetting,
+    ReviewState, RosterEntry, Scope, ShiftDef, SignOff, Site,
 };
 use crate::store::{Result, StoreError};
 
@@ -710,6 +710,65 @@ impl AttendanceStore for SqliteStore {
                     out.extend(rows);
                 }
                 // Ids are unique: an unstable sort moves each (large) punch fewer times.
+                out.sort_unstable_by_key(|p| p.id);
+                Ok(out)
+            };
+            let out = read();
+            let _ = conn.pragma_update(None, "mmap_size", 0);
+            out
+        })
+        .await
+    }
+
+    async fn attendance_punches_between(
+        &self,
+        devices: Vec<DeviceSn>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<AttendancePunch>> {
+        self.read(move |conn| {
+            // As punches_between: the identity index serves a local range widened by two days, the UTC instant
+            // decides; only the four columns attendance uses are decoded.
+            let lo: NaiveDateTime = (from - Duration::days(2)).naive_utc();
+            let hi: NaiveDateTime = (to + Duration::days(2)).naive_utc();
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT id, pin, punched_at_utc, punch_state FROM punches
+                     WHERE device_sn = ?1 AND punched_at >= ?2 AND punched_at < ?3
+                     AND punched_at_utc >= ?4 AND punched_at_utc < ?5",
+                )
+                .map_err(backend)?;
+            let _ = conn.pragma_update(None, "mmap_size", MONTH_READ_MMAP_BYTES);
+            let mut read = || -> Result<Vec<AttendancePunch>> {
+                let mut out = Vec::new();
+                for sn in &devices {
+                    let mut rows = st
+                        .query(params![
+                            sn.as_str(),
+                            local_text(lo),
+                            local_text(hi),
+                            from.timestamp(),
+                            to.timestamp()
+                        ])
+                        .map_err(backend)?;
+                    while let Some(row) = rows.next().map_err(backend)? {
+                        let state: i64 = row.get(3).map_err(backend)?;
+                        out.push(AttendancePunch {
+                            id: row.get(0).map_err(backend)?,
+                            device_sn: sn.clone(),
+                            pin: row
+                                .get_ref(1)
+                                .and_then(|v| Ok(v.as_str()?.to_owned()))
+                                .map_err(backend)?,
+                            punched_at_utc: DateTime::from_timestamp(
+                                row.get(2).map_err(backend)?,
+                                0,
+                            )
+                            .unwrap_or_default(),
+                            punch_state: u16::try_from(state).ok(),
+                        });
+                    }
+                }
                 out.sort_unstable_by_key(|p| p.id);
                 Ok(out)
             };
