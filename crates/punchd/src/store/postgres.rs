@@ -133,11 +133,27 @@ impl std::fmt::Debug for PgStore {
 /// Map a driver error to the store's terms: a unique violation is a `Conflict`, everything else `Backend`.
 /// A storage failure (disk full, I/O error, out of resources, the server gone) also sets the store's fault
 /// until the next commit succeeds ([`super::HardeningStore::storage_fault`]). For every area file.
+/// An error and its causes, `outer: inner: innermost` (tokio-postgres prints only the outer one: "error performing
+/// TLS handshake", without rustls' reason, such as a certificate not valid for the host name).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
+}
+
 pub(super) fn backend(e: tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
     let message = match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => with_causes(&e),
     };
     match e.code() {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(message),
@@ -381,7 +397,7 @@ impl PgStore {
     /// Errors: no connection could be made (the server is down or refuses the login).
     pub(super) async fn client(&self) -> Result<Object> {
         self.pool.get().await.map_err(|e| {
-            let message = format!("no database connection: {e}");
+            let message = format!("no database connection: {}", with_causes(&e));
             hardening::note(&message);
             StoreError::Backend(message)
         })

@@ -465,7 +465,9 @@ mod tests {
         let e = tls_in_use(&with(&format!("sslmode=verify-full&{ca}")))
             .await
             .expect_err("127.0.0.1 is not the certificate's name");
+        // The cause is named, not only "error performing TLS handshake".
         assert!(e.contains("TLS handshake"), "{e}");
+        assert!(e.contains("not valid for name"), "{e}");
         let by_name =
             with(&format!("sslmode=verify-full&{ca}")).replace("@127.0.0.1", "@localhost");
         assert_eq!(tls_in_use(&by_name).await, Ok(true), "{by_name}");
@@ -474,6 +476,7 @@ mod tests {
             .await
             .expect_err("not a public CA");
         assert!(e.contains("TLS handshake"), "{e}");
+        assert!(e.contains("invalid peer certificate"), "{e}");
     }
 
     #[test]
