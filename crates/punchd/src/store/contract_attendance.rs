@@ -5,8 +5,8 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use super::attendance::{
-    AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus, Holiday, PinMapping,
-    RosterEntry, Scope, ShiftDef, SignOff, Site,
+    AttendancePunch, AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus, Holiday,
+    PinMapping, RosterEntry, Scope, ShiftDef, SignOff, Site,
 };
 use super::{Batch, DeviceContact, DevicePatch, RawEntry, Store, StoreError};
 use crate::domain::{Approval, DeviceSn, NewPunch, Pin, PunchState, Source, Transport};
@@ -53,6 +53,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
     employees_and_mappings_refuse_ambiguity(store).await;
     shifts_and_roster_are_all_or_nothing(store).await;
     corrections_signoffs_and_punch_windows(store).await;
+    attendance_read_dense_and_scattered(store).await;
 }
 
 async fn sites_keep_zone_offs_and_replace_holidays(store: &dyn Store) {
@@ -437,4 +438,88 @@ mod tests {
             .expect("open postgres");
         run_all(&store).await;
     }
+}
+
+/// The attendance read gives the same rows whether a device's rows lie densely in the table or scattered among
+/// another device's (the SQLite store reads the two cases differently: one pass over the id range, or the identity
+/// index row by row).
+async fn attendance_read_dense_and_scattered(store: &dyn Store) {
+    let mine = DeviceSn::parse("CT-LEAN1").expect("sn");
+    let other = DeviceSn::parse("CT-LEAN2").expect("sn");
+    let punch = |sn: &DeviceSn, pin: &str, secs: i64| {
+        let utc = at(secs);
+        NewPunch {
+            device_sn: sn.clone(),
+            pin: Pin(pin.into()),
+            punched_at: utc.naive_utc() + Duration::hours(1),
+            time_zone: "Europe/Berlin".into(),
+            punched_at_utc: utc,
+            punch_state: if secs % 2 == 0 {
+                Some(PunchState::CheckOut)
+            } else {
+                None
+            },
+            verify_mode: None,
+            work_code: None,
+            extra: Vec::new(),
+            source: Source::Push,
+        }
+    };
+    let write = |punches: Vec<NewPunch>| async move {
+        let mut batch = Batch::new(RawEntry {
+            received_at: at(0),
+            device_sn: None,
+            source: Source::Import,
+            kind: "ATTLOG".into(),
+            request: "contract".into(),
+            remote_addr: None,
+            body: Vec::new(),
+            errors: Vec::new(),
+        });
+        batch.punches = punches;
+        store.write_batch(batch).await.expect("batch");
+    };
+    let read = |from: i64, to: i64| {
+        let mine = mine.clone();
+        async move {
+            let full = store
+                .punches_between(vec![mine.clone()], at(from), at(to))
+                .await
+                .expect("punches");
+            let lean = store
+                .attendance_punches_between(vec![mine], at(from), at(to))
+                .await
+                .expect("attendance punches");
+            (full, lean)
+        }
+    };
+    // Dense: four punches of one device in a row.
+    write(
+        (0..4)
+            .map(|i| punch(&mine, "1", 100_000 + i * 60))
+            .collect(),
+    )
+    .await;
+    let (full, lean) = read(100_000, 100_000 + 3600).await;
+    assert_eq!(full.len(), 4);
+    assert_eq!(
+        lean,
+        full.iter().map(AttendancePunch::from).collect::<Vec<_>>()
+    );
+    // Scattered: forty punches of another device between this device's, and one outside the UTC window.
+    write((0..40).map(|i| punch(&other, "2", 100_000 + i)).collect()).await;
+    write(vec![
+        punch(&mine, "3", 100_000 + 7),
+        punch(&mine, "4", 100_000 + 9999),
+    ])
+    .await;
+    let (full, lean) = read(100_000, 100_000 + 3600).await;
+    assert_eq!(full.len(), 5, "four, the late one, not the one outside");
+    assert_eq!(
+        lean,
+        full.iter().map(AttendancePunch::from).collect::<Vec<_>>()
+    );
+    assert!(lean.windows(2).all(|w| w[0].id < w[1].id), "by id");
+    assert_eq!(lean[4].pin, "3");
+    assert_eq!(lean[4].punch_state, None);
 }

@@ -1,5 +1,7 @@
 //! [`AttendanceStore`] for SQLite (tables of `0006_attendance.sql`).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -53,6 +55,109 @@ fn employee_exists(conn: &Connection, code: &str) -> Result<bool> {
 /// How much of the database file a month read maps into memory (`PRAGMA mmap_size`), at most: address space,
 /// not resident memory; pages are only touched as rows are read.
 const MONTH_READ_MMAP_BYTES: i64 = 1 << 30;
+
+/// A month's rows lie densely in the table when they span at most this many times their number of ids: then one
+/// pass over that id range reads them in table order, instead of a B-tree descent per row from the identity
+/// index (a quarter of the month's time in the profile of issue 7's benchmark, whose rows arrived in employee
+/// order). Punches that arrive in time order, a site's own month, are dense; a month whose rows are scattered among
+/// many other sites' or months' rows is read through the index.
+const DENSE_SPAN_FACTOR: i64 = 4;
+
+/// [`AttendanceStore::attendance_punches_between`] on one connection: the rows of `devices` whose terminal local
+/// time is in `[lo, hi)` (text, as stored) and whose UTC instant is in `[from, to)` (unix seconds), by id.
+fn month_rows(
+    conn: &Connection,
+    devices: &[DeviceSn],
+    lo: &str,
+    hi: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<AttendancePunch>> {
+    // Where the rows lie: count, lowest and highest id from the identity index alone (it holds the rowid).
+    let mut span = conn
+        .prepare_cached(
+            "SELECT COUNT(*), MIN(id), MAX(id) FROM punches
+             WHERE device_sn = ?1 AND punched_at >= ?2 AND punched_at < ?3",
+        )
+        .map_err(backend)?;
+    let (mut count, mut first, mut last) = (0i64, i64::MAX, i64::MIN);
+    for sn in devices {
+        let (n, min, max): (i64, Option<i64>, Option<i64>) = span
+            .query_row(params![sn.as_str(), lo, hi], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(backend)?;
+        count += n;
+        first = first.min(min.unwrap_or(i64::MAX));
+        last = last.max(max.unwrap_or(i64::MIN));
+    }
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let state = |v: i64| u16::try_from(v).ok();
+    let instant = |secs: i64| DateTime::from_timestamp(secs, 0).unwrap_or_default();
+    let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    if last - first < DENSE_SPAN_FACTOR * count {
+        // One pass over the id range, in id order; the same conditions as the index path, the device checked here.
+        let by_sn: HashMap<&str, &DeviceSn> = devices.iter().map(|d| (d.as_str(), d)).collect();
+        let mut st = conn
+            .prepare_cached(
+                "SELECT id, device_sn, pin, punched_at_utc, punch_state FROM punches
+                 WHERE id >= ?1 AND id <= ?2 AND punched_at >= ?3 AND punched_at < ?4
+                 AND punched_at_utc >= ?5 AND punched_at_utc < ?6",
+            )
+            .map_err(backend)?;
+        let mut rows = st
+            .query(params![first, last, lo, hi, from, to])
+            .map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let sn = row
+                .get_ref(1)
+                .and_then(|v| Ok(v.as_str()?))
+                .map_err(backend)?;
+            let Some(device_sn) = by_sn.get(sn) else {
+                continue;
+            };
+            out.push(AttendancePunch {
+                id: row.get(0).map_err(backend)?,
+                device_sn: (*device_sn).clone(),
+                pin: row
+                    .get_ref(2)
+                    .and_then(|v| Ok(v.as_str()?.to_owned()))
+                    .map_err(backend)?,
+                punched_at_utc: instant(row.get(3).map_err(backend)?),
+                punch_state: state(row.get(4).map_err(backend)?),
+            });
+        }
+        return Ok(out);
+    }
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, pin, punched_at_utc, punch_state FROM punches
+             WHERE device_sn = ?1 AND punched_at >= ?2 AND punched_at < ?3
+             AND punched_at_utc >= ?4 AND punched_at_utc < ?5",
+        )
+        .map_err(backend)?;
+    for sn in devices {
+        let mut rows = st
+            .query(params![sn.as_str(), lo, hi, from, to])
+            .map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            out.push(AttendancePunch {
+                id: row.get(0).map_err(backend)?,
+                device_sn: sn.clone(),
+                pin: row
+                    .get_ref(1)
+                    .and_then(|v| Ok(v.as_str()?.to_owned()))
+                    .map_err(backend)?,
+                punched_at_utc: instant(row.get(2).map_err(backend)?),
+                punch_state: state(row.get(3).map_err(backend)?),
+            });
+        }
+    }
+    out.sort_unstable_by_key(|p| p.id);
+    Ok(out)
+}
 
 #[async_trait::async_trait]
 impl AttendanceStore for SqliteStore {
@@ -729,50 +834,10 @@ impl AttendanceStore for SqliteStore {
         self.read(move |conn| {
             // As punches_between: the identity index serves a local range widened by two days, the UTC instant
             // decides; only the four columns attendance uses are decoded.
-            let lo: NaiveDateTime = (from - Duration::days(2)).naive_utc();
-            let hi: NaiveDateTime = (to + Duration::days(2)).naive_utc();
-            let mut st = conn
-                .prepare_cached(
-                    "SELECT id, pin, punched_at_utc, punch_state FROM punches
-                     WHERE device_sn = ?1 AND punched_at >= ?2 AND punched_at < ?3
-                     AND punched_at_utc >= ?4 AND punched_at_utc < ?5",
-                )
-                .map_err(backend)?;
+            let lo = local_text((from - Duration::days(2)).naive_utc());
+            let hi = local_text((to + Duration::days(2)).naive_utc());
             let _ = conn.pragma_update(None, "mmap_size", MONTH_READ_MMAP_BYTES);
-            let mut read = || -> Result<Vec<AttendancePunch>> {
-                let mut out = Vec::new();
-                for sn in &devices {
-                    let mut rows = st
-                        .query(params![
-                            sn.as_str(),
-                            local_text(lo),
-                            local_text(hi),
-                            from.timestamp(),
-                            to.timestamp()
-                        ])
-                        .map_err(backend)?;
-                    while let Some(row) = rows.next().map_err(backend)? {
-                        let state: i64 = row.get(3).map_err(backend)?;
-                        out.push(AttendancePunch {
-                            id: row.get(0).map_err(backend)?,
-                            device_sn: sn.clone(),
-                            pin: row
-                                .get_ref(1)
-                                .and_then(|v| Ok(v.as_str()?.to_owned()))
-                                .map_err(backend)?,
-                            punched_at_utc: DateTime::from_timestamp(
-                                row.get(2).map_err(backend)?,
-                                0,
-                            )
-                            .unwrap_or_default(),
-                            punch_state: u16::try_from(state).ok(),
-                        });
-                    }
-                }
-                out.sort_unstable_by_key(|p| p.id);
-                Ok(out)
-            };
-            let out = read();
+            let out = month_rows(conn, &devices, &lo, &hi, from.timestamp(), to.timestamp());
             let _ = conn.pragma_update(None, "mmap_size", 0);
             out
         })
