@@ -75,6 +75,12 @@ const MAX_GROUP: usize = 4096;
 /// How many idle read connections are kept.
 const MAX_IDLE_READERS: usize = 8;
 
+/// Read connections in use at once; further reads wait for one. Without a bound, 10,000 terminals greeting the
+/// server at once ran about 80 reads at a time, each on its own blocking thread with its own connection and page
+/// cache, and the connections beyond the idle pool were opened and closed again thousands of times (peak memory of
+/// the `fleet10k` benchmark, issue 6). Reads are short (a device, its stamps); the month read is the long one.
+const MAX_READERS: usize = MAX_IDLE_READERS;
+
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type Job = Box<dyn FnOnce(std::result::Result<&Connection, StoreError>) -> Completion + Send>;
 
@@ -83,6 +89,8 @@ type Job = Box<dyn FnOnce(std::result::Result<&Connection, StoreError>) -> Compl
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// [`MAX_READERS`] permits: one per read in progress.
+    reading: Arc<tokio::sync::Semaphore>,
     path: Arc<PathBuf>,
     /// Dropped with the last clone; the checkpoint thread then runs a last checkpoint and ends.
     _checkpoints: Arc<mpsc::Sender<()>>,
@@ -237,6 +245,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             jobs,
             readers: Arc::new(Mutex::new(Vec::new())),
+            reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             path: Arc::new(path.to_owned()),
             _checkpoints: Arc::new(stop_checkpoints),
             fault,
@@ -275,7 +284,14 @@ impl SqliteStore {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let permit = self
+            .reading
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = readers.lock().map(|mut pool| pool.pop()).unwrap_or(None);
             let conn = match pooled {
                 Some(conn) => conn,
