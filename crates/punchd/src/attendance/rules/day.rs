@@ -303,24 +303,47 @@ pub fn compute_days_in(
 
     // Step 1 and 2: double taps over the whole sequence, then one working day per punch.
     let taps = double_taps(site, &sorted);
-    let mut per_day: Vec<Vec<Assigned>> = vec![Vec::new(); spans.len()];
+    // One list for all days, grouped by day (a stable sort keeps time order within a day): one allocation per
+    // employee rather than one per day (a month of 10,000 employees computes 300,000 days).
+    let mut assigned: Vec<(usize, Assigned)> = Vec::with_capacity(sorted.len());
     for (punch, double_tap) in sorted.into_iter().zip(taps) {
         if let Some((span_idx, outside_shift)) = assign(site, &spans, punch.at) {
             if (first..=last).contains(&spans[span_idx].date) {
-                per_day[span_idx].push(Assigned {
-                    punch,
-                    double_tap,
-                    outside_shift,
-                });
+                assigned.push((
+                    span_idx,
+                    Assigned {
+                        punch,
+                        double_tap,
+                        outside_shift,
+                    },
+                ));
             }
         }
     }
+    assigned.sort_by_key(|(span_idx, _)| *span_idx);
+    // Where each day's punches start in the list.
+    let mut starts = vec![0usize; spans.len() + 1];
+    for (span_idx, _) in &assigned {
+        starts[span_idx + 1] += 1;
+    }
+    for i in 0..spans.len() {
+        starts[i + 1] += starts[i];
+    }
+    let assigned: Vec<Assigned> = assigned.into_iter().map(|(_, a)| a).collect();
 
     spans
         .iter()
-        .zip(per_day)
-        .filter(|(span, _)| (first..=last).contains(&span.date))
-        .map(|(span, assigned)| compute_day(site, policy, &plans[span.plan_idx], span, &assigned))
+        .enumerate()
+        .filter(|(_, span)| (first..=last).contains(&span.date))
+        .map(|(span_idx, span)| {
+            compute_day(
+                site,
+                policy,
+                &plans[span.plan_idx],
+                span,
+                &assigned[starts[span_idx]..starts[span_idx + 1]],
+            )
+        })
         .collect()
 }
 
