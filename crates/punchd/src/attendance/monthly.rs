@@ -420,7 +420,7 @@ pub(crate) struct Basis {
     /// Exception reviews of the month: (employee, date, kind) → (state, note).
     pub reviews: HashMap<(String, NaiveDate, String), (ReviewState, String)>,
     /// Stored punches of the window by employee (as stored: corrections not applied), in id order.
-    pub punches: HashMap<String, Vec<RulePunch>>,
+    pub punches: rustc_hash::FxHashMap<String, Vec<RulePunch>>,
     /// Punches of the window that map to nobody, per (device, PIN).
     pub unmapped_seen: BTreeMap<(String, String), crate::store::attendance::PinSeen>,
     correction_sn: DeviceSn,
@@ -462,7 +462,7 @@ impl Basis {
             leave: HashMap::new(),
             voided: Default::default(),
             reviews: HashMap::new(),
-            punches: HashMap::new(),
+            punches: Default::default(),
             unmapped_seen: BTreeMap::new(),
             correction_sn: DeviceSn::parse(CORRECTION_DEVICE)
                 .map_err(|e| AttError::Invalid(format!("correction SN: {e}")))?,
