@@ -537,10 +537,10 @@ impl Basis {
             None => {
                 let e = self
                     .unmapped_seen
-                    .entry((p.device_sn.as_str().to_owned(), p.pin.clone()))
+                    .entry((p.device_sn.as_str().to_owned(), p.pin.to_string()))
                     .or_insert_with(|| crate::store::attendance::PinSeen {
                         device_sn: p.device_sn.clone(),
-                        pin: p.pin.clone(),
+                        pin: p.pin.to_string(),
                         count: 0,
                         first_seen: p.punched_at_utc,
                         last_seen: p.punched_at_utc,

@@ -364,8 +364,8 @@ pub struct AttendancePunch {
     pub id: i64,
     /// The terminal's SN.
     pub device_sn: DeviceSn,
-    /// The user id on the terminal.
-    pub pin: String,
+    /// The user id on the terminal (shared: a month holds each PIN about a hundred times).
+    pub pin: std::sync::Arc<str>,
     /// The instant, UTC (the stored `punched_at_utc`, whole seconds).
     pub punched_at_utc: DateTime<Utc>,
     /// Punch state code as sent (0 check-in, 1 check-out, …); `None` when the terminal sent none.
@@ -377,7 +377,7 @@ impl From<&Punch> for AttendancePunch {
         AttendancePunch {
             id: p.id,
             device_sn: p.device_sn.clone(),
-            pin: p.pin.0.clone(),
+            pin: p.pin.0.as_str().into(),
             punched_at_utc: p.punched_at_utc,
             punch_state: p.punch_state,
         }

@@ -282,7 +282,7 @@ async fn corrections_signoffs_and_punch_windows(store: &dyn Store) {
             .map(crate::store::attendance::AttendancePunch::from)
             .collect::<Vec<_>>()
     );
-    assert_eq!(lean[0].pin, "5");
+    assert_eq!(&*lean[0].pin, "5");
     assert_eq!(lean[0].punch_state, Some(0));
     let max = store.max_punch_id().await.expect("max");
     assert_eq!(max, window[1].id + 1);
@@ -520,6 +520,6 @@ async fn attendance_read_dense_and_scattered(store: &dyn Store) {
         full.iter().map(AttendancePunch::from).collect::<Vec<_>>()
     );
     assert!(lean.windows(2).all(|w| w[0].id < w[1].id), "by id");
-    assert_eq!(lean[4].pin, "3");
+    assert_eq!(&*lean[4].pin, "3");
     assert_eq!(lean[4].punch_state, None);
 }

@@ -813,7 +813,7 @@ impl AttendanceStore for PgStore {
                         None => DeviceSn::parse(sn)
                             .map_err(|e| StoreError::Backend(format!("stored SN {sn:?}: {e}")))?,
                     },
-                    pin: col(r, 2)?,
+                    pin: col::<&str>(r, 2)?.into(),
                     punched_at_utc: col(r, 3)?,
                     punch_state: u16::try_from(state).ok(),
                 })

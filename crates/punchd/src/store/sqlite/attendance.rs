@@ -95,6 +95,18 @@ fn month_rows(
         return Ok(Vec::new());
     }
     let state = |v: i64| u16::try_from(v).ok();
+    // Each PIN once: a month reads every employee's PIN about a hundred times.
+    let mut pins: HashMap<String, std::sync::Arc<str>> = HashMap::new();
+    let mut pin_of = |text: &str| -> std::sync::Arc<str> {
+        match pins.get(text) {
+            Some(pin) => pin.clone(),
+            None => {
+                let pin: std::sync::Arc<str> = text.into();
+                pins.insert(text.to_owned(), pin.clone());
+                pin
+            }
+        }
+    };
     let instant = |secs: i64| DateTime::from_timestamp(secs, 0).unwrap_or_default();
     let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     if last - first < DENSE_SPAN_FACTOR * count {
@@ -121,10 +133,11 @@ fn month_rows(
             out.push(AttendancePunch {
                 id: row.get(0).map_err(backend)?,
                 device_sn: (*device_sn).clone(),
-                pin: row
-                    .get_ref(2)
-                    .and_then(|v| Ok(v.as_str()?.to_owned()))
-                    .map_err(backend)?,
+                pin: pin_of(
+                    row.get_ref(2)
+                        .and_then(|v| Ok(v.as_str()?))
+                        .map_err(backend)?,
+                ),
                 punched_at_utc: instant(row.get(3).map_err(backend)?),
                 punch_state: state(row.get(4).map_err(backend)?),
             });
@@ -146,10 +159,11 @@ fn month_rows(
             out.push(AttendancePunch {
                 id: row.get(0).map_err(backend)?,
                 device_sn: sn.clone(),
-                pin: row
-                    .get_ref(1)
-                    .and_then(|v| Ok(v.as_str()?.to_owned()))
-                    .map_err(backend)?,
+                pin: pin_of(
+                    row.get_ref(1)
+                        .and_then(|v| Ok(v.as_str()?))
+                        .map_err(backend)?,
+                ),
                 punched_at_utc: instant(row.get(2).map_err(backend)?),
                 punch_state: state(row.get(3).map_err(backend)?),
             });
