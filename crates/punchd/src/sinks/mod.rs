@@ -93,13 +93,20 @@ pub fn idempotency_key(punch: &Punch) -> String {
     )
 }
 
-/// The idempotency key of an event: [`idempotency_key`] of its punch, or `c1-<correction id>` for a punch HR added
-/// (`sinks::added`), which has no terminal identity.
+/// The idempotency key of an event: [`idempotency_key`] of its punch, or for a punch HR added (`sinks::added`),
+/// which has no terminal identity, [`added_key`].
 pub fn event_key(event: &OutboxEvent) -> String {
     match event.correction_id {
-        Some(id) => format!("c1-{id}"),
+        Some(id) => added_key(id, event.created_at),
         None => idempotency_key(&event.punch),
     }
+}
+
+/// The idempotency key of a punch HR added: `c1-<correction id>-<when HR added it, unix milliseconds>`. The time
+/// keeps keys of different punchd databases apart (correction ids start at 1 in each), so two installations
+/// publishing into one NATS stream, whose de-duplication goes by `Nats-Msg-Id`, never drop each other's.
+pub fn added_key(correction_id: i64, added_at: DateTime<Utc>) -> String {
+    format!("c1-{correction_id}-{}", added_at.timestamp_millis())
 }
 
 /// [`idempotency_key`] from the punch's parts: SN, PIN, terminal local time, punch state.

@@ -3,7 +3,8 @@
 //! For every event two messages are published, both with a `Nats-Msg-Id` header so the stream drops a re-send
 //! within its duplicate window (JetStream's de-duplication; 2 minutes by default, longer if the stream says so):
 //! - the stored punch (JSON of the API's `Punch`) on `punchd.punches.<site>.<sn>`, `Nats-Msg-Id` = the idempotency
-//!   key (not for a punch HR added in the monthly review, which is no stored punch; its key is `c1-<correction id>`);
+//!   key (not for a punch HR added in the monthly review, which is no stored punch; its key is
+//!   [`super::added_key`]);
 //! - the check-in ([`super::CheckIn`], schema `punchd.checkins.v1`) on `punchd.checkins.<site>.<employee>`,
 //!   `Nats-Msg-Id` = the idempotency key + `.checkin`, header `Punchd-Event: checkin`.
 //!
