@@ -719,13 +719,21 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             }
         }
         let now = Utc::now();
-        if let Err(e) = store.take_events(sink.id, TAKE, now).await {
+        let limit = options.concurrency * batch_size;
+        if let Err(e) = store.take_events(sink.id, limit.max(TAKE), now).await {
             tracing::warn!(sink = %sink.name, error = %e, "taking events from the outbox failed; will retry");
             pause_for(Duration::from_secs(1), &mut stop).await;
             continue;
         }
-        let window = (options.concurrency * batch_size * 4).max(TAKE);
-        let mut events = match store.pending_events(sink.id, window).await {
+        // A sink that keeps order per employee must see the events waiting (backing off) to hold back the later
+        // ones of the same employee, so it reads a wider window, due or not; any other sink reads only what is
+        // due, exactly as many as one round sends.
+        let (due_at, window) = if deliver.ordered() {
+            (None, (limit * 4).max(TAKE))
+        } else {
+            (Some(now), limit)
+        };
+        let mut events = match store.pending_events(sink.id, due_at, window).await {
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(sink = %sink.name, error = %e, "reading pending events failed; will retry");
@@ -744,7 +752,6 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         let mut blocked: HashSet<String> = HashSet::new();
         let mut chosen: Vec<OutboxEvent> = Vec::new();
         let mut next_due: Option<DateTime<Utc>> = None;
-        let limit = options.concurrency * batch_size;
         for event in events {
             let key = employee_for(&event);
             if deliver.ordered() && !blocked.insert(key) {

@@ -111,7 +111,10 @@ pub(crate) async fn run_all(store: &dyn Store) {
             .expect("take"),
         3
     );
-    let events = store.pending_events(a.id, 100).await.expect("pending");
+    let events = store
+        .pending_events(a.id, None, 100)
+        .await
+        .expect("pending");
     let id_of = |pin: &str| {
         events
             .iter()
@@ -474,7 +477,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
         2
     );
     let pins: Vec<String> = store
-        .pending_events(a.id, 100)
+        .pending_events(a.id, None, 100)
         .await
         .expect("pending")
         .into_iter()
