@@ -75,6 +75,8 @@ wait_helper() {
 # add_sinks DB: webhook, NATS and Frappe sinks in DB (before the server starts), their receivers started once.
 add_sinks() {
     local db=$1
+    # A fresh scenario has no database yet (`sinks add` refuses a missing file; `token create` creates it).
+    [ -e "$db" ] || "$PUNCHD" --database "$db" token create bench-sinks >/dev/null 2>&1
     if [ -z "${receiver_port:-}" ]; then
         taskset -c "$LOAD_CPU" python3 -u "$here/sink_receiver.py" >"$WORK/receiver.out" 2>&1 &
         helper_pids+=($!)

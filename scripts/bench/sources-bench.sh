@@ -18,10 +18,16 @@
 #             batches of 500) and to a NATS JetStream sink (a private `nats-server -js` on $NATS_PORT, default
 #             14222, data under $WORK: the shared server's stream is left alone); check-ins delivered per second,
 #             from the server's start to the last delivery recorded in the database
+#   drain     memory while draining a backlog (issue 8 "Speed"): for each size in $DRAIN_SIZES (default 100000
+#             1000000), that many imported punches delivered by `punchd serve` to the webhook receiver as in
+#             `delivery`; the server's VmRSS sampled every 0.5 s while it drains (written to
+#             $WORK/drain-<size>-<run>.rss: seconds, VmRSS kB, delivered), its peak (VmHWM) at the end, and the
+#             RSS at 10 %, 50 % and 90 % of the backlog delivered. A bound independent of the backlog shows as the
+#             same peak for both sizes.
 #
 # Environment: PUNCHD (binary, default target/release/punchd), RUNS (default 3), WORK (default /tmp/punchd-sources),
 # CPU (core for punchd, default 1; the clients and fakes get the other core), EVENTS (default 100000), LINES
-# (import, default 1000000).
+# (import, default 1000000), DRAIN_SIZES (drain, default "100000 1000000").
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -210,6 +216,62 @@ bench_delivery() {
             secs=$(python3 -c "print(round($t1-$t0,3))")
             emit "delivery-$kind" "$run" "$n" "$secs" "$(python3 -c "print(round($n/($t1-$t0)))")" \
                 "$(python3 -c "import os; print(round($ticks/os.sysconf('SC_CLK_TCK'),2))")" - "delivered=$n"
+        done
+    done
+}
+
+bench_drain() {
+    local size file run db rport rpid log pid t0 t1 n rss hwm samples
+    for size in ${DRAIN_SIZES:-100000 1000000}; do
+        file=$(attlog_file "$size")
+        for run in $(seq 1 "$RUNS"); do
+            db=$(fresh_db "drain-$size")
+            "$PUNCHD" --database "$db" import "$file" --device BENCHDRN01 --format attlog --time-zone UTC --json >/dev/null
+            taskset -c "$OTHER" python3 -u "$here/sink_receiver.py" >"$WORK/receiver.out" 2>&1 &
+            rpid=$!
+            pids+=("$rpid")
+            for _ in $(seq 1 100); do grep -q '^PORT' "$WORK/receiver.out" && break; sleep 0.05; done
+            rport=$(sed -n 's/^PORT //p' "$WORK/receiver.out")
+            "$PUNCHD" --database "$db" sinks add webhook --url "http://127.0.0.1:$rport/" --secret s \
+                --batch-size 500 --since 2000-01-01T00:00:00Z >/dev/null
+            log=$WORK/drain.log
+            samples=$WORK/drain-$size-$run.rss
+            : >"$samples"
+            t0=$(date +%s.%N)
+            taskset -c "$CPU" "$PUNCHD" --database "$db" serve --listen 127.0.0.1:0 >"$log" 2>&1 &
+            pid=$!
+            pids+=("$pid")
+            n=0
+            for _ in $(seq 1 7200); do
+                n=$(delivered "$db")
+                rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+                echo "$(python3 -c "print(round($(date +%s.%N)-$t0,2))") $rss $n" >>"$samples"
+                [ "$n" -ge "$size" ] && break
+                sleep 0.5
+            done
+            t1=$(date +%s.%N)
+            hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+            local ticks
+            ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+            kill -TERM "$pid"
+            wait "$pid" 2>/dev/null || true
+            kill "$rpid" 2>/dev/null || true
+            wait "$rpid" 2>/dev/null || true
+            emit "drain-webhook-$size" "$run" "$n" "$(python3 -c "print(round($t1-$t0,3))")" \
+                "$(python3 -c "print(round($n/($t1-$t0)))")" \
+                "$(python3 -c "import os; print(round($ticks/os.sysconf('SC_CLK_TCK'),2))")" "$hwm" \
+                "$(python3 - "$samples" "$size" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 3]
+size = int(sys.argv[2])
+def at(frac):
+    for t, rss, n in rows:
+        if int(n) >= frac * size:
+            return rss
+    return "-"
+print(f"rss_kb_at_10%={at(0.1)},50%={at(0.5)},90%={at(0.9)},samples={len(rows)}")
+PY
+)"
         done
     done
 }

@@ -32,7 +32,7 @@ use crate::store::attendance::{
 use crate::store::Store;
 
 /// The SN shown for punches an HR correction added (they come from no terminal).
-pub const CORRECTION_DEVICE: &str = "HR-CORRECTION";
+pub use crate::domain::CORRECTION_DEVICE;
 
 /// One exception of the month, with its review state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -71,6 +71,43 @@ pub async fn correct(store: &dyn Store, mut c: Correction, author: &str) -> AttR
         .await?)
 }
 
+/// Revoke correction `id` (HR takes it back, with a reason; audited as `correction.revoke`): it stops counting in
+/// the month and stays stored. A punch HR added and revoked after it was delivered is withdrawn from every sink that
+/// received it, like a voided punch (`sinks::withdraw`). Returns the correction as it was.
+///
+/// Errors: no reason (`Invalid`); unknown id (`NotFound`); revoked already (`Conflict`); its month is signed off
+/// (`Conflict`: reopen it first).
+pub async fn revoke(
+    store: &dyn Store,
+    id: i64,
+    reason: &str,
+    author: &str,
+) -> AttResult<Correction> {
+    if reason.trim().is_empty() {
+        return Err(AttError::Invalid(
+            "revoking a correction needs a reason".into(),
+        ));
+    }
+    let (c, revoked_at) = store.get_correction(id).await?;
+    if let Some(at) = revoked_at {
+        return Err(AttError::Store(StoreError::Conflict(format!(
+            "correction {id} was revoked already at {}",
+            at.to_rfc3339()
+        ))));
+    }
+    refuse_if_signed_off(store, &c.employee_code, c.day).await?;
+    let subject = format!("{}/{}", c.employee_code, c.day);
+    let detail = serde_json::json!({"kind": c.kind, "reason": reason});
+    store
+        .revoke_correction(
+            id,
+            Utc::now(),
+            audit(author, "correction.revoke", &subject, detail),
+        )
+        .await?;
+    Ok(c)
+}
+
 /// Move an exception to explained, approved or rejected (open is where every exception starts).
 pub async fn review(
     store: &dyn Store,

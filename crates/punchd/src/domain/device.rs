@@ -3,6 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The SN shown for punches an HR correction added in the monthly review (they come from no terminal): the month's
+/// punch lists, the sinks' check-ins (`device_id` in Frappe) and their withdrawals.
+pub const CORRECTION_DEVICE: &str = "HR-CORRECTION";
+
 /// A terminal's serial number, as the terminal sends it (`SN=` on every push request; `~SerialNumber` over pull).
 /// Case-sensitive. Parsed once at the edge; afterwards trusted.
 ///

@@ -11,5 +11,5 @@ mod punch;
 
 pub use access::{Role, Scope};
 pub use command::{Command, CommandKind, CommandStatus, NewCommand};
-pub use device::{Approval, Device, DeviceSn, InvalidSn, Transport};
+pub use device::{Approval, Device, DeviceSn, InvalidSn, Transport, CORRECTION_DEVICE};
 pub use punch::{NewPunch, Pin, Punch, PunchState, Source, VerifyMode};

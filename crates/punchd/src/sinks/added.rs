@@ -8,8 +8,8 @@
 //! - Frappe: one Employee Checkin for the employee, `device_id` `HR-CORRECTION`, `log_type` from the punch state HR
 //!   gave (or none), the time converted like any other (frappe-hr.md §2);
 //! - webhook: a check-in in a `punchd.checkins.v1` batch with `source` `correction`, `correction_id` set, device
-//!   `HR-CORRECTION`, `idempotency_key` `c1-<correction id>`;
-//! - NATS: that check-in on `punchd.checkins.<site>.<employee>` (`Nats-Msg-Id` `c1-<correction id>.checkin`); no
+//!   `HR-CORRECTION`, `idempotency_key` `c1-<correction id>-<when HR added it, unix ms>` ([`super::added_key`]);
+//! - NATS: that check-in on `punchd.checkins.<site>.<employee>` (`Nats-Msg-Id` that key and `.checkin`); no
 //!   message on `punchd.punches.*`, since there is no stored punch.
 //!
 //! The employee is the correction's employee code as it is (no PIN mapping); the time is the site local wall time HR
@@ -18,8 +18,9 @@
 //! (webhook 4xx). A failure worth retrying, and "employee not found/inactive" in Frappe, record nothing: the next
 //! round tries again. A sink without a start date gets the punches added after it was created; with one, all.
 //!
-//! Not handled: revoking an add-punch correction after its delivery does not withdraw the check-in (HR removes it in
-//! the sink).
+//! Revoking the add-punch correction (`punchd attendance revoke ID`) before its delivery means it is never
+//! delivered; after it, the check-in is withdrawn from every sink that had it, like a voided punch
+//! ([`super::withdraw`]).
 
 use std::collections::HashMap;
 

@@ -11,6 +11,9 @@
 //!   Attendance (`attendance` set: auto attendance used it, §1) → `needs-hr` (cancel that Attendance in Frappe
 //!   first, then delete the check-in); otherwise `DELETE` the same resource (202, §4) → `withdrawn`.
 //!
+//! A punch HR added (an Employee Checkin with `device_id` `HR-CORRECTION`, [`super::added`]) whose add-punch
+//! correction is revoked after its delivery is withdrawn the same way, by the document name Frappe gave it.
+//!
 //! Other answers (401/403, 5xx, unreachable) record nothing: the next round tries again. Every outcome is kept per
 //! sink (`punchd sinks show NAME` lists them under `withdrawals`).
 
@@ -22,9 +25,6 @@ use super::webhook::error_chain;
 use crate::store::delivery::{VoidedPunch, Withdrawal, WithdrawalStatus};
 use crate::store::outbox::{Sink, SinkKind};
 use crate::store::Store;
-
-/// Voided punches looked at per round.
-const ROUND: usize = 500;
 
 /// What one round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -141,7 +141,7 @@ pub async fn withdraw(store: &dyn Store, sink: &Sink) -> anyhow::Result<Withdraw
         anyhow::bail!("sink {} is not a Frappe sink", sink.name);
     }
     let config: FrappeConfig = serde_json::from_value(sink.config.clone())?;
-    let voids = store.voids_to_withdraw(sink.id, ROUND).await?;
+    let voids = super::withdraw::to_withdraw(store, sink.id).await?;
     let mut report = WithdrawReport::default();
     if voids.is_empty() {
         return Ok(report);
@@ -162,10 +162,9 @@ pub async fn withdraw(store: &dyn Store, sink: &Sink) -> anyhow::Result<Withdraw
                 store.record_withdrawal(sink.id, w.clone()).await?;
                 report.recorded.push(w);
             }
-            Err(e) => report.failed.push(format!(
-                "punch {} ({} {} {}): {e:#}",
-                v.punch_id, v.device_sn, v.pin, v.punched_at
-            )),
+            Err(e) => report
+                .failed
+                .push(format!("{}: {e:#}", super::withdraw::what(&v))),
         }
     }
     Ok(report)

@@ -93,13 +93,20 @@ pub fn idempotency_key(punch: &Punch) -> String {
     )
 }
 
-/// The idempotency key of an event: [`idempotency_key`] of its punch, or `c1-<correction id>` for a punch HR added
-/// (`sinks::added`), which has no terminal identity.
+/// The idempotency key of an event: [`idempotency_key`] of its punch, or for a punch HR added (`sinks::added`),
+/// which has no terminal identity, [`added_key`].
 pub fn event_key(event: &OutboxEvent) -> String {
     match event.correction_id {
-        Some(id) => format!("c1-{id}"),
+        Some(id) => added_key(id, event.created_at),
         None => idempotency_key(&event.punch),
     }
+}
+
+/// The idempotency key of a punch HR added: `c1-<correction id>-<when HR added it, unix milliseconds>`. The time
+/// keeps keys of different punchd databases apart (correction ids start at 1 in each), so two installations
+/// publishing into one NATS stream, whose de-duplication goes by `Nats-Msg-Id`, never drop each other's.
+pub fn added_key(correction_id: i64, added_at: DateTime<Utc>) -> String {
+    format!("c1-{correction_id}-{}", added_at.timestamp_millis())
 }
 
 /// [`idempotency_key`] from the punch's parts: SN, PIN, terminal local time, punch state.
@@ -712,13 +719,21 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             }
         }
         let now = Utc::now();
-        if let Err(e) = store.take_events(sink.id, TAKE, now).await {
+        let limit = options.concurrency * batch_size;
+        if let Err(e) = store.take_events(sink.id, limit.max(TAKE), now).await {
             tracing::warn!(sink = %sink.name, error = %e, "taking events from the outbox failed; will retry");
             pause_for(Duration::from_secs(1), &mut stop).await;
             continue;
         }
-        let window = (options.concurrency * batch_size * 4).max(TAKE);
-        let mut events = match store.pending_events(sink.id, window).await {
+        // A sink that keeps order per employee must see the events waiting (backing off) to hold back the later
+        // ones of the same employee, so it reads a wider window, due or not; any other sink reads only what is
+        // due, exactly as many as one round sends.
+        let (due_at, window) = if deliver.ordered() {
+            (None, (limit * 4).max(TAKE))
+        } else {
+            (Some(now), limit)
+        };
+        let mut events = match store.pending_events(sink.id, due_at, window).await {
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(sink = %sink.name, error = %e, "reading pending events failed; will retry");
@@ -737,7 +752,6 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         let mut blocked: HashSet<String> = HashSet::new();
         let mut chosen: Vec<OutboxEvent> = Vec::new();
         let mut next_due: Option<DateTime<Utc>> = None;
-        let limit = options.concurrency * batch_size;
         for event in events {
             let key = employee_for(&event);
             if deliver.ordered() && !blocked.insert(key) {

@@ -3,7 +3,8 @@
 //! For every event two messages are published, both with a `Nats-Msg-Id` header so the stream drops a re-send
 //! within its duplicate window (JetStream's de-duplication; 2 minutes by default, longer if the stream says so):
 //! - the stored punch (JSON of the API's `Punch`) on `punchd.punches.<site>.<sn>`, `Nats-Msg-Id` = the idempotency
-//!   key (not for a punch HR added in the monthly review, which is no stored punch; its key is `c1-<correction id>`);
+//!   key (not for a punch HR added in the monthly review, which is no stored punch; its key is
+//!   [`super::added_key`]);
 //! - the check-in ([`super::CheckIn`], schema `punchd.checkins.v1`) on `punchd.checkins.<site>.<employee>`,
 //!   `Nats-Msg-Id` = the idempotency key + `.checkin`, header `Punchd-Event: checkin`.
 //!
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::withdraw::{VoidedCheckIn, VOIDED_EVENT};
-use super::{event_key, Attempt, CheckIn, Deliver};
+use super::{Attempt, CheckIn, Deliver};
 use crate::store::outbox::OutboxEvent;
 
 /// A NATS sink's settings.
@@ -127,14 +128,14 @@ impl Nats {
         subject: String,
         msg_id: &str,
         event: Option<&str>,
-        payload: Vec<u8>,
+        payload: bytes::Bytes,
     ) -> Result<async_nats::jetstream::context::PublishAckFuture, String> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
         if let Some(event) = event {
             headers.insert(EVENT_HEADER, event);
         }
-        js.publish_with_headers(subject, headers, payload.into())
+        js.publish_with_headers(subject, headers, payload)
             .await
             .map_err(|e| format!("publishing to NATS failed: {e}"))
     }
@@ -153,9 +154,15 @@ impl Nats {
         for v in voids {
             let site = subject_token(v.site.as_deref().unwrap_or("default"));
             let subject = format!("punchd.checkins.{site}.{}", subject_token(&v.employee));
-            let body = serde_json::to_vec(v).unwrap_or_default();
             pending.push(
-                Self::publish(&js, subject, &v.idempotency_key, Some(VOIDED_EVENT), body).await,
+                Self::publish(
+                    &js,
+                    subject,
+                    &v.idempotency_key,
+                    Some(VOIDED_EVENT),
+                    json_bytes(v),
+                )
+                .await,
             );
         }
         let mut out = Vec::with_capacity(voids.len());
@@ -182,6 +189,12 @@ impl Nats {
     }
 }
 
+/// The acknowledgements one event waits for: its punch's (none for a punch HR added) and its check-in's.
+type EventAcks = (
+    Option<async_nats::jetstream::context::PublishAckFuture>,
+    async_nats::jetstream::context::PublishAckFuture,
+);
+
 #[async_trait::async_trait]
 impl Deliver for Nats {
     fn ordered(&self) -> bool {
@@ -189,7 +202,7 @@ impl Deliver for Nats {
     }
 
     fn batch_size(&self) -> usize {
-        256
+        BATCH
     }
 
     async fn deliver(&self, events: &[OutboxEvent]) -> Vec<Attempt> {
@@ -197,72 +210,89 @@ impl Deliver for Nats {
             Ok(js) => js,
             Err(e) => return vec![Attempt::Retry(format!("{e:#}")); events.len()],
         };
-        // Publish everything first, then wait for the acknowledgements (pipelined).
-        let mut pending = Vec::with_capacity(events.len());
-        for event in events {
-            let checkin = CheckIn::of(event);
-            let site = subject_token(event.device_site.as_deref().unwrap_or("default"));
-            let key = event_key(event);
-            let body = serde_json::to_vec(&checkin).unwrap_or_default();
-            // A punch HR added is no stored punch: only its check-in is published.
-            let punch_ack = match event.correction_id {
-                Some(_) => None,
-                None => Some(
-                    Self::publish(
-                        &js,
-                        format!(
+        // Publishing and taking acknowledgements run side by side: each acknowledgement is taken as it arrives,
+        // which frees its place among the client's publishes in flight (`max_ack_inflight`), so a batch larger
+        // than that limit flows instead of waiting on itself, and several batches at once cannot block each other.
+        let (sent, mut acks) = tokio::sync::mpsc::unbounded_channel::<EventAcks>();
+        let publish = async move {
+            for event in events {
+                // The check-in carries the event's idempotency key: computed once, used for both message ids.
+                let checkin = CheckIn::of(event);
+                let key = checkin.idempotency_key.as_str();
+                let site = subject_token(event.device_site.as_deref().unwrap_or("default"));
+                // A punch HR added is no stored punch: only its check-in is published.
+                let punch_ack = match event.correction_id {
+                    Some(_) => None,
+                    None => {
+                        let subject = format!(
                             "punchd.punches.{site}.{}",
                             subject_token(event.punch.device_sn.as_str())
-                        ),
-                        &key,
-                        None,
-                        serde_json::to_vec(&event.punch).unwrap_or_default(),
-                    )
-                    .await,
-                ),
-            };
-            let checkin_ack = Self::publish(
-                &js,
-                format!(
-                    "punchd.checkins.{site}.{}",
-                    subject_token(&checkin.employee)
-                ),
-                &format!("{key}.checkin"),
-                Some("checkin"),
-                body,
-            )
-            .await;
-            pending.push((punch_ack, checkin_ack));
-        }
-        let mut out = Vec::with_capacity(events.len());
-        let mut broken = false;
-        for (punch_ack, checkin_ack) in pending {
-            let outcome = match (punch_ack.transpose(), checkin_ack) {
-                (Ok(p), Ok(c)) => {
-                    let punch_acked = match p {
-                        Some(p) => p.await.map(|_| ()),
-                        None => Ok(()),
-                    };
-                    match (punch_acked, c.await) {
-                        (Ok(()), Ok(ack)) => {
-                            Attempt::Delivered(Some(format!("{}:{}", ack.stream, ack.sequence)))
-                        }
-                        (Err(e), _) | (_, Err(e)) => {
-                            Attempt::Retry(format!("the stream did not acknowledge: {e}"))
+                        );
+                        match Self::publish(&js, subject, key, None, json_bytes(&event.punch)).await
+                        {
+                            Ok(ack) => Some(ack),
+                            Err(e) => return Some(e),
                         }
                     }
+                };
+                let subject = format!(
+                    "punchd.checkins.{site}.{}",
+                    subject_token(&checkin.employee)
+                );
+                let checkin_ack = match Self::publish(
+                    &js,
+                    subject,
+                    &format!("{key}.checkin"),
+                    Some("checkin"),
+                    json_bytes(&checkin),
+                )
+                .await
+                {
+                    Ok(ack) => ack,
+                    Err(e) => return Some(e),
+                };
+                if sent.send((punch_ack, checkin_ack)).is_err() {
+                    return None;
                 }
-                (Err(e), _) | (_, Err(e)) => {
-                    broken = true;
-                    Attempt::Retry(e)
-                }
-            };
-            out.push(outcome);
-        }
-        if broken {
-            // Reconnect on the next call.
+            }
+            None
+        };
+        let collect = async {
+            let mut out = Vec::with_capacity(events.len());
+            while let Some((punch_ack, checkin_ack)) = acks.recv().await {
+                let punch_acked = match punch_ack {
+                    Some(p) => p.await.map(|_| ()),
+                    None => Ok(()),
+                };
+                out.push(match (punch_acked, checkin_ack.await) {
+                    (Ok(()), Ok(ack)) => {
+                        Attempt::Delivered(Some(format!("{}:{}", ack.stream, ack.sequence)))
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        Attempt::Retry(format!("the stream did not acknowledge: {e}"))
+                    }
+                });
+            }
+            out
+        };
+        let (publish_error, mut out) = tokio::join!(publish, collect);
+        if let Some(e) = publish_error {
+            // The connection is gone: what was not published is tried again later, on a new connection.
+            out.resize(events.len(), Attempt::Retry(e));
             *self.context.lock().await = None;
         }
         out
     }
+}
+
+/// Events per [`Deliver::deliver`] call. Each is two messages; several calls run at once (the sink's
+/// concurrency), all through one connection.
+const BATCH: usize = 1024;
+
+/// JSON of a message body, written into one buffer sized for a typical check-in. Serialising these types does not
+/// fail (plain structs with string keys); if it ever did, the body would be what was written so far.
+fn json_bytes<T: Serialize>(value: &T) -> bytes::Bytes {
+    let mut body = Vec::with_capacity(512);
+    let _ = serde_json::to_writer(&mut body, value);
+    body.into()
 }

@@ -1,5 +1,6 @@
 //! Voided punches flow out to every sink (issue 8): when HR voids a punch in the monthly review (a `void-punch`
-//! correction), each sink that received its check-in is told, the way that sink allows.
+//! correction), or revokes a punch HR added, each sink that received its check-in is told, the way that sink
+//! allows.
 //!
 //! - Frappe: the Employee Checkin punchd created is deleted ([`super::frappe_withdraw`]).
 //! - Webhook: a signed request whose body is a [`VoidedCheckInBatch`] (schema `punchd.checkin-voids.v1`, in the
@@ -19,6 +20,13 @@
 //!   sees is check-in, then withdrawal);
 //! - it was parked, or the sink never had it: nothing to withdraw (`not-delivered`);
 //! - delivered: the withdrawal is sent; once the receiver or the stream has it, `withdrawn`.
+//!
+//! A punch HR added (an add-punch correction, delivered by [`super::added`]) and then revoked (`punchd attendance
+//! revoke ID`, `POST /api/v1/attendance/corrections/{id}/revoke`) is withdrawn the same way from every sink that
+//! had it delivered: the withdrawal names the added check-in's key (`c1-<correction id>-<ms>`) as
+//! `checkin_idempotency_key`, its `correction_id` is the add-punch correction, `punch_id` 0 and `device_sn`
+//! `HR-CORRECTION` (there is no stored punch); NATS sends it on the subject the check-in went to (the employee's
+//! site). One revoked before it was delivered is never delivered, so needs nothing.
 //!
 //! A voided punch that HR restores (the correction revoked) is not sent again as a check-in: its idempotency key
 //! is the one the receiver already saw, then withdrew (replay it by hand if the receiver needs it back).
@@ -41,8 +49,8 @@ pub const VOIDS_SCHEMA: &str = "punchd.checkin-voids.v1";
 /// The `event` of a [`VoidedCheckIn`], and the value of the `X-Punchd-Event` / `Punchd-Event` header.
 pub const VOIDED_EVENT: &str = "checkin.voided";
 
-/// A check-in withdrawn because HR voided its punch (`checkin.voided`), as webhook requests and NATS messages carry
-/// it. A receiver removes (or marks void) the check-in it holds under `checkin_idempotency_key`.
+/// A check-in withdrawn because HR voided its punch, or revoked the punch HR had added (`checkin.voided`), as
+/// webhook requests and NATS messages carry it. A receiver removes (or marks void) the check-in it holds under `checkin_idempotency_key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VoidedCheckIn {
     /// Always `checkin.voided`.
@@ -50,21 +58,23 @@ pub struct VoidedCheckIn {
     /// Stable per withdrawal: the check-in's key, `.void-` and the correction id. A receiver that has seen it must
     /// ignore it.
     pub idempotency_key: String,
-    /// The `idempotency_key` the withdrawn check-in was delivered with.
+    /// The `idempotency_key` the withdrawn check-in was delivered with (`c1-<correction id>-<ms>` for a punch HR added).
     pub checkin_idempotency_key: String,
-    /// The void-punch correction (HR's change in the monthly review).
+    /// The void-punch correction (HR's change in the monthly review); for a punch HR added and then revoked, the
+    /// revoked add-punch correction (the check-in's own `correction_id`).
     pub correction_id: i64,
-    /// The voided punch's id in punchd.
+    /// The voided punch's id in punchd; 0 for a punch HR added (no stored punch).
     pub punch_id: i64,
     /// The employee value the check-in carried (the employee code punchd maps the PIN to, or the PIN).
     pub employee: String,
-    /// Terminal serial number.
+    /// Terminal serial number (`HR-CORRECTION` for a punch HR added).
     pub device_sn: String,
-    /// The device's site, if set.
+    /// The device's site, if set (for a punch HR added: the employee's site).
     pub site: Option<String>,
-    /// User id on the terminal.
+    /// User id on the terminal (for a punch HR added: the employee code).
     pub pin: String,
-    /// Terminal local wall time of the voided punch, `YYYY-MM-DDTHH:MM:SS`.
+    /// Terminal local wall time of the voided punch, `YYYY-MM-DDTHH:MM:SS` (for a punch HR added: the site local
+    /// time HR typed).
     pub punched_at: String,
     /// Its punch state code, if the terminal sent one.
     pub punch_state: Option<u16>,
@@ -99,9 +109,23 @@ pub fn voided_checkin(v: &VoidedPunch, employee: String, site: Option<String>) -
     }
 }
 
-/// The idempotency key the voided punch's check-in was delivered with ([`super::idempotency_key`]).
+/// The idempotency key the voided punch's check-in was delivered with ([`super::idempotency_key`]; for a punch HR
+/// added, [`super::added_key`]).
 fn checkin_key_of(v: &VoidedPunch) -> String {
+    if let Some(added_at) = v.added_at {
+        return super::added_key(v.correction_id, added_at);
+    }
     super::idempotency_key_of(&v.device_sn, &v.pin, v.punched_at, v.punch_state)
+}
+
+/// What sink `sink_id` must withdraw: voided punches, then punches HR added and revoked after their delivery.
+pub(crate) async fn to_withdraw(
+    store: &dyn Store,
+    sink_id: i64,
+) -> anyhow::Result<Vec<VoidedPunch>> {
+    let mut all = store.voids_to_withdraw(sink_id, ROUND).await?;
+    all.extend(store.revoked_additions_to_withdraw(sink_id, ROUND).await?);
+    Ok(all)
 }
 
 /// What to do with one voided punch at a webhook or NATS sink: `None` = send the withdrawal; `Some(None)` = wait;
@@ -131,14 +155,15 @@ pub async fn withdraw(store: &dyn Store, sink: &Sink) -> anyhow::Result<Withdraw
     if sink.kind == SinkKind::Frappe {
         return super::frappe_withdraw::withdraw(store, sink).await;
     }
-    let voids = store.voids_to_withdraw(sink.id, ROUND).await?;
+    let voids = to_withdraw(store, sink.id).await?;
     let mut report = WithdrawReport::default();
     if voids.is_empty() {
         return Ok(report);
     }
+    let employees = store.list_employees().await?;
     let resolver = crate::attendance::mapping::Resolver::new(
         &store.list_mappings().await?,
-        &store.list_employees().await?,
+        &employees,
         &store.list_devices().await?,
     );
     let sites: std::collections::HashMap<String, Option<String>> = store
@@ -147,12 +172,22 @@ pub async fn withdraw(store: &dyn Store, sink: &Sink) -> anyhow::Result<Withdraw
         .into_iter()
         .map(|d| (d.sn.as_str().to_owned(), d.site))
         .collect();
+    // A punch HR added went to its employee's site's subject (`super::added`).
+    let employee_sites: std::collections::HashMap<&str, Option<String>> = employees
+        .iter()
+        .map(|e| (e.code.as_str(), e.site.clone()))
+        .collect();
     let mut to_send: Vec<(VoidedPunch, VoidedCheckIn)> = Vec::new();
     let mut record = Vec::new();
     for v in voids {
         match decide(&v) {
             Some(None) => report.waiting += 1,
             Some(Some((status, note))) => record.push((v, status, note)),
+            None if v.added_at.is_some() => {
+                let site = employee_sites.get(v.pin.as_str()).cloned().flatten();
+                let notice = voided_checkin(&v, v.pin.clone(), site);
+                to_send.push((v, notice));
+            }
             None => {
                 let employee = resolver
                     .resolve(&v.device_sn, &v.pin)
@@ -190,10 +225,7 @@ pub async fn withdraw(store: &dyn Store, sink: &Sink) -> anyhow::Result<Withdraw
                     WithdrawalStatus::Withdrawn,
                     format!("{note} (key {})", notice.idempotency_key),
                 )),
-                Err(e) => report.failed.push(format!(
-                    "punch {} ({} {} {}): {e}",
-                    v.punch_id, v.device_sn, v.pin, v.punched_at
-                )),
+                Err(e) => report.failed.push(format!("{}: {e}", what(&v))),
             }
         }
     }
@@ -211,6 +243,21 @@ pub async fn withdraw(store: &dyn Store, sink: &Sink) -> anyhow::Result<Withdraw
     }
     report.recorded.sort_by_key(|w| w.correction_id);
     Ok(report)
+}
+
+/// The voided punch in words, for reports and logs.
+pub(crate) fn what(v: &VoidedPunch) -> String {
+    if v.added_at.is_some() {
+        format!(
+            "punch added by correction {} ({} {})",
+            v.correction_id, v.pin, v.punched_at
+        )
+    } else {
+        format!(
+            "punch {} ({} {} {})",
+            v.punch_id, v.device_sn, v.pin, v.punched_at
+        )
+    }
 }
 
 /// One round over every sink that is not paused: called by the sink supervisor every minute.

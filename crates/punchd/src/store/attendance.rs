@@ -451,8 +451,14 @@ pub trait AttendanceStore: Send + Sync {
         correction: Correction,
         audit: AuditRecord,
     ) -> Result<Correction>;
-    /// Corrections with `from <= day < to`, by id.
+    /// Corrections with `from <= day < to`, by id (revoked ones left out).
     async fn list_corrections(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Correction>>;
+    /// One correction by id, and when it was revoked (UTC), if it was. `NotFound` for an unknown id.
+    async fn get_correction(&self, id: i64) -> Result<(Correction, Option<DateTime<Utc>>)>;
+    /// Revoke a correction at `at` (UTC): it stops counting (the month, delivery) but stays stored, with the audit
+    /// record (author and reason). `NotFound` for an unknown id, `Conflict` when it is revoked already.
+    async fn revoke_correction(&self, id: i64, at: DateTime<Utc>, audit: AuditRecord)
+        -> Result<()>;
 
     /// Move an exception to a review state.
     async fn put_review(&self, review: ExceptionReview, audit: AuditRecord) -> Result<()>;

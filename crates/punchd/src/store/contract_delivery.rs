@@ -111,7 +111,10 @@ pub(crate) async fn run_all(store: &dyn Store) {
             .expect("take"),
         3
     );
-    let events = store.pending_events(a.id, 100).await.expect("pending");
+    let events = store
+        .pending_events(a.id, None, 100)
+        .await
+        .expect("pending");
     let id_of = |pin: &str| {
         events
             .iter()
@@ -353,6 +356,83 @@ pub(crate) async fn run_all(store: &dyn Store) {
         vec![added[2]]
     );
 
+    // HR revokes the delivered added punch and the one not delivered yet: only the delivered one is to be
+    // withdrawn (with when HR added it: its key), and the other is no longer offered for delivery.
+    assert!(store
+        .revoked_additions_to_withdraw(a.id, 10)
+        .await
+        .expect("revoked")
+        .is_empty());
+    for id in [added[1], added[2]] {
+        store
+            .revoke_correction(id, instant(9), audit())
+            .await
+            .expect("revoke");
+    }
+    assert!(matches!(
+        store.revoke_correction(added[1], instant(9), audit()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.revoke_correction(999_999, instant(9), audit()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let (c, revoked_at) = store.get_correction(added[1]).await.expect("get");
+    assert_eq!(
+        (c.id, c.kind, revoked_at),
+        (added[1], CorrectionKind::AddPunch, Some(instant(9)))
+    );
+    assert!(store
+        .added_punches_to_deliver(a.id, 10)
+        .await
+        .expect("added")
+        .is_empty());
+    assert_eq!(
+        store
+            .revoked_additions_to_withdraw(a.id, 10)
+            .await
+            .expect("revoked"),
+        vec![VoidedPunch {
+            correction_id: added[1],
+            punch_id: 0,
+            device_sn: "HR-CORRECTION".into(),
+            pin: "E1".into(),
+            punched_at: local(18, 0),
+            punch_state: Some(1),
+            delivery: Some("delivered".into()),
+            remote_ref: Some("EMP-CKIN-9".into()),
+            added_at: Some(instant(6)),
+        }]
+    );
+    store
+        .record_withdrawal(
+            a.id,
+            Withdrawal {
+                correction_id: added[1],
+                punch_id: 0,
+                status: WithdrawalStatus::Withdrawn,
+                remote_ref: Some("EMP-CKIN-9".into()),
+                note: "deleted".into(),
+                updated_at: instant(10),
+            },
+        )
+        .await
+        .expect("withdrawal");
+    assert!(store
+        .revoked_additions_to_withdraw(a.id, 10)
+        .await
+        .expect("revoked")
+        .is_empty());
+    assert_eq!(
+        store
+            .voids_to_withdraw(a.id, 10)
+            .await
+            .expect("voids")
+            .len(),
+        2,
+        "the revoked additions are not voids"
+    );
+
     // A second sink, created later, has taken nothing: the next event is not prunable for either.
     let b = store.create_sink(sink("b"), instant(7)).await.expect("b");
     write(&d2, "4", local(10, 0), 8).await.expect("batch");
@@ -397,7 +477,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
         2
     );
     let pins: Vec<String> = store
-        .pending_events(a.id, 100)
+        .pending_events(a.id, None, 100)
         .await
         .expect("pending")
         .into_iter()

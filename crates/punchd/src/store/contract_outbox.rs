@@ -121,7 +121,10 @@ pub(crate) async fn run_all(store: &dyn Store) {
             .expect("take"),
         1
     );
-    let events = store.pending_events(a.id, 100).await.expect("pending");
+    let events = store
+        .pending_events(a.id, None, 100)
+        .await
+        .expect("pending");
     let pins: Vec<&str> = events.iter().map(|e| e.punch.pin.as_str()).collect();
     assert_eq!(pins, ["2", "3", "4"], "event order is store order");
     assert!(events.windows(2).all(|w| w[0].id < w[1].id));
@@ -173,7 +176,10 @@ pub(crate) async fn run_all(store: &dyn Store) {
             .as_deref(),
         Some("EMP-CKIN-06-2025-000001")
     );
-    let waiting = store.pending_events(a.id, 100).await.expect("pending");
+    let waiting = store
+        .pending_events(a.id, None, 100)
+        .await
+        .expect("pending");
     assert_eq!(
         (
             waiting.len(),
@@ -181,6 +187,24 @@ pub(crate) async fn run_all(store: &dyn Store) {
             waiting[0].next_attempt_at
         ),
         (1, 1, later)
+    );
+    // Only the due ones when asked: the retry is due at `later`, not before.
+    let before = later - chrono::Duration::milliseconds(1);
+    assert_eq!(
+        store
+            .pending_events(a.id, Some(before), 100)
+            .await
+            .expect("due")
+            .len(),
+        0
+    );
+    let due = store
+        .pending_events(a.id, Some(later), 100)
+        .await
+        .expect("due");
+    assert_eq!(
+        due.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![waiting[0].id]
     );
     let parked = store.parked_events(a.id, 10).await.expect("parked");
     assert_eq!(
@@ -243,7 +267,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
         4
     );
     let pins: Vec<String> = store
-        .pending_events(b.id, 100)
+        .pending_events(b.id, None, 100)
         .await
         .expect("pending")
         .into_iter()

@@ -23,7 +23,8 @@ pub struct Undelivered {
     pub oldest_punch_at: DateTime<Utc>,
 }
 
-/// A punch voided by an HR correction, as one sink saw it: what must be withdrawn there.
+/// A punch voided by an HR correction (or a punch HR added, then revoked), as one sink saw it: what must be
+/// withdrawn there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoidedPunch {
     /// The void-punch correction.
@@ -44,6 +45,11 @@ pub struct VoidedPunch {
     pub delivery: Option<String>,
     /// What the sink called the delivered check-in (the Frappe document name), if it said.
     pub remote_ref: Option<String>,
+    /// Set for a punch HR added and then revoked, not a stored punch: when HR added it (UTC; part of the key its
+    /// check-in was delivered under, `sinks::added_key`). Then `correction_id` is the revoked add-punch correction,
+    /// `punch_id` 0, `device_sn` `HR-CORRECTION`, `pin` the employee code, `punched_at` the site local time HR
+    /// typed.
+    pub added_at: Option<DateTime<Utc>>,
 }
 
 /// A punch HR added in the monthly review (an add-punch correction) that one sink has not had yet.
@@ -112,9 +118,9 @@ impl WithdrawalStatus {
 /// The withdrawal of one voided punch at one sink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Withdrawal {
-    /// The void-punch correction.
+    /// The void-punch correction, or the revoked add-punch correction of a punch HR added.
     pub correction_id: i64,
-    /// The voided punch.
+    /// The voided punch (0 for a punch HR added, which is no stored punch).
     pub punch_id: i64,
     /// Outcome.
     pub status: WithdrawalStatus,
@@ -143,7 +149,15 @@ pub trait DeliveryStore: Send + Sync {
     /// Punches voided by a (not revoked) void-punch correction that have no withdrawal recorded for sink
     /// `sink_id` yet, by correction id, at most `max`, each with where its event stands for the sink.
     async fn voids_to_withdraw(&self, sink_id: i64, max: usize) -> Result<Vec<VoidedPunch>>;
-    /// Record (or replace) what became of a voided punch at a sink.
+    /// Punches HR added whose add-punch correction was revoked after sink `sink_id` had them delivered, with no
+    /// withdrawal recorded for the sink yet, by correction id, at most `max` ([`VoidedPunch::added_at`] set;
+    /// `delivery` is `delivered`). Revoked ones the sink never had (or had parked) need nothing and are left out.
+    async fn revoked_additions_to_withdraw(
+        &self,
+        sink_id: i64,
+        max: usize,
+    ) -> Result<Vec<VoidedPunch>>;
+    /// Record (or replace) what became of a voided punch (or a revoked added punch) at a sink.
     async fn record_withdrawal(&self, sink_id: i64, withdrawal: Withdrawal) -> Result<()>;
     /// The withdrawals recorded for a sink, by correction id.
     async fn list_withdrawals(&self, sink_id: i64) -> Result<Vec<Withdrawal>>;

@@ -214,9 +214,15 @@ pub trait OutboxStore: Send + Sync {
     /// Take up to `max` new events past the sink's cursor into its deliveries (pending, due now); returns how
     /// many were taken.
     async fn take_events(&self, sink_id: i64, max: usize, now: DateTime<Utc>) -> Result<usize>;
-    /// Up to `max` pending events of the sink in event order, due or not (callers that keep order per employee
-    /// need to see the ones waiting).
-    async fn pending_events(&self, sink_id: i64, max: usize) -> Result<Vec<OutboxEvent>>;
+    /// Up to `max` pending events of the sink in event order: with `due_at` `None`, due or not (callers that keep
+    /// order per employee need to see the ones waiting); with `Some(now)`, only those due by then
+    /// (`next_attempt_at <= now`), so events backing off do not take the places of the ones behind them.
+    async fn pending_events(
+        &self,
+        sink_id: i64,
+        due_at: Option<DateTime<Utc>>,
+        max: usize,
+    ) -> Result<Vec<OutboxEvent>>;
     /// Record outcomes of attempts (attempts + 1 each).
     async fn record_outcomes(
         &self,

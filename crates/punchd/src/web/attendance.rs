@@ -4,7 +4,7 @@
 //! same token check as the rest of `/api/v1`; the author of every change is `token:<name>`.
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -64,6 +64,10 @@ pub fn routes() -> Router<App> {
             "/attendance/corrections",
             get(list_corrections).post(add_correction),
         )
+        .route(
+            "/attendance/corrections/{id}/revoke",
+            post(revoke_correction),
+        )
         .route("/attendance/exceptions/review", post(review_exception))
         .route("/attendance/signoff", post(sign_off))
         .route("/attendance/reopen", post(reopen))
@@ -94,6 +98,7 @@ pub fn routes() -> Router<App> {
         month,
         list_corrections,
         add_correction,
+        revoke_correction,
         review_exception,
         sign_off,
         reopen,
@@ -478,6 +483,29 @@ async fn add_correction(
 ) -> Result<Json<Correction>, Error> {
     Ok(Json(
         review::correct(app.store.as_ref(), c, &author(&token)).await?,
+    ))
+}
+
+/// Why a correction is revoked.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct RevokeRequest {
+    /// Why (required; audited).
+    reason: String,
+}
+
+/// Revoke a correction: it stops counting in the month and stays stored (audited as `correction.revoke` with the
+/// reason). A punch HR added and revoked after it was delivered is withdrawn from every sink that received it
+/// (`checkin.voided`, like a voided punch). Answers the correction as it was. 409 when it is revoked already or its
+/// month is signed off.
+#[utoipa::path(post, path = "/attendance/corrections/{id}/revoke", params(("id" = i64, Path, description = "The correction id")), request_body = RevokeRequest, responses((status = 200, description = "The revoked correction", body = Correction), (status = 400, description = "Invalid request (named in the error)"), (status = 409, description = "Revoked already, or its month is signed off (named in the error)"), (status = 404, description = "No such correction")))]
+async fn revoke_correction(
+    State(app): State<App>,
+    Extension(token): Extension<TokenName>,
+    Path(id): Path<i64>,
+    Json(r): Json<RevokeRequest>,
+) -> Result<Json<Correction>, Error> {
+    Ok(Json(
+        review::revoke(app.store.as_ref(), id, &r.reason, &author(&token)).await?,
     ))
 }
 

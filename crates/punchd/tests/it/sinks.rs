@@ -1267,9 +1267,11 @@ fn voided_punches_are_withdrawn_from_webhook_and_nats_with_the_checkins_key() {
 
 /// A punch HR adds in the monthly review (an add-punch correction) reaches every sink like any other check-in:
 /// Frappe gets an Employee Checkin (device `HR-CORRECTION`, log type from the state HR gave), the webhook a check-in
-/// keyed `c1-<correction id>`, NATS the check-in on the employee's subject; each once.
+/// keyed `c1-<correction id>`, NATS the check-in on the employee's subject; each once. When HR then revokes it, it
+/// is withdrawn from each the way a voided punch is: Frappe's document deleted, the webhook a signed
+/// `checkin.voided` naming `c1-<correction id>`, NATS a `checkin.voided` message on the check-in's subject.
 #[test]
-fn punches_hr_added_reach_webhook_nats_and_frappe_like_any_other_checkin() {
+fn punches_hr_added_reach_webhook_nats_and_frappe_and_are_withdrawn_when_revoked() {
     let with_nats = nats_available();
     let run = format!("{}", chrono::Utc::now().timestamp_millis() % 1_000_000_000);
     let code = format!("8{run}");
@@ -1353,10 +1355,16 @@ fn punches_hr_added_reach_webhook_nats_and_frappe_like_any_other_checkin() {
         ["correction_id"]
         .as_i64()
         .unwrap();
-    let key = format!("c1-{correction_id}");
     // (Once, or twice under the same key if serve's own minute round ran at the same moment.)
     let keys: HashSet<String> = receiver.keys().into_iter().collect();
-    assert_eq!(keys, HashSet::from([key.clone()]));
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = keys.into_iter().next().unwrap();
+    // `c1-<correction id>-<when HR added it, unix ms>`: unique beyond this database (NATS de-duplicates by it).
+    let prefix = format!("c1-{correction_id}-");
+    assert!(
+        key.starts_with(&prefix) && key[prefix.len()..].parse::<i64>().is_ok(),
+        "{key}"
+    );
     let n_received = receiver.keys().len();
     let checkins: Vec<(String, String, Option<String>)> = site
         .checkins()
@@ -1379,22 +1387,160 @@ fn punches_hr_added_reach_webhook_nats_and_frappe_like_any_other_checkin() {
     assert_eq!(receiver.keys().len(), n_received);
     assert_eq!(site.checkins().len(), 1);
 
-    if !with_nats {
-        return;
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let last = runtime.block_on(async {
-        let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let stream = js.get_stream("PUNCHD").await.unwrap();
-        stream
-            .get_last_raw_message_by_subject(&format!("punchd.checkins.default.{code}"))
-            .await
-            .unwrap()
-    });
+    let last_on_subject = || {
+        runtime.block_on(async {
+            let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            let stream = js.get_stream("PUNCHD").await.unwrap();
+            stream
+                .get_last_raw_message_by_subject(&format!("punchd.checkins.default.{code}"))
+                .await
+                .unwrap()
+        })
+    };
+    if with_nats {
+        check_added_on_nats(&last_on_subject(), &key, correction_id, &code);
+    }
+
+    // HR revokes the added punch: withdrawn from every sink that received it, once.
+    let revoked = cli_json(
+        &server.db,
+        &[
+            "attendance",
+            "revoke",
+            &correction_id.to_string(),
+            "--reason",
+            "added to the wrong person",
+        ],
+    );
+    assert_eq!(revoked["id"].as_i64(), Some(correction_id), "{revoked}");
+    let again = cli(
+        &server.db,
+        &[
+            "attendance",
+            "revoke",
+            &correction_id.to_string(),
+            "--reason",
+            "twice",
+        ],
+    );
+    assert!(
+        !again.ok && again.stderr.contains("revoked already"),
+        "{}",
+        again.stderr
+    );
+    for name in &sinks {
+        let report = cli_json(&server.db, &["sinks", "withdraw-voids", name]);
+        assert_eq!(report["failed"], serde_json::json!([]), "{name}: {report}");
+        let shown = cli_json(&server.db, &["sinks", "show", name]);
+        let w = &shown["withdrawals"];
+        assert_eq!(w.as_array().unwrap().len(), 1, "{name}: {shown}");
+        assert_eq!(
+            (
+                w[0]["correction_id"].as_i64(),
+                w[0]["punch_id"].as_i64(),
+                w[0]["status"].as_str()
+            ),
+            (Some(correction_id), Some(0), Some("withdrawn")),
+            "{name}: {shown}"
+        );
+    }
+    // Frappe: the Employee Checkin punchd created is deleted.
+    assert_eq!(site.checkins().len(), 0);
+    assert_eq!(site.site.lock().unwrap().deleted.len(), 1);
+    // Webhook: a signed `checkin.voided` naming the added check-in's key.
+    let voids = receiver.voids();
+    let void_keys: HashSet<&str> = voids
+        .iter()
+        .map(|v| v["idempotency_key"].as_str().unwrap())
+        .collect();
+    let void_key = format!("{key}.void-{correction_id}");
+    assert_eq!(void_keys, HashSet::from([void_key.as_str()]), "{voids:?}");
+    let v = &voids[0];
+    assert_eq!(
+        (
+            v["event"].as_str(),
+            v["checkin_idempotency_key"].as_str(),
+            v["correction_id"].as_i64(),
+            v["punch_id"].as_i64(),
+            v["employee"].as_str(),
+            v["device_sn"].as_str(),
+            v["pin"].as_str(),
+            v["punched_at"].as_str(),
+            v["punch_state"].as_u64()
+        ),
+        (
+            Some("checkin.voided"),
+            Some(key.as_str()),
+            Some(correction_id),
+            Some(0),
+            Some(code.as_str()),
+            Some("HR-CORRECTION"),
+            Some(code.as_str()),
+            Some("2024-05-07T17:30:00"),
+            Some(1)
+        )
+    );
+    assert_eq!(receiver.refused.load(Ordering::SeqCst), 0, "signed");
+    // Nothing twice; nor is the revoked punch delivered again.
+    let n_voids = receiver.voids().len();
+    for name in &sinks {
+        let again = cli_json(&server.db, &["sinks", "withdraw-voids", name]);
+        assert_eq!(again["recorded"], serde_json::json!([]), "{name}: {again}");
+        let again = cli_json(&server.db, &["sinks", "deliver-added", name]);
+        assert_eq!(again["recorded"], serde_json::json!([]), "{name}: {again}");
+    }
+    assert_eq!(receiver.voids().len(), n_voids);
+    assert_eq!(receiver.keys().len(), n_received);
+    assert_eq!(site.checkins().len(), 0);
+
+    if !with_nats {
+        return;
+    }
+    // NATS: the withdrawal on the check-in's subject, `Punchd-Event: checkin.voided`, `Nats-Msg-Id` its key.
+    let last = last_on_subject();
+    let body: serde_json::Value = serde_json::from_slice(&last.payload).unwrap();
+    assert_eq!(
+        last.headers
+            .get("Punchd-Event")
+            .map(|v| v.as_str().to_owned()),
+        Some("checkin.voided".to_owned()),
+        "{:?}",
+        last.headers
+    );
+    assert_eq!(
+        last.headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map(|v| v.as_str().to_owned()),
+        Some(void_key.clone())
+    );
+    assert_eq!(
+        (
+            body["event"].as_str(),
+            body["checkin_idempotency_key"].as_str(),
+            body["correction_id"].as_i64(),
+            body["idempotency_key"].as_str()
+        ),
+        (
+            Some("checkin.voided"),
+            Some(key.as_str()),
+            Some(correction_id),
+            Some(void_key.as_str())
+        )
+    );
+}
+
+/// The added punch's check-in as NATS holds it: on the employee's subject, `Nats-Msg-Id` `c1-<id>.checkin`.
+fn check_added_on_nats(
+    last: &async_nats::jetstream::message::StreamMessage,
+    key: &str,
+    correction_id: i64,
+    code: &str,
+) {
     let checkin: serde_json::Value = serde_json::from_slice(&last.payload).unwrap();
     assert_eq!(
         (
@@ -1406,10 +1552,10 @@ fn punches_hr_added_reach_webhook_nats_and_frappe_like_any_other_checkin() {
             checkin["punched_at"].as_str()
         ),
         (
-            Some(key.as_str()),
+            Some(key),
             Some("correction"),
             Some(correction_id),
-            Some(code.as_str()),
+            Some(code),
             Some("OUT"),
             Some("2024-05-07T17:30:00")
         )

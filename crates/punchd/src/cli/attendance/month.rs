@@ -54,6 +54,19 @@ pub enum MonthAction {
         #[command(subcommand)]
         kind: CorrectKind,
     },
+    /// Revoke a correction (its id, as `correct` printed it or `GET /api/v1/attendance/corrections` lists it): it
+    /// stops counting and stays stored, audited. A punch HR added and revoked after its delivery is withdrawn from
+    /// every sink that received it.
+    Revoke {
+        /// The correction id.
+        correction: i64,
+        /// Why (required, audited).
+        #[arg(long)]
+        reason: String,
+        /// Who.
+        #[arg(long, default_value = "cli")]
+        author: String,
+    },
     /// Move an exception to explained, approved or rejected.
     Review {
         /// The employee.
@@ -402,6 +415,14 @@ pub async fn run(store: &dyn Store, action: MonthAction) -> anyhow::Result<()> {
             };
             let stored = review::correct(store, c, &author).await?;
             json(&stored)
+        }
+        MonthAction::Revoke {
+            correction,
+            reason,
+            author,
+        } => {
+            let revoked = review::revoke(store, correction, &reason, &author).await?;
+            json(&revoked)
         }
         MonthAction::Review {
             employee,

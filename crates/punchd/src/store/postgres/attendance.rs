@@ -593,6 +593,54 @@ impl AttendanceStore for PgStore {
         rows.iter().map(correction_from_row).collect()
     }
 
+    async fn get_correction(&self, id: i64) -> Result<(Correction, Option<DateTime<Utc>>)> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, employee_code, day, kind, punched_at, punch_state, punch_id, status, minutes, author,
+                 reason, created_at, revoked_at FROM corrections WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("correction {id}")))?;
+        Ok((correction_from_row(&row)?, col(&row, 12)?))
+    }
+
+    async fn revoke_correction(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        audit: AuditRecord,
+    ) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let row = tx
+            .query_opt(
+                "SELECT revoked_at FROM corrections WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("correction {id}")))?;
+        if col::<Option<DateTime<Utc>>>(&row, 0)?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "correction {id} is revoked already"
+            )));
+        }
+        tx.execute(
+            "UPDATE corrections SET revoked_at = $2 WHERE id = $1",
+            &[&id, &at],
+        )
+        .await
+        .map_err(backend)?;
+        let mut audit = audit;
+        audit.detail = serde_json::json!({"correction": id, "detail": audit.detail});
+        audit_on(&tx, &audit).await?;
+        commit(tx).await?;
+        Ok(())
+    }
+
     async fn put_review(&self, review: ExceptionReview, audit: AuditRecord) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;

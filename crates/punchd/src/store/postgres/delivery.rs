@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 
 use super::outbox::OF_SINK;
 use super::{backend, col, commit, narrow, PgStore};
+use crate::domain::CORRECTION_DEVICE;
 use crate::store::delivery::{
     AddedPunch, CorrectionDelivery, DeliveryStore, Undelivered, VoidedPunch, Withdrawal,
     WithdrawalStatus,
@@ -125,6 +126,42 @@ impl DeliveryStore for PgStore {
                     delivery: col(r, 5)?,
                     remote_ref: col(r, 6)?,
                     punch_state: u16::try_from(col::<i32>(r, 7)?).ok(),
+                    added_at: None,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoked_additions_to_withdraw(
+        &self,
+        sink_id: i64,
+        max: usize,
+    ) -> Result<Vec<VoidedPunch>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT c.id, c.employee_code, c.punched_at, c.punch_state, d.remote_ref, c.created_at \
+                 FROM corrections c JOIN correction_deliveries d ON d.sink_id = $1 AND d.correction_id = c.id \
+                 WHERE c.kind = 'add-punch' AND c.revoked_at IS NOT NULL AND c.punched_at IS NOT NULL \
+                   AND d.status = 'delivered' \
+                   AND NOT EXISTS (SELECT 1 FROM withdrawals w WHERE w.sink_id = $1 AND w.correction_id = c.id) \
+                 ORDER BY c.id LIMIT $2",
+                &[&sink_id, &(max as i64)],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(VoidedPunch {
+                    correction_id: col(r, 0)?,
+                    punch_id: 0,
+                    device_sn: CORRECTION_DEVICE.to_owned(),
+                    pin: col(r, 1)?,
+                    punched_at: col(r, 2)?,
+                    punch_state: col::<Option<i32>>(r, 3)?.and_then(|s| u16::try_from(s).ok()),
+                    delivery: Some("delivered".to_owned()),
+                    remote_ref: col(r, 4)?,
+                    added_at: Some(col(r, 5)?),
                 })
             })
             .collect()

@@ -322,7 +322,12 @@ impl OutboxStore for PgStore {
         Ok(taken as usize)
     }
 
-    async fn pending_events(&self, sink_id: i64, max: usize) -> Result<Vec<OutboxEvent>> {
+    async fn pending_events(
+        &self,
+        sink_id: i64,
+        due_at: Option<DateTime<Utc>>,
+        max: usize,
+    ) -> Result<Vec<OutboxEvent>> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -331,8 +336,10 @@ impl OutboxStore for PgStore {
                  d.event_id, o.created_at, d.attempts, d.next_attempt_at, dev.alias, dev.site \
                  FROM deliveries d JOIN outbox o ON o.id = d.event_id JOIN punches p ON p.id = o.punch_id \
                  LEFT JOIN devices dev ON dev.sn = p.device_sn \
-                 WHERE d.sink_id = $1 AND d.status = 'pending' ORDER BY d.event_id LIMIT $2",
-                &[&sink_id, &(max as i64)],
+                 WHERE d.sink_id = $1 AND d.status = 'pending' \
+                   AND ($3::timestamptz IS NULL OR d.next_attempt_at <= $3) \
+                 ORDER BY d.event_id LIMIT $2",
+                &[&sink_id, &(max as i64), &due_at],
             )
             .await
             .map_err(backend)?;

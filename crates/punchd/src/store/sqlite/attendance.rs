@@ -48,6 +48,28 @@ fn exists(conn: &Connection, sql: &str, key: &str) -> Result<bool> {
         .map_err(backend)
 }
 
+/// A correction from the columns `id, employee_code, day, kind, punched_at, punch_state, punch_id, status, minutes,
+/// author, reason, created_at` (in that order).
+fn correction_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Correction> {
+    let kind: String = r.get(3)?;
+    let at: Option<String> = r.get(4)?;
+    Ok(Correction {
+        id: r.get(0)?,
+        employee_code: r.get(1)?,
+        day: date(&r.get::<_, String>(2)?)?,
+        kind: CorrectionKind::parse(&kind)
+            .ok_or_else(|| super::conversion(format!("correction kind {kind:?}")))?,
+        punched_at: at.as_deref().map(parse_local).transpose()?,
+        punch_state: r.get(5)?,
+        punch_id: r.get(6)?,
+        status: r.get(7)?,
+        minutes: r.get(8)?,
+        author: r.get(9)?,
+        reason: r.get(10)?,
+        created_at: from_ms(r.get(11)?),
+    })
+}
+
 fn employee_exists(conn: &Connection, code: &str) -> Result<bool> {
     exists(conn, "SELECT 1 FROM employees WHERE code = ?1", code)
 }
@@ -604,28 +626,67 @@ impl AttendanceStore for SqliteStore {
                  created_at FROM corrections WHERE day >= ?1 AND day < ?2 AND revoked_at IS NULL ORDER BY id",
             )
             .and_then(|mut st| {
-                st.query_map([from.to_string(), to.to_string()], |r| {
-                    let kind: String = r.get(3)?;
-                    let at: Option<String> = r.get(4)?;
-                    Ok(Correction {
-                        id: r.get(0)?,
-                        employee_code: r.get(1)?,
-                        day: date(&r.get::<_, String>(2)?)?,
-                        kind: CorrectionKind::parse(&kind)
-                            .ok_or_else(|| super::conversion(format!("correction kind {kind:?}")))?,
-                        punched_at: at.as_deref().map(parse_local).transpose()?,
-                        punch_state: r.get(5)?,
-                        punch_id: r.get(6)?,
-                        status: r.get(7)?,
-                        minutes: r.get(8)?,
-                        author: r.get(9)?,
-                        reason: r.get(10)?,
-                        created_at: from_ms(r.get(11)?),
-                    })
-                })?
-                .collect()
+                st.query_map([from.to_string(), to.to_string()], correction_from_row)?
+                    .collect()
             })
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_correction(&self, id: i64) -> Result<(Correction, Option<DateTime<Utc>>)> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT id, employee_code, day, kind, punched_at, punch_state, punch_id, status, minutes, author, reason,
+                 created_at, revoked_at FROM corrections WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        correction_from_row(r)?,
+                        r.get::<_, Option<i64>>(12)?.map(from_ms),
+                    ))
+                },
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("correction {id}")))
+        })
+        .await
+    }
+
+    async fn revoke_correction(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        audit: AuditRecord,
+    ) -> Result<()> {
+        self.write(move |conn| {
+            let revoked: Option<Option<i64>> = conn
+                .query_row(
+                    "SELECT revoked_at FROM corrections WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match revoked {
+                None => return Err(StoreError::NotFound(format!("correction {id}"))),
+                Some(Some(_)) => {
+                    return Err(StoreError::Conflict(format!(
+                        "correction {id} is revoked already"
+                    )))
+                }
+                Some(None) => {}
+            }
+            conn.execute(
+                "UPDATE corrections SET revoked_at = ?2 WHERE id = ?1",
+                params![id, ms(at)],
+            )
+            .map_err(backend)?;
+            let mut audit = audit;
+            audit.detail = serde_json::json!({"correction": id, "detail": audit.detail});
+            audit_on(conn, &audit)?;
+            Ok(())
         })
         .await
     }

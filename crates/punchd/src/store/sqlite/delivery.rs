@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use rusqlite::params;
 
 use super::{backend, from_ms, ms, SqliteStore};
+use crate::domain::CORRECTION_DEVICE;
 use crate::store::delivery::{
     AddedPunch, CorrectionDelivery, DeliveryStore, Undelivered, VoidedPunch, Withdrawal,
     WithdrawalStatus,
@@ -121,6 +122,46 @@ impl DeliveryStore for SqliteStore {
                         delivery: r.get(5)?,
                         remote_ref: r.get(6)?,
                         punch_state: u16::try_from(r.get::<_, i64>(7)?).ok(),
+                        added_at: None,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn revoked_additions_to_withdraw(
+        &self,
+        sink_id: i64,
+        max: usize,
+    ) -> Result<Vec<VoidedPunch>> {
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT c.id, c.employee_code, c.punched_at, c.punch_state, d.remote_ref, c.created_at \
+                     FROM corrections c JOIN correction_deliveries d ON d.sink_id = ?1 AND d.correction_id = c.id \
+                     WHERE c.kind = 'add-punch' AND c.revoked_at IS NOT NULL AND c.punched_at IS NOT NULL \
+                       AND d.status = 'delivered' \
+                       AND NOT EXISTS (SELECT 1 FROM withdrawals w WHERE w.sink_id = ?1 AND w.correction_id = c.id) \
+                     ORDER BY c.id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![sink_id, max as i64], |r| {
+                    let local: String = r.get(2)?;
+                    Ok(VoidedPunch {
+                        correction_id: r.get(0)?,
+                        punch_id: 0,
+                        device_sn: CORRECTION_DEVICE.to_owned(),
+                        pin: r.get(1)?,
+                        punched_at: super::parse_local(&local)?,
+                        punch_state: r
+                            .get::<_, Option<i64>>(3)?
+                            .and_then(|s| u16::try_from(s).ok()),
+                        delivery: Some("delivered".to_owned()),
+                        remote_ref: r.get(4)?,
+                        added_at: Some(from_ms(r.get(5)?)),
                     })
                 })
                 .map_err(backend)?;

@@ -252,7 +252,13 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn pending_events(&self, sink_id: i64, max: usize) -> Result<Vec<OutboxEvent>> {
+    async fn pending_events(
+        &self,
+        sink_id: i64,
+        due_at: Option<DateTime<Utc>>,
+        max: usize,
+    ) -> Result<Vec<OutboxEvent>> {
+        let due_at = due_at.map(ms);
         self.read(move |conn| {
             let mut st = conn
                 .prepare_cached(
@@ -261,11 +267,12 @@ impl OutboxStore for SqliteStore {
                      d.event_id, o.created_at, d.attempts, d.next_attempt_at, dev.alias, dev.site \
                      FROM deliveries d JOIN outbox o ON o.id = d.event_id JOIN punches p ON p.id = o.punch_id \
                      LEFT JOIN devices dev ON dev.sn = p.device_sn \
-                     WHERE d.sink_id = ?1 AND d.status = 'pending' ORDER BY d.event_id LIMIT ?2",
+                     WHERE d.sink_id = ?1 AND d.status = 'pending' AND (?3 IS NULL OR d.next_attempt_at <= ?3) \
+                     ORDER BY d.event_id LIMIT ?2",
                 )
                 .map_err(backend)?;
             let rows = st
-                .query_map(params![sink_id, max as i64], |row| {
+                .query_map(params![sink_id, max as i64, due_at], |row| {
                     Ok(OutboxEvent {
                         punch: punch_from_row(row)?,
                         id: row.get(13)?,
