@@ -405,41 +405,6 @@ async fn corrections_signoffs_and_punch_windows(store: &dyn Store) {
     assert_eq!(log[0].record.detail, serde_json::json!({"n": 1}));
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::sqlite::{Durability, SqliteStore};
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_store_keeps_the_attendance_contract() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store =
-            SqliteStore::open(&dir.path().join("att.db"), Durability::PowerSafe).expect("open");
-        run_all(&store).await;
-    }
-
-    /// The same checks on PostgreSQL, in a schema of their own, when `PUNCHD_TEST_POSTGRES_URL` is set (always in
-    /// CI); on their own so an attendance failure is not hidden behind another area's.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_store_keeps_the_attendance_contract() {
-        let url = match std::env::var("PUNCHD_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                assert!(
-                    std::env::var("CI").is_err(),
-                    "PUNCHD_TEST_POSTGRES_URL must be set in CI (.ci/run sets it)"
-                );
-                eprintln!("skipped: PUNCHD_TEST_POSTGRES_URL is not set");
-                return;
-            }
-        };
-        let store = crate::store::postgres::PgStore::open_isolated_for_test(&url)
-            .await
-            .expect("open postgres");
-        run_all(&store).await;
-    }
-}
-
 /// The attendance read gives the same rows whether a device's rows lie densely in the table or scattered among
 /// another device's (the SQLite store reads the two cases differently: one pass over the id range, or the identity
 /// index row by row).
@@ -522,4 +487,39 @@ async fn attendance_read_dense_and_scattered(store: &dyn Store) {
     assert!(lean.windows(2).all(|w| w[0].id < w[1].id), "by id");
     assert_eq!(&*lean[4].pin, "3");
     assert_eq!(lean[4].punch_state, None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::{Durability, SqliteStore};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_store_keeps_the_attendance_contract() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            SqliteStore::open(&dir.path().join("att.db"), Durability::PowerSafe).expect("open");
+        run_all(&store).await;
+    }
+
+    /// The same checks on PostgreSQL, in a schema of their own, when `PUNCHD_TEST_POSTGRES_URL` is set (always in
+    /// CI); on their own so an attendance failure is not hidden behind another area's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_store_keeps_the_attendance_contract() {
+        let url = match std::env::var("PUNCHD_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "PUNCHD_TEST_POSTGRES_URL must be set in CI (.ci/run sets it)"
+                );
+                eprintln!("skipped: PUNCHD_TEST_POSTGRES_URL is not set");
+                return;
+            }
+        };
+        let store = crate::store::postgres::PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        run_all(&store).await;
+    }
 }
