@@ -272,7 +272,7 @@ async fn unmapped(State(app): State<App>) -> Result<Json<Vec<Unmapped>>, Error> 
     );
     Ok(Json(mapping::unmapped(
         &resolver,
-        &store.pins_seen().await?,
+        &app.seen.get(&app.store).await?,
     )))
 }
 
