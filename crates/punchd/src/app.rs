@@ -39,6 +39,9 @@ pub struct App {
     pub live: crate::live::LiveFeed,
     /// Computed months kept up to date (`attendance::month_cache`), shared by the JSON API and the web UI.
     pub month_cache: Arc<crate::attendance::month_cache::MonthCache>,
+    /// Punches per (device, PIN) kept up to date (`attendance::seen_cache`): the unmapped queue and every
+    /// terminal's last punch without reading every punch.
+    pub seen: Arc<crate::attendance::seen_cache::SeenCache>,
 }
 
 /// Bring the store in line with the `[[devices]]` of the settings file.
@@ -121,6 +124,7 @@ impl App {
                 .with_live(live.clone()),
             live,
             month_cache: Arc::default(),
+            seen: Arc::default(),
             commands: CommandQueue::new(store.clone(), Some(registry.clone())),
             push_guard: Arc::new(crate::devices::push_auth::PushGuard::new(
                 store.clone(),

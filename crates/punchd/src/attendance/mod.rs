@@ -8,6 +8,7 @@
 //! - [`watermark`]: completeness per device and day.
 //! - [`monthly`]: a site's month (grid, totals, exceptions) from the store through the rules.
 //! - [`month_cache`]: computed months kept and brought up to date by recomputing only what a change touches.
+//! - [`seen_cache`]: punches per (device, PIN) kept and brought up to date from the punches stored since.
 //! - [`review`]: corrections, exception reviews, sign-off and reopen, policy preview.
 //! - [`export`]: the month as a table, CSV and XLSX.
 //!
@@ -20,5 +21,6 @@ pub mod month_cache;
 pub mod monthly;
 pub mod review;
 pub mod rules;
+pub mod seen_cache;
 pub mod setup;
 pub mod watermark;

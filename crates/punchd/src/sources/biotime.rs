@@ -804,11 +804,19 @@ fn jwt_expiry(token: &str) -> Option<Instant> {
 /// Read every enabled BioTime source at its interval until `shutdown` resolves (`punchd serve`). With several
 /// instances on one PostgreSQL, a source is read by the instance holding its lease (`biotime:<name>`,
 /// [`crate::leases`]) only; a read whose lease is lost midway is dropped before its next page is stored.
+///
+/// A request to read now ([`SourceInfo::run_requested_at`], set by `POST /api/v1/sources/{name}/run` or the
+/// sources page) newer than the start of this instance's last read of the source starts a read at the next tick
+/// (sources are listed from the store every second, so any instance may take the request), inside the interval
+/// and through the [`LOGIN_PAUSE`] after a rejected password (the pause is lifted: someone fixed the password or
+/// wants to see the error again).
 pub async fn run_scheduler(app: App, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut held: HashMap<i64, crate::leases::Held> = HashMap::new();
     let mut sessions: HashMap<i64, Session> = HashMap::new();
     let mut next_run: HashMap<i64, Instant> = HashMap::new();
+    // When this instance last started reading each source (UTC, to compare with requests to read now).
+    let mut started: HashMap<i64, chrono::DateTime<Utc>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -828,7 +836,10 @@ pub async fn run_scheduler(app: App, shutdown: impl std::future::Future<Output =
             .filter(|s| s.kind == SourceKind::Biotime && s.enabled)
         {
             let now = Instant::now();
-            if next_run.get(&source.id).is_some_and(|t| now < *t) {
+            let requested = source
+                .run_requested_at
+                .is_some_and(|at| started.get(&source.id).is_none_or(|s| at > *s));
+            if !requested && next_run.get(&source.id).is_some_and(|t| now < *t) {
                 continue;
             }
             if !held
@@ -859,7 +870,12 @@ pub async fn run_scheduler(app: App, shutdown: impl std::future::Future<Output =
                 .unwrap_or(60)
                 .max(1);
             next_run.insert(source.id, now + Duration::from_secs(interval));
+            started.insert(source.id, Utc::now());
             let session = sessions.entry(source.id).or_default();
+            if requested {
+                tracing::info!(source = %source.name, "BioTime read asked for; reading now");
+                session.paused_until = None;
+            }
             let outcome = tokio::select! {
                 outcome = run_once(&app, source, session) => outcome,
                 () = lease.lost() => Err("this instance lost the source's lease midway; another instance reads it now".into()),
@@ -875,6 +891,32 @@ pub async fn run_scheduler(app: App, shutdown: impl std::future::Future<Output =
     for (_, lease) in held {
         lease.release().await;
     }
+}
+
+/// Ask for the BioTime source `name` to be read now (the API's `POST /api/v1/sources/{name}/run` and the sources
+/// page's "Read now"): the instance holding its lease reads it within a second or two, inside its interval and
+/// through a pause after a rejected password ([`run_scheduler`]). Answers the source with its request time.
+///
+/// Errors: `NotFound` for an unknown name; `Conflict` for a source that is not a BioTime reader (webhooks and
+/// imports are sent to punchd, there is nothing to read) or that is switched off.
+pub async fn request_read(
+    store: &dyn crate::store::Store,
+    name: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<SourceInfo, StoreError> {
+    let source = store.get_source(name).await?;
+    if source.kind != SourceKind::Biotime {
+        return Err(StoreError::Conflict(format!(
+            "source {name:?} is a {} source: punchd reads only BioTime sources, the others send to it",
+            source.kind.as_str()
+        )));
+    }
+    if !source.enabled {
+        return Err(StoreError::Conflict(format!(
+            "source {name:?} is switched off; switch it on to read it"
+        )));
+    }
+    store.request_source_run(name, now).await
 }
 
 /// Parse an interval: `60`, `60s`, `5m`, `1h`.

@@ -429,6 +429,9 @@ pub trait AttendanceStore: Send + Sync {
     async fn list_mappings(&self) -> Result<Vec<PinMapping>>;
     /// Punch counts per (device, PIN) over every stored punch.
     async fn pins_seen(&self) -> Result<Vec<PinSeen>>;
+    /// [`AttendanceStore::pins_seen`] over the punches with `after_id < id <= up_to_id` only, by device and PIN
+    /// (the web UI's [`crate::attendance::seen_cache::SeenCache`] reads what arrived since it last looked).
+    async fn pins_seen_between(&self, after_id: i64, up_to_id: i64) -> Result<Vec<PinSeen>>;
 
     /// Add a shift; `Conflict` if the name exists and `replace` is false.
     async fn put_shift(&self, shift: ShiftDef, replace: bool, audit: AuditRecord) -> Result<()>;
@@ -490,6 +493,15 @@ pub trait AttendanceStore: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Punch>>;
+    /// How many punches these devices hold per hour of terminal local time, for `from <= punched_at < to`
+    /// (terminal local times, as sent): (the hour's start, count), by hour, hours without punches left out, the
+    /// devices summed. Counted in the store from the punch identity index (the dashboard's chart), not loaded.
+    async fn punches_per_hour(
+        &self,
+        devices: Vec<DeviceSn>,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    ) -> Result<Vec<(NaiveDateTime, u64)>>;
     /// The highest punch id stored (0 when none).
     async fn max_punch_id(&self) -> Result<i64>;
     /// Punches of these devices with `after_id < id <= up_to_id`, by id, at most `limit` (the month cache reads

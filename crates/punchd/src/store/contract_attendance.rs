@@ -329,6 +329,52 @@ async fn corrections_signoffs_and_punch_windows(store: &dyn Store) {
         (five.count, five.first_seen, five.last_seen),
         (2, at(0), at(3600))
     );
+    // Per hour of terminal local time (Berlin, +2 h here): two hours hold PIN 5's punches, the next PIN 77's;
+    // the end is exclusive and other devices count nothing.
+    let local = |secs: i64| at(secs).naive_utc() + Duration::hours(2);
+    let hour = |t: chrono::NaiveDateTime| {
+        t.date()
+            .and_hms_opt(chrono::Timelike::hour(&t), 0, 0)
+            .expect("hour")
+    };
+    assert_eq!(
+        store
+            .punches_per_hour(vec![dev.clone()], local(0), local(7200))
+            .await
+            .expect("per hour"),
+        [(hour(local(0)), 1), (hour(local(3600)), 1)]
+    );
+    assert_eq!(
+        store
+            .punches_per_hour(
+                vec![dev.clone(), DeviceSn::parse("CT-OTHER").expect("sn")],
+                local(-3600),
+                local(7201)
+            )
+            .await
+            .expect("per hour")
+            .len(),
+        3
+    );
+    // The same over an id range only: (ids[0], max] holds PIN 5's second punch and PIN 77's.
+    let between = store
+        .pins_seen_between(ids[0], max)
+        .await
+        .expect("seen between");
+    let mine: Vec<_> = between
+        .iter()
+        .filter(|s| s.device_sn == dev)
+        .map(|s| (s.pin.as_str(), s.count, s.first_seen, s.last_seen))
+        .collect();
+    assert_eq!(
+        mine,
+        [("5", 1, at(3600), at(3600)), ("77", 1, at(7200), at(7200))]
+    );
+    assert!(store
+        .pins_seen_between(max, max)
+        .await
+        .expect("empty range")
+        .is_empty());
 
     let correction = Correction {
         id: 0,

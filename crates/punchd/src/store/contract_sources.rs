@@ -127,6 +127,27 @@ pub(crate) async fn run_all(store: &dyn Store) {
         .map(|s| s.name)
         .collect();
     assert_eq!(names, ["bt", "gate-app", "import"]);
+
+    // A request to read now is kept (the last one wins) and survives runs; an unknown name is NotFound.
+    assert_eq!(bt.run_requested_at, None);
+    let asked = t3 + Duration::seconds(5);
+    let s = store
+        .request_source_run("bt", asked)
+        .await
+        .expect("request");
+    assert_eq!((s.name.as_str(), s.run_requested_at), ("bt", Some(asked)));
+    store
+        .record_source_run(bt.id, run(asked + Duration::seconds(1), None, 0, None))
+        .await
+        .expect("run after the request");
+    assert_eq!(
+        store.get_source("bt").await.expect("get").run_requested_at,
+        Some(asked)
+    );
+    assert!(matches!(
+        store.request_source_run("nope", asked).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(matches!(
         store.get_source("nope").await,
         Err(StoreError::NotFound(_))

@@ -101,6 +101,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0010_agent_batches",
         sql: include_str!("../../migrations/postgres/0010_agent_batches.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_source_run_requests",
+        sql: include_str!("../../migrations/postgres/0011_source_run_requests.sql"),
+    },
 ];
 
 /// The advisory lock key migrations run under (any constant; "punchd" in ASCII): several instances starting at

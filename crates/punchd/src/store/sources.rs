@@ -96,6 +96,10 @@ pub struct SourceInfo {
     pub n_duplicate: u64,
     /// Rows or events it delivered that were refused (bad row, bad event).
     pub n_rejected: u64,
+    /// When someone last asked for the source to be read now (`POST /api/v1/sources/{name}/run`, the sources
+    /// page's button), UTC; `None` if nobody ever did. A BioTime source is read within a second or two of a
+    /// request newer than its last run's start, inside its interval or its pause after a rejected password.
+    pub run_requested_at: Option<DateTime<Utc>>,
 }
 
 /// What one run (request, chunk, page) of a source did.
@@ -158,4 +162,7 @@ pub trait SourcesStore: Send + Sync + 'static {
     ) -> Result<Vec<Punch>>;
     /// Add a run's counts and outcome to a source (by id); `NotFound` if it is gone.
     async fn record_source_run(&self, id: i64, run: SourceRun) -> Result<()>;
+    /// Ask for the source of this name to be read now: set its `run_requested_at` to `at` and answer the source
+    /// as it is then; `NotFound` if there is none. Which kinds can be read is the caller's business.
+    async fn request_source_run(&self, name: &str, at: DateTime<Utc>) -> Result<SourceInfo>;
 }

@@ -277,7 +277,7 @@ async fn unmapped(State(app): State<App>) -> Result<Json<Vec<Unmapped>>, Error> 
     );
     Ok(Json(mapping::unmapped(
         &resolver,
-        &store.pins_seen().await?,
+        &app.seen.get(&app.store).await?,
     )))
 }
 

@@ -2,9 +2,10 @@
 //! - `POST /api/v1/sources/webhook`: the JSON webhook ([`crate::sources::webhook`]), authorised by the source's
 //!   own token (`X-Device-Token: <token>` or `Authorization: Bearer <token>`), not by an API token;
 //! - `GET /api/v1/sources` and `POST /api/v1/sources` (list, create a webhook source), API token;
+//! - `POST /api/v1/sources/{name}/run`: read a BioTime source now (scope `operate`);
 //! - `POST /api/v1/imports`: a file upload (multipart), imported as `punchd import` does, API token.
 
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,7 +32,13 @@ use crate::store::{Batch, LineIssue, RawEntry};
 /// The OpenAPI paths of these routes (merged into `/api/v1/openapi.json`).
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(receive_webhook, list_sources, create_source, upload_import),
+    paths(
+        receive_webhook,
+        list_sources,
+        create_source,
+        run_source,
+        upload_import
+    ),
     components(schemas(
         WebhookReply,
         EventError,
@@ -56,7 +63,9 @@ pub fn routes(app: App) -> Router<App> {
         ))
         .merge(scoped(
             Scope::Operate,
-            Router::new().route("/api/v1/imports", post(upload_import)),
+            Router::new()
+                .route("/api/v1/imports", post(upload_import))
+                .route("/api/v1/sources/{name}/run", post(run_source)),
         ))
         .merge(scoped(
             Scope::Admin,
@@ -319,6 +328,18 @@ async fn record(
 #[utoipa::path(get, path = "/api/v1/sources", security(("bearer" = ["read"])), responses((status = 200, description = "Every source with its state, cursor, last success, last error and counts, by name", body = [SourceInfo])))]
 async fn list_sources(State(app): State<App>) -> Result<Json<Vec<SourceInfo>>, Error> {
     Ok(Json(app.store.list_sources().await?))
+}
+
+/// Read a BioTime source now, inside its interval and through its pause after a rejected password: the instance
+/// holding the source's lease starts a read within a second or two. Answers the source with `run_requested_at`
+/// set; its `last_run_at`, `state` and `last_error` show the read's outcome once it is done.
+#[utoipa::path(post, path = "/api/v1/sources/{name}/run", security(("bearer" = ["operate"])), params(("name" = String, Path, description = "source name")),
+    responses((status = 202, description = "The read is asked for; the source as it is now", body = SourceInfo), (status = 404, description = "Not found (named in the error)"),
+              (status = 409, description = "Not a BioTime source, or switched off (named in the error)")))]
+async fn run_source(State(app): State<App>, Path(name): Path<String>) -> Result<Response, Error> {
+    let source =
+        crate::sources::biotime::request_read(app.store.as_ref(), &name, Utc::now()).await?;
+    Ok((StatusCode::ACCEPTED, Json(source)).into_response())
 }
 
 /// A webhook source to create.

@@ -940,3 +940,130 @@ fn biotime_employees_are_read_into_punchds_employees_when_asked() {
         assert_eq!(audits, 1, "{version}");
     }
 }
+
+/// "Read now" (`POST /api/v1/sources/{name}/run`, scope operate): a BioTime source read every hour, paused for a
+/// minute after its password was rejected, is read within seconds of the request, and the pause is lifted.
+#[test]
+fn a_biotime_source_is_read_now_on_request_inside_its_interval_and_pause() {
+    if !pybiotime_available() {
+        return;
+    }
+    let fake = Fake::start("9.5", 100);
+    fake.control("terminal", json!({"sn": "BT00000009"}));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("punchd.db");
+    let out = cli(
+        &db,
+        &[
+            "sources",
+            "add",
+            "biotime",
+            "--name",
+            "hourly",
+            "--url",
+            &fake.url(),
+            "--username",
+            "api",
+            "--password",
+            "secret",
+            "--auth",
+            "token",
+            "--interval",
+            "1h",
+        ],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        cli(&db, &["sources", "add", "webhook", "--name", "gate-app"]).ok,
+        "webhook source"
+    );
+    // The first read at start is refused at login: the source pauses for a minute, then waits an hour.
+    fake.control(
+        "fail_next",
+        json!({"status": 400, "method": "POST", "path": "/api-token-auth/"}),
+    );
+    let server = Server::with(Options {
+        db: Some(db.clone()),
+        time_zone: Some("UTC".into()),
+        ..Options::default()
+    });
+    let source = |server: &Server| -> Value {
+        server
+            .get_json("/sources")
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "hourly")
+            .cloned()
+            .unwrap()
+    };
+    let failed = server.wait_for("the refused first read", Duration::from_secs(20), || {
+        let s = source(&server);
+        (s["state"] == "failing").then_some(s)
+    });
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("rejected user \"api\""),
+        "{failed}"
+    );
+    assert_eq!(failed["run_requested_at"], Value::Null);
+    fake.punch(
+        "5001",
+        "2026-11-30 08:00:00",
+        "BT00000009",
+        "0",
+        Some("2026-11-30 08:00:01"),
+    );
+
+    // Refused: a viewer's token, a source that is not read, an unknown one.
+    let read_token = cli(&db, &["token", "create", "viewer", "--scope", "read"])
+        .stdout
+        .trim()
+        .to_owned();
+    let as_viewer = server.raw(
+        format!(
+            "POST /api/v1/sources/hourly/run HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {read_token}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(as_viewer.status, 403, "{}", as_viewer.text());
+    let webhook = server.api("POST", "/sources/gate-app/run", None);
+    assert_eq!(webhook.status, 409, "{}", webhook.text());
+    assert!(
+        webhook.text().contains("webhook source"),
+        "{}",
+        webhook.text()
+    );
+    assert_eq!(server.api("POST", "/sources/nope/run", None).status, 404);
+    assert_eq!(source(&server)["run_requested_at"], Value::Null);
+
+    let asked = server.api("POST", "/sources/hourly/run", None);
+    assert_eq!(asked.status, 202, "{}", asked.text());
+    let asked = asked.json();
+    assert_eq!(asked["name"], "hourly");
+    assert!(asked["run_requested_at"].is_string(), "{asked}");
+    // Read within seconds, not after the minute's pause or the hour.
+    let punch = server.wait_for("the read asked for", Duration::from_secs(10), || {
+        server
+            .punches("BT00000009")
+            .into_iter()
+            .find(|p| p["pin"] == "5001")
+    });
+    assert_eq!(
+        (punch["source"].as_str(), punch["punched_at"].as_str()),
+        (Some("biotime"), Some("2026-11-30T08:00:00"))
+    );
+    let s = server.wait_for("the read recorded", Duration::from_secs(10), || {
+        let s = source(&server);
+        (s["state"] == "ok").then_some(s)
+    });
+    assert_eq!(
+        (s["last_error"].clone(), s["n_stored"].as_u64()),
+        (Value::Null, Some(1)),
+        "{s}"
+    );
+    assert_eq!(s["run_requested_at"], asked["run_requested_at"]);
+}

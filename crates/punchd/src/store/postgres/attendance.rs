@@ -347,12 +347,17 @@ impl AttendanceStore for PgStore {
     }
 
     async fn pins_seen(&self) -> Result<Vec<PinSeen>> {
+        self.pins_seen_between(0, i64::MAX).await
+    }
+
+    async fn pins_seen_between(&self, after_id: i64, up_to_id: i64) -> Result<Vec<PinSeen>> {
         let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT device_sn, pin, COUNT(*), MIN(punched_at_utc), MAX(punched_at_utc) FROM punches
+                 WHERE id > $1 AND id <= $2
                  GROUP BY device_sn, pin ORDER BY device_sn COLLATE \"C\", pin COLLATE \"C\"",
-                &[],
+                &[&after_id, &up_to_id],
             )
             .await
             .map_err(backend)?;
@@ -866,6 +871,27 @@ impl AttendanceStore for PgStore {
                     punch_state: u16::try_from(state).ok(),
                 })
             })
+            .collect()
+    }
+
+    async fn punches_per_hour(
+        &self,
+        devices: Vec<DeviceSn>,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    ) -> Result<Vec<(NaiveDateTime, u64)>> {
+        let sns: Vec<String> = devices.iter().map(|d| d.as_str().to_owned()).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT date_trunc('hour', punched_at), COUNT(*) FROM punches \
+                 WHERE device_sn = ANY($1) AND punched_at >= $2 AND punched_at < $3 GROUP BY 1 ORDER BY 1",
+                &[&sns, &from, &to],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| Ok((col(r, 0)?, col::<i64>(r, 1)?.max(0) as u64)))
             .collect()
     }
 

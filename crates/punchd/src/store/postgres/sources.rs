@@ -16,7 +16,7 @@ use crate::store::{PunchFilter, Result, StoreError};
 
 const COLUMNS: &str =
     "id, name, kind, time_zone, settings, enabled, cursor, created_at, last_run_at, \
-     last_success_at, last_error, last_error_at, n_runs, n_stored, n_duplicate, n_rejected";
+     last_success_at, last_error, last_error_at, n_runs, n_stored, n_duplicate, n_rejected, run_requested_at";
 
 fn source_from_row(row: &Row) -> Result<SourceInfo> {
     let kind: String = col(row, 2)?;
@@ -50,6 +50,7 @@ fn source_from_row(row: &Row) -> Result<SourceInfo> {
         n_stored: narrow(col(row, 13)?),
         n_duplicate: narrow(col(row, 14)?),
         n_rejected: narrow(col(row, 15)?),
+        run_requested_at: col(row, 16)?,
     })
 }
 
@@ -214,6 +215,23 @@ impl SourcesStore for PgStore {
             return Err(StoreError::NotFound(format!("source {id}")));
         }
         Ok(())
+    }
+
+    async fn request_source_run(&self, name: &str, at: DateTime<Utc>) -> Result<SourceInfo> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!(
+                    "UPDATE sources SET run_requested_at = $2 WHERE name = $1 RETURNING {COLUMNS}"
+                ),
+                &[&name, &at],
+            )
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(source_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("source {name:?}")))
     }
 }
 

@@ -440,13 +440,17 @@ impl AttendanceStore for SqliteStore {
     }
 
     async fn pins_seen(&self) -> Result<Vec<PinSeen>> {
-        self.read(|conn| {
+        self.pins_seen_between(0, i64::MAX).await
+    }
+
+    async fn pins_seen_between(&self, after_id: i64, up_to_id: i64) -> Result<Vec<PinSeen>> {
+        self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT device_sn, pin, COUNT(*), MIN(punched_at_utc), MAX(punched_at_utc) FROM punches
-                 GROUP BY device_sn, pin ORDER BY device_sn, pin",
+                 WHERE id > ?1 AND id <= ?2 GROUP BY device_sn, pin ORDER BY device_sn, pin",
             )
             .and_then(|mut st| {
-                st.query_map([], |r| {
+                st.query_map([after_id, up_to_id], |r| {
                     Ok(PinSeen {
                         device_sn: super::sn_from(r.get(0)?)?,
                         pin: r.get(1)?,
@@ -915,6 +919,44 @@ impl AttendanceStore for SqliteStore {
             let out = month_rows(conn, &devices, &lo, &hi, from.timestamp(), to.timestamp());
             let _ = conn.pragma_update(None, "mmap_size", 0);
             out
+        })
+        .await
+    }
+
+    async fn punches_per_hour(
+        &self,
+        devices: Vec<DeviceSn>,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    ) -> Result<Vec<(NaiveDateTime, u64)>> {
+        self.read(move |conn| {
+            // `punched_at` is stored as `YYYY-MM-DD HH:MM:SS`: its first 13 characters name the hour, and the
+            // identity index (device_sn, punched_at, …) answers this without reading the table.
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT substr(punched_at, 1, 13), COUNT(*) FROM punches \
+                     WHERE device_sn = ?1 AND punched_at >= ?2 AND punched_at < ?3 GROUP BY 1",
+                )
+                .map_err(backend)?;
+            let mut hours = std::collections::BTreeMap::<NaiveDateTime, u64>::new();
+            for sn in &devices {
+                let rows = st
+                    .query_map(
+                        params![sn.as_str(), local_text(from), local_text(to)],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                    )
+                    .map_err(backend)?;
+                for row in rows {
+                    let (hour, n) = row.map_err(backend)?;
+                    let hour = NaiveDateTime::parse_from_str(
+                        &format!("{hour}:00:00"),
+                        "%Y-%m-%d %H:%M:%S",
+                    )
+                    .map_err(|e| StoreError::Backend(format!("stored hour {hour:?}: {e}")))?;
+                    *hours.entry(hour).or_default() += n.max(0) as u64;
+                }
+            }
+            Ok(hours.into_iter().collect())
         })
         .await
     }

@@ -12,7 +12,7 @@ use crate::store::{Result, StoreError};
 
 const COLUMNS: &str =
     "id, name, kind, time_zone, settings, enabled, cursor, created_at, last_run_at, \
-     last_success_at, last_error, last_error_at, n_runs, n_stored, n_duplicate, n_rejected";
+     last_success_at, last_error, last_error_at, n_runs, n_stored, n_duplicate, n_rejected, run_requested_at";
 
 fn source_from_row(row: &Row<'_>) -> rusqlite::Result<SourceInfo> {
     let kind: String = row.get(2)?;
@@ -47,6 +47,7 @@ fn source_from_row(row: &Row<'_>) -> rusqlite::Result<SourceInfo> {
         n_stored: row.get::<_, i64>(13)? as u64,
         n_duplicate: row.get::<_, i64>(14)? as u64,
         n_rejected: row.get::<_, i64>(15)? as u64,
+        run_requested_at: row.get::<_, Option<i64>>(16)?.map(from_ms),
     })
 }
 
@@ -205,6 +206,17 @@ impl SourcesStore for SqliteStore {
                 return Err(StoreError::NotFound(format!("source {id}")));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn request_source_run(&self, name: &str, at: DateTime<Utc>) -> Result<SourceInfo> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE sources SET run_requested_at = ?2 WHERE name = ?1")
+                .and_then(|mut st| st.execute(params![name, ms(at)]))
+                .map_err(backend)?;
+            by_name(conn, &name)?.ok_or_else(|| StoreError::NotFound(format!("source {name:?}")))
         })
         .await
     }

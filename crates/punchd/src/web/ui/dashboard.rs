@@ -3,8 +3,10 @@
 //! each figure a link to where it is dealt with; and a chart of punches per hour over the last days, per site
 //! (an SVG drawn here, with its numbers in a table for screen readers; no chart library, no script).
 //!
-//! The month figures come from [`crate::attendance::monthly::month`], which computes a whole month; they are
-//! kept for [`MONTH_TTL`] so a dashboard left open does not recompute it on every visit.
+//! The month figures come from [`crate::attendance::monthly::month`], which computes a whole month (seconds for
+//! thousands of employees): they are computed in the background and kept for [`MONTH_TTL`], so the page never
+//! waits for them (a site not computed yet says so); the chart counts punches per hour in the store
+//! ([`crate::store::attendance::AttendanceStore::punches_per_hour`]) rather than loading them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, OnceLock};
@@ -43,18 +45,53 @@ struct MonthFigures {
     at: Instant,
 }
 
-fn month_cache() -> &'static Mutex<HashMap<(String, String), MonthFigures>> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), MonthFigures>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+/// The figures per (site, month), and whether a refresh is running.
+#[derive(Default)]
+struct Figures {
+    by_site: HashMap<(String, String), MonthFigures>,
+    refreshing: bool,
 }
 
-async fn month_figures(app: &App, site: &str, month: &str) -> Option<MonthFigures> {
-    let key = (site.to_owned(), month.to_owned());
-    if let Ok(cache) = month_cache().lock() {
-        if let Some(f) = cache.get(&key).filter(|f| f.at.elapsed() < MONTH_TTL) {
-            return Some(*f);
-        }
+fn figures() -> &'static Mutex<Figures> {
+    static CACHE: OnceLock<Mutex<Figures>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(Figures::default()))
+}
+
+/// The month figures of `sites` as last computed (`None` for a site not computed yet). When any is missing or
+/// older than [`MONTH_TTL`], one refresh starts in the background: a site's month is a whole computation
+/// (seconds for thousands of employees), which the page does not wait for.
+fn month_figures(app: &App, sites: &[String], month: &str) -> Vec<Option<MonthFigures>> {
+    let Ok(mut cache) = figures().lock() else {
+        return vec![None; sites.len()];
+    };
+    let found: Vec<Option<MonthFigures>> = sites
+        .iter()
+        .map(|site| {
+            cache
+                .by_site
+                .get(&(site.clone(), month.to_owned()))
+                .copied()
+        })
+        .collect();
+    let stale = found
+        .iter()
+        .any(|f| f.is_none_or(|f| f.at.elapsed() >= MONTH_TTL));
+    if stale && !cache.refreshing {
+        cache.refreshing = true;
+        let (app, sites, month) = (app.clone(), sites.to_vec(), month.to_owned());
+        tokio::spawn(async move {
+            for site in sites {
+                refresh_site(&app, &site, &month).await;
+            }
+            if let Ok(mut cache) = figures().lock() {
+                cache.refreshing = false;
+            }
+        });
     }
+    found
+}
+
+async fn refresh_site(app: &App, site: &str, month: &str) {
     match crate::attendance::monthly::month(app.store.as_ref(), site, month, Utc::now()).await {
         Ok(m) => {
             let f = MonthFigures {
@@ -66,14 +103,12 @@ async fn month_figures(app: &App, site: &str, month: &str) -> Option<MonthFigure
                     .count(),
                 at: Instant::now(),
             };
-            if let Ok(mut cache) = month_cache().lock() {
-                cache.insert(key, f);
+            if let Ok(mut cache) = figures().lock() {
+                cache.by_site.insert((site.to_owned(), month.to_owned()), f);
             }
-            Some(f)
         }
         Err(e) => {
             tracing::warn!(site, month, error = %e, "dashboard: the month could not be computed");
-            None
         }
     }
 }
@@ -121,19 +156,19 @@ async fn charts(
             continue;
         };
         let first_hour = current_hour - chrono::Duration::hours(CHART_HOURS - 1);
-        let punches = app
+        let per_hour = app
             .store
-            .punches_between(
+            .punches_per_hour(
                 devs.iter().map(|d| d.sn.clone()).collect(),
-                now - chrono::Duration::hours(CHART_HOURS + 2),
-                now + chrono::Duration::minutes(1),
+                first_hour,
+                current_hour + chrono::Duration::hours(1),
             )
             .await?;
         let mut counts = vec![0usize; CHART_HOURS as usize];
-        for p in &punches {
-            let idx = (p.punched_at - first_hour).num_hours();
-            if p.punched_at >= first_hour && (0..CHART_HOURS).contains(&idx) {
-                counts[idx as usize] += 1;
+        for (hour, n) in per_hour {
+            let idx = (hour - first_hour).num_hours();
+            if hour >= first_hour && (0..CHART_HOURS).contains(&idx) {
+                counts[idx as usize] += n as usize;
             }
         }
         out.push(SiteChart {
@@ -253,7 +288,7 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
     let mappings = app.store.list_mappings().await?;
     let employees = app.store.list_employees().await?;
     let resolver = Resolver::new(&mappings, &employees, &devices);
-    let seen = app.store.pins_seen().await?;
+    let seen = app.seen.get(&app.store).await?;
     let n_unmapped = unmapped(&resolver, &seen).len();
 
     // Delivery.
@@ -311,23 +346,52 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
         .format("%Y-%m")
         .to_string();
     let mut month_rows = Vec::new();
-    let (mut incomplete, mut open) = (0u32, 0usize);
-    for site in app.store.list_sites().await?.into_iter().take(20) {
-        if let Some(f) = month_figures(&app, &site.name, &month).await {
-            incomplete += f.incomplete_days;
-            open += f.open_exceptions;
-            let href = format!(
-                "/ui/review?site={}&month={}",
-                layout::enc(&site.name),
-                layout::enc(&month)
-            );
-            month_rows.push(vec![
-                link(&href, &site.name),
-                text(f.incomplete_days.to_string()),
-                text(f.open_exceptions.to_string()),
-            ]);
+    let (mut incomplete, mut open, mut computing) = (0u32, 0usize, false);
+    let site_names: Vec<String> = app
+        .store
+        .list_sites()
+        .await?
+        .into_iter()
+        .take(20)
+        .map(|s| s.name)
+        .collect();
+    for (site, f) in site_names
+        .iter()
+        .zip(month_figures(&app, &site_names, &month))
+    {
+        let href = format!(
+            "/ui/review?site={}&month={}",
+            layout::enc(site),
+            layout::enc(&month)
+        );
+        match f {
+            Some(f) => {
+                incomplete += f.incomplete_days;
+                open += f.open_exceptions;
+                month_rows.push(vec![
+                    link(&href, site),
+                    text(f.incomplete_days.to_string()),
+                    text(f.open_exceptions.to_string()),
+                ]);
+            }
+            None => {
+                computing = true;
+                month_rows.push(vec![
+                    link(&href, site),
+                    text("being computed"),
+                    text("being computed"),
+                ]);
+            }
         }
     }
+    // A figure not computed yet is shown as such, not as 0.
+    let month_figure = |n: usize| {
+        if computing {
+            format!("{n}+")
+        } else {
+            n.to_string()
+        }
+    };
 
     let charts = charts(&app, &devices, now).await?;
     let level = |bad: bool, n: usize| {
@@ -352,8 +416,8 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
             (tile(n_pending, "waiting for approval", "/ui/terminals?state=pending", level(false, n_pending)))
             (tile(drifting.len(), "clocks off by a minute or more", "#drift", level(false, drifting.len())))
             (tile(n_unmapped, "unmapped PINs", "/ui/unmapped", level(false, n_unmapped)))
-            (tile(incomplete, format!("incomplete days in {month}").as_str(), "/ui/review", level(false, incomplete as usize)))
-            (tile(open, format!("open exceptions in {month}").as_str(), "/ui/review", level(false, open)))
+            (tile(month_figure(incomplete as usize), format!("incomplete days in {month}").as_str(), "/ui/review", level(false, incomplete as usize)))
+            (tile(month_figure(open), format!("open exceptions in {month}").as_str(), "/ui/review", level(false, open)))
             (tile(backlog, "check-ins waiting for delivery", "/ui/delivery", level(false, if backlog > 1000 { 1 } else { 0 })))
             (tile(parked, "parked deliveries", "/ui/delivery", level(true, parked as usize)))
             (tile(failing, "sinks failing", "/ui/delivery", level(true, failing)))
@@ -443,6 +507,7 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
             month_rows,
             "No sites set up yet.",
         ))
+        @if computing { p.hint { "Some sites' months are being computed; reload in a moment." } }
 
         h2 #storage { "Storage" }
         p { "Database " code { (app.config.database.display()) } ": " (format!("{:.1} MB", db_bytes as f64 / 1e6)) " with its write-ahead log. "

@@ -1,9 +1,10 @@
 //! Delivery and sources (`/ui/delivery`, `/ui/sources`): every sink with its state, backlog and parked events
 //! with their reasons, and the buttons `punchd sinks` has — pause, resume, retry (all, or only the unmapped),
 //! replay from a date; every source (webhooks, imports, BioTime readers) with its state, cursor, last error and
-//! counts, and the lines sources sent that were refused, with the reason.
+//! counts, a "Read now" button for BioTime readers, and the lines sources sent that were refused, with the reason.
 //!
-//! Reading needs scope `read`; the sink buttons need `operate`, as `POST /api/v1/sinks/{name}/…`.
+//! Reading needs scope `read`; the sink buttons and "Read now" need `operate`, as `POST /api/v1/sinks/{name}/…`
+//! and `POST /api/v1/sources/{name}/run`.
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,7 @@ use crate::domain::Scope;
 use crate::sinks::{self, SinkState, SinkStatus};
 use crate::store::operations::JournalFilter;
 use crate::store::outbox::{ParkKind, ParkedEvent};
+use crate::store::sources::SourceKind;
 
 /// Parked events per page of a sink.
 const PARKED_PER_PAGE: usize = 100;
@@ -35,6 +37,7 @@ pub fn routes() -> Router<App> {
         .route("/delivery/sink", get(sink_page))
         .route("/delivery/action", post(sink_action))
         .route("/sources", get(sources_page))
+        .route("/sources/run", post(source_run))
 }
 
 fn state_badge(s: SinkState) -> Markup {
@@ -292,6 +295,45 @@ async fn sink_action(
     Ok(layout::redirect_with_flash(&back, Flash::ok(text)))
 }
 
+/// The sources page's button.
+#[derive(Debug, Deserialize)]
+pub struct SourceRunForm {
+    /// Source name.
+    pub name: String,
+}
+
+/// `POST /ui/sources/run` (scope `operate`): read a BioTime source now ([`crate::sources::biotime::request_read`]).
+async fn source_run(
+    State(app): State<App>,
+    user: UiUser,
+    Form(form): Form<SourceRunForm>,
+) -> Result<Response, UiError> {
+    require(&user, Scope::Operate)?;
+    let flash =
+        match crate::sources::biotime::request_read(app.store.as_ref(), &form.name, Utc::now())
+            .await
+        {
+            Ok(_) => Flash::ok(format!(
+                "Source {} will be read within seconds; reload to see how it went",
+                form.name
+            )),
+            Err(crate::store::StoreError::Conflict(why)) => Flash::error(why),
+            Err(e) => return Err(e.into()),
+        };
+    Ok(layout::redirect_with_flash("/ui/sources", flash))
+}
+
+/// "Read now" for one BioTime source.
+fn read_now(ctx: &UiCtx, name: &str) -> Markup {
+    html! {
+        form.inline method="post" action="/ui/sources/run" {
+            (csrf_field(ctx))
+            input type="hidden" name="name" value=(name);
+            button type="submit" aria-label={"Read " (name) " now"} { "Read now" }
+        }
+    }
+}
+
 /// `GET /ui/sources`: sources with their state and counts, and the lines refused lately.
 async fn sources_page(
     State(app): State<App>,
@@ -302,6 +344,7 @@ async fn sources_page(
     let store = app.store.as_ref();
     let now = Utc::now();
     let sources = store.list_sources().await?;
+    let operate = ctx.may(Scope::Operate);
     let rows: Vec<Vec<Markup>> = sources
         .iter()
         .map(|s| {
@@ -330,6 +373,10 @@ async fn sources_page(
                 text(s.n_stored.to_string()),
                 text(s.n_duplicate.to_string()),
                 text(s.n_rejected.to_string()),
+                html! {
+                    @if operate && s.kind == SourceKind::Biotime && s.enabled { (read_now(&ctx, &s.name)) }
+                    @if let Some(t) = s.run_requested_at { @if s.last_run_at.is_none_or(|r| r < t) { small { "read asked for " (ago(now - t)) " ago" } } }
+                },
             ]
         })
         .collect();
@@ -367,7 +414,7 @@ async fn sources_page(
     let body = html! {
         link rel="stylesheet" href="/ui/assets/pages.css";
         p { "Terminals (push and pull) are on the " a href="/ui/terminals" { "Terminals" } " page; here are the other sources." }
-        (table("Sources", &["Name", "Kind", "State", "Cursor", "Last success", "Last error", "Runs", "Stored", "Duplicates", "Refused"], rows,
+        (table("Sources", &["Name", "Kind", "State", "Cursor", "Last success", "Last error", "Runs", "Stored", "Duplicates", "Refused", "Read"], rows,
             "No source yet: `punchd sources add webhook NAME`, `punchd import FILE`, or a BioTime reader in the settings."))
         h2 { "Refused lines of the last 7 days (newest first)" }
         p { "Lines a terminal, file or webhook sent that could not be read. The raw journal keeps them; the rest of each batch was stored." }

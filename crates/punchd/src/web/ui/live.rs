@@ -203,31 +203,57 @@ impl LiveRow {
     }
 }
 
-/// The newest punches passing the filter, newest first.
+/// Punches read from the newest down to find a site's newest ones before asking each of its terminals.
+const SITE_SCAN: u64 = 5_000;
+
+/// The newest punches passing the filter, newest (highest id) first.
+///
+/// Without a filter: the last punches stored. For a site: its punches among the last [`SITE_SCAN`] stored, or,
+/// for a quiet site with fewer there, the latest (by terminal time) of each of its terminals. For a terminal: its
+/// latest by terminal time. The identity index (device, terminal time, …) serves the last two; asking a
+/// terminal's punches by id instead reads and sorts every punch it ever sent.
 async fn newest(app: &App, filter: &LiveFilter, dir: &Directory) -> Result<Vec<Punch>, UiError> {
-    let sns: Vec<Option<DeviceSn>> = match (filter.device(), filter.site()) {
+    let sns: Vec<DeviceSn> = match (filter.device(), filter.site()) {
         (Some(sn), _) => match DeviceSn::parse(sn) {
-            Ok(sn) => vec![Some(sn)],
+            Ok(sn) => vec![sn],
             Err(_) => return Ok(Vec::new()),
         },
-        (None, Some(site)) => dir
-            .devices
-            .values()
-            .filter(|d| d.site.as_deref() == Some(site))
-            .take(100)
-            .map(|d| Some(d.sn.clone()))
-            .collect(),
-        (None, None) => vec![None],
+        (None, Some(site)) => {
+            let recent = app
+                .store
+                .punch_page(&PunchFilter::default(), PunchOrder::IdDesc, 0, SITE_SCAN)
+                .await?;
+            let found: Vec<Punch> = recent
+                .into_iter()
+                .filter(|p| dir.site(p.device_sn.as_str()) == Some(site))
+                .take(FIRST_ROWS as usize)
+                .collect();
+            if found.len() == FIRST_ROWS as usize {
+                return Ok(found);
+            }
+            dir.devices
+                .values()
+                .filter(|d| d.site.as_deref() == Some(site))
+                .take(100)
+                .map(|d| d.sn.clone())
+                .collect()
+        }
+        (None, None) => {
+            return Ok(app
+                .store
+                .punch_page(&PunchFilter::default(), PunchOrder::IdDesc, 0, FIRST_ROWS)
+                .await?);
+        }
     };
     let mut punches = Vec::new();
     for sn in sns {
         let f = PunchFilter {
-            device_sn: sn,
+            device_sn: Some(sn),
             ..PunchFilter::default()
         };
         punches.extend(
             app.store
-                .punch_page(&f, PunchOrder::IdDesc, 0, FIRST_ROWS)
+                .punch_page(&f, PunchOrder::PunchTimeDesc, 0, FIRST_ROWS)
                 .await?,
         );
     }

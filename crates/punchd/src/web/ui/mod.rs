@@ -110,11 +110,19 @@ const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often idle sessions are removed from the store.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// The UI's background work until `shutdown` resolves: publish terminals going online or offline on the live
+/// The UI's background work until `shutdown` resolves: read the punches per PIN ([`App::seen`]) once at start,
+/// publish terminals going online or offline on the live
 /// feed ([`crate::live::LiveFeed::publish_presence`], checked every 5 s against [`crate::devices::health`]),
 /// and remove sessions idle longer than `[ui] session_idle_mins` (every 10 min).
 pub async fn run_background(app: App, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
+    // The punches per PIN are read whole once: now, rather than when the first visitor opens a page.
+    let warm = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = warm.seen.get(&warm.store).await {
+            tracing::warn!(error = %e, "reading the punches per PIN failed; the first page view tries again");
+        }
+    });
     let mut tick = tokio::time::interval(PRESENCE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut online: std::collections::HashMap<crate::domain::DeviceSn, bool> =

@@ -658,6 +658,88 @@ async fn sink_buttons_need_operate_and_change_the_sink() {
     assert!(app.store.get_sink("hr-hook").await.expect("sink").paused);
 }
 
+#[tokio::test]
+async fn read_now_asks_for_a_biotime_read_for_operators_only() {
+    let f = fixture().await;
+    let app = &f.app;
+    let biotime = |name: &str, kind| crate::store::sources::NewSource {
+        name: name.into(),
+        kind,
+        token_hash: None,
+        time_zone: None,
+        settings: serde_json::Map::new(),
+        secret: Some("pw".into()),
+    };
+    use crate::store::sources::SourceKind;
+    app.store
+        .create_source(biotime("bt-hq", SourceKind::Biotime), Utc::now())
+        .await
+        .expect("biotime");
+    app.store
+        .create_source(biotime("files", SourceKind::Import), Utc::now())
+        .await
+        .expect("import");
+    let hr = sign_in(app, "hilde").await;
+    let (status, _, body) = send_text(app, hr.get("/ui/sources")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("bt-hq") && !body.contains("Read now"),
+        "{body}"
+    );
+    let (status, _, _) = send_text(app, hr.post("/ui/sources/run", "name=bt-hq")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let requested = |name: &'static str| async move {
+        app.store
+            .get_source(name)
+            .await
+            .expect("source")
+            .run_requested_at
+    };
+    assert_eq!(requested("bt-hq").await, None);
+
+    let admin = sign_in(app, "ana").await;
+    let (_, _, body) = send_text(app, admin.get("/ui/sources")).await;
+    assert_eq!(
+        body.matches("action=\"/ui/sources/run\"").count(),
+        1,
+        "one button, for the BioTime source: {body}"
+    );
+    assert!(body.contains("aria-label=\"Read bt-hq now\""), "{body}");
+    let before = Utc::now();
+    let (status, headers, _) = send_text(app, admin.post("/ui/sources/run", "name=bt-hq")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/ui/sources");
+    assert!(requested("bt-hq")
+        .await
+        .is_some_and(|t| t >= before - chrono::Duration::seconds(1)));
+    // An import source has nothing to read: said on the page, nothing stored.
+    let (status, headers, _) = send_text(app, admin.post("/ui/sources/run", "name=files")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let flash = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        flash.contains("=error:") && flash.contains("import"),
+        "{flash}"
+    );
+    assert_eq!(requested("files").await, None);
+    // Without the CSRF token: refused.
+    let (status, _, _) = send_text(
+        app,
+        Request::post("/ui/sources/run")
+            .header(header::HOST, "hub:8080")
+            .header(header::COOKIE, &admin.cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("name=bt-hq"))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
 /// The audit entries of UI account changes, oldest first: (author, action, subject).
 async fn account_audit(app: &App) -> Vec<(String, String, String)> {
     let mut log: Vec<(String, String, String)> = app

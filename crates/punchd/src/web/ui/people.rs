@@ -750,7 +750,7 @@ async fn map_and_replay(
         errors.add(field, message);
         return Ok(Err(errors));
     }
-    let counted = pin_punches(store, scope, &key, &pin).await?;
+    let counted = pin_punches(app, scope, &key, &pin).await?;
     let retried = retry_unmapped(store).await;
     Ok(Ok(format!(
         "PIN {pin} on {} {key} → employee {code}: {counted} stored punches now count{}",
@@ -764,21 +764,17 @@ async fn map_and_replay(
 }
 
 /// How many stored punches a PIN has on the mapping's device or site.
-async fn pin_punches(
-    store: &dyn Store,
-    scope: MapScope,
-    key: &str,
-    pin: &str,
-) -> Result<u64, UiError> {
-    let devices = store.list_devices().await?;
+async fn pin_punches(app: &App, scope: MapScope, key: &str, pin: &str) -> Result<u64, UiError> {
+    let devices = app.store.list_devices().await?;
     let in_scope = |sn: &str| match scope {
         MapScope::Device => sn == key,
         MapScope::Site => devices
             .iter()
             .any(|d| d.sn.as_str() == sn && d.site.as_deref() == Some(key)),
     };
-    Ok(store
-        .pins_seen()
+    Ok(app
+        .seen
+        .get(&app.store)
         .await?
         .iter()
         .filter(|s| s.pin == pin && in_scope(s.device_sn.as_str()))
@@ -863,19 +859,32 @@ pub struct MapForm {
     pub new_name: String,
 }
 
-/// `GET /ui/unmapped`: the unmapped queue.
+/// Which page of the unmapped queue.
+#[derive(Debug, Default, Deserialize)]
+pub struct UnmappedQuery {
+    /// 1-based page (newest last punch first).
+    #[serde(default)]
+    pub page: usize,
+}
+
+/// `GET /ui/unmapped`: the unmapped queue, [`PER_PAGE`] PINs a page.
 async fn unmapped_page(
     State(app): State<App>,
     user: UiUser,
     ctx: UiCtx,
+    Query(q): Query<UnmappedQuery>,
 ) -> Result<Response, UiError> {
     require(&user, Scope::Read)?;
-    Ok(render_unmapped(&app, &ctx, None).await?.into_response())
+    Ok(render_unmapped(&app, &ctx, q.page, None)
+        .await?
+        .into_response())
 }
 
+/// The queue's page `page`; with a refused form, the page holding its row (where the message is shown).
 async fn render_unmapped(
     app: &App,
     ctx: &UiCtx,
+    page: usize,
     failed: Option<(&MapForm, &FormErrors)>,
 ) -> Result<axum::response::Html<String>, UiError> {
     let store = app.store.as_ref();
@@ -884,10 +893,20 @@ async fn render_unmapped(
         &store.list_employees().await?,
         &store.list_devices().await?,
     );
-    let mut queue = mapping::unmapped(&resolver, &store.pins_seen().await?);
-    queue.sort_by_key(|u| std::cmp::Reverse(u.last_seen));
+    let mut queue = mapping::unmapped(&resolver, &app.seen.get(&app.store).await?);
+    queue.sort_by(|a, b| {
+        (b.last_seen, &a.device_sn, &a.pin).cmp(&(a.last_seen, &b.device_sn, &b.pin))
+    });
+    let page = failed
+        .and_then(|(f, _)| {
+            queue
+                .iter()
+                .position(|u| f.device_sn == u.device_sn && f.pin == u.pin)
+        })
+        .map_or(page, |i| i / PER_PAGE + 1);
+    let pager = Pager::new(page, PER_PAGE, queue.len());
     let hr = ctx.may(Scope::Hr);
-    let rows: Vec<Vec<Markup>> = queue
+    let rows: Vec<Vec<Markup>> = queue[pager.range()]
         .iter()
         .enumerate()
         .map(|(i, u)| {
@@ -923,6 +942,7 @@ async fn render_unmapped(
             "once in the month, and deliveries parked for it are tried again."
         }
         (table(&format!("Unmapped PINs ({})", queue.len()), &headers, rows, "No unmapped PIN: every punch has an employee."))
+        (pager.links(|n| format!("/ui/unmapped?page={n}")))
     };
     Ok(layout::html(layout::page(
         ctx,
@@ -1082,7 +1102,7 @@ async fn again_unmapped(
 ) -> Result<Response, UiError> {
     Ok((
         axum::http::StatusCode::BAD_REQUEST,
-        render_unmapped(app, ctx, Some((form, errors))).await?,
+        render_unmapped(app, ctx, 1, Some((form, errors))).await?,
     )
         .into_response())
 }

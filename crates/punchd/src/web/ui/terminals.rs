@@ -110,20 +110,11 @@ pub fn approval_badge(a: Approval) -> Markup {
     }
 }
 
-/// The last punch (UTC) of every device, from the store's per-PIN summary.
+/// The last punch (UTC) of every device, from the per-PIN summary kept up to date ([`App::seen`]).
 pub async fn last_punches(
     app: &App,
 ) -> Result<std::collections::HashMap<String, DateTime<Utc>>, UiError> {
-    let mut last = std::collections::HashMap::<String, DateTime<Utc>>::new();
-    for seen in app.store.pins_seen().await? {
-        let entry = last
-            .entry(seen.device_sn.as_str().to_owned())
-            .or_insert(seen.last_seen);
-        if seen.last_seen > *entry {
-            *entry = seen.last_seen;
-        }
-    }
-    Ok(last)
+    Ok(app.seen.last_punches(&app.store).await?)
 }
 
 /// The list's search and filter.
@@ -536,20 +527,7 @@ async fn load(app: &App, sn: &DeviceSn) -> Result<Shown, UiError> {
         .await?;
     let users = app.store.list_device_users(sn).await?;
     let n_templates = app.store.list_templates(sn, None).await?.len();
-    let last_punch = app
-        .store
-        .punch_page(
-            &crate::store::PunchFilter {
-                device_sn: Some(sn.clone()),
-                ..Default::default()
-            },
-            crate::store::sources::PunchOrder::IdDesc,
-            0,
-            1,
-        )
-        .await?
-        .first()
-        .map(|p| p.punched_at_utc);
+    let last_punch = last_punches(app).await?.get(sn.as_str()).copied();
     Ok(Shown {
         device,
         commands,
