@@ -31,6 +31,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::Row;
 
+use crate::store::NewPunch;
+
 use super::{
     command_kind_from_json, Batch, BatchOutcome, CommandCompletion, CommandFilter, DeviceContact,
     DevicePatch, DeviceUser, JournalEntry, LineIssue, PunchFilter, RawEntry, Result, SeenUpdate,
@@ -617,6 +619,86 @@ fn last_per_key<T, K: Eq + std::hash::Hash>(items: &[T], key: impl Fn(&T) -> K) 
     out
 }
 
+/// The first part of the statement that stores a batch's punches: `j` takes the journal id, `ins` inserts the
+/// punches from the arrays `$1`…`$10` ([`PunchColumns`]) with the receive time `$11`, skipping re-sent ones by the
+/// identity index, and returns the ids newly stored (perf-limits.md: one statement per batch, arrays unnested,
+/// `ON CONFLICT DO NOTHING`). Callers add their own parts and the final `SELECT`.
+const INSERT_PUNCHES: &str = "WITH j AS (SELECT nextval('journal_id_seq') AS id), \
+     ins AS (INSERT INTO punches (device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
+         time_zone, punched_at_utc, received_at, source, journal_id) \
+       SELECT u.device_sn, u.pin, u.punched_at, u.punch_state, u.verify_mode, u.work_code, u.extra, \
+         u.time_zone, u.punched_at_utc, $11::timestamptz, u.source, (SELECT id FROM j) \
+       FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::int4[], $5::int4[], $6::text[], \
+         $7::jsonb[], $8::text[], $9::timestamptz[], $10::text[]) WITH ORDINALITY \
+         AS u(device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, time_zone, \
+         punched_at_utc, source, ord) \
+       ORDER BY u.ord \
+       ON CONFLICT DO NOTHING RETURNING id)";
+
+/// A batch's punches as the column arrays `$1`…`$10` of [`INSERT_PUNCHES`].
+struct PunchColumns<'a> {
+    sns: Vec<&'a str>,
+    pins: Vec<&'a str>,
+    locals: Vec<NaiveDateTime>,
+    states: Vec<i32>,
+    verifies: Vec<Option<i32>>,
+    work_codes: Vec<Option<&'a str>>,
+    extras: Vec<Option<serde_json::Value>>,
+    zones: Vec<&'a str>,
+    utcs: Vec<DateTime<Utc>>,
+    sources: Vec<&'static str>,
+}
+
+impl<'a> PunchColumns<'a> {
+    fn of(punches: &'a [NewPunch]) -> PunchColumns<'a> {
+        PunchColumns {
+            sns: punches.iter().map(|p| p.device_sn.as_str()).collect(),
+            pins: punches.iter().map(|p| p.pin.as_str()).collect(),
+            locals: punches
+                .iter()
+                .map(|p| whole_seconds(p.punched_at))
+                .collect(),
+            states: punches
+                .iter()
+                .map(|p| p.punch_state.map_or(-1, |s| i32::from(s.code())))
+                .collect(),
+            verifies: punches
+                .iter()
+                .map(|p| p.verify_mode.map(|v| i32::from(v.0)))
+                .collect(),
+            work_codes: punches.iter().map(|p| p.work_code.as_deref()).collect(),
+            extras: punches
+                .iter()
+                .map(|p| {
+                    (!p.extra.is_empty())
+                        .then(|| serde_json::to_value(&p.extra).ok())
+                        .flatten()
+                })
+                .collect(),
+            zones: punches.iter().map(|p| p.time_zone.as_str()).collect(),
+            utcs: punches.iter().map(|p| p.punched_at_utc).collect(),
+            sources: punches.iter().map(|p| p.source.as_str()).collect(),
+        }
+    }
+
+    /// `$1`…`$11`: the arrays and the receive time.
+    fn params<'b>(&'b self, received: &'b DateTime<Utc>) -> [&'b (dyn ToSql + Sync); 11] {
+        [
+            &self.sns,
+            &self.pins,
+            &self.locals,
+            &self.states,
+            &self.verifies,
+            &self.work_codes,
+            &self.extras,
+            &self.zones,
+            &self.utcs,
+            &self.sources,
+            received,
+        ]
+    }
+}
+
 async fn write_batch_on(
     tx: &deadpool_postgres::Transaction<'_>,
     batch: &Batch,
@@ -631,66 +713,16 @@ async fn write_batch_on(
     // batch, arrays unnested, ON CONFLICT DO NOTHING). Re-sent punches are skipped by the identity index; the
     // ids returned are the ones newly stored.
     let n = batch.punches.len();
-    let mut sns = Vec::with_capacity(n);
-    let mut pins = Vec::with_capacity(n);
-    let mut locals = Vec::with_capacity(n);
-    let mut states = Vec::with_capacity(n);
-    let mut verifies = Vec::with_capacity(n);
-    let mut work_codes = Vec::with_capacity(n);
-    let mut extras = Vec::with_capacity(n);
-    let mut zones = Vec::with_capacity(n);
-    let mut utcs = Vec::with_capacity(n);
-    let mut sources = Vec::with_capacity(n);
-    for p in &batch.punches {
-        sns.push(p.device_sn.as_str());
-        pins.push(p.pin.as_str());
-        locals.push(whole_seconds(p.punched_at));
-        states.push(p.punch_state.map_or(-1, |s| i32::from(s.code())));
-        verifies.push(p.verify_mode.map(|v| i32::from(v.0)));
-        work_codes.push(p.work_code.as_deref());
-        extras.push(if p.extra.is_empty() {
-            None
-        } else {
-            serde_json::to_value(&p.extra).ok()
-        });
-        zones.push(p.time_zone.as_str());
-        utcs.push(p.punched_at_utc);
-        sources.push(p.source.as_str());
-    }
+    let columns = PunchColumns::of(&batch.punches);
     let st = tx
-        .prepare_cached(
-            "WITH j AS (SELECT nextval('journal_id_seq') AS id), \
-             ins AS (INSERT INTO punches (device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
-                 time_zone, punched_at_utc, received_at, source, journal_id) \
-               SELECT u.device_sn, u.pin, u.punched_at, u.punch_state, u.verify_mode, u.work_code, u.extra, \
-                 u.time_zone, u.punched_at_utc, $11::timestamptz, u.source, (SELECT id FROM j) \
-               FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::int4[], $5::int4[], $6::text[], \
-                 $7::jsonb[], $8::text[], $9::timestamptz[], $10::text[]) WITH ORDINALITY \
-                 AS u(device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, time_zone, \
-                 punched_at_utc, source, ord) \
-               ORDER BY u.ord \
-               ON CONFLICT DO NOTHING RETURNING id) \
-             SELECT (SELECT id FROM j), COALESCE((SELECT array_agg(id ORDER BY id) FROM ins), '{}'::bigint[])",
-        )
+        .prepare_cached(&format!(
+            "{INSERT_PUNCHES} SELECT (SELECT id FROM j), \
+                 COALESCE((SELECT array_agg(id ORDER BY id) FROM ins), '{{}}'::bigint[])"
+        ))
         .await
         .map_err(backend)?;
     let row = tx
-        .query_one(
-            &st,
-            &[
-                &sns,
-                &pins,
-                &locals,
-                &states,
-                &verifies,
-                &work_codes,
-                &extras,
-                &zones,
-                &utcs,
-                &sources,
-                &received,
-            ],
-        )
+        .query_one(&st, &columns.params(&received))
         .await
         .map_err(backend)?;
     let journal_id: i64 = col(&row, 0)?;
@@ -776,32 +808,7 @@ fn punches_only(batch: &Batch) -> bool {
 async fn write_punches_at_once(client: &Object, batch: &Batch) -> Result<BatchOutcome> {
     let received = batch.raw.received_at;
     let n = batch.punches.len();
-    let mut sns = Vec::with_capacity(n);
-    let mut pins = Vec::with_capacity(n);
-    let mut locals = Vec::with_capacity(n);
-    let mut states = Vec::with_capacity(n);
-    let mut verifies = Vec::with_capacity(n);
-    let mut work_codes = Vec::with_capacity(n);
-    let mut extras = Vec::with_capacity(n);
-    let mut zones = Vec::with_capacity(n);
-    let mut utcs = Vec::with_capacity(n);
-    let mut sources = Vec::with_capacity(n);
-    for p in &batch.punches {
-        sns.push(p.device_sn.as_str());
-        pins.push(p.pin.as_str());
-        locals.push(whole_seconds(p.punched_at));
-        states.push(p.punch_state.map_or(-1, |s| i32::from(s.code())));
-        verifies.push(p.verify_mode.map(|v| i32::from(v.0)));
-        work_codes.push(p.work_code.as_deref());
-        extras.push(if p.extra.is_empty() {
-            None
-        } else {
-            serde_json::to_value(&p.extra).ok()
-        });
-        zones.push(p.time_zone.as_str());
-        utcs.push(p.punched_at_utc);
-        sources.push(p.source.as_str());
-    }
+    let columns = PunchColumns::of(&batch.punches);
     let (stamp_sn, stamp_table, stamp_value) = match &batch.stamp {
         Some((sn, table, value)) => (
             Some(sn.as_str()),
@@ -813,17 +820,8 @@ async fn write_punches_at_once(client: &Object, batch: &Batch) -> Result<BatchOu
     let raw = &batch.raw;
     let st = client
         .prepare_cached(
-            "WITH j AS (SELECT nextval('journal_id_seq') AS id), \
-             ins AS (INSERT INTO punches (device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
-                 time_zone, punched_at_utc, received_at, source, journal_id) \
-               SELECT u.device_sn, u.pin, u.punched_at, u.punch_state, u.verify_mode, u.work_code, u.extra, \
-                 u.time_zone, u.punched_at_utc, $11::timestamptz, u.source, (SELECT id FROM j) \
-               FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::int4[], $5::int4[], $6::text[], \
-                 $7::jsonb[], $8::text[], $9::timestamptz[], $10::text[]) WITH ORDINALITY \
-                 AS u(device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, time_zone, \
-                 punched_at_utc, source, ord) \
-               ORDER BY u.ord \
-               ON CONFLICT DO NOTHING RETURNING id), \
+            &format!(
+                "{INSERT_PUNCHES}, \
              ob AS (INSERT INTO outbox (punch_id, created_at) \
                SELECT id, $11 FROM ins WHERE EXISTS (SELECT 1 FROM sinks) ORDER BY id), \
              st AS (INSERT INTO stamps (device_sn, table_name, value, updated_at) \
@@ -835,7 +833,8 @@ async fn write_punches_at_once(client: &Object, batch: &Batch) -> Result<BatchOu
                  errors, n_records, n_stored, n_duplicate) \
                SELECT (SELECT id FROM j), $11, $15, $16, $17, $18, $19, $20, $21, $22::int8, n.stored, \
                  $22::int8 - n.stored FROM n) \
-             SELECT (SELECT id FROM j), COALESCE((SELECT array_agg(id ORDER BY id) FROM ins), '{}'::bigint[])",
+             SELECT (SELECT id FROM j), COALESCE((SELECT array_agg(id ORDER BY id) FROM ins), '{{}}'::bigint[])"
+            ),
         )
         .await
         .map_err(backend)?;
@@ -843,16 +842,16 @@ async fn write_punches_at_once(client: &Object, batch: &Batch) -> Result<BatchOu
         .query_one(
             &st,
             &[
-                &sns,
-                &pins,
-                &locals,
-                &states,
-                &verifies,
-                &work_codes,
-                &extras,
-                &zones,
-                &utcs,
-                &sources,
+                &columns.sns,
+                &columns.pins,
+                &columns.locals,
+                &columns.states,
+                &columns.verifies,
+                &columns.work_codes,
+                &columns.extras,
+                &columns.zones,
+                &columns.utcs,
+                &columns.sources,
                 &received,
                 &stamp_sn,
                 &stamp_table,

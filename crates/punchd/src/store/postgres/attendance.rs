@@ -91,6 +91,34 @@ fn correction_from_row(r: &Row) -> Result<Correction> {
     })
 }
 
+impl PgStore {
+    /// `columns` of the punches of `devices` with `from <= punched_at_utc < to`, by id. The identity index is
+    /// (device_sn, punched_at, …) in terminal local time; every zone is within ±26 h of UTC, so a local range
+    /// widened by two days selects a superset the index serves, and the UTC instant decides (as on SQLite).
+    async fn window_rows(
+        &self,
+        columns: &str,
+        devices: &[DeviceSn],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let sns: Vec<&str> = devices.iter().map(DeviceSn::as_str).collect();
+        let lo: NaiveDateTime = (from - chrono::Duration::days(2)).naive_utc();
+        let hi: NaiveDateTime = (to + chrono::Duration::days(2)).naive_utc();
+        client
+            .query(
+                &format!(
+                    "SELECT {columns} FROM punches WHERE device_sn = ANY($1) AND punched_at >= $2 \
+                     AND punched_at < $3 AND punched_at_utc >= $4 AND punched_at_utc < $5 ORDER BY id"
+                ),
+                &[&sns, &lo, &hi, &from, &to],
+            )
+            .await
+            .map_err(backend)
+    }
+}
+
 #[async_trait::async_trait]
 impl AttendanceStore for PgStore {
     async fn put_site(&self, site: Site, audit: AuditRecord) -> Result<()> {
@@ -813,24 +841,9 @@ impl AttendanceStore for PgStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Punch>> {
-        let client = self.client().await?;
-        let sns: Vec<&str> = devices.iter().map(DeviceSn::as_str).collect();
-        // The identity index is (device_sn, punched_at, …) in terminal local time; every zone is within ±26 h of
-        // UTC, so a local range widened by two days selects a superset the index serves, and the UTC instant
-        // decides (as on SQLite).
-        let lo: NaiveDateTime = (from - chrono::Duration::days(2)).naive_utc();
-        let hi: NaiveDateTime = (to + chrono::Duration::days(2)).naive_utc();
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {} FROM punches WHERE device_sn = ANY($1) AND punched_at >= $2 AND punched_at < $3
-                     AND punched_at_utc >= $4 AND punched_at_utc < $5 ORDER BY id",
-                    super::PUNCH_COLUMNS
-                ),
-                &[&sns, &lo, &hi, &from, &to],
-            )
-            .await
-            .map_err(backend)?;
+        let rows = self
+            .window_rows(super::PUNCH_COLUMNS, &devices, from, to)
+            .await?;
         rows.iter().map(super::punch_from_row).collect()
     }
 
@@ -840,20 +853,14 @@ impl AttendanceStore for PgStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<AttendancePunch>> {
-        let client = self.client().await?;
-        let sns: Vec<&str> = devices.iter().map(DeviceSn::as_str).collect();
-        // As punches_between, with only the columns attendance uses.
-        let lo: NaiveDateTime = (from - chrono::Duration::days(2)).naive_utc();
-        let hi: NaiveDateTime = (to + chrono::Duration::days(2)).naive_utc();
-        let rows = client
-            .query(
-                "SELECT id, device_sn, pin, punched_at_utc, punch_state FROM punches
-                 WHERE device_sn = ANY($1) AND punched_at >= $2 AND punched_at < $3
-                 AND punched_at_utc >= $4 AND punched_at_utc < $5 ORDER BY id",
-                &[&sns, &lo, &hi, &from, &to],
+        let rows = self
+            .window_rows(
+                "id, device_sn, pin, punched_at_utc, punch_state",
+                &devices,
+                from,
+                to,
             )
-            .await
-            .map_err(backend)?;
+            .await?;
         let by_sn: HashMap<&str, &DeviceSn> = devices.iter().map(|d| (d.as_str(), d)).collect();
         rows.iter()
             .map(|r| {
