@@ -821,14 +821,6 @@ pub fn totals(cells: &[DayCell]) -> MonthTotals {
     totals
 }
 
-/// The kebab-case name of an exception kind (as in JSON).
-pub fn kind_name<T: Serialize>(kind: &T) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// A status name (`present`, `absent`, `half-day`, `weekly-off`, `holiday`, `leave`, `inactive`).
 pub fn parse_status(s: &str) -> Option<DayStatus> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
