@@ -541,6 +541,9 @@ async fn sync_configured(app: &App) {
 const TAKE: usize = 1000;
 /// How often an idle worker looks for new events (and a paused one for a resume).
 const IDLE: Duration = Duration::from_millis(250);
+/// How long a worker that has caught up waits before its next round (see the end of `worker`): the added latency
+/// of a check-in, traded for rounds that carry many events.
+const LINGER: Duration = Duration::from_millis(100);
 /// How often an idle worker refreshes its pending gauge.
 const COUNT_EVERY: Duration = Duration::from_secs(5);
 /// How often the supervisor looks for new, changed or deleted sinks.
@@ -720,10 +723,22 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         }
         let now = Utc::now();
         let limit = options.concurrency * batch_size;
-        if let Err(e) = store.take_events(sink.id, limit.max(TAKE), now).await {
-            tracing::warn!(sink = %sink.name, error = %e, "taking events from the outbox failed; will retry");
-            pause_for(Duration::from_secs(1), &mut stop).await;
-            continue;
+        // The fast path (SQLite): read the events past the cursor without taking them; the round's record then
+        // writes rows only for the events that need one. Otherwise take them into pending rows first.
+        let peeked = match store.peek_events(sink.id, limit.max(1)).await {
+            Ok(peeked) => peeked,
+            Err(e) => {
+                tracing::warn!(sink = %sink.name, error = %e, "reading the outbox failed; will retry");
+                pause_for(Duration::from_secs(1), &mut stop).await;
+                continue;
+            }
+        };
+        if peeked.is_none() {
+            if let Err(e) = store.take_events(sink.id, limit.max(TAKE), now).await {
+                tracing::warn!(sink = %sink.name, error = %e, "taking events from the outbox failed; will retry");
+                pause_for(Duration::from_secs(1), &mut stop).await;
+                continue;
+            }
         }
         // A sink that keeps order per employee must see the events waiting (backing off) to hold back the later
         // ones of the same employee, so it reads a wider window, due or not; any other sink reads only what is
@@ -741,6 +756,13 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
                 continue;
             }
         };
+        // Peeked events come after every taken one (their ids are past the cursor, taken ones at or below it).
+        let (peeked_from, peeked_through) = peeked.as_ref().map_or((0, 0), |p| (p.from, p.through));
+        let mut held_back: Vec<i64> = Vec::new();
+        if let Some(p) = peeked {
+            events.extend(p.events);
+        }
+        let is_peeked = |id: i64| peeked_through > peeked_from && id > peeked_from;
         // Resolving reads the mappings: only when something is due, not on every idle turn of a backing-off event.
         if events.iter().any(|e| e.next_attempt_at <= now) {
             if let Err(e) = resolve_employees(store.as_ref(), &mut events).await {
@@ -754,7 +776,12 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         let mut next_due: Option<DateTime<Utc>> = None;
         for event in events {
             let key = employee_for(&event);
-            if deliver.ordered() && !blocked.insert(key) {
+            if (deliver.ordered() && !blocked.insert(key)) || chosen.len() >= limit {
+                // Held back (behind an earlier event of the employee, or past this round's size): a peeked one
+                // is written as pending, due now; a taken one waits in its row.
+                if is_peeked(event.id) {
+                    held_back.push(event.id);
+                }
                 continue;
             }
             if event.next_attempt_at > now {
@@ -763,11 +790,25 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
                 continue;
             }
             chosen.push(event);
-            if chosen.len() >= limit {
-                break;
-            }
         }
-        if chosen.is_empty() {
+        if chosen.is_empty() && held_back.is_empty() && peeked_through > peeked_from {
+            // Only events before the sink's start were past the cursor: move past them.
+            if let Err(e) = store
+                .record_peeked(
+                    sink.id,
+                    peeked_from,
+                    peeked_through,
+                    Vec::new(),
+                    Vec::new(),
+                    now,
+                )
+                .await
+            {
+                tracing::warn!(sink = %sink.name, error = %e, "moving the sink's cursor failed; will retry");
+            }
+            continue;
+        }
+        if chosen.is_empty() && held_back.is_empty() {
             // Counting is a scan of the sink's deliveries: every few seconds, not every idle turn.
             if last_count.elapsed() >= COUNT_EVERY {
                 last_count = std::time::Instant::now();
@@ -824,6 +865,9 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
                     }
                     Attempt::Pause(reason) => {
                         pause = Some(reason);
+                        if is_peeked(event.id) {
+                            held_back.push(event.id);
+                        }
                         continue;
                     }
                     Attempt::Retry(reason) => {
@@ -861,8 +905,26 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             );
             continue;
         }
-        if let Err(e) = store.record_outcomes(sink.id, outcomes, now).await {
-            // Not recorded: the events stay pending and are sent again (the idempotency key absorbs it).
+        let attempted = outcomes.len();
+        let recorded = if peeked_through > peeked_from {
+            store
+                .record_peeked(sink.id, peeked_from, peeked_through, outcomes, held_back, now)
+                .await
+                .map(|moved| {
+                    if !moved {
+                        tracing::warn!(
+                            sink = %sink.name,
+                            "the sink's cursor moved under this round (another instance): its new events are \
+                             sent again, under the same idempotency keys"
+                        );
+                    }
+                })
+        } else {
+            store.record_outcomes(sink.id, outcomes, now).await
+        };
+        if let Err(e) = recorded {
+            // Not recorded: the events stay pending (or past the cursor) and are sent again (the idempotency key
+            // absorbs it).
             tracing::warn!(sink = %sink.name, error = %e, "recording delivery outcomes failed; events will be sent again");
         }
         if let Some(reason) = pause {
@@ -898,6 +960,12 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
                 let _ = store.set_sink_health(sink.id, None, None).await;
             }
             app.metrics.sinks.failing.get_or_create(&labels).set(0);
+        }
+        // A round well short of its size means the sink has caught up: let events gather for a moment, so the
+        // next round carries many of them for the same few statements (SQLite has one writer, shared with the
+        // push path).
+        if attempted < limit / 2 {
+            pause_for(LINGER, &mut stop).await;
         }
     }
     if let Some(held) = held {

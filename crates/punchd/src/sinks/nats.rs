@@ -14,8 +14,9 @@
 //! `<site>` is the device's site or `default`; subject tokens keep ASCII letters, digits, `-` and `_`, anything else
 //! becomes `_`. The stream (default `PUNCHD`, subjects `punchd.>`) is created when missing, with JetStream's default
 //! limits (it keeps everything: create it yourself beforehand to choose a retention). An event is delivered
-//! when both acknowledgements came back (a duplicate acknowledgement counts: the stream has the message); the
-//! reference kept is `<stream>:<sequence>` of the check-in. Connection and publish errors are retried.
+//! when both acknowledgements came back (a duplicate acknowledgement counts: the stream has the message). No
+//! reference is kept (a withdrawal is a new message on the subject, it needs none), so a delivered event costs
+//! the store no row (store/outbox.rs, the fast path). Connection and publish errors are retried.
 
 use std::time::Duration;
 
@@ -265,9 +266,7 @@ impl Deliver for Nats {
                     None => Ok(()),
                 };
                 out.push(match (punch_acked, checkin_ack.await) {
-                    (Ok(()), Ok(ack)) => {
-                        Attempt::Delivered(Some(format!("{}:{}", ack.stream, ack.sequence)))
-                    }
+                    (Ok(()), Ok(_)) => Attempt::Delivered(None),
                     (Err(e), _) | (_, Err(e)) => {
                         Attempt::Retry(format!("the stream did not acknowledge: {e}"))
                     }

@@ -289,8 +289,213 @@ pub(crate) async fn run_all(store: &dyn Store) {
     ));
 }
 
+/// The fast path (`peek_events` / `record_peeked`), on a fresh store; a store without one (`peek_events` answers
+/// `None`) is checked for that only.
+pub(crate) async fn run_fast_path(store: &dyn Store) {
+    let dev = sn("OUTBOX-FAST");
+    let a = store
+        .create_sink(new_sink("fast-a", None), instant(0))
+        .await
+        .expect("create a");
+    if store.peek_events(a.id, 10).await.expect("peek").is_none() {
+        return;
+    }
+    let b = store
+        .create_sink(
+            new_sink(
+                "fast-b",
+                Some(DateTime::from_naive_utc_and_offset(local(1, 9, 0), Utc)),
+            ),
+            instant(0),
+        )
+        .await
+        .expect("create b");
+    store
+        .write_batch(batch(
+            &dev,
+            &[
+                ("1", local(1, 8, 0), 0),
+                ("2", local(1, 9, 0), 0),
+                ("3", local(1, 9, 1), 1),
+                ("4", local(1, 9, 2), 0),
+            ],
+            instant(1),
+        ))
+        .await
+        .expect("batch");
+
+    // b starts at 9:00: the 8:00 punch is passed over, not returned; the cursor moves past it all the same.
+    let peeked = store
+        .peek_events(b.id, 2)
+        .await
+        .expect("peek")
+        .expect("fast path");
+    let pins: Vec<&str> = peeked.events.iter().map(|e| e.punch.pin.as_str()).collect();
+    assert_eq!(pins, ["2"]);
+    let e = &peeked.events[0];
+    assert_eq!(
+        (e.attempts, e.next_attempt_at, e.created_at),
+        (0, instant(1), instant(1))
+    );
+    assert_eq!(peeked.through, e.id);
+    assert!(store
+        .record_peeked(
+            b.id,
+            peeked.from,
+            peeked.through,
+            vec![(e.id, Outcome::Delivered(None))],
+            Vec::new(),
+            instant(2)
+        )
+        .await
+        .expect("record"));
+    let counts = store.sink_counts(b.id).await.expect("counts");
+    assert_eq!(
+        (counts.pending, counts.delivered, counts.parked),
+        (2, 1, 0),
+        "delivered without a row counts as delivered; 3 and 4 wait past the cursor"
+    );
+
+    // a: one of each outcome, and one held back.
+    let peeked = store
+        .peek_events(a.id, 10)
+        .await
+        .expect("peek")
+        .expect("fast path");
+    let ids: Vec<i64> = peeked.events.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 4);
+    let later = instant(600);
+    assert!(store
+        .record_peeked(
+            a.id,
+            peeked.from,
+            peeked.through,
+            vec![
+                (ids[0], Outcome::Delivered(None)),
+                (ids[1], Outcome::Delivered(Some("EMP-CKIN-1".into()))),
+                (
+                    ids[2],
+                    Outcome::Retry {
+                        at: later,
+                        error: "HTTP 502".into()
+                    }
+                ),
+            ],
+            vec![ids[3]],
+            instant(3),
+        )
+        .await
+        .expect("record"));
+    let counts = store.sink_counts(a.id).await.expect("counts");
+    assert_eq!(
+        (
+            counts.pending,
+            counts.failed,
+            counts.delivered,
+            counts.parked
+        ),
+        (2, 1, 2, 0)
+    );
+    assert_eq!(
+        store
+            .remote_ref(a.id, ids[1])
+            .await
+            .expect("ref")
+            .as_deref(),
+        Some("EMP-CKIN-1")
+    );
+    assert_eq!(store.remote_ref(a.id, ids[0]).await.expect("ref"), None);
+    let waiting: Vec<(i64, u32, DateTime<Utc>)> = store
+        .pending_events(a.id, None, 10)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|e| (e.id, e.attempts, e.next_attempt_at))
+        .collect();
+    assert_eq!(
+        waiting,
+        vec![(ids[2], 1, later), (ids[3], 0, instant(3))],
+        "the retry backs off; the held one is due at once, attempts untouched"
+    );
+    let again = store
+        .peek_events(a.id, 10)
+        .await
+        .expect("peek")
+        .expect("fast path");
+    assert_eq!(
+        (again.events.len(), again.from, again.through),
+        (0, ids[3], ids[3])
+    );
+
+    // A stale round (the cursor moved under it): its peeked outcomes are not written.
+    assert!(!store
+        .record_peeked(
+            a.id,
+            peeked.from,
+            peeked.through,
+            vec![(
+                ids[0],
+                Outcome::Parked {
+                    kind: ParkKind::Rejected,
+                    reason: "stale".into()
+                }
+            )],
+            Vec::new(),
+            instant(4),
+        )
+        .await
+        .expect("record"));
+    assert_eq!(store.sink_counts(a.id).await.expect("counts").parked, 0);
+
+    // Taken events' outcomes go through the same call.
+    assert!(store
+        .record_peeked(
+            a.id,
+            ids[3],
+            ids[3],
+            vec![
+                (ids[2], Outcome::Delivered(None)),
+                (
+                    ids[3],
+                    Outcome::Parked {
+                        kind: ParkKind::Rejected,
+                        reason: "HTTP 422".into()
+                    }
+                ),
+            ],
+            Vec::new(),
+            instant(5),
+        )
+        .await
+        .expect("record"));
+    let counts = store.sink_counts(a.id).await.expect("counts");
+    assert_eq!((counts.pending, counts.delivered, counts.parked), (0, 3, 1));
+    // Replay sets them all pending again, rows written for the ones delivered without one.
+    assert_eq!(
+        store
+            .replay_sink(
+                "fast-a",
+                DateTime::from_naive_utc_and_offset(local(1, 0, 0), Utc),
+                instant(6)
+            )
+            .await
+            .expect("replay"),
+        4
+    );
+    let counts = store.sink_counts(a.id).await.expect("counts");
+    assert_eq!((counts.pending, counts.delivered), (4, 0));
+}
+
 mod tests {
     use crate::store::sqlite::{Durability, SqliteStore};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_outbox_fast_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            SqliteStore::open(&dir.path().join("outbox.db"), Durability::PowerSafe).expect("open");
+        super::run_fast_path(&store).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_outbox_keeps_the_contract() {

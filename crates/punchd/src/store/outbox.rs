@@ -2,9 +2,17 @@
 //!
 //! Model. Every punch stored while at least one sink exists gets one **event** in the outbox, written in the same
 //! transaction as the punch (so nothing stored is ever missing, and a crash between commit and send loses
-//! nothing). Each sink reads the events in id order past its **cursor** and keeps one **delivery** row per event:
+//! nothing). Each sink reads the events in id order past its **cursor** and keeps a **delivery** row per event:
 //! `pending` (with attempts and the next attempt time), `delivered` (with what the sink called it), or `parked`
 //! (with a kind and a reason; never dropped, replayed on request or, for `unmapped`, by [`OutboxStore::retry_sink`]).
+//!
+//! Two ways through a round. [`OutboxStore::take_events`] first writes a pending row for each event past the
+//! cursor, [`OutboxStore::pending_events`] reads them back and [`OutboxStore::record_outcomes`] updates them: three
+//! writes per event and sink. A store with a **fast path** ([`OutboxStore::peek_events`] answers `Some`; SQLite)
+//! lets the worker read the events past the cursor without writing, and [`OutboxStore::record_peeked`] then moves
+//! the cursor and writes a row only for an event that needs one (it failed, was parked, was held back, or the sink
+//! named it); an event at or below the cursor with no row was delivered. The first attempt of a healthy sink then
+//! costs one cursor update per round, not rows per event: the push path and the sinks share SQLite's one writer.
 //! Times are UTC.
 
 use chrono::{DateTime, Utc};
@@ -126,6 +134,18 @@ pub struct OutboxEvent {
     pub correction_id: Option<i64>,
 }
 
+/// Events past a sink's cursor, read by [`OutboxStore::peek_events`] without taking them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peeked {
+    /// The cursor they were read from (highest event id taken or peeked before).
+    pub from: i64,
+    /// The highest event id looked at (`from` when there was none). Events of punches before the sink's start
+    /// (`Sink::since`) are passed over, not returned; recording moves the cursor here.
+    pub through: i64,
+    /// The events in id order: attempts 0, due when written.
+    pub events: Vec<OutboxEvent>,
+}
+
 /// Why an event was parked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -223,6 +243,33 @@ pub trait OutboxStore: Send + Sync {
         due_at: Option<DateTime<Utc>>,
         max: usize,
     ) -> Result<Vec<OutboxEvent>>;
+    /// The fast path's read (see the module docs): up to `max` events past the sink's cursor, without writing.
+    /// `Ok(None)` when this store has no fast path (the default; PostgreSQL): the worker takes events instead.
+    async fn peek_events(&self, _sink_id: i64, _max: usize) -> Result<Option<Peeked>> {
+        Ok(None)
+    }
+    /// Record a round that read events with [`Self::peek_events`] (`from` and `through` of its [`Peeked`]) and
+    /// maybe pending events too, in one transaction: `outcomes` of taken events (ids up to `from`) update their
+    /// rows as [`Self::record_outcomes`] does; an outcome of a peeked event (id above `from`) writes a row unless
+    /// the event was simply delivered with no name; each of `held` (peeked events not attempted: held behind an
+    /// earlier event of the same employee, or the sink paused) gets a pending row, due `now`, attempts 0; the
+    /// cursor moves to `through`. If the cursor is no longer at `from` (another instance moved it), nothing of the
+    /// peeked events is written and `Ok(false)` comes back (they are sent again, under the same keys); taken
+    /// events' outcomes are recorded all the same. A store without a fast path (its `peek_events` never answers
+    /// `Some`) refuses with `Backend`.
+    async fn record_peeked(
+        &self,
+        _sink_id: i64,
+        _from: i64,
+        _through: i64,
+        _outcomes: Vec<(i64, Outcome)>,
+        _held: Vec<i64>,
+        _now: DateTime<Utc>,
+    ) -> Result<bool> {
+        Err(super::StoreError::Backend(
+            "this store has no fast path for delivery rounds".into(),
+        ))
+    }
     /// Record outcomes of attempts (attempts + 1 each).
     async fn record_outcomes(
         &self,

@@ -598,5 +598,6 @@ mod tests {
             .await
             .expect("open postgres");
         crate::store::contract_outbox::run_all(&store).await;
+        crate::store::contract_outbox::run_fast_path(&store).await;
     }
 }

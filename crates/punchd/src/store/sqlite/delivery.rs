@@ -98,8 +98,10 @@ impl DeliveryStore for SqliteStore {
                 .prepare_cached(
                     "SELECT c.id, p.id, p.device_sn, p.pin, p.punched_at, \
                        CASE WHEN d.status IS NOT NULL THEN d.status \
-                            WHEN o.id > s.cursor AND (s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc) \
-                              THEN 'pending' END, \
+                            WHEN o.id IS NULL OR (s.since_utc IS NOT NULL AND p.punched_at_utc < s.since_utc) \
+                              THEN NULL \
+                            WHEN o.id > s.cursor THEN 'pending' \
+                            ELSE 'delivered' END, \
                        d.remote_ref, p.punch_state \
                      FROM corrections c JOIN punches p ON p.id = c.punch_id JOIN sinks s ON s.id = ?1 \
                      LEFT JOIN outbox o ON o.punch_id = p.id \

@@ -12,7 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{backend, from_ms, ms, punch_from_row, SqliteStore};
 use crate::store::outbox::{
-    NewSink, OutboxEvent, OutboxStore, Outcome, ParkKind, ParkedEvent, Sink, SinkCounts, SinkKind,
+    NewSink, OutboxEvent, OutboxStore, Outcome, ParkKind, ParkedEvent, Peeked, Sink, SinkCounts,
+    SinkKind,
 };
 use crate::store::{Result, StoreError};
 
@@ -95,6 +96,50 @@ fn park_kind(s: &str) -> ParkKind {
         "rejected" => ParkKind::Rejected,
         _ => ParkKind::GaveUp,
     }
+}
+
+/// The delivery columns an outcome sets: status, next attempt (unix ms), error, park kind, the sink's name for it.
+fn outcome_columns(
+    outcome: &Outcome,
+    now_ms: i64,
+) -> (
+    &'static str,
+    i64,
+    Option<&str>,
+    Option<&'static str>,
+    Option<&str>,
+) {
+    match outcome {
+        Outcome::Delivered(remote) => ("delivered", now_ms, None, None, remote.as_deref()),
+        Outcome::Retry { at, error } => ("pending", ms(*at), Some(error), None, None),
+        Outcome::Parked { kind, reason } => {
+            ("parked", now_ms, Some(reason), Some(kind.as_str()), None)
+        }
+    }
+}
+
+/// Record outcomes of taken events (their rows exist): attempts + 1 each.
+fn update_outcomes_on(
+    conn: &Connection,
+    sink_id: i64,
+    outcomes: &[(i64, Outcome)],
+    now_ms: i64,
+) -> Result<()> {
+    let mut st = conn
+        .prepare_cached(
+            "UPDATE deliveries SET status = ?3, attempts = attempts + 1, next_attempt_at = ?4, \
+             last_error = ?5, park_kind = ?6, remote_ref = COALESCE(?7, remote_ref), updated_at = ?8 \
+             WHERE sink_id = ?1 AND event_id = ?2",
+        )
+        .map_err(backend)?;
+    for (event_id, outcome) in outcomes {
+        let (status, next, error, kind, remote) = outcome_columns(outcome, now_ms);
+        st.execute(params![
+            sink_id, event_id, status, next, error, kind, remote, now_ms
+        ])
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -297,28 +342,114 @@ impl OutboxStore for SqliteStore {
         outcomes: Vec<(i64, Outcome)>,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        self.write(move |conn| update_outcomes_on(conn, sink_id, &outcomes, ms(now)))
+            .await
+    }
+
+    async fn peek_events(&self, sink_id: i64, max: usize) -> Result<Option<Peeked>> {
+        self.read(move |conn| {
+            let (from, since): (i64, Option<i64>) = conn
+                .prepare_cached("SELECT cursor, since_utc FROM sinks WHERE id = ?1")
+                .and_then(|mut st| st.query_row([sink_id], |r| Ok((r.get(0)?, r.get(1)?))))
+                .optional()
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::NotFound(format!("sink {sink_id}")))?;
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT p.id, p.device_sn, p.pin, p.punched_at, p.punch_state, p.verify_mode, p.work_code, \
+                     p.extra, p.time_zone, p.punched_at_utc, p.received_at, p.source, p.journal_id, \
+                     o.id, o.created_at, dev.alias, dev.site \
+                     FROM outbox o JOIN punches p ON p.id = o.punch_id \
+                     LEFT JOIN devices dev ON dev.sn = p.device_sn \
+                     WHERE o.id > ?1 ORDER BY o.id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let mut rows = st
+                .query(params![from, max as i64])
+                .map_err(backend)?;
+            let mut peeked = Peeked {
+                from,
+                through: from,
+                events: Vec::new(),
+            };
+            while let Some(row) = rows.next().map_err(backend)? {
+                peeked.through = row.get(13).map_err(backend)?;
+                let punched_at_utc: i64 = row.get(9).map_err(backend)?;
+                if since.is_some_and(|since| punched_at_utc < since) {
+                    continue;
+                }
+                let created_at = from_ms(row.get(14).map_err(backend)?);
+                peeked.events.push(OutboxEvent {
+                    punch: punch_from_row(row).map_err(backend)?,
+                    id: peeked.through,
+                    created_at,
+                    attempts: 0,
+                    next_attempt_at: created_at,
+                    device_alias: row.get(15).map_err(backend)?,
+                    device_site: row.get(16).map_err(backend)?,
+                    employee: None,
+                    correction_id: None,
+                });
+            }
+            Ok(Some(peeked))
+        })
+        .await
+    }
+
+    async fn record_peeked(
+        &self,
+        sink_id: i64,
+        from: i64,
+        through: i64,
+        outcomes: Vec<(i64, Outcome)>,
+        held: Vec<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         self.write(move |conn| {
             let now = ms(now);
-            for (event_id, outcome) in &outcomes {
-                let (status, next, error, kind, remote): (&str, i64, Option<&str>, Option<&str>, Option<&str>) =
-                    match outcome {
-                        Outcome::Delivered(remote) => ("delivered", now, None, None, remote.as_deref()),
-                        Outcome::Retry { at, error } => ("pending", ms(*at), Some(error), None, None),
-                        Outcome::Parked { kind, reason } => {
-                            ("parked", now, Some(reason), Some(kind.as_str()), None)
-                        }
-                    };
-                conn.prepare_cached(
-                    "UPDATE deliveries SET status = ?3, attempts = attempts + 1, next_attempt_at = ?4, \
-                     last_error = ?5, park_kind = ?6, remote_ref = COALESCE(?7, remote_ref), updated_at = ?8 \
-                     WHERE sink_id = ?1 AND event_id = ?2",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![sink_id, event_id, status, next, error, kind, remote, now])
-                })
+            let (taken, peeked): (Vec<_>, Vec<_>) =
+                outcomes.into_iter().partition(|(id, _)| *id <= from);
+            update_outcomes_on(conn, sink_id, &taken, now)?;
+            let moved = conn
+                .prepare_cached("UPDATE sinks SET cursor = ?3 WHERE id = ?1 AND cursor = ?2")
+                .and_then(|mut st| st.execute(params![sink_id, from, through]))
                 .map_err(backend)?;
+            if moved == 0 {
+                return Ok(false);
             }
-            Ok(())
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO deliveries (sink_id, event_id, status, attempts, next_attempt_at, last_error, \
+                     park_kind, remote_ref, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT (sink_id, event_id) DO NOTHING",
+                )
+                .map_err(backend)?;
+            for (event_id, outcome) in &peeked {
+                let (status, next, error, kind, remote) = match outcome {
+                    // Delivered and nothing to keep: no row (at or below the cursor, no row = delivered).
+                    Outcome::Delivered(None) => continue,
+                    _ => outcome_columns(outcome, now),
+                };
+                insert
+                    .execute(params![sink_id, event_id, status, 1, next, error, kind, remote, now])
+                    .map_err(backend)?;
+            }
+            for event_id in &held {
+                insert
+                    .execute(params![
+                        sink_id,
+                        event_id,
+                        "pending",
+                        0,
+                        now,
+                        None::<&str>,
+                        None::<&str>,
+                        None::<&str>,
+                        now
+                    ])
+                    .map_err(backend)?;
+            }
+            Ok(true)
         })
         .await
     }
@@ -407,10 +538,34 @@ impl OutboxStore for SqliteStore {
                         counts.pending += n as u64;
                         counts.failed = failed as u64;
                     }
-                    "delivered" => counts.delivered = n as u64,
+                    "delivered" => {}
                     _ => counts.parked += n as u64,
                 }
             }
+            // Delivered: every event at or below the cursor inside the sink's start, less those pending or parked
+            // (the fast path writes no row for an event it simply delivered; see store/outbox.rs).
+            let (cursor, since): (i64, Option<i64>) = conn
+                .query_row(
+                    "SELECT cursor, since_utc FROM sinks WHERE id = ?1",
+                    [sink_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(backend)?;
+            let passed: i64 = match since {
+                None => conn.query_row(
+                    "SELECT COUNT(*) FROM outbox WHERE id <= ?1",
+                    [cursor],
+                    |r| r.get(0),
+                ),
+                Some(since) => conn.query_row(
+                    "SELECT COUNT(*) FROM outbox o JOIN punches p ON p.id = o.punch_id \
+                     WHERE o.id <= ?1 AND p.punched_at_utc >= ?2",
+                    [cursor, since],
+                    |r| r.get(0),
+                ),
+            }
+            .map_err(backend)?;
+            counts.delivered = (passed as u64).saturating_sub(counts.pending + counts.parked);
             let (untaken, oldest_untaken): (i64, Option<i64>) = conn
                 .query_row(
                     "SELECT COUNT(*), MIN(o.created_at) FROM outbox o JOIN punches p ON p.id = o.punch_id, sinks s \
