@@ -49,9 +49,7 @@ with open(path, "w") as f:
         f.write(f"{i % users + 1:>9}\t{t:%Y-%m-%d %H:%M:%S}\t1\t{i // users % 2}\t0\t0\n")
 PY
 
-delivered() {
-    python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'\").fetchone()[0])" "$1" 2>/dev/null || echo 0
-}
+. "$here/sinks-delivered.sh"
 
 LATENCY_MS=$LATENCY_MS taskset -c "$OTHER" python3 -u "$here/frappe_stub.py" >"$WORK/stub.out" 2>&1 &
 stub=$!

@@ -95,10 +95,8 @@ add_sinks() {
         --time-zone UTC >/dev/null
 }
 
-# sinks_delivered DB: "delivered/outbox events" over every sink.
-sinks_delivered() {
-    python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'\").fetchone()[0], '/', c.execute('SELECT COUNT(*) * (SELECT COUNT(*) FROM sinks) FROM outbox').fetchone()[0])" "$1" 2>/dev/null || echo "?"
-}
+# delivered_of DB: "delivered / events owed" over every sink.
+. "$here/sinks-delivered.sh"
 
 # start_server DB: start `punchd serve` on DB (or the calibration server when CEILING is set), pinned; sets
 # server_pid and port.
@@ -208,7 +206,7 @@ run() {
     load_cpu=$(awk -v u="$user" -v s="$sys" -v w="$wall" 'BEGIN {printf "%.0f", 100 * (u + s) / w}')
     stop_server
     if [ -n "$with_sinks" ]; then
-        echo "# $scenario run $run: sinks delivered $(sinks_delivered "$db") when the run ended" | tee -a "$RESULTS"
+        echo "# $scenario run $run: sinks delivered $(delivered_of "$db") when the run ended" | tee -a "$RESULTS"
     fi
     echo "$json" >"$WORK/$scenario.$run.json"
     local line

@@ -164,10 +164,7 @@ with BioTimeClient(sys.argv[1], auth=TokenAuth("api", "secret"), page_size=1000)
     done
 }
 
-# delivered DB: check-ins delivered so far (every sink of the database).
-delivered() {
-    python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'\").fetchone()[0])" "$1" 2>/dev/null || echo 0
-}
+. "$here/sinks-delivered.sh"
 
 bench_delivery() {
     local file run db kind rport rpid log pid t0 t1 n
