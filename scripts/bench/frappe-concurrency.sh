@@ -3,7 +3,7 @@
 # request, throughput that scales with the configured concurrency"). For each concurrency in $CONCURRENCIES: a fresh
 # database with $EVENTS imported punches of $USERS users, a Frappe sink (scripts/bench/frappe_stub.py answering
 # after $LATENCY_MS ms) added with --concurrency N and --since 2000-01-01 (all of them due), then `punchd serve`
-# started; check-ins delivered per second from the server's start until `deliveries` holds all of them. Frappe
+# started; check-ins delivered per second from the server's start until its /metrics counts all of them delivered. Frappe
 # events of one employee go one at a time (alternating IN/OUT, frappe-hr.md §5), so concurrency beyond $USERS
 # cannot help; the ideal is N × 1000 / LATENCY_MS per second.
 #
@@ -72,11 +72,12 @@ for c in $CONCURRENCIES; do
         taskset -c "$CPU" "$PUNCHD" --database "$db" serve --listen 127.0.0.1:0 >"$log" 2>&1 &
         pid=$!
         pids+=("$pid")
-        n=0
-        for _ in $(seq 1 6000); do
-            n=$(delivered "$db")
+        n=0 port=""
+        for _ in $(seq 1 12000); do
+            [ -n "$port" ] || port=$(served_port "$log")
+            [ -n "$port" ] && n=$(delivered_live "$port")
             [ "$n" -ge "$EVENTS" ] && break
-            sleep 0.1
+            sleep 0.05
         done
         t1=$(date +%s.%N)
         ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")

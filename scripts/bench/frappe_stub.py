@@ -27,6 +27,10 @@ lock = threading.Lock()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The status line and headers go out in one write and the body in another: with Nagle's algorithm on, the
+    # body waits for the client's delayed ACK (≈ 40 ms on Linux) on every keep-alive request, which measured the
+    # stub, not punchd (BENCHMARKS.md, Frappe concurrency).
+    disable_nagle_algorithm = True
 
     def log_message(self, *a):
         pass

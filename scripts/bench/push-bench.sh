@@ -13,8 +13,8 @@
 # after it (e.g. sinks-attlog10, 10m-sinks-attlog100: three sinks enabled, issue 8 "Speed" — a webhook sink to
 # scripts/bench/sink_receiver.py, a NATS JetStream sink to a private `nats-server -js` on $NATS_PORT (default 14222,
 # data under $WORK) and a Frappe sink to scripts/bench/frappe_stub.py answering after $SINK_LATENCY_MS ms (default
-# 0); the helpers run on the load generator's core; the line printed after each run says how many punches the sinks
-# had delivered when it ended), and fleet10k (10,000
+# 0); the helpers run on the load generator's core; the line printed after each run says how many check-ins the
+# sinks had delivered when it ended and how long they took to deliver the rest afterwards), and fleet10k (10,000
 # terminals greeting the server and polling; peak memory), and ceiling (the polls load against
 # crates/zk-sim/examples/ok_server, which answers OK and nothing else: this machine's ceiling for `Connection: close`
 # requests; build it with `cargo build --release -p zk-sim --example ok_server`). Default: all of them.
@@ -204,10 +204,22 @@ run() {
     read -r wall user sys <"$WORK/load.time"
     server_cpu=$(awk -v a="$ticks_before" -v b="$(server_ticks)" -v w="$wall" 'BEGIN {printf "%.0f", (b - a) / w}')
     load_cpu=$(awk -v u="$user" -v s="$sys" -v w="$wall" 'BEGIN {printf "%.0f", 100 * (u + s) / w}')
-    stop_server
     if [ -n "$with_sinks" ]; then
-        echo "# $scenario run $run: sinks delivered $(delivered_of "$db") when the run ended" | tee -a "$RESULTS"
+        # Delivery runs below collection's priority (`delivery_nice`): how far the sinks were when the load ended,
+        # and how long they took to deliver the rest with the terminals quiet.
+        local at_end progress t_end
+        t_end=$(date +%s.%N)
+        at_end=$(delivered_of "$db")
+        progress=$at_end
+        for _ in $(seq 1 600); do
+            [ "${progress%% /*}" = "${progress##*/ }" ] && break
+            sleep 0.5
+            progress=$(delivered_of "$db")
+        done
+        echo "# $scenario run $run: sinks delivered $at_end when the run ended; $progress" \
+            "$(python3 -c "print(round($(date +%s.%N) - $t_end, 1))") s after it" | tee -a "$RESULTS"
     fi
+    stop_server
     echo "$json" >"$WORK/$scenario.$run.json"
     local line
     line=$(jq -r --arg s "$scenario" --arg r "$run" --arg peak "$peak" --arg load "$load_avg" \

@@ -26,6 +26,7 @@
 #             same peak for both sizes.
 #
 # Environment: PUNCHD (binary, default target/release/punchd), RUNS (default 3), WORK (default /tmp/punchd-sources),
+# NATS_CONCURRENCY (delivery: the NATS sink's --concurrency; default the sink's own),
 # CPU (core for punchd, default 1; the clients and fakes get the other core), EVENTS (default 100000), LINES
 # (import, default 1000000), DRAIN_SIZES (drain, default "100000 1000000").
 set -euo pipefail
@@ -167,7 +168,7 @@ with BioTimeClient(sys.argv[1], auth=TokenAuth("api", "secret"), page_size=1000)
 . "$here/sinks-delivered.sh"
 
 bench_delivery() {
-    local file run db kind rport rpid log pid t0 t1 n
+    local file run db kind rport rpid log pid t0 t1 n port
     file=$(attlog_file "$EVENTS")
     for run in $(seq 1 "$RUNS"); do
         for kind in webhook nats; do
@@ -182,26 +183,37 @@ bench_delivery() {
                 "$PUNCHD" --database "$db" sinks add webhook --url "http://127.0.0.1:$rport/" --secret s \
                     --batch-size 500 --since 2000-01-01T00:00:00Z >/dev/null
             else
-                if [ -z "${nats_pid:-}" ]; then
-                    rm -rf "$WORK/nats"
-                    nats-server -js -a 127.0.0.1 -p "${NATS_PORT:-14222}" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
-                    nats_pid=$!
-                    pids+=("$nats_pid")
-                    sleep 1
+                # A fresh JetStream server and stream per run: a second run's messages would otherwise be
+                # de-duplicated (same punches, same Nats-Msg-Id, inside the stream's duplicate window) and never
+                # written, which is cheaper than the first delivery this measures.
+                if [ -n "${nats_pid:-}" ]; then
+                    kill "$nats_pid" 2>/dev/null || true
+                    wait "$nats_pid" 2>/dev/null || true
                 fi
+                rm -rf "$WORK/nats"
+                taskset -c "$OTHER" nats-server -js -a 127.0.0.1 -p "${NATS_PORT:-14222}" -sd "$WORK/nats" \
+                    >"$WORK/nats.log" 2>&1 &
+                nats_pid=$!
+                pids+=("$nats_pid")
+                sleep 1
                 "$PUNCHD" --database "$db" sinks add nats --url "nats://127.0.0.1:${NATS_PORT:-14222}" \
-                    --stream BENCH --since 2000-01-01T00:00:00Z >/dev/null
+                    --stream BENCH --since 2000-01-01T00:00:00Z ${NATS_CONCURRENCY:+--concurrency "$NATS_CONCURRENCY"} \
+                    >/dev/null
             fi
             log=$WORK/delivery.log
+            # The JetStream server's CPU during the run (it shares the other core with the pollers).
+            local nats_ticks0=0
+            [ "$kind" = nats ] && nats_ticks0=$(awk '{print $14 + $15}' "/proc/$nats_pid/stat")
             t0=$(date +%s.%N)
             taskset -c "$CPU" "$PUNCHD" --database "$db" serve --listen 127.0.0.1:0 >"$log" 2>&1 &
             pid=$!
             pids+=("$pid")
-            n=0
-            for _ in $(seq 1 1200); do
-                n=$(delivered "$db")
+            n=0 port=""
+            for _ in $(seq 1 2400); do
+                [ -n "$port" ] || port=$(served_port "$log")
+                [ -n "$port" ] && n=$(delivered_live "$port")
                 [ "$n" -ge "$EVENTS" ] && break
-                sleep 0.1
+                sleep 0.05
             done
             t1=$(date +%s.%N)
             local ticks
@@ -209,16 +221,19 @@ bench_delivery() {
             kill -TERM "$pid"
             wait "$pid" 2>/dev/null || true
             [ "$kind" = webhook ] && { kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; }
-            local secs
+            local secs detail="delivered=$n"
             secs=$(python3 -c "print(round($t1-$t0,3))")
+            if [ "$kind" = nats ]; then
+                detail="$detail nats_server_cpu_s=$(python3 -c "import os; print(round(($(awk '{print $14 + $15}' "/proc/$nats_pid/stat") - $nats_ticks0)/os.sysconf('SC_CLK_TCK'),2))")"
+            fi
             emit "delivery-$kind" "$run" "$n" "$secs" "$(python3 -c "print(round($n/($t1-$t0)))")" \
-                "$(python3 -c "import os; print(round($ticks/os.sysconf('SC_CLK_TCK'),2))")" - "delivered=$n"
+                "$(python3 -c "import os; print(round($ticks/os.sysconf('SC_CLK_TCK'),2))")" - "$detail"
         done
     done
 }
 
 bench_drain() {
-    local size file run db rport rpid log pid t0 t1 n rss hwm samples
+    local size file run db rport rpid log pid t0 t1 n rss hwm samples port
     for size in ${DRAIN_SIZES:-100000 1000000}; do
         file=$(attlog_file "$size")
         for run in $(seq 1 "$RUNS"); do
@@ -238,9 +253,10 @@ bench_drain() {
             taskset -c "$CPU" "$PUNCHD" --database "$db" serve --listen 127.0.0.1:0 >"$log" 2>&1 &
             pid=$!
             pids+=("$pid")
-            n=0
+            n=0 port=""
             for _ in $(seq 1 7200); do
-                n=$(delivered "$db")
+                [ -n "$port" ] || port=$(served_port "$log")
+                [ -n "$port" ] && n=$(delivered_live "$port")
                 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
                 echo "$(python3 -c "print(round($(date +%s.%N)-$t0,2))") $rss $n" >>"$samples"
                 [ "$n" -ge "$size" ] && break

@@ -645,7 +645,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let delivery = {
         let app = app.clone();
         let mut rx = stop_rx.clone();
-        tokio::spawn(crate::sinks::run(app, async move {
+        let nice = app.config.delivery_nice;
+        tokio::spawn(crate::sinks::run_at_priority(app, nice, async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }))
     };

@@ -5,6 +5,140 @@ use std::io::Write;
 use crate::domain::{Command, Device, Punch, PunchState, VerifyMode};
 use crate::store::DeviceUser;
 
+/// A wall time as `YYYY-MM-DD?HH:MM:SS` on the stack, `?` being `sep` (`b' '` as terminals and the store write
+/// it, `b'T'` for ISO 8601), whole seconds (a leap second prints as :59, as `Display` does after
+/// `with_nanosecond(0)`); `None` for years outside 0..=9999 (never from a terminal: callers fall back to chrono).
+/// Written digit by digit: chrono's `Display` and `format` go through `fmt::Write` per field (and `format`
+/// parses its pattern on every call), which showed in the store's writer per punch (issue 6) and in the sinks'
+/// check-ins (issue 8).
+pub fn wall_time_bytes(t: chrono::NaiveDateTime, sep: u8) -> Option<[u8; 19]> {
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let mut b = *b"0000-00-00 00:00:00";
+    b[10] = sep;
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    Some(b)
+}
+
+/// [`wall_time_bytes`] as text; years outside 0..=9999 through chrono (`%Y-%m-%d?%H:%M:%S`).
+pub fn wall_time_text(t: chrono::NaiveDateTime, sep: u8) -> String {
+    match wall_time_bytes(t, sep) {
+        Some(b) => b.iter().map(|&c| char::from(c)).collect(),
+        None => t
+            .format(&format!("%Y-%m-%d{}%H:%M:%S", char::from(sep)))
+            .to_string(),
+    }
+}
+
+/// Serde `serialize_with` helpers that write chrono values byte for byte as chrono's own `Serialize` does
+/// (`NaiveDateTime`: `YYYY-MM-DDTHH:MM:SS` and a fraction of 3, 6 or 9 digits only when not zero; `DateTime<Utc>`:
+/// the same and `Z`, RFC 3339), without chrono's `fmt` machinery, which was a tenth of the sinks' CPU per check-in
+/// (issue 8, BENCHMARKS.md). Values chrono prints otherwise (a leap second, a year outside 0..=9999) go to chrono.
+pub mod chrono_serde {
+    use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+    use serde::{Serialize, Serializer};
+
+    /// `t` as chrono's `Debug` prints it, into `buf`; the length, or `None` for what chrono must print.
+    fn iso(t: NaiveDateTime, buf: &mut [u8; 30]) -> Option<usize> {
+        let nanos = t.nanosecond();
+        if nanos >= 1_000_000_000 {
+            return None;
+        }
+        buf[..19].copy_from_slice(&super::wall_time_bytes(t, b'T')?);
+        let (digits, mut value) = match nanos {
+            0 => return Some(19),
+            n if n % 1_000_000 == 0 => (3, n / 1_000_000),
+            n if n % 1_000 == 0 => (6, n / 1_000),
+            n => (9, n),
+        };
+        buf[19] = b'.';
+        for i in (20..20 + digits).rev() {
+            buf[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        Some(20 + digits)
+    }
+
+    /// For a `NaiveDateTime` field: `#[serde(serialize_with = "crate::format::chrono_serde::naive")]`.
+    pub fn naive<S: Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 30];
+        match iso(*t, &mut buf).and_then(|n| std::str::from_utf8(&buf[..n]).ok()) {
+            Some(text) => s.serialize_str(text),
+            None => t.serialize(s),
+        }
+    }
+
+    /// For a `DateTime<Utc>` field: `#[serde(serialize_with = "crate::format::chrono_serde::utc")]`.
+    pub fn utc<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 30];
+        let text = iso(t.naive_utc(), &mut buf).and_then(|n| {
+            buf[n] = b'Z';
+            std::str::from_utf8(&buf[..=n]).ok()
+        });
+        match text {
+            Some(text) => s.serialize_str(text),
+            None => t.serialize(s),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+        #[derive(serde::Serialize)]
+        struct Ours {
+            #[serde(serialize_with = "super::naive")]
+            naive: NaiveDateTime,
+            #[serde(serialize_with = "super::utc")]
+            utc: DateTime<Utc>,
+        }
+
+        #[derive(serde::Serialize)]
+        struct Chronos {
+            naive: NaiveDateTime,
+            utc: DateTime<Utc>,
+        }
+
+        #[test]
+        fn the_same_bytes_as_chrono() {
+            let day = |y| NaiveDate::from_ymd_opt(y, 2, 28).expect("date");
+            for (y, nanos) in [
+                (2026, 0),
+                (2026, 123_000_000),
+                (2026, 123_456_000),
+                (2026, 123_456_789),
+                (2026, 1_000_000),
+                (2026, 1_500_000_000),
+                (7, 5_000),
+                (12_345, 0),
+                (-44, 0),
+            ] {
+                let t = day(y).and_hms_nano_opt(23, 59, 59, nanos).expect("time");
+                let utc = DateTime::from_naive_utc_and_offset(t, Utc);
+                assert_eq!(
+                    serde_json::to_string(&Ours { naive: t, utc }).expect("ours"),
+                    serde_json::to_string(&Chronos { naive: t, utc }).expect("chrono"),
+                    "{t:?}"
+                );
+            }
+        }
+    }
+}
+
 /// How a listing is printed.
 #[derive(
     Debug,

@@ -202,12 +202,15 @@ pub struct Punch {
     pub pin: Pin,
     /// Terminal local wall time, `YYYY-MM-DDTHH:MM:SS`, as the terminal sent it.
     #[schema(value_type = String)]
+    #[serde(serialize_with = "crate::format::chrono_serde::naive")]
     pub punched_at: NaiveDateTime,
     /// IANA zone used for `punched_at_utc`.
     pub time_zone: String,
     /// The instant (UTC).
+    #[serde(serialize_with = "crate::format::chrono_serde::utc")]
     pub punched_at_utc: DateTime<Utc>,
     /// When punchd received it (UTC).
+    #[serde(serialize_with = "crate::format::chrono_serde::utc")]
     pub received_at: DateTime<Utc>,
     /// Punch state code (0 check-in, 1 check-out, 2 break-out, 3 break-in, 4 overtime-in, 5 overtime-out,
     /// others as sent); absent when the terminal did not send one.

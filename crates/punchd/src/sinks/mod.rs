@@ -116,13 +116,19 @@ pub fn idempotency_key_of(
     punched_at: chrono::NaiveDateTime,
     punch_state: Option<u16>,
 ) -> String {
-    let text = format!(
-        "{sn}\t{pin}\t{}\t{}",
-        punched_at.format("%Y-%m-%d %H:%M:%S"),
-        punch_state.map_or(-1, i32::from)
-    );
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(sn.len() + pin.len() + 32);
+    text.push_str(sn);
+    text.push('\t');
+    text.push_str(pin);
+    text.push('\t');
+    text.push_str(&crate::format::wall_time_text(punched_at, b' '));
+    let _ = write!(text, "\t{}", punch_state.map_or(-1, i32::from));
     let digest = sha2::Sha256::digest(text.as_bytes());
-    format!("p1-{}", &hex::encode(digest)[..32])
+    let mut key = String::with_capacity(35);
+    key.push_str("p1-");
+    key.push_str(&hex::encode(&digest[..16]));
+    key
 }
 
 /// IN/OUT from the terminal's punch state, as the official sync tool maps it by default (frappe-hr.md §6,
@@ -158,6 +164,7 @@ pub struct CheckIn {
     /// The IANA zone of `punched_at`.
     pub time_zone: String,
     /// The instant (UTC, RFC 3339).
+    #[serde(serialize_with = "crate::format::chrono_serde::utc")]
     pub punched_at_utc: DateTime<Utc>,
     /// Punch state code (0 check-in, 1 check-out, 2 break-out, 3 break-in, 4 OT-in, 5 OT-out, others as sent).
     pub punch_state: Option<u16>,
@@ -168,6 +175,7 @@ pub struct CheckIn {
     /// push, pull, biotime, import or webhook.
     pub source: String,
     /// When punchd received the punch (UTC); for a punch HR added, when HR added it.
+    #[serde(serialize_with = "crate::format::chrono_serde::utc")]
     pub received_at: DateTime<Utc>,
     /// Only on a punch HR added in the monthly review: the add-punch correction's id (`source` is then
     /// `correction`, `device_sn` `HR-CORRECTION`, `punched_at` site local time).
@@ -201,7 +209,7 @@ impl CheckIn {
             device_alias: event.device_alias.clone(),
             site: event.device_site.clone(),
             pin: p.pin.as_str().to_owned(),
-            punched_at: p.punched_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            punched_at: crate::format::wall_time_text(p.punched_at, b'T'),
             time_zone: p.time_zone.clone(),
             punched_at_utc: p.punched_at_utc,
             punch_state: p.punch_state,
@@ -556,6 +564,63 @@ const UNMAPPED_RETRY_EVERY: Duration = Duration::from_secs(600);
 const SHIFT_SYNC_EVERY: Duration = Duration::from_secs(60);
 /// How often delivered outbox events past the retention are pruned ([`retention`]).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// [`run`] on a runtime of its own (two worker threads, thread name `punchd-sinks`) whose threads run `nice`
+/// steps below the process (Linux `setpriority` per thread; elsewhere at the same priority), until `shutdown`
+/// resolves. `punchd serve` runs delivery this way (`delivery_nice`, default 19): on a busy machine the
+/// terminals' uploads get the CPU first and the sinks work through the outbox, which keeps every event, as soon
+/// as it is free. The store's writer thread is shared and keeps its priority, so a sink round, once it runs,
+/// never holds a push batch back behind a starved thread.
+pub async fn run_at_priority(
+    app: App,
+    nice: i32,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    if nice == 0 {
+        return run(app, shutdown).await;
+    }
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("punchd-sinks".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("punchd-sinks")
+                .on_thread_start(move || lower_priority(nice))
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(run(app, shutdown)),
+                Err(e) => tracing::error!(error = %e, "the sinks' runtime could not start: nothing is delivered"),
+            }
+            let _ = done_tx.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = done_rx.await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the sinks' thread could not start: nothing is delivered")
+        }
+    }
+}
+
+/// Lower the calling thread's CPU priority by `nice` steps (Linux: the nice value is per thread; `setpriority`
+/// on the thread id touches only this thread). A failure is logged; delivery then runs at normal priority.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = Some(rustix::thread::gettid());
+        let lowered = rustix::process::getpriority_process(tid).and_then(|current| {
+            rustix::process::setpriority_process(tid, (current + nice).min(19))
+        });
+        if let Err(e) = lowered {
+            tracing::warn!(error = %e, "could not lower the sinks' CPU priority; they run at collection's");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
 
 /// Run one worker per sink until `shutdown` resolves (inside `punchd serve`). Sinks added, changed, paused or
 /// deleted by the CLI or the API are picked up within a second.
@@ -997,4 +1062,45 @@ async fn hold_lease(
         );
     }
     Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    /// The key is a promise to receivers: the same punch must get the same key in every version, or a re-send
+    /// after an upgrade would count twice. Pinned to values computed independently (Python's hashlib over the
+    /// documented text).
+    #[test]
+    fn the_idempotency_key_never_changes() {
+        let t = NaiveDate::from_ymd_opt(2025, 6, 1)
+            .and_then(|d| d.and_hms_opt(9, 0, 0))
+            .expect("time");
+        assert_eq!(
+            super::idempotency_key_of("CNYG001", "1001", t, Some(0)),
+            "p1-5ede849537529583e6130c1256d2feb9"
+        );
+        assert_eq!(
+            super::idempotency_key_of("CNYG001", "1001", t, None),
+            "p1-294ab34c3db6647e45f441535814387e"
+        );
+    }
+
+    #[test]
+    fn wall_times_print_as_chrono_does() {
+        let t = NaiveDate::from_ymd_opt(987, 12, 31)
+            .and_then(|d| d.and_hms_opt(23, 59, 7))
+            .expect("time");
+        assert_eq!(
+            crate::format::wall_time_text(t, b'T'),
+            t.format("%Y-%m-%dT%H:%M:%S").to_string()
+        );
+        let far = NaiveDate::from_ymd_opt(12_345, 1, 2)
+            .and_then(|d| d.and_hms_opt(3, 4, 5))
+            .expect("time");
+        assert_eq!(
+            crate::format::wall_time_text(far, b' '),
+            far.format("%Y-%m-%d %H:%M:%S").to_string()
+        );
+    }
 }

@@ -18,7 +18,7 @@ mod ui_accounts;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
-use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Timelike, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
@@ -123,28 +123,7 @@ fn local_text(t: NaiveDateTime) -> String {
 
 /// [`local_text`] on the stack, for years 0..=9999 (`None` otherwise).
 fn local_text_bytes(t: NaiveDateTime) -> Option<[u8; 19]> {
-    // `YYYY-MM-DD HH:MM:SS`, what `Display` prints for a time without fraction, written digit by digit: the
-    // `Display` path goes through `fmt::Write` per field and was a visible part of the writer's time per punch
-    // (issue 6).
-    let year = t.year();
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
-    let mut b = *b"0000-00-00 00:00:00";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year as u32);
-    put(5, 2, t.month());
-    put(8, 2, t.day());
-    put(11, 2, t.hour());
-    put(14, 2, t.minute());
-    // A leap second (nanoseconds ≥ 1e9) prints as :59 like `Display` after `with_nanosecond(0)`.
-    put(17, 2, t.second());
-    Some(b)
+    crate::format::wall_time_bytes(t, b' ')
 }
 
 fn parse_local(s: &str) -> rusqlite::Result<NaiveDateTime> {
@@ -1609,6 +1588,7 @@ mod tests {
 
     #[test]
     fn local_text_is_what_display_prints() {
+        use chrono::Datelike;
         let base = chrono::NaiveDate::from_ymd_opt(2026, 3, 9)
             .and_then(|d| d.and_hms_opt(7, 5, 3))
             .expect("valid");
