@@ -211,7 +211,9 @@ run() {
         t_end=$(date +%s.%N)
         at_end=$(delivered_of "$db")
         progress=$at_end
-        for _ in $(seq 1 600); do
+        # At most a minute: the Frappe stub (one Python thread per request) answers ≈ 1,500 check-ins/s, so a
+        # long run's Frappe backlog outlasts it; the line then says how far the sinks got.
+        for _ in $(seq 1 "${CATCH_UP_POLLS:-100}"); do
             [ "${progress%% /*}" = "${progress##*/ }" ] && break
             sleep 0.5
             progress=$(delivered_of "$db")
