@@ -1,7 +1,8 @@
-//! [`AttendanceStore`] for PostgreSQL (tables of `migrations/postgres/0003_attendance.sql`), with the semantics of
-//! `store/sqlite/attendance.rs`: every change and its audit record in one transaction, refused writes leave
-//! nothing behind. Changes whose checks read other rows (mappings, roster lines, sign-offs) take a transaction-level
-//! advisory lock per table, so two instances cannot both pass a check and then both write.
+//! [`AttendanceStore`] for PostgreSQL (tables of `migrations/postgres/0003_attendance.sql` and
+//! `0012_review_pages.sql`), with the semantics of `store/sqlite/attendance.rs`: every change and its audit record
+//! in one transaction, refused writes leave nothing behind. Changes whose checks read other rows (mappings, roster
+//! lines, sign-offs) take a transaction-level advisory lock per table, so two instances cannot both pass a check
+//! and then both write.
 
 use std::collections::{HashMap, HashSet};
 

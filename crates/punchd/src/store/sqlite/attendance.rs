@@ -1,4 +1,4 @@
-//! [`AttendanceStore`] for SQLite (tables of `0006_attendance.sql`).
+//! [`AttendanceStore`] for SQLite (tables of `0006_attendance.sql`, with `0017_review_pages.sql`).
 
 use std::collections::HashMap;
 
