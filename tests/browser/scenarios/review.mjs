@@ -1,7 +1,8 @@
 // The monthly review (issue 11): a day with a forgotten check-out shows as an open exception in the grid; HR
 // opens the day (punches with the raw line the terminal sent), adds the missing punch with a reason (refused
 // without one), signs the month off, downloads the XLSX and checks its cells, then reopens the month with a
-// reason. The audit log shows who did what. axe and 375 px on every page.
+// reason and revokes the added punch (refused without a reason). The audit log shows who did what. axe and 375 px
+// on every page.
 import { monthBack, workdays, attlog, terminal, readXlsx } from './lib/hr.mjs';
 import { readFileSync } from 'node:fs';
 
@@ -98,9 +99,26 @@ export default async function (t) {
   await hr.getByRole('button', { name: `Reopen ${month}` }).click();
   await hr.getByRole('status').filter({ hasText: `REV ${month} reopened` }).waitFor();
 
+  // The reopened month: HR takes the added punch back (a reason is required); the day counts without it again
+  // and the table says who revoked it and why.
+  await t.visit(hr, `/ui/review/day?site=REV&month=${month}&employee=R1&date=${forgot}`);
+  const added = () => hr.getByRole('row').filter({ hasText: 'badge forgotten at the gate' });
+  await added().getByRole('button', { name: /^Revoke correction #\d+/ }).click();
+  await hr.getByText('say why it is revoked (kept in the audit log)').waitFor();
+  await t.axe(hr, 'revoke with an error');
+  await added().getByLabel('Reason').fill('the badge log shows no exit');
+  await added().getByRole('button', { name: /^Revoke correction #\d+/ }).click();
+  await hr.getByRole('status').filter({ hasText: /Correction #\d+ \(add-punch\) revoked/ }).waitFor();
+  await added().filter({ hasText: /revoked \d{4}-\d\d-\d\d \d\d:\d\d by ui:hilde: the badge log shows no exit/ }).waitFor();
+  assert.equal(await added().getByRole('button').count(), 0);
+  await hr.getByRole('heading', { name: /missing-out/ }).waitFor();
+  await t.axe(hr, 'review day with a revoked correction');
+  await hr.goto(`${t.base}/ui/review?site=REV&month=${month}`);
+  await hr.getByRole('link', { name: new RegExp(`^R1 ${forgot}: [a-z ]+, \\d+ open exceptions$`) }).waitFor();
+
   // The audit log names HR for each change.
   await t.visit(hr, '/ui/audit', 'audit');
-  for (const action of ['reopen', 'signoff', 'correction.add']) {
+  for (const action of ['correction.revoke', 'reopen', 'signoff', 'correction.add']) {
     await hr.getByRole('row').filter({ hasText: 'ui:hilde' }).filter({ hasText: action }).first().waitFor();
   }
 

@@ -11,7 +11,7 @@
 //! | What changed | What is recomputed |
 //! |---|---|
 //! | new punches (id above the marker) | only they are read (`punches_after_id`); each is resolved to its employee and only the employee-days it can belong to (its local date and the days either side: overnight shifts, check-in windows) are recomputed, plus days whose double taps it changes, then that employee's totals. Punches of other sites or outside the month's window only move the marker; unmapped ones update the unmapped queue |
-//! | `correction.add` (add or void a punch, set a status, approve or cut overtime) | that employee's days (and those of the owner of a voided punch) |
+//! | `correction.add` (add or void a punch, set a status, approve or cut overtime), `correction.revoke` (one taken back) | that employee's days (and those of the owner of a voided punch) |
 //! | `exception.review` (explain, approve, reject) | only the reviewed exception's day cell |
 //! | anything else in the audit log: employees, mappings, shifts, roster, policies, sites, sign-off, reopen | the whole month |
 //! | time alone (every [`CHECK_EVERY`]) | the device watermarks are read again and only cells whose holding devices changed are redone (incomplete flags); sites, devices, policies, employees, mappings and shifts are read too and compared, so a change that writes no audit record (a terminal moved to another site) also leads to a whole recompute |
@@ -322,7 +322,7 @@ impl MonthCache {
         let (mut corrections, mut reviews) = (false, false);
         for a in &new {
             match a.record.action.as_str() {
-                "correction.add" => corrections = true,
+                "correction.add" | "correction.revoke" => corrections = true,
                 "exception.review" => reviews = true,
                 _ => return Ok(Step::Rebuild),
             }
@@ -339,13 +339,17 @@ impl MonthCache {
             let old: HashMap<i64, &crate::store::attendance::Correction> =
                 basis.corrections.iter().map(|c| (c.id, c)).collect();
             let listed: HashSet<i64> = list.iter().map(|c| c.id).collect();
-            if old.keys().any(|id| !listed.contains(id))
-                || list.iter().any(|c| old.get(&c.id).is_some_and(|o| *o != c))
-            {
+            if list.iter().any(|c| old.get(&c.id).is_some_and(|o| *o != c)) {
                 return Ok(Step::Rebuild);
             }
+            // New corrections and revoked ones (gone from the list) touch their employee's days.
+            let revoked = old.values().copied().filter(|c| !listed.contains(&c.id));
             let mut touched: BTreeSet<String> = BTreeSet::new();
-            for c in list.iter().filter(|c| !old.contains_key(&c.id)) {
+            for c in list
+                .iter()
+                .filter(|c| !old.contains_key(&c.id))
+                .chain(revoked)
+            {
                 touched.insert(c.employee_code.clone());
                 if let Some(id) = c.punch_id {
                     if let Some(owner) = basis
@@ -551,6 +555,13 @@ impl MonthCache {
             .employees
             .binary_search_by(|r| r.code.as_str().cmp(code))
         {
+            Ok(ri) if !basis.has_row(e) => {
+                // Its row came only from a punch HR added, now revoked: the month shows no row for it.
+                let row = month.employees.remove(ri);
+                month.incomplete_days -= row.totals.incomplete_days;
+                splice(month, code, None, Vec::new());
+                return Ok(());
+            }
             Ok(ri) => ri,
             Err(at) => {
                 if !basis.has_row(e) {

@@ -251,7 +251,22 @@ async fn cache_equals_fresh_month_after_every_random_change() {
                 }
                 "punch"
             }
-            45..=59 => {
+            45..=49 => {
+                // HR takes a correction back (its employee's days are redone).
+                let live = s
+                    .list_corrections(date(10, 1) - Duration::days(2), date(11, 3))
+                    .await
+                    .expect("corrections");
+                if live.is_empty() {
+                    continue;
+                }
+                let id = live[rng.random_range(0..live.len())].id;
+                if review::revoke(s, id, "taken back", "hr").await.is_err() {
+                    continue;
+                }
+                "revoke"
+            }
+            50..=59 => {
                 let mut c = Correction {
                     id: 0,
                     employee_code: code.into(),
@@ -369,6 +384,10 @@ async fn cache_equals_fresh_month_after_every_random_change() {
             first_difference(&cached, &fresh)
         );
     }
+    assert!(
+        applied.iter().filter(|k| **k == "revoke").count() >= 3,
+        "{applied:?}"
+    );
     let stats = cache.stats();
     // Most steps were followed piece by piece, not by computing the month whole.
     assert!(
@@ -464,13 +483,42 @@ async fn one_late_punch_recomputes_the_days_it_touches_only() {
         reason: "sick".into(),
         created_at: now,
     };
-    review::correct(s, c, "hr").await.expect("correct");
+    let before = cache.month(s, SITE, MONTH, now).await.expect("before");
+    let status_before = before.employees[0].days[8].status;
+    let stored = review::correct(s, c, "hr").await.expect("correct");
     let m = cache
         .month(s, SITE, MONTH, now)
         .await
         .expect("after correction");
     let stats = cache.stats();
     assert_eq!((stats.full, stats.days), (1, 3 + 31));
+    assert_eq!(
+        normalised(&m, now),
+        normalised(
+            &monthly::month(s, SITE, MONTH, now).await.expect("fresh"),
+            now
+        )
+    );
+    assert_eq!(m.employees[0].days[8].corrections.len(), 1);
+
+    // Revoking it: that employee's month again, nobody else's, and the day is as before.
+    review::revoke(s, stored.id, "wrong day", "hr")
+        .await
+        .expect("revoke");
+    let m = cache
+        .month(s, SITE, MONTH, now)
+        .await
+        .expect("after revocation");
+    let stats = cache.stats();
+    assert_eq!((stats.full, stats.days), (1, 3 + 31 + 31));
+    assert_eq!(m.employees[0].code, "E01");
+    assert_eq!(
+        (
+            m.employees[0].days[8].status,
+            m.employees[0].days[8].corrections.len()
+        ),
+        (status_before, 0)
+    );
     assert_eq!(
         normalised(&m, now),
         normalised(

@@ -165,6 +165,16 @@ pub struct RosterEntry {
     pub shift: Option<String>,
 }
 
+/// One page of a month's roster ([`AttendanceStore::list_roster_page`]): the lines on it and how many lines
+/// match in all (for "page n of m").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RosterPage {
+    /// The lines of the page, by employee code (byte order) then day.
+    pub lines: Vec<RosterEntry>,
+    /// How many lines match the range and the employee filter, on every page.
+    pub total: u64,
+}
+
 /// The punch-state policy of a device or a site.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicySetting {
@@ -255,6 +265,27 @@ pub struct Correction {
     pub created_at: DateTime<Utc>,
 }
 
+/// How a correction was revoked: when, by whom and why (the author and reason of its `correction.revoke` audit
+/// record, kept on the correction too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Revocation {
+    /// When (UTC).
+    pub at: DateTime<Utc>,
+    /// Who (`ui:<name>`, `token:<name>`, a CLI user); empty for a correction revoked before punchd kept it.
+    pub author: String,
+    /// Why; empty for a correction revoked before punchd kept it.
+    pub reason: String,
+}
+
+/// A stored correction with its revocation, if it was revoked ([`AttendanceStore::corrections_of`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CorrectionRecord {
+    /// The correction as recorded.
+    pub correction: Correction,
+    /// Set once it is revoked (it then no longer counts).
+    pub revoked: Option<Revocation>,
+}
+
 /// Where an exception is in its review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -342,6 +373,17 @@ pub struct AuditRecord {
     /// Details (the reason, the new values).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
+}
+
+impl AuditRecord {
+    /// The reason the detail carries (`detail.reason`, as `correction.add` and `correction.revoke` write it),
+    /// empty when it names none.
+    pub fn reason(&self) -> &str {
+        self.detail
+            .get("reason")
+            .and_then(|r| r.as_str())
+            .unwrap_or_default()
+    }
 }
 
 /// A stored audit log entry.
@@ -442,6 +484,18 @@ pub trait AttendanceStore: Send + Sync {
     async fn put_roster(&self, entries: Vec<RosterEntry>, audit: AuditRecord) -> Result<()>;
     /// Roster lines with `from <= day < to`.
     async fn list_roster(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<RosterEntry>>;
+    /// One page of the roster lines with `from <= day < to` whose employee code contains `employee` (every line
+    /// when empty; case-sensitive, as typed): ordered by employee code (byte order) then day, `offset` lines
+    /// skipped, at most `limit` returned, and the number of matching lines. Paged and counted in the store, so a
+    /// month of 10,000 employees (300,000 lines) is never read whole for one page.
+    async fn list_roster_page(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        employee: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<RosterPage>;
 
     /// Set a device's or site's punch-state policy.
     async fn put_policy(&self, policy: PolicySetting, audit: AuditRecord) -> Result<()>;
@@ -456,10 +510,20 @@ pub trait AttendanceStore: Send + Sync {
     ) -> Result<Correction>;
     /// Corrections with `from <= day < to`, by id (revoked ones left out).
     async fn list_corrections(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Correction>>;
+    /// The corrections of `employee_code` with `from <= day < to`, revoked ones included (with their revocation), by
+    /// id.
+    async fn corrections_of(
+        &self,
+        employee_code: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<CorrectionRecord>>;
     /// One correction by id, and when it was revoked (UTC), if it was. `NotFound` for an unknown id.
     async fn get_correction(&self, id: i64) -> Result<(Correction, Option<DateTime<Utc>>)>;
     /// Revoke a correction at `at` (UTC): it stops counting (the month, delivery) but stays stored, with the audit
-    /// record (author and reason). `NotFound` for an unknown id, `Conflict` when it is revoked already.
+    /// record; the record's author and the `reason` string of its detail are kept on the correction too
+    /// ([`AttendanceStore::corrections_of`] shows them). `NotFound` for an unknown id, `Conflict` when it is
+    /// revoked already.
     async fn revoke_correction(&self, id: i64, at: DateTime<Utc>, audit: AuditRecord)
         -> Result<()>;
 

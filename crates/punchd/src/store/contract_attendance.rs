@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use super::attendance::{
     AttendancePunch, AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus, Holiday,
-    PinMapping, RosterEntry, Scope, ShiftDef, SignOff, Site,
+    PinMapping, Revocation, RosterEntry, Scope, ShiftDef, SignOff, Site,
 };
 use super::{Batch, DeviceContact, DevicePatch, RawEntry, Store, StoreError};
 use crate::domain::{Approval, DeviceSn, NewPunch, Pin, PunchState, Source, Transport};
@@ -54,6 +54,8 @@ pub(crate) async fn run_all(store: &dyn Store) {
     shifts_and_roster_are_all_or_nothing(store).await;
     corrections_signoffs_and_punch_windows(store).await;
     attendance_read_dense_and_scattered(store).await;
+    roster_is_paged_and_counted_in_the_store(store).await;
+    revoked_corrections_keep_who_and_why(store).await;
 }
 
 async fn sites_keep_zone_offs_and_replace_holidays(store: &dyn Store) {
@@ -533,6 +535,169 @@ async fn attendance_read_dense_and_scattered(store: &dyn Store) {
     assert!(lean.windows(2).all(|w| w[0].id < w[1].id), "by id");
     assert_eq!(&*lean[4].pin, "3");
     assert_eq!(lean[4].punch_state, None);
+}
+
+fn nov(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, d).expect("test date")
+}
+
+/// `list_roster_page`: byte order of the code then day, the day range, the employee filter (case-sensitive
+/// "contains"), limit and offset, and the count of every matching line whatever the page.
+async fn roster_is_paged_and_counted_in_the_store(store: &dyn Store) {
+    // Byte order puts "RP-B" before "RP-a" (a linguistic collation would not).
+    let codes = ["RP-a", "RP-B", "RP-Ba", "RP-c"];
+    store
+        .put_employees(
+            codes.iter().map(|c| employee(c, "CT-S1")).collect(),
+            audit("import"),
+        )
+        .await
+        .expect("employees");
+    let mut lines = Vec::new();
+    for code in codes {
+        // The last day of October and the first of December lie outside November.
+        for d in [day(31), nov(1), nov(2), nov(30)] {
+            lines.push(RosterEntry {
+                employee_code: code.into(),
+                day: d,
+                shift: None,
+            });
+        }
+        lines.push(RosterEntry {
+            employee_code: code.into(),
+            day: NaiveDate::from_ymd_opt(2026, 12, 1).expect("date"),
+            shift: None,
+        });
+    }
+    store
+        .put_roster(lines, audit("roster"))
+        .await
+        .expect("roster");
+    let (first, next) = (nov(1), NaiveDate::from_ymd_opt(2026, 12, 1).expect("date"));
+    let keys = |page: &super::attendance::RosterPage| -> Vec<(String, u32)> {
+        page.lines
+            .iter()
+            .map(|l| (l.employee_code.clone(), chrono::Datelike::day(&l.day)))
+            .collect()
+    };
+    let all = store
+        .list_roster_page(first, next, "RP-", 100, 0)
+        .await
+        .expect("page");
+    assert_eq!(all.total, 12);
+    let expected: Vec<(String, u32)> = ["RP-B", "RP-Ba", "RP-a", "RP-c"]
+        .iter()
+        .flat_map(|c| [1, 2, 30].map(|d| ((*c).to_owned(), d)))
+        .collect();
+    assert_eq!(keys(&all), expected);
+    let page = store
+        .list_roster_page(first, next, "RP-", 5, 5)
+        .await
+        .expect("page");
+    assert_eq!((keys(&page), page.total), (expected[5..10].to_vec(), 12));
+    let past = store
+        .list_roster_page(first, next, "RP-", 5, 100)
+        .await
+        .expect("page");
+    assert_eq!((past.lines.len(), past.total), (0, 12));
+    // "contains", case-sensitive: "B" is in RP-B and RP-Ba only.
+    let b = store
+        .list_roster_page(first, next, "B", 2, 0)
+        .await
+        .expect("page");
+    assert_eq!(
+        (keys(&b), b.total),
+        (vec![("RP-B".to_owned(), 1), ("RP-B".to_owned(), 2)], 6)
+    );
+    // The filter is text, not a pattern.
+    let none = store
+        .list_roster_page(first, next, "RP-%", 10, 0)
+        .await
+        .expect("page");
+    assert_eq!((none.lines.len(), none.total), (0, 0));
+    // No filter: every line of the range, these among them.
+    let every = store
+        .list_roster_page(first, next, "", 10_000, 0)
+        .await
+        .expect("page");
+    assert_eq!(every.total as usize, every.lines.len());
+    assert_eq!(
+        every
+            .lines
+            .iter()
+            .filter(|l| l.employee_code.starts_with("RP-"))
+            .count(),
+        12
+    );
+}
+
+/// `corrections_of` lists an employee's corrections in a range, revoked ones with who revoked them, when and why
+/// (the revocation's audit author and `detail.reason`); `list_corrections` leaves the revoked ones out.
+async fn revoked_corrections_keep_who_and_why(store: &dyn Store) {
+    let correction = |reason: &str| Correction {
+        id: 0,
+        employee_code: "CT-1".into(),
+        day: nov(3),
+        kind: CorrectionKind::SetStatus,
+        punched_at: None,
+        punch_state: None,
+        punch_id: None,
+        status: Some("leave".into()),
+        minutes: None,
+        author: "hr".into(),
+        reason: reason.into(),
+        created_at: at(30),
+    };
+    let kept = store
+        .add_correction(correction("sick note"), audit("correction.add"))
+        .await
+        .expect("correct");
+    let taken_back = store
+        .add_correction(correction("typo"), audit("correction.add"))
+        .await
+        .expect("correct");
+    store
+        .revoke_correction(
+            taken_back.id,
+            at(40),
+            AuditRecord {
+                author: "ui:hana".into(),
+                action: "correction.revoke".into(),
+                subject: "CT-1/2026-11-03".into(),
+                detail: serde_json::json!({"kind": "set-status", "reason": "wrong day"}),
+            },
+        )
+        .await
+        .expect("revoke");
+    let listed = store
+        .corrections_of("CT-1", nov(3), nov(4))
+        .await
+        .expect("corrections");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!((&listed[0].correction, &listed[0].revoked), (&kept, &None));
+    assert_eq!(listed[1].correction, taken_back);
+    assert_eq!(
+        listed[1].revoked,
+        Some(Revocation {
+            at: at(40),
+            author: "ui:hana".into(),
+            reason: "wrong day".into(),
+        })
+    );
+    assert!(store
+        .corrections_of("CT-2", nov(3), nov(4))
+        .await
+        .expect("corrections")
+        .is_empty());
+    assert!(store
+        .corrections_of("CT-1", nov(4), nov(5))
+        .await
+        .expect("corrections")
+        .is_empty());
+    assert_eq!(
+        store.list_corrections(nov(3), nov(4)).await.expect("list"),
+        [kept]
+    );
 }
 
 #[cfg(test)]

@@ -108,6 +108,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0011_source_run_requests",
         sql: include_str!("../../migrations/postgres/0011_source_run_requests.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_review_pages",
+        sql: include_str!("../../migrations/postgres/0012_review_pages.sql"),
+    },
 ];
 
 /// The advisory lock key migrations run under (any constant; "punchd" in ASCII): several instances starting at

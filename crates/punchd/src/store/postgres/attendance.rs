@@ -1,7 +1,8 @@
-//! [`AttendanceStore`] for PostgreSQL (tables of `migrations/postgres/0003_attendance.sql`), with the semantics of
-//! `store/sqlite/attendance.rs`: every change and its audit record in one transaction, refused writes leave
-//! nothing behind. Changes whose checks read other rows (mappings, roster lines, sign-offs) take a transaction-level
-//! advisory lock per table, so two instances cannot both pass a check and then both write.
+//! [`AttendanceStore`] for PostgreSQL (tables of `migrations/postgres/0003_attendance.sql` and
+//! `0012_review_pages.sql`), with the semantics of `store/sqlite/attendance.rs`: every change and its audit record
+//! in one transaction, refused writes leave nothing behind. Changes whose checks read other rows (mappings, roster
+//! lines, sign-offs) take a transaction-level advisory lock per table, so two instances cannot both pass a check
+//! and then both write.
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,8 +13,9 @@ use super::{backend, col, commit, PgStore};
 use crate::domain::{DeviceSn, Punch};
 use crate::store::attendance::{
     AttendancePunch, AttendanceStore, AuditEntry, AuditRecord, Correction, CorrectionKind,
-    Employee, EmployeeStatus, ExceptionReview, Holiday, PinMapping, PinSeen, PolicySetting,
-    ReviewState, RosterEntry, Scope, ShiftDef, SignOff, Site,
+    CorrectionRecord, Employee, EmployeeStatus, ExceptionReview, Holiday, PinMapping, PinSeen,
+    PolicySetting, ReviewState, Revocation, RosterEntry, RosterPage, Scope, ShiftDef, SignOff,
+    Site,
 };
 use crate::store::{Result, StoreError};
 
@@ -522,6 +524,54 @@ impl AttendanceStore for PgStore {
             .collect()
     }
 
+    async fn list_roster_page(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        employee: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<RosterPage> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        // `strpos` is case-sensitive and finds '' everywhere, like `str::contains`; byte order (COLLATE "C", the
+        // roster_code_day index) as SQLite sorts.
+        let rows = client
+            .query(
+                "SELECT employee_code, day, shift FROM roster
+                 WHERE day >= $1 AND day < $2 AND strpos(employee_code, $3) > 0
+                 ORDER BY employee_code COLLATE \"C\", day LIMIT $4 OFFSET $5",
+                &[&from, &to, &employee, &limit, &offset],
+            )
+            .await
+            .map_err(backend)?;
+        let lines = rows
+            .iter()
+            .map(|r| {
+                Ok(RosterEntry {
+                    employee_code: col(r, 0)?,
+                    day: col(r, 1)?,
+                    shift: col(r, 2)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let total: i64 = col(
+            &client
+                .query_one(
+                    "SELECT count(*) FROM roster WHERE day >= $1 AND day < $2 AND strpos(employee_code, $3) > 0",
+                    &[&from, &to, &employee],
+                )
+                .await
+                .map_err(backend)?,
+            0,
+        )?;
+        Ok(RosterPage {
+            lines,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
     async fn put_policy(&self, p: PolicySetting, audit: AuditRecord) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
@@ -626,6 +676,40 @@ impl AttendanceStore for PgStore {
         rows.iter().map(correction_from_row).collect()
     }
 
+    async fn corrections_of(
+        &self,
+        employee_code: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<CorrectionRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, employee_code, day, kind, punched_at, punch_state, punch_id, status, minutes, author,
+                 reason, created_at, revoked_at, revoked_by, revoke_reason FROM corrections
+                 WHERE day >= $1 AND day < $2 AND employee_code = $3 ORDER BY id",
+                &[&from, &to, &employee_code],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let revoked = match col::<Option<DateTime<Utc>>>(r, 12)? {
+                    Some(at) => Some(Revocation {
+                        at,
+                        author: col::<Option<String>>(r, 13)?.unwrap_or_default(),
+                        reason: col::<Option<String>>(r, 14)?.unwrap_or_default(),
+                    }),
+                    None => None,
+                };
+                Ok(CorrectionRecord {
+                    correction: correction_from_row(r)?,
+                    revoked,
+                })
+            })
+            .collect()
+    }
+
     async fn get_correction(&self, id: i64) -> Result<(Correction, Option<DateTime<Utc>>)> {
         let client = self.client().await?;
         let row = client
@@ -662,8 +746,8 @@ impl AttendanceStore for PgStore {
             )));
         }
         tx.execute(
-            "UPDATE corrections SET revoked_at = $2 WHERE id = $1",
-            &[&id, &at],
+            "UPDATE corrections SET revoked_at = $2, revoked_by = $3, revoke_reason = $4 WHERE id = $1",
+            &[&id, &at, &audit.author, &audit.reason()],
         )
         .await
         .map_err(backend)?;

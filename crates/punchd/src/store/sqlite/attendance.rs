@@ -1,4 +1,4 @@
-//! [`AttendanceStore`] for SQLite (tables of `0006_attendance.sql`).
+//! [`AttendanceStore`] for SQLite (tables of `0006_attendance.sql`, with `0017_review_pages.sql`).
 
 use std::collections::HashMap;
 
@@ -9,8 +9,9 @@ use super::{backend, from_ms, local_text, ms, parse_local, punch_from_row, Sqlit
 use crate::domain::{DeviceSn, Punch};
 use crate::store::attendance::{
     AttendancePunch, AttendanceStore, AuditEntry, AuditRecord, Correction, CorrectionKind,
-    Employee, EmployeeStatus, ExceptionReview, Holiday, PinMapping, PinSeen, PolicySetting,
-    ReviewState, RosterEntry, Scope, ShiftDef, SignOff, Site,
+    CorrectionRecord, Employee, EmployeeStatus, ExceptionReview, Holiday, PinMapping, PinSeen,
+    PolicySetting, ReviewState, Revocation, RosterEntry, RosterPage, Scope, ShiftDef, SignOff,
+    Site,
 };
 use crate::store::{Result, StoreError};
 
@@ -552,6 +553,59 @@ impl AttendanceStore for SqliteStore {
         .await
     }
 
+    async fn list_roster_page(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        employee: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<RosterPage> {
+        let employee = employee.to_owned();
+        self.read(move |conn| {
+            let (from, to) = (from.to_string(), to.to_string());
+            // `instr` is case-sensitive and finds '' everywhere, like `str::contains`. The page walks the primary
+            // key (employee_code, day) in order; the count reads the (day, employee_code) index only.
+            let lines = conn
+                .prepare_cached(
+                    "SELECT employee_code, day, shift FROM roster INDEXED BY sqlite_autoindex_roster_1
+                     WHERE day >= ?1 AND day < ?2 AND instr(employee_code, ?3) > 0
+                     ORDER BY employee_code, day LIMIT ?4 OFFSET ?5",
+                )
+                .and_then(|mut st| {
+                    st.query_map(
+                        params![
+                            from,
+                            to,
+                            employee,
+                            i64::try_from(limit).unwrap_or(i64::MAX),
+                            i64::try_from(offset).unwrap_or(i64::MAX)
+                        ],
+                        |r| {
+                            Ok(RosterEntry {
+                                employee_code: r.get(0)?,
+                                day: date(&r.get::<_, String>(1)?)?,
+                                shift: r.get(2)?,
+                            })
+                        },
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(backend)?;
+            let total: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM roster WHERE day >= ?1 AND day < ?2 AND instr(employee_code, ?3) > 0",
+                )
+                .and_then(|mut st| st.query_row(params![from, to, employee], |r| r.get(0)))
+                .map_err(backend)?;
+            Ok(RosterPage {
+                lines,
+                total: u64::try_from(total).unwrap_or(0),
+            })
+        })
+        .await
+    }
+
     async fn put_policy(&self, p: PolicySetting, audit: AuditRecord) -> Result<()> {
         self.write(move |conn| {
             conn.execute(
@@ -638,6 +692,41 @@ impl AttendanceStore for SqliteStore {
         .await
     }
 
+    async fn corrections_of(
+        &self,
+        employee_code: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<CorrectionRecord>> {
+        let code = employee_code.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, employee_code, day, kind, punched_at, punch_state, punch_id, status, minutes, author, reason,
+                 created_at, revoked_at, revoked_by, revoke_reason FROM corrections
+                 WHERE day >= ?1 AND day < ?2 AND employee_code = ?3 ORDER BY id",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![from.to_string(), to.to_string(), code], |r| {
+                    let revoked = match r.get::<_, Option<i64>>(12)? {
+                        Some(at) => Some(Revocation {
+                            at: from_ms(at),
+                            author: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
+                            reason: r.get::<_, Option<String>>(14)?.unwrap_or_default(),
+                        }),
+                        None => None,
+                    };
+                    Ok(CorrectionRecord {
+                        correction: correction_from_row(r)?,
+                        revoked,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn get_correction(&self, id: i64) -> Result<(Correction, Option<DateTime<Utc>>)> {
         self.read(move |conn| {
             conn.query_row(
@@ -683,8 +772,8 @@ impl AttendanceStore for SqliteStore {
                 Some(None) => {}
             }
             conn.execute(
-                "UPDATE corrections SET revoked_at = ?2 WHERE id = ?1",
-                params![id, ms(at)],
+                "UPDATE corrections SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4 WHERE id = ?1",
+                params![id, ms(at), audit.author, audit.reason()],
             )
             .map_err(backend)?;
             let mut audit = audit;

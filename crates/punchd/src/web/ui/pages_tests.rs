@@ -480,6 +480,292 @@ async fn a_day_is_corrected_then_the_month_signed_off_downloaded_and_reopened() 
         .is_none());
 }
 
+/// The grid cell's label of P100 on a day of October (the review page, through the month cache).
+async fn grid_label(app: &App, session: &Session, day: u32) -> String {
+    let (status, _, body) =
+        send_text(app, session.get("/ui/review?site=HQ&month=2026-10&q=P100")).await;
+    assert_eq!(status, StatusCode::OK);
+    let start = format!("aria-label=\"P100 2026-10-{day:02}: ");
+    let at = body
+        .find(&start)
+        .unwrap_or_else(|| panic!("{start} in {body}"))
+        + "aria-label=\"".len();
+    body[at..].split('"').next().expect("label").to_owned()
+}
+
+#[tokio::test]
+async fn a_correction_is_revoked_from_the_day_page_and_the_day_recomputed() {
+    let f = fixture().await;
+    let app = &f.app;
+    let hr = sign_in(app, "hilde").await;
+    let viewer = sign_in(app, "vik").await;
+    let day = "/ui/review/day?site=HQ&month=2026-10&employee=P100&date=2026-10-06";
+    // The grid is computed (and cached) before anything changes.
+    assert_eq!(grid_label(app, &hr, 6).await, "P100 2026-10-06: absent");
+    let add = "site=HQ&month=2026-10&employee=P100&date=2026-10-06&form=add&kind=add-punch&punched_at=2026-10-06T09%3A00&punch_state=0&reason=badge+forgotten";
+    let (status, _, _) = send_text(app, hr.post("/ui/review/correct", add)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let first = NaiveDate::from_ymd_opt(2026, 10, 1).expect("date");
+    let next = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+    let added = app.store.list_corrections(first, next).await.expect("list");
+    assert_eq!(added.len(), 1);
+    let id = added[0].id;
+    assert_ne!(grid_label(app, &hr, 6).await, "P100 2026-10-06: absent");
+
+    // HR sees a Revoke form per live correction; a viewer neither sees one nor may post it.
+    let (_, _, body) = send_text(app, hr.get(day)).await;
+    assert!(
+        body.contains("action=\"/ui/review/revoke\"")
+            && body.contains(&format!("name=\"correction\" value=\"{id}\""))
+            && body.contains(&format!(
+                "aria-label=\"Revoke correction #{id} (added punch 09:00:00 state 0)\""
+            )),
+        "{body}"
+    );
+    let (status, _, body) = send_text(app, viewer.get(day)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("badge forgotten") && !body.contains("/ui/review/revoke"),
+        "{body}"
+    );
+    let revoke = format!(
+        "site=HQ&month=2026-10&employee=P100&date=2026-10-06&form=revoke-{id}&correction={id}"
+    );
+    let (status, _, _) = send_text(
+        app,
+        viewer.post("/ui/review/revoke", &format!("{revoke}&reason=nope")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // No reason: refused beside the field, nothing changed.
+    let (status, _, body) = send_text(
+        app,
+        hr.post("/ui/review/revoke", &format!("{revoke}&reason=+")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains(&format!(
+            "id=\"f-revoke-{id}-reason-error\">say why it is revoked (kept in the audit log)"
+        )),
+        "{body}"
+    );
+    // A correction of another day is not revoked from this one.
+    let (status, _, _) = send_text(
+        app,
+        hr.post(
+            "/ui/review/revoke",
+            &format!("site=HQ&month=2026-10&employee=P100&date=2026-10-07&form=revoke-{id}&correction={id}&reason=x"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let records = app
+        .store
+        .corrections_of("P100", first, next)
+        .await
+        .expect("corrections");
+    assert_eq!(records[0].revoked, None);
+
+    let (status, headers, _) = send_text(
+        app,
+        hr.post(
+            "/ui/review/revoke",
+            &format!("{revoke}&reason=found+the+badge+log"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[header::LOCATION],
+        "/ui/review/day?site=HQ&month=2026%2D10&employee=P100&date=2026-10-06"
+    );
+    let flash = headers[header::SET_COOKIE].to_str().expect("cookie");
+    assert!(
+        flash.contains(&format!(
+            "Correction%20%23{id}%20%28add%2Dpunch%29%20revoked"
+        )),
+        "{flash}"
+    );
+    // Stored: still there, revoked now, with who and why; gone from what counts.
+    let (c, revoked_at) = app.store.get_correction(id).await.expect("get");
+    assert_eq!(
+        (c.reason.as_str(), c.author.as_str()),
+        ("badge forgotten", "ui:hilde")
+    );
+    let revoked_at = revoked_at.expect("revoked_at set");
+    assert!(
+        (Utc::now() - revoked_at).num_seconds().abs() < 60,
+        "{revoked_at}"
+    );
+    let records = app
+        .store
+        .corrections_of("P100", first, next)
+        .await
+        .expect("corrections");
+    let r = records[0].revoked.as_ref().expect("revoked");
+    assert_eq!(
+        (r.at, r.author.as_str(), r.reason.as_str()),
+        (revoked_at, "ui:hilde", "found the badge log")
+    );
+    assert!(app
+        .store
+        .list_corrections(first, next)
+        .await
+        .expect("list")
+        .is_empty());
+    let audit = app.store.list_audit(1).await.expect("audit");
+    assert_eq!(
+        (
+            audit[0].record.action.as_str(),
+            audit[0].record.author.as_str(),
+            audit[0].record.subject.as_str(),
+            audit[0].record.detail["correction"].as_i64(),
+            audit[0].record.detail["detail"]["reason"].as_str(),
+        ),
+        (
+            "correction.revoke",
+            "ui:hilde",
+            "P100/2026-10-06",
+            Some(id),
+            Some("found the badge log")
+        )
+    );
+    // The day is recomputed (through the month cache, which followed the audit entry) and the page says who
+    // revoked it, when and why, with no form left for it.
+    assert_eq!(grid_label(app, &hr, 6).await, "P100 2026-10-06: absent");
+    assert_eq!(status_on(app, "P100", 6).await, DayStatus::Absent);
+    let (_, _, body) = send_text(app, hr.get(day)).await;
+    assert!(
+        body.contains(&format!(
+            "revoked</span> {} by ui:hilde: found the badge log",
+            revoked_at.format("%Y-%m-%d %H:%M")
+        )) && !body.contains("action=\"/ui/review/revoke\"")
+            && body.contains("No punch on this day."),
+        "{body}"
+    );
+    // Twice: refused with the message on the page.
+    let (status, _, body) = send_text(
+        app,
+        hr.post("/ui/review/revoke", &format!("{revoke}&reason=again")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains(&format!("correction {id} was revoked already")),
+        "{body}"
+    );
+
+    // A signed-off month refuses a revocation, with the message; the correction keeps counting.
+    let status_fix = "site=HQ&month=2026-10&employee=P100&date=2026-10-07&form=status&kind=set-status&status=leave&reason=sick";
+    let (status, _, _) = send_text(app, hr.post("/ui/review/correct", status_fix)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let leave = app.store.list_corrections(first, next).await.expect("list");
+    assert_eq!(leave.len(), 1);
+    let (status, _, _) = send_text(
+        app,
+        hr.post("/ui/review/signoff", "site=HQ&month=2026-10&force=true"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, body) = send_text(
+        app,
+        hr.post(
+            "/ui/review/revoke",
+            &format!(
+                "site=HQ&month=2026-10&employee=P100&date=2026-10-07&form=revoke-{0}&correction={0}&reason=late",
+                leave[0].id
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("HQ 2026-10 is signed off") && body.contains("role=\"alert\""),
+        "{body}"
+    );
+    assert_eq!(
+        app.store.list_corrections(first, next).await.expect("list"),
+        leave
+    );
+    assert_eq!(
+        app.store.list_audit(1).await.expect("audit")[0]
+            .record
+            .action,
+        "signoff"
+    );
+}
+
+#[tokio::test]
+async fn the_roster_page_reads_one_page_from_the_store() {
+    let f = fixture().await;
+    let app = &f.app;
+    let codes = ["R1", "R2", "R3", "R4", "R5"];
+    app.store
+        .put_employees(codes.iter().map(|c| employee(c, c)).collect(), audit())
+        .await
+        .expect("employees");
+    let mut lines: Vec<crate::store::attendance::RosterEntry> = Vec::new();
+    for code in codes {
+        for d in 1..=31 {
+            lines.push(crate::store::attendance::RosterEntry {
+                employee_code: code.into(),
+                day: NaiveDate::from_ymd_opt(2026, 10, d).expect("date"),
+                shift: None,
+            });
+        }
+    }
+    // Either side of October: not in its roster.
+    for (m, d) in [(9, 30), (11, 1)] {
+        lines.push(crate::store::attendance::RosterEntry {
+            employee_code: "R1".into(),
+            day: NaiveDate::from_ymd_opt(2026, m, d).expect("date"),
+            shift: None,
+        });
+    }
+    app.store.put_roster(lines, audit()).await.expect("roster");
+    let viewer = sign_in(app, "vik").await;
+    let row = |code: &str, date: &str| format!("<td>{code}</td><td>{date}</td><td>day off</td>");
+
+    let (status, _, body) = send_text(app, viewer.get("/ui/roster?month=2026-10")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Roster of 2026-10 (155 lines)")
+            && body.contains("Page 1 of 2 (1–100 of 155)")
+            && body.contains(&row("R1", "2026-10-01 Thu"))
+            && body.contains(&row("R4", "2026-10-07 Wed"))
+            && !body.contains(&row("R4", "2026-10-08 Thu"))
+            && !body.contains("2026-09-30")
+            && !body.contains("2026-11-01"),
+        "{body}"
+    );
+    assert_eq!(body.matches("<td>day off</td>").count(), 100);
+    // Line 101 is R4's 8 October; a page past the end shows the last one.
+    for path in [
+        "/ui/roster?month=2026-10&page=2",
+        "/ui/roster?month=2026-10&page=9",
+    ] {
+        let (_, _, body) = send_text(app, viewer.get(path)).await;
+        assert!(
+            body.contains("Page 2 of 2 (101–155 of 155)")
+                && body.contains(&row("R4", "2026-10-08 Thu"))
+                && !body.contains(&row("R4", "2026-10-07 Wed")),
+            "{path}: {body}"
+        );
+        assert_eq!(body.matches("<td>day off</td>").count(), 55, "{path}");
+    }
+    // The employee filter is applied in the store, before paging; it is case-sensitive, as typed.
+    let (_, _, body) = send_text(app, viewer.get("/ui/roster?month=2026-10&q=R5")).await;
+    assert!(
+        body.contains("Roster of 2026-10 (31 lines)")
+            && body.contains("Page 1 of 1 (1–31 of 31)")
+            && body.contains(&row("R5", "2026-10-31 Sat")),
+        "{body}"
+    );
+    let (_, _, body) = send_text(app, viewer.get("/ui/roster?month=2026-10&q=r5")).await;
+    assert!(body.contains("No roster line this month"), "{body}");
+}
+
 #[tokio::test]
 async fn viewers_read_every_page_but_change_nothing() {
     let f = fixture().await;

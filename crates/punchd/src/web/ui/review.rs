@@ -1,8 +1,8 @@
 //! The monthly review (`/ui/review`): a site's month grid, paged (10,000 employees stay responsive: one page of
 //! 50 rows is rendered from the month kept by [`crate::attendance::month_cache`]), exceptions highlighted; a day's
 //! detail with its punches (device, state, what they counted as, the raw line the terminal sent), and HR's work
-//! on it — add or void a punch, set the status, decide overtime, review an exception, each with a reason; sign-off
-//! and reopen; CSV and XLSX downloads; the audit log (`/ui/audit`).
+//! on it — add or void a punch, set the status, decide overtime, review an exception, revoke a correction, each
+//! with a reason; sign-off and reopen; CSV and XLSX downloads; the audit log (`/ui/audit`).
 //!
 //! Reading and downloading need scope `read`; every change needs `hr`, as the JSON API. Changes go through
 //! `attendance::review` (checked, audited, refused on a signed-off month), author `ui:<name>`.
@@ -29,7 +29,7 @@ use crate::attendance::monthly::{status_mark, DayCell, EmployeeMonth, ExceptionR
 use crate::attendance::review;
 use crate::attendance::rules::{ClassifiedPunch, DayStatus, PunchRole};
 use crate::domain::{PunchState, Scope};
-use crate::store::attendance::{Correction, CorrectionKind, ReviewState};
+use crate::store::attendance::{Correction, CorrectionKind, CorrectionRecord, ReviewState};
 use crate::store::{PunchFilter, Store, TimeBound};
 
 /// Employees per page of the grid.
@@ -56,6 +56,7 @@ pub fn routes(cache: Arc<MonthCache>) -> Router<App> {
         .route("/review/day", get(day_page))
         .route("/review/correct", post(correct))
         .route("/review/exception", post(review_exception))
+        .route("/review/revoke", post(revoke))
         .route("/review/signoff", post(sign_off))
         .route("/review/reopen", post(reopen))
         .route("/review/export", get(export))
@@ -620,12 +621,8 @@ async fn render_day(
     let r = &cell.result;
     let raws = raw_lines(store, &r.punches).await;
     let (from, to) = (date, date + chrono::Duration::days(1));
-    let corrections: Vec<Correction> = store
-        .list_corrections(from, to)
-        .await?
-        .into_iter()
-        .filter(|c| c.employee_code == e.code)
-        .collect();
+    // Revoked ones too: the table says who took them back, when and why.
+    let corrections: Vec<CorrectionRecord> = store.corrections_of(&e.code, from, to).await?;
     let exceptions: Vec<&ExceptionRow> = m
         .exceptions
         .iter()
@@ -768,13 +765,34 @@ async fn render_day(
         h2 { "Corrections" }
         (table(
             "Corrections of this day",
-            &["When (UTC)", "Who", "What", "Why"],
-            corrections.iter().map(|c| vec![
-                text(c.created_at.format("%Y-%m-%d %H:%M").to_string()),
-                text(&c.author),
-                text(correction_text(c)),
-                text(&c.reason),
-            ]).collect(),
+            &["When (UTC)", "Who", "What", "Why", "Revoked"],
+            corrections.iter().map(|rec| {
+                let c = &rec.correction;
+                let f = format!("revoke-{}", c.id);
+                vec![
+                    text(c.created_at.format("%Y-%m-%d %H:%M").to_string()),
+                    text(&c.author),
+                    text(correction_text(c)),
+                    text(&c.reason),
+                    html! {
+                        @if let Some(r) = &rec.revoked {
+                            (badge("muted", "revoked"))
+                            " " (r.at.format("%Y-%m-%d %H:%M"))
+                            @if !r.author.is_empty() { " by " (r.author) }
+                            @if !r.reason.is_empty() { ": " (r.reason) }
+                        } @else if may_change {
+                            form.void method="post" action="/ui/review/revoke" novalidate {
+                                (hidden_day(ctx, &m, &e.code, date, &f))
+                                input type="hidden" name="correction" value=(c.id);
+                                (input_in(&f, "Reason", "reason", "text", &val(&f, "reason", ""), err(&f, "reason")))
+                                button.danger type="submit" aria-label={"Revoke correction #" (c.id) " (" (correction_text(c)) ")"} { "Revoke" }
+                            }
+                        } @else {
+                            "no"
+                        }
+                    },
+                ]
+            }).collect(),
             "No correction.",
         ))
     };
@@ -816,7 +834,8 @@ pub struct CorrectionForm {
     /// The working day.
     #[serde(default)]
     pub date: String,
-    /// Which form on the page (`add`, `status`, `overtime`, `void-<id>`, `exc-<n>`), to show errors there.
+    /// Which form on the page (`add`, `status`, `overtime`, `void-<id>`, `exc-<n>`, `revoke-<id>`), to show errors
+    /// there.
     #[serde(default)]
     pub form: String,
     /// `add-punch`, `void-punch`, `set-status`, `approve-overtime`, `cut-overtime`.
@@ -846,6 +865,9 @@ pub struct CorrectionForm {
     /// Exception review: the note.
     #[serde(default)]
     pub note: String,
+    /// Revoke: the correction's id.
+    #[serde(default)]
+    pub correction: String,
 }
 
 impl CorrectionForm {
@@ -1049,6 +1071,49 @@ async fn review_exception(
         Ok(()) => {
             // The month cache follows the review's audit entry: only this day's cell is redone.
             back_to_day(&form, format!("Exception {} {}", form.kind, state.as_str()))
+        }
+        Err(e) => {
+            errors.add("_form", refusal(e)?);
+            day_again(&app, &cache, &ctx, &form, &errors).await
+        }
+    }
+}
+
+/// `POST /ui/review/revoke` (scope `hr`): take back a correction of the day, with a reason, as `POST
+/// /api/v1/attendance/corrections/{id}/revoke` — it stops counting and stays stored (shown as revoked, by whom,
+/// when, why); a punch HR added and revoked after its delivery is withdrawn from every sink. Refused (the message
+/// on the day page) without a reason, when it is revoked already, or when its month is signed off; 400 for a
+/// correction that is not of the form's employee and day.
+async fn revoke(
+    State(app): State<App>,
+    Extension(cache): Cache,
+    user: UiUser,
+    ctx: UiCtx,
+    Form(form): Form<CorrectionForm>,
+) -> Result<Response, UiError> {
+    require(&user, Scope::Hr)?;
+    let id = form.correction.trim().parse::<i64>().map_err(|_| {
+        UiError::BadRequest(format!("{:?} is not a correction id", form.correction))
+    })?;
+    let (c, _) = app.store.get_correction(id).await?;
+    if c.employee_code != form.employee || c.day.to_string() != form.date {
+        return Err(UiError::BadRequest(format!(
+            "correction {id} is of {} on {}, not of this day",
+            c.employee_code, c.day
+        )));
+    }
+    let mut errors = FormErrors::new();
+    if form.reason.trim().is_empty() {
+        errors.add("reason", "say why it is revoked (kept in the audit log)");
+        return day_again(&app, &cache, &ctx, &form, &errors).await;
+    }
+    match review::revoke(app.store.as_ref(), id, form.reason.trim(), &author(&user)).await {
+        Ok(c) => {
+            // The month cache follows the revocation's audit entry: only this employee's days are redone.
+            back_to_day(
+                &form,
+                format!("Correction #{id} ({}) revoked", c.kind.as_str()),
+            )
         }
         Err(e) => {
             errors.add("_form", refusal(e)?);
