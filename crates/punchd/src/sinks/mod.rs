@@ -42,7 +42,9 @@ use crate::app::App;
 use crate::domain::Punch;
 use crate::leases::Held;
 use crate::metrics::SinkLabels;
-use crate::store::outbox::{NewSink, OutboxEvent, Outcome, ParkKind, Sink, SinkCounts, SinkKind};
+use crate::store::outbox::{
+    NewSink, OutboxEvent, Outcome, ParkKind, Peeked, Sink, SinkCounts, SinkKind,
+};
 use crate::store::{Store, StoreError};
 
 /// The employee value a check-in carries for an outbox event.
@@ -822,6 +824,19 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             }
         };
         // Peeked events come after every taken one (their ids are past the cursor, taken ones at or below it).
+        // When the taken ones fill the window, the peeked ones wait for a later round: an ordered sink may have
+        // an earlier event of the same employee beyond the window, and any sink has enough to send.
+        let peeked = peeked.map(|p| {
+            if events.len() >= window {
+                Peeked {
+                    through: p.from,
+                    events: Vec::new(),
+                    ..p
+                }
+            } else {
+                p
+            }
+        });
         let (peeked_from, peeked_through) = peeked.as_ref().map_or((0, 0), |p| (p.from, p.through));
         let mut held_back: Vec<i64> = Vec::new();
         if let Some(p) = peeked {
