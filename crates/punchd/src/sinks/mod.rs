@@ -844,7 +844,10 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         }
         let is_peeked = |id: i64| peeked_through > peeked_from && id > peeked_from;
         // Resolving reads the mappings: only when something is due, not on every idle turn of a backing-off event.
-        if events.iter().any(|e| e.next_attempt_at <= now) {
+        if events
+            .iter()
+            .any(|e| is_peeked(e.id) || e.next_attempt_at <= now)
+        {
             if let Err(e) = resolve_employees(store.as_ref(), &mut events).await {
                 tracing::warn!(sink = %sink.name, error = %e, "reading PIN mappings failed; will retry");
                 pause_for(Duration::from_secs(1), &mut stop).await;
@@ -856,15 +859,18 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         let mut next_due: Option<DateTime<Utc>> = None;
         for event in events {
             let key = employee_for(&event);
+            let peeked_event = is_peeked(event.id);
             if (deliver.ordered() && !blocked.insert(key)) || chosen.len() >= limit {
                 // Held back (behind an earlier event of the employee, or past this round's size): a peeked one
                 // is written as pending, due now; a taken one waits in its row.
-                if is_peeked(event.id) {
+                if peeked_event {
                     held_back.push(event.id);
                 }
                 continue;
             }
-            if event.next_attempt_at > now {
+            // A peeked event is always due: it was never tried (its write time may even be after `now`). Every
+            // peeked event must end this round chosen or held back, or moving the cursor would lose it.
+            if !peeked_event && event.next_attempt_at > now {
                 next_due =
                     Some(next_due.map_or(event.next_attempt_at, |t| t.min(event.next_attempt_at)));
                 continue;
@@ -909,6 +915,11 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         if !held.as_ref().is_some_and(Held::is_held) {
             continue;
         }
+        let chosen_peeked: Vec<i64> = chosen
+            .iter()
+            .map(|e| e.id)
+            .filter(|&id| is_peeked(id))
+            .collect();
         let mut calls = tokio::task::JoinSet::new();
         for chunk in chosen.chunks(batch_size) {
             let deliver = deliver.clone();
@@ -945,9 +956,6 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
                     }
                     Attempt::Pause(reason) => {
                         pause = Some(reason);
-                        if is_peeked(event.id) {
-                            held_back.push(event.id);
-                        }
                         continue;
                     }
                     Attempt::Retry(reason) => {
@@ -986,6 +994,16 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             continue;
         }
         let attempted = outcomes.len();
+        // A peeked event without an outcome (its delivery task failed, or the sink asked to pause) stays pending.
+        {
+            let answered: HashSet<i64> = outcomes.iter().map(|(id, _)| *id).collect();
+            let held: HashSet<i64> = held_back.iter().copied().collect();
+            held_back.extend(
+                chosen_peeked
+                    .into_iter()
+                    .filter(|id| !answered.contains(id) && !held.contains(id)),
+            );
+        }
         let recorded = if peeked_through > peeked_from {
             store
                 .record_peeked(sink.id, peeked_from, peeked_through, outcomes, held_back, now)
