@@ -170,27 +170,26 @@ impl Receiver {
     }
 }
 
+/// `punchd sinks add webhook` to `receiver` (secret `s3cret`) with `extra` flags; panics with the CLI's error.
+fn add_webhook(server: &Server, receiver: &Receiver, extra: &[&str]) {
+    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let mut args = vec![
+        "sinks", "add", "webhook", "--url", &url, "--secret", "s3cret",
+    ];
+    args.extend_from_slice(extra);
+    let added = cli(&server.db, &args);
+    assert!(added.ok, "{}", added.stderr);
+}
+
 #[test]
 fn webhook_gets_signed_batches_one_key_per_punch_and_retries_through_an_outage() {
     let receiver = Receiver::start("s3cret");
     let server = Server::start();
-    let added = cli(
-        &server.db,
-        &[
-            "sinks",
-            "add",
-            "webhook",
-            "--url",
-            &format!("http://127.0.0.1:{}/hook", receiver.port),
-            "--secret",
-            "s3cret",
-            "--backoff-ms",
-            "50",
-            "--backoff-max-secs",
-            "1",
-        ],
+    add_webhook(
+        &server,
+        &receiver,
+        &["--backoff-ms", "50", "--backoff-max-secs", "1"],
     );
-    assert!(added.ok, "{}", added.stderr);
 
     let first = attlog_lines(&[
         ("1001", "2024-05-01 08:00:00", 0),
@@ -318,21 +317,7 @@ fn no_outbox_events_without_a_sink_and_one_per_new_punch_with_one() {
 fn events_written_after_the_rounds_clock_reading_are_delivered_not_skipped() {
     let receiver = Receiver::start("s3cret");
     let server = Server::start();
-    let added = cli(
-        &server.db,
-        &[
-            "sinks",
-            "add",
-            "webhook",
-            "--url",
-            &format!("http://127.0.0.1:{}/hook", receiver.port),
-            "--secret",
-            "s3cret",
-            "--name",
-            "w",
-        ],
-    );
-    assert!(added.ok, "{}", added.stderr);
+    add_webhook(&server, &receiver, &["--name", "w"]);
     pause(&server, "w");
     let lines = attlog_lines(&[
         ("11", "2024-05-03 08:00:00", 0),
@@ -1055,23 +1040,11 @@ fn safe_clear_holds_the_clear_log_command_until_every_sink_has_the_terminals_pun
     let receiver = Receiver::start("s3cret");
     receiver.fail_next.store(1_000_000, Ordering::SeqCst);
     let server = Server::start();
-    let added = cli(
-        &server.db,
-        &[
-            "sinks",
-            "add",
-            "webhook",
-            "--url",
-            &format!("http://127.0.0.1:{}/hook", receiver.port),
-            "--secret",
-            "s3cret",
-            "--backoff-ms",
-            "50",
-            "--backoff-max-secs",
-            "1",
-        ],
+    add_webhook(
+        &server,
+        &receiver,
+        &["--backoff-ms", "50", "--backoff-max-secs", "1"],
     );
-    assert!(added.ok, "{}", added.stderr);
     let punches = attlog_lines(&[
         ("11", "2024-06-03 08:00:00", 0),
         ("12", "2024-06-03 08:02:00", 0),
@@ -1163,21 +1136,7 @@ fn voided_punches_are_withdrawn_from_webhook_and_nats_with_the_checkins_key() {
     let pin = format!("7{run}");
     let receiver = Receiver::start("s3cret");
     let server = Server::start();
-    let hook = cli(
-        &server.db,
-        &[
-            "sinks",
-            "add",
-            "webhook",
-            "--url",
-            &format!("http://127.0.0.1:{}/hook", receiver.port),
-            "--secret",
-            "s3cret",
-            "--backoff-ms",
-            "50",
-        ],
-    );
-    assert!(hook.ok, "{}", hook.stderr);
+    add_webhook(&server, &receiver, &["--backoff-ms", "50"]);
     if with_nats {
         let nats = cli(
             &server.db,
@@ -1331,19 +1290,7 @@ fn punches_hr_added_reach_webhook_nats_and_frappe_and_are_withdrawn_when_revoked
     let site = FrappeContract::start(Version::Hrms, "K", "S");
     site.employee("HR-EMP-00001", &code, "Active");
     let server = Server::start();
-    let hook = cli(
-        &server.db,
-        &[
-            "sinks",
-            "add",
-            "webhook",
-            "--url",
-            &format!("http://127.0.0.1:{}/hook", receiver.port),
-            "--secret",
-            "s3cret",
-        ],
-    );
-    assert!(hook.ok, "{}", hook.stderr);
+    add_webhook(&server, &receiver, &[]);
     let frappe = cli(
         &server.db,
         &[
