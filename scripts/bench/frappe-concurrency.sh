@@ -17,6 +17,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
 root=$here/../..
 target=${CARGO_TARGET_DIR:-$root/target}
 PUNCHD=${PUNCHD:-$target/release/punchd}
@@ -49,7 +50,6 @@ with open(path, "w") as f:
         f.write(f"{i % users + 1:>9}\t{t:%Y-%m-%d %H:%M:%S}\t1\t{i // users % 2}\t0\t0\n")
 PY
 
-. "$here/sinks-delivered.sh"
 
 LATENCY_MS=$LATENCY_MS taskset -c "$OTHER" python3 -u "$here/frappe_stub.py" >"$WORK/stub.out" 2>&1 &
 stub=$!

@@ -16,6 +16,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
 repo=$(cd "$here/../.." && pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
 if [ -z "${PUNCHD:-}" ]; then
@@ -52,7 +53,7 @@ printf '%s\n' "$password" | "$PUNCHD" --database "$db" ui-users add bench --role
 pids+=($!)
 port=""
 for _ in $(seq 1 100); do
-    port=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listen=127\.0\.0\.1:[0-9]* ' | head -1 | cut -d: -f2 | tr -d ' ' || true)
+    port=$(served_port "$log")
     [ -n "$port" ] && break
     sleep 0.1
 done

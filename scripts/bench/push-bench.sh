@@ -26,6 +26,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
 target=${CARGO_TARGET_DIR:-$here/../../target}
 PUNCHD=${PUNCHD:-$target/release/punchd}
 # The calibration server (crates/zk-sim/examples/ok_server.rs) for the `ceiling` scenario.
@@ -95,9 +96,6 @@ add_sinks() {
         --time-zone UTC >/dev/null
 }
 
-# delivered_of DB: "delivered / events owed" over every sink.
-. "$here/sinks-delivered.sh"
-
 # start_server DB: start `punchd serve` on DB (or the calibration server when CEILING is set), pinned; sets
 # server_pid and port.
 start_server() {
@@ -110,7 +108,7 @@ start_server() {
     server_pid=$!
     port=""
     for _ in $(seq 1 100); do
-        port=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listen=127\.0\.0\.1:[0-9]* ' | head -1 | cut -d: -f2 | tr -d ' ' || true)
+        port=$(served_port "$log")
         [ -n "$port" ] && return 0
         sleep 0.1
     done

@@ -24,6 +24,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
 target=${CARGO_TARGET_DIR:-$here/../../target}
 if [ -z "${PUNCHD:-}" ]; then
     PUNCHD=$target/release/punchd
@@ -77,7 +78,7 @@ run() {
     pid=$!
     port=""
     for _ in $(seq 1 100); do
-        port=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listen=127\.0\.0\.1:[0-9]* ' | head -1 | cut -d: -f2 | tr -d ' ' || true)
+        port=$(served_port "$log")
         [ -n "$port" ] && break
         sleep 0.1
     done

@@ -32,6 +32,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
 root=$here/../..
 target=${CARGO_TARGET_DIR:-$root/target}
 PUNCHD=${PUNCHD:-$target/release/punchd}
@@ -63,7 +64,7 @@ fresh_db() {
 wait_port() {
     local port=""
     for _ in $(seq 1 200); do
-        port=$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -o 'listen=127\.0\.0\.1:[0-9]* ' | head -1 | cut -d: -f2 | tr -d ' ' || true)
+        port=$(served_port "$1")
         [ -n "$port" ] && { echo "$port"; return 0; }
         sleep 0.05
     done
@@ -165,23 +166,16 @@ with BioTimeClient(sys.argv[1], auth=TokenAuth("api", "secret"), page_size=1000)
     done
 }
 
-. "$here/sinks-delivered.sh"
 
 bench_delivery() {
-    local file run db kind rport rpid log pid t0 t1 n port
+    local file run db kind log pid t0 t1 n port
     file=$(attlog_file "$EVENTS")
     for run in $(seq 1 "$RUNS"); do
         for kind in webhook nats; do
             db=$(fresh_db "delivery-$kind")
             "$PUNCHD" --database "$db" import "$file" --device BENCHDLV01 --format attlog --time-zone UTC --json >/dev/null
             if [ "$kind" = webhook ]; then
-                taskset -c "$OTHER" python3 -u "$here/sink_receiver.py" >"$WORK/receiver.out" 2>&1 &
-                rpid=$!
-                pids+=("$rpid")
-                for _ in $(seq 1 100); do grep -q '^PORT' "$WORK/receiver.out" && break; sleep 0.05; done
-                rport=$(sed -n 's/^PORT //p' "$WORK/receiver.out")
-                "$PUNCHD" --database "$db" sinks add webhook --url "http://127.0.0.1:$rport/" --secret s \
-                    --batch-size 500 --since 2000-01-01T00:00:00Z >/dev/null
+                webhook_sink "$db"
             else
                 # A fresh JetStream server and stream per run: a second run's messages would otherwise be
                 # de-duplicated (same punches, same Nats-Msg-Id, inside the stream's duplicate window) and never
@@ -232,20 +226,27 @@ bench_delivery() {
     done
 }
 
+# webhook_sink DB: start scripts/bench/sink_receiver.py on the other core (its pid in $rpid) and add a webhook sink
+# to it in DB (batches of 500, every punch from 2000 on).
+webhook_sink() {
+    local rport
+    taskset -c "$OTHER" python3 -u "$here/sink_receiver.py" >"$WORK/receiver.out" 2>&1 &
+    rpid=$!
+    pids+=("$rpid")
+    for _ in $(seq 1 100); do grep -q '^PORT' "$WORK/receiver.out" && break; sleep 0.05; done
+    rport=$(sed -n 's/^PORT //p' "$WORK/receiver.out")
+    "$PUNCHD" --database "$1" sinks add webhook --url "http://127.0.0.1:$rport/" --secret s \
+        --batch-size 500 --since 2000-01-01T00:00:00Z >/dev/null
+}
+
 bench_drain() {
-    local size file run db rport rpid log pid t0 t1 n rss hwm samples port
+    local size file run db log pid t0 t1 n rss hwm samples port
     for size in ${DRAIN_SIZES:-100000 1000000}; do
         file=$(attlog_file "$size")
         for run in $(seq 1 "$RUNS"); do
             db=$(fresh_db "drain-$size")
             "$PUNCHD" --database "$db" import "$file" --device BENCHDRN01 --format attlog --time-zone UTC --json >/dev/null
-            taskset -c "$OTHER" python3 -u "$here/sink_receiver.py" >"$WORK/receiver.out" 2>&1 &
-            rpid=$!
-            pids+=("$rpid")
-            for _ in $(seq 1 100); do grep -q '^PORT' "$WORK/receiver.out" && break; sleep 0.05; done
-            rport=$(sed -n 's/^PORT //p' "$WORK/receiver.out")
-            "$PUNCHD" --database "$db" sinks add webhook --url "http://127.0.0.1:$rport/" --secret s \
-                --batch-size 500 --since 2000-01-01T00:00:00Z >/dev/null
+            webhook_sink "$db"
             log=$WORK/drain.log
             samples=$WORK/drain-$size-$run.rss
             : >"$samples"
