@@ -838,7 +838,12 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             }
         });
         let (peeked_from, peeked_through) = peeked.as_ref().map_or((0, 0), |p| (p.from, p.through));
-        let mut held_back: Vec<i64> = Vec::new();
+        // Every peeked event must end the round with an outcome or a pending row (held back), or moving the cursor
+        // would lose it: the ones without an outcome are written as held when the round is recorded.
+        let peeked_ids: Vec<i64> = peeked
+            .as_ref()
+            .map(|p| p.events.iter().map(|e| e.id).collect())
+            .unwrap_or_default();
         if let Some(p) = peeked {
             events.extend(p.events);
         }
@@ -859,42 +864,22 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         let mut next_due: Option<DateTime<Utc>> = None;
         for event in events {
             let key = employee_for(&event);
-            let peeked_event = is_peeked(event.id);
             if (deliver.ordered() && !blocked.insert(key)) || chosen.len() >= limit {
                 // Held back (behind an earlier event of the employee, or past this round's size): a peeked one
-                // is written as pending, due now; a taken one waits in its row.
-                if peeked_event {
-                    held_back.push(event.id);
-                }
+                // gets a pending row, due now; a taken one waits in its row.
                 continue;
             }
-            // A peeked event is always due: it was never tried (its write time may even be after `now`). Every
-            // peeked event must end this round chosen or held back, or moving the cursor would lose it.
-            if !peeked_event && event.next_attempt_at > now {
+            // A peeked event is always due: it was never tried (its write time may even be after `now`).
+            if !is_peeked(event.id) && event.next_attempt_at > now {
                 next_due =
                     Some(next_due.map_or(event.next_attempt_at, |t| t.min(event.next_attempt_at)));
                 continue;
             }
             chosen.push(event);
         }
-        if chosen.is_empty() && held_back.is_empty() && peeked_through > peeked_from {
-            // Only events before the sink's start were past the cursor: move past them.
-            if let Err(e) = store
-                .record_peeked(
-                    sink.id,
-                    peeked_from,
-                    peeked_through,
-                    Vec::new(),
-                    Vec::new(),
-                    now,
-                )
-                .await
-            {
-                tracing::warn!(sink = %sink.name, error = %e, "moving the sink's cursor failed; will retry");
-            }
-            continue;
-        }
-        if chosen.is_empty() && held_back.is_empty() {
+        // Nothing to send and nothing past the cursor: idle. (With events past the cursor but none sent — all held
+        // back, or all before the sink's start — the round is still recorded, which moves the cursor.)
+        if chosen.is_empty() && peeked_through == peeked_from {
             // Counting is a scan of the sink's deliveries: every few seconds, not every idle turn.
             if last_count.elapsed() >= COUNT_EVERY {
                 last_count = std::time::Instant::now();
@@ -915,11 +900,6 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         if !held.as_ref().is_some_and(Held::is_held) {
             continue;
         }
-        let chosen_peeked: Vec<i64> = chosen
-            .iter()
-            .map(|e| e.id)
-            .filter(|&id| is_peeked(id))
-            .collect();
         let mut calls = tokio::task::JoinSet::new();
         for chunk in chosen.chunks(batch_size) {
             let deliver = deliver.clone();
@@ -994,16 +974,13 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             continue;
         }
         let attempted = outcomes.len();
-        // A peeked event without an outcome (its delivery task failed, or the sink asked to pause) stays pending.
-        {
-            let answered: HashSet<i64> = outcomes.iter().map(|(id, _)| *id).collect();
-            let held: HashSet<i64> = held_back.iter().copied().collect();
-            held_back.extend(
-                chosen_peeked
-                    .into_iter()
-                    .filter(|id| !answered.contains(id) && !held.contains(id)),
-            );
-        }
+        // Peeked events without an outcome (held back, their delivery task failed, or the sink asked to pause)
+        // stay pending.
+        let answered: HashSet<i64> = outcomes.iter().map(|(id, _)| *id).collect();
+        let held_back: Vec<i64> = peeked_ids
+            .into_iter()
+            .filter(|id| !answered.contains(id))
+            .collect();
         let recorded = if peeked_through > peeked_from {
             store
                 .record_peeked(sink.id, peeked_from, peeked_through, outcomes, held_back, now)
