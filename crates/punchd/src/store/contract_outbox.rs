@@ -290,7 +290,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
 }
 
 /// The fast path (`peek_events` / `record_peeked`), on a fresh store; a store without one (`peek_events` answers
-/// `None`) is checked for that only.
+/// `None`) must refuse `record_peeked`.
 pub(crate) async fn run_fast_path(store: &dyn Store) {
     let dev = sn("OUTBOX-FAST");
     let a = store
@@ -298,6 +298,12 @@ pub(crate) async fn run_fast_path(store: &dyn Store) {
         .await
         .expect("create a");
     if store.peek_events(a.id, 10).await.expect("peek").is_none() {
+        // No fast path: recording a peeked round is refused, and the cursor stays (the take path still works).
+        assert!(store
+            .record_peeked(a.id, 0, 5, Vec::new(), Vec::new(), instant(0))
+            .await
+            .is_err());
+        assert_eq!(store.sink_counts(a.id).await.expect("counts").pending, 0);
         return;
     }
     let b = store

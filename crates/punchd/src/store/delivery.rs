@@ -74,7 +74,7 @@ pub struct CorrectionDelivery {
     pub correction_id: i64,
     /// `delivered` or `parked`.
     pub status: String,
-    /// The sink's name for the check-in (Frappe document name, NATS stream sequence), if it said.
+    /// The sink's name for the check-in (Frappe's document name), if it said.
     pub remote_ref: Option<String>,
     /// In plain words: what the sink answered.
     pub note: String,

@@ -173,7 +173,8 @@ impl ParkKind {
 /// What became of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The sink has it; with the sink's name for it when it gave one (Frappe document name, stream sequence).
+    /// The sink has it; with the sink's name for it when it gave one (Frappe's document name; webhook and NATS
+    /// give none).
     Delivered(Option<String>),
     /// Try again at the given time; the error in plain words.
     Retry {
