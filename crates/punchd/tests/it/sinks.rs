@@ -421,6 +421,66 @@ fn webhook_delivery_survives_kill_9_nothing_lost() {
     drop(server);
 }
 
+/// Full rounds (batches of 10, one call at a time, 300 check-ins: thirty rounds, each moving the sink's cursor on
+/// the fast path), one batch refused with 503 on the way (its events get rows and are retried after the cursor
+/// has moved past them). Every check-in reaches the receiver exactly once, and the sink counts them all delivered.
+#[test]
+fn full_rounds_with_a_refused_batch_deliver_every_checkin_exactly_once() {
+    let receiver = Receiver::start("s3cret");
+    receiver.delay_ms.store(5, Ordering::SeqCst);
+    let server = Server::start();
+    add_webhook(
+        &server,
+        &receiver,
+        &["--batch-size", "10", "--concurrency", "1"],
+    );
+    let mut expected = 0;
+    for hour in 8..11 {
+        let lines: Vec<(String, String, u8)> = (0..100)
+            .map(|i| {
+                (
+                    format!("{}", 200 + i),
+                    format!("2024-05-04 {hour:02}:{:02}:{:02}", i / 60, i % 60),
+                    0,
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str, u8)> = lines
+            .iter()
+            .map(|(p, t, s)| (p.as_str(), t.as_str(), *s))
+            .collect();
+        assert_eq!(
+            server.attlog("ROUNDS01", &attlog_lines(&refs)).text(),
+            "OK:100"
+        );
+        expected += 100;
+        if hour == 8 {
+            receiver.fail_next.store(1, Ordering::SeqCst);
+        }
+    }
+    let status = server.wait_for("every check-in delivered", Duration::from_secs(60), || {
+        let s = sink_status(&server, "webhook");
+        (s["delivered"].as_u64() == Some(expected as u64)).then_some(s)
+    });
+    let keys = receiver.keys();
+    let unique: HashSet<&String> = keys.iter().collect();
+    assert_eq!(
+        (keys.len(), unique.len()),
+        (expected, expected),
+        "exactly once each"
+    );
+    assert_eq!(
+        receiver.fail_next.load(Ordering::SeqCst),
+        0,
+        "the receiver refused one batch on the way"
+    );
+    assert_eq!(
+        (status["pending"].as_u64(), status["failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{status}"
+    );
+}
+
 fn pause(server: &Server, name: &str) {
     let out = cli(&server.db, &["sinks", "pause", name]);
     assert!(out.ok, "{}", out.stderr);
