@@ -255,6 +255,19 @@ impl Registry {
             .count()
     }
 
+    /// What `pick` takes from each device it answers `Some` for (no device is copied: the web UI's presence
+    /// check reads every terminal every few seconds, and a registry may hold thousands of push terminals, each
+    /// with its INFO map). Unordered.
+    pub fn pick<T>(&self, pick: impl Fn(&Device) -> Option<T>) -> Vec<T> {
+        let map = match self.devices.read() {
+            Ok(map) => map,
+            Err(p) => p.into_inner(),
+        };
+        map.values()
+            .filter_map(|entry| pick(&*entry.device.read().ok()?))
+            .collect()
+    }
+
     /// Copies of the devices that match `keep` (only those are copied: the pull scheduler asks every second,
     /// and a registry may hold thousands of push terminals).
     pub fn devices_where(&self, keep: impl Fn(&Device) -> bool) -> Vec<Device> {
@@ -434,6 +447,51 @@ mod tests {
         assert_eq!(
             allow.decide(&DeviceSn::parse("PYA1").unwrap()),
             Approval::Pending
+        );
+    }
+
+    /// `pick` answers what the closure takes from the devices it accepts, and nothing for the others.
+    #[tokio::test]
+    async fn pick_takes_only_what_is_asked_of_matching_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(
+                &dir.path().join("registry.db"),
+                crate::store::sqlite::Durability::CrashSafe,
+            )
+            .unwrap(),
+        );
+        let registry = Registry::load(
+            store,
+            ApprovalPolicy::new(ApprovalConfig {
+                mode: ApprovalMode::Manual,
+                allow: vec!["OK*".into()],
+            }),
+            chrono_tz::UTC,
+            30,
+        )
+        .await
+        .unwrap();
+        let now = Utc::now();
+        for sn in ["OK1", "OK2", "NEW1"] {
+            registry
+                .contact(
+                    &DeviceSn::parse(sn).unwrap(),
+                    Transport::Push,
+                    Some("10.0.0.9".into()),
+                    now,
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let mut picked = registry.pick(|d| {
+            (d.approval == Approval::Approved).then(|| (d.sn.as_str().to_owned(), d.last_seen))
+        });
+        picked.sort();
+        assert_eq!(
+            picked,
+            vec![("OK1".to_owned(), Some(now)), ("OK2".to_owned(), Some(now))]
         );
     }
 }

@@ -134,17 +134,24 @@ pub async fn run_background(app: App, shutdown: impl std::future::Future<Output 
             _ = tick.tick() => {}
         }
         let now = chrono::Utc::now();
-        for d in app
-            .registry
-            .devices_where(|d| d.approval == crate::domain::Approval::Approved)
-        {
-            let is_online = crate::devices::health::is_online(&d, now);
+        // Only what presence needs is taken from each terminal: copying 10,000 devices every 5 s cost ≈ 5.6 MB
+        // at each look (issue 6, fleet10k heap profile).
+        let presence = app.registry.pick(|d| {
+            (d.approval == crate::domain::Approval::Approved).then(|| {
+                (
+                    d.sn.clone(),
+                    crate::devices::health::is_online(d, now),
+                    d.last_seen,
+                )
+            })
+        });
+        for (sn, is_online, last_seen) in presence {
             // The first look only learns the state; changes after it are news.
             if online
-                .insert(d.sn.clone(), is_online)
+                .insert(sn.clone(), is_online)
                 .is_some_and(|was| was != is_online)
             {
-                app.live.publish_presence(&d.sn, is_online, d.last_seen);
+                app.live.publish_presence(&sn, is_online, last_seen);
             }
         }
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
