@@ -14,7 +14,8 @@
 # scripts/bench/sink_receiver.py, a NATS JetStream sink to a private `nats-server -js` on $NATS_PORT (default 14222,
 # data under $WORK) and a Frappe sink to scripts/bench/frappe_stub.py answering after $SINK_LATENCY_MS ms (default
 # 0); the helpers run on the load generator's core; the line printed after each run says how many check-ins the
-# sinks had delivered when it ended and how long they took to deliver the rest afterwards), and fleet10k (10,000
+# sinks had delivered when it ended and how long they took to deliver the rest afterwards; with SINKS_PAUSED=1 the
+# three sinks are added paused, so the run pays for the outbox rows and nothing else of delivery), and fleet10k (10,000
 # terminals greeting the server and polling; peak memory), and ceiling (the polls load against
 # crates/zk-sim/examples/ok_server, which answers OK and nothing else: this machine's ceiling for `Connection: close`
 # requests; build it with `cargo build --release -p zk-sim --example ok_server`). Default: all of them.
@@ -94,6 +95,10 @@ add_sinks() {
     "$PUNCHD" --database "$db" sinks add nats --url "nats://127.0.0.1:${NATS_PORT:-14222}" --stream BENCHPUSH >/dev/null
     "$PUNCHD" --database "$db" sinks add frappe --url "http://127.0.0.1:$frappe_port" --api-key k --api-secret s \
         --time-zone UTC >/dev/null
+    if [ -n "${SINKS_PAUSED:-}" ]; then
+        local name
+        for name in webhook nats frappe; do "$PUNCHD" --database "$db" sinks pause "$name" >/dev/null; done
+    fi
 }
 
 # start_server DB: start `punchd serve` on DB (or the calibration server when CEILING is set), pinned; sets
