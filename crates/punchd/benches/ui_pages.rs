@@ -481,7 +481,12 @@ fn main() {
         assert_eq!(status, StatusCode::SEE_OTHER, "sign-in");
         let cookie = cookie.expect("session cookie");
         let month = today.format("%Y-%m").to_string();
-        let day = today - chrono::Duration::days(1);
+        // Yesterday, unless that is last month (the review day must be in `month`).
+        let day = if today.day() == 1 {
+            today
+        } else {
+            today - chrono::Duration::days(1)
+        };
         let sn = terminal(3, 42);
         let pages: Vec<(&str, String)> = vec![
             ("dashboard", "/ui".into()),
