@@ -113,10 +113,32 @@ function helpers(scenario, contexts, problems) {
     async shot(page, name, full = false) {
       await page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage: full });
     },
-    /** Open `path`, wait for it, check it with axe and at 375 px, and save a screenshot named `name`. */
+    /**
+     * Follow a page that is still being computed (the review grid of a month not computed yet says so and loads
+     * itself again by `<meta http-equiv="refresh">`) until the page itself is there, at most 60 s.
+     */
+    async settle(page) {
+      const until = Date.now() + 60000;
+      for (;;) {
+        await page.waitForLoadState('load');
+        let refreshing;
+        try {
+          refreshing = await page.evaluate(() => document.querySelector('meta[http-equiv="refresh"]') !== null);
+        } catch {
+          continue; // it was loading itself again meanwhile
+        }
+        if (!refreshing) {
+          return;
+        }
+        assert.ok(Date.now() < until, `${page.url()} was still being computed after 60 s`);
+        await page.waitForEvent('load');
+      }
+    },
+    /** Open `path`, wait for it (and for what it computes), check it with axe and at 375 px, and save a screenshot named `name`. */
     async visit(page, path, name) {
       const response = await page.goto(`${base}${path}`);
       assert.ok(response && response.status() < 400, `${path} answered ${response && response.status()}`);
+      await t.settle(page);
       await t.axe(page, path);
       await t.narrow(page, path);
       if (name) {

@@ -40,7 +40,8 @@ pub struct App {
     /// Computed months kept up to date (`attendance::month_cache`), shared by the JSON API and the web UI.
     pub month_cache: Arc<crate::attendance::month_cache::MonthCache>,
     /// Punches per (device, PIN) kept up to date (`attendance::seen_cache`): the unmapped queue and every
-    /// terminal's last punch without reading every punch.
+    /// terminal's last punch without reading every punch. Saved in the store by the web UI's background work,
+    /// so a start reads only the punches stored after the saved copy.
     pub seen: Arc<crate::attendance::seen_cache::SeenCache>,
 }
 

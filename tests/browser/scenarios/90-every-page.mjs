@@ -13,6 +13,7 @@ export default async function (t) {
       continue;
     }
     t.assert.ok(response.status() < 400, `${href} answered ${response.status()}`);
+    await t.settle(page);
     t.assert.equal(await page.locator('[aria-current=page]').textContent(), label);
     await t.axe(page, href);
     await t.narrow(page, href);

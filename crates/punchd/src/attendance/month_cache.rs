@@ -24,6 +24,11 @@
 //! applies random changes and compares after each step), except `computed_at`, which is when the cache last
 //! changed it.
 //!
+//! A page that must answer in bounded time asks with [`MonthCache::month_within`]: the month is computed in a task
+//! of its own and the page waits for it at most a given time, then says it is being computed; a later ask waits
+//! for the same computation (one per month: the slot's lock serialises them anyway) and gets its month, or its
+//! error.
+//!
 //! Depends on `attendance` and `store` only; no HTTP. Used by `GET /api/v1/attendance/month` (JSON, CSV, XLSX)
 //! and the review pages of the web UI.
 
@@ -130,6 +135,9 @@ type Slot = Arc<tokio::sync::Mutex<Option<Entry>>>;
 /// The kept months: (site, month), the slot, when it was last used (a tick).
 type Slots = Vec<((String, String), Slot, u64)>;
 
+/// A month asked for by [`MonthCache::month_within`], computed in a task of its own: its result once there.
+type Background = tokio::sync::watch::Receiver<Option<AttResult<Arc<Month>>>>;
+
 /// Computed months by (site, `YYYY-MM`), kept up to date. One per instance (`App::month_cache`), shared by the
 /// JSON API and the web UI.
 #[derive(Default)]
@@ -137,7 +145,15 @@ pub struct MonthCache {
     slots: Mutex<Slots>,
     uses: std::sync::atomic::AtomicU64,
     stats: Mutex<CacheStats>,
+    /// Months being computed (or computed and not yet asked for again) for [`MonthCache::month_within`], by
+    /// (site, month): so a page that did not wait finds the same computation, and its error, on the next ask.
+    background: Mutex<HashMap<(String, String), Background>>,
 }
+
+/// A month's slot held as if it were being computed ([`MonthCache::hold`], tests only): a computation of that
+/// month waits until this is dropped.
+#[cfg(test)]
+pub(crate) struct Held(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<Option<Entry>>);
 
 enum Step {
     Done,
@@ -184,6 +200,86 @@ impl MonthCache {
         }
     }
 
+    /// [`MonthCache::month`], waiting for it at most `wait`: `Ok(None)` when it is still being computed then.
+    ///
+    /// The month is computed (or brought up to date) in a task of its own, which goes on after `wait`. A call for
+    /// the same month while it runs waits for that computation (again at most `wait`) instead of starting another,
+    /// and once it is done the next call gets its result: the month, or its error (handed out once; the call after
+    /// an error computes again). A month computed earlier that nobody asked for since is not handed out as it was:
+    /// it is asked of the cache again, which brings it up to date as [`MonthCache::month`] does.
+    ///
+    /// Errors: those of [`MonthCache::month`], also when the computation ran in the background for an earlier call.
+    pub async fn month_within(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        site: &str,
+        month: &str,
+        now: DateTime<Utc>,
+        wait: std::time::Duration,
+    ) -> AttResult<Option<Arc<Month>>> {
+        monthly::parse_month(month)?;
+        let key = (site.to_owned(), month.to_owned());
+        let mut rx = {
+            let mut background = self.lock_background();
+            // Months computed and not asked for again go (the cache holds them); errors stay until asked for.
+            background.retain(|k, rx| *k == key || !matches!(*rx.borrow(), Some(Ok(_))));
+            let earlier = background.get(&key).and_then(|rx| {
+                rx.borrow()
+                    .as_ref()
+                    .map(|done| done.as_ref().err().cloned())
+            });
+            match earlier {
+                Some(Some(error)) => {
+                    background.remove(&key);
+                    return Err(error);
+                }
+                Some(None) => {
+                    background.remove(&key);
+                }
+                None => {}
+            }
+            match background.get(&key) {
+                Some(running) => running.clone(),
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    let (cache, store) = (self.clone(), store.clone());
+                    let (site, month) = key.clone();
+                    tokio::spawn(async move {
+                        let result = cache.month(store.as_ref(), &site, &month, now).await;
+                        tx.send_replace(Some(result));
+                    });
+                    background.insert(key.clone(), rx.clone());
+                    rx
+                }
+            }
+        };
+        let done = match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
+            Err(_still_computing) => return Ok(None),
+            Ok(Ok(done)) => done.clone(),
+            // The task ended without a result (it panicked).
+            Ok(Err(_)) => None,
+        };
+        {
+            let mut background = self.lock_background();
+            if background.get(&key).is_some_and(|b| b.same_channel(&rx)) {
+                background.remove(&key);
+            }
+        }
+        match done {
+            Some(result) => result.map(Some),
+            None => Err(AttError::Store(crate::store::StoreError::Backend(format!(
+                "computing the month {month} of {site} ended without a result"
+            )))),
+        }
+    }
+
+    /// Hold a month's slot as a computation does (tests only): [`MonthCache::month`] of that month waits until
+    /// the returned guard is dropped.
+    #[cfg(test)]
+    pub(crate) async fn hold(&self, site: &str, month: &str) -> Held {
+        Held(self.slot(site, month).lock_owned().await)
+    }
+
     /// Forget every month of a site (the next request computes it whole).
     pub fn forget_site(&self, site: &str) {
         self.lock_slots().retain(|((s, _), _, _)| s != site);
@@ -201,6 +297,11 @@ impl MonthCache {
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         // A panic while holding the lock leaves a list that is still consistent (single pushes and removes).
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_background(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Background>> {
+        // Single inserts and removes: consistent even after a panic elsewhere.
+        self.background.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn slot(&self, site: &str, month: &str) -> Slot {

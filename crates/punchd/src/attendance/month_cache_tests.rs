@@ -582,3 +582,82 @@ async fn a_signed_off_month_lists_punches_that_arrive_later() {
         )
     );
 }
+
+/// `month_within`: a month that is not ready within the wait is `None`, and asking again while it is computed
+/// waits for the same computation (the month is computed whole once); once done, the next ask gets it. An error
+/// of a computation nobody waited for is handed to the next ask, once. The slot is held (as a long computation
+/// holds it) to make "not ready within the wait" certain, whatever the machine's speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_not_ready_within_the_wait_is_computed_once_in_the_background() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = setup_store(dir.path()).await;
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 5, 12, 0, 0)
+        .single()
+        .expect("now");
+    punch(
+        store.as_ref(),
+        "CD1",
+        "E01",
+        local(date(10, 5), 9 * 3600),
+        0,
+    )
+    .await;
+    let cache = Arc::new(MonthCache::default());
+    let short = std::time::Duration::from_millis(20);
+    // Long enough for any computation here: the ask returns as soon as it is done.
+    let long = std::time::Duration::from_secs(60);
+
+    let held = cache.hold(SITE, MONTH).await;
+    for _ in 0..2 {
+        let m = cache
+            .month_within(&store, SITE, MONTH, now, short)
+            .await
+            .expect("no error");
+        assert!(m.is_none(), "still being computed");
+    }
+    drop(held);
+    let m = cache
+        .month_within(&store, SITE, MONTH, now, long)
+        .await
+        .expect("month")
+        .expect("computed");
+    assert_eq!(
+        normalised(&m, now),
+        normalised(
+            &monthly::month(store.as_ref(), SITE, MONTH, now)
+                .await
+                .expect("fresh"),
+            now
+        )
+    );
+    assert_eq!(cache.stats().full, 1, "one computation for three asks");
+    // Further asks: brought up to date by the cache, not computed again.
+    let again = cache
+        .month_within(&store, SITE, MONTH, now, long)
+        .await
+        .expect("month");
+    assert!(again.is_some());
+    assert_eq!(cache.stats().full, 1);
+
+    // A month that fails (no such site) while nobody waits: the next ask gets the error, the one after asks anew.
+    let held = cache.hold("Nowhere", MONTH).await;
+    let m = cache
+        .month_within(&store, "Nowhere", MONTH, now, short)
+        .await
+        .expect("no error yet");
+    assert!(m.is_none());
+    drop(held);
+    let error = cache
+        .month_within(&store, "Nowhere", MONTH, now, long)
+        .await
+        .expect_err("the background error");
+    assert!(error.to_string().contains("Nowhere"), "{error}");
+    let held = cache.hold("Nowhere", MONTH).await;
+    assert!(cache
+        .month_within(&store, "Nowhere", MONTH, now, short)
+        .await
+        .expect("asked anew")
+        .is_none());
+    drop(held);
+}

@@ -3,17 +3,27 @@
 //!
 //! The unmapped queue, the dashboard's unmapped count and every terminal's last punch come from this summary.
 //! From the store it is a `GROUP BY` over every punch: seconds with 10 million punches, on every page view. Here
-//! it is read whole once (the first look after start, or [`REBUILD_EVERY`] later in the background while the old
-//! one keeps answering) and then, per look, only the punches with an id above the highest one it has seen
-//! (`pins_seen_between`, a range of the primary key), merged in. Punches are never deleted, so counts only grow.
+//! it is built once per process and then, per look, only the punches with an id above the highest one it has seen
+//! (`pins_seen_between`, a range of the primary key) are read and merged in. Punches are never deleted, so counts
+//! only grow.
 //!
-//! On SQLite ids are handed out by the one writer in commit order, so "above the highest id seen" is exact. On
-//! PostgreSQL a transaction may commit a lower id after a higher one was seen; such a punch is missed until the
-//! next whole read (at most [`REBUILD_EVERY`]), as in [`crate::attendance::month_cache`].
+//! It survives restarts: the summary is saved in the store (`save_pin_summary`, table `pin_summary`) by the web
+//! UI's background work ([`SeenCache::save`]: about every minute the pairs changed since the last save, and the
+//! whole after each whole read), never on a page's path. The first look after a start loads the saved summary and
+//! reads only the punches above the id it counts, punches stored while no process ran included. Only when none is
+//! saved (the first start, or a saved one that counts more punches than the store holds) is it read whole. The
+//! saved copy is derived data: `punches` stay the truth.
+//!
+//! A whole read also runs [`REBUILD_EVERY`] in the background while the old summary keeps answering. On SQLite
+//! ids are handed out by the one writer in commit order, so "above the highest id seen" is exact. On PostgreSQL a
+//! transaction may commit a lower id after a higher one was seen; such a punch is missed until the next whole read
+//! (at most [`REBUILD_EVERY`]), as in [`crate::attendance::month_cache`]. The saved copy inherits that (a punch
+//! missed when it was saved stays missed by the process that loads it until that process's first whole read, at
+//! most [`REBUILD_EVERY`] after its start) and is replaced whole after each whole read.
 //!
 //! Depends on `store` only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,24 +33,44 @@ use crate::store::{Store, StoreError};
 /// How long the summary is kept up to date piece by piece before it is read whole again (in the background).
 pub const REBUILD_EVERY: Duration = Duration::from_secs(600);
 
+/// What the cache did since it was made (for tests and benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeenStats {
+    /// Whole reads of every punch (`pins_seen_between(0, …)`): the first look without a saved summary, and the
+    /// background re-reads.
+    pub whole_reads: u64,
+    /// First looks answered from the saved summary and the punches above it.
+    pub loads: u64,
+    /// Saves written to the store (whole or the changed pairs).
+    pub saves: u64,
+}
+
 #[derive(Default)]
 struct State {
     /// (device SN, PIN) → what is held.
     pairs: BTreeMap<(String, String), PinSeen>,
     /// The highest punch id counted.
     max_id: i64,
-    /// When it was last read whole; `None` before the first read.
+    /// When it was last read whole (or loaded); `None` before the first look.
     built_at: Option<Instant>,
     /// A whole read is running in the background.
     rebuilding: bool,
     /// `pairs` as handed out (rebuilt only when something changed).
     snapshot: Arc<Vec<PinSeen>>,
+    /// The highest punch id of what the store holds as saved by this cache (or loaded from it); `None` when the
+    /// next save must be whole (nothing saved yet, a whole read since, or a save refused or failed).
+    saved_up_to: Option<i64>,
+    /// Pairs whose punches changed since the last save.
+    changed: BTreeSet<(String, String)>,
+    stats: SeenStats,
 }
 
 /// The summary, shared by the pages of one process (`App::seen`).
 #[derive(Default)]
 pub struct SeenCache {
     state: tokio::sync::Mutex<State>,
+    /// Held while saving, so saves run one at a time.
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for SeenCache {
@@ -49,9 +79,73 @@ impl std::fmt::Debug for SeenCache {
     }
 }
 
-fn merge(pairs: &mut BTreeMap<(String, String), PinSeen>, seen: Vec<PinSeen>) {
+/// Pairs from the store (one row per pair) keyed.
+fn keyed(seen: Vec<PinSeen>) -> BTreeMap<(String, String), PinSeen> {
+    seen.into_iter()
+        .map(|s| ((s.device_sn.as_str().to_owned(), s.pin.clone()), s))
+        .collect()
+}
+
+/// The first look: the saved summary and the punches above the id it counts, or every punch when none is saved
+/// (or the saved one counts punches up to an id the store does not hold: a store restored from an older backup).
+async fn first_look(state: &mut State, store: &dyn Store, max: i64) -> Result<(), StoreError> {
+    let saved = match store.load_pin_summary().await {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::warn!(error = %e, "loading the saved punches per PIN failed; reading every punch");
+            None
+        }
+    };
+    state.changed.clear();
+    match saved {
+        Some((up_to, pairs)) if up_to <= max => {
+            state.pairs = keyed(pairs);
+            if max > up_to {
+                let delta = store.pins_seen_between(up_to, max).await?;
+                merge(&mut state.pairs, delta, &mut state.changed);
+            }
+            state.saved_up_to = Some(up_to);
+            state.stats.loads += 1;
+        }
+        saved => {
+            if let Some((up_to, _)) = saved {
+                tracing::info!(
+                    up_to,
+                    max,
+                    "the saved punches per PIN count punches the store does not hold; reading every punch"
+                );
+            }
+            state.pairs = keyed(store.pins_seen_between(0, max).await?);
+            state.saved_up_to = None;
+            state.stats.whole_reads += 1;
+        }
+    }
+    state.max_id = max;
+    state.built_at = Some(Instant::now());
+    state.snapshot = Arc::new(state.pairs.values().cloned().collect());
+    Ok(())
+}
+
+/// Merge the punches with ids above what `state` counts, up to `max`.
+async fn catch_up(state: &mut State, store: &dyn Store, max: i64) -> Result<(), StoreError> {
+    if max > state.max_id {
+        let delta = store.pins_seen_between(state.max_id, max).await?;
+        merge(&mut state.pairs, delta, &mut state.changed);
+        state.max_id = max;
+        state.snapshot = Arc::new(state.pairs.values().cloned().collect());
+    }
+    Ok(())
+}
+
+/// Add `seen` to `pairs`; the keys touched are added to `changed`.
+fn merge(
+    pairs: &mut BTreeMap<(String, String), PinSeen>,
+    seen: Vec<PinSeen>,
+    changed: &mut BTreeSet<(String, String)>,
+) {
     for s in seen {
         let key = (s.device_sn.as_str().to_owned(), s.pin.clone());
+        changed.insert(key.clone());
         match pairs.get_mut(&key) {
             Some(held) => {
                 held.count += s.count;
@@ -69,6 +163,8 @@ impl SeenCache {
     /// Every (device, PIN) with punches, by device then PIN, as the store holds them now (what
     /// [`crate::store::attendance::AttendanceStore::pins_seen`] answers, without reading every punch).
     ///
+    /// The first call loads the saved summary and reads the punches above it (or, with none saved, every punch).
+    ///
     /// Errors: the store's.
     pub async fn get(
         self: &Arc<Self>,
@@ -77,19 +173,10 @@ impl SeenCache {
         let mut state = self.state.lock().await;
         let max = store.max_punch_id().await?;
         if state.built_at.is_none() {
-            state.pairs = BTreeMap::new();
-            merge(&mut state.pairs, store.pins_seen_between(0, max).await?);
-            state.max_id = max;
-            state.built_at = Some(Instant::now());
-            state.snapshot = Arc::new(state.pairs.values().cloned().collect());
+            first_look(&mut state, store.as_ref(), max).await?;
             return Ok(state.snapshot.clone());
         }
-        if max > state.max_id {
-            let delta = store.pins_seen_between(state.max_id, max).await?;
-            merge(&mut state.pairs, delta);
-            state.max_id = max;
-            state.snapshot = Arc::new(state.pairs.values().cloned().collect());
-        }
+        catch_up(&mut state, store.as_ref(), max).await?;
         if !state.rebuilding && state.built_at.is_some_and(|t| t.elapsed() >= REBUILD_EVERY) {
             state.rebuilding = true;
             let (cache, store) = (self.clone(), store.clone());
@@ -98,8 +185,82 @@ impl SeenCache {
         Ok(state.snapshot.clone())
     }
 
+    /// Bring the summary up to date with the punches stored since the last look, then save what changed since
+    /// the last save to the store (the web UI's background work calls it about every minute; never on a page's
+    /// path): the pairs whose punches changed and the new highest id, or the whole summary after a whole read (or
+    /// when the store refused the changed pairs: another instance saved meanwhile). Nothing is written when
+    /// nothing changed, or before the first look. `Ok(true)` when written.
+    ///
+    /// Errors: the store's; the next save is then whole.
+    pub async fn save(&self, store: &dyn Store) -> Result<bool, StoreError> {
+        let one_at_a_time = self.saving.lock().await;
+        self.save_holding(store, &one_at_a_time).await
+    }
+
+    /// [`SeenCache::save`] with `saving` held by the caller.
+    async fn save_holding(
+        &self,
+        store: &dyn Store,
+        _saving: &tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<bool, StoreError> {
+        loop {
+            let (changed_after, up_to, pairs) = {
+                let mut state = self.state.lock().await;
+                if state.built_at.is_none() {
+                    return Ok(false);
+                }
+                let max = store.max_punch_id().await?;
+                catch_up(&mut state, store, max).await?;
+                match state.saved_up_to {
+                    Some(saved) if saved == state.max_id && state.changed.is_empty() => {
+                        return Ok(false)
+                    }
+                    Some(saved) => {
+                        let changed = std::mem::take(&mut state.changed);
+                        let pairs = changed
+                            .iter()
+                            .filter_map(|k| state.pairs.get(k).cloned())
+                            .collect();
+                        (Some(saved), state.max_id, pairs)
+                    }
+                    None => {
+                        state.changed.clear();
+                        (None, state.max_id, state.snapshot.to_vec())
+                    }
+                }
+            };
+            // The state is not held while writing: pages keep being answered, and what changes meanwhile is in
+            // `changed` for the next save.
+            let written = store.save_pin_summary(changed_after, up_to, pairs).await;
+            let mut state = self.state.lock().await;
+            match written {
+                Ok(true) => {
+                    state.saved_up_to = Some(up_to);
+                    state.stats.saves += 1;
+                    return Ok(true);
+                }
+                Ok(false) if changed_after.is_some() => {
+                    tracing::debug!(
+                        "the saved punches per PIN moved on meanwhile; saving them whole"
+                    );
+                    state.saved_up_to = None;
+                }
+                Ok(false) => return Ok(false),
+                Err(e) => {
+                    state.saved_up_to = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// What the cache did so far.
+    pub async fn stats(&self) -> SeenStats {
+        self.state.lock().await.stats
+    }
+
     /// Read the summary whole and put it in place of the pieced-together one (punches above the whole read's
-    /// highest id are added by the next [`SeenCache::get`]).
+    /// highest id are added by the next [`SeenCache::get`]), then save it whole.
     async fn rebuild(self: Arc<Self>, store: Arc<dyn Store>) {
         let read = async {
             let max = store.max_punch_id().await?;
@@ -107,31 +268,46 @@ impl SeenCache {
             Ok::<_, StoreError>((max, seen))
         }
         .await;
-        let mut state = self.state.lock().await;
-        state.rebuilding = false;
-        match read {
-            Ok((max, seen)) => {
-                let mut pairs = BTreeMap::new();
-                merge(&mut pairs, seen);
-                // Punches stored while the whole read ran (above its highest id) are in the old summary: add them.
-                if state.max_id > max {
-                    match store.pins_seen_between(max, state.max_id).await {
-                        Ok(delta) => merge(&mut pairs, delta),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "re-reading the punches per PIN failed; kept the old");
-                            return;
+        // No save runs while the whole read is put in place and saved (one that started before would otherwise
+        // mark the pieced-together copy as saved after this one was put in place).
+        let saving = self.saving.lock().await;
+        {
+            let mut state = self.state.lock().await;
+            let state = &mut *state;
+            state.rebuilding = false;
+            state.stats.whole_reads += 1;
+            match read {
+                Ok((max, seen)) => {
+                    let mut pairs = keyed(seen);
+                    let mut changed = BTreeSet::new();
+                    // Punches stored while the whole read ran (above its highest id) are in the old summary: add
+                    // them.
+                    if state.max_id > max {
+                        match store.pins_seen_between(max, state.max_id).await {
+                            Ok(delta) => merge(&mut pairs, delta, &mut changed),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "re-reading the punches per PIN failed; kept the old");
+                                return;
+                            }
                         }
                     }
+                    state.max_id = state.max_id.max(max);
+                    state.pairs = pairs;
+                    state.built_at = Some(Instant::now());
+                    state.snapshot = Arc::new(state.pairs.values().cloned().collect());
+                    // The saved copy is replaced whole: it may miss what this read found.
+                    state.saved_up_to = None;
+                    state.changed.clear();
                 }
-                state.max_id = state.max_id.max(max);
-                state.pairs = pairs;
-                state.built_at = Some(Instant::now());
-                state.snapshot = Arc::new(state.pairs.values().cloned().collect());
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-reading the punches per PIN failed; kept the old");
+                    state.built_at = Some(Instant::now());
+                    return;
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "re-reading the punches per PIN failed; kept the old");
-                state.built_at = Some(Instant::now());
-            }
+        }
+        if let Err(e) = self.save_holding(store.as_ref(), &saving).await {
+            tracing::warn!(error = %e, "saving the punches per PIN failed; the next save tries again");
         }
     }
 
@@ -216,12 +392,140 @@ mod tests {
         }
         let last = cache.last_punches(&store).await.unwrap();
         assert_eq!(last["SEEN1"], Utc.timestamp_opt(1_790_000_060, 0).unwrap());
-        // A whole re-read with a punch stored after it started ends the same.
+        // A whole re-read with a punch stored after it started ends the same, and is saved whole.
         cache.clone().rebuild(store.clone()).await;
+        assert_saved_is_current(&store).await;
         punch(store.as_ref(), "SEEN2", "9", 5).await;
         assert_eq!(
             *cache.get(&store).await.unwrap(),
             store.pins_seen().await.unwrap()
         );
+    }
+
+    async fn open(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&dir.path().join("seen.db"), Durability::CrashSafe).unwrap())
+    }
+
+    /// What the store holds as saved equals the store's summary up to its highest punch id.
+    async fn assert_saved_is_current(store: &Arc<dyn Store>) {
+        assert_eq!(
+            store.load_pin_summary().await.unwrap(),
+            Some((
+                store.max_punch_id().await.unwrap(),
+                store.pins_seen().await.unwrap()
+            ))
+        );
+    }
+
+    /// A start with a saved summary reads only the punches stored after it (also those stored while no cache
+    /// ran) and answers what the store's `pins_seen` does; only the very first start reads every punch.
+    #[tokio::test]
+    async fn a_new_cache_starts_from_the_saved_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        punch(store.as_ref(), "SEEN1", "7", 0).await;
+        punch(store.as_ref(), "SEEN1", "8", 10).await;
+        let first = Arc::new(SeenCache::default());
+        // Nothing to save before the first look.
+        assert!(!first.save(store.as_ref()).await.unwrap());
+        first.get(&store).await.unwrap();
+        assert!(first.save(store.as_ref()).await.unwrap(), "the whole");
+        assert_saved_is_current(&store).await;
+        // Punches seen by a page, then saved as changed pairs; a save with nothing new writes nothing.
+        punch(store.as_ref(), "SEEN1", "7", 100).await;
+        first.get(&store).await.unwrap();
+        assert!(first.save(store.as_ref()).await.unwrap(), "changed pairs");
+        assert!(
+            !first.save(store.as_ref()).await.unwrap(),
+            "nothing changed"
+        );
+        // Punches no page asked about yet are brought in by the save itself.
+        punch(store.as_ref(), "SEEN2", "1", 5).await;
+        assert!(first.save(store.as_ref()).await.unwrap(), "caught up");
+        assert_saved_is_current(&store).await;
+        assert_eq!(
+            first.stats().await,
+            SeenStats {
+                whole_reads: 1,
+                loads: 0,
+                saves: 3
+            }
+        );
+        drop(first);
+
+        // Stored while no cache ran: a new pair, a known pair later and one earlier than its first punch.
+        punch(store.as_ref(), "SEEN3", "7", 0).await;
+        punch(store.as_ref(), "SEEN1", "7", 500).await;
+        punch(store.as_ref(), "SEEN1", "8", -500).await;
+        let second = Arc::new(SeenCache::default());
+        assert_eq!(
+            *second.get(&store).await.unwrap(),
+            store.pins_seen().await.unwrap()
+        );
+        punch(store.as_ref(), "SEEN2", "1", 600).await;
+        assert_eq!(
+            *second.get(&store).await.unwrap(),
+            store.pins_seen().await.unwrap()
+        );
+        assert_eq!(
+            second.stats().await,
+            SeenStats {
+                whole_reads: 0,
+                loads: 1,
+                saves: 0
+            },
+            "loaded, not read whole"
+        );
+        assert!(second.save(store.as_ref()).await.unwrap());
+        assert_saved_is_current(&store).await;
+    }
+
+    /// A saved summary the store cannot have (it counts punch ids above the highest stored: a store restored from
+    /// an older backup) is not used: the punches are read whole.
+    #[tokio::test]
+    async fn a_saved_summary_ahead_of_the_store_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        punch(store.as_ref(), "SEEN1", "7", 0).await;
+        let ghost = PinSeen {
+            device_sn: DeviceSn::parse("GHOST").unwrap(),
+            pin: "1".into(),
+            count: 99,
+            first_seen: Utc.timestamp_opt(1_790_000_000, 0).unwrap(),
+            last_seen: Utc.timestamp_opt(1_790_000_000, 0).unwrap(),
+        };
+        assert!(store
+            .save_pin_summary(None, 1_000, vec![ghost])
+            .await
+            .unwrap());
+        let cache = Arc::new(SeenCache::default());
+        assert_eq!(
+            *cache.get(&store).await.unwrap(),
+            store.pins_seen().await.unwrap()
+        );
+        assert_eq!(cache.stats().await.whole_reads, 1);
+        // Its save replaces the impossible one whole.
+        assert!(cache.save(store.as_ref()).await.unwrap());
+        assert_saved_is_current(&store).await;
+    }
+
+    /// When another instance saved meanwhile (what is saved is no longer where this cache left it), the changed
+    /// pairs are refused by the store and this cache saves whole instead.
+    #[tokio::test]
+    async fn a_save_moved_on_by_another_instance_is_redone_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        punch(store.as_ref(), "SEEN1", "7", 0).await;
+        let cache = Arc::new(SeenCache::default());
+        cache.get(&store).await.unwrap();
+        assert!(cache.save(store.as_ref()).await.unwrap());
+        punch(store.as_ref(), "SEEN1", "8", 0).await;
+        // Another instance's (here: nonsense) save, counting up to an id above this cache's.
+        assert!(store
+            .save_pin_summary(None, 1_000, Vec::new())
+            .await
+            .unwrap());
+        assert!(cache.save(store.as_ref()).await.unwrap());
+        assert_saved_is_current(&store).await;
     }
 }

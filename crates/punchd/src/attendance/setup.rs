@@ -15,7 +15,7 @@ use crate::store::attendance::{
 use crate::store::{Store, StoreError};
 
 /// Why an attendance change was refused.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AttError {
     /// The input is wrong; the message says how.
     #[error("{0}")]

@@ -474,6 +474,25 @@ pub trait AttendanceStore: Send + Sync {
     /// [`AttendanceStore::pins_seen`] over the punches with `after_id < id <= up_to_id` only, by device and PIN
     /// (the web UI's [`crate::attendance::seen_cache::SeenCache`] reads what arrived since it last looked).
     async fn pins_seen_between(&self, after_id: i64, up_to_id: i64) -> Result<Vec<PinSeen>>;
+    /// The saved per-(device, PIN) summary ([`AttendanceStore::save_pin_summary`]): the highest punch id it counts
+    /// and its pairs by device and PIN (byte order), as [`AttendanceStore::pins_seen_between`]`(0, up_to_id)`
+    /// answered when it was saved. `None` when none was ever saved.
+    async fn load_pin_summary(&self) -> Result<Option<(i64, Vec<PinSeen>)>>;
+    /// Save the per-(device, PIN) summary as of punch id `up_to_id`, in one transaction (derived data kept so a
+    /// start need not read every punch: [`crate::attendance::seen_cache::SeenCache`]).
+    ///
+    /// `changed_after: None`: `pairs` is the whole summary; it replaces what is saved. `Some(after_id)`: `pairs`
+    /// are the pairs with punches in `after_id < id <= up_to_id` (each with its totals up to `up_to_id`); each
+    /// overwrites its saved row, the others are kept. That is only right when the saved summary counts up to an
+    /// id in `after_id ..= up_to_id` (then no pair left out had punches since), so otherwise nothing is written
+    /// and the answer is `Ok(false)`: another instance saved meanwhile, or none was saved; save whole instead.
+    /// `Ok(true)` when written.
+    async fn save_pin_summary(
+        &self,
+        changed_after: Option<i64>,
+        up_to_id: i64,
+        pairs: Vec<PinSeen>,
+    ) -> Result<bool>;
 
     /// Add a shift; `Conflict` if the name exists and `replace` is false.
     async fn put_shift(&self, shift: ShiftDef, replace: bool, audit: AuditRecord) -> Result<()>;

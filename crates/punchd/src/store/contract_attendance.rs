@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use super::attendance::{
     AttendancePunch, AuditRecord, Correction, CorrectionKind, Employee, EmployeeStatus, Holiday,
-    PinMapping, Revocation, RosterEntry, Scope, ShiftDef, SignOff, Site,
+    PinMapping, PinSeen, Revocation, RosterEntry, Scope, ShiftDef, SignOff, Site,
 };
 use super::{Batch, DeviceContact, DevicePatch, RawEntry, Store, StoreError};
 use crate::domain::{Approval, DeviceSn, NewPunch, Pin, PunchState, Source, Transport};
@@ -56,6 +56,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
     attendance_read_dense_and_scattered(store).await;
     roster_is_paged_and_counted_in_the_store(store).await;
     revoked_corrections_keep_who_and_why(store).await;
+    pin_summary_saves_whole_or_changed_pairs(store).await;
 }
 
 async fn sites_keep_zone_offs_and_replace_holidays(store: &dyn Store) {
@@ -697,6 +698,81 @@ async fn revoked_corrections_keep_who_and_why(store: &dyn Store) {
     assert_eq!(
         store.list_corrections(nov(3), nov(4)).await.expect("list"),
         [kept]
+    );
+}
+
+/// The saved per-PIN summary: none at first; a whole save replaces every row; a save of changed pairs overwrites
+/// those pairs and keeps the others, and is refused (nothing written) unless the saved summary counts up to an id
+/// between its base and its new id. Times keep their milliseconds; pairs come back in byte order.
+async fn pin_summary_saves_whole_or_changed_pairs(store: &dyn Store) {
+    let pair = |sn: &str, pin: &str, count: u64, first: i64, last: i64| PinSeen {
+        device_sn: DeviceSn::parse(sn).expect("sn"),
+        pin: pin.into(),
+        count,
+        first_seen: at(first) + Duration::milliseconds(250),
+        last_seen: at(last) + Duration::milliseconds(999),
+    };
+    assert_eq!(store.load_pin_summary().await.expect("load"), None);
+    // Changed pairs with nothing saved: refused, nothing written.
+    let refused = store
+        .save_pin_summary(Some(0), 5, vec![pair("CT-SUM1", "1", 1, 0, 0)])
+        .await
+        .expect("save");
+    assert!(!refused);
+    assert_eq!(store.load_pin_summary().await.expect("load"), None);
+
+    let (a, b) = (
+        pair("CT-SUM1", "9", 3, 0, 20),
+        pair("CT-SUM1", "10", 1, 5, 5),
+    );
+    let c = pair("CT-SUM2", "007", 2, -50, 7);
+    assert!(store
+        .save_pin_summary(None, 10, vec![a.clone(), b.clone(), c.clone()])
+        .await
+        .expect("whole"));
+    assert_eq!(
+        store.load_pin_summary().await.expect("load"),
+        Some((10, vec![b.clone(), a.clone(), c.clone()]))
+    );
+
+    // Pairs changed after 10, up to 15: b overwritten, a new pair added, a and c kept.
+    let b2 = pair("CT-SUM1", "10", 4, 5, 60);
+    let d = pair("CT-SUM1", "00", 1, 61, 61);
+    assert!(store
+        .save_pin_summary(Some(10), 15, vec![b2.clone(), d.clone()])
+        .await
+        .expect("changed"));
+    let after = Some((15, vec![d.clone(), b2.clone(), a.clone(), c.clone()]));
+    assert_eq!(store.load_pin_summary().await.expect("load"), after);
+    // A base above what is saved (pairs changed in 15..=20 would be missed), or an id below it: refused.
+    for (base, up_to) in [(20, 25), (5, 12)] {
+        let saved = store
+            .save_pin_summary(Some(base), up_to, vec![pair("CT-SUM1", "9", 99, 0, 99)])
+            .await
+            .expect("save");
+        assert!(!saved, "after {base} up to {up_to}");
+        assert_eq!(store.load_pin_summary().await.expect("load"), after);
+    }
+    // A base below and an id above what is saved: written.
+    let a2 = pair("CT-SUM1", "9", 5, 0, 80);
+    assert!(store
+        .save_pin_summary(Some(12), 18, vec![a2.clone()])
+        .await
+        .expect("changed"));
+    assert_eq!(
+        store.load_pin_summary().await.expect("load"),
+        Some((18, vec![d, b2, a2, c.clone()]))
+    );
+
+    // The whole again: what it leaves out is gone.
+    let c2 = pair("CT-SUM2", "007", 3, -50, 90);
+    assert!(store
+        .save_pin_summary(None, 30, vec![c2.clone()])
+        .await
+        .expect("whole"));
+    assert_eq!(
+        store.load_pin_summary().await.expect("load"),
+        Some((30, vec![c2]))
     );
 }
 

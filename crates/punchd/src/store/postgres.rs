@@ -113,6 +113,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0012_review_pages",
         sql: include_str!("../../migrations/postgres/0012_review_pages.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_pin_summary",
+        sql: include_str!("../../migrations/postgres/0013_pin_summary.sql"),
+    },
 ];
 
 /// The advisory lock key migrations run under (any constant; "punchd" in ASCII): several instances starting at

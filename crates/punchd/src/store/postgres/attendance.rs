@@ -1,5 +1,5 @@
-//! [`AttendanceStore`] for PostgreSQL (tables of `migrations/postgres/0003_attendance.sql` and
-//! `0012_review_pages.sql`), with the semantics of `store/sqlite/attendance.rs`: every change and its audit record
+//! [`AttendanceStore`] for PostgreSQL (tables of `migrations/postgres/0003_attendance.sql`,
+//! `0012_review_pages.sql` and `0013_pin_summary.sql`), with the semantics of `store/sqlite/attendance.rs`: every change and its audit record
 //! in one transaction, refused writes leave nothing behind. Changes whose checks read other rows (mappings, roster
 //! lines, sign-offs) take a transaction-level advisory lock per table, so two instances cannot both pass a check
 //! and then both write.
@@ -23,6 +23,7 @@ use crate::store::{Result, StoreError};
 /// are arbitrary but fixed: `'attn'` in ASCII, then a table number.
 const LOCK_MAPPINGS: i64 = 0x6174_746e_0001;
 const LOCK_SIGNOFFS: i64 = 0x6174_746e_0002;
+const LOCK_PIN_SUMMARY: i64 = 0x6174_746e_0003;
 
 async fn audit_on(client: &Transaction<'_>, audit: &AuditRecord) -> Result<()> {
     client
@@ -404,6 +405,111 @@ impl AttendanceStore for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn load_pin_summary(&self) -> Result<Option<(i64, Vec<PinSeen>)>> {
+        let mut client = self.client().await?;
+        // One snapshot, so the cover and the rows are of the same save.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(backend)?;
+        let Some(cover) = tx
+            .query_opt("SELECT up_to_id FROM pin_summary_cover WHERE id = 1", &[])
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let up_to_id: i64 = col(&cover, 0)?;
+        let rows = tx
+            .query(
+                "SELECT device_sn, pin, n_punches, first_seen, last_seen FROM pin_summary
+                 ORDER BY device_sn COLLATE \"C\", pin COLLATE \"C\"",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        let pairs = rows
+            .iter()
+            .map(|r| {
+                let sn: String = col(r, 0)?;
+                Ok(PinSeen {
+                    device_sn: DeviceSn::parse(&sn)
+                        .map_err(|e| StoreError::Backend(format!("stored SN {sn:?}: {e}")))?,
+                    pin: col(r, 1)?,
+                    count: col::<i64>(r, 2)?.max(0) as u64,
+                    first_seen: col(r, 3)?,
+                    last_seen: col(r, 4)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((up_to_id, pairs)))
+    }
+
+    async fn save_pin_summary(
+        &self,
+        changed_after: Option<i64>,
+        up_to_id: i64,
+        pairs: Vec<PinSeen>,
+    ) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // Instances saving at once take turns (the check below reads what the other wrote).
+        lock(&tx, LOCK_PIN_SUMMARY).await?;
+        match changed_after {
+            None => {
+                tx.execute("DELETE FROM pin_summary", &[])
+                    .await
+                    .map_err(backend)?;
+            }
+            Some(after_id) => {
+                let saved: Option<i64> = match tx
+                    .query_opt("SELECT up_to_id FROM pin_summary_cover WHERE id = 1", &[])
+                    .await
+                    .map_err(backend)?
+                {
+                    Some(row) => Some(col(&row, 0)?),
+                    None => None,
+                };
+                if !saved.is_some_and(|s| after_id <= s && s <= up_to_id) {
+                    return Ok(false);
+                }
+            }
+        }
+        let mut sns = Vec::with_capacity(pairs.len());
+        let mut pins = Vec::with_capacity(pairs.len());
+        let mut counts = Vec::with_capacity(pairs.len());
+        let mut firsts = Vec::with_capacity(pairs.len());
+        let mut lasts = Vec::with_capacity(pairs.len());
+        for p in last_per_key(pairs, |p| (p.device_sn.clone(), p.pin.clone())) {
+            sns.push(p.device_sn.as_str().to_owned());
+            pins.push(p.pin);
+            counts.push(i64::try_from(p.count).unwrap_or(i64::MAX));
+            firsts.push(p.first_seen);
+            lasts.push(p.last_seen);
+        }
+        tx.execute(
+            "INSERT INTO pin_summary (device_sn, pin, n_punches, first_seen, last_seen)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::timestamptz[], $5::timestamptz[])
+             ON CONFLICT (device_sn, pin) DO UPDATE SET n_punches = excluded.n_punches,
+             first_seen = excluded.first_seen, last_seen = excluded.last_seen",
+            &[&sns, &pins, &counts, &firsts, &lasts],
+        )
+        .await
+        .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO pin_summary_cover (id, up_to_id, saved_at) VALUES (1, $1, now())
+             ON CONFLICT (id) DO UPDATE SET up_to_id = excluded.up_to_id, saved_at = excluded.saved_at",
+            &[&up_to_id],
+        )
+        .await
+        .map_err(backend)?;
+        commit(tx).await?;
+        Ok(true)
     }
 
     async fn put_shift(&self, shift: ShiftDef, replace: bool, audit: AuditRecord) -> Result<()> {

@@ -1,4 +1,5 @@
-//! [`AttendanceStore`] for SQLite (tables of `0006_attendance.sql`, with `0017_review_pages.sql`).
+//! [`AttendanceStore`] for SQLite (tables of `0006_attendance.sql`, with `0017_review_pages.sql` and
+//! `0018_pin_summary.sql`).
 
 use std::collections::HashMap;
 
@@ -463,6 +464,94 @@ impl AttendanceStore for SqliteStore {
                 .collect()
             })
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn load_pin_summary(&self) -> Result<Option<(i64, Vec<PinSeen>)>> {
+        self.read(|conn| {
+            // One read transaction, so the cover and the rows are of the same save.
+            let tx = conn.unchecked_transaction().map_err(backend)?;
+            let Some(up_to_id) = tx
+                .query_row(
+                    "SELECT up_to_id FROM pin_summary_cover WHERE id = 1",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()
+                .map_err(backend)?
+            else {
+                return Ok(None);
+            };
+            let pairs = tx
+                .prepare_cached(
+                    "SELECT device_sn, pin, n_punches, first_seen, last_seen FROM pin_summary
+                     ORDER BY device_sn, pin",
+                )
+                .and_then(|mut st| {
+                    st.query_map([], |r| {
+                        Ok(PinSeen {
+                            device_sn: super::sn_from(r.get(0)?)?,
+                            pin: r.get(1)?,
+                            count: r.get::<_, i64>(2)?.max(0) as u64,
+                            first_seen: from_ms(r.get(3)?),
+                            last_seen: from_ms(r.get(4)?),
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(backend)?;
+            Ok(Some((up_to_id, pairs)))
+        })
+        .await
+    }
+
+    async fn save_pin_summary(
+        &self,
+        changed_after: Option<i64>,
+        up_to_id: i64,
+        pairs: Vec<PinSeen>,
+    ) -> Result<bool> {
+        self.write(move |conn| {
+            match changed_after {
+                None => {
+                    conn.execute("DELETE FROM pin_summary", [])
+                        .map_err(backend)?;
+                }
+                Some(after_id) => {
+                    let saved: Option<i64> = conn
+                        .query_row("SELECT up_to_id FROM pin_summary_cover WHERE id = 1", [], |r| {
+                            r.get(0)
+                        })
+                        .optional()
+                        .map_err(backend)?;
+                    if !saved.is_some_and(|s| after_id <= s && s <= up_to_id) {
+                        return Ok(false);
+                    }
+                }
+            }
+            let mut st = conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO pin_summary (device_sn, pin, n_punches, first_seen, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(backend)?;
+            for p in &pairs {
+                st.execute(params![
+                    p.device_sn.as_str(),
+                    p.pin,
+                    i64::try_from(p.count).unwrap_or(i64::MAX),
+                    ms(p.first_seen),
+                    ms(p.last_seen)
+                ])
+                .map_err(backend)?;
+            }
+            conn.execute(
+                "INSERT OR REPLACE INTO pin_summary_cover (id, up_to_id, saved_at) VALUES (1, ?1, ?2)",
+                params![up_to_id, ms(Utc::now())],
+            )
+            .map_err(backend)?;
+            Ok(true)
         })
         .await
     }

@@ -103,11 +103,16 @@ pub fn html(markup: Markup) -> Html<String> {
     Html(markup.into_string())
 }
 
-fn head(title: &str) -> Markup {
+/// The `<head>`; `refresh_secs`: the browser loads the page again after that many seconds (a `<meta>` refresh,
+/// which the CSP allows where an inline script would not run).
+fn head(title: &str, refresh_secs: Option<u32>) -> Markup {
     html! {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
+            @if let Some(secs) = refresh_secs {
+                meta http-equiv="refresh" content=(secs);
+            }
             title { (title) " · punchd" }
             link rel="stylesheet" href="/ui/assets/ui.css";
             script src="/ui/assets/ui.js" defer {}
@@ -118,10 +123,26 @@ fn head(title: &str) -> Markup {
 /// The whole page: header with the signed-in user and sign-out, the navigation (`nav` marked current), the
 /// flash message, a `<h1>` with `title`, then `body`.
 pub fn page(ctx: &UiCtx, title: &str, nav: Nav, body: Markup) -> Markup {
+    frame(ctx, title, nav, body, None)
+}
+
+/// [`page`] that the browser loads again every `refresh_secs` seconds (for a page whose content is still being
+/// computed; no script needed).
+pub fn refreshing_page(
+    ctx: &UiCtx,
+    title: &str,
+    nav: Nav,
+    body: Markup,
+    refresh_secs: u32,
+) -> Markup {
+    frame(ctx, title, nav, body, Some(refresh_secs))
+}
+
+fn frame(ctx: &UiCtx, title: &str, nav: Nav, body: Markup, refresh_secs: Option<u32>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, refresh_secs))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
@@ -177,7 +198,7 @@ pub fn bare(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, None))
             body.bare {
                 main #main {
                     p.brand { "punchd" }

@@ -110,19 +110,27 @@ const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often idle sessions are removed from the store.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// The UI's background work until `shutdown` resolves: read the punches per PIN ([`App::seen`]) once at start,
-/// publish terminals going online or offline on the live
-/// feed ([`crate::live::LiveFeed::publish_presence`], checked every 5 s against [`crate::devices::health`]),
-/// and remove sessions idle longer than `[ui] session_idle_mins` (every 10 min).
+/// How often the punches per PIN ([`App::seen`]) are saved to the store, when they changed.
+const SAVE_SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The UI's background work until `shutdown` resolves: bring the punches per PIN ([`App::seen`]) up at start
+/// (from the saved summary, or every punch the first time) and save them at once, then every minute when they
+/// changed ([`crate::attendance::seen_cache::SeenCache::save`]); publish terminals going online or offline on
+/// the live feed ([`crate::live::LiveFeed::publish_presence`], checked every 5 s against
+/// [`crate::devices::health`]); and remove sessions idle longer than `[ui] session_idle_mins` (every 10 min).
 pub async fn run_background(app: App, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
-    // The punches per PIN are read whole once: now, rather than when the first visitor opens a page.
+    // The punches per PIN are brought up now, rather than when the first visitor opens a page, and saved (the
+    // next start then reads only the punches stored after them).
     let warm = app.clone();
     tokio::spawn(async move {
         if let Err(e) = warm.seen.get(&warm.store).await {
             tracing::warn!(error = %e, "reading the punches per PIN failed; the first page view tries again");
+        } else if let Err(e) = warm.seen.save(warm.store.as_ref()).await {
+            tracing::warn!(error = %e, "saving the punches per PIN failed; tried again in a minute");
         }
     });
+    let mut last_seen_save = std::time::Instant::now();
     let mut tick = tokio::time::interval(PRESENCE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut online: std::collections::HashMap<crate::domain::DeviceSn, bool> =
@@ -152,6 +160,13 @@ pub async fn run_background(app: App, shutdown: impl std::future::Future<Output 
                 .is_some_and(|was| was != is_online)
             {
                 app.live.publish_presence(&sn, is_online, last_seen);
+            }
+        }
+        if last_seen_save.elapsed() >= SAVE_SEEN_EVERY {
+            last_seen_save = std::time::Instant::now();
+            // Only what the pages brought in since the last save (nothing when nothing changed).
+            if let Err(e) = app.seen.save(app.store.as_ref()).await {
+                tracing::warn!(error = %e, "saving the punches per PIN failed; tried again in a minute");
             }
         }
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {

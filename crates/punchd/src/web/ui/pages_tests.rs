@@ -173,6 +173,19 @@ async fn send_text(
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// The review grid at `path`, following the page that says its month is being computed (as the browser does,
+/// by its `<meta>` refresh) until the grid is there.
+async fn grid_page(app: &App, session: &Session, path: &str) -> (StatusCode, String) {
+    for _ in 0..1_000 {
+        let (status, _, body) = send_text(app, session.get(path)).await;
+        if !body.contains("<meta http-equiv=\"refresh\"") {
+            return (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{path}: the month was still being computed after 1,000 views");
+}
+
 /// A signed-in user: the session cookie and the CSRF token.
 struct Session {
     cookie: String,
@@ -306,7 +319,7 @@ async fn an_unmapped_pin_is_mapped_in_one_click_and_its_day_counts() {
         ("mapping.add", "ui:hilde")
     );
     // The review page, computed before the mapping, shows it at once (the audit changed the cache's key).
-    let (_, _, body) = send_text(app, hr.get("/ui/review?site=HQ&month=2026-10&q=P100")).await;
+    let (_, body) = grid_page(app, &hr, "/ui/review?site=HQ&month=2026-10&q=P100").await;
     assert!(
         body.contains("aria-label=\"P100 2026-10-05: present\""),
         "{body}"
@@ -482,8 +495,7 @@ async fn a_day_is_corrected_then_the_month_signed_off_downloaded_and_reopened() 
 
 /// The grid cell's label of P100 on a day of October (the review page, through the month cache).
 async fn grid_label(app: &App, session: &Session, day: u32) -> String {
-    let (status, _, body) =
-        send_text(app, session.get("/ui/review?site=HQ&month=2026-10&q=P100")).await;
+    let (status, body) = grid_page(app, session, "/ui/review?site=HQ&month=2026-10&q=P100").await;
     assert_eq!(status, StatusCode::OK);
     let start = format!("aria-label=\"P100 2026-10-{day:02}: ");
     let at = body
@@ -890,7 +902,7 @@ async fn the_grid_pages_through_employees() {
         .await
         .expect("employees");
     let hr = sign_in(app, "hilde").await;
-    let (status, _, body) = send_text(app, hr.get("/ui/review?site=HQ&month=2026-10&page=3")).await;
+    let (status, body) = grid_page(app, &hr, "/ui/review?site=HQ&month=2026-10&page=3").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Page 3 of 3 (101–121 of 121)"), "{body}");
     // Rows are in code order: P100 first, then Q000…; page 3 starts at Q099.
@@ -1352,4 +1364,49 @@ async fn a_queued_command_is_cancelled_from_the_terminal_page_by_an_operator_onl
     assert!(flash.contains("pd_flash"), "{flash}");
     let (_, _, body) = send_text(app, admin.get(&page)).await;
     assert!(!body.contains(&button), "{body}");
+}
+
+/// A month not computed within the grid's wait (its slot held, as a long computation holds it): the view answers
+/// at once a page that says so and loads itself again, with the navigation and the choice of month; asking again
+/// while it is computed does not start another computation; once it is done, the grid.
+#[tokio::test]
+async fn a_month_being_computed_answers_a_page_that_loads_itself_again() {
+    let f = fixture().await;
+    let app = &f.app;
+    let hr = sign_in(app, "hilde").await;
+    let path = "/ui/review?site=HQ&month=2026-10&q=P100";
+    let held = app.month_cache.hold("HQ", MONTH).await;
+    for _ in 0..2 {
+        // Bounded only so a page that waits for the held month fails here instead of hanging.
+        let (status, _, body) = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            send_text(app, hr.get(path)),
+        )
+        .await
+        .expect("answered while the month is being computed");
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("<meta http-equiv=\"refresh\" content=\"1\">")
+                && body.contains(
+                    "The month 2026-10 of site HQ (1 employee) is being computed. This page loads itself \
+                     again until the grid is there."
+                )
+                && body.contains("<h1>Review HQ 2026-10</h1>")
+                && body.contains("<a href=\"/ui/review\" aria-current=\"page\">Review</a>")
+                && body.contains("name=\"month\"")
+                && body.contains(
+                    "<a href=\"/ui/review?site=HQ&amp;month=2026%2D10&amp;q=P100&amp;only=&amp;page=1\">Load it now</a>"
+                ),
+            "{body}"
+        );
+        assert!(!body.contains("Month grid"), "{body}");
+    }
+    drop(held);
+    let (status, body) = grid_page(app, &hr, path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Month grid of HQ, 2026-10") && !body.contains("http-equiv"),
+        "{body}"
+    );
+    assert_eq!(app.month_cache.stats().full, 1, "computed once");
 }
