@@ -480,13 +480,15 @@ fn main() {
         .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "sign-in");
         let cookie = cookie.expect("session cookie");
+        // The roster page shows this month (the roster lines are this month's).
         let month = today.format("%Y-%m").to_string();
-        // Yesterday, unless that is last month (the review day must be in `month`).
-        let day = if today.day() == 1 {
-            today
-        } else {
-            today - chrono::Duration::days(1)
-        };
+        // The review pages show last month: complete whatever today's date (the current month has a single day
+        // on the 1st), and the month HR reviews and signs off at the start of a month.
+        let review_first = (today.with_day(1).expect("first") - chrono::Duration::days(1))
+            .with_day(1)
+            .expect("first of last month");
+        let review_month = review_first.format("%Y-%m").to_string();
+        let day = review_first + chrono::Duration::days(14);
         let sn = terminal(3, 42);
         let pages: Vec<(&str, String)> = vec![
             ("dashboard", "/ui".into()),
@@ -504,10 +506,15 @@ fn main() {
             ("roster", format!("/ui/roster?month={month}")),
             ("policy", "/ui/policy".into()),
             ("sites", "/ui/sites".into()),
-            ("review", format!("/ui/review?site=SITE03&month={month}")),
+            (
+                "review",
+                format!("/ui/review?site=SITE03&month={review_month}"),
+            ),
             (
                 "review day",
-                format!("/ui/review/day?site=SITE03&month={month}&employee=E03042&date={day}"),
+                format!(
+                    "/ui/review/day?site=SITE03&month={review_month}&employee=E03042&date={day}"
+                ),
             ),
             ("audit", "/ui/audit".into()),
             ("delivery", "/ui/delivery".into()),
@@ -610,7 +617,7 @@ fn main() {
             seen.len()
         );
         let t = Instant::now();
-        let m = punchd::attendance::monthly::month(store, "SITE03", &month, Utc::now())
+        let m = punchd::attendance::monthly::month(store, "SITE03", &review_month, Utc::now())
             .await
             .expect("month");
         println!(
