@@ -355,9 +355,12 @@ async fn corrections_signoffs_and_punch_windows(store: &dyn Store) {
                 local(7201)
             )
             .await
-            .expect("per hour")
-            .len(),
-        3
+            .expect("per hour"),
+        [
+            (hour(local(0)), 1),
+            (hour(local(3600)), 1),
+            (hour(local(7200)), 1)
+        ]
     );
     // The same over an id range only: (ids[0], max] holds PIN 5's second punch and PIN 77's.
     let between = store

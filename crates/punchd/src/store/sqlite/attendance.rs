@@ -1109,32 +1109,48 @@ impl AttendanceStore for SqliteStore {
     ) -> Result<Vec<(NaiveDateTime, u64)>> {
         self.read(move |conn| {
             // `punched_at` is stored as `YYYY-MM-DD HH:MM:SS`: its first 13 characters name the hour, and the
-            // identity index (device_sn, punched_at, …) answers this without reading the table.
+            // identity index (device_sn, punched_at, …) answers this without reading the table. The index hands
+            // each terminal's times over in order, so they are counted here as they come (a `GROUP BY` in SQL
+            // set up a sorter per terminal: most of the dashboard's time with 1,000 terminals).
             let mut st = conn
                 .prepare_cached(
-                    "SELECT substr(punched_at, 1, 13), COUNT(*) FROM punches \
-                     WHERE device_sn = ?1 AND punched_at >= ?2 AND punched_at < ?3 GROUP BY 1",
+                    "SELECT punched_at FROM punches \
+                     WHERE device_sn = ?1 AND punched_at >= ?2 AND punched_at < ?3",
                 )
                 .map_err(backend)?;
-            let mut hours = std::collections::BTreeMap::<NaiveDateTime, u64>::new();
+            let (from_text, to_text) = (local_text(from), local_text(to));
+            let mut by_hour = std::collections::BTreeMap::<[u8; 13], u64>::new();
             for sn in &devices {
-                let rows = st
-                    .query_map(
-                        params![sn.as_str(), local_text(from), local_text(to)],
-                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-                    )
+                let mut rows = st
+                    .query(params![sn.as_str(), from_text, to_text])
                     .map_err(backend)?;
-                for row in rows {
-                    let (hour, n) = row.map_err(backend)?;
-                    let hour = NaiveDateTime::parse_from_str(
-                        &format!("{hour}:00:00"),
-                        "%Y-%m-%d %H:%M:%S",
-                    )
-                    .map_err(|e| StoreError::Backend(format!("stored hour {hour:?}: {e}")))?;
-                    *hours.entry(hour).or_default() += n.max(0) as u64;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let at = row
+                        .get_ref(0)
+                        .map_err(backend)?
+                        .as_bytes()
+                        .map_err(|e| StoreError::Backend(format!("stored local time: {e}")))?;
+                    let hour: [u8; 13] =
+                        at.get(..13)
+                            .and_then(|h| h.try_into().ok())
+                            .ok_or_else(|| {
+                                StoreError::Backend(format!(
+                                    "stored local time {:?} is not YYYY-MM-DD HH:MM:SS",
+                                    String::from_utf8_lossy(at)
+                                ))
+                            })?;
+                    *by_hour.entry(hour).or_default() += 1;
                 }
             }
-            Ok(hours.into_iter().collect())
+            by_hour
+                .into_iter()
+                .map(|(hour, n)| {
+                    let text = String::from_utf8_lossy(&hour);
+                    NaiveDateTime::parse_from_str(&format!("{text}:00:00"), "%Y-%m-%d %H:%M:%S")
+                        .map(|hour| (hour, n))
+                        .map_err(|e| StoreError::Backend(format!("stored hour {text:?}: {e}")))
+                })
+                .collect()
         })
         .await
     }

@@ -57,12 +57,17 @@ fn figures() -> &'static Mutex<Figures> {
     CACHE.get_or_init(|| Mutex::new(Figures::default()))
 }
 
-/// The month figures of `sites` as last computed (`None` for a site not computed yet). When any is missing or
-/// older than [`MONTH_TTL`], one refresh starts in the background: a site's month is a whole computation
-/// (seconds for thousands of employees), which the page does not wait for.
-fn month_figures(app: &App, sites: &[String], month: &str) -> Vec<Option<MonthFigures>> {
+/// The month figures of `sites` as last computed (`None` for a site not computed yet), and when any is missing or
+/// older than [`MONTH_TTL`] and no refresh runs yet, the refresh to start: a site's month is a whole computation
+/// (seconds for thousands of employees), which the page does not wait for. The page starts it once it is rendered
+/// ([`MonthRefresh::start`]), so the computation does not compete with the view that asked for it.
+fn month_figures(
+    app: &App,
+    sites: &[String],
+    month: &str,
+) -> (Vec<Option<MonthFigures>>, Option<MonthRefresh>) {
     let Ok(mut cache) = figures().lock() else {
-        return vec![None; sites.len()];
+        return (vec![None; sites.len()], None);
     };
     let found: Vec<Option<MonthFigures>> = sites
         .iter()
@@ -76,19 +81,55 @@ fn month_figures(app: &App, sites: &[String], month: &str) -> Vec<Option<MonthFi
     let stale = found
         .iter()
         .any(|f| f.is_none_or(|f| f.at.elapsed() >= MONTH_TTL));
-    if stale && !cache.refreshing {
+    let refresh = (stale && !cache.refreshing).then(|| {
         cache.refreshing = true;
-        let (app, sites, month) = (app.clone(), sites.to_vec(), month.to_owned());
+        MonthRefresh {
+            app: app.clone(),
+            sites: sites.to_vec(),
+            month: month.to_owned(),
+            started: false,
+        }
+    });
+    (found, refresh)
+}
+
+/// A refresh of the month figures the page owes (marked as running in the cache when it was handed out). Dropped
+/// without being started (the page failed), it clears that mark, so the next view hands it out again.
+struct MonthRefresh {
+    app: App,
+    sites: Vec<String>,
+    month: String,
+    started: bool,
+}
+
+impl MonthRefresh {
+    /// Compute every site's month in the background, one after the other.
+    fn start(mut self) {
+        self.started = true;
+        let (app, sites, month) = (
+            self.app.clone(),
+            std::mem::take(&mut self.sites),
+            std::mem::take(&mut self.month),
+        );
         tokio::spawn(async move {
-            for site in sites {
-                refresh_site(&app, &site, &month).await;
+            for site in &sites {
+                refresh_site(&app, site, &month).await;
             }
             if let Ok(mut cache) = figures().lock() {
                 cache.refreshing = false;
             }
         });
     }
-    found
+}
+
+impl Drop for MonthRefresh {
+    fn drop(&mut self) {
+        if !self.started {
+            if let Ok(mut cache) = figures().lock() {
+                cache.refreshing = false;
+            }
+        }
+    }
 }
 
 async fn refresh_site(app: &App, site: &str, month: &str) {
@@ -140,51 +181,48 @@ async fn charts(
             .or_default()
             .push(d);
     }
-    let mut out = Vec::new();
-    for (site, devs) in by_site.into_iter().take(12) {
+    // Each site's hours are counted in the store; the sites are asked at once (the store reads them side by side
+    // on its readers), not one after the other.
+    let reads = by_site.into_iter().take(12).filter_map(|(site, devs)| {
         // The hour axis in the first terminal's zone (a site has one zone).
         let zone = devs
             .first()
             .map(|d| app.registry.time_zone(d))
             .unwrap_or(app.config.default_time_zone);
         let local_now = now.with_timezone(&zone).naive_local();
-        let Some(current_hour) = local_now
+        let current_hour = local_now
             .with_minute(0)
             .and_then(|t| t.with_second(0))
-            .and_then(|t| t.with_nanosecond(0))
-        else {
-            continue;
-        };
+            .and_then(|t| t.with_nanosecond(0))?;
         let first_hour = current_hour - chrono::Duration::hours(CHART_HOURS - 1);
-        let per_hour = app
-            .store
-            .punches_per_hour(
-                devs.iter().map(|d| d.sn.clone()).collect(),
-                first_hour,
-                current_hour + chrono::Duration::hours(1),
-            )
-            .await?;
-        let mut counts = vec![0usize; CHART_HOURS as usize];
-        for (hour, n) in per_hour {
-            let idx = (hour - first_hour).num_hours();
-            if hour >= first_hour && (0..CHART_HOURS).contains(&idx) {
-                counts[idx as usize] += n as usize;
+        let sns = devs.iter().map(|d| d.sn.clone()).collect();
+        Some(async move {
+            let per_hour = app
+                .store
+                .punches_per_hour(sns, first_hour, current_hour + chrono::Duration::hours(1))
+                .await?;
+            let mut counts = vec![0usize; CHART_HOURS as usize];
+            for (hour, n) in per_hour {
+                let idx = (hour - first_hour).num_hours();
+                if hour >= first_hour && (0..CHART_HOURS).contains(&idx) {
+                    counts[idx as usize] += n as usize;
+                }
             }
-        }
-        out.push(SiteChart {
-            site: if site.is_empty() {
-                "(no site)".into()
-            } else {
-                site
-            },
-            hours: counts
-                .into_iter()
-                .enumerate()
-                .map(|(i, n)| (first_hour + chrono::Duration::hours(i as i64), n))
-                .collect(),
-        });
-    }
-    Ok(out)
+            Ok::<_, UiError>(SiteChart {
+                site: if site.is_empty() {
+                    "(no site)".into()
+                } else {
+                    site
+                },
+                hours: counts
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, n)| (first_hour + chrono::Duration::hours(i as i64), n))
+                    .collect(),
+            })
+        })
+    });
+    futures_util::future::try_join_all(reads).await
 }
 
 /// The chart as SVG: one bar per hour, a line under each day's start with its date.
@@ -355,10 +393,8 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
         .take(20)
         .map(|s| s.name)
         .collect();
-    for (site, f) in site_names
-        .iter()
-        .zip(month_figures(&app, &site_names, &month))
-    {
+    let (figures_now, refresh) = month_figures(&app, &site_names, &month);
+    for (site, f) in site_names.iter().zip(figures_now) {
         let href = format!(
             "/ui/review?site={}&month={}",
             layout::enc(site),
@@ -513,5 +549,9 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
         p { "Database " code { (app.config.database.display()) } ": " (format!("{:.1} MB", db_bytes as f64 / 1e6)) " with its write-ahead log. "
             @if let Some(r) = &fault { (badge("bad", "failing")) " " (r) } @else { (badge("ok", "writes succeed")) } }
     };
-    Ok(layout::html(layout::page(&ctx, "Dashboard", Nav::Dashboard, body)).into_response())
+    let page = layout::html(layout::page(&ctx, "Dashboard", Nav::Dashboard, body)).into_response();
+    if let Some(refresh) = refresh {
+        refresh.start();
+    }
+    Ok(page)
 }
