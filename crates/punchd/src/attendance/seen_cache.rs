@@ -71,6 +71,8 @@ pub struct SeenCache {
     state: tokio::sync::Mutex<State>,
     /// Held while saving, so saves run one at a time.
     saving: tokio::sync::Mutex<()>,
+    /// Set once the first look is done (the summary is there; [`SeenCache::get_within`] waits from then on).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SeenCache {
@@ -174,6 +176,7 @@ impl SeenCache {
         let max = store.max_punch_id().await?;
         if state.built_at.is_none() {
             first_look(&mut state, store.as_ref(), max).await?;
+            self.ready.store(true, std::sync::atomic::Ordering::Release);
             return Ok(state.snapshot.clone());
         }
         catch_up(&mut state, store.as_ref(), max).await?;
@@ -183,6 +186,42 @@ impl SeenCache {
             tokio::spawn(async move { cache.rebuild(store).await });
         }
         Ok(state.snapshot.clone())
+    }
+
+    /// [`SeenCache::get`], but before the summary is there at all, waiting for it at most `wait`: `Ok(None)` when
+    /// the process's first look has not finished by then (on a database without a saved summary it reads every
+    /// punch: seconds with millions). The look runs in a task of its own and goes on after `wait`, so a later call
+    /// finds it done (or waits for the same one: looks take the summary's lock one at a time). Once the first look
+    /// is done, this waits as [`SeenCache::get`] does (bringing it up to date reads only the new punches).
+    ///
+    /// Errors: the store's, and a look that ended without an answer (it panicked).
+    pub async fn get_within(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        wait: Duration,
+    ) -> Result<Option<Arc<Vec<PinSeen>>>, StoreError> {
+        let (cache, store) = (self.clone(), store.clone());
+        let mut look = tokio::spawn(async move { cache.get(&store).await });
+        let answer = match tokio::time::timeout(wait, &mut look).await {
+            Ok(answer) => answer,
+            Err(_still_looking) if !self.ready.load(std::sync::atomic::Ordering::Acquire) => {
+                return Ok(None)
+            }
+            Err(_still_looking) => look.await,
+        };
+        match answer {
+            Ok(answer) => answer.map(Some),
+            Err(e) => Err(StoreError::Backend(format!(
+                "reading the punches per PIN ended without an answer: {e}"
+            ))),
+        }
+    }
+
+    /// Hold the summary as a long first look holds it (tests only): [`SeenCache::get`] waits until the returned
+    /// guard is dropped.
+    #[cfg(test)]
+    pub(crate) async fn hold(&self) -> tokio::sync::MutexGuard<'_, impl Sized> {
+        self.state.lock().await
     }
 
     /// Bring the summary up to date with the punches stored since the last look, then save what changed since
@@ -318,17 +357,24 @@ impl SeenCache {
         self: &Arc<Self>,
         store: &Arc<dyn Store>,
     ) -> Result<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>, StoreError> {
-        let mut last = std::collections::HashMap::<String, chrono::DateTime<chrono::Utc>>::new();
-        for seen in self.get(store).await?.iter() {
-            let entry = last
-                .entry(seen.device_sn.as_str().to_owned())
-                .or_insert(seen.last_seen);
-            if seen.last_seen > *entry {
-                *entry = seen.last_seen;
-            }
-        }
-        Ok(last)
+        Ok(last_punches_of(&self.get(store).await?))
     }
+}
+
+/// The last punch (UTC) of every device in `seen` (a summary [`SeenCache::get`] answered), keyed by SN.
+pub fn last_punches_of(
+    seen: &[PinSeen],
+) -> std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> {
+    let mut last = std::collections::HashMap::<String, chrono::DateTime<chrono::Utc>>::new();
+    for seen in seen {
+        let entry = last
+            .entry(seen.device_sn.as_str().to_owned())
+            .or_insert(seen.last_seen);
+        if seen.last_seen > *entry {
+            *entry = seen.last_seen;
+        }
+    }
+    last
 }
 
 #[cfg(test)]
@@ -364,6 +410,63 @@ mod tests {
             source: Source::Import,
         });
         store.write_batch(batch).await.unwrap();
+    }
+
+    /// While a look holds the summary (as a first start's whole read does), `get_within` answers `None` after its
+    /// wait instead of waiting; the look it started goes on, and once the summary is free the answer is there.
+    #[tokio::test]
+    async fn get_within_answers_none_while_a_look_holds_the_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&dir.path().join("seen.db"), Durability::CrashSafe).unwrap(),
+        );
+        punch(store.as_ref(), "WAIT1", "7", 0).await;
+        let cache = Arc::new(SeenCache::default());
+        let held = cache.hold().await;
+        assert_eq!(
+            cache
+                .get_within(&store, Duration::from_millis(20))
+                .await
+                .unwrap(),
+            None
+        );
+        drop(held);
+        let seen = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(seen) = cache
+                    .get_within(&store, Duration::from_millis(20))
+                    .await
+                    .unwrap()
+                {
+                    return seen;
+                }
+            }
+        })
+        .await
+        .expect("answered once the summary is free");
+        assert_eq!(*seen, store.pins_seen().await.unwrap());
+        assert_eq!(seen.len(), 1);
+        // Once it is there, a look that takes longer than the wait (only new punches are read) is waited for.
+        punch(store.as_ref(), "WAIT1", "8", 60).await;
+        let held = cache.hold().await;
+        let waiting = {
+            let (cache, store) = (cache.clone(), store.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_within(&store, Duration::from_millis(20))
+                    .await
+                    .unwrap()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !waiting.is_finished(),
+            "waits past its wait once the summary is there"
+        );
+        drop(held);
+        let seen = waiting.await.unwrap().expect("the summary");
+        assert_eq!(*seen, store.pins_seen().await.unwrap());
+        assert_eq!(seen.len(), 2);
     }
 
     /// After every new punch (and after a whole re-read), the cache answers what the store's `pins_seen` does.

@@ -19,7 +19,7 @@ use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use maud::{html, Markup};
 
 use super::layout::{self, badge, link, text, Nav};
-use super::terminals::{drift_text, last_punches, Presence};
+use super::terminals::{drift_text, Presence};
 use super::{require, UiCtx, UiError, UiUser};
 use crate::app::App;
 use crate::attendance::mapping::{unmapped, Resolver};
@@ -291,7 +291,8 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
     let now = Utc::now();
     let mut devices = app.registry.devices_where(|_| true);
     devices.sort_by(|a, b| a.sn.as_str().cmp(b.sn.as_str()));
-    let last = last_punches(&app).await?;
+    let seen = super::pins_seen(&app).await?;
+    let last = crate::attendance::seen_cache::last_punches_of(&seen);
 
     let (mut n_online, mut n_silent, mut n_offline, mut n_pending) = (0, 0, 0, 0);
     let mut trouble: Vec<(Presence, &Device, Option<DateTime<Utc>>)> = Vec::new();
@@ -326,7 +327,6 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
     let mappings = app.store.list_mappings().await?;
     let employees = app.store.list_employees().await?;
     let resolver = Resolver::new(&mappings, &employees, &devices);
-    let seen = app.seen.get(&app.store).await?;
     let n_unmapped = unmapped(&resolver, &seen).len();
 
     // Delivery.

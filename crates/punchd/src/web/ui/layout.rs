@@ -193,12 +193,28 @@ pub fn bare_page(title: &str, text: &str) -> Markup {
     )
 }
 
+/// A page without navigation saying `text` that loads itself again every `refresh_secs` (something the page
+/// needs is still being prepared).
+pub fn bare_refreshing(title: &str, text: &str, refresh_secs: u32) -> Markup {
+    bare_with(
+        title,
+        html! {
+            p role="status" { (text) }
+        },
+        Some(refresh_secs),
+    )
+}
+
 /// A page without navigation around `body`.
 pub fn bare(title: &str, body: Markup) -> Markup {
+    bare_with(title, body, None)
+}
+
+fn bare_with(title: &str, body: Markup, refresh_secs: Option<u32>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title, None))
+            (head(title, refresh_secs))
             body.bare {
                 main #main {
                     p.brand { "punchd" }

@@ -286,6 +286,33 @@ pub enum UiError {
     /// Something failed inside (500); logged, the page says only that it failed.
     #[error("{0}")]
     Internal(String),
+    /// What the page needs is still being prepared (503 with `Retry-After: 1`): the page says what and loads
+    /// itself again every second.
+    #[error("{0}")]
+    Preparing(String),
+}
+
+/// How long a page waits for the per-PIN summary ([`crate::attendance::seen_cache::SeenCache`]) before it answers
+/// [`UiError::Preparing`]: with a saved summary the first look after a start takes tens of ms; only the first
+/// start on a database without one reads every punch (seconds with millions of punches).
+pub const SEEN_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The per-PIN summary for a page (dashboard, terminals, unmapped queue), or [`UiError::Preparing`] when it is not
+/// there within [`SEEN_WAIT`] (the look goes on; the page loads itself again).
+pub(crate) async fn pins_seen(
+    app: &App,
+) -> Result<std::sync::Arc<Vec<crate::store::attendance::PinSeen>>, UiError> {
+    app.seen
+        .get_within(&app.store, SEEN_WAIT)
+        .await?
+        .ok_or_else(|| {
+            UiError::Preparing(
+                "punchd is counting the punches of every terminal and PIN. This happens once, at the first start \
+                 on this database: every stored punch is read (seconds with millions of punches). This page loads \
+                 itself again until it is done."
+                    .into(),
+            )
+        })
 }
 
 impl From<StoreError> for UiError {
@@ -306,11 +333,21 @@ impl From<anyhow::Error> for UiError {
 
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
+        if let UiError::Preparing(text) = &self {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, "1")],
+                layout::html(layout::bare_refreshing("Being prepared", text, 1)),
+            )
+                .into_response();
+        }
         let (status, title, text) = match &self {
             UiError::Forbidden(t) => (StatusCode::FORBIDDEN, "Not allowed", t.clone()),
             UiError::NotFound(t) => (StatusCode::NOT_FOUND, "Not found", t.clone()),
             UiError::BadRequest(t) => (StatusCode::BAD_REQUEST, "Bad request", t.clone()),
             UiError::Conflict(t) => (StatusCode::CONFLICT, "Conflict", t.clone()),
+            // Answered above.
+            UiError::Preparing(t) => (StatusCode::SERVICE_UNAVAILABLE, "Being prepared", t.clone()),
             UiError::Internal(t) => {
                 tracing::error!(error = %t, "web UI request failed");
                 (

@@ -1410,3 +1410,47 @@ async fn a_month_being_computed_answers_a_page_that_loads_itself_again() {
     );
     assert_eq!(app.month_cache.stats().full, 1, "computed once");
 }
+
+/// While the per-PIN summary is not there (a first start's whole read holds it), the pages that need it answer
+/// 503 with `Retry-After: 1` and a page that says why and loads itself again, instead of a request that hangs;
+/// once it is there, the pages.
+#[tokio::test]
+async fn pages_needing_the_per_pin_summary_say_it_is_being_prepared_until_it_is() {
+    let f = fixture().await;
+    let app = &f.app;
+    let hr = sign_in(app, "hilde").await;
+    let pages = ["/ui", "/ui/terminals", "/ui/unmapped"];
+    let held = app.seen.hold().await;
+    for path in pages {
+        let (status, headers, body) = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            send_text(app, hr.get(path)),
+        )
+        .await
+        .expect("answered while the summary is held");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        assert_eq!(headers[header::RETRY_AFTER], "1", "{path}");
+        assert!(
+            body.contains("<meta http-equiv=\"refresh\" content=\"1\">")
+                && body.contains("<h1>Being prepared</h1>")
+                && body.contains("punchd is counting the punches of every terminal and PIN."),
+            "{path}: {body}"
+        );
+    }
+    drop(held);
+    for path in pages {
+        let body = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            loop {
+                let (status, _, body) = send_text(app, hr.get(path)).await;
+                if status == StatusCode::OK {
+                    return body;
+                }
+                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the page once the summary is free");
+        assert!(!body.contains("http-equiv"), "{path}: {body}");
+    }
+}

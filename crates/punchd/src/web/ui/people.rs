@@ -893,7 +893,7 @@ async fn render_unmapped(
         &store.list_employees().await?,
         &store.list_devices().await?,
     );
-    let mut queue = mapping::unmapped(&resolver, &app.seen.get(&app.store).await?);
+    let mut queue = mapping::unmapped(&resolver, &super::pins_seen(app).await?);
     queue.sort_by(|a, b| {
         (b.last_seen, &a.device_sn, &a.pin).cmp(&(a.last_seen, &b.device_sn, &b.pin))
     });

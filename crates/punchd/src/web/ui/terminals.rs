@@ -114,7 +114,9 @@ pub fn approval_badge(a: Approval) -> Markup {
 pub async fn last_punches(
     app: &App,
 ) -> Result<std::collections::HashMap<String, DateTime<Utc>>, UiError> {
-    Ok(app.seen.last_punches(&app.store).await?)
+    Ok(crate::attendance::seen_cache::last_punches_of(
+        &super::pins_seen(app).await?,
+    ))
 }
 
 /// The list's search and filter.
