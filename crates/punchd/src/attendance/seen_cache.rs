@@ -65,14 +65,29 @@ struct State {
     stats: SeenStats,
 }
 
+/// What [`SeenCache::hold_reading_whole`] holds (tests only).
+#[cfg(test)]
+pub(crate) struct HeldReadingWhole<'a> {
+    _state: tokio::sync::MutexGuard<'a, State>,
+    flag: &'a std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+impl Drop for HeldReadingWhole<'_> {
+    fn drop(&mut self) {
+        self.flag.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// The summary, shared by the pages of one process (`App::seen`).
 #[derive(Default)]
 pub struct SeenCache {
     state: tokio::sync::Mutex<State>,
     /// Held while saving, so saves run one at a time.
     saving: tokio::sync::Mutex<()>,
-    /// Set once the first look is done (the summary is there; [`SeenCache::get_within`] waits from then on).
-    ready: std::sync::atomic::AtomicBool,
+    /// Set while a first look reads every punch (no saved summary): what [`SeenCache::get_within`] does not wait
+    /// for. Loading a saved summary and bringing it up to date is waited for.
+    reading_whole: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SeenCache {
@@ -90,7 +105,13 @@ fn keyed(seen: Vec<PinSeen>) -> BTreeMap<(String, String), PinSeen> {
 
 /// The first look: the saved summary and the punches above the id it counts, or every punch when none is saved
 /// (or the saved one counts punches up to an id the store does not hold: a store restored from an older backup).
-async fn first_look(state: &mut State, store: &dyn Store, max: i64) -> Result<(), StoreError> {
+/// `reading_whole` is set while every punch is read (what [`SeenCache::get_within`] does not wait for).
+async fn first_look(
+    state: &mut State,
+    store: &dyn Store,
+    max: i64,
+    reading_whole: &std::sync::atomic::AtomicBool,
+) -> Result<(), StoreError> {
     let saved = match store.load_pin_summary().await {
         Ok(saved) => saved,
         Err(e) => {
@@ -117,7 +138,10 @@ async fn first_look(state: &mut State, store: &dyn Store, max: i64) -> Result<()
                     "the saved punches per PIN count punches the store does not hold; reading every punch"
                 );
             }
-            state.pairs = keyed(store.pins_seen_between(0, max).await?);
+            reading_whole.store(true, std::sync::atomic::Ordering::Release);
+            let whole = store.pins_seen_between(0, max).await;
+            reading_whole.store(false, std::sync::atomic::Ordering::Release);
+            state.pairs = keyed(whole?);
             state.saved_up_to = None;
             state.stats.whole_reads += 1;
         }
@@ -175,8 +199,7 @@ impl SeenCache {
         let mut state = self.state.lock().await;
         let max = store.max_punch_id().await?;
         if state.built_at.is_none() {
-            first_look(&mut state, store.as_ref(), max).await?;
-            self.ready.store(true, std::sync::atomic::Ordering::Release);
+            first_look(&mut state, store.as_ref(), max, &self.reading_whole).await?;
             return Ok(state.snapshot.clone());
         }
         catch_up(&mut state, store.as_ref(), max).await?;
@@ -188,11 +211,10 @@ impl SeenCache {
         Ok(state.snapshot.clone())
     }
 
-    /// [`SeenCache::get`], but before the summary is there at all, waiting for it at most `wait`: `Ok(None)` when
-    /// the process's first look has not finished by then (on a database without a saved summary it reads every
-    /// punch: seconds with millions). The look runs in a task of its own and goes on after `wait`, so a later call
-    /// finds it done (or waits for the same one: looks take the summary's lock one at a time). Once the first look
-    /// is done, this waits as [`SeenCache::get`] does (bringing it up to date reads only the new punches).
+    /// [`SeenCache::get`], except while the process's first look reads every punch (a database without a saved
+    /// summary: seconds with millions): then `Ok(None)` after `wait`. The look runs in a task of its own and goes
+    /// on after `wait`, so a later call finds it done (or waits for the same one: looks take the summary's lock one
+    /// at a time). Loading a saved summary and bringing it up to date (only new punches are read) is waited for.
     ///
     /// Errors: the store's, and a look that ended without an answer (it panicked).
     pub async fn get_within(
@@ -204,7 +226,11 @@ impl SeenCache {
         let mut look = tokio::spawn(async move { cache.get(&store).await });
         let answer = match tokio::time::timeout(wait, &mut look).await {
             Ok(answer) => answer,
-            Err(_still_looking) if !self.ready.load(std::sync::atomic::Ordering::Acquire) => {
+            Err(_still_looking)
+                if self
+                    .reading_whole
+                    .load(std::sync::atomic::Ordering::Acquire) =>
+            {
                 return Ok(None)
             }
             Err(_still_looking) => look.await,
@@ -217,11 +243,24 @@ impl SeenCache {
         }
     }
 
-    /// Hold the summary as a long first look holds it (tests only): [`SeenCache::get`] waits until the returned
-    /// guard is dropped.
+    /// Hold the summary as a look holds it (tests only): [`SeenCache::get`] waits until the returned guard is
+    /// dropped.
     #[cfg(test)]
     pub(crate) async fn hold(&self) -> tokio::sync::MutexGuard<'_, impl Sized> {
         self.state.lock().await
+    }
+
+    /// Hold the summary as a first look that reads every punch holds it (tests only): [`SeenCache::get`] waits
+    /// until the returned guard is dropped, [`SeenCache::get_within`] does not.
+    #[cfg(test)]
+    pub(crate) async fn hold_reading_whole(&self) -> HeldReadingWhole<'_> {
+        let state = self.state.lock().await;
+        self.reading_whole
+            .store(true, std::sync::atomic::Ordering::Release);
+        HeldReadingWhole {
+            _state: state,
+            flag: &self.reading_whole,
+        }
     }
 
     /// Bring the summary up to date with the punches stored since the last look, then save what changed since
@@ -412,17 +451,18 @@ mod tests {
         store.write_batch(batch).await.unwrap();
     }
 
-    /// While a look holds the summary (as a first start's whole read does), `get_within` answers `None` after its
-    /// wait instead of waiting; the look it started goes on, and once the summary is free the answer is there.
+    /// While a first look reads every punch, `get_within` answers `None` after its wait instead of waiting; the look
+    /// it started goes on, and once the summary is free the answer is there. A look that only brings it up to date
+    /// is waited for.
     #[tokio::test]
-    async fn get_within_answers_none_while_a_look_holds_the_summary() {
+    async fn get_within_answers_none_only_while_every_punch_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&dir.path().join("seen.db"), Durability::CrashSafe).unwrap(),
         );
         punch(store.as_ref(), "WAIT1", "7", 0).await;
         let cache = Arc::new(SeenCache::default());
-        let held = cache.hold().await;
+        let held = cache.hold_reading_whole().await;
         assert_eq!(
             cache
                 .get_within(&store, Duration::from_millis(20))

@@ -291,7 +291,25 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
     let now = Utc::now();
     let mut devices = app.registry.devices_where(|_| true);
     devices.sort_by(|a, b| a.sn.as_str().cmp(b.sn.as_str()));
-    let seen = super::pins_seen(&app).await?;
+    // Everything the page reads, read at once: the store answers on several readers side by side (one after
+    // the other they were most of the page's time at 10 M punches).
+    let store = app.store.as_ref();
+    let (seen, mappings, employees, sinks, sources, sites, charts) = tokio::try_join!(
+        super::pins_seen(&app),
+        async { Ok::<_, UiError>(store.list_mappings().await?) },
+        async { Ok::<_, UiError>(store.list_employees().await?) },
+        async {
+            let mut sinks = Vec::new();
+            for sink in store.list_sinks().await? {
+                let counts = store.sink_counts(sink.id).await?;
+                sinks.push((sink, counts));
+            }
+            Ok::<_, UiError>(sinks)
+        },
+        async { Ok::<_, UiError>(store.list_sources().await?) },
+        async { Ok::<_, UiError>(store.list_sites().await?) },
+        charts(&app, &devices, now),
+    )?;
     let last = crate::attendance::seen_cache::last_punches_of(&seen);
 
     let (mut n_online, mut n_silent, mut n_offline, mut n_pending) = (0, 0, 0, 0);
@@ -324,16 +342,13 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
     trouble.sort_by_key(|(p, d, _)| (*p != Presence::Offline, d.last_seen));
 
     // Unmapped PINs, as the review and the API count them.
-    let mappings = app.store.list_mappings().await?;
-    let employees = app.store.list_employees().await?;
     let resolver = Resolver::new(&mappings, &employees, &devices);
     let n_unmapped = unmapped(&resolver, &seen).len();
 
     // Delivery.
     let mut sink_rows = Vec::new();
     let (mut backlog, mut parked, mut failing) = (0u64, 0u64, 0usize);
-    for sink in app.store.list_sinks().await? {
-        let counts = app.store.sink_counts(sink.id).await?;
+    for (sink, counts) in sinks {
         backlog += counts.pending;
         parked += counts.parked;
         let state = if sink.paused {
@@ -364,7 +379,6 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
     }
 
     // Sources.
-    let sources = app.store.list_sources().await?;
     let n_sources_failing = sources.iter().filter(|s| s.state == "failing").count();
 
     // Storage.
@@ -385,14 +399,7 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
         .to_string();
     let mut month_rows = Vec::new();
     let (mut incomplete, mut open, mut computing) = (0u32, 0usize, false);
-    let site_names: Vec<String> = app
-        .store
-        .list_sites()
-        .await?
-        .into_iter()
-        .take(20)
-        .map(|s| s.name)
-        .collect();
+    let site_names: Vec<String> = sites.into_iter().take(20).map(|s| s.name).collect();
     let (figures_now, refresh) = month_figures(&app, &site_names, &month);
     for (site, f) in site_names.iter().zip(figures_now) {
         let href = format!(
@@ -429,7 +436,6 @@ pub async fn page(State(app): State<App>, user: UiUser, ctx: UiCtx) -> Result<Re
         }
     };
 
-    let charts = charts(&app, &devices, now).await?;
     let level = |bad: bool, n: usize| {
         if n == 0 {
             ""

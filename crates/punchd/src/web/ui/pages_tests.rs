@@ -1420,7 +1420,7 @@ async fn pages_needing_the_per_pin_summary_say_it_is_being_prepared_until_it_is(
     let app = &f.app;
     let hr = sign_in(app, "hilde").await;
     let pages = ["/ui", "/ui/terminals", "/ui/unmapped"];
-    let held = app.seen.hold().await;
+    let held = app.seen.hold_reading_whole().await;
     for path in pages {
         let (status, headers, body) = tokio::time::timeout(
             std::time::Duration::from_secs(60),
