@@ -35,6 +35,38 @@ fn drained(server: &Server, name: &str) -> serde_json::Value {
     )
 }
 
+/// Push three ATTLOG batches as terminal `sn`: for each hour 08–10 of `date`, 100 check-ins of PINs `first_pin`,
+/// `first_pin + 1`, … one second apart; `after(hour)` runs after each batch is acknowledged. Returns how many
+/// punches were pushed (300).
+fn push_three_hours(
+    server: &Server,
+    sn: &str,
+    date: &str,
+    first_pin: u32,
+    mut after: impl FnMut(u32),
+) -> usize {
+    let mut pushed = 0;
+    for hour in 8..11 {
+        let lines: Vec<(String, String, u8)> = (0..100)
+            .map(|i| {
+                (
+                    format!("{}", first_pin + i),
+                    format!("{date} {hour:02}:{:02}:{:02}", i / 60, i % 60),
+                    0,
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str, u8)> = lines
+            .iter()
+            .map(|(p, t, s)| (p.as_str(), t.as_str(), *s))
+            .collect();
+        assert_eq!(server.attlog(sn, &attlog_lines(&refs)).text(), "OK:100");
+        pushed += 100;
+        after(hour);
+    }
+    pushed
+}
+
 fn attlog_lines(lines: &[(&str, &str, u8)]) -> String {
     lines
         .iter()
@@ -372,27 +404,7 @@ fn webhook_delivery_survives_kill_9_nothing_lost() {
         ],
     );
     assert!(added.ok, "{}", added.stderr);
-    let mut expected = 0;
-    for hour in 8..11 {
-        let lines: Vec<(String, String, u8)> = (0..100)
-            .map(|i| {
-                (
-                    format!("{}", 100 + i),
-                    format!("2024-05-03 {hour:02}:{:02}:{:02}", i / 60, i % 60),
-                    0,
-                )
-            })
-            .collect();
-        let refs: Vec<(&str, &str, u8)> = lines
-            .iter()
-            .map(|(p, t, s)| (p.as_str(), t.as_str(), *s))
-            .collect();
-        assert_eq!(
-            server.attlog("CRASHSINK01", &attlog_lines(&refs)).text(),
-            "OK:100"
-        );
-        expected += 100;
-    }
+    let expected = push_three_hours(&server, "CRASHSINK01", "2024-05-03", 100, |_| {});
     server.wait_for("delivery under way", Duration::from_secs(30), || {
         (receiver.keys().len() >= 40).then_some(())
     });
@@ -434,30 +446,11 @@ fn full_rounds_with_a_refused_batch_deliver_every_checkin_exactly_once() {
         &receiver,
         &["--batch-size", "10", "--concurrency", "1"],
     );
-    let mut expected = 0;
-    for hour in 8..11 {
-        let lines: Vec<(String, String, u8)> = (0..100)
-            .map(|i| {
-                (
-                    format!("{}", 200 + i),
-                    format!("2024-05-04 {hour:02}:{:02}:{:02}", i / 60, i % 60),
-                    0,
-                )
-            })
-            .collect();
-        let refs: Vec<(&str, &str, u8)> = lines
-            .iter()
-            .map(|(p, t, s)| (p.as_str(), t.as_str(), *s))
-            .collect();
-        assert_eq!(
-            server.attlog("ROUNDS01", &attlog_lines(&refs)).text(),
-            "OK:100"
-        );
-        expected += 100;
+    let expected = push_three_hours(&server, "ROUNDS01", "2024-05-04", 200, |hour| {
         if hour == 8 {
             receiver.fail_next.store(1, Ordering::SeqCst);
         }
-    }
+    });
     let status = server.wait_for("every check-in delivered", Duration::from_secs(60), || {
         let s = sink_status(&server, "webhook");
         (s["delivered"].as_u64() == Some(expected as u64)).then_some(s)

@@ -392,19 +392,7 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                let sn: String = col(r, 0)?;
-                Ok(PinSeen {
-                    device_sn: DeviceSn::parse(&sn)
-                        .map_err(|e| StoreError::Backend(format!("stored SN {sn:?}: {e}")))?,
-                    pin: col(r, 1)?,
-                    count: col::<i64>(r, 2)?.max(0) as u64,
-                    first_seen: col(r, 3)?,
-                    last_seen: col(r, 4)?,
-                })
-            })
-            .collect()
+        rows.iter().map(pin_seen_of).collect()
     }
 
     async fn load_pin_summary(&self) -> Result<Option<(i64, Vec<PinSeen>)>> {
@@ -433,20 +421,7 @@ impl AttendanceStore for PgStore {
             )
             .await
             .map_err(backend)?;
-        let pairs = rows
-            .iter()
-            .map(|r| {
-                let sn: String = col(r, 0)?;
-                Ok(PinSeen {
-                    device_sn: DeviceSn::parse(&sn)
-                        .map_err(|e| StoreError::Backend(format!("stored SN {sn:?}: {e}")))?,
-                    pin: col(r, 1)?,
-                    count: col::<i64>(r, 2)?.max(0) as u64,
-                    first_seen: col(r, 3)?,
-                    last_seen: col(r, 4)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let pairs = rows.iter().map(pin_seen_of).collect::<Result<Vec<_>>>()?;
         Ok(Some((up_to_id, pairs)))
     }
 
@@ -1127,4 +1102,17 @@ impl AttendanceStore for PgStore {
             .map_err(backend)?;
         rows.iter().map(super::punch_from_row).collect()
     }
+}
+
+/// A [`PinSeen`] from a row of (device_sn, pin, count, first_seen, last_seen).
+fn pin_seen_of(r: &Row) -> Result<PinSeen> {
+    let sn: String = col(r, 0)?;
+    Ok(PinSeen {
+        device_sn: DeviceSn::parse(&sn)
+            .map_err(|e| StoreError::Backend(format!("stored SN {sn:?}: {e}")))?,
+        pin: col(r, 1)?,
+        count: col::<i64>(r, 2)?.max(0) as u64,
+        first_seen: col(r, 3)?,
+        last_seen: col(r, 4)?,
+    })
 }
