@@ -457,8 +457,9 @@ fn main() {
             .await
             .expect("save the summary"));
         println!(
-            "first-ever start (no saved summary): the per-PIN summary read whole in {} ms ({} pairs; the \
-             dashboard's first view waits for it), saved whole in {} ms (in the background)",
+            "first-ever start (no saved summary): the per-PIN summary read whole in {} ms ({} pairs; until then \
+             the dashboard, terminals and unmapped pages answer 'being prepared'), saved whole in {} ms (in the \
+             background)",
             ms(read_whole),
             seen.len(),
             ms(t.elapsed())
