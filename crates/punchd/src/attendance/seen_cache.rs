@@ -388,16 +388,6 @@ impl SeenCache {
             tracing::warn!(error = %e, "saving the punches per PIN failed; the next save tries again");
         }
     }
-
-    /// The last punch (UTC) of every device that has one, keyed by SN.
-    ///
-    /// Errors: the store's.
-    pub async fn last_punches(
-        self: &Arc<Self>,
-        store: &Arc<dyn Store>,
-    ) -> Result<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>, StoreError> {
-        Ok(last_punches_of(&self.get(store).await?))
-    }
 }
 
 /// The last punch (UTC) of every device in `seen` (a summary [`SeenCache::get`] answered), keyed by SN.
@@ -533,7 +523,7 @@ mod tests {
                 "after {sn}/{pin}"
             );
         }
-        let last = cache.last_punches(&store).await.unwrap();
+        let last = last_punches_of(&cache.get(&store).await.unwrap());
         assert_eq!(last["SEEN1"], Utc.timestamp_opt(1_790_000_060, 0).unwrap());
         // A whole re-read with a punch stored after it started ends the same, and is saved whole.
         cache.clone().rebuild(store.clone()).await;

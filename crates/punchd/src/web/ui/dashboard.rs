@@ -83,34 +83,22 @@ fn month_figures(
         .any(|f| f.is_none_or(|f| f.at.elapsed() >= MONTH_TTL));
     let refresh = (stale && !cache.refreshing).then(|| {
         cache.refreshing = true;
-        MonthRefresh {
-            app: app.clone(),
-            sites: sites.to_vec(),
-            month: month.to_owned(),
-            started: false,
-        }
+        MonthRefresh(Some((app.clone(), sites.to_vec(), month.to_owned())))
     });
     (found, refresh)
 }
 
-/// A refresh of the month figures the page owes (marked as running in the cache when it was handed out). Dropped
-/// without being started (the page failed), it clears that mark, so the next view hands it out again.
-struct MonthRefresh {
-    app: App,
-    sites: Vec<String>,
-    month: String,
-    started: bool,
-}
+/// A refresh of the month figures the page owes (marked as running in the cache when it was handed out): the
+/// sites and the month, until started. Dropped without being started (the page failed), it clears that mark, so the
+/// next view hands it out again.
+struct MonthRefresh(Option<(App, Vec<String>, String)>);
 
 impl MonthRefresh {
     /// Compute every site's month in the background, one after the other.
     fn start(mut self) {
-        self.started = true;
-        let (app, sites, month) = (
-            self.app.clone(),
-            std::mem::take(&mut self.sites),
-            std::mem::take(&mut self.month),
-        );
+        let Some((app, sites, month)) = self.0.take() else {
+            return;
+        };
         tokio::spawn(async move {
             for site in &sites {
                 refresh_site(&app, site, &month).await;
@@ -124,7 +112,7 @@ impl MonthRefresh {
 
 impl Drop for MonthRefresh {
     fn drop(&mut self) {
-        if !self.started {
+        if self.0.is_some() {
             if let Ok(mut cache) = figures().lock() {
                 cache.refreshing = false;
             }
