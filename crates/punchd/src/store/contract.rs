@@ -36,6 +36,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
     command_results_apply_their_effect_on_users(store).await;
     tokens_are_created_found_and_revoked(store).await;
     group_commit_answers_each_write_with_its_own_outcome(store).await;
+    batches_written_at_once_share_punches_and_stamps_as_if_one_after_another(store).await;
     large_batches_mixing_new_and_held_punches_are_counted_exactly(store).await;
 }
 
@@ -1242,6 +1243,84 @@ async fn group_commit_answers_each_write_with_its_own_outcome(store: &dyn Store)
             .expect("stored punch");
         assert_eq!(p.journal_id, *journal_id, "write {i}");
     }
+}
+
+/// Batches that reach the store at once (a group commit may write them in one statement): a punch two of them
+/// carry (a terminal that re-sent an upload whose answer it missed) is stored once and counted stored by exactly
+/// one, every batch keeps its own journal entry and counts, and the device's stamp is one batch's value (several
+/// stamps of one device in one statement must not clash; which wins among requests sent at once is not ordered —
+/// a terminal sends its next upload only after the answer to the last).
+async fn batches_written_at_once_share_punches_and_stamps_as_if_one_after_another(
+    store: &dyn Store,
+) {
+    let dev = sn("CONTRACT-G2");
+    let shared = punch(&dev, "2000", local(11, 9, 0, 0), Some(0));
+    let mut writes: Vec<Pending<'_, Result<super::BatchOutcome, StoreError>>> = Vec::new();
+    for i in 0..40u32 {
+        let mut punches = vec![punch(
+            &dev,
+            &format!("{}", 2100 + i),
+            local(11, 10, i, 0),
+            Some(1),
+        )];
+        if i % 10 == 3 {
+            punches.push(shared.clone());
+        }
+        let mut batch = batch_of(&dev, punches, instant(600 + i64::from(i)));
+        batch.stamp = Some((dev.clone(), "ATTLOG".into(), format!("{}", 900 + i)));
+        writes.push(Box::pin(store.write_batch(batch)));
+    }
+    let outcomes: Vec<super::BatchOutcome> = join_all(writes)
+        .await
+        .into_iter()
+        .map(|o| o.expect("committed"))
+        .collect();
+    let carriers: Vec<&super::BatchOutcome> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 == 3)
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(
+        carriers.iter().map(|o| o.n_stored).sum::<usize>(),
+        4 + 1,
+        "the shared punch counts stored once over its four carriers"
+    );
+    assert_eq!(carriers.iter().map(|o| o.n_duplicate).sum::<usize>(), 3);
+    for (i, o) in outcomes.iter().enumerate() {
+        assert_eq!(o.n_records, if i % 10 == 3 { 2 } else { 1 }, "batch {i}");
+        let journal = store
+            .get_journal(o.journal_id)
+            .await
+            .expect("journal entry");
+        assert_eq!(
+            (journal.n_stored, journal.n_duplicate),
+            (o.n_stored, o.n_duplicate),
+            "batch {i}'s journal counts"
+        );
+        assert_eq!(journal.received_at, instant(600 + i as i64), "batch {i}");
+    }
+    let stored = store.list_punches(&by_device(&dev)).await.expect("list");
+    assert_eq!(stored.len(), 41);
+    let held = stored
+        .iter()
+        .find(|p| p.pin.as_str() == "2000")
+        .expect("the shared punch");
+    let credited: Vec<i64> = carriers
+        .iter()
+        .filter(|o| o.n_stored == 2)
+        .map(|o| o.journal_id)
+        .collect();
+    assert_eq!(
+        credited,
+        [held.journal_id],
+        "held under the batch that stored it"
+    );
+    let stamps = store.stamps(&dev).await.expect("stamps");
+    assert_eq!(stamps.len(), 1);
+    assert_eq!(stamps[0].0, "ATTLOG");
+    let value: u32 = stamps[0].1.parse().expect("a value written");
+    assert!((900..940).contains(&value), "{value}");
 }
 
 /// A batch larger than one multi-row insert (SQLite writes 64 punches a statement), held and new punches

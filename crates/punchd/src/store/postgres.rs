@@ -17,8 +17,10 @@ mod delivery;
 mod hardening;
 mod leases;
 pub mod notify;
+mod nul;
 mod operations;
 mod outbox;
+mod punch_groups;
 mod push;
 mod sources;
 pub mod tls;
@@ -118,6 +120,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0013_pin_summary",
         sql: include_str!("../../migrations/postgres/0013_pin_summary.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_journal_lz4",
+        sql: include_str!("../../migrations/postgres/0014_journal_lz4.sql"),
+    },
 ];
 
 /// The advisory lock key migrations run under (any constant; "punchd" in ASCII): several instances starting at
@@ -134,6 +141,8 @@ const POOL_SIZE: usize = 16;
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// The group commit of punch batches ([`punch_groups`]), shared by the clones.
+    groups: std::sync::Arc<punch_groups::PunchGroups>,
     /// The schema every connection works in (`search_path`), when not the server's default: isolated test
     /// schemas, or `?options=-csearch_path%3D…` in the URL.
     schema: Option<String>,
@@ -362,7 +371,11 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| StoreError::Backend(format!("building the connection pool: {e}")))?;
-        let store = PgStore { pool, schema };
+        let store = PgStore {
+            pool,
+            groups: std::sync::Arc::new(punch_groups::PunchGroups::new()),
+            schema,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -661,34 +674,41 @@ struct PunchColumns<'a> {
 
 impl<'a> PunchColumns<'a> {
     fn of(punches: &'a [NewPunch]) -> PunchColumns<'a> {
-        PunchColumns {
-            sns: punches.iter().map(|p| p.device_sn.as_str()).collect(),
-            pins: punches.iter().map(|p| p.pin.as_str()).collect(),
-            locals: punches
-                .iter()
-                .map(|p| whole_seconds(p.punched_at))
-                .collect(),
-            states: punches
-                .iter()
-                .map(|p| p.punch_state.map_or(-1, |s| i32::from(s.code())))
-                .collect(),
-            verifies: punches
-                .iter()
-                .map(|p| p.verify_mode.map(|v| i32::from(v.0)))
-                .collect(),
-            work_codes: punches.iter().map(|p| p.work_code.as_deref()).collect(),
-            extras: punches
-                .iter()
-                .map(|p| {
-                    (!p.extra.is_empty())
-                        .then(|| serde_json::to_value(&p.extra).ok())
-                        .flatten()
-                })
-                .collect(),
-            zones: punches.iter().map(|p| p.time_zone.as_str()).collect(),
-            utcs: punches.iter().map(|p| p.punched_at_utc).collect(),
-            sources: punches.iter().map(|p| p.source.as_str()).collect(),
+        PunchColumns::of_all(punches.iter(), punches.len())
+    }
+
+    /// The columns of `punches` (`n` of them, for the capacity), in one pass.
+    fn of_all(punches: impl Iterator<Item = &'a NewPunch>, n: usize) -> PunchColumns<'a> {
+        let mut c = PunchColumns {
+            sns: Vec::with_capacity(n),
+            pins: Vec::with_capacity(n),
+            locals: Vec::with_capacity(n),
+            states: Vec::with_capacity(n),
+            verifies: Vec::with_capacity(n),
+            work_codes: Vec::with_capacity(n),
+            extras: Vec::with_capacity(n),
+            zones: Vec::with_capacity(n),
+            utcs: Vec::with_capacity(n),
+            sources: Vec::with_capacity(n),
+        };
+        for p in punches {
+            c.sns.push(p.device_sn.as_str());
+            c.pins.push(p.pin.as_str());
+            c.locals.push(whole_seconds(p.punched_at));
+            c.states
+                .push(p.punch_state.map_or(-1, |s| i32::from(s.code())));
+            c.verifies.push(p.verify_mode.map(|v| i32::from(v.0)));
+            c.work_codes.push(p.work_code.as_deref());
+            c.extras.push(
+                (!p.extra.is_empty())
+                    .then(|| serde_json::to_value(&p.extra).ok())
+                    .flatten(),
+            );
+            c.zones.push(p.time_zone.as_str());
+            c.utcs.push(p.punched_at_utc);
+            c.sources.push(p.source.as_str());
         }
+        c
     }
 
     /// `$1`…`$11`: the arrays and the receive time.
@@ -798,7 +818,7 @@ async fn write_batch_on(
 }
 
 /// Whether a batch holds nothing but punches, its raw entry and perhaps a stamp: what a terminal's ATTLOG upload,
-/// a pull or an import is, and what [`write_punches_at_once`] writes.
+/// a pull or an import is, and what [`punch_groups`] writes, grouped with other requests' batches.
 fn punches_only(batch: &Batch) -> bool {
     batch.users.is_empty()
         && batch.templates.is_empty()
@@ -807,87 +827,6 @@ fn punches_only(batch: &Batch) -> bool {
         && batch.records.is_empty()
         && batch.device_info.is_none()
         && batch.agent_seq.is_none()
-}
-
-/// [`write_batch_on`] for a batch of punches only ([`punches_only`]), as one statement outside an explicit
-/// transaction: the journal id, the punches, their outbox events, the stamp and the journal row with its counts
-/// are data-modifying parts of one `WITH` query, which PostgreSQL runs atomically and commits on its own. One
-/// round trip per batch instead of six (begin, punches, outbox, stamp, journal, commit): on the push path, where a
-/// terminal sends one punch per request, the round trips were the cost (issue 10, "≥ 4,000 single-punch
-/// POSTs/s"; perf-limits.md: "round trips dominate").
-async fn write_punches_at_once(client: &Object, batch: &Batch) -> Result<BatchOutcome> {
-    let received = batch.raw.received_at;
-    let n = batch.punches.len();
-    let columns = PunchColumns::of(&batch.punches);
-    let (stamp_sn, stamp_table, stamp_value) = match &batch.stamp {
-        Some((sn, table, value)) => (
-            Some(sn.as_str()),
-            Some(table.as_str()),
-            Some(value.as_str()),
-        ),
-        None => (None, None, None),
-    };
-    let raw = &batch.raw;
-    let st = client
-        .prepare_cached(
-            &format!(
-                "{INSERT_PUNCHES}, \
-             ob AS (INSERT INTO outbox (punch_id, created_at) \
-               SELECT id, $11 FROM ins WHERE EXISTS (SELECT 1 FROM sinks) ORDER BY id), \
-             st AS (INSERT INTO stamps (device_sn, table_name, value, updated_at) \
-               SELECT $12::text, $13::text, $14::text, $11 WHERE $12::text IS NOT NULL \
-               ON CONFLICT (device_sn, table_name) DO UPDATE SET value = excluded.value, \
-               updated_at = excluded.updated_at), \
-             n AS (SELECT count(*) AS stored FROM ins), \
-             jr AS (INSERT INTO journal (id, received_at, device_sn, source, kind, request, remote_addr, body, \
-                 errors, n_records, n_stored, n_duplicate) \
-               SELECT (SELECT id FROM j), $11, $15, $16, $17, $18, $19, $20, $21, $22::int8, n.stored, \
-                 $22::int8 - n.stored FROM n) \
-             SELECT (SELECT id FROM j), COALESCE((SELECT array_agg(id ORDER BY id) FROM ins), '{{}}'::bigint[])"
-            ),
-        )
-        .await
-        .map_err(backend)?;
-    let row = client
-        .query_one(
-            &st,
-            &[
-                &columns.sns,
-                &columns.pins,
-                &columns.locals,
-                &columns.states,
-                &columns.verifies,
-                &columns.work_codes,
-                &columns.extras,
-                &columns.zones,
-                &columns.utcs,
-                &columns.sources,
-                &received,
-                &stamp_sn,
-                &stamp_table,
-                &stamp_value,
-                &raw.device_sn.as_ref().map(DeviceSn::as_str),
-                &raw.source.as_str(),
-                &raw.kind,
-                &raw.request,
-                &raw.remote_addr,
-                &raw.body,
-                &errors_json(&raw.errors),
-                &(n as i64),
-            ],
-        )
-        .await
-        .map_err(backend)?;
-    hardening::clear();
-    let journal_id: i64 = col(&row, 0)?;
-    let new_ids: Vec<i64> = col(&row, 1)?;
-    let n_stored = new_ids.len();
-    Ok(BatchOutcome {
-        journal_id,
-        n_stored,
-        n_duplicate: n - n_stored,
-        n_records: n,
-    })
 }
 
 async fn write_users_on(
@@ -1211,18 +1150,20 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn write_batch(&self, batch: Batch) -> Result<BatchOutcome> {
-        let mut client = self.client().await?;
+    async fn write_batch(&self, mut batch: Batch) -> Result<BatchOutcome> {
+        nul::clean_batch(&mut batch);
         if punches_only(&batch) {
-            return write_punches_at_once(&client, &batch).await;
+            return self.groups.write(self, batch).await;
         }
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         let outcome = write_batch_on(&tx, &batch).await?;
         commit(tx).await?;
         Ok(outcome)
     }
 
-    async fn write_journal(&self, raw: RawEntry) -> Result<i64> {
+    async fn write_journal(&self, mut raw: RawEntry) -> Result<i64> {
+        nul::clean_raw(&mut raw);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         let id = insert_journal_on(&tx, &raw, None, (0, 0, 0)).await?;
@@ -1230,7 +1171,19 @@ impl Store for PgStore {
         Ok(id)
     }
 
-    async fn upsert_device(&self, c: DeviceContact) -> Result<Device> {
+    async fn upsert_device(&self, mut c: DeviceContact) -> Result<Device> {
+        for s in [
+            &mut c.ip,
+            &mut c.firmware,
+            &mut c.push_version,
+            &mut c.language,
+            &mut c.device_type,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            nul::clean(s);
+        }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         // A known device only gets its new facts (no revision: settings did not change); a new one takes a
@@ -1715,9 +1668,10 @@ impl Store for PgStore {
     async fn complete_commands(
         &self,
         sn: &DeviceSn,
-        completions: Vec<CommandCompletion>,
+        mut completions: Vec<CommandCompletion>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Command>> {
+        completions.iter_mut().for_each(nul::clean_completion);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         let mut out = Vec::new();
@@ -1979,6 +1933,194 @@ mod tests {
             .await
             .expect("open postgres");
         super::super::contract_ui_accounts::run_all(&store).await;
+    }
+
+    /// Uploads written together ([`punch_groups`]) with some that PostgreSQL refuses (a trigger fails punches
+    /// whose PIN starts with "poison"): the refused ones fail alone, nothing of theirs kept, journal included; the
+    /// others are stored once with their own journal entries; a refused one goes through when sent again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_uploads_in_a_group_fail_alone() {
+        let Some(url) = test_url() else { return };
+        let store = PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        let client = store.client().await.expect("client");
+        client
+            .batch_execute(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$; \
+                 CREATE TRIGGER poison BEFORE INSERT ON punches FOR EACH ROW \
+                 WHEN (NEW.pin LIKE 'poison%') EXECUTE FUNCTION poison();",
+            )
+            .await
+            .expect("trigger");
+        let sn = DeviceSn::parse("GROUPF1").expect("sn");
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).expect("day");
+        let upload = |i: u32, pin: String| {
+            let raw = RawEntry {
+                received_at: Utc::now(),
+                device_sn: Some(sn.clone()),
+                source: Source::Push,
+                kind: "ATTLOG".into(),
+                request: format!("POST /iclock/cdata?SN=GROUPF1&table=ATTLOG&n={i}"),
+                remote_addr: None,
+                body: format!("{i}").into_bytes(),
+                errors: Vec::new(),
+            };
+            let mut batch = Batch::new(raw);
+            batch.punches = [(format!("ok{i}"), 8), (pin, 9)]
+                .into_iter()
+                .map(|(pin, hour)| {
+                    let at = day.and_hms_opt(hour, 0, i % 60).expect("time");
+                    NewPunch {
+                        device_sn: sn.clone(),
+                        pin: crate::domain::Pin(pin),
+                        punched_at: at,
+                        time_zone: "UTC".into(),
+                        punched_at_utc: at.and_utc(),
+                        punch_state: Some(crate::domain::PunchState::from_code(0)),
+                        verify_mode: None,
+                        work_code: None,
+                        extra: Vec::new(),
+                        source: Source::Push,
+                    }
+                })
+                .collect();
+            batch
+        };
+        let writes = (0..60u32).map(|i| {
+            let pin = if i % 10 == 3 {
+                format!("poison{i}")
+            } else {
+                format!("{i}")
+            };
+            let (store, batch) = (store.clone(), upload(i, pin));
+            tokio::spawn(async move { store.write_batch(batch).await })
+        });
+        let outcomes = futures_util::future::join_all(writes).await;
+        let mut journal_ids = std::collections::HashSet::new();
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome.expect("task") {
+                Err(StoreError::Backend(message)) if i % 10 == 3 => {
+                    assert!(message.contains("disk on fire"), "{message}")
+                }
+                Ok(o) if i % 10 != 3 => {
+                    assert_eq!((o.n_stored, o.n_duplicate), (2, 0), "upload {i}");
+                    assert!(journal_ids.insert(o.journal_id), "upload {i}'s own entry");
+                }
+                other => panic!("upload {i}: {other:?}"),
+            }
+        }
+        let counts = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM punches), (SELECT count(*) FROM journal), \
+                 (SELECT count(*) FROM punches WHERE pin = 'ok3')",
+                &[],
+            )
+            .await
+            .expect("counts");
+        let counts: (i64, i64, i64) = (counts.get(0), counts.get(1), counts.get(2));
+        assert_eq!(counts, (54 * 2, 54, 0));
+        client
+            .batch_execute("DROP TRIGGER poison ON punches")
+            .await
+            .expect("drop");
+        let again = store
+            .write_batch(upload(3, "poison3".into()))
+            .await
+            .expect("sent again");
+        assert_eq!((again.n_stored, again.n_duplicate), (2, 0));
+    }
+
+    /// A terminal's upload with NUL bytes (in a punch's extra column and work code, a bad line, a user's padded
+    /// name, the stamp) was refused by PostgreSQL (22P05) and answered 503 for ever, so that terminal's later
+    /// punches never arrived. Now each NUL is stored as U+FFFD and the journal keeps the exact bytes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nul_bytes_from_a_terminal_are_stored_as_replacement_characters() {
+        let Some(url) = test_url() else { return };
+        let store = PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        let sn = DeviceSn::parse("NUL0001").expect("sn");
+        let at = Utc::now();
+        let body = b"1001\t2026-11-30 08:00:00\t0\t1\t\x00\t0\x00\n10\x0002\t2026-11-30 08:01:00\n"
+            .to_vec();
+        let raw = RawEntry {
+            received_at: at,
+            device_sn: Some(sn.clone()),
+            source: Source::Push,
+            kind: "ATTLOG".into(),
+            request: "POST /iclock/cdata?SN=NUL0001&table=ATTLOG".into(),
+            remote_addr: Some("192.0.2.1".into()),
+            body: body.clone(),
+            errors: vec![crate::store::LineIssue {
+                line_no: 2,
+                line: "10\u{0}02\t2026-11-30 08:01:00".into(),
+                reason: "a control character\u{0}".into(),
+            }],
+        };
+        let punched_at = NaiveDateTime::parse_from_str("2026-11-30 08:00:00", "%Y-%m-%d %H:%M:%S")
+            .expect("time");
+        let mut batch = Batch::new(raw.clone());
+        batch.punches = vec![NewPunch {
+            device_sn: sn.clone(),
+            pin: crate::domain::Pin("1001".into()),
+            punched_at,
+            time_zone: "UTC".into(),
+            punched_at_utc: punched_at.and_utc(),
+            punch_state: Some(crate::domain::PunchState::from_code(0)),
+            verify_mode: None,
+            work_code: Some("\u{0}".into()),
+            extra: vec!["0\u{0}".into()],
+            source: Source::Push,
+        }];
+        batch.stamp = Some((sn.clone(), "ATTLOG".into(), "9\u{0}".into()));
+        let outcome = store.write_batch(batch).await.expect("stored, not refused");
+        assert_eq!(outcome.n_stored, 1);
+        let punches = store
+            .list_punches(&PunchFilter {
+                device_sn: Some(sn.clone()),
+                ..PunchFilter::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(punches.len(), 1);
+        assert_eq!(punches[0].work_code.as_deref(), Some("\u{FFFD}"));
+        assert_eq!(punches[0].extra, ["0\u{FFFD}"]);
+        let journal = store
+            .get_journal(outcome.journal_id)
+            .await
+            .expect("journal");
+        assert_eq!(journal.body, body, "the journal keeps the exact bytes");
+        assert_eq!(journal.errors[0].line, "10\u{FFFD}02\t2026-11-30 08:01:00");
+        assert_eq!(
+            store.stamps(&sn).await.expect("stamps"),
+            [("ATTLOG".to_owned(), "9\u{FFFD}".to_owned())]
+        );
+        // The transaction path (a batch with users) and a journal entry of its own.
+        let mut users = Batch::new(raw.clone());
+        users.users = vec![crate::store::DeviceUser {
+            device_sn: sn.clone(),
+            pin: crate::domain::Pin("1001".into()),
+            name: "Ann\u{0}\u{0}".into(),
+            privilege: Some(0),
+            password: String::new(),
+            card: String::new(),
+            group: "1".into(),
+            time_zones: String::new(),
+            verify_mode: None,
+            enabled: true,
+            fields: serde_json::Map::new(),
+            updated_at: at,
+        }];
+        store.write_batch(users).await.expect("users stored");
+        let held = store.list_device_users(&sn).await.expect("users");
+        assert_eq!(held[0].name, "Ann\u{FFFD}\u{FFFD}");
+        let id = store.write_journal(raw).await.expect("journal entry");
+        assert_eq!(
+            store.get_journal(id).await.expect("entry").errors[0].reason,
+            "a control character\u{FFFD}"
+        );
     }
 
     #[test]

@@ -1,0 +1,296 @@
+//! Group commit of punch batches on PostgreSQL: the batches of concurrent requests written by one statement.
+//!
+//! A terminal's ATTLOG upload, a pull or an import is a batch of punches, its raw journal entry and perhaps a
+//! stamp ([`super::punches_only`]). Written one statement per batch, PostgreSQL pays a statement's start, a
+//! commit record and a WAL flush per request, which on this project's 2-core machine held one instance at about
+//! 3,200 single-punch POSTs/s against issue 10's 4,000 (BENCHMARKS.md, "PostgreSQL: one instance and two"). Here
+//! every caller queues its batch; at most [`WRITERS`] groups are being written at once, each by a task that takes
+//! everything queued (up to [`MAX_BATCHES`] batches and [`MAX_PUNCHES`] punches) and writes it with **one
+//! statement** ([`GROUP_STATEMENT`]): each batch gets its own journal id and journal row with its own counts, its
+//! punches carry that id, re-sent punches are skipped by the identity index as before, and the stamps are upserted.
+//! The statement commits on its own, so a group is stored whole or not at all, and no caller's `Ok` comes before
+//! the commit. Under light load a batch finds a free writer and is written alone, at once; under load the groups
+//! grow by themselves while the writers are busy, as the SQLite writer's group commit does
+//! (perf-limits.md: "group commit … adds 10–30 % for small batches").
+//!
+//! If a group's statement fails, each of its batches is written again alone, so one batch PostgreSQL refuses
+//! fails only its own request. The write runs in a task of its own: a caller that goes away (a terminal that hung
+//! up) does not cancel the others' write.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Object;
+use tokio::sync::{oneshot, Semaphore};
+
+use super::{backend, col, errors_json, hardening, PgStore, PunchColumns};
+use crate::store::{Batch, BatchOutcome, Result, StoreError};
+
+/// Groups being written at once, each on its own pooled connection (of [`super::POOL_SIZE`]): while one group's
+/// statement runs the next ones collect, and PostgreSQL spreads the statements over its cores. Measured on the
+/// 2-core machine (BENCHMARKS.md, "PostgreSQL: group commit"): 1 writer is best at one punch per upload but holds
+/// PostgreSQL to one core at 100 per upload (40k punches/s); 4 reach 66k there and still 6k single-punch uploads/s.
+pub(super) const WRITERS: usize = 4;
+/// Batches written by one statement at most; what is left waits for the next group.
+pub(super) const MAX_BATCHES: usize = 256;
+/// Punches written by one statement at most (a larger batch is written alone): bounds the statement's arrays.
+pub(super) const MAX_PUNCHES: usize = 20_000;
+
+/// The statement that writes a group. Per batch (`$1`…`$9`, one element each, in queue order): receive time,
+/// device SN, source, kind, request, remote address, body, line errors, number of records. Per punch (`$10`…`$20`):
+/// the columns of [`PunchColumns`] and the 1-based batch each punch belongs to. Stamps (`$21`…`$24`): device,
+/// table, value, time, at most one per device and table. Answers one row per batch, in queue order: its journal id
+/// and how many of its punches were newly stored.
+const GROUP_STATEMENT: &str = "WITH b AS MATERIALIZED ( \
+       SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::bytea[], $8::jsonb[], $9::int8[]) WITH ORDINALITY \
+         AS b(received_at, device_sn, source, kind, request, remote_addr, body, errors, n_records, idx)), \
+     j AS MATERIALIZED (SELECT idx, nextval('journal_id_seq') AS id, received_at FROM b ORDER BY idx), \
+     ins AS (INSERT INTO punches (device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
+         time_zone, punched_at_utc, received_at, source, journal_id) \
+       SELECT u.device_sn, u.pin, u.punched_at, u.punch_state, u.verify_mode, u.work_code, u.extra, \
+         u.time_zone, u.punched_at_utc, j.received_at, u.source, j.id \
+       FROM unnest($10::text[], $11::text[], $12::timestamp[], $13::int4[], $14::int4[], $15::text[], \
+         $16::jsonb[], $17::text[], $18::timestamptz[], $19::text[], $20::int8[]) WITH ORDINALITY \
+         AS u(device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, time_zone, \
+         punched_at_utc, source, batch, ord) \
+       JOIN j ON j.idx = u.batch \
+       ORDER BY u.ord \
+       ON CONFLICT DO NOTHING RETURNING id, journal_id, received_at), \
+     ob AS (INSERT INTO outbox (punch_id, created_at) \
+       SELECT id, received_at FROM ins WHERE EXISTS (SELECT 1 FROM sinks) ORDER BY id), \
+     st AS (INSERT INTO stamps (device_sn, table_name, value, updated_at) \
+       SELECT * FROM unnest($21::text[], $22::text[], $23::text[], $24::timestamptz[]) \
+       ON CONFLICT (device_sn, table_name) DO UPDATE SET value = excluded.value, \
+       updated_at = excluded.updated_at), \
+     n AS (SELECT journal_id, count(*) AS stored FROM ins GROUP BY journal_id), \
+     jr AS (INSERT INTO journal (id, received_at, device_sn, source, kind, request, remote_addr, body, errors, \
+         n_records, n_stored, n_duplicate) \
+       SELECT j.id, b.received_at, b.device_sn, b.source, b.kind, b.request, b.remote_addr, b.body, b.errors, \
+         b.n_records, COALESCE(n.stored, 0), b.n_records - COALESCE(n.stored, 0) \
+       FROM b JOIN j ON j.idx = b.idx LEFT JOIN n ON n.journal_id = j.id) \
+     SELECT j.id, COALESCE(n.stored, 0) FROM j LEFT JOIN n ON n.journal_id = j.id ORDER BY j.idx";
+
+/// A batch waiting for its group, and where its outcome goes.
+struct Pending {
+    batch: Batch,
+    done: oneshot::Sender<Result<BatchOutcome>>,
+}
+
+/// The queue of batches waiting to be written and the writer slots; one per [`PgStore`] (its clones share it).
+pub(super) struct PunchGroups {
+    queue: Mutex<VecDeque<Pending>>,
+    writers: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for PunchGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PunchGroups")
+            .field("free_writers", &self.writers.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PunchGroups {
+    pub(super) fn new() -> PunchGroups {
+        PunchGroups {
+            queue: Mutex::new(VecDeque::new()),
+            writers: Arc::new(Semaphore::new(WRITERS)),
+        }
+    }
+
+    /// Write a batch of punches only ([`super::punches_only`]) with whatever else is queued; answers after the
+    /// commit of the statement that held it.
+    ///
+    /// Errors: as [`super::Store::write_batch`]: the database refused or failed the write (nothing of the batch
+    /// was kept), or no connection could be had.
+    pub(super) async fn write(&self, store: &PgStore, batch: Batch) -> Result<BatchOutcome> {
+        let (done, outcome) = oneshot::channel();
+        self.lock().push_back(Pending { batch, done });
+        self.start_writer(store);
+        outcome.await.unwrap_or_else(|_| {
+            Err(StoreError::Backend(
+                "the group write ended without an answer (the runtime is shutting down)".into(),
+            ))
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+        // A panic while holding the queue cannot leave it half-changed (push and drain only): carry on.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// If a writer slot is free and batches wait, take a group and write it in a task of its own; the task
+    /// starts the next group when it is done, so nothing queued while every slot was busy is left behind (a
+    /// caller whose `try_acquire` failed pushed before the slot was given back, and the task looks after that).
+    fn start_writer(&self, store: &PgStore) {
+        let Ok(slot) = self.writers.clone().try_acquire_owned() else {
+            return;
+        };
+        let group = self.take_group();
+        if group.is_empty() {
+            return;
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            write_group(&store, group).await;
+            drop(slot);
+            store.groups.start_writer(&store);
+        });
+    }
+
+    /// The next group: queued batches in order, up to [`MAX_BATCHES`] and [`MAX_PUNCHES`] (at least one).
+    fn take_group(&self) -> Vec<Pending> {
+        let mut queue = self.lock();
+        let mut group = Vec::new();
+        let mut punches = 0;
+        while let Some(next) = queue.front() {
+            let n = next.batch.punches.len();
+            if !group.is_empty() && (group.len() == MAX_BATCHES || punches + n > MAX_PUNCHES) {
+                break;
+            }
+            punches += n;
+            group.extend(queue.pop_front());
+        }
+        group
+    }
+}
+
+/// Write a group and answer each of its callers; on a failed statement, each batch alone.
+async fn write_group(store: &PgStore, group: Vec<Pending>) {
+    let client = match store.client().await {
+        Ok(client) => client,
+        Err(e) => {
+            for p in group {
+                let _ = p.done.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let batches: Vec<&Batch> = group.iter().map(|p| &p.batch).collect();
+    match write_at_once(&client, &batches).await {
+        Ok(outcomes) => {
+            for (p, outcome) in group.into_iter().zip(outcomes) {
+                let _ = p.done.send(Ok(outcome));
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            for p in group {
+                let _ = p.done.send(Err(e.clone()));
+            }
+        }
+        Err(_) => {
+            for p in group {
+                let outcome = write_at_once(&client, &[&p.batch])
+                    .await
+                    .map(|mut one| one.remove(0));
+                let _ = p.done.send(outcome);
+            }
+        }
+    }
+}
+
+/// Run [`GROUP_STATEMENT`] for `batches` (each of punches only); one outcome per batch, in order.
+///
+/// Errors: the statement failed; nothing of any batch was kept.
+async fn write_at_once(client: &Object, batches: &[&Batch]) -> Result<Vec<BatchOutcome>> {
+    let n_punches = batches.iter().map(|b| b.punches.len()).sum();
+    let columns = PunchColumns::of_all(batches.iter().flat_map(|b| b.punches.iter()), n_punches);
+    let batch_of: Vec<i64> = batches
+        .iter()
+        .zip(1_i64..)
+        .flat_map(|(b, idx)| std::iter::repeat_n(idx, b.punches.len()))
+        .collect();
+    let received: Vec<DateTime<Utc>> = batches.iter().map(|b| b.raw.received_at).collect();
+    let device_sns: Vec<Option<&str>> = batches
+        .iter()
+        .map(|b| b.raw.device_sn.as_ref().map(|sn| sn.as_str()))
+        .collect();
+    let sources: Vec<&str> = batches.iter().map(|b| b.raw.source.as_str()).collect();
+    let kinds: Vec<&str> = batches.iter().map(|b| b.raw.kind.as_str()).collect();
+    let requests: Vec<&str> = batches.iter().map(|b| b.raw.request.as_str()).collect();
+    let remotes: Vec<Option<&str>> = batches
+        .iter()
+        .map(|b| b.raw.remote_addr.as_deref())
+        .collect();
+    let bodies: Vec<&[u8]> = batches.iter().map(|b| b.raw.body.as_slice()).collect();
+    let errors: Vec<Option<serde_json::Value>> =
+        batches.iter().map(|b| errors_json(&b.raw.errors)).collect();
+    let n_records: Vec<i64> = batches.iter().map(|b| b.punches.len() as i64).collect();
+    // One stamp per device and table (an upsert cannot touch a row twice in one statement): the last queued wins,
+    // as it would have written one statement per batch.
+    let mut stamps: HashMap<(&str, &str), (&str, DateTime<Utc>)> = HashMap::new();
+    for b in batches {
+        if let Some((sn, table, value)) = &b.stamp {
+            stamps.insert(
+                (sn.as_str(), table.as_str()),
+                (value.as_str(), b.raw.received_at),
+            );
+        }
+    }
+    let stamp_sns: Vec<&str> = stamps.keys().map(|(sn, _)| *sn).collect();
+    let stamp_tables: Vec<&str> = stamps.keys().map(|(_, table)| *table).collect();
+    let stamp_values: Vec<&str> = stamps.values().map(|(value, _)| *value).collect();
+    let stamp_times: Vec<DateTime<Utc>> = stamps.values().map(|(_, at)| *at).collect();
+    let st = client
+        .prepare_cached(GROUP_STATEMENT)
+        .await
+        .map_err(backend)?;
+    let rows = client
+        .query(
+            &st,
+            &[
+                &received,
+                &device_sns,
+                &sources,
+                &kinds,
+                &requests,
+                &remotes,
+                &bodies,
+                &errors,
+                &n_records,
+                &columns.sns,
+                &columns.pins,
+                &columns.locals,
+                &columns.states,
+                &columns.verifies,
+                &columns.work_codes,
+                &columns.extras,
+                &columns.zones,
+                &columns.utcs,
+                &columns.sources,
+                &batch_of,
+                &stamp_sns,
+                &stamp_tables,
+                &stamp_values,
+                &stamp_times,
+            ],
+        )
+        .await
+        .map_err(backend)?;
+    hardening::clear();
+    if rows.len() != batches.len() {
+        return Err(StoreError::Backend(format!(
+            "the group statement answered {} rows for {} batches",
+            rows.len(),
+            batches.len()
+        )));
+    }
+    batches
+        .iter()
+        .zip(&rows)
+        .map(|(b, row)| {
+            let journal_id: i64 = col(row, 0)?;
+            let stored: i64 = col(row, 1)?;
+            let n = b.punches.len();
+            let n_stored = usize::try_from(stored).unwrap_or(0);
+            Ok(BatchOutcome {
+                journal_id,
+                n_stored,
+                n_duplicate: n - n_stored,
+                n_records: n,
+            })
+        })
+        .collect()
+}
