@@ -105,6 +105,9 @@ add_sinks() {
 # server_pid and port.
 start_server() {
     local db=$1 log=$WORK/server.log
+    # Emptied here, not only by the redirection below: that runs in the background job, and served_port could
+    # read the previous run's port from the old log first.
+    : >"$log"
     if [ -n "${CEILING:-}" ]; then
         nice -n "$NICE" taskset -c "$SERVER_CPU" "$OK_SERVER" >"$log" 2>&1 &
     else

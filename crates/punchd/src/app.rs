@@ -14,9 +14,23 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::{DevicePatch, Store, StoreError};
 
-/// Everything a request handler needs. Cheap to clone.
+/// Everything a request handler needs: one shared [`AppState`], so a clone is one reference count (axum clones
+/// the state for every request and every layer; a clone of each field's own handles was 5 % of the server's CPU
+/// at one punch per POST, issue 6, BENCHMARKS.md "Session of 2026-12-01 (2)"). Fields are read through `Deref`.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppState>);
+
+impl std::ops::Deref for App {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
+/// The parts of a running instance ([`App`] derefs to it).
+#[derive(Clone)]
+pub struct AppState {
     /// Settings.
     pub config: Arc<Config>,
     /// The store.
@@ -119,7 +133,7 @@ impl App {
             .map_err(|e| anyhow::anyhow!("loading devices: {e}"))?,
         );
         let live = crate::live::LiveFeed::new();
-        Ok(App {
+        Ok(App(Arc::new(AppState {
             ingest: Ingest::new(store.clone(), metrics.clone())
                 .with_max_line_errors(config.limits.max_line_errors)
                 .with_live(live.clone()),
@@ -140,7 +154,13 @@ impl App {
             store,
             registry,
             metrics,
-        })
+        })))
+    }
+
+    /// Replace this instance's lease identity and timing (tests of several instances in one process). Other
+    /// clones of this `App` keep the old ones.
+    pub fn set_leases(&mut self, leases: crate::leases::Leases) {
+        Arc::make_mut(&mut self.0).leases = leases;
     }
 
     /// One housekeeping pass: flush last-seen, pick up settings and commands changed elsewhere, resend

@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+/// jemalloc instead of glibc's malloc on Linux (issue 6, memory and CPU per request; BENCHMARKS.md "Session of
+/// 2026-12-01 (2)"). Only the binary: the library, its tests and benches keep the system allocator.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = punchd::cli::Cli::parse();
     punchd::cli::init_tracing(&cli);

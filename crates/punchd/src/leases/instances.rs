@@ -79,7 +79,7 @@ impl Instance {
                 .expect("runtime");
             let (app, tasks) = runtime.block_on(async move {
                 let mut app = App::with_store(config, store).await.expect("app");
-                app.leases = Leases::new(holder, TTL);
+                app.set_leases(Leases::new(holder, TTL));
                 let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };

@@ -16,6 +16,7 @@ mod sources;
 mod ui_accounts;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Timelike, Utc};
@@ -70,8 +71,17 @@ const MIGRATIONS: &[&str] = &[
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// WAL frames (pages) after which the writer checkpoints the rest itself, between two transactions, so that the
+/// next transaction writes the WAL from its start again: 4,096 frames, 16 MiB. See [`checkpoint_loop`].
+const WAL_RESTART_FRAMES: i64 = 4096;
 /// A WAL file left larger than this after a checkpoint is truncated to it (bytes).
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// The page cache a connection keeps between transactions, in KiB (SQLite's default is about 2 MiB too).
+const CACHE_KIB: i64 = 2048;
+/// How many pages (4 KiB each) one transaction may hold in the writer's cache before SQLite writes some of them to
+/// the WAL early (`PRAGMA cache_spill`): 8 MiB.
+const CACHE_SPILL_PAGES: i64 = 2048;
 
 /// How many queued jobs one transaction takes at most.
 const MAX_GROUP: usize = 4096;
@@ -173,9 +183,13 @@ fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> 
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // A group commit of 64 terminals × 1000 punches dirties ≈ 13 MB of pages; with the default 2 MB cache SQLite
     // spills pages to the WAL mid-transaction and reads them back (pagerStress + readDbPage were 40 % of the
-    // writer at 1000 punches per POST, BENCHMARKS.md). 8 MiB takes most of that back while 10,000 terminals
-    // stay under 50 MB resident (16 MiB: 54 MB); it is an upper bound, filled only as pages are used.
-    conn.pragma_update(None, "cache_size", -8192)?;
+    // writer at 1000 punches per POST, BENCHMARKS.md). So a transaction may hold up to CACHE_SPILL_PAGES (8 MiB)
+    // before it spills, as it did with an 8 MiB cache, but between transactions only CACHE_KIB are kept: SQLite
+    // frees each page over the cache size as it is released after the commit. A 10,000-terminal fleet touches
+    // pages all over the database and kept the whole 8 MiB (issue 6, fleet memory: −8 MB resident with the
+    // allocator change, BENCHMARKS.md "Session of 2026-12-01 (2)").
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    conn.pragma_update(None, "cache_spill", CACHE_SPILL_PAGES)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -213,16 +227,18 @@ impl SqliteStore {
         let checkpointer = Connection::open(path).map_err(backend)?;
         configure(&checkpointer, durability).map_err(backend)?;
         let (stop_checkpoints, stopped) = mpsc::channel::<()>();
+        let wal_long = Arc::new(AtomicBool::new(false));
+        let wal_long_seen = wal_long.clone();
         std::thread::Builder::new()
             .name("punchd-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, stopped))
+            .spawn(move || checkpoint_loop(checkpointer, stopped, &wal_long_seen))
             .map_err(|e| StoreError::Backend(format!("starting the checkpoint thread: {e}")))?;
         let (jobs, rx) = mpsc::channel::<Job>();
         let fault = hardening::Fault::default();
         let writer_fault = fault.clone();
         std::thread::Builder::new()
             .name("punchd-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, writer_fault))
+            .spawn(move || writer_loop(conn, rx, writer_fault, &wal_long))
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
         Ok(SqliteStore {
             jobs,
@@ -326,14 +342,23 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// Move committed pages from the WAL into the database file every [`CHECKPOINT_EVERY`], without waiting for
 /// readers or the writer (`PASSIVE`); when the WAL was fully copied and no reader uses it, the writer starts it
 /// over. Ends, after a last checkpoint, when the store is dropped.
-fn checkpoint_loop(conn: Connection, stopped: mpsc::Receiver<()>) {
+///
+/// Under a steady stream of commits the WAL is never fully copied here (the writer appends while this copies),
+/// so it was never started over: an ATTLOG run grew it to 1.1 GB in 12 s, and a tenth of the server's CPU went
+/// to the file system allocating and zeroing the new blocks (issue 6, BENCHMARKS.md "Session of 2026-12-01
+/// (2)"). So once the WAL holds more than [`WAL_RESTART_FRAMES`], `wal_long` asks the writer to copy what is
+/// left itself between two transactions ([`writer_loop`]): little is left by then, as this thread copied the rest.
+fn checkpoint_loop(conn: Connection, stopped: mpsc::Receiver<()>, wal_long: &AtomicBool) {
     loop {
         let last = match stopped.recv_timeout(CHECKPOINT_EVERY) {
             Err(mpsc::RecvTimeoutError::Timeout) | Ok(()) => false,
             Err(mpsc::RecvTimeoutError::Disconnected) => true,
         };
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        // (busy, frames in the WAL, frames copied); frames are -1 when the database is not in WAL mode.
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(frames) if frames > WAL_RESTART_FRAMES => wal_long.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
         }
         if last {
             break;
@@ -341,7 +366,12 @@ fn checkpoint_loop(conn: Connection, stopped: mpsc::Receiver<()>) {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, fault: hardening::Fault) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    fault: hardening::Fault,
+    wal_long: &AtomicBool,
+) {
     while let Some(first) = hardening::next_job(&conn, &rx, &fault) {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -367,6 +397,12 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, fault: hardening::Faul
         hardening::after_group(&fault, err.is_none());
         for done in completions {
             done(err.as_ref());
+        }
+        // After the answers: the requests of this group do not wait for it, the next group does (checkpoint_loop).
+        if wal_long.swap(false, Ordering::Relaxed) {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "writer's WAL checkpoint failed; the checkpoint thread goes on");
+            }
         }
     }
     tracing::debug!("sqlite writer stopped");
