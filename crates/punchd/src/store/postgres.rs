@@ -1935,6 +1935,36 @@ mod tests {
         super::super::contract_ui_accounts::run_all(&store).await;
     }
 
+    /// An ATTLOG upload's raw entry from `sn`, pushed now.
+    fn attlog_upload(sn: &DeviceSn, request: String, body: Vec<u8>) -> RawEntry {
+        RawEntry {
+            received_at: Utc::now(),
+            device_sn: Some(sn.clone()),
+            source: Source::Push,
+            kind: "ATTLOG".into(),
+            request,
+            remote_addr: None,
+            body,
+            errors: Vec::new(),
+        }
+    }
+
+    /// A pushed check-in (state 0) of `pin` at `at`, a terminal in UTC.
+    fn punch_at(sn: &DeviceSn, pin: String, at: NaiveDateTime) -> NewPunch {
+        NewPunch {
+            device_sn: sn.clone(),
+            pin: crate::domain::Pin(pin),
+            punched_at: at,
+            time_zone: "UTC".into(),
+            punched_at_utc: at.and_utc(),
+            punch_state: Some(crate::domain::PunchState::from_code(0)),
+            verify_mode: None,
+            work_code: None,
+            extra: Vec::new(),
+            source: Source::Push,
+        }
+    }
+
     /// Uploads written together ([`punch_groups`]) with some that PostgreSQL refuses (a trigger fails punches
     /// whose PIN starts with "poison"): the refused ones fail alone, nothing of theirs kept, journal included; the
     /// others are stored once with their own journal entries; a refused one goes through when sent again.
@@ -1957,33 +1987,12 @@ mod tests {
         let sn = DeviceSn::parse("GROUPF1").expect("sn");
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).expect("day");
         let upload = |i: u32, pin: String| {
-            let raw = RawEntry {
-                received_at: Utc::now(),
-                device_sn: Some(sn.clone()),
-                source: Source::Push,
-                kind: "ATTLOG".into(),
-                request: format!("POST /iclock/cdata?SN=GROUPF1&table=ATTLOG&n={i}"),
-                remote_addr: None,
-                body: format!("{i}").into_bytes(),
-                errors: Vec::new(),
-            };
-            let mut batch = Batch::new(raw);
+            let request = format!("POST /iclock/cdata?SN=GROUPF1&table=ATTLOG&n={i}");
+            let mut batch = Batch::new(attlog_upload(&sn, request, format!("{i}").into_bytes()));
             batch.punches = [(format!("ok{i}"), 8), (pin, 9)]
                 .into_iter()
                 .map(|(pin, hour)| {
-                    let at = day.and_hms_opt(hour, 0, i % 60).expect("time");
-                    NewPunch {
-                        device_sn: sn.clone(),
-                        pin: crate::domain::Pin(pin),
-                        punched_at: at,
-                        time_zone: "UTC".into(),
-                        punched_at_utc: at.and_utc(),
-                        punch_state: Some(crate::domain::PunchState::from_code(0)),
-                        verify_mode: None,
-                        work_code: None,
-                        extra: Vec::new(),
-                        source: Source::Push,
-                    }
+                    punch_at(&sn, pin, day.and_hms_opt(hour, 0, i % 60).expect("time"))
                 })
                 .collect();
             batch
@@ -2045,34 +2054,23 @@ mod tests {
         let at = Utc::now();
         let body = b"1001\t2026-11-30 08:00:00\t0\t1\t\x00\t0\x00\n10\x0002\t2026-11-30 08:01:00\n"
             .to_vec();
-        let raw = RawEntry {
-            received_at: at,
-            device_sn: Some(sn.clone()),
-            source: Source::Push,
-            kind: "ATTLOG".into(),
-            request: "POST /iclock/cdata?SN=NUL0001&table=ATTLOG".into(),
-            remote_addr: Some("192.0.2.1".into()),
-            body: body.clone(),
-            errors: vec![crate::store::LineIssue {
-                line_no: 2,
-                line: "10\u{0}02\t2026-11-30 08:01:00".into(),
-                reason: "a control character\u{0}".into(),
-            }],
-        };
+        let mut raw = attlog_upload(
+            &sn,
+            "POST /iclock/cdata?SN=NUL0001&table=ATTLOG".into(),
+            body.clone(),
+        );
+        raw.errors = vec![crate::store::LineIssue {
+            line_no: 2,
+            line: "10\u{0}02\t2026-11-30 08:01:00".into(),
+            reason: "a control character\u{0}".into(),
+        }];
         let punched_at = NaiveDateTime::parse_from_str("2026-11-30 08:00:00", "%Y-%m-%d %H:%M:%S")
             .expect("time");
         let mut batch = Batch::new(raw.clone());
         batch.punches = vec![NewPunch {
-            device_sn: sn.clone(),
-            pin: crate::domain::Pin("1001".into()),
-            punched_at,
-            time_zone: "UTC".into(),
-            punched_at_utc: punched_at.and_utc(),
-            punch_state: Some(crate::domain::PunchState::from_code(0)),
-            verify_mode: None,
             work_code: Some("\u{0}".into()),
             extra: vec!["0\u{0}".into()],
-            source: Source::Push,
+            ..punch_at(&sn, "1001".into(), punched_at)
         }];
         batch.stamp = Some((sn.clone(), "ATTLOG".into(), "9\u{0}".into()));
         let outcome = store.write_batch(batch).await.expect("stored, not refused");

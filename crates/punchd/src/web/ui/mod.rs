@@ -110,14 +110,16 @@ const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often idle sessions are removed from the store.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// How often the punches per PIN ([`App::seen`]) are saved to the store, when they changed.
+/// How often the punches per PIN ([`AppState::seen`](crate::app::AppState::seen)) are saved to the store, when
+/// they changed.
 const SAVE_SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The UI's background work until `shutdown` resolves: bring the punches per PIN ([`App::seen`]) up at start
-/// (from the saved summary, or every punch the first time) and save them at once, then every minute when they
-/// changed ([`crate::attendance::seen_cache::SeenCache::save`]); publish terminals going online or offline on
-/// the live feed ([`crate::live::LiveFeed::publish_presence`], checked every 5 s against
-/// [`crate::devices::health`]); and remove sessions idle longer than `[ui] session_idle_mins` (every 10 min).
+/// The UI's background work until `shutdown` resolves: bring the punches per PIN
+/// ([`AppState::seen`](crate::app::AppState::seen)) up at start (from the saved summary, or every punch the first
+/// time) and save them at once, then every minute when they changed
+/// ([`crate::attendance::seen_cache::SeenCache::save`]); publish terminals going online or offline on the live
+/// feed ([`crate::live::LiveFeed::publish_presence`], checked every 5 s against [`crate::devices::health`]); and
+/// remove sessions idle longer than `[ui] session_idle_mins` (every 10 min).
 pub async fn run_background(app: App, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     // The punches per PIN are brought up now, rather than when the first visitor opens a page, and saved (the

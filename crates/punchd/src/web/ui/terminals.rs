@@ -110,7 +110,8 @@ pub fn approval_badge(a: Approval) -> Markup {
     }
 }
 
-/// The last punch (UTC) of every device, from the per-PIN summary kept up to date ([`App::seen`]).
+/// The last punch (UTC) of every device, from the per-PIN summary kept up to date
+/// ([`AppState::seen`](crate::app::AppState::seen)).
 pub async fn last_punches(
     app: &App,
 ) -> Result<std::collections::HashMap<String, DateTime<Utc>>, UiError> {
