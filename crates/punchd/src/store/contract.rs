@@ -656,7 +656,8 @@ async fn device_info_is_merged(store: &dyn Store) {
     assert_eq!(device.firmware.as_deref(), Some("ZAM180-NF50VA-Ver3.4.9"));
 }
 
-fn user(device: &DeviceSn, pin: &str, name: &str) -> DeviceUser {
+/// A user of `device` as a terminal reports it (card, group, time zones set; `Name` among its fields).
+pub(crate) fn user(device: &DeviceSn, pin: &str, name: &str) -> DeviceUser {
     DeviceUser {
         device_sn: device.clone(),
         pin: Pin(pin.to_owned()),

@@ -2,6 +2,8 @@
 //!
 //! A [`PgStore`] is a pool of connections (deadpool over tokio-postgres); every write is one transaction that is
 //! committed before the call returns `Ok` (PostgreSQL's default `synchronous_commit = on`, so `Ok` is durable).
+//! Uploads of punches that arrive at once share one statement and its commit (`postgres/punch_groups.rs`); text
+//! is stored with NUL characters replaced, which PostgreSQL cannot hold (`postgres/nul.rs`).
 //! Several instances may run against one database at once: migrations run under an advisory lock, device
 //! revisions are handed out in commit order, and commands are marked sent with `FOR UPDATE SKIP LOCKED`, so a
 //! command reaches its terminal once whichever instance the terminal polls.
@@ -1178,11 +1180,8 @@ impl Store for PgStore {
             &mut c.push_version,
             &mut c.language,
             &mut c.device_type,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            nul::clean(s);
+        ] {
+            nul::clean_opt(s);
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
@@ -1890,13 +1889,23 @@ mod tests {
         }
     }
 
+    /// A store in a schema of its own on the test database ([`PgStore::open_isolated_for_test`]); `None` (the
+    /// test is skipped, with a line saying so) without `PUNCHD_TEST_POSTGRES_URL`.
+    async fn isolated_store() -> Option<PgStore> {
+        let url = test_url()?;
+        Some(
+            PgStore::open_isolated_for_test(&url)
+                .await
+                .expect("open postgres"),
+        )
+    }
+
     /// Every contract suite on PostgreSQL, one isolated schema per test. Areas add their line here.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_store_keeps_the_contract() {
-        let Some(url) = test_url() else { return };
-        let store = PgStore::open_isolated_for_test(&url)
-            .await
-            .expect("open postgres");
+        let Some(store) = isolated_store().await else {
+            return;
+        };
         super::super::contract::run_all(&store).await;
         super::super::contract_hardening::run_all(&store).await;
         super::super::contract_push::run_all(&store).await;
@@ -1908,10 +1917,9 @@ mod tests {
     /// The agents contract on PostgreSQL, in a schema of its own (it counts the backlog over every punch).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_store_keeps_the_agents_contract() {
-        let Some(url) = test_url() else { return };
-        let store = PgStore::open_isolated_for_test(&url)
-            .await
-            .expect("open postgres");
+        let Some(store) = isolated_store().await else {
+            return;
+        };
         let lose = async |sn: &str, pins: Vec<String>| {
             let client = store.client().await.expect("client");
             client
@@ -1928,10 +1936,9 @@ mod tests {
     /// The UI accounts contract on PostgreSQL, in a schema of its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_store_keeps_the_ui_accounts_contract() {
-        let Some(url) = test_url() else { return };
-        let store = PgStore::open_isolated_for_test(&url)
-            .await
-            .expect("open postgres");
+        let Some(store) = isolated_store().await else {
+            return;
+        };
         super::super::contract_ui_accounts::run_all(&store).await;
     }
 
@@ -1970,10 +1977,9 @@ mod tests {
     /// others are stored once with their own journal entries; a refused one goes through when sent again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refused_uploads_in_a_group_fail_alone() {
-        let Some(url) = test_url() else { return };
-        let store = PgStore::open_isolated_for_test(&url)
-            .await
-            .expect("open postgres");
+        let Some(store) = isolated_store().await else {
+            return;
+        };
         let client = store.client().await.expect("client");
         client
             .batch_execute(
@@ -2046,12 +2052,10 @@ mod tests {
     /// punches never arrived. Now each NUL is stored as U+FFFD and the journal keeps the exact bytes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn nul_bytes_from_a_terminal_are_stored_as_replacement_characters() {
-        let Some(url) = test_url() else { return };
-        let store = PgStore::open_isolated_for_test(&url)
-            .await
-            .expect("open postgres");
+        let Some(store) = isolated_store().await else {
+            return;
+        };
         let sn = DeviceSn::parse("NUL0001").expect("sn");
-        let at = Utc::now();
         let body = b"1001\t2026-11-30 08:00:00\t0\t1\t\x00\t0\x00\n10\x0002\t2026-11-30 08:01:00\n"
             .to_vec();
         let mut raw = attlog_upload(
@@ -2098,18 +2102,8 @@ mod tests {
         // The transaction path (a batch with users) and a journal entry of its own.
         let mut users = Batch::new(raw.clone());
         users.users = vec![crate::store::DeviceUser {
-            device_sn: sn.clone(),
-            pin: crate::domain::Pin("1001".into()),
             name: "Ann\u{0}\u{0}".into(),
-            privilege: Some(0),
-            password: String::new(),
-            card: String::new(),
-            group: "1".into(),
-            time_zones: String::new(),
-            verify_mode: None,
-            enabled: true,
-            fields: serde_json::Map::new(),
-            updated_at: at,
+            ..super::super::contract::user(&sn, "1001", "Ann")
         }];
         store.write_batch(users).await.expect("users stored");
         let held = store.list_device_users(&sn).await.expect("users");

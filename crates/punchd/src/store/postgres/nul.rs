@@ -20,6 +20,13 @@ pub(super) fn clean(s: &mut String) {
     }
 }
 
+/// [`clean`] on an optional text.
+pub(super) fn clean_opt(s: &mut Option<String>) {
+    if let Some(s) = s {
+        clean(s);
+    }
+}
+
 /// [`clean`] on every string of a JSON value, keys included.
 pub(super) fn clean_json(v: &mut serde_json::Value) {
     match v {
@@ -48,9 +55,7 @@ pub(super) fn clean_map(map: &mut serde_json::Map<String, serde_json::Value>) {
 pub(super) fn clean_raw(raw: &mut RawEntry) {
     clean(&mut raw.kind);
     clean(&mut raw.request);
-    if let Some(addr) = &mut raw.remote_addr {
-        clean(addr);
-    }
+    clean_opt(&mut raw.remote_addr);
     for issue in &mut raw.errors {
         clean(&mut issue.line);
         clean(&mut issue.reason);
@@ -63,9 +68,7 @@ pub(super) fn clean_batch(batch: &mut Batch) {
     for p in &mut batch.punches {
         clean(&mut p.pin.0);
         clean(&mut p.time_zone);
-        if let Some(code) = &mut p.work_code {
-            clean(code);
-        }
+        clean_opt(&mut p.work_code);
         p.extra.iter_mut().for_each(clean);
     }
     for u in &mut batch.users {
@@ -85,16 +88,13 @@ pub(super) fn clean_batch(batch: &mut Batch) {
         clean(&mut t.pin.0);
         clean(&mut t.kind);
         clean(&mut t.template);
-        for s in [&mut t.major_ver, &mut t.minor_ver].into_iter().flatten() {
-            clean(s);
-        }
+        clean_opt(&mut t.major_ver);
+        clean_opt(&mut t.minor_ver);
     }
     for p in &mut batch.photos {
         clean(&mut p.kind);
         clean(&mut p.file_name);
-        if let Some(pin) = &mut p.pin {
-            clean(pin);
-        }
+        clean_opt(&mut p.pin);
     }
     for o in &mut batch.oplog {
         clean(&mut o.operator);

@@ -159,33 +159,31 @@ impl PunchGroups {
 
 /// Write a group and answer each of its callers; on a failed statement, each batch alone.
 async fn write_group(store: &PgStore, group: Vec<Pending>) {
-    let client = match store.client().await {
-        Ok(client) => client,
-        Err(e) => {
-            for p in group {
-                let _ = p.done.send(Err(e.clone()));
+    let outcome = match store.client().await {
+        Ok(client) => {
+            let batches: Vec<&Batch> = group.iter().map(|p| &p.batch).collect();
+            match write_at_once(&client, &batches).await {
+                Err(_) if group.len() > 1 => {
+                    for p in group {
+                        let alone = write_at_once(&client, &[&p.batch]).await;
+                        let _ = p.done.send(alone.map(|mut one| one.remove(0)));
+                    }
+                    return;
+                }
+                outcome => outcome,
             }
-            return;
         }
+        Err(e) => Err(e),
     };
-    let batches: Vec<&Batch> = group.iter().map(|p| &p.batch).collect();
-    match write_at_once(&client, &batches).await {
+    match outcome {
         Ok(outcomes) => {
             for (p, outcome) in group.into_iter().zip(outcomes) {
                 let _ = p.done.send(Ok(outcome));
             }
         }
-        Err(e) if group.len() == 1 => {
+        Err(e) => {
             for p in group {
                 let _ = p.done.send(Err(e.clone()));
-            }
-        }
-        Err(_) => {
-            for p in group {
-                let outcome = write_at_once(&client, &[&p.batch])
-                    .await
-                    .map(|mut one| one.remove(0));
-                let _ = p.done.send(outcome);
             }
         }
     }

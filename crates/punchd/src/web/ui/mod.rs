@@ -335,21 +335,19 @@ impl From<anyhow::Error> for UiError {
 
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
-        if let UiError::Preparing(text) = &self {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(axum::http::header::RETRY_AFTER, "1")],
-                layout::html(layout::bare_refreshing("Being prepared", text, 1)),
-            )
-                .into_response();
-        }
-        let (status, title, text) = match &self {
-            UiError::Forbidden(t) => (StatusCode::FORBIDDEN, "Not allowed", t.clone()),
-            UiError::NotFound(t) => (StatusCode::NOT_FOUND, "Not found", t.clone()),
-            UiError::BadRequest(t) => (StatusCode::BAD_REQUEST, "Bad request", t.clone()),
-            UiError::Conflict(t) => (StatusCode::CONFLICT, "Conflict", t.clone()),
-            // Answered above.
-            UiError::Preparing(t) => (StatusCode::SERVICE_UNAVAILABLE, "Being prepared", t.clone()),
+        let (status, title, text) = match self {
+            UiError::Forbidden(t) => (StatusCode::FORBIDDEN, "Not allowed", t),
+            UiError::NotFound(t) => (StatusCode::NOT_FOUND, "Not found", t),
+            UiError::BadRequest(t) => (StatusCode::BAD_REQUEST, "Bad request", t),
+            UiError::Conflict(t) => (StatusCode::CONFLICT, "Conflict", t),
+            UiError::Preparing(t) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "1")],
+                    layout::html(layout::bare_refreshing("Being prepared", &t, 1)),
+                )
+                    .into_response()
+            }
             UiError::Internal(t) => {
                 tracing::error!(error = %t, "web UI request failed");
                 (
