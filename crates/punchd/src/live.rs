@@ -9,12 +9,15 @@
 //! Several instances on one PostgreSQL (issue 10): a feed may also hand every event it publishes to a **relay**
 //! ([`LiveFeed::relay_to`]), which `store::postgres::notify` sends to the other instances with `pg_notify`; the
 //! events they send come back through [`LiveFeed::publish_remote`], which shows them here without relaying them
-//! again. So the live page shows every instance's punches, each once, whichever instance serves it. Presence
-//! (online/offline) is a state: an event that repeats the state last shown for its terminal — the same change
-//! seen by two instances — is dropped. Depends on `domain` only.
+//! again. So the live page shows every instance's punches, each once, whichever instance serves it. Punches are
+//! relayed only while another instance shows the live page ([`LiveFeed::set_others_watching`], which the relay
+//! keeps up to date): at tens of thousands of punches a second, sending every punch through PostgreSQL for
+//! nobody to see took a fifth of punchd's CPU. Presence (online/offline) is always relayed; it is a state:
+//! an event that repeats the state last shown for its terminal — the same change seen by two instances — is
+//! dropped. Depends on `domain` only.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -84,6 +87,8 @@ pub struct LiveFeed {
     relay: Arc<OnceLock<mpsc::Sender<LiveEvent>>>,
     /// Events the relay could not take (its queue full: the database is slower than the punches).
     relay_dropped: Arc<AtomicU64>,
+    /// Whether another instance shows the live page now: punches go to the relay only then.
+    others_watching: Arc<AtomicBool>,
     /// The last presence shown per terminal SN (`true` online), to drop repeats.
     presence: Arc<Mutex<HashMap<String, bool>>>,
 }
@@ -102,6 +107,7 @@ impl LiveFeed {
             sender,
             relay: Arc::new(OnceLock::new()),
             relay_dropped: Arc::new(AtomicU64::new(0)),
+            others_watching: Arc::new(AtomicBool::new(false)),
             presence: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -113,10 +119,26 @@ impl LiveFeed {
         let _ = self.relay.set(relay);
     }
 
-    /// Whether anything wants events: a subscriber here, or a relay to other instances. Ingest keeps a copy of
-    /// a batch for the feed only then.
+    /// Whether anything wants punches: a subscriber here, or a relay to other instances of which one shows the
+    /// live page. Ingest keeps a copy of a batch for the feed only then.
     pub fn wanted(&self) -> bool {
-        self.sender.receiver_count() > 0 || self.relay.get().is_some()
+        self.sender.receiver_count() > 0 || self.relaying_punches()
+    }
+
+    /// Whether punches published here go to the relay: there is one, and another instance watches.
+    fn relaying_punches(&self) -> bool {
+        self.relay.get().is_some() && self.others_watching()
+    }
+
+    /// Tell the feed whether another instance shows the live page now (the relay asks PostgreSQL every
+    /// second or so); until it is told, punches are not relayed. Presence events are relayed either way.
+    pub fn set_others_watching(&self, watching: bool) {
+        self.others_watching.store(watching, Ordering::Relaxed);
+    }
+
+    /// What [`LiveFeed::set_others_watching`] said last.
+    pub fn others_watching(&self) -> bool {
+        self.others_watching.load(Ordering::Relaxed)
     }
 
     /// Events the relay lost since start because its queue was full.
@@ -134,13 +156,15 @@ impl LiveFeed {
         self.sender.receiver_count()
     }
 
-    /// Publish one event here and hand it to the relay, if any; nobody listening is not an error. A presence
-    /// event repeating the state last shown for its terminal is dropped.
+    /// Publish one event here and hand it to the relay, if any (a punch only while another instance watches);
+    /// nobody listening is not an error. A presence event repeating the state last shown for its terminal is
+    /// dropped.
     pub fn publish(&self, event: LiveEvent) {
         if !self.presence_is_news(&event) {
             return;
         }
-        if let Some(relay) = self.relay.get() {
+        let relayed = !matches!(event, LiveEvent::Punch(_)) || self.relaying_punches();
+        if let Some(relay) = self.relay.get().filter(|_| relayed) {
             if relay.try_send(event.clone()).is_err() {
                 self.relay_dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -254,8 +278,13 @@ mod tests {
         let (tx, mut relayed) = mpsc::channel(2);
         feed.relay_to(tx);
         assert!(
+            !feed.wanted(),
+            "nobody watches anywhere: punches are not even copied"
+        );
+        feed.set_others_watching(true);
+        assert!(
             feed.wanted(),
-            "a relay wants events without local subscribers"
+            "a relay wants punches without local subscribers while another instance watches"
         );
         let mut rx = feed.subscribe();
         let sn = DeviceSn::parse("LIVE1").expect("sn");
@@ -288,5 +317,27 @@ mod tests {
         }
         assert_eq!(feed.relay_dropped(), 1);
         assert_eq!(rx.len(), 3);
+    }
+
+    #[test]
+    fn punches_are_relayed_only_while_another_instance_watches_and_presence_always() {
+        let feed = LiveFeed::new();
+        let (tx, mut relayed) = mpsc::channel(8);
+        feed.relay_to(tx);
+        let rx = feed.subscribe();
+        feed.publish_stored(&[punch("1", 0)], 1);
+        feed.publish_presence(&DeviceSn::parse("LIVE3").expect("sn"), true, None);
+        assert!(matches!(
+            relayed.try_recv(),
+            Ok(LiveEvent::DeviceOnline { sn, .. }) if sn == "LIVE3"
+        ));
+        assert!(relayed.try_recv().is_err(), "the punch stayed here");
+        assert_eq!(rx.len(), 2, "shown here all the same");
+        feed.set_others_watching(true);
+        feed.publish_stored(&[punch("2", 1)], 1);
+        assert!(matches!(relayed.try_recv(), Ok(LiveEvent::Punch(p)) if p.pin == "2"));
+        feed.set_others_watching(false);
+        feed.publish_stored(&[punch("3", 2)], 1);
+        assert!(relayed.try_recv().is_err());
     }
 }

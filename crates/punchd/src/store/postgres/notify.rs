@@ -14,7 +14,15 @@
 //! - A payload is `{"o": <sender>, "e": [<event>, …]}` in a compact form ([`Wire`]); the sender is the
 //!   instance's lease holder name (`host:pid:random`, unique per run). An instance skips its own notifications
 //!   (PostgreSQL delivers them to the sending session too), so it never shows its own events twice.
-//! - The connection's `application_name` is `punchd-live <process id>` (find it in `pg_stat_activity`).
+//! - The connection's `application_name` is `punchd-live <process id>` (find it in `pg_stat_activity`), and
+//!   `punchd-live <process id> watching` while this instance's live page has viewers. Every [`WATCH_CHECK`] the
+//!   task updates its own name and asks `pg_stat_activity` whether another session of the database is named
+//!   `punchd-live … watching`; punches are sent only while one is ([`crate::live::LiveFeed::set_others_watching`],
+//!   logged when it changes). Nobody watching the live page is the common case under load, and sending every
+//!   punch through PostgreSQL's notification queue anyway (encoding it, and reading every notification back,
+//!   one's own included) took a fifth of punchd's CPU per upload at 100 punches per upload (BENCHMARKS.md,
+//!   "PostgreSQL: the live relay on demand"). A viewer who opens the live page sees other instances' punches
+//!   from at most two checks later; presence events are always sent.
 //! - When the connection drops, the task logs a warning, waits (1 s, doubling up to 30 s) and reconnects; events
 //!   that other instances sent meanwhile are not seen (the live feed is "what happens now", never a record:
 //!   the punches themselves are in the database); its own queued events are sent once it is back.
@@ -44,6 +52,24 @@ pub const PAYLOAD_MAX: usize = 7_900;
 const MAX_PER_SEND: usize = 8_192;
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the relay updates whether this instance's live page has viewers and asks whether another's has.
+pub const WATCH_CHECK: Duration = Duration::from_secs(1);
+
+/// The `application_name` of an instance's LISTEN connection: `punchd-live <pid>`, with ` watching` while its
+/// live page has viewers.
+fn session_name(watching: bool) -> String {
+    let pid = std::process::id();
+    if watching {
+        format!("punchd-live {pid} watching")
+    } else {
+        format!("punchd-live {pid}")
+    }
+}
+
+/// Whether another session on this database is the LISTEN connection of an instance whose live page has viewers.
+const OTHERS_WATCHING: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+     AND pid <> pg_backend_pid() AND application_name LIKE 'punchd-live % watching')";
 
 /// One event as sent: short tags and positional fields, to fit ~100 punches in a notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +246,8 @@ async fn run(
                     "live events of other instances: the LISTEN connection to PostgreSQL is lost; reconnecting"
                 );
                 lost_before = true;
+                // Nothing can be sent until the connection is back; who watches is asked again then.
+                feed.set_others_watching(false);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -239,9 +267,7 @@ async fn session(
 ) -> Result<(), String> {
     let mut parsed = parsed.clone();
     // Named so an operator (or a test) finds it in pg_stat_activity: `punchd-live <process id>`.
-    parsed
-        .config
-        .application_name(format!("punchd-live {}", std::process::id()));
+    parsed.config.application_name(session_name(false));
     let (client, mut connection) = super::connect_one(&parsed)
         .await
         .map_err(|e| e.to_string())?;
@@ -279,8 +305,38 @@ async fn session(
             tracing::info!(channel, "live events of other instances: listening");
         }
         let mut batch = Vec::new();
+        let mut check = tokio::time::interval(WATCH_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watching_here = false;
         loop {
             tokio::select! {
+                _ = check.tick() => {
+                    let now_here = feed.n_subscribers() > 0;
+                    if now_here != watching_here {
+                        let name = session_name(now_here);
+                        client
+                            .batch_execute(&format!("SET application_name = '{name}'"))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        watching_here = now_here;
+                    }
+                    let others: bool = client
+                        .query_one(OTHERS_WATCHING, &[])
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .try_get(0)
+                        .map_err(|e| e.to_string())?;
+                    if others != feed.others_watching() {
+                        feed.set_others_watching(others);
+                        if others {
+                            tracing::info!("live events: another instance shows the live page; relaying punches");
+                        } else {
+                            tracing::info!(
+                                "live events: no other instance shows the live page; punches are not relayed"
+                            );
+                        }
+                    }
+                }
                 note = notes.recv() => match note {
                     Some(n) if n.channel() == channel => {
                         for event in decode(origin, n.payload()) {
