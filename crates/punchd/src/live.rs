@@ -12,9 +12,9 @@
 //! again. So the live page shows every instance's punches, each once, whichever instance serves it. Punches are
 //! relayed only while another instance shows the live page ([`LiveFeed::set_others_watching`], which the relay
 //! keeps up to date): at tens of thousands of punches a second, sending every punch through PostgreSQL for
-//! nobody to see took a fifth of punchd's CPU. Presence (online/offline) is always relayed; it is a state:
-//! an event that repeats the state last shown for its terminal — the same change seen by two instances — is
-//! dropped. Depends on `domain` only.
+//! nobody to see took about a third of punchd's CPU per upload. Presence (online/offline) is always relayed; it
+//! is a state: an event that repeats the state last shown for its terminal — the same change seen by two
+//! instances — is dropped. Depends on `domain` only.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

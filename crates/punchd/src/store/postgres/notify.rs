@@ -20,7 +20,7 @@
 //!   `punchd-live … watching`; punches are sent only while one is ([`crate::live::LiveFeed::set_others_watching`],
 //!   logged when it changes). Nobody watching the live page is the common case under load, and sending every
 //!   punch through PostgreSQL's notification queue anyway (encoding it, and reading every notification back,
-//!   one's own included) took a fifth of punchd's CPU per upload at 100 punches per upload (BENCHMARKS.md,
+//!   one's own included) took about a third of punchd's CPU per upload at 100 punches per upload (BENCHMARKS.md,
 //!   "PostgreSQL: the live relay on demand"). A viewer who opens the live page sees other instances' punches
 //!   from at most two checks later; presence events are always sent.
 //! - When the connection drops, the task logs a warning, waits (1 s, doubling up to 30 s) and reconnects; events
