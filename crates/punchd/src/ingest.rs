@@ -10,7 +10,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Duration, FixedOffset, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 
 use crate::domain::{DeviceSn, NewPunch, Pin, PunchState, Source, VerifyMode};
@@ -73,6 +75,60 @@ pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     }
 }
 
+/// [`local_to_utc`] for the punches of one delivery, asking the zone database about each hour once instead of
+/// about each punch (issue 6: the lookup, a binary search over the zone's transitions, was a visible part of
+/// ingest per punch). Consecutive punches of a terminal mostly fall in one hour. When the first and the last
+/// second of that hour each have a single offset, the same one, every time in between has it too, because no zone
+/// changes its offset twice within an hour: in the zone data punchd is built with (chrono-tz 0.10.4) two changes
+/// of a zone's offset are at least 7 days apart. So the result is [`local_to_utc`]'s; the tests compare the two
+/// across the transitions of zones with odd rules. An hour with a DST gap or overlap in it is converted time by
+/// time with [`local_to_utc`].
+struct LocalToUtc {
+    tz: Tz,
+    /// The start of the last hour found to have one offset throughout, and that offset.
+    hour: Option<(NaiveDateTime, FixedOffset)>,
+}
+
+impl LocalToUtc {
+    fn new(tz: Tz) -> LocalToUtc {
+        LocalToUtc { tz, hour: None }
+    }
+
+    fn convert(&mut self, local: NaiveDateTime) -> DateTime<Utc> {
+        let Some(start) = local.date().and_hms_opt(local.hour(), 0, 0) else {
+            return local_to_utc(self.tz, local);
+        };
+        let offset = match self.hour {
+            Some((hour, offset)) if hour == start => Some(offset),
+            _ => {
+                self.hour = self.one_offset(start).map(|offset| (start, offset));
+                self.hour.map(|(_, offset)| offset)
+            }
+        };
+        // What `from_local_datetime` computes from a single offset.
+        match offset.and_then(|offset| local.checked_sub_offset(offset)) {
+            Some(utc) => DateTime::from_naive_utc_and_offset(utc, Utc),
+            None => local_to_utc(self.tz, local),
+        }
+    }
+
+    /// The offset of the hour from `start`, when its first and last second have one and the same.
+    fn one_offset(&self, start: NaiveDateTime) -> Option<FixedOffset> {
+        let end = start.checked_add_signed(Duration::seconds(3599))?;
+        match (
+            self.tz.offset_from_local_datetime(&start),
+            self.tz.offset_from_local_datetime(&end),
+        ) {
+            (LocalResult::Single(first), LocalResult::Single(last))
+                if first.fix() == last.fix() =>
+            {
+                Some(first.fix())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The ingest path, shared by every source.
 #[derive(Clone)]
 pub struct Ingest {
@@ -131,9 +187,16 @@ impl Ingest {
             let mut last: Option<(NaiveDateTime, &str, Option<u16>)> = None;
             for (idx, p) in punches.iter().enumerate() {
                 let pin = p.pin.trim();
+                // Characters are counted only when the bytes could be too many; an ASCII PIN (nearly all) is
+                // checked byte by byte (its control characters are the ASCII ones).
+                let control = if pin.is_ascii() {
+                    pin.bytes().any(|b| b.is_ascii_control())
+                } else {
+                    pin.chars().any(char::is_control)
+                };
                 if pin.is_empty()
-                    || pin.chars().count() > MAX_PIN_LEN
-                    || pin.chars().any(char::is_control)
+                    || (pin.len() > MAX_PIN_LEN && pin.chars().count() > MAX_PIN_LEN)
+                    || control
                 {
                     batch.raw.errors.push(crate::limits::clipped_issue(
                         if p.line_no > 0 { p.line_no } else { idx + 1 },
@@ -164,6 +227,7 @@ impl Ingest {
             keep
         };
         batch.punches.reserve(punches.len());
+        let mut to_utc = LocalToUtc::new(time_zone);
         for (p, keep) in punches.into_iter().zip(keep) {
             if !keep {
                 continue;
@@ -180,7 +244,7 @@ impl Ingest {
                 pin: Pin(pin),
                 punched_at: p.punched_at,
                 time_zone: zone_name.clone(),
-                punched_at_utc: local_to_utc(time_zone, p.punched_at),
+                punched_at_utc: to_utc.convert(p.punched_at),
                 punch_state: p.punch_state.map(PunchState::from_code),
                 verify_mode: p.verify_mode.map(VerifyMode),
                 work_code: p.work_code,
@@ -338,6 +402,60 @@ mod tests {
                 want("3", "2026-01-10 09:04:00", 0),
             ]
         );
+    }
+
+    /// The per-hour offset gives exactly what [`local_to_utc`] gives, time by time in order as a delivery would
+    /// bring them, through every offset change from 2000 to 2040 of zones with odd rules: 30-minute DST
+    /// (Lord Howe), DST suspended for Ramadan (Casablanca, Gaza), negative DST (Dublin), a skipped day (Apia),
+    /// quarter-hour offsets (Kathmandu, Chatham), and plain ones.
+    #[test]
+    fn the_hourly_offset_is_local_to_utc_across_transitions() {
+        let zones = [
+            "Europe/Berlin",
+            "America/New_York",
+            "Australia/Lord_Howe",
+            "Africa/Casablanca",
+            "Asia/Gaza",
+            "Europe/Dublin",
+            "Pacific/Apia",
+            "Asia/Kathmandu",
+            "Pacific/Chatham",
+            "America/Sao_Paulo",
+            "Asia/Kolkata",
+            "UTC",
+        ];
+        let mut n_changes = 0;
+        for zone in zones {
+            let tz: Tz = zone.parse().expect("zone");
+            let mut to_utc = LocalToUtc::new(tz);
+            let mut check = |local: NaiveDateTime| {
+                assert_eq!(
+                    to_utc.convert(local),
+                    local_to_utc(tz, local),
+                    "{zone} {local}"
+                );
+            };
+            // Each day's offset at noon UTC; around a change, every 7 min 13 s of local time for two days.
+            let mut day = at(2000, 1, 1, 12, 0);
+            let mut offset = tz.offset_from_utc_datetime(&day).fix();
+            while day < at(2040, 1, 1, 12, 0) {
+                let next = day + Duration::days(1);
+                let next_offset = tz.offset_from_utc_datetime(&next).fix();
+                if next_offset != offset {
+                    n_changes += 1;
+                    let mut local = day - Duration::hours(14);
+                    while local < next + Duration::hours(14) {
+                        check(local);
+                        local += Duration::seconds(7 * 60 + 13);
+                    }
+                }
+                // Elsewhere one time a day, and the last second of an hour.
+                check(day + Duration::minutes(17));
+                check(day + Duration::seconds(3599));
+                (day, offset) = (next, next_offset);
+            }
+        }
+        assert!(n_changes > 600, "{n_changes} offset changes walked");
     }
 
     #[test]

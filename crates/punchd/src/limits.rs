@@ -168,6 +168,16 @@ impl IssueLog {
         }
     }
 
+    /// Keep a parser's line error, clipped ([`clipped_issue`]), or count it when `max` are kept already (then
+    /// nothing of it is copied).
+    pub fn push_line_error(&mut self, line_no: usize, line: &str, reason: &str) {
+        if self.kept.len() < self.max {
+            self.kept.push(clipped_issue(line_no, line, reason));
+        } else {
+            self.dropped += 1;
+        }
+    }
+
     /// The kept issues, then (when some were only counted) one summary entry saying how many.
     pub fn finish(mut self) -> Vec<LineIssue> {
         if self.dropped > 0 {
@@ -215,6 +225,14 @@ pub fn split_body<'a>(
     body: &'a [u8],
     limits: &LimitsConfig,
 ) -> Result<Vec<Piece<'a>>, TooManyLines> {
+    split_body_counted(body, limits).map(|(pieces, _)| pieces)
+}
+
+/// [`split_body`], with the number of non-blank lines it counted.
+fn split_body_counted<'a>(
+    body: &'a [u8],
+    limits: &LimitsConfig,
+) -> Result<(Vec<Piece<'a>>, usize), TooManyLines> {
     let n_lines = body
         .split(|&b| b == b'\n')
         .filter(|line| !is_blank(line))
@@ -268,7 +286,7 @@ pub fn split_body<'a>(
             });
         }
     }
-    Ok(pieces)
+    Ok((pieces, n_lines))
 }
 
 /// What [`parse_in_runs`] found: the records with their line numbers, and the line errors to record.
@@ -296,21 +314,55 @@ pub fn parse_in_runs<T>(
                         Ok(record) => {
                             records.push((if line_no > 0 { line_no + offset } else { 0 }, record))
                         }
-                        Err(e) => issues.push(if issues.kept.len() < issues.max {
-                            clipped_issue(e.line_no + offset, &e.line, &e.reason)
-                        } else {
-                            LineIssue {
-                                line_no: 0,
-                                line: String::new(),
-                                reason: String::new(),
-                            }
-                        }),
+                        Err(e) => issues.push_line_error(e.line_no + offset, &e.line, &e.reason),
                     }
                 }
             }
         }
     }
     Ok((records, issues.finish()))
+}
+
+/// Parse an ATTLOG upload (push.md §7.1) within the limits, as [`parse_in_runs`] would with
+/// [`zk_push::attlog::parse_attlog_numbered`]: the punches as reported, each with its line in the whole body, and
+/// the line errors to record (the same, word for word).
+///
+/// The lines are read with [`zk_push::attlog::visit_attlog`], so only what a punch keeps is copied: its PIN, work
+/// code and extra columns, not the line (the body itself goes to the raw journal; a bad line is recorded in the
+/// line errors as before).
+///
+/// Errors: the body has too many lines; nothing was parsed.
+pub fn parse_attlog_in_runs(
+    body: &[u8],
+    limits: &LimitsConfig,
+) -> Result<(Vec<crate::ingest::PunchRecord>, Vec<LineIssue>), TooManyLines> {
+    let (pieces, n_lines) = split_body_counted(body, limits)?;
+    let mut punches = Vec::with_capacity(n_lines);
+    let mut issues = IssueLog::new(limits.max_line_errors);
+    for piece in pieces {
+        match piece {
+            Piece::Overlong(issue) => issues.push(issue),
+            Piece::Lines { offset, bytes } => {
+                zk_push::attlog::visit_attlog(bytes, |line_no, line, parsed| match parsed {
+                    Ok(fields) => {
+                        let mut extra = Vec::with_capacity(fields.n_extra());
+                        extra.extend(fields.extra().map(str::to_owned));
+                        punches.push(crate::ingest::PunchRecord {
+                            line_no: line_no + offset,
+                            pin: fields.pin.to_owned(),
+                            punched_at: fields.time,
+                            punch_state: fields.status,
+                            verify_mode: fields.verify,
+                            work_code: fields.work_code.map(str::to_owned),
+                            extra,
+                        });
+                    }
+                    Err(reason) => issues.push_line_error(line_no + offset, line, &reason),
+                });
+            }
+        }
+    }
+    Ok((punches, issues.finish()))
 }
 
 /// At most this many keys of an options upload are kept (a terminal sends about a hundred).
@@ -657,6 +709,146 @@ mod tests {
             MAX_ISSUE_LINE_CHARS + "…(20000 bytes)".chars().count()
         );
         assert!(issue.reason.ends_with("…(20000 bytes)"));
+    }
+
+    /// What `sources/push.rs` did before [`parse_attlog_in_runs`]: the generic runs over the owning parser.
+    fn attlog_through_records(
+        body: &[u8],
+        limits: &LimitsConfig,
+    ) -> Result<(Vec<crate::ingest::PunchRecord>, Vec<LineIssue>), TooManyLines> {
+        let (records, errors) = parse_in_runs(body, limits, |run| {
+            zk_push::attlog::parse_attlog_numbered(run)
+                .into_iter()
+                .map(|(n, parsed)| {
+                    let punch = parsed.map(|r| crate::ingest::PunchRecord {
+                        line_no: 0,
+                        pin: r.pin,
+                        punched_at: r.time,
+                        punch_state: r.status,
+                        verify_mode: r.verify,
+                        work_code: r.work_code,
+                        extra: r.extra,
+                    });
+                    (n, punch)
+                })
+                .collect()
+        })?;
+        let punches = records
+            .into_iter()
+            .map(|(line_no, punch)| crate::ingest::PunchRecord { line_no, ..punch })
+            .collect();
+        Ok((punches, errors))
+    }
+
+    /// The punches and line errors of an ATTLOG body, exactly: every line shape, bad lines, a line that is not
+    /// UTF-8, an overlong line, runs of 256 KiB, and more errors than are recorded. The same as the owning parser
+    /// through [`parse_in_runs`] gives.
+    #[test]
+    fn attlog_punches_and_errors_are_the_owning_parsers() {
+        let body = b"1452\t2015-07-30 15:16:28\t0\t1\t0\t0\t0\n\
+            \r\n\
+            1156\t2024-08-05 12:40:57\t1\t1\t\t0\t0\t\r\n\
+            3\t2023-10-16 08:38:16\t255\t15\t0\t0\t0\t255\t0\t0\t\n\
+            garbage\n\
+            A\xFF\t2021-03-04 05:06:07\t0\t1\n\
+            7\t2024-08-05 12:40:57\t1\t1\t0\t\t\t\n\
+            0042\t2020-01-01 00:00:00\n\
+            9\t2015-07-30 15:16:28\tIN\n";
+        let body = [
+            &body[..],
+            "x".repeat(102).as_bytes(),
+            b"\n5\t2021-03-04 05:06:07\t1\t15\0\0",
+        ]
+        .concat();
+        let limits = limits(100, 100);
+        let (punches, errors) = parse_attlog_in_runs(&body, &limits).unwrap();
+        assert_eq!(
+            (punches.clone(), errors.clone()),
+            attlog_through_records(&body, &limits).unwrap()
+        );
+        let shapes: Vec<(
+            usize,
+            &str,
+            Option<u16>,
+            Option<u16>,
+            Option<&str>,
+            Vec<&str>,
+        )> = punches
+            .iter()
+            .map(|p| {
+                let extra = p.extra.iter().map(String::as_str).collect();
+                (
+                    p.line_no,
+                    p.pin.as_str(),
+                    p.punch_state,
+                    p.verify_mode,
+                    p.work_code.as_deref(),
+                    extra,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                (1, "1452", Some(0), Some(1), Some("0"), vec!["0", "0"]),
+                (3, "1156", Some(1), Some(1), None, vec!["0", "0"]),
+                (
+                    4,
+                    "3",
+                    Some(255),
+                    Some(15),
+                    Some("0"),
+                    vec!["0", "0", "255", "0", "0"]
+                ),
+                (6, "A\u{ff}", Some(0), Some(1), None, vec![]),
+                (7, "7", Some(1), Some(1), Some("0"), vec!["", ""]),
+                (8, "0042", None, None, None, vec![]),
+                (11, "5", Some(1), Some(15), None, vec![]),
+            ]
+        );
+        assert_eq!(punches[0].punched_at.to_string(), "2015-07-30 15:16:28");
+        let errors: Vec<(usize, &str, &str)> = errors
+            .iter()
+            .map(|e| (e.line_no, e.line.as_str(), e.reason.as_str()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (
+                    5,
+                    "garbage",
+                    "expected at least 2 tab-separated fields (PIN, time), got 1"
+                ),
+                (9, "9\t2015-07-30 15:16:28\tIN", "non-numeric status \"IN\""),
+                (
+                    10,
+                    &"x".repeat(102),
+                    "line of 102 bytes is over the limit of 100 bytes (max_line_bytes); not read"
+                ),
+            ]
+        );
+        // Many runs, more errors than are recorded: the same as the owning parser.
+        let many = "1\t2024-01-01 08:00:00\t0\t1\t0\t0\t0\t\nbad line\n".repeat(20_000);
+        let limits = LimitsConfig {
+            max_lines_per_request: 40_000,
+            ..LimitsConfig::default()
+        };
+        let (punches, errors) = parse_attlog_in_runs(many.as_bytes(), &limits).unwrap();
+        assert_eq!(
+            (punches.len(), errors.len(), punches[19_999].line_no),
+            (20_000, 101, 39_999)
+        );
+        assert_eq!(
+            (punches, errors),
+            attlog_through_records(many.as_bytes(), &limits).unwrap()
+        );
+        assert_eq!(
+            parse_attlog_in_runs(many.as_bytes(), &LimitsConfig::default()),
+            Err(TooManyLines {
+                lines: 40_000,
+                max: 10_000
+            })
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use chrono::{Datelike, NaiveDateTime};
 
-use crate::text::{body_lines, decode_text, trim_field};
+use crate::text::{body_lines, decode_text_cow, trim_field};
 
 /// One punch as a device uploaded it in an ATTLOG line (push.md §7.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,9 +128,9 @@ pub fn fixed_width_time(b: &[u8]) -> Option<NaiveDateTime> {
 /// Parse an ATTLOG body (push.md §7.1). One entry per non-empty line (split on `\r?\n`); one bad line never
 /// loses the others.
 ///
-/// Each line is decoded with [`decode_text`], split on TAB, and ONE trailing empty field is dropped. Rejected:
-/// fewer than 2 fields, empty PIN, unparseable time, year outside 2000..=2099, a status or verify column that
-/// is neither empty nor a number up to 65535. Never rejected for extra columns.
+/// Each line is decoded with [`decode_text`](crate::text::decode_text), split on TAB, and ONE trailing empty field
+/// is dropped. Rejected: fewer than 2 fields, empty PIN, unparseable time, year outside 2000..=2099, a status or
+/// verify column that is neither empty nor a number up to 65535. Never rejected for extra columns.
 pub fn parse_attlog(body: &[u8]) -> Vec<Result<AttlogRecord, LineError>> {
     parse_attlog_numbered(body)
         .into_iter()
@@ -141,73 +141,122 @@ pub fn parse_attlog(body: &[u8]) -> Vec<Result<AttlogRecord, LineError>> {
 /// [`parse_attlog`], with each entry's 1-based line number in the body (blank lines are skipped but counted), so
 /// that a record refused later (by the hub's own checks) can still be reported by its line.
 pub fn parse_attlog_numbered(body: &[u8]) -> Vec<(usize, Result<AttlogRecord, LineError>)> {
-    body_lines(body)
-        .map(|(line_no, raw)| {
-            let line = decode_text(raw);
-            let result = match parse_line(&line).map(Fields::into_record) {
-                Ok(record) => Ok(AttlogRecord { line, ..record }),
-                Err(reason) => Err(LineError {
-                    line_no,
-                    line,
-                    reason,
-                }),
-            };
-            (line_no, result)
+    let mut out = Vec::new();
+    visit_attlog(body, |line_no, line, parsed| {
+        let line = line.to_owned();
+        let result = match parsed {
+            Ok(fields) => Ok(fields.into_record(line)),
+            Err(reason) => Err(LineError {
+                line_no,
+                line,
+                reason,
+            }),
+        };
+        out.push((line_no, result));
+    });
+    out
+}
+
+/// [`parse_attlog_numbered`] without a copy of anything: `visit` is called for each non-blank line in order with
+/// its 1-based line number, its text (decoded as [`decode_text`](crate::text::decode_text) decodes it, borrowed
+/// from `body` when it is UTF-8; without the line ending) and its columns borrowed from that text, or the reason
+/// it was refused (the same reasons, word for word). For a reader that copies only what it keeps (punchd's push
+/// path, issue 6: a `String` for the line, the PIN, the work code and each extra column was most of the parse).
+pub fn visit_attlog(
+    body: &[u8],
+    mut visit: impl FnMut(usize, &str, Result<AttlogFields<'_>, String>),
+) {
+    for (line_no, raw) in body_lines(body) {
+        let line = decode_text_cow(raw);
+        visit(line_no, &line, parse_line(&line));
+    }
+}
+
+/// The columns of one good ATTLOG line, borrowed from its text ([`visit_attlog`]); [`AttlogRecord`] without the
+/// copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttlogFields<'a> {
+    /// [`AttlogRecord::pin`]: trimmed, never empty.
+    pub pin: &'a str,
+    /// [`AttlogRecord::time`].
+    pub time: NaiveDateTime,
+    /// [`AttlogRecord::status`].
+    pub status: Option<u16>,
+    /// [`AttlogRecord::verify`].
+    pub verify: Option<u16>,
+    /// [`AttlogRecord::work_code`]: trimmed, `None` if absent or empty.
+    pub work_code: Option<&'a str>,
+    /// Columns 6.. as sent, still TAB-separated, after dropping ONE trailing empty field: `None` when there are
+    /// none, `Some("")` for one empty column. [`AttlogFields::extra`] splits them.
+    pub extra_columns: Option<&'a str>,
+}
+
+impl<'a> AttlogFields<'a> {
+    /// The extra columns one by one, as in [`AttlogRecord::extra`].
+    pub fn extra(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.extra_columns
+            .into_iter()
+            .flat_map(|columns| columns.split('\t'))
+    }
+
+    /// How many extra columns there are (what [`AttlogFields::extra`] yields), to size a vector for them.
+    pub fn n_extra(&self) -> usize {
+        self.extra_columns.map_or(0, |columns| {
+            columns.bytes().filter(|&b| b == b'\t').count() + 1
         })
-        .collect()
-}
+    }
 
-/// The columns of one good line, borrowed from it until the record takes the line itself (one copy of the
-/// line per record, no vector of fields).
-struct Fields<'a> {
-    pin: &'a str,
-    time: NaiveDateTime,
-    status: Option<u16>,
-    verify: Option<u16>,
-    work_code: Option<&'a str>,
-    extra: Vec<String>,
-}
-
-impl Fields<'_> {
-    /// The record, with an empty [`AttlogRecord::line`] for the caller to fill.
-    fn into_record(self) -> AttlogRecord {
+    /// The record, carrying `line` as its [`AttlogRecord::line`].
+    pub fn into_record(self, line: String) -> AttlogRecord {
         AttlogRecord {
-            pin: self.pin.to_string(),
+            pin: self.pin.to_owned(),
             time: self.time,
             status: self.status,
             verify: self.verify,
-            work_code: self.work_code.map(str::to_string),
-            extra: self.extra,
-            line: String::new(),
+            work_code: self.work_code.map(str::to_owned),
+            extra: {
+                let mut extra = Vec::with_capacity(self.n_extra());
+                extra.extend(self.extra().map(str::to_owned));
+                extra
+            },
+            line,
         }
     }
 }
 
-fn parse_line(line: &str) -> Result<Fields<'_>, String> {
-    // Fields 1..=5 by position, the rest as extra; then ONE trailing empty field (the last of all) is dropped.
-    let mut split = line.split('\t');
+fn parse_line(line: &str) -> Result<AttlogFields<'_>, String> {
+    // Fields 1..=5 by position; what follows the fifth TAB is the extra columns. Then ONE trailing empty field
+    // (the last of all) is dropped.
     let mut head: [Option<&str>; 5] = [None; 5];
     let mut n_head = 0;
-    for slot in head.iter_mut() {
-        match split.next() {
-            Some(f) => {
-                *slot = Some(f);
-                n_head += 1;
+    let mut rest = Some(line);
+    while let (Some(slot), Some(text)) = (head.get_mut(n_head), rest) {
+        match text.split_once('\t') {
+            Some((field, after)) => {
+                *slot = Some(field);
+                rest = Some(after);
             }
-            None => break,
-        }
-    }
-    let mut extra: Vec<String> = split.map(str::to_string).collect();
-    let n_fields = n_head + extra.len();
-    if n_fields > 1 {
-        if let Some(last) = extra.last() {
-            if last.is_empty() {
-                extra.pop();
+            None => {
+                *slot = Some(text);
+                rest = None;
             }
-        } else if head[n_head - 1].is_some_and(str::is_empty) {
-            head[n_head - 1] = None;
         }
+        n_head += 1;
     }
+    // With extra columns there are at least 6 fields, so one trailing empty field is always dropped.
+    let extra_columns = match rest {
+        Some(columns) => match columns.strip_suffix('\t') {
+            Some(kept) => Some(kept),
+            None if columns.is_empty() => None,
+            None => Some(columns),
+        },
+        None => {
+            if n_head > 1 && head[n_head - 1].is_some_and(str::is_empty) {
+                head[n_head - 1] = None;
+            }
+            None
+        }
+    };
     let (pin, time) = match (head[0], head[1]) {
         (Some(pin), Some(time)) => (trim_field(pin), time),
         _ => {
@@ -224,13 +273,13 @@ fn parse_line(line: &str) -> Result<Fields<'_>, String> {
     let status = optional_code(head[2], "status")?;
     let verify = optional_code(head[3], "verify")?;
     let work_code = head[4].map(trim_field).filter(|f| !f.is_empty());
-    Ok(Fields {
+    Ok(AttlogFields {
         pin,
         time,
         status,
         verify,
         work_code,
-        extra,
+        extra_columns,
     })
 }
 
@@ -438,6 +487,77 @@ mod tests {
             );
         }
         assert!(fixed_width_time(b"2015-07-30 15:16:28").is_some());
+    }
+
+    /// The borrowed columns: the extra columns as one text, one trailing empty field dropped; a line that is not
+    /// UTF-8 handed over decoded; refusals with their reasons.
+    #[test]
+    fn visit_attlog_lends_the_columns() {
+        let mut seen = Vec::new();
+        visit_attlog(
+            b"3\t2023-10-16 08:38:16\t255\t15\t0\t0\t0\t255\t0\t0\t\n\
+              1156\t2024-08-05 12:40:57\t1\t1\t\t0\t0\t\r\n\n\
+              7\t2024-08-05 12:40:57\t1\t1\t0\t\t\n\
+              8\t2024-08-05 12:40:57\t1\t1\t0\t\n\
+              A\xFF\t2021-03-04 05:06:07\n\
+              \t2015-07-30 15:16:28",
+            |line_no, line, parsed| {
+                let parsed = parsed.map(|f| {
+                    let extra: Vec<&str> = f.extra().collect();
+                    assert_eq!(extra.len(), f.n_extra());
+                    (
+                        f.pin.to_owned(),
+                        f.work_code.map(str::to_owned),
+                        f.extra_columns.map(str::to_owned),
+                        extra.join("|"),
+                    )
+                });
+                seen.push((line_no, line.to_owned(), parsed));
+            },
+        );
+        let ok = |pin: &str, work_code: Option<&str>, columns: Option<&str>, extra: &str| {
+            Ok((
+                pin.to_owned(),
+                work_code.map(str::to_owned),
+                columns.map(str::to_owned),
+                extra.to_owned(),
+            ))
+        };
+        assert_eq!(
+            seen,
+            [
+                (
+                    1,
+                    "3\t2023-10-16 08:38:16\t255\t15\t0\t0\t0\t255\t0\t0\t".to_owned(),
+                    ok("3", Some("0"), Some("0\t0\t255\t0\t0"), "0|0|255|0|0")
+                ),
+                (
+                    2,
+                    "1156\t2024-08-05 12:40:57\t1\t1\t\t0\t0\t".to_owned(),
+                    ok("1156", None, Some("0\t0"), "0|0")
+                ),
+                (
+                    4,
+                    "7\t2024-08-05 12:40:57\t1\t1\t0\t\t".to_owned(),
+                    ok("7", Some("0"), Some(""), "")
+                ),
+                (
+                    5,
+                    "8\t2024-08-05 12:40:57\t1\t1\t0\t".to_owned(),
+                    ok("8", Some("0"), None, "")
+                ),
+                (
+                    6,
+                    "A\u{ff}\t2021-03-04 05:06:07".to_owned(),
+                    ok("A\u{ff}", None, None, "")
+                ),
+                (
+                    7,
+                    "\t2015-07-30 15:16:28".to_owned(),
+                    Err("empty PIN".to_owned())
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Decoding device text (push.md §7 "Encoding", §13 item 11). Bodies are UTF-8 except user names on
 //! Chinese-language firmware, which come as GB2312/GBK/GB18030. Must not depend on any other module.
 
+use std::borrow::Cow;
+
 use encoding_rs::GB18030;
 
 /// Decode device text: UTF-8, else GB18030, else Latin-1 (push.md §7 Encoding). Never fails.
@@ -9,13 +11,18 @@ use encoding_rs::GB18030;
 /// are not valid UTF-8, and accepted only when it decodes without a single malformed sequence; Latin-1 maps
 /// every byte to the code point of the same value, so nothing is ever lost or replaced.
 pub fn decode_text(bytes: &[u8]) -> String {
+    decode_text_cow(bytes).into_owned()
+}
+
+/// [`decode_text`], borrowing `bytes` when they are UTF-8 (nearly always) instead of copying them.
+pub fn decode_text_cow(bytes: &[u8]) -> Cow<'_, str> {
     if let Ok(text) = std::str::from_utf8(bytes) {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     if let Some(text) = GB18030.decode_without_bom_handling_and_without_replacement(bytes) {
-        return text.into_owned();
+        return Cow::Owned(text.into_owned());
     }
-    bytes.iter().map(|&b| char::from(b)).collect()
+    Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect())
 }
 
 /// The lines of an upload body with their 1-based numbers: split on `\n`, one trailing `\r` removed, lines that

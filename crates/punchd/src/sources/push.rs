@@ -457,35 +457,11 @@ async fn upload(ctx: &mut Ctx, table: Table, stamp: Option<String>) -> Response 
         Table::AttLog => {
             // Parsed in bounded runs after the line limits are checked (crate::limits): memory stays a small
             // multiple of the body's size whatever its shape.
-            // Each run's records become punches at once, so the copy of each line a record carries is freed run
-            // by run instead of being held for the whole body (issue 6, memory).
-            let (records, errors) =
-                match crate::limits::parse_in_runs(&ctx.body, &ctx.app.config.limits, |run| {
-                    zk_push::attlog::parse_attlog_numbered(run)
-                        .into_iter()
-                        .map(|(n, parsed)| {
-                            (
-                                n,
-                                parsed.map(|r| PunchRecord {
-                                    line_no: 0,
-                                    pin: r.pin,
-                                    punched_at: r.time,
-                                    punch_state: r.status,
-                                    verify_mode: r.verify,
-                                    work_code: r.work_code,
-                                    extra: r.extra,
-                                }),
-                            )
-                        })
-                        .collect()
-                }) {
+            let (punches, errors) =
+                match crate::limits::parse_attlog_in_runs(&ctx.body, &ctx.app.config.limits) {
                     Ok(parsed) => parsed,
                     Err(e) => return too_many_lines(ctx, "ATTLOG", &e),
                 };
-            let punches: Vec<PunchRecord> = records
-                .into_iter()
-                .map(|(line_no, punch)| PunchRecord { line_no, ..punch })
-                .collect();
             let bad = first_issue(&errors);
             let mut batch = Batch::new(ctx.raw("ATTLOG", errors));
             batch.stamp = stamp_for("ATTLOG");

@@ -590,13 +590,41 @@ fn punch_insert_sql(rows: usize) -> String {
     sql
 }
 
-/// Bind one punch's 12 parameters from 1-based parameter `first` on.
+/// A punch's `extra` columns as stored: exactly `serde_json::to_string(extra)`, a JSON array of strings, written
+/// into `out` (reused from punch to punch: issue 6, a new `String` and serde's machinery per punch were a visible
+/// part of binding the row). Columns with nothing JSON escapes — no `"`, `\\` or control character below U+0020,
+/// which is what terminals send — are written as they are; otherwise serde_json writes the whole array.
+fn extra_json<'a>(extra: &[String], out: &'a mut String) -> &'a str {
+    out.clear();
+    let plain = extra
+        .iter()
+        .all(|column| !column.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+    if plain {
+        out.push('[');
+        for (idx, column) in extra.iter().enumerate() {
+            if idx > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(column);
+            out.push('"');
+        }
+        out.push(']');
+    } else {
+        *out = serde_json::to_string(extra).unwrap_or_default();
+    }
+    out
+}
+
+/// Bind one punch's 12 parameters from 1-based parameter `first` on. `scratch` is reused for the text of
+/// `extra` (SQLite copies bound text).
 fn bind_punch(
     st: &mut rusqlite::Statement<'_>,
     first: usize,
     p: &crate::domain::NewPunch,
     received_ms: i64,
     journal_id: i64,
+    scratch: &mut String,
 ) -> rusqlite::Result<()> {
     st.raw_bind_parameter(first, p.device_sn.as_str())?;
     st.raw_bind_parameter(first + 1, p.pin.as_str())?;
@@ -610,7 +638,7 @@ fn bind_punch(
     let extra = if p.extra.is_empty() {
         None
     } else {
-        Some(serde_json::to_string(&p.extra).unwrap_or_default())
+        Some(extra_json(&p.extra, scratch))
     };
     st.raw_bind_parameter(first + 6, extra)?;
     st.raw_bind_parameter(first + 7, p.time_zone.as_str())?;
@@ -635,6 +663,7 @@ fn insert_punches_on(
     static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let mut n_stored = 0usize;
     let mut new_ids: Option<(i64, i64)> = None;
+    let mut scratch = String::new();
     let mut note = |changed: usize| {
         if changed > 0 {
             n_stored += changed;
@@ -649,7 +678,15 @@ fn insert_punches_on(
         let mut st = conn.prepare_cached(sql).map_err(backend)?;
         for group in &mut groups {
             for (r, p) in group.iter().enumerate() {
-                bind_punch(&mut st, r * 12 + 1, p, received_ms, journal_id).map_err(backend)?;
+                bind_punch(
+                    &mut st,
+                    r * 12 + 1,
+                    p,
+                    received_ms,
+                    journal_id,
+                    &mut scratch,
+                )
+                .map_err(backend)?;
             }
             note(st.raw_execute().map_err(backend)?);
         }
@@ -659,7 +696,7 @@ fn insert_punches_on(
         let sql = ONE.get_or_init(|| punch_insert_sql(1));
         let mut st = conn.prepare_cached(sql).map_err(backend)?;
         for p in rest {
-            bind_punch(&mut st, 1, p, received_ms, journal_id).map_err(backend)?;
+            bind_punch(&mut st, 1, p, received_ms, journal_id, &mut scratch).map_err(backend)?;
             note(st.raw_execute().map_err(backend)?);
         }
     }
@@ -1622,6 +1659,114 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `extra` is serde_json's text of the columns, byte for byte, for every character below U+0080 alone and
+    /// within text, and for text beyond ASCII.
+    #[test]
+    fn extra_json_is_serde_jsons_text() {
+        let mut scratch = String::new();
+        let mut columns: Vec<Vec<String>> = (0u8..128)
+            .map(|b| vec![char::from(b).to_string(), format!("a{}b", char::from(b))])
+            .collect();
+        columns.push(vec![
+            "张三".into(),
+            "Zoë".into(),
+            String::new(),
+            "\u{2028}".into(),
+        ]);
+        columns.push(vec!["0".into()]);
+        for extra in columns {
+            let want = serde_json::to_string(&extra).expect("json");
+            assert_eq!(extra_json(&extra, &mut scratch), want, "{extra:?}");
+        }
+    }
+
+    /// The stored text of a punch row's `extra` and local time, pinned: what the SQLite store writes must not
+    /// change under it (both the 64-row statement and the one-row one are used: 70 punches).
+    #[tokio::test]
+    async fn stored_extra_and_local_time_texts_are_pinned() {
+        use crate::domain::{NewPunch, Pin, PunchState, Source, VerifyMode};
+        use crate::store::{Batch, RawEntry, Store};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pinned.db");
+        let store = SqliteStore::open(&path, Durability::CrashSafe).expect("open");
+        let sn = DeviceSn::parse("PINNED0001").expect("sn");
+        let extras = |i: usize| -> Vec<String> {
+            match i % 4 {
+                0 => vec![],
+                1 => vec!["0".into(), "255".into()],
+                2 => vec![
+                    "a\"b".into(),
+                    "c\\d".into(),
+                    "\u{1}\t\n".into(),
+                    "é\u{7f}".into(),
+                    String::new(),
+                ],
+                _ => vec![String::new()],
+            }
+        };
+        let base = chrono::NaiveDate::from_ymd_opt(2026, 3, 9)
+            .and_then(|d| d.and_hms_opt(7, 5, 3))
+            .expect("valid");
+        let punches: Vec<NewPunch> = (0..70)
+            .map(|i| NewPunch {
+                device_sn: sn.clone(),
+                pin: Pin(format!("{i}")),
+                punched_at: base + chrono::Duration::seconds(3607 * i as i64),
+                time_zone: "UTC".into(),
+                punched_at_utc: (base + chrono::Duration::seconds(3607 * i as i64)).and_utc(),
+                punch_state: Some(PunchState::from_code(0)),
+                verify_mode: Some(VerifyMode(15)),
+                work_code: None,
+                extra: extras(i),
+                source: Source::Push,
+            })
+            .collect();
+        let mut batch = Batch::new(RawEntry {
+            received_at: Utc::now(),
+            device_sn: Some(sn.clone()),
+            source: Source::Push,
+            kind: "ATTLOG".into(),
+            request: "test".into(),
+            remote_addr: None,
+            body: b"lines".to_vec(),
+            errors: Vec::new(),
+        });
+        batch.punches = punches;
+        let outcome = store.write_batch(batch).await.expect("write");
+        assert_eq!(outcome.n_stored, 70);
+        let conn = Connection::open(&path).expect("reader");
+        let rows: Vec<(String, Option<String>)> = conn
+            .prepare("SELECT punched_at, extra FROM punches ORDER BY id")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .expect("rows");
+        assert_eq!(rows.len(), 70);
+        assert_eq!(
+            rows[..5],
+            [
+                ("2026-03-09 07:05:03".to_owned(), None),
+                (
+                    "2026-03-09 08:05:10".to_owned(),
+                    Some(r#"["0","255"]"#.to_owned())
+                ),
+                (
+                    "2026-03-09 09:05:17".to_owned(),
+                    Some("[\"a\\\"b\",\"c\\\\d\",\"\\u0001\\t\\n\",\"é\u{7f}\",\"\"]".to_owned())
+                ),
+                ("2026-03-09 10:05:24".to_owned(), Some(r#"[""]"#.to_owned())),
+                ("2026-03-09 11:05:31".to_owned(), None),
+            ]
+        );
+        for (i, (local, extra)) in rows.iter().enumerate() {
+            let want = base + chrono::Duration::seconds(3607 * i as i64);
+            assert_eq!(local, &want.to_string(), "row {i}");
+            assert_eq!(extra, &rows[i % 4].1, "row {i}");
+        }
+        assert_eq!(rows[69].0, "2026-03-12 04:13:06");
     }
 
     #[test]
