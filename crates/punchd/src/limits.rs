@@ -766,14 +766,16 @@ mod tests {
             (punches.clone(), errors.clone()),
             attlog_through_records(&body, &limits).unwrap()
         );
-        let shapes: Vec<(
+        // Line, PIN, punch state, verify mode, work code, extra columns.
+        type Shape<'a> = (
             usize,
-            &str,
+            &'a str,
             Option<u16>,
             Option<u16>,
-            Option<&str>,
-            Vec<&str>,
-        )> = punches
+            Option<&'a str>,
+            Vec<&'a str>,
+        );
+        let shapes: Vec<Shape<'_>> = punches
             .iter()
             .map(|p| {
                 let extra = p.extra.iter().map(String::as_str).collect();
