@@ -304,23 +304,39 @@ pub fn parse_in_runs<T>(
     mut parse: impl FnMut(&[u8]) -> Vec<(usize, Result<T, zk_push::attlog::LineError>)>,
 ) -> Result<Parsed<T>, TooManyLines> {
     let mut records = Vec::new();
-    let mut issues = IssueLog::new(limits.max_line_errors);
-    for piece in split_body(body, limits)? {
-        match piece {
-            Piece::Overlong(issue) => issues.push(issue),
-            Piece::Lines { offset, bytes } => {
-                for (line_no, result) in parse(bytes) {
-                    match result {
-                        Ok(record) => {
-                            records.push((if line_no > 0 { line_no + offset } else { 0 }, record))
-                        }
-                        Err(e) => issues.push_line_error(e.line_no + offset, &e.line, &e.reason),
+    let issues = read_runs(
+        split_body(body, limits)?,
+        limits,
+        |offset, bytes, issues| {
+            for (line_no, result) in parse(bytes) {
+                match result {
+                    Ok(record) => {
+                        records.push((if line_no > 0 { line_no + offset } else { 0 }, record))
                     }
+                    Err(e) => issues.push_line_error(e.line_no + offset, &e.line, &e.reason),
                 }
             }
+        },
+    );
+    Ok((records, issues))
+}
+
+/// Hand each run of lines of `pieces` to `read` (with the number of lines before it in the body, and the log its
+/// line errors go to) and log each overlong line in its place: the line errors to record, in body order, capped
+/// at `max_line_errors` ([`IssueLog`]).
+fn read_runs(
+    pieces: Vec<Piece<'_>>,
+    limits: &LimitsConfig,
+    mut read: impl FnMut(usize, &[u8], &mut IssueLog),
+) -> Vec<LineIssue> {
+    let mut issues = IssueLog::new(limits.max_line_errors);
+    for piece in pieces {
+        match piece {
+            Piece::Overlong(issue) => issues.push(issue),
+            Piece::Lines { offset, bytes } => read(offset, bytes, &mut issues),
         }
     }
-    Ok((records, issues.finish()))
+    issues.finish()
 }
 
 /// Parse an ATTLOG upload (push.md §7.1) within the limits, as [`parse_in_runs`] would with
@@ -338,31 +354,21 @@ pub fn parse_attlog_in_runs(
 ) -> Result<(Vec<crate::ingest::PunchRecord>, Vec<LineIssue>), TooManyLines> {
     let (pieces, n_lines) = split_body_counted(body, limits)?;
     let mut punches = Vec::with_capacity(n_lines);
-    let mut issues = IssueLog::new(limits.max_line_errors);
-    for piece in pieces {
-        match piece {
-            Piece::Overlong(issue) => issues.push(issue),
-            Piece::Lines { offset, bytes } => {
-                zk_push::attlog::visit_attlog(bytes, |line_no, line, parsed| match parsed {
-                    Ok(fields) => {
-                        let mut extra = Vec::with_capacity(fields.n_extra());
-                        extra.extend(fields.extra().map(str::to_owned));
-                        punches.push(crate::ingest::PunchRecord {
-                            line_no: line_no + offset,
-                            pin: fields.pin.to_owned(),
-                            punched_at: fields.time,
-                            punch_state: fields.status,
-                            verify_mode: fields.verify,
-                            work_code: fields.work_code.map(str::to_owned),
-                            extra,
-                        });
-                    }
-                    Err(reason) => issues.push_line_error(line_no + offset, line, &reason),
-                });
-            }
-        }
-    }
-    Ok((punches, issues.finish()))
+    let issues = read_runs(pieces, limits, |offset, bytes, issues| {
+        zk_push::attlog::visit_attlog(bytes, |line_no, line, parsed| match parsed {
+            Ok(fields) => punches.push(crate::ingest::PunchRecord {
+                line_no: line_no + offset,
+                pin: fields.pin.to_owned(),
+                punched_at: fields.time,
+                punch_state: fields.status,
+                verify_mode: fields.verify,
+                work_code: fields.work_code.map(str::to_owned),
+                extra: fields.extra_owned(),
+            }),
+            Err(reason) => issues.push_line_error(line_no + offset, line, &reason),
+        });
+    });
+    Ok((punches, issues))
 }
 
 /// At most this many keys of an options upload are kept (a terminal sends about a hundred).

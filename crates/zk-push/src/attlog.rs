@@ -206,6 +206,13 @@ impl<'a> AttlogFields<'a> {
         })
     }
 
+    /// The extra columns copied, as [`AttlogRecord::extra`] holds them (one allocation for the vector).
+    pub fn extra_owned(&self) -> Vec<String> {
+        let mut extra = Vec::with_capacity(self.n_extra());
+        extra.extend(self.extra().map(str::to_owned));
+        extra
+    }
+
     /// The record, carrying `line` as its [`AttlogRecord::line`].
     pub fn into_record(self, line: String) -> AttlogRecord {
         AttlogRecord {
@@ -214,11 +221,7 @@ impl<'a> AttlogFields<'a> {
             status: self.status,
             verify: self.verify,
             work_code: self.work_code.map(str::to_owned),
-            extra: {
-                let mut extra = Vec::with_capacity(self.n_extra());
-                extra.extend(self.extra().map(str::to_owned));
-                extra
-            },
+            extra: self.extra_owned(),
             line,
         }
     }
