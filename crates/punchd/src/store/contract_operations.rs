@@ -254,6 +254,45 @@ async fn journal_is_listed_with_filters(store: &dyn Store) {
         .await,
         vec![b]
     );
+    // Received before `b` but written after it (a slower request): a higher id, an earlier time. A start time
+    // finds it all the same, and the listing stays in id order.
+    let c = store
+        .write_journal(raw(&dev, "ATTLOG", instant(26), Vec::new()))
+        .await
+        .expect("journal");
+    assert!(c > b);
+    assert_eq!(
+        ids(JournalFilter {
+            from: Some(instant(25)),
+            ..mine.clone()
+        })
+        .await,
+        vec![b, c]
+    );
+    assert_eq!(
+        ids(JournalFilter {
+            from: Some(instant(27)),
+            ..mine.clone()
+        })
+        .await,
+        vec![b]
+    );
+    assert_eq!(
+        ids(JournalFilter {
+            from: Some(instant(25)),
+            after_id: Some(b),
+            kind: Some("ATTLOG".into()),
+            ..mine.clone()
+        })
+        .await,
+        vec![c]
+    );
+    assert!(ids(JournalFilter {
+        from: Some(instant(31)),
+        ..mine.clone()
+    })
+    .await
+    .is_empty());
     let listed = store.list_journal(&mine).await.expect("list");
     assert_eq!(listed[0].errors, vec![issue]);
     assert_eq!(listed[0].body_len, 4);

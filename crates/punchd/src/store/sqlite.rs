@@ -67,6 +67,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0016_source_run_requests.sql"),
     include_str!("../../migrations/sqlite/0017_review_pages.sql"),
     include_str!("../../migrations/sqlite/0018_pin_summary.sql"),
+    include_str!("../../migrations/sqlite/0019_journal_device_dropped.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.

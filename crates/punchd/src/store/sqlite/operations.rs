@@ -85,54 +85,161 @@ impl OperationsStore for SqliteStore {
     async fn list_journal(&self, filter: &JournalFilter) -> Result<Vec<JournalSummary>> {
         let f = filter.clone();
         self.read(move |conn| {
-            let limit = if f.limit == 0 { -1 } else { f.limit as i64 };
-            let mut st = conn
-                .prepare_cached(
-                    "SELECT id, received_at, device_sn, source, kind, request, remote_addr, length(body), \
-                     n_records, n_stored, n_duplicate, errors FROM journal \
-                     WHERE (?1 IS NULL OR device_sn = ?1) AND (?2 IS NULL OR kind = ?2) \
-                     AND (?3 IS NULL OR (errors IS NOT NULL) = ?3) \
-                     AND (?4 IS NULL OR received_at >= ?4) AND (?5 IS NULL OR received_at < ?5) \
-                     AND (?6 IS NULL OR id > ?6) ORDER BY id LIMIT ?7",
-                )
-                .map_err(backend)?;
+            let (sql, values) = journal_listing_sql(&f);
+            let mut st = conn.prepare_cached(&sql).map_err(backend)?;
             let rows = st
-                .query_map(
-                    params![
-                        f.device_sn.as_ref().map(DeviceSn::as_str),
-                        f.kind,
-                        f.has_errors,
-                        f.from.map(ms),
-                        f.to.map(ms),
-                        f.after_id,
-                        limit
-                    ],
-                    |r| {
-                        let sn: Option<String> = r.get(2)?;
-                        let source: String = r.get(3)?;
-                        let errors: Option<String> = r.get(11)?;
-                        Ok(JournalSummary {
-                            id: r.get(0)?,
-                            received_at: from_ms(r.get(1)?),
-                            device_sn: sn.map(sn_from).transpose()?,
-                            source: Source::parse(&source)
-                                .ok_or_else(|| conversion(format!("source {source:?}")))?,
-                            kind: r.get(4)?,
-                            request: r.get(5)?,
-                            remote_addr: r.get(6)?,
-                            body_len: r.get::<_, i64>(7)? as u64,
-                            n_records: r.get::<_, i64>(8)? as usize,
-                            n_stored: r.get::<_, i64>(9)? as usize,
-                            n_duplicate: r.get::<_, i64>(10)? as usize,
-                            errors: errors
-                                .and_then(|e| serde_json::from_str::<Vec<LineIssue>>(&e).ok())
-                                .unwrap_or_default(),
-                        })
-                    },
-                )
+                .query_map(rusqlite::params_from_iter(values), |r| {
+                    let sn: Option<String> = r.get(2)?;
+                    let source: String = r.get(3)?;
+                    let errors: Option<String> = r.get(11)?;
+                    Ok(JournalSummary {
+                        id: r.get(0)?,
+                        received_at: from_ms(r.get(1)?),
+                        device_sn: sn.map(sn_from).transpose()?,
+                        source: Source::parse(&source)
+                            .ok_or_else(|| conversion(format!("source {source:?}")))?,
+                        kind: r.get(4)?,
+                        request: r.get(5)?,
+                        remote_addr: r.get(6)?,
+                        body_len: r.get::<_, i64>(7)? as u64,
+                        n_records: r.get::<_, i64>(8)? as usize,
+                        n_stored: r.get::<_, i64>(9)? as usize,
+                        n_duplicate: r.get::<_, i64>(10)? as usize,
+                        errors: errors
+                            .and_then(|e| serde_json::from_str::<Vec<LineIssue>>(&e).ok())
+                            .unwrap_or_default(),
+                    })
+                })
                 .map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })
         .await
+    }
+}
+
+/// The journal listing's statement and its parameters, with a condition only for each filter that is set: a
+/// condition written `(?n IS NULL OR …)` for every filter kept SQLite from seeing any of them when it planned the
+/// statement, so every listing — a page after a cursor, the last seven days — read the journal from its first row.
+/// This way the cursor starts the walk at its rowid, and a start time first finds the lowest id received since
+/// on `journal_received` (named: left to itself, SQLite found that lowest id by walking the table from its first
+/// row; ids follow the writer's commits, so an entry received a moment earlier may hold a higher id: the lowest is
+/// looked up, not the first in time). The device, kind and error filters are compared
+/// on the way, in id order (there is no index by device: migration 0019). One statement per combination of set
+/// filters, each cached.
+fn journal_listing_sql(f: &JournalFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut sql = String::from(
+        "SELECT id, received_at, device_sn, source, kind, request, remote_addr, length(body), n_records, \
+         n_stored, n_duplicate, errors FROM journal WHERE 1",
+    );
+    let mut values = Vec::new();
+    let mut bind = |sql: &mut String, condition: &str, value: Value| {
+        values.push(value);
+        sql.push_str(" AND ");
+        sql.push_str(&condition.replace('?', &format!("?{}", values.len())));
+    };
+    if let Some(after) = f.after_id {
+        bind(&mut sql, "id > ?", Value::Integer(after));
+    }
+    if let Some(from) = f.from {
+        bind(
+            &mut sql,
+            "id >= (SELECT COALESCE(MIN(id), 1 << 62) FROM journal INDEXED BY journal_received \
+             WHERE received_at >= ?)",
+            Value::Integer(ms(from)),
+        );
+        bind(&mut sql, "received_at >= ?", Value::Integer(ms(from)));
+    }
+    if let Some(to) = f.to {
+        bind(&mut sql, "received_at < ?", Value::Integer(ms(to)));
+    }
+    if let Some(sn) = &f.device_sn {
+        bind(
+            &mut sql,
+            "device_sn = ?",
+            Value::Text(sn.as_str().to_owned()),
+        );
+    }
+    if let Some(kind) = &f.kind {
+        bind(&mut sql, "kind = ?", Value::Text(kind.clone()));
+    }
+    if let Some(has_errors) = f.has_errors {
+        bind(
+            &mut sql,
+            "(errors IS NOT NULL) = ?",
+            Value::Integer(i64::from(has_errors)),
+        );
+    }
+    sql.push_str(" ORDER BY id");
+    if f.limit > 0 {
+        values.push(Value::Integer(i64::try_from(f.limit).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(" LIMIT ?{}", values.len()));
+    }
+    (sql, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How SQLite would run the listing for `filter`, on a database with the whole schema.
+    fn plan(filter: &JournalFilter) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("plan.db");
+        drop(SqliteStore::open(&path, crate::store::sqlite::Durability::CrashSafe).expect("open"));
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let (sql, values) = journal_listing_sql(filter);
+        let mut st = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("prepare");
+        let rows = st
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                r.get::<_, String>(3)
+            })
+            .expect("plan")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("plan rows");
+        rows.join(" | ")
+    }
+
+    #[test]
+    fn a_cursor_or_a_start_time_does_not_read_the_journal_from_its_first_row() {
+        let after = plan(&JournalFilter {
+            after_id: Some(7),
+            device_sn: Some(DeviceSn::parse("X1").expect("sn")),
+            limit: 100,
+            ..JournalFilter::default()
+        });
+        assert!(
+            after.contains("USING INTEGER PRIMARY KEY (rowid>?)"),
+            "{after}"
+        );
+        let since = plan(&JournalFilter {
+            from: Some(from_ms(1_000)),
+            has_errors: Some(true),
+            ..JournalFilter::default()
+        });
+        assert!(
+            since.contains("USING INTEGER PRIMARY KEY (rowid>?)"),
+            "{since}"
+        );
+        assert!(
+            since.contains("journal_received (received_at>?)"),
+            "{since}"
+        );
+    }
+
+    #[test]
+    fn the_journal_has_no_index_by_device() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("schema.db");
+        drop(SqliteStore::open(&path, crate::store::sqlite::Durability::CrashSafe).expect("open"));
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let mut indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'journal'")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .expect("indexes");
+        indexes.sort();
+        assert_eq!(indexes, vec!["journal_received".to_owned()]);
     }
 }
