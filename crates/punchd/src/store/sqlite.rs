@@ -96,7 +96,19 @@ const MAX_IDLE_READERS: usize = 8;
 const MAX_READERS: usize = MAX_IDLE_READERS;
 
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Job = Box<dyn FnOnce(std::result::Result<&Connection, StoreError>) -> Completion + Send>;
+
+/// What the writer thread is asked to do, in the next group transaction ([`writer_loop`]).
+enum Job {
+    /// Any write: run in a savepoint of its own, so that if it fails it undoes only itself.
+    Write(Box<dyn FnOnce(std::result::Result<&Connection, StoreError>) -> Completion + Send>),
+    /// A batch of records ([`Store::write_batch`], the hot path): written without a savepoint, and if any batch
+    /// of the group fails, the group's batches are rolled back and written again, each in a savepoint of its
+    /// own, so the failing one still fails alone. A savepoint is not free: SQLite copies every page the group
+    /// already changed into the savepoint's journal before a job changes it again (the last pages of the journal
+    /// and punch tables, the stamps page): 11 % of the server's CPU at one punch per upload (BENCHMARKS.md,
+    /// "What each guarantee costs").
+    Batch(Box<Batch>, oneshot::Sender<Result<BatchOutcome>>),
+}
 
 /// The SQLite store. Cheap to clone: clones share the writer thread and the reader pool.
 #[derive(Clone)]
@@ -258,7 +270,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
+        let job = Job::Write(Box::new(move |conn| {
             let result = match conn {
                 Err(e) => Err(e),
                 Ok(conn) => run_in_savepoint(conn, f),
@@ -270,7 +282,7 @@ impl SqliteStore {
                 };
                 let _ = tx.send(out);
             })
-        });
+        }));
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -381,21 +393,55 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        // The group's jobs are concurrent requests (a caller's next write waits for this commit), so their order
+        // in the transaction is free: batches first, so that rolling them back undoes nothing else.
+        let mut batches = Vec::new();
+        let mut writes = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Batch(batch, done) => batches.push((batch, done)),
+                Job::Write(write) => writes.push(write),
+            }
+        }
         if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
             let err = backend(e);
-            for job in jobs {
-                job(Err(err.clone()))(Some(&err));
+            for (_, done) in batches {
+                let _ = done.send(Err(err.clone()));
+            }
+            for write in writes {
+                write(Err(err.clone()))(Some(&err));
             }
             hardening::after_group(&fault, false);
             continue;
         }
-        let completions: Vec<Completion> = jobs.into_iter().map(|job| job(Ok(&conn))).collect();
-        let commit = exec_cached(&conn, "COMMIT").map_err(backend);
-        if commit.is_err() {
+        let (outcomes, completions, commit) = match write_batches(&conn, &batches) {
+            Ok(outcomes) => {
+                let completions: Vec<Completion> =
+                    writes.into_iter().map(|job| job(Ok(&conn))).collect();
+                (
+                    outcomes,
+                    completions,
+                    exec_cached(&conn, "COMMIT").map_err(backend),
+                )
+            }
+            Err(e) => {
+                let completions = writes.into_iter().map(|job| job(Err(e.clone()))).collect();
+                (Vec::new(), completions, Err(e))
+            }
+        };
+        if commit.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         let err = commit.err();
         hardening::after_group(&fault, err.is_none());
+        let mut outcomes = outcomes.into_iter();
+        for (_, done) in batches {
+            let _ = done.send(match (&err, outcomes.next()) {
+                (None, Some(outcome)) => outcome,
+                (Some(e), _) => Err(e.clone()),
+                (None, None) => Err(StoreError::Backend("batch left unwritten".into())),
+            });
+        }
         for done in completions {
             done(err.as_ref());
         }
@@ -407,6 +453,32 @@ fn writer_loop(
         }
     }
     tracing::debug!("sqlite writer stopped");
+}
+
+/// Write the group's batches, first all together without savepoints, right after `BEGIN`. If one fails, roll
+/// the transaction back (it holds only the batches so far) and begin it again, writing each batch in a savepoint
+/// of its own. One outcome per batch, in order; `Err` when the transaction could not be begun again (the group's
+/// other writes then fail with it). See [`Job::Batch`].
+fn write_batches(
+    conn: &Connection,
+    batches: &[(Box<Batch>, oneshot::Sender<Result<BatchOutcome>>)],
+) -> Result<Vec<Result<BatchOutcome>>> {
+    let together = batches
+        .iter()
+        .map(|(batch, _)| write_batch_on(conn, batch))
+        .collect::<Result<Vec<_>>>();
+    if let Ok(outcomes) = together {
+        return Ok(outcomes.into_iter().map(Ok).collect());
+    }
+    // SQLite may have ended the transaction itself (a full disk, an I/O error).
+    if !conn.is_autocommit() {
+        exec_cached(conn, "ROLLBACK").map_err(backend)?;
+    }
+    exec_cached(conn, "BEGIN IMMEDIATE").map_err(backend)?;
+    Ok(batches
+        .iter()
+        .map(|(batch, _)| run_in_savepoint(conn, |conn| write_batch_on(conn, batch)))
+        .collect())
 }
 
 const DEVICE_COLUMNS: &str = "sn, approval, transport, alias, site, time_zone, address, comm_key, \
@@ -985,7 +1057,11 @@ impl Store for SqliteStore {
     }
 
     async fn write_batch(&self, batch: Batch) -> Result<BatchOutcome> {
-        self.write(move |conn| write_batch_on(conn, &batch)).await
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Batch(Box::new(batch), tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn write_journal(&self, raw: RawEntry) -> Result<i64> {
@@ -1788,5 +1864,105 @@ mod tests {
             assert_eq!(local_text(t), t.with_nanosecond(0).unwrap_or(t).to_string());
         }
         assert_eq!(local_text(base), "2026-03-09 07:05:03");
+    }
+
+    /// A batch of one punch of `pin` from terminal `sn`, received now.
+    fn one_punch(sn: &str, pin: &str) -> crate::store::Batch {
+        use crate::domain::{NewPunch, Pin, PunchState, Source};
+        let sn = DeviceSn::parse(sn).expect("sn");
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 3, 9)
+            .and_then(|d| d.and_hms_opt(7, 5, 3))
+            .expect("valid");
+        let mut batch = crate::store::Batch::new(crate::store::RawEntry {
+            received_at: Utc::now(),
+            device_sn: Some(sn.clone()),
+            source: Source::Push,
+            kind: "ATTLOG".into(),
+            request: "test".into(),
+            remote_addr: None,
+            body: pin.as_bytes().to_vec(),
+            errors: Vec::new(),
+        });
+        batch.punches = vec![NewPunch {
+            device_sn: sn,
+            pin: Pin(pin.into()),
+            punched_at: at,
+            time_zone: "UTC".into(),
+            punched_at_utc: at.and_utc(),
+            punch_state: Some(PunchState::from_code(0)),
+            verify_mode: None,
+            work_code: None,
+            extra: Vec::new(),
+            source: Source::Push,
+        }];
+        batch
+    }
+
+    /// In one group (queued while a job holds the writer): a write, then batches of PIN 1, "poison", 3 and a
+    /// write again. The failing batch fails alone; the batches written together were rolled back and written
+    /// again; the writes (which run after the batches) are kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_batch_fails_alone_and_the_groups_other_writes_are_kept() {
+        use crate::store::Store;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("group.db");
+        let store = SqliteStore::open(&path, Durability::CrashSafe).expect("open");
+        Connection::open(&path)
+            .and_then(|c| {
+                c.execute_batch(
+                    "CREATE TRIGGER poison BEFORE INSERT ON punches WHEN NEW.pin = 'poison' \
+                     BEGIN SELECT RAISE(ABORT, 'poisoned punch'); END;",
+                )
+            })
+            .expect("trigger");
+        let holder = store.clone();
+        let held = tokio::spawn(async move {
+            holder
+                .write(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let stamp = |table: &'static str| {
+            store.write(move |conn| {
+                conn.execute(
+                    "INSERT INTO stamps (device_sn, table_name, value, updated_at) VALUES ('W1', ?1, 'v', 0)",
+                    [table],
+                )
+                .map(|_| ())
+                .map_err(backend)
+            })
+        };
+        let (w1, a, b, c, w2) = tokio::join!(
+            stamp("before"),
+            store.write_batch(one_punch("GROUP0001", "1")),
+            store.write_batch(one_punch("GROUP0002", "poison")),
+            store.write_batch(one_punch("GROUP0003", "3")),
+            stamp("after"),
+        );
+        held.await.expect("holder").expect("held");
+        w1.expect("write before the batches");
+        w2.expect("write after the batches");
+        assert_eq!(a.expect("1 stored").n_stored, 1);
+        let err = b.expect_err("the poisoned batch fails");
+        assert!(err.to_string().contains("poisoned punch"), "{err}");
+        assert_eq!(c.expect("3 stored").n_stored, 1);
+        let conn = Connection::open(&path).expect("reader");
+        let strings = |sql: &str| -> Vec<String> {
+            conn.prepare(sql)
+                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+                .expect("rows")
+        };
+        assert_eq!(strings("SELECT pin FROM punches ORDER BY pin"), ["1", "3"]);
+        assert_eq!(
+            strings("SELECT CAST(body AS TEXT) FROM journal ORDER BY id"),
+            ["1", "3"]
+        );
+        assert_eq!(
+            strings("SELECT table_name FROM stamps WHERE device_sn = 'W1' ORDER BY table_name"),
+            ["after", "before"]
+        );
     }
 }
