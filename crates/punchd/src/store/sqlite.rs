@@ -96,11 +96,13 @@ const MAX_IDLE_READERS: usize = 8;
 const MAX_READERS: usize = MAX_IDLE_READERS;
 
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// A write run in the group's transaction (or told why it cannot run), returning what to do after the commit.
+type WriteJob = Box<dyn FnOnce(std::result::Result<&Connection, StoreError>) -> Completion + Send>;
 
 /// What the writer thread is asked to do, in the next group transaction ([`writer_loop`]).
 enum Job {
     /// Any write: run in a savepoint of its own, so that if it fails it undoes only itself.
-    Write(Box<dyn FnOnce(std::result::Result<&Connection, StoreError>) -> Completion + Send>),
+    Write(WriteJob),
     /// A batch of records ([`Store::write_batch`], the hot path): written without a savepoint, and if any batch
     /// of the group fails, the group's batches are rolled back and written again, each in a savepoint of its
     /// own, so the failing one still fails alone. A savepoint is not free: SQLite copies every page the group
