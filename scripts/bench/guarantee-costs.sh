@@ -6,7 +6,7 @@
 # /proc/PID/io: SQLite's WAL frames are 4,120 bytes each, the answers ~100 bytes), p99 and errors.
 #
 #   scripts/bench/guarantee-costs.sh ROUNDS SCENARIO VARIANT...
-#     SCENARIO  attlog1 | attlog10 | attlog100 (punches per POST)
+#     SCENARIO  a scenario of side-by-side.sh: attlog1 | attlog10 | attlog100 (punches per POST), attlog10dup, polls
 #     VARIANT   NAME:BINARY[:SWITCH+SWITCH...] or NAME:ref (the reference server `srv --mode group`)
 #     SWITCH    nojdev     drop the journal's `journal_device` index after start (schemas before migration 0019)
 #               noidx      drop `journal_device` and `journal_received`
@@ -19,7 +19,9 @@
 # The patch applies to commit c004d98 (`git apply scripts/bench/guarantee-switches.patch` in a worktree of it, then
 # `cargo build --release -p punchd`); it is for measuring only and never merged: each switch drops a guarantee.
 # Needs devload and srv from shared/bench (see side-by-side.sh), sqlite3 and chrt.
-set -u
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
 ROUNDS=$1
 SCENARIO=$2
 shift 2
@@ -29,12 +31,7 @@ WORK=${WORK:-/tmp/punchd-guarantees}
 PORT=${PORT:-18091}
 mkdir -p "$WORK"
 printf '[limits]\nnew_sns_per_address_per_minute = 100000\n' >"$WORK/bench.toml"
-case $SCENARIO in
-    attlog1) per_post=1 ;;
-    attlog10) per_post=10 ;;
-    attlog100) per_post=100 ;;
-    *) echo "unknown scenario $SCENARIO" >&2; exit 1 ;;
-esac
+load=$(devload_args "$SCENARIO")
 sql() { sqlite3 -cmd ".timeout 5000" "$WORK/db" "$1"; }
 for round in $(seq 1 "$ROUNDS"); do
     for variant in "$@"; do
@@ -56,10 +53,7 @@ for round in $(seq 1 "$ROUNDS"); do
                 --database "$WORK/db" --durability crash-safe >"$WORK/server.log" 2>&1 &
         fi
         pid=$!
-        for _ in $(seq 1 100); do
-            (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-            sleep 0.05
-        done
+        wait_listening "$PORT" "$pid" "$WORK/server.log"
         sleep 0.3
         for s in ${switches//+/ }; do
             case $s in
@@ -73,14 +67,15 @@ for round in $(seq 1 "$ROUNDS"); do
                 noident) sql "DROP INDEX punches_identity;" ;;
             esac
         done
-        ticks0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+        ticks0=$(cpu_ticks "$pid")
         wchar0=$(awk '/^wchar/ {print $2}' "/proc/$pid/io")
+        # shellcheck disable=SC2086
         taskset -c 0 "$DEVLOAD" --url "http://127.0.0.1:$PORT" --threads 1 --duration 10 --progress 0 \
-            --json "$WORK/load.json" --devices 50 --heartbeat 0 --upload 0 --batch "$per_post" >"$WORK/load.out" 2>&1
-        ticks1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+            --json "$WORK/load.json" $load >"$WORK/load.out" 2>&1
+        ticks1=$(cpu_ticks "$pid")
         wchar1=$(awk '/^wchar/ {print $2}' "/proc/$pid/io")
         kill -TERM "$pid"
-        wait "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null || true
         python3 - "$WORK/load.json" "$name" "$round" "$((ticks1 - ticks0))" "$((wchar1 - wchar0))" <<'EOF'
 import json, os, sys
 path, name, rnd, ticks, written = sys.argv[1:6]

@@ -37,6 +37,7 @@ SERVERS=${SERVERS:-punchd-crash punchd-power reference}
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 PORT=${PORT:-18081}
+. "$here/common.sh"
 mkdir -p "$WORK"
 RUNS_TSV=$WORK/runs.tsv
 for bin in "$PUNCHD" "$DEVLOAD" "$SRV"; do
@@ -71,35 +72,19 @@ start_server() {
             ;;
     esac
     server_pid=$!
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "$server did not start: $(cat "$WORK/server.log")" >&2
-    return 1
-}
-
-load_args() {
-    case $1 in
-        polls) echo "--devices 500 --heartbeat 0.000001 --batch 0" ;;
-        attlog1) echo "--devices 50 --heartbeat 0 --upload 0 --batch 1" ;;
-        attlog10) echo "--devices 50 --heartbeat 0 --upload 0 --batch 10" ;;
-        attlog100) echo "--devices 50 --heartbeat 0 --upload 0 --batch 100" ;;
-        attlog10dup) echo "--devices 50 --heartbeat 0 --upload 0 --batch 10 --dup-rate 0.05" ;;
-        *) echo "unknown scenario $1" >&2; return 1 ;;
-    esac
+    wait_listening "$PORT" "$server_pid" "$WORK/server.log"
 }
 
 run_one() {
     local server=$1 scenario=$2 round=$3 args ticks0 ticks1 hwm load1
-    args=$(load_args "$scenario")
+    args=$(devload_args "$scenario")
     start_server "$server"
     sleep 0.3
-    ticks0=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
+    ticks0=$(cpu_ticks "$server_pid")
     # shellcheck disable=SC2086
     taskset -c "$LOAD_CPU" "$DEVLOAD" --url "http://127.0.0.1:$PORT" --threads 1 --duration "$DURATION" \
         --progress 0 --json "$WORK/load.json" $args >"$WORK/load.out" 2>&1
-    ticks1=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
+    ticks1=$(cpu_ticks "$server_pid")
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status")
     load1=$(cut -d' ' -f1 /proc/loadavg)
     stop_server
