@@ -15,6 +15,7 @@ mod push;
 mod sources;
 mod ui_accounts;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -644,25 +645,145 @@ fn insert_journal(conn: &Connection, raw: &RawEntry) -> Result<i64> {
     Ok(id)
 }
 
-/// Punches per multi-row INSERT: 64 rows of 12 parameters. The per-statement work (reset, step set-up, counting)
-/// is done once per 64 punches instead of per punch; the gain is not measured yet (BENCHMARKS.md, issue 9).
+/// The largest multi-row INSERT of punches: 64 rows. A batch is written in statements of 64, 32, 16, 8, 4, 2 and 1
+/// rows (its length in binary: 100 punches are 64 + 32 + 4), so the per-statement work (reset, step set-up,
+/// counting) is paid at most seven times a batch instead of once per punch left over after the 64s.
 const PUNCH_ROWS_PER_INSERT: usize = 64;
 
-/// `INSERT INTO punches … VALUES (…), … ON CONFLICT DO NOTHING` for `rows` punches (12 parameters a row, in
-/// [`bind_punch`] order).
+/// The columns of `punches` a statement binds once for all its rows when every row has the same value: the
+/// terminal, the zone, the source (a push upload's or a pull's punches all share them), the receive time and the
+/// journal row (the same for every punch of a batch). SQLite reads a parameter named in several rows without
+/// copying it again, so each text is copied once per statement instead of once per punch: those copies were
+/// ≈ 2,900 of the ≈ 4,500 instructions binding a punch took (BENCHMARKS.md, "ATTLOG path", issue 6).
+const PUNCH_SHARED_COLUMNS: &str = "device_sn, time_zone, source, received_at, journal_id";
+
+/// The columns bound per row, in [`bind_punch_row`] order.
+const PUNCH_ROW_COLUMNS: &str =
+    "pin, punched_at, punch_state, verify_mode, work_code, extra, punched_at_utc";
+
+/// Parameters bound per row of a statement that shares [`PUNCH_SHARED_COLUMNS`].
+const PUNCH_ROW_PARAMS: usize = 7;
+
+/// `INSERT OR IGNORE INTO punches … VALUES (…), …` for `rows` punches that share [`PUNCH_SHARED_COLUMNS`]:
+/// parameters `?1`–`?5` are the shared columns (named in every row), then 7 a row ([`PUNCH_ROW_COLUMNS`]) from `?6`
+/// on. A re-sent punch is skipped by the identity index (`punches_identity`).
+///
+/// `OR IGNORE`, not `ON CONFLICT DO NOTHING`: the upsert clause covers only uniqueness, so the NOT NULL columns
+/// would keep their default ABORT, and SQLite gives every multi-row statement that may abort halfway a statement
+/// journal, a copy of each page it changes, the cost the per-batch savepoint had (measured at 10 punches per POST:
+/// 326,000 → 298,000 instructions a request; BENCHMARKS.md, "Punches written in runs"). `punches` has no CHECK, trigger or enforced foreign key, and every NOT NULL
+/// column is bound from a value that cannot be NULL ([`bind_punch_shared`], [`bind_punch_row`]), so the only
+/// conflict `OR IGNORE` can resolve is the identity index's, as `ON CONFLICT DO NOTHING` did.
 fn punch_insert_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO punches (device_sn, pin, punched_at, punch_state, verify_mode, work_code, extra, \
-         time_zone, punched_at_utc, received_at, source, journal_id) VALUES ",
+    let mut sql = format!(
+        "INSERT OR IGNORE INTO punches ({PUNCH_SHARED_COLUMNS}, {PUNCH_ROW_COLUMNS}) VALUES "
     );
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str("(?1, ?2, ?3, ?4, ?5");
+        for k in 0..PUNCH_ROW_PARAMS {
+            let _ = write!(sql, ", ?{}", 6 + r * PUNCH_ROW_PARAMS + k);
+        }
+        sql.push(')');
     }
-    sql.push_str(" ON CONFLICT DO NOTHING");
     sql
+}
+
+/// Whether two punches share the columns a statement binds once ([`PUNCH_SHARED_COLUMNS`]; the receive time and
+/// journal row are the batch's).
+fn shares_columns(a: &crate::domain::NewPunch, b: &crate::domain::NewPunch) -> bool {
+    a.device_sn == b.device_sn && a.time_zone == b.time_zone && a.source == b.source
+}
+
+/// Bind the shared parameters `?1`–`?5` of a [`punch_insert_sql`] statement from `p`, the first of its rows.
+fn bind_punch_shared(
+    st: &mut rusqlite::Statement<'_>,
+    p: &crate::domain::NewPunch,
+    received_ms: i64,
+    journal_id: i64,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(1, p.device_sn.as_str())?;
+    st.raw_bind_parameter(2, p.time_zone.as_str())?;
+    st.raw_bind_parameter(3, p.source.as_str())?;
+    st.raw_bind_parameter(4, received_ms)?;
+    st.raw_bind_parameter(5, journal_id)
+}
+
+/// Bind one punch's 7 own parameters ([`PUNCH_ROW_COLUMNS`]) from 1-based parameter `first` on. `scratch` is
+/// reused for the text of `extra` (SQLite copies bound text).
+fn bind_punch_row(
+    st: &mut rusqlite::Statement<'_>,
+    first: usize,
+    p: &crate::domain::NewPunch,
+    scratch: &mut String,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(first, p.pin.as_str())?;
+    match local_text_bytes(p.punched_at) {
+        Some(b) => st.raw_bind_parameter(first + 1, std::str::from_utf8(&b).unwrap_or_default())?,
+        None => st.raw_bind_parameter(first + 1, local_text(p.punched_at))?,
+    }
+    st.raw_bind_parameter(first + 2, p.punch_state.map_or(-1, |s| i64::from(s.code())))?;
+    st.raw_bind_parameter(first + 3, p.verify_mode.map(|v| v.0))?;
+    st.raw_bind_parameter(first + 4, p.work_code.as_deref())?;
+    let extra = if p.extra.is_empty() {
+        None
+    } else {
+        Some(extra_json(&p.extra, scratch))
+    };
+    st.raw_bind_parameter(first + 5, extra)?;
+    st.raw_bind_parameter(first + 6, p.punched_at_utc.timestamp())
+}
+
+/// What [`insert_punches_on`] did: (stored, duplicates, first and last id of the stored ones).
+type InsertedPunches = (usize, usize, Option<(i64, i64)>);
+
+/// Insert punches in order, skipping those already held (the identity index). Returns (stored, duplicates, ids of
+/// the stored ones): one writer, so the ids a batch takes are one range (rowid = max + 1; a skipped row takes
+/// none). Each run of punches that share [`PUNCH_SHARED_COLUMNS`] (a whole batch from one terminal) is written in
+/// statements of 64, 32, 16, 8, 4, 2 and 1 rows.
+fn insert_punches_on(
+    conn: &Connection,
+    punches: &[crate::domain::NewPunch],
+    received_ms: i64,
+    journal_id: i64,
+) -> Result<InsertedPunches> {
+    /// The statements' text for 1, 2, 4 … 64 rows (index: log2 of the rows).
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        (0..=PUNCH_ROWS_PER_INSERT.trailing_zeros())
+            .map(|power| punch_insert_sql(1 << power))
+            .collect()
+    });
+    let mut n_stored = 0usize;
+    let mut new_ids: Option<(i64, i64)> = None;
+    let mut scratch = String::new();
+    let mut rest = punches;
+    while let Some(first) = rest.first() {
+        let run_len = rest
+            .iter()
+            .position(|p| !shares_columns(first, p))
+            .unwrap_or(rest.len());
+        let rows = 1usize << (run_len.min(PUNCH_ROWS_PER_INSERT).ilog2());
+        let (chunk, after) = rest.split_at(rows);
+        let mut st = conn
+            .prepare_cached(&sql[rows.trailing_zeros() as usize])
+            .map_err(backend)?;
+        bind_punch_shared(&mut st, first, received_ms, journal_id).map_err(backend)?;
+        for (r, p) in chunk.iter().enumerate() {
+            bind_punch_row(&mut st, 6 + r * PUNCH_ROW_PARAMS, p, &mut scratch).map_err(backend)?;
+        }
+        let changed = st.raw_execute().map_err(backend)?;
+        if changed > 0 {
+            n_stored += changed;
+            let last = conn.last_insert_rowid();
+            let first = last - changed as i64 + 1;
+            new_ids = Some(new_ids.map_or((first, last), |(f, _)| (f, last)));
+        }
+        rest = after;
+    }
+    Ok((n_stored, punches.len() - n_stored, new_ids))
 }
 
 /// A punch's `extra` columns as stored: exactly `serde_json::to_string(extra)`, a JSON array of strings, written
@@ -689,93 +810,6 @@ fn extra_json<'a>(extra: &[String], out: &'a mut String) -> &'a str {
         *out = serde_json::to_string(extra).unwrap_or_default();
     }
     out
-}
-
-/// Bind one punch's 12 parameters from 1-based parameter `first` on. `scratch` is reused for the text of
-/// `extra` (SQLite copies bound text).
-fn bind_punch(
-    st: &mut rusqlite::Statement<'_>,
-    first: usize,
-    p: &crate::domain::NewPunch,
-    received_ms: i64,
-    journal_id: i64,
-    scratch: &mut String,
-) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(first, p.device_sn.as_str())?;
-    st.raw_bind_parameter(first + 1, p.pin.as_str())?;
-    match local_text_bytes(p.punched_at) {
-        Some(b) => st.raw_bind_parameter(first + 2, std::str::from_utf8(&b).unwrap_or_default())?,
-        None => st.raw_bind_parameter(first + 2, local_text(p.punched_at))?,
-    }
-    st.raw_bind_parameter(first + 3, p.punch_state.map_or(-1, |s| i64::from(s.code())))?;
-    st.raw_bind_parameter(first + 4, p.verify_mode.map(|v| v.0))?;
-    st.raw_bind_parameter(first + 5, p.work_code.as_deref())?;
-    let extra = if p.extra.is_empty() {
-        None
-    } else {
-        Some(extra_json(&p.extra, scratch))
-    };
-    st.raw_bind_parameter(first + 6, extra)?;
-    st.raw_bind_parameter(first + 7, p.time_zone.as_str())?;
-    st.raw_bind_parameter(first + 8, p.punched_at_utc.timestamp())?;
-    st.raw_bind_parameter(first + 9, received_ms)?;
-    st.raw_bind_parameter(first + 10, p.source.as_str())?;
-    st.raw_bind_parameter(first + 11, journal_id)
-}
-
-/// What [`insert_punches_on`] did: (stored, duplicates, first and last id of the stored ones).
-type InsertedPunches = (usize, usize, Option<(i64, i64)>);
-
-/// Insert punches, skipping those already held (the identity index). Returns (stored, duplicates, ids of the
-/// stored ones): one writer, so the ids a batch takes are one range (rowid = max + 1; a skipped row takes none).
-fn insert_punches_on(
-    conn: &Connection,
-    punches: &[crate::domain::NewPunch],
-    received_ms: i64,
-    journal_id: i64,
-) -> Result<InsertedPunches> {
-    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let mut n_stored = 0usize;
-    let mut new_ids: Option<(i64, i64)> = None;
-    let mut scratch = String::new();
-    let mut note = |changed: usize| {
-        if changed > 0 {
-            n_stored += changed;
-            let last = conn.last_insert_rowid();
-            let first = last - changed as i64 + 1;
-            new_ids = Some(new_ids.map_or((first, last), |(f, _)| (f, last)));
-        }
-    };
-    let mut groups = punches.chunks_exact(PUNCH_ROWS_PER_INSERT);
-    if groups.len() > 0 {
-        let sql = FULL.get_or_init(|| punch_insert_sql(PUNCH_ROWS_PER_INSERT));
-        let mut st = conn.prepare_cached(sql).map_err(backend)?;
-        for group in &mut groups {
-            for (r, p) in group.iter().enumerate() {
-                bind_punch(
-                    &mut st,
-                    r * 12 + 1,
-                    p,
-                    received_ms,
-                    journal_id,
-                    &mut scratch,
-                )
-                .map_err(backend)?;
-            }
-            note(st.raw_execute().map_err(backend)?);
-        }
-    }
-    let rest = groups.remainder();
-    if !rest.is_empty() {
-        let sql = ONE.get_or_init(|| punch_insert_sql(1));
-        let mut st = conn.prepare_cached(sql).map_err(backend)?;
-        for p in rest {
-            bind_punch(&mut st, 1, p, received_ms, journal_id, &mut scratch).map_err(backend)?;
-            note(st.raw_execute().map_err(backend)?);
-        }
-    }
-    Ok((n_stored, punches.len() - n_stored, new_ids))
 }
 
 fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
@@ -1846,6 +1880,190 @@ mod tests {
             assert_eq!(extra, &rows[i % 4].1, "row {i}");
         }
         assert_eq!(rows[69].0, "2026-03-12 04:13:06");
+    }
+
+    /// `punch_insert_sql` uses `OR IGNORE`, which is `ON CONFLICT DO NOTHING` only while the identity index is the
+    /// one conflict a punch row can meet: no CHECK, trigger or foreign key on `punches`, and every NOT NULL column
+    /// bound from a value that cannot be NULL. A migration that changes this must revisit that statement.
+    #[test]
+    fn punches_can_conflict_only_on_their_identity() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("schema.db");
+        drop(SqliteStore::open(&path, Durability::CrashSafe).expect("open"));
+        let conn = Connection::open(&path).expect("reader");
+        let table_sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'punches'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("punches");
+        let upper = table_sql.to_uppercase();
+        assert!(
+            !upper.contains("CHECK") && !upper.contains("REFERENCES"),
+            "{table_sql}"
+        );
+        let triggers: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'punches'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("triggers");
+        assert_eq!(triggers, 0);
+        let not_null: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM pragma_table_info('punches') WHERE \"notnull\" = 1 ORDER BY cid",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .expect("columns");
+        assert_eq!(
+            not_null,
+            [
+                "device_sn",
+                "pin",
+                "punched_at",
+                "punch_state",
+                "time_zone",
+                "punched_at_utc",
+                "received_at",
+                "source",
+                "journal_id"
+            ]
+        );
+        let unique: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_list('punches') WHERE \"unique\" = 1")
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .expect("indexes");
+        assert_eq!(unique, ["punches_identity"]);
+    }
+
+    /// The punch statements bind the terminal, zone, source, receive time and journal row once for a run of rows
+    /// that share them: a batch that mixes terminals, zones and sources, with re-sent punches among them, must
+    /// store every new row with its own values, in order, under one range of ids, and count the re-sent ones.
+    #[tokio::test]
+    async fn mixed_runs_of_punches_store_each_rows_own_columns_in_order() {
+        use crate::domain::{NewPunch, Pin, PunchState, Source, VerifyMode};
+        use crate::store::{Batch, RawEntry, Store};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("runs.db");
+        let store = SqliteStore::open(&path, Durability::CrashSafe).expect("open");
+        let base = chrono::NaiveDate::from_ymd_opt(2026, 11, 2)
+            .and_then(|d| d.and_hms_opt(8, 0, 0))
+            .expect("valid");
+        let punch = |sn: &str, zone: &str, source: Source, i: i64| NewPunch {
+            device_sn: DeviceSn::parse(sn).expect("sn"),
+            pin: Pin(format!("{}", 1000 + i)),
+            punched_at: base + chrono::Duration::seconds(61 * i),
+            time_zone: zone.into(),
+            punched_at_utc: (base + chrono::Duration::seconds(61 * i)).and_utc(),
+            punch_state: Some(PunchState::from_code((i % 2) as u16)),
+            verify_mode: Some(VerifyMode(1)),
+            work_code: None,
+            extra: Vec::new(),
+            source,
+        };
+        let batch_of = |punches: Vec<NewPunch>, ms: i64| {
+            let mut batch = Batch::new(RawEntry {
+                received_at: Utc.timestamp_millis_opt(ms).single().expect("ms"),
+                device_sn: None,
+                source: Source::Import,
+                kind: "test".into(),
+                request: "test".into(),
+                remote_addr: None,
+                body: b"rows".to_vec(),
+                errors: Vec::new(),
+            });
+            batch.punches = punches;
+            batch
+        };
+        // First batch: 100 punches of one terminal (statements of 64, 32 and 4 rows).
+        let first: Vec<NewPunch> = (0..100)
+            .map(|i| punch("RUNA0001", "UTC", Source::Push, i))
+            .collect();
+        let one = store
+            .write_batch(batch_of(first.clone(), 1_000))
+            .await
+            .expect("first");
+        assert_eq!((one.n_stored, one.n_duplicate), (100, 0));
+        // Second batch: runs of 70, 3, 1 and 40 rows that differ in terminal, zone or source, with every fifth
+        // row of the first run a re-sent punch of the first batch.
+        let mut second = Vec::new();
+        for i in 0..70 {
+            second.push(if i % 5 == 0 {
+                first[i as usize].clone()
+            } else {
+                punch("RUNA0001", "UTC", Source::Push, 200 + i)
+            });
+        }
+        for i in 0..3 {
+            second.push(punch("RUNB0002", "Europe/Berlin", Source::Import, 300 + i));
+        }
+        second.push(punch("RUNB0002", "Africa/Lagos", Source::Import, 400));
+        for i in 0..40 {
+            second.push(punch("RUNB0002", "Africa/Lagos", Source::Pull, 500 + i));
+        }
+        let two = store
+            .write_batch(batch_of(second.clone(), 2_000))
+            .await
+            .expect("second");
+        assert_eq!((two.n_stored, two.n_duplicate), (114 - 14, 14));
+        type Row = (i64, String, String, String, String, String, i64, i64, i64);
+        let rows: Vec<Row> = Connection::open(&path)
+            .expect("reader")
+            .prepare(
+                "SELECT id, device_sn, pin, punched_at, time_zone, source, punch_state, received_at, \
+                 journal_id FROM punches ORDER BY id",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<_>>()
+            })
+            .expect("rows");
+        let expected: Vec<Row> = first
+            .iter()
+            .map(|p| (p, 1_000, one.journal_id))
+            .chain(
+                second
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i >= 70 || i % 5 != 0)
+                    .map(|(_, p)| (p, 2_000, two.journal_id)),
+            )
+            .enumerate()
+            .map(|(idx, (p, ms, journal))| {
+                (
+                    idx as i64 + 1,
+                    p.device_sn.as_str().to_owned(),
+                    p.pin.as_str().to_owned(),
+                    p.punched_at.to_string(),
+                    p.time_zone.clone(),
+                    p.source.as_str().to_owned(),
+                    i64::from(p.punch_state.expect("state").code()),
+                    ms,
+                    journal,
+                )
+            })
+            .collect();
+        assert_eq!(rows, expected);
     }
 
     #[test]
