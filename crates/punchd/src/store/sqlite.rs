@@ -671,9 +671,10 @@ const PUNCH_ROW_PARAMS: usize = 7;
 /// `OR IGNORE`, not `ON CONFLICT DO NOTHING`: the upsert clause covers only uniqueness, so the NOT NULL columns
 /// would keep their default ABORT, and SQLite gives every multi-row statement that may abort halfway a statement
 /// journal, a copy of each page it changes, the cost the per-batch savepoint had (measured at 10 punches per POST:
-/// 326,000 → 298,000 instructions a request; BENCHMARKS.md, "Punches written in runs"). `punches` has no CHECK, trigger or enforced foreign key, and every NOT NULL
-/// column is bound from a value that cannot be NULL ([`bind_punch_shared`], [`bind_punch_row`]), so the only
-/// conflict `OR IGNORE` can resolve is the identity index's, as `ON CONFLICT DO NOTHING` did.
+/// 326,000 → 298,000 instructions a request; BENCHMARKS.md, "Punches written in runs"). `punches` has no CHECK,
+/// trigger or enforced foreign key, and every NOT NULL column is bound from a value that cannot be NULL
+/// ([`bind_punch_shared`], [`bind_punch_row`]), so the only conflict `OR IGNORE` can resolve is the identity
+/// index's, as `ON CONFLICT DO NOTHING` did (`punches_can_conflict_only_on_their_identity` pins that schema).
 fn punch_insert_sql(rows: usize) -> String {
     let mut sql = format!(
         "INSERT OR IGNORE INTO punches ({PUNCH_SHARED_COLUMNS}, {PUNCH_ROW_COLUMNS}) VALUES "
@@ -761,11 +762,13 @@ fn insert_punches_on(
     let mut scratch = String::new();
     let mut rest = punches;
     while let Some(first) = rest.first() {
-        let run_len = rest
+        // Only the next statement's rows are looked at, so a pull of 100,000 punches stays linear.
+        let window = &rest[..rest.len().min(PUNCH_ROWS_PER_INSERT)];
+        let run_len = window
             .iter()
             .position(|p| !shares_columns(first, p))
-            .unwrap_or(rest.len());
-        let rows = 1usize << (run_len.min(PUNCH_ROWS_PER_INSERT).ilog2());
+            .unwrap_or(window.len());
+        let rows = 1usize << run_len.ilog2();
         let (chunk, after) = rest.split_at(rows);
         let mut st = conn
             .prepare_cached(&sql[rows.trailing_zeros() as usize])
