@@ -38,10 +38,10 @@ devload_args() {
     esac
 }
 
-# wait_listening PORT PID LOG: wait (up to 10 s) until 127.0.0.1:PORT accepts connections; fail, printing LOG, if
-# process PID ends first or the port never opens.
+# wait_listening PORT PID LOG [SECONDS]: wait (up to SECONDS, default 10) until 127.0.0.1:PORT accepts connections;
+# fail, printing LOG, if process PID ends first or the port never opens.
 wait_listening() {
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 $((${4:-10} * 20))); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
         kill -0 "$2" 2>/dev/null || break
         sleep 0.05

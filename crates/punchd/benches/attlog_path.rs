@@ -7,14 +7,14 @@
 //!
 //! Made for callgrind's instruction counts, which do not depend on the machine's load: the stages are separate
 //! functions (`parse_body`; `Ingest::ingest`, whose async body is inlined into the `block_on` that polls it, so
-//! it is read as the lines of `ingest.rs` there; and on the store's writer thread `bind_punch_row` and the
-//! `write_batch` job), read with `callgrind_annotate --inclusive=yes`. The server's allocator (jemalloc) is used,
-//! as in the binary. Run (BENCHMARKS.md, "ATTLOG path: instructions per line"):
+//! it is read as the lines of `ingest.rs` there; and on the store's writer thread `write_batch_on`, into which
+//! the punch statements and their binding are inlined), read with `callgrind_annotate --inclusive=yes`. The
+//! server's allocator (jemalloc) is used, as in the binary. Run (BENCHMARKS.md, "ATTLOG path: instructions per line"):
 //!
 //! ```sh
 //! cargo bench -p punchd --bench attlog_path --no-run
 //! valgrind --tool=callgrind --callgrind-out-file=/tmp/attlog.cg target/release/deps/attlog_path-<hash> 200
-//! callgrind_annotate --inclusive=yes /tmp/attlog.cg | grep -E 'parse_body \[|bind_punch_row|write_batch_on \[|ingest.rs:tokio'
+//! callgrind_annotate --inclusive=yes /tmp/attlog.cg | grep -E 'parse_body \[|write_batch_on \[|ingest.rs:tokio'
 //! ```
 //!
 //! The argument is the number of rounds (default 200); `--bench` (what `cargo bench` passes) is ignored.

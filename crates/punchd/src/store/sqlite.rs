@@ -645,9 +645,10 @@ fn insert_journal(conn: &Connection, raw: &RawEntry) -> Result<i64> {
     Ok(id)
 }
 
-/// The largest multi-row INSERT of punches: 64 rows. A batch is written in statements of 64, 32, 16, 8, 4, 2 and 1
-/// rows (its length in binary: 100 punches are 64 + 32 + 4), so the per-statement work (reset, step set-up,
-/// counting) is paid at most seven times a batch instead of once per punch left over after the 64s.
+/// The largest multi-row INSERT of punches: 64 rows. A run of punches is written in statements of 64, 32, 16, 8,
+/// 4, 2 and 1 rows (64s first, then the remainder in binary: 100 punches are 64 + 32 + 4), so the per-statement
+/// work (reset, step set-up, counting) is paid once per 64 punches and at most six times more for the remainder,
+/// instead of once per punch left over after the 64s.
 const PUNCH_ROWS_PER_INSERT: usize = 64;
 
 /// The columns of `punches` a statement binds once for all its rows when every row has the same value: the
@@ -1751,6 +1752,13 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
+    /// The first column of every row `sql` returns, as text.
+    fn texts(conn: &Connection, sql: &str) -> Vec<String> {
+        conn.prepare(sql)
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .expect("rows")
+    }
+
     #[test]
     fn parse_local_reads_what_local_text_writes_and_refuses_what_chrono_refuses() {
         for s in [
@@ -1914,17 +1922,11 @@ mod tests {
             )
             .expect("triggers");
         assert_eq!(triggers, 0);
-        let not_null: Vec<String> = conn
-            .prepare(
-                "SELECT name FROM pragma_table_info('punches') WHERE \"notnull\" = 1 ORDER BY cid",
-            )
-            .and_then(|mut st| {
-                st.query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()
-            })
-            .expect("columns");
         assert_eq!(
-            not_null,
+            texts(
+                &conn,
+                "SELECT name FROM pragma_table_info('punches') WHERE \"notnull\" = 1 ORDER BY cid"
+            ),
             [
                 "device_sn",
                 "pin",
@@ -1937,14 +1939,13 @@ mod tests {
                 "journal_id"
             ]
         );
-        let unique: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_index_list('punches') WHERE \"unique\" = 1")
-            .and_then(|mut st| {
-                st.query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()
-            })
-            .expect("indexes");
-        assert_eq!(unique, ["punches_identity"]);
+        assert_eq!(
+            texts(
+                &conn,
+                "SELECT name FROM pragma_index_list('punches') WHERE \"unique\" = 1"
+            ),
+            ["punches_identity"]
+        );
     }
 
     /// The punch statements bind the terminal, zone, source, receive time and journal row once for a run of rows
@@ -2173,11 +2174,7 @@ mod tests {
         assert!(err.to_string().contains("poisoned punch"), "{err}");
         assert_eq!(c.expect("3 stored").n_stored, 1);
         let conn = Connection::open(&path).expect("reader");
-        let strings = |sql: &str| -> Vec<String> {
-            conn.prepare(sql)
-                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
-                .expect("rows")
-        };
+        let strings = |sql: &str| texts(&conn, sql);
         assert_eq!(strings("SELECT pin FROM punches ORDER BY pin"), ["1", "3"]);
         assert_eq!(
             strings("SELECT CAST(body AS TEXT) FROM journal ORDER BY id"),
