@@ -41,8 +41,12 @@ impl Query {
     }
 }
 
-/// `+` means space in a query component; then percent escapes; then lossy UTF-8.
+/// `+` means space in a query component; then percent escapes; then lossy UTF-8. A component with neither
+/// (`SN=…`, `table=ATTLOG`, `Stamp=…`: nearly every one a terminal sends) is copied once, not three times.
 fn decode_component(raw: &str) -> String {
+    if !raw.bytes().any(|b| b == b'+' || b == b'%') {
+        return raw.to_owned();
+    }
     let spaced = raw.replace('+', " ");
     percent_decode(spaced.as_bytes())
         .decode_utf8_lossy()

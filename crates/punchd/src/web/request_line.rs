@@ -18,18 +18,24 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 /// Longest request line looked at; longer ones pass through for hyper to refuse.
 const MAX_LINE: usize = 16 * 1024;
 
+/// Whether a URI may not hold byte `b` as it is: space, controls, non-ASCII, and `"` `<` `>` `\` `^` `` ` ``
+/// `{` `|` `}` (RFC 3986 §2 leaves them out).
+fn needs_encoding(b: u8) -> bool {
+    b <= b' '
+        || b >= 0x7f
+        || matches!(
+            b,
+            b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+        )
+}
+
 /// Percent-encode the bytes of a request target that a URI may not contain.
 pub fn repair_target(target: &[u8]) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = Vec::with_capacity(target.len() + 16);
     for &b in target {
-        let bad = b <= b' '
-            || b >= 0x7f
-            || matches!(
-                b,
-                b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
-            );
-        if bad {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        if needs_encoding(b) {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         } else {
             out.push(b);
         }
@@ -46,10 +52,11 @@ pub fn repair_line(line: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let target = &line[method_end + 1..version_start];
-    let repaired = repair_target(target);
-    if repaired == target {
+    // Nearly every request line is fine: say so without building a copy.
+    if !target.iter().any(|&b| needs_encoding(b)) {
         return None;
     }
+    let repaired = repair_target(target);
     let mut out = Vec::with_capacity(line.len() + repaired.len());
     out.extend_from_slice(&line[..=method_end]);
     out.extend_from_slice(&repaired);
@@ -70,12 +77,11 @@ impl<S: AsyncRead + Unpin> Rewound<S> {
         let mut buf = Vec::with_capacity(4096);
         let read = tokio::time::timeout(timeout, async {
             loop {
-                let mut chunk = [0u8; 4096];
-                let n = inner.read(&mut chunk).await?;
+                // Straight into `buf`'s spare room (it grows when full), not through a zeroed chunk and a copy.
+                let n = inner.read_buf(&mut buf).await?;
                 if n == 0 {
                     break;
                 }
-                buf.extend_from_slice(&chunk[..n]);
                 if buf.contains(&b'\n') || buf.len() >= MAX_LINE {
                     break;
                 }
