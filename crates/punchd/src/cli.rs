@@ -664,6 +664,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     }));
+    let store = app.store.clone();
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -678,6 +679,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = pull.await;
     let _ = delivery.await;
     let _ = biotime.await;
+    // The push stamps the SQLite writer still holds (store/sqlite/held_stamps.rs).
+    if let Err(e) = store.write_held().await {
+        tracing::warn!(error = %e, "could not write the last push stamps; terminals will send their last uploads again");
+    }
     Ok(())
 }
 

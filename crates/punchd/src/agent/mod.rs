@@ -152,6 +152,10 @@ pub async fn run(
     if let Some(push) = push {
         let _ = push.await;
     }
+    // The push stamps the SQLite writer still holds (store/sqlite/held_stamps.rs).
+    if let Err(e) = app.store.write_held().await {
+        tracing::warn!(error = %e, "could not write the last push stamps; terminals will send their last uploads again");
+    }
     result
 }
 

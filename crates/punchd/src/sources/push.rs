@@ -465,6 +465,7 @@ async fn upload(ctx: &mut Ctx, table: Table, stamp: Option<String>) -> Response 
             let bad = first_issue(&errors);
             let mut batch = Batch::new(ctx.raw("ATTLOG", errors));
             batch.stamp = stamp_for("ATTLOG");
+            batch.stamp_may_lag = true;
             match ctx.app.ingest.ingest(ctx.delivery(batch, punches)).await {
                 Ok(outcome) => {
                     if let Some((n_bad, first)) = &bad {
@@ -486,6 +487,7 @@ async fn upload(ctx: &mut Ctx, table: Table, stamp: Option<String>) -> Response 
                 Err(e) => return too_many_lines(ctx, &kind, &e),
             };
             batch.stamp = stamp_for(&kind);
+            batch.stamp_may_lag = true;
             let bad = first_issue(&batch.raw.errors);
             match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
                 Ok(outcome) => {
@@ -673,6 +675,7 @@ async fn attphoto(ctx: &mut Ctx, stamp: Option<String>, legacy_pin: Option<&str>
     let mut batch = Batch::new(ctx.raw("ATTPHOTO", errors));
     batch.photos = photos;
     batch.stamp = stamp.map(|value| (ctx.sn.clone(), "ATTPHOTO".to_owned(), value));
+    batch.stamp_may_lag = true;
     let bad = first_issue(&batch.raw.errors);
     match ctx.app.ingest.ingest(ctx.delivery(batch, Vec::new())).await {
         Ok(outcome) => {

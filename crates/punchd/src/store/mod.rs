@@ -229,8 +229,15 @@ pub struct Batch {
     pub oplog: Vec<OplogEntry>,
     /// Other records.
     pub records: Vec<DeviceRecord>,
-    /// A push stamp to remember: (device, table, value).
+    /// A stamp to remember: (device, table, value). A push terminal's upload cursor (push.md §4), the pull
+    /// cursor (`pull:attendance`), written with the batch unless [`Batch::stamp_may_lag`].
     pub stamp: Option<(DeviceSn, String, String)>,
+    /// Whether [`Batch::stamp`] may be written up to a second after the batch commits rather than in its
+    /// transaction: true for push upload cursors only, where a stale stamp after a crash just makes the terminal
+    /// send again what the punches' identity absorbs. The SQLite store holds such stamps in memory and writes them
+    /// together (`store/sqlite/held_stamps.rs`); PostgreSQL writes them with the batch. Never for the pull cursor
+    /// or an agent's sequence.
+    pub stamp_may_lag: bool,
     /// Key/values to merge into the device's `info` (options push, INFO).
     pub device_info: Option<(DeviceSn, serde_json::Map<String, serde_json::Value>)>,
     /// An agent batch's sequence run (issue 10, [`agents`] module doc): checked against the device's
@@ -251,6 +258,7 @@ impl Batch {
             oplog: Vec::new(),
             records: Vec::new(),
             stamp: None,
+            stamp_may_lag: false,
             device_info: None,
             agent_seq: None,
         }
@@ -500,8 +508,14 @@ pub trait Store:
         last_error: Option<String>,
         clock_drift_secs: Option<i64>,
     ) -> Result<()>;
-    /// The stamps remembered for a device: (table, value).
+    /// The stamps remembered for a device: (table, value), by table.
     async fn stamps(&self, sn: &DeviceSn) -> Result<Vec<(String, String)>>;
+    /// Write what the store holds in memory to write later: on SQLite the push stamps of the last second
+    /// ([`Batch::stamp_may_lag`], `store/sqlite/held_stamps.rs`); nothing on PostgreSQL. `punchd serve` calls it
+    /// as it stops; after a crash instead those stamps are only older, and terminals send again what dedup absorbs.
+    async fn write_held(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Punches matching the filter, by id.
     async fn list_punches(&self, filter: &PunchFilter) -> Result<Vec<Punch>>;

@@ -9,6 +9,7 @@
 mod agents;
 mod attendance;
 mod hardening;
+mod held_stamps;
 mod leases;
 mod operations;
 mod push;
@@ -19,6 +20,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Timelike, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -125,6 +127,8 @@ pub struct SqliteStore {
     _checkpoints: Arc<mpsc::Sender<()>>,
     /// Why storage fails, while it does (`hardening`).
     fault: hardening::Fault,
+    /// Push stamps committed with their uploads and not yet written to `stamps` (`held_stamps`).
+    held: Arc<held_stamps::HeldStamps>,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -252,9 +256,11 @@ impl SqliteStore {
         let (jobs, rx) = mpsc::channel::<Job>();
         let fault = hardening::Fault::default();
         let writer_fault = fault.clone();
+        let held = Arc::new(held_stamps::HeldStamps::default());
+        let writer_held = held.clone();
         std::thread::Builder::new()
             .name("punchd-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, writer_fault, &wal_long))
+            .spawn(move || writer_loop(conn, rx, writer_fault, &wal_long, &writer_held))
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
         Ok(SqliteStore {
             jobs,
@@ -263,6 +269,7 @@ impl SqliteStore {
             path: Arc::new(path.to_owned()),
             _checkpoints: Arc::new(stop_checkpoints),
             fault,
+            held,
         })
     }
 
@@ -387,8 +394,28 @@ fn writer_loop(
     rx: mpsc::Receiver<Job>,
     fault: hardening::Fault,
     wal_long: &AtomicBool,
+    held: &held_stamps::HeldStamps,
 ) {
-    while let Some(first) = hardening::next_job(&conn, &rx, &fault) {
+    let mut held_written_at = Instant::now();
+    loop {
+        // Held push stamps wait at most FLUSH_EVERY: written with the next group, or alone when none comes.
+        let due = (!held.is_empty() && hardening::current(&fault).is_none())
+            .then(|| held_stamps::FLUSH_EVERY.saturating_sub(held_written_at.elapsed()));
+        let first = match due {
+            Some(wait) => match rx.recv_timeout(wait) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    write_held_alone(&conn, held, &fault);
+                    held_written_at = Instant::now();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match hardening::next_job(&conn, &rx, &fault) {
+                Some(job) => job,
+                None => break,
+            },
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -417,10 +444,21 @@ fn writer_loop(
             hardening::after_group(&fault, false);
             continue;
         }
+        let write_held = !held.is_empty() && held_written_at.elapsed() >= held_stamps::FLUSH_EVERY;
+        let mut held_written = Vec::new();
         let (outcomes, completions, commit) = match write_batches(&conn, &batches) {
             Ok(outcomes) => {
                 let completions: Vec<Completion> =
                     writes.into_iter().map(|job| job(Ok(&conn))).collect();
+                // After the writes: a device removed by one of them has no held stamp left to write.
+                if write_held {
+                    match held.write_on(&conn) {
+                        Ok(written) => held_written = written,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "held stamps not written; kept for the next group")
+                        }
+                    }
+                }
                 (
                     outcomes,
                     completions,
@@ -437,6 +475,26 @@ fn writer_loop(
         }
         let err = commit.err();
         hardening::after_group(&fault, err.is_none());
+        // Before the answers, so a terminal's next handshake already gets the stamp of the upload just answered.
+        if err.is_none() {
+            if write_held {
+                held.written(&held_written);
+                held_written_at = Instant::now();
+            }
+            held.hold_committed(batches.iter().zip(&outcomes).filter_map(
+                |((batch, _), outcome)| match (&batch.stamp, outcome) {
+                    (Some((sn, table, value)), Ok(_)) if batch.stamp_may_lag => Some((
+                        sn.as_str(),
+                        table.as_str(),
+                        value.as_str(),
+                        ms(batch.raw.received_at),
+                    )),
+                    _ => None,
+                },
+            ));
+        } else {
+            held.group_failed();
+        }
         let mut outcomes = outcomes.into_iter();
         for (_, done) in batches {
             let _ = done.send(match (&err, outcomes.next()) {
@@ -455,7 +513,38 @@ fn writer_loop(
             }
         }
     }
+    // Every sender is gone: the store is being dropped. What is held goes to the table now.
+    write_held_alone(&conn, held, &fault);
     tracing::debug!("sqlite writer stopped");
+}
+
+/// Write the held push stamps in a transaction of their own (no job came for [`held_stamps::FLUSH_EVERY`], or
+/// the writer stops). On failure they stay held, and a storage failure is noted as for any group.
+fn write_held_alone(conn: &Connection, held: &held_stamps::HeldStamps, fault: &hardening::Fault) {
+    if held.is_empty() {
+        return;
+    }
+    let result = exec_cached(conn, "BEGIN IMMEDIATE")
+        .map_err(backend)
+        .and_then(|()| held.write_on(conn))
+        .and_then(|written| {
+            exec_cached(conn, "COMMIT")
+                .map_err(backend)
+                .map(|()| written)
+        });
+    match result {
+        Ok(written) => {
+            held.written(&written);
+            hardening::after_group(fault, true);
+        }
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            hardening::after_group(fault, false);
+            tracing::debug!(error = %e, "held stamps not written; kept for later");
+        }
+    }
 }
 
 /// Write the group's batches, first all together without savepoints, right after `BEGIN`. If one fails, roll
@@ -949,7 +1038,8 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
         })
         .map_err(backend)?;
     }
-    if let Some((sn, table, value)) = &batch.stamp {
+    // A push stamp is held by the writer after the commit instead (held_stamps.rs).
+    if let Some((sn, table, value)) = batch.stamp.as_ref().filter(|_| !batch.stamp_may_lag) {
         conn.prepare_cached(
             "INSERT INTO stamps (device_sn, table_name, value, updated_at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (device_sn, table_name) DO UPDATE SET value = excluded.value, \
@@ -1325,19 +1415,40 @@ impl Store for SqliteStore {
     }
 
     async fn stamps(&self, sn: &DeviceSn) -> Result<Vec<(String, String)>> {
+        // Held first, the table second: a held stamp leaves only after the table has it (held_stamps.rs).
+        let held = self.held.of(sn.as_str());
         let sn = sn.clone();
-        self.read(move |conn| {
-            let mut st = conn
-                .prepare_cached(
-                    "SELECT table_name, value FROM stamps WHERE device_sn = ?1 ORDER BY table_name",
-                )
-                .map_err(backend)?;
-            let rows = st
-                .query_map([sn.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
-        })
-        .await
+        let mut stamps = self
+            .read(move |conn| {
+                let mut st = conn
+                    .prepare_cached(
+                        "SELECT table_name, value FROM stamps WHERE device_sn = ?1 ORDER BY table_name",
+                    )
+                    .map_err(backend)?;
+                let rows = st
+                    .query_map([sn.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(backend)?;
+                rows.collect::<rusqlite::Result<Vec<(String, String)>>>()
+                    .map_err(backend)
+            })
+            .await?;
+        if !held.is_empty() {
+            for (table, value) in held {
+                match stamps.iter_mut().find(|(t, _)| *t == table) {
+                    Some(stored) => stored.1 = value,
+                    None => stamps.push((table, value)),
+                }
+            }
+            stamps.sort();
+        }
+        Ok(stamps)
+    }
+
+    async fn write_held(&self) -> Result<()> {
+        let held = self.held.clone();
+        let written = self.write(move |conn| held.write_on(conn)).await?;
+        self.held.written(&written);
+        Ok(())
     }
 
     async fn list_punches(&self, filter: &PunchFilter) -> Result<Vec<Punch>> {
@@ -2184,5 +2295,84 @@ mod tests {
             strings("SELECT table_name FROM stamps WHERE device_sn = 'W1' ORDER BY table_name"),
             ["after", "before"]
         );
+    }
+
+    /// A push stamp (`stamp_may_lag`) is held after its upload commits: the store's readers see it at once, the
+    /// table gets it with a later write (here `write_held`, as `punchd serve` stops). The pull cursor is written
+    /// with its batch. A removed device's held stamps are gone, also from the table after the next write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn push_stamps_are_held_after_the_commit_and_written_later() {
+        use crate::store::operations::OperationsStore;
+        use crate::store::{DeviceContact, Store};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("held.db");
+        let store = SqliteStore::open(&path, Durability::CrashSafe).expect("open");
+        let table = |sql: &str| texts(&Connection::open(&path).expect("reader"), sql);
+        let stamped = |sn: &str, pin: &str, table: &str, value: &str, may_lag: bool| {
+            let mut batch = one_punch(sn, pin);
+            batch.stamp = Some((DeviceSn::parse(sn).expect("sn"), table.into(), value.into()));
+            batch.stamp_may_lag = may_lag;
+            batch
+        };
+        for sn in ["HELD0001", "HELD0002"] {
+            store
+                .upsert_device(DeviceContact {
+                    sn: DeviceSn::parse(sn).expect("sn"),
+                    poll_delay_secs: 30,
+                    approval_if_new: Approval::Approved,
+                    transport: Transport::Push,
+                    seen_at: Utc::now(),
+                    ip: None,
+                    firmware: None,
+                    push_version: None,
+                    language: None,
+                    device_type: None,
+                })
+                .await
+                .expect("device");
+        }
+        store
+            .write_batch(stamped("HELD0001", "1", "ATTLOG", "100", true))
+            .await
+            .expect("upload");
+        store
+            .write_batch(stamped("HELD0001", "2", "ATTLOG", "101", true))
+            .await
+            .expect("upload");
+        store
+            .write_batch(stamped("HELD0001", "3", "pull:attendance", "3|x|3", false))
+            .await
+            .expect("pull");
+        store
+            .write_batch(stamped("HELD0002", "1", "OPERLOG", "7", true))
+            .await
+            .expect("upload");
+        let s = |t: &str, v: &str| (t.to_owned(), v.to_owned());
+        let sn1 = DeviceSn::parse("HELD0001").expect("sn");
+        let sn2 = DeviceSn::parse("HELD0002").expect("sn");
+        assert_eq!(
+            store.stamps(&sn1).await.expect("stamps"),
+            [s("ATTLOG", "101"), s("pull:attendance", "3|x|3")]
+        );
+        // Held: not in the table yet (the writer writes held stamps a second after the last time it did).
+        assert_eq!(
+            table("SELECT device_sn || ' ' || table_name || ' ' || value FROM stamps ORDER BY 1"),
+            ["HELD0001 pull:attendance 3|x|3"]
+        );
+        store
+            .delete_device(&sn2, Utc::now())
+            .await
+            .expect("removed");
+        assert_eq!(store.stamps(&sn2).await.expect("stamps"), []);
+        store.write_held().await.expect("written");
+        assert_eq!(
+            table("SELECT device_sn || ' ' || table_name || ' ' || value FROM stamps ORDER BY 1"),
+            ["HELD0001 ATTLOG 101", "HELD0001 pull:attendance 3|x|3"]
+        );
+        assert_eq!(
+            store.stamps(&sn1).await.expect("stamps"),
+            [s("ATTLOG", "101"), s("pull:attendance", "3|x|3")]
+        );
+        assert!(store.held.is_empty());
     }
 }

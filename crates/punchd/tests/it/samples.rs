@@ -218,7 +218,7 @@ fn raw_http_replay_server_and_replay_into_database_agree_on_every_sample() {
 
 #[test]
 fn stored_samples_read_back_through_the_api_cli_and_database() {
-    let server = Server::start();
+    let mut server = Server::start();
     let raw = replay_raw(&server);
     assert!(raw.values().all(|r| r.status == 200));
 
@@ -613,7 +613,9 @@ fn stored_samples_read_back_through_the_api_cli_and_database() {
     assert_eq!(cli_att["firmware"], "Ver 2.0.12-20150625");
     assert_eq!(cli_att["info"], device["info"]);
 
-    // Stamps advanced per table.
+    // Stamps advanced per table. The server holds push stamps for up to a second and writes them as it stops
+    // (store/sqlite/held_stamps.rs): read them after a clean stop.
+    assert!(server.terminate(std::time::Duration::from_secs(20)));
     let stamps: Vec<(String, String)> = conn
         .prepare("SELECT table_name, value FROM stamps WHERE device_sn = '0316144680030' ORDER BY table_name")
         .unwrap()

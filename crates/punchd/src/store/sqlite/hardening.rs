@@ -57,7 +57,8 @@ fn take_noted() -> Option<String> {
 /// The shared fault state of one store.
 pub(super) type Fault = std::sync::Arc<Mutex<Option<String>>>;
 
-fn current(fault: &Fault) -> Option<String> {
+/// Why storage fails, while it does.
+pub(super) fn current(fault: &Fault) -> Option<String> {
     match fault.lock() {
         Ok(f) => f.clone(),
         Err(p) => p.into_inner().clone(),

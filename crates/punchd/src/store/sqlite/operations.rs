@@ -14,6 +14,7 @@ use crate::store::{LineIssue, Result, StoreError};
 impl OperationsStore for SqliteStore {
     async fn delete_device(&self, sn: &DeviceSn, now: DateTime<Utc>) -> Result<()> {
         let sn = sn.clone();
+        let held = self.held.clone();
         self.write(move |conn| {
             let revision = next_revision(conn)?;
             let n = conn
@@ -24,6 +25,8 @@ impl OperationsStore for SqliteStore {
             }
             conn.execute("DELETE FROM stamps WHERE device_sn = ?1", [sn.as_str()])
                 .map_err(backend)?;
+            // Runs on the writer thread, in the group that removes the device (held_stamps.rs).
+            held.forget(sn.as_str());
             conn.execute(
                 "UPDATE commands SET status = 'cancelled', finished_at = ?2, \
                  message = 'cancelled: the device was removed' WHERE device_sn = ?1 AND status = 'queued'",
