@@ -555,10 +555,12 @@ fn write_batches(
     conn: &Connection,
     batches: &[(Box<Batch>, oneshot::Sender<Result<BatchOutcome>>)],
 ) -> Result<Vec<Result<BatchOutcome>>> {
-    let together = batches
-        .iter()
-        .map(|(batch, _)| write_batch_on(conn, batch))
-        .collect::<Result<Vec<_>>>();
+    let together = GroupFacts::read(conn).and_then(|mut facts| {
+        batches
+            .iter()
+            .map(|(batch, _)| write_batch_on(conn, batch, &mut facts))
+            .collect::<Result<Vec<_>>>()
+    });
     if let Ok(outcomes) = together {
         return Ok(outcomes.into_iter().map(Ok).collect());
     }
@@ -569,8 +571,41 @@ fn write_batches(
     exec_cached(conn, "BEGIN IMMEDIATE").map_err(backend)?;
     Ok(batches
         .iter()
-        .map(|(batch, _)| run_in_savepoint(conn, |conn| write_batch_on(conn, batch)))
+        .map(|(batch, _)| {
+            run_in_savepoint(conn, |conn| {
+                GroupFacts::read(conn).and_then(|mut facts| write_batch_on(conn, batch, &mut facts))
+            })
+        })
         .collect())
+}
+
+/// What the batches of a group need to know of the database, read once at the start of the group (and again for
+/// each batch when they are written one by one in savepoints): exact for every batch, because the group's
+/// transaction holds SQLite's write lock, so no other process writes until it ends, and its batches are written
+/// before its other jobs. One statement per group instead of two per batch (issue 6).
+struct GroupFacts {
+    /// The id the next journal row takes: `MAX(id) + 1`, the rowid rule. Each batch takes one.
+    next_journal_id: i64,
+    /// Whether any sink exists: without one, new punches get no outbox event. Read inside the transaction, so it
+    /// is exact even when another process (`punchd sinks add` while `punchd serve` runs) created the first sink.
+    sinks_exist: bool,
+}
+
+impl GroupFacts {
+    fn read(conn: &Connection) -> Result<GroupFacts> {
+        conn.prepare_cached(
+            "SELECT COALESCE((SELECT MAX(id) FROM journal), 0) + 1, EXISTS (SELECT 1 FROM sinks)",
+        )
+        .and_then(|mut st| {
+            st.query_row([], |r| {
+                Ok(GroupFacts {
+                    next_journal_id: r.get(0)?,
+                    sinks_exist: r.get(1)?,
+                })
+            })
+        })
+        .map_err(backend)
+    }
 }
 
 const DEVICE_COLUMNS: &str = "sn, approval, transport, alias, site, time_zone, address, comm_key, \
@@ -905,12 +940,18 @@ fn extra_json<'a>(extra: &[String], out: &'a mut String) -> &'a str {
     out
 }
 
-fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
+fn write_batch_on(
+    conn: &Connection,
+    batch: &Batch,
+    facts: &mut GroupFacts,
+) -> Result<BatchOutcome> {
     // The journal row is written once, last, with its counts, under the id an insert would have taken now
-    // (`MAX(id) + 1`, the rowid rule), so its row is never rewritten: for a large body that saves rewriting it
-    // (hardening.rs); for every other one it saves an UPDATE per request (issue 6). It is in the same savepoint
-    // and transaction as the records, so it is durable exactly when they are.
-    let journal_id = hardening::next_journal_id(conn)?;
+    // (`MAX(id) + 1`, the rowid rule, counted on from the group's start by GroupFacts), so its row is never
+    // rewritten: for a large body that saves rewriting it (hardening.rs); for every other one it saves an UPDATE
+    // per request (issue 6). It is in the same savepoint and transaction as the records, so it is durable exactly
+    // when they are.
+    let journal_id = facts.next_journal_id;
+    facts.next_journal_id += 1;
     let received = ms(batch.raw.received_at);
     // An agent batch is checked against its device's sequence first (sqlite/agents.rs).
     let agent_held = match &batch.agent_seq {
@@ -919,7 +960,7 @@ fn write_batch_on(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
     };
     let (n_stored, n_duplicate, new_ids) =
         insert_punches_on(conn, &batch.punches, received, journal_id)?;
-    if let Some(range) = new_ids {
+    if let Some(range) = new_ids.filter(|_| facts.sinks_exist) {
         outbox::insert_events_on(conn, range, received)?;
     }
     for u in &batch.users {
@@ -2374,5 +2415,76 @@ mod tests {
             [s("ATTLOG", "101"), s("pull:attendance", "3|x|3")]
         );
         assert!(store.held.is_empty());
+    }
+
+    /// Queue `batches` behind a job that holds the writer for a moment, so they are written as one group; returns
+    /// how many were stored.
+    async fn write_as_one_group(store: &SqliteStore, batches: Vec<crate::store::Batch>) -> usize {
+        use crate::store::Store;
+        let holder = store.clone();
+        let held = tokio::spawn(async move {
+            holder
+                .write(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    Ok(())
+                })
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let outcomes =
+            futures_util::future::join_all(batches.into_iter().map(|b| store.write_batch(b))).await;
+        held.await.expect("holder").expect("held");
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("stored").n_stored)
+            .sum()
+    }
+
+    /// The batches of one group take consecutive journal ids, each punch linked to its own upload's row, and a
+    /// sink another process created between two groups gets the events of the second group's punches and only
+    /// those (GroupFacts).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_groups_batches_take_their_own_journal_ids_and_see_a_sink_made_elsewhere() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("facts.db");
+        let store = SqliteStore::open(&path, Durability::CrashSafe).expect("open");
+        let first = ["1", "2", "3"]
+            .map(|pin| one_punch("FACTS001", pin))
+            .to_vec();
+        assert_eq!(write_as_one_group(&store, first).await, 3);
+        Connection::open(&path)
+            .and_then(|c| {
+                c.execute(
+                    "INSERT INTO sinks (name, kind, config, created_at) VALUES ('elsewhere', 'webhook', '{}', 0)",
+                    [],
+                )
+            })
+            .expect("sink made by another connection");
+        let second = ["4", "5"].map(|pin| one_punch("FACTS002", pin)).to_vec();
+        assert_eq!(write_as_one_group(&store, second).await, 2);
+        let conn = Connection::open(&path).expect("reader");
+        // Each punch's journal row is the upload that carried it (one_punch's body is the PIN).
+        assert_eq!(
+            texts(
+                &conn,
+                "SELECT p.pin || '=' || CAST(j.body AS TEXT) FROM punches p JOIN journal j ON j.id = p.journal_id \
+                 ORDER BY p.pin"
+            ),
+            ["1=1", "2=2", "3=3", "4=4", "5=5"]
+        );
+        assert_eq!(
+            texts(
+                &conn,
+                "SELECT CAST(COUNT(DISTINCT id) AS TEXT) FROM journal"
+            ),
+            ["5"]
+        );
+        assert_eq!(
+            texts(
+                &conn,
+                "SELECT p.pin FROM outbox o JOIN punches p ON p.id = o.punch_id ORDER BY p.pin"
+            ),
+            ["4", "5"]
+        );
     }
 }

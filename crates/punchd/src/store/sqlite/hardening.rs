@@ -234,13 +234,6 @@ pub(super) fn insert_journal_with_counts(
     Ok(id)
 }
 
-/// The id the next journal row will get (the writer is the only one inserting, inside its transaction).
-pub(super) fn next_journal_id(conn: &Connection) -> Result<i64> {
-    conn.prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM journal")
-        .and_then(|mut st| st.query_row([], |r| r.get(0)))
-        .map_err(backend)
-}
-
 #[async_trait::async_trait]
 impl HardeningStore for SqliteStore {
     async fn prune_pending(&self, keep: usize) -> Result<Vec<DeviceSn>> {

@@ -1,11 +1,12 @@
 //! [`OutboxStore`] for SQLite (schema: migrations/sqlite/0008_outbox.sql).
 //!
 //! The hot path is [`insert_events_on`], called by `write_batch_on` inside the batch's transaction, only for a
-//! batch that stored new punches: ONE `INSERT … SELECT` over the id range of those punches (one writer thread, so
-//! a batch's new punch ids are contiguous; a duplicate allocates no id), guarded by `EXISTS (SELECT 1 FROM sinks)`.
-//! The guard is read inside the transaction, so it is exact even when another process (`punchd sinks add` while
-//! `punchd serve` runs) creates the first sink. With no sink a batch pays that one statement, which inserts
-//! nothing; with sinks, one small row per new punch, appended at the right edge of two integer-keyed b-trees.
+//! batch that stored new punches and only when a sink exists: ONE `INSERT … SELECT` over the id range of those
+//! punches (one writer thread, so a batch's new punch ids are contiguous; a duplicate allocates no id). Whether a
+//! sink exists is read once per group inside its transaction (`GroupFacts` in sqlite.rs), so it is exact even when
+//! another process (`punchd sinks add` while `punchd serve` runs) creates the first sink. With no sink a batch
+//! pays nothing here; with sinks, one small row per new punch, appended at the right edge of two integer-keyed
+//! b-trees.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -24,8 +25,7 @@ pub(super) fn insert_events_on(
     now_ms: i64,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO outbox (punch_id, created_at) SELECT id, ?3 FROM punches \
-         WHERE id BETWEEN ?1 AND ?2 AND EXISTS (SELECT 1 FROM sinks)",
+        "INSERT INTO outbox (punch_id, created_at) SELECT id, ?3 FROM punches WHERE id BETWEEN ?1 AND ?2",
     )
     .and_then(|mut st| st.execute(params![first, last, now_ms]))
     .map_err(backend)?;
