@@ -436,9 +436,21 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
         }
         SinkAction::DeliverAdded { name } => {
             let sink = store.get_sink(&name).await?;
-            let report =
-                crate::sinks::added::deliver(store.as_ref(), &sink, config.default_time_zone)
-                    .await?;
+            let Some(report) = crate::sinks::added::deliver_exclusively(
+                store.clone(),
+                &crate::leases::Leases::default(),
+                &sink,
+                config.default_time_zone,
+                crate::sinks::added::WAIT_FOR_ROUND,
+            )
+            .await?
+            else {
+                anyhow::bail!(
+                    "another round (punchd serve's or another instance's) was delivering the added punches of sink \
+                     {name} for {} s; try again",
+                    crate::sinks::added::WAIT_FOR_ROUND.as_secs()
+                );
+            };
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

@@ -21,8 +21,15 @@
 //! Revoking the add-punch correction (`punchd attendance revoke ID`) before its delivery means it is never
 //! delivered; after it, the check-in is withdrawn from every sink that had it, like a voided punch
 //! ([`super::withdraw`]).
+//!
+//! One round at a time per sink ([`deliver_exclusively`], the lease `added:<sink name>`): two rounds at once
+//! (serve's minute round and the API, the CLI, another instance) would both find a punch undelivered and both send
+//! it. Frappe creates the check-in for the first and refuses the second as a duplicate, which left its outcome
+//! without the document's name, so a later withdrawal could only ask HR to delete it by hand.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -173,14 +180,59 @@ pub async fn deliver(
     Ok(report)
 }
 
-/// One round over every sink that is not paused: called by the sink supervisor every minute.
-pub async fn deliver_all(store: &dyn Store, default_zone: chrono_tz::Tz) {
+/// How long a round asked for by the API or the CLI waits for one already under way at the same sink.
+pub const WAIT_FOR_ROUND: Duration = Duration::from_secs(30);
+
+/// [`deliver`] while holding the sink's lease `added:<sink name>`, so no other round (this process, the CLI,
+/// another instance) offers the same punches to this sink meanwhile. Waits up to `wait` for a round under way to
+/// end; `Ok(None)` when it did not end in time (nothing was delivered).
+///
+/// Errors: as [`deliver`], and the store failing to hand out the lease.
+pub async fn deliver_exclusively(
+    store: Arc<dyn Store>,
+    leases: &crate::leases::Leases,
+    sink: &Sink,
+    default_zone: chrono_tz::Tz,
+    wait: Duration,
+) -> anyhow::Result<Option<AddedReport>> {
+    let name = format!("added:{}", sink.name);
+    // A holder of its own for each round: two rounds of one process (serve's and the API's) must exclude each
+    // other too, and a lease lets its own holder in again.
+    let round = crate::leases::Leases {
+        holder: format!("{}/added-{:08x}", leases.holder, rand::random::<u32>()),
+        ..leases.clone()
+    };
+    let until = Instant::now() + wait;
+    let held = loop {
+        if let Some(held) = round.try_hold(store.clone(), &name).await? {
+            break held;
+        }
+        if Instant::now() >= until {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let report = deliver(store.as_ref(), sink, default_zone).await;
+    held.release().await;
+    report.map(Some)
+}
+
+/// One round over every sink that is not paused: called by the sink supervisor every minute. A sink whose added
+/// punches another round is delivering is left to that round.
+pub async fn deliver_all(
+    store: Arc<dyn Store>,
+    leases: &crate::leases::Leases,
+    default_zone: chrono_tz::Tz,
+) {
     let Ok(sinks) = store.list_sinks().await else {
         return;
     };
     for sink in sinks.iter().filter(|s| !s.paused) {
-        match deliver(store, sink, default_zone).await {
-            Ok(report) => {
+        match deliver_exclusively(store.clone(), leases, sink, default_zone, Duration::ZERO).await {
+            Ok(None) => {
+                tracing::debug!(sink = %sink.name, "added punches: another round is under way; left to it")
+            }
+            Ok(Some(report)) => {
                 for d in &report.recorded {
                     tracing::info!(sink = %sink.name, correction = d.correction_id, status = %d.status,
                         "added punch: {}", d.note);

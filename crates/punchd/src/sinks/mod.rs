@@ -656,10 +656,11 @@ pub async fn run(app: App, shutdown: impl Future<Output = ()>) {
                 if shift_round.as_ref().is_none_or(|h| h.is_finished()) {
                     let store = app.store.clone();
                     let zone = app.config.default_time_zone;
+                    let leases = app.leases.clone();
                     shift_round = Some(tokio::spawn(async move {
                         frappe_shift::sync_all(store.as_ref(), zone).await;
                         withdraw::withdraw_all(store.as_ref()).await;
-                        added::deliver_all(store.as_ref(), zone).await;
+                        added::deliver_all(store, &leases, zone).await;
                     }));
                 }
             }

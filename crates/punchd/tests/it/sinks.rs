@@ -1329,6 +1329,83 @@ fn voided_punches_are_withdrawn_from_webhook_and_nats_with_the_checkins_key() {
 // ---------------------------------------------------------------------------------------------------------------
 // Punches HR added
 
+/// Two rounds of added punches at once (here two API calls; in the field serve's minute round beside the API, the
+/// CLI or another instance) offer the punch to Frappe once: the second waits for the first and finds nothing left.
+/// Before, both sent it; Frappe refused the second as a duplicate, and whichever outcome was recorded last could
+/// lack the document's name, so revoking the correction later asked HR to delete the check-in by hand.
+#[test]
+fn two_rounds_of_added_punches_at_once_send_each_punch_once() {
+    let site = FrappeContract::start(Version::Hrms, "K", "S");
+    site.employee("HR-EMP-00001", "7001", "Active");
+    let server = Server::start();
+    let frappe = cli(
+        &server.db,
+        &[
+            "sinks",
+            "add",
+            "frappe",
+            "--url",
+            &site.url(),
+            "--api-key",
+            "K",
+            "--api-secret",
+            "S",
+        ],
+    );
+    assert!(frappe.ok, "{}", frappe.stderr);
+    assert!(cli(&server.db, &["employees", "add", "7001", "--name", "Bo"]).ok);
+    let added = cli(
+        &server.db,
+        &[
+            "attendance",
+            "correct",
+            "add-punch",
+            "--employee",
+            "7001",
+            "--at",
+            "2024-05-07 08:00",
+            "--state",
+            "0",
+            "--reason",
+            "badge at home",
+        ],
+    );
+    assert!(added.ok, "{}", added.stderr);
+    let calls_before = {
+        let mut s = site.site.lock().unwrap();
+        // The first check-in call is slow, so the second round starts while the first is still sending.
+        s.slow_next = 1;
+        s.slow_ms = 800;
+        s.calls
+    };
+    let reports: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let rounds: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let r = server.api("POST", "/sinks/frappe/deliver-added", None);
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    r.json()
+                })
+            })
+            .collect();
+        rounds.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let recorded: usize = reports
+        .iter()
+        .map(|r| r["recorded"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(recorded, 1, "{reports:?}");
+    assert_eq!(site.site.lock().unwrap().calls - calls_before, 1);
+    assert_eq!(site.checkins().len(), 1);
+    let shown = cli_json(&server.db, &["sinks", "show", "frappe"]);
+    assert_eq!(shown["added"][0]["status"], "delivered", "{shown}");
+    assert_eq!(
+        shown["added"][0]["remote_ref"].as_str(),
+        Some(site.checkins()[0].name.as_str()),
+        "{shown}"
+    );
+}
+
 /// A punch HR adds in the monthly review (an add-punch correction) reaches every sink like any other check-in:
 /// Frappe gets an Employee Checkin (device `HR-CORRECTION`, log type from the state HR gave), the webhook a check-in
 /// keyed `c1-<correction id>`, NATS the check-in on the employee's subject; each once. When HR then revokes it, it
