@@ -262,9 +262,7 @@ async fn iclock(
     body: Body,
 ) -> Response {
     let query = Query::parse(uri.query().unwrap_or(""));
-    let target = uri
-        .path_and_query()
-        .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
     let remote = auth::client_address(
         &app,
         remote.map(|Extension(RemoteAddr(addr))| addr),
@@ -360,7 +358,7 @@ async fn iclock(
         sn,
         now,
         tz,
-        request_line: format!("{method} {target}"),
+        request_line: [method.as_str(), " ", target].concat(),
         remote,
         body,
     };

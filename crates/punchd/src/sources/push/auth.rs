@@ -29,7 +29,7 @@ pub(super) fn client_address(
             .iter()
             .any(|p| p.trim().parse::<IpAddr>().is_ok_and(|p| p == peer))
     {
-        return Some(peer.to_string());
+        return Some(address_text(peer));
     }
     let header = |name: &str| {
         headers
@@ -44,6 +44,28 @@ pub(super) fn client_address(
             .unwrap_or(peer)
             .to_string(),
     )
+}
+
+/// An address as `Display` writes it; IPv4 (nearly every terminal) without the formatting machinery, which cost
+/// 1,600 instructions a request (issue 6).
+fn address_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 /// Ask the guard about a request of an approved terminal: `None` to serve it, else the answer to send
@@ -66,5 +88,27 @@ pub(super) async fn check(
         Ok(Verdict::Accept) => None,
         Ok(Verdict::Refuse(_)) => Some(ok(zk_push::reply::UNKNOWN_DEVICE)),
         Err(e) => Some(storage_failed(app, sn, "terminal authentication", &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::address_text;
+
+    #[test]
+    fn addresses_read_as_display_writes_them() {
+        for octet in 0..=255u8 {
+            for ip in [
+                Ipv4Addr::new(octet, 0, 10, 255),
+                Ipv4Addr::new(1, octet, 99, 100),
+                Ipv4Addr::new(192, 168, octet, octet),
+            ] {
+                assert_eq!(address_text(IpAddr::V4(ip)), ip.to_string());
+            }
+        }
+        let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        assert_eq!(address_text(v6), "2001:db8::1");
     }
 }
