@@ -445,11 +445,7 @@ pub async fn run(config: Config, action: SinkAction, format: Format) -> anyhow::
             )
             .await?
             else {
-                anyhow::bail!(
-                    "another round (punchd serve's or another instance's) was delivering the added punches of sink \
-                     {name} for {} s; try again",
-                    crate::sinks::added::WAIT_FOR_ROUND.as_secs()
-                );
+                anyhow::bail!(crate::sinks::added::another_round(&name));
             };
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())

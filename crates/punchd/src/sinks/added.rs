@@ -180,8 +180,18 @@ pub async fn deliver(
     Ok(report)
 }
 
-/// How long a round asked for by the API or the CLI waits for one already under way at the same sink.
-pub const WAIT_FOR_ROUND: Duration = Duration::from_secs(30);
+/// How long a round asked for by the API or the CLI waits for one already under way at the same sink: less than
+/// the API's request timeout (`limits.request_timeout_secs`, 30 s by default), so the caller hears why.
+pub const WAIT_FOR_ROUND: Duration = Duration::from_secs(20);
+
+/// What an asked-for round says when another round held the sink for all of [`WAIT_FOR_ROUND`].
+pub fn another_round(sink: &str) -> String {
+    format!(
+        "another round (punchd serve's, another instance's or a CLI's) was delivering the added punches of sink \
+         {sink} for {} s; try again",
+        WAIT_FOR_ROUND.as_secs()
+    )
+}
 
 /// [`deliver`] while holding the sink's lease `added:<sink name>`, so no other round (this process, the CLI,
 /// another instance) offers the same punches to this sink meanwhile. Waits up to `wait` for a round under way to

@@ -340,7 +340,7 @@ async fn withdraw_voids(
     params(("name" = String, Path, description = "sink name")),
     responses((status = 200, description = "What this round recorded and what failed", body = AddedReport),
         (status = 404, description = "Not found (named in the error)"),
-        (status = 409, description = "Another round was delivering this sink's added punches for 30 s; try again"),
+        (status = 409, description = "Another round was delivering this sink's added punches for 20 s; try again"),
         (status = 502, description = "The sink's settings could not be used")))]
 async fn deliver_added(
     State(app): State<App>,
@@ -357,16 +357,7 @@ async fn deliver_added(
     .await
     .map_err(round_error)?
     .map(Json)
-    .ok_or_else(|| Error::Conflict(another_round(&name)))
-}
-
-/// Why an asked-for round of added punches did not run.
-fn another_round(sink: &str) -> String {
-    format!(
-        "another round (punchd serve's, another instance's or a CLI's) was delivering the added punches of sink \
-         {sink} for {} s; try again",
-        crate::sinks::added::WAIT_FOR_ROUND.as_secs()
-    )
+    .ok_or_else(|| Error::Conflict(crate::sinks::added::another_round(&name)))
 }
 
 /// Frappe: read Employees (those with the sink's employee field set) into punchd's employees now. New ones are

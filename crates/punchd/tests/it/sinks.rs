@@ -1390,11 +1390,12 @@ fn two_rounds_of_added_punches_at_once_send_each_punch_once() {
             .collect();
         rounds.into_iter().map(|r| r.join().unwrap()).collect()
     });
+    // One of the two recorded it, or neither when serve's own first round got there first (a loaded machine).
     let recorded: usize = reports
         .iter()
         .map(|r| r["recorded"].as_array().unwrap().len())
         .sum();
-    assert_eq!(recorded, 1, "{reports:?}");
+    assert!(recorded <= 1, "{reports:?}");
     assert_eq!(site.site.lock().unwrap().calls - calls_before, 1);
     assert_eq!(site.checkins().len(), 1);
     let shown = cli_json(&server.db, &["sinks", "show", "frappe"]);
