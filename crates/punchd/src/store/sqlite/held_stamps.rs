@@ -17,8 +17,9 @@
 //!   [`FLUSH_EVERY`] behind.
 //! - Removing a device forgets its held stamps in the removal's own transaction, including those of a batch of the
 //!   same group, so a removed device's stamps do not come back.
-//! - The pull cursor and the agent's sequence are not held: they stay in their batch's transaction (a rolled-back
-//!   agent sequence would raise a false gap alarm; the pull cursor decides what a safe clear may delete).
+//! - The pull cursor and the agent's sequence are not held: they stay in their batch's transaction. An agent's
+//!   sequence must move with its batch (one that ran ahead of the stored punches would raise a false gap alarm),
+//!   and the pull cursor is written once per pull of a whole log, where one statement more costs nothing.
 //!
 //! Only the writer thread holds and forgets stamps; a stamp leaves after its write committed (the writer, or
 //! `write_held` as the server stops); readers take a copy under the lock.
