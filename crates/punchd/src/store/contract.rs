@@ -122,7 +122,8 @@ fn batch_of(device: &DeviceSn, punches: Vec<NewPunch>, at: DateTime<Utc>) -> Bat
     batch
 }
 
-fn contact(device: &DeviceSn, at: DateTime<Utc>, approval: Approval) -> DeviceContact {
+/// A push terminal's first contact at `at`, registered with `approval` (shared with the store's own tests).
+pub(crate) fn contact(device: &DeviceSn, at: DateTime<Utc>, approval: Approval) -> DeviceContact {
     DeviceContact {
         sn: device.clone(),
         poll_delay_secs: 10,

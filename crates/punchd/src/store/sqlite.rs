@@ -2344,7 +2344,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn push_stamps_are_held_after_the_commit_and_written_later() {
         use crate::store::operations::OperationsStore;
-        use crate::store::{DeviceContact, Store};
+        use crate::store::Store;
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("held.db");
         let store = SqliteStore::open(&path, Durability::CrashSafe).expect("open");
@@ -2356,19 +2356,13 @@ mod tests {
             batch
         };
         for sn in ["HELD0001", "HELD0002"] {
+            let sn = DeviceSn::parse(sn).expect("sn");
             store
-                .upsert_device(DeviceContact {
-                    sn: DeviceSn::parse(sn).expect("sn"),
-                    poll_delay_secs: 30,
-                    approval_if_new: Approval::Approved,
-                    transport: Transport::Push,
-                    seen_at: Utc::now(),
-                    ip: None,
-                    firmware: None,
-                    push_version: None,
-                    language: None,
-                    device_type: None,
-                })
+                .upsert_device(crate::store::contract::contact(
+                    &sn,
+                    Utc::now(),
+                    Approval::Approved,
+                ))
                 .await
                 .expect("device");
         }

@@ -1329,6 +1329,29 @@ fn voided_punches_are_withdrawn_from_webhook_and_nats_with_the_checkins_key() {
 // ---------------------------------------------------------------------------------------------------------------
 // Punches HR added
 
+/// HR adds employee `code` and a punch of theirs at `at` (site local time) with punch state `state`, through the
+/// monthly review's add-punch correction.
+fn hr_adds_a_punch(server: &Server, code: &str, at: &str, state: &str) {
+    assert!(cli(&server.db, &["employees", "add", code, "--name", "Ann"]).ok);
+    let added = cli(
+        &server.db,
+        &[
+            "attendance",
+            "correct",
+            "add-punch",
+            "--employee",
+            code,
+            "--at",
+            at,
+            "--state",
+            state,
+            "--reason",
+            "forgot to punch",
+        ],
+    );
+    assert!(added.ok, "{}", added.stderr);
+}
+
 /// Two rounds of added punches at once (here two API calls; in the field serve's minute round beside the API, the
 /// CLI or another instance) offer the punch to Frappe once: the second waits for the first and finds nothing left.
 /// Before, both sent it; Frappe refused the second as a duplicate, and whichever outcome was recorded last could
@@ -1338,39 +1361,9 @@ fn two_rounds_of_added_punches_at_once_send_each_punch_once() {
     let site = FrappeContract::start(Version::Hrms, "K", "S");
     site.employee("HR-EMP-00001", "7001", "Active");
     let server = Server::start();
-    let frappe = cli(
-        &server.db,
-        &[
-            "sinks",
-            "add",
-            "frappe",
-            "--url",
-            &site.url(),
-            "--api-key",
-            "K",
-            "--api-secret",
-            "S",
-        ],
-    );
+    let frappe = add_frappe(&server, &site, "S", &[]);
     assert!(frappe.ok, "{}", frappe.stderr);
-    assert!(cli(&server.db, &["employees", "add", "7001", "--name", "Bo"]).ok);
-    let added = cli(
-        &server.db,
-        &[
-            "attendance",
-            "correct",
-            "add-punch",
-            "--employee",
-            "7001",
-            "--at",
-            "2024-05-07 08:00",
-            "--state",
-            "0",
-            "--reason",
-            "badge at home",
-        ],
-    );
-    assert!(added.ok, "{}", added.stderr);
+    hr_adds_a_punch(&server, "7001", "2024-05-07 08:00", "0");
     let calls_before = {
         let mut s = site.site.lock().unwrap();
         // The first check-in call is slow, so the second round starts while the first is still sending.
@@ -1448,24 +1441,7 @@ fn punches_hr_added_reach_webhook_nats_and_frappe_and_are_withdrawn_when_revoked
         assert!(nats.ok, "{}", nats.stderr);
         sinks.push("nats");
     }
-    assert!(cli(&server.db, &["employees", "add", &code, "--name", "Ann"]).ok);
-    let added = cli(
-        &server.db,
-        &[
-            "attendance",
-            "correct",
-            "add-punch",
-            "--employee",
-            &code,
-            "--at",
-            "2024-05-07 17:30",
-            "--state",
-            "1",
-            "--reason",
-            "forgot to punch out",
-        ],
-    );
-    assert!(added.ok, "{}", added.stderr);
+    hr_adds_a_punch(&server, &code, "2024-05-07 17:30", "1");
 
     // Through the API (the server's zone, Asia/Shanghai, is the employee's: no site).
     for name in &sinks {

@@ -211,11 +211,8 @@ mod tests {
     #[test]
     fn written_stamps_are_dropped_unless_a_newer_one_came() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE stamps (device_sn TEXT NOT NULL, table_name TEXT NOT NULL, value TEXT NOT NULL, \
-             updated_at INTEGER NOT NULL, PRIMARY KEY (device_sn, table_name)); BEGIN;",
-        )
-        .unwrap();
+        super::super::migrate(&conn).unwrap();
+        conn.execute_batch("BEGIN").unwrap();
         let held = HeldStamps::default();
         held.hold_committed([("A1", "ATTLOG", "1", 10), ("B2", "ATTLOG", "9", 10)]);
         let written = held.write_on(&conn).unwrap();
