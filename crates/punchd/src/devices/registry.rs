@@ -315,7 +315,21 @@ impl Registry {
         now: DateTime<Utc>,
         facts: Option<ContactFacts>,
     ) -> Result<Arc<Entry>> {
-        let known = self.get(sn);
+        self.contact_known(self.get(sn), sn, transport, ip, now, facts)
+            .await
+    }
+
+    /// [`Registry::contact`] for a caller that has just looked the device up (`known`: what [`Registry::get`]
+    /// returned for `sn`), so the map is read once per request.
+    pub async fn contact_known(
+        &self,
+        known: Option<Arc<Entry>>,
+        sn: &DeviceSn,
+        transport: Transport,
+        ip: Option<String>,
+        now: DateTime<Utc>,
+        facts: Option<ContactFacts>,
+    ) -> Result<Arc<Entry>> {
         if let (Some(entry), None) = (&known, &facts) {
             entry.touch(now, ip);
             return Ok(entry.clone());

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::any;
 use axum::{Extension, Router};
 use base64::Engine;
@@ -51,16 +51,15 @@ pub fn routes() -> Router<App> {
 
 /// A plain-text answer with the headers terminals need.
 fn text(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
-            (header::PRAGMA, HeaderValue::from_static("no-cache")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        body,
-    )
-        .into_response()
+    // Built by hand: the tuple form sets a content type only to replace it, on every terminal request.
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.reserve(3);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn ok(body: impl Into<String>) -> Response {
@@ -252,7 +251,8 @@ impl Ctx {
     }
 }
 
-/// The one handler behind every `/iclock` path.
+/// The `/iclock` routes' handler as the router mounts it (request replay, in-process tests); `web::serve` calls
+/// [`handle`] directly.
 async fn iclock(
     State(app): State<App>,
     remote: Option<Extension<RemoteAddr>>,
@@ -261,13 +261,37 @@ async fn iclock(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
+    handle(
+        app,
+        remote.map(|Extension(RemoteAddr(addr))| addr),
+        method,
+        uri,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// Whether `path` (a request URI's path, not decoded) is one of the `/iclock` routes of [`routes`]: `/iclock`
+/// itself or anything under `/iclock/`.
+pub fn is_iclock_path(path: &str) -> bool {
+    path == "/iclock" || path.starts_with("/iclock/")
+}
+
+/// The one handler behind every `/iclock` path: a terminal's request (push.md) from `peer` (the TCP peer, `None`
+/// when unknown), answered as push.md says. The server loop calls it directly for [`is_iclock_path`] paths,
+/// without the router, after refusing an oversized declared body and under the request timeout (`web::serve`).
+pub async fn handle(
+    app: App,
+    peer: Option<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
     let query = Query::parse(uri.query().unwrap_or(""));
     let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-    let remote = auth::client_address(
-        &app,
-        remote.map(|Extension(RemoteAddr(addr))| addr),
-        &headers,
-    );
+    let remote = auth::client_address(&app, peer, &headers);
     let (sn_text, request) = match zk_push::request::parse_request(
         method.as_str(),
         uri.path(),
@@ -322,14 +346,15 @@ async fn iclock(
         }),
         _ => None,
     };
-    let is_new = app.registry.get(&sn).is_none();
+    let known = app.registry.get(&sn);
+    let is_new = known.is_none();
     if is_new && !crate::limits::admit_new_sn(&app, &sn, remote.as_deref()) {
         app.metrics.request(endpoint, 200);
         return ok(zk_push::reply::UNKNOWN_DEVICE);
     }
     let entry = match app
         .registry
-        .contact(&sn, Transport::Push, remote.clone(), now, facts)
+        .contact_known(known, &sn, Transport::Push, remote.clone(), now, facts)
         .await
     {
         Ok(entry) => entry,

@@ -39,10 +39,15 @@ use crate::sources::push::{self, RemoteAddr};
 /// (`limits.reserved_connections`): terminals send it at once.
 const RESERVED_LINE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long one request may take, body included (`limits.request_timeout_secs`, at least a second).
+fn request_timeout(app: &App) -> Duration {
+    Duration::from_secs(app.config.limits.request_timeout_secs.max(1))
+}
+
 /// The whole HTTP surface.
 pub fn router(app: App) -> Router {
     let max_body = app.config.max_body_bytes;
-    let request_timeout = Duration::from_secs(app.config.limits.request_timeout_secs.max(1));
+    let request_timeout = request_timeout(&app);
     Router::new()
         .merge(push::routes())
         .nest("/api/v1", api::routes(app.clone()))
@@ -72,29 +77,67 @@ pub fn router(app: App) -> Router {
 /// terminal must not wait for the request timeout to learn it); bodies without a length are cut off at the limit
 /// by [`DefaultBodyLimit`] while they are read.
 async fn refuse_oversized(State(app): State<App>, request: Request, next: Next) -> Response {
-    let declared = request
+    match oversized(&app, &request) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
+}
+
+/// The `413` answer for a request whose declared `Content-Length` is over `max_body_bytes`, `None` for any other
+/// request (no length, or within the limit).
+fn oversized<B>(app: &App, request: &axum::http::Request<B>) -> Option<Response> {
+    let len = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| v.trim().parse::<u64>().ok())?;
     let limit = app.config.max_body_bytes as u64;
-    match declared {
-        Some(len) if len > limit => {
-            tracing::warn!(
-                target_uri = %request.uri(),
-                declared = len,
-                limit,
-                "request body refused: over max_body_bytes"
-            );
-            app.metrics.request("oversized", 413);
-            (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                [(header::CONTENT_TYPE, "text/plain")],
-                format!("request body of {len} bytes is over the limit of {limit} bytes\n"),
-            )
-                .into_response()
-        }
-        _ => next.run(request).await,
+    if len <= limit {
+        return None;
+    }
+    tracing::warn!(
+        target_uri = %request.uri(),
+        declared = len,
+        limit,
+        "request body refused: over max_body_bytes"
+    );
+    app.metrics.request("oversized", 413);
+    Some(
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [(header::CONTENT_TYPE, "text/plain")],
+            format!("request body of {len} bytes is over the limit of {limit} bytes\n"),
+        )
+            .into_response(),
+    )
+}
+
+/// A terminal's request (`/iclock` paths, [`push::is_iclock_path`]) straight to the push handler, without the
+/// router: the same answer as through [`router`] (whose other layers do nothing for these paths: JSON errors are
+/// for `/api/`, the push handler reads its body under its own limit), for about a tenth less CPU per request —
+/// the router's per-route layers box a future and clone a service each (BENCHMARKS.md, issue 6).
+async fn push_request(
+    app: App,
+    peer: std::net::SocketAddr,
+    request: hyper::Request<hyper::body::Incoming>,
+    timeout: Duration,
+) -> Response {
+    if let Some(refused) = oversized(&app, &request) {
+        return refused;
+    }
+    let (parts, body) = request.into_parts();
+    let handled = push::handle(
+        app,
+        Some(peer),
+        parts.method,
+        parts.uri,
+        parts.headers,
+        axum::body::Body::new(body),
+    );
+    // As the router's `TimeoutLayer`: the whole request, body included, or `408` with no body.
+    match tokio::time::timeout(timeout, handled).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
     }
 }
 
@@ -175,8 +218,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = app.clone();
     let header_timeout = Duration::from_secs(app.config.limits.header_timeout_secs.max(1));
+    let request_timeout = request_timeout(&app);
     let router = router(app);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only (punchd is built without HTTP/2): no version sniffing, which would hand hyper the first 24
+    // bytes apart from the rest and make it grow its read buffer on every connection.
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -207,11 +253,20 @@ pub async fn serve(
         }
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let push_app = limits.clone();
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(RemoteAddr(addr));
+                let push = push::is_iclock_path(request.uri().path()).then(|| push_app.clone());
                 let mut router = router.clone();
-                async move { router.call(request.map(axum::body::Body::new)).await }
+                async move {
+                    match push {
+                        Some(app) => Ok(push_request(app, addr, request, request_timeout).await),
+                        None => {
+                            request.extensions_mut().insert(RemoteAddr(addr));
+                            router.call(request.map(axum::body::Body::new)).await
+                        }
+                    }
+                }
             },
         );
         let builder = builder.clone();

@@ -317,6 +317,48 @@ fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent() {
 }
 
 #[test]
+fn a_terminal_body_slower_than_the_request_timeout_gets_408_and_nothing_is_kept() {
+    // Terminal requests skip the router's layers (web::serve calls the push handler directly): the request
+    // timeout must hold for them as for every other route.
+    let server = Server::with(Options {
+        time_zone: Some("UTC".into()),
+        config: Some("[limits]\nrequest_timeout_secs = 1\n".into()),
+        ..Options::default()
+    });
+    let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    slow.write_all(
+        format!("POST /iclock/cdata?SN={SN}&table=ATTLOG&Stamp=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n1\t2024-01-15 08:00:00")
+            .as_bytes(),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    let r = loop {
+        if let Some(r) = crate::harness::parse_response(&bytes) {
+            break r;
+        }
+        let n = slow.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&bytes));
+        bytes.extend_from_slice(&buf[..n]);
+    };
+    assert_eq!((r.status, r.text()), (408, String::new()));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(server.punches(SN).len(), 0);
+    // The same route still answers a whole request.
+    assert_eq!(
+        server.attlog(SN, "1\t2024-01-15 08:00:00\t0\t1\n").text(),
+        "OK:1"
+    );
+}
+
+#[test]
 fn a_slow_client_does_not_hold_up_other_terminals() {
     let server = Server::start();
     // Half the headers, then silence.
