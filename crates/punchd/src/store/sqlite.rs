@@ -112,8 +112,15 @@ enum Job {
     /// already changed into the savepoint's journal before a job changes it again (the last pages of the journal
     /// and punch tables, the stamps page): 11 % of the server's CPU at one punch per upload (BENCHMARKS.md,
     /// "What each guarantee costs").
-    Batch(Box<Batch>, oneshot::Sender<Result<BatchOutcome>>),
+    ///
+    /// The batch goes back with its outcome, so the requesting task frees it: its strings and body were
+    /// allocated there, and freeing them on the writer thread cost the allocator a cache flush on one side and a
+    /// refill on the other for every upload (issue 6).
+    Batch(Box<Batch>, BatchDone),
 }
+
+/// Where a [`Job::Batch`]'s outcome goes, with the batch itself.
+type BatchDone = oneshot::Sender<(Result<BatchOutcome>, Box<Batch>)>;
 
 /// The SQLite store. Cheap to clone: clones share the writer thread and the reader pool.
 #[derive(Clone)]
@@ -435,8 +442,8 @@ fn writer_loop(
         }
         if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
             let err = backend(e);
-            for (_, done) in batches {
-                let _ = done.send(Err(err.clone()));
+            for (batch, done) in batches {
+                let _ = done.send((Err(err.clone()), batch));
             }
             for write in writes {
                 write(Err(err.clone()))(Some(&err));
@@ -496,12 +503,13 @@ fn writer_loop(
             held.group_failed();
         }
         let mut outcomes = outcomes.into_iter();
-        for (_, done) in batches {
-            let _ = done.send(match (&err, outcomes.next()) {
+        for (batch, done) in batches {
+            let outcome = match (&err, outcomes.next()) {
                 (None, Some(outcome)) => outcome,
                 (Some(e), _) => Err(e.clone()),
                 (None, None) => Err(StoreError::Backend("batch left unwritten".into())),
-            });
+            };
+            let _ = done.send((outcome, batch));
         }
         for done in completions {
             done(err.as_ref());
@@ -553,7 +561,7 @@ fn write_held_alone(conn: &Connection, held: &held_stamps::HeldStamps, fault: &h
 /// other writes then fail with it). See [`Job::Batch`].
 fn write_batches(
     conn: &Connection,
-    batches: &[(Box<Batch>, oneshot::Sender<Result<BatchOutcome>>)],
+    batches: &[(Box<Batch>, BatchDone)],
 ) -> Result<Vec<Result<BatchOutcome>>> {
     let together = GroupFacts::read(conn).and_then(|mut facts| {
         batches
@@ -1232,7 +1240,9 @@ impl Store for SqliteStore {
         self.jobs
             .send(Job::Batch(Box::new(batch), tx))
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        // The batch is dropped here, on the task that built it (Job::Batch).
+        let (outcome, _batch) = rx.await.map_err(|_| StoreError::Closed)?;
+        outcome
     }
 
     async fn write_journal(&self, raw: RawEntry) -> Result<i64> {

@@ -214,20 +214,21 @@ pub(super) fn insert_journal_with_counts(
          n_records, n_stored, n_duplicate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )
     .and_then(|mut st| {
-        st.execute(rusqlite::params![
-            id,
-            raw.received_at.timestamp_millis(),
-            raw.device_sn.as_ref().map(DeviceSn::as_str),
-            raw.source.as_str(),
-            raw.kind,
-            raw.request,
-            raw.remote_addr,
-            body_param(&raw.body),
-            errors,
-            counts.0 as i64,
-            counts.1 as i64,
-            counts.2 as i64,
-        ])
+        // Bound one by one with their own types, not through `params!`'s `&dyn ToSql` (one row per request:
+        // issue 6).
+        st.raw_bind_parameter(1, id)?;
+        st.raw_bind_parameter(2, raw.received_at.timestamp_millis())?;
+        st.raw_bind_parameter(3, raw.device_sn.as_ref().map(DeviceSn::as_str))?;
+        st.raw_bind_parameter(4, raw.source.as_str())?;
+        st.raw_bind_parameter(5, raw.kind.as_str())?;
+        st.raw_bind_parameter(6, raw.request.as_str())?;
+        st.raw_bind_parameter(7, raw.remote_addr.as_deref())?;
+        st.raw_bind_parameter(8, body_param(&raw.body))?;
+        st.raw_bind_parameter(9, errors.as_deref())?;
+        st.raw_bind_parameter(10, counts.0 as i64)?;
+        st.raw_bind_parameter(11, counts.1 as i64)?;
+        st.raw_bind_parameter(12, counts.2 as i64)?;
+        st.raw_execute()
     })
     .map_err(backend)?;
     fill_body(conn, id, &raw.body)?;
