@@ -401,7 +401,7 @@ fn checkpoint_loop(conn: Connection, stopped: mpsc::Receiver<()>, wal_long: &Ato
 
 /// Put the calling thread (the writer) under Linux's `SCHED_BATCH` policy, at its nice value: woken by a request,
 /// it does not preempt the HTTP workers on a busy core but runs when they yield, so each group commit takes in
-/// more of the requests that arrived meanwhile. On one busy core that is 16 % less CPU per single-punch upload,
+/// more of the requests that arrived meanwhile. On one busy core that is 14–16 % less CPU per single-punch upload,
 /// with the same p99 (BENCHMARKS.md, issue 6); with a core to spare it changes nothing. Anything but Linux, or a
 /// refusal (a seccomp filter), leaves the thread as it is, with a debug line.
 fn batch_scheduling() {
