@@ -272,10 +272,11 @@ async fn iclock(
     .await
 }
 
-/// Whether `path` (a request URI's path, not decoded) is one of the `/iclock` routes of [`routes`]: `/iclock`
-/// itself or anything under `/iclock/`.
+/// Whether `path` (a request URI's path, not decoded) is a terminal's: one of the `/iclock` routes of [`routes`]
+/// (`/iclock` itself or anything under `/iclock/`) outside `/iclock/api/`, where the router also serves
+/// BioTime's API (`web::biotime_api`) and alone knows which path is whose. No terminal uses `/iclock/api/`.
 pub fn is_iclock_path(path: &str) -> bool {
-    path == "/iclock" || path.starts_with("/iclock/")
+    (path == "/iclock" || path.starts_with("/iclock/")) && !path.starts_with("/iclock/api/")
 }
 
 /// The one handler behind every `/iclock` path: a terminal's request (push.md) from `peer` (the TCP peer, `None`
@@ -926,5 +927,31 @@ async fn command_results(ctx: &mut Ctx) -> Response {
             ok(zk_push::reply::OK)
         }
         Err(e) => storage_failed(&ctx.app, &ctx.sn, "command results", &e),
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn terminal_paths_are_iclock_paths_outside_the_biotime_api() {
+        for path in [
+            "/iclock",
+            "/iclock/",
+            "/iclock/cdata",
+            "/iclock/getrequest",
+            "/iclock/x/y.bin",
+        ] {
+            assert!(super::is_iclock_path(path), "{path}");
+        }
+        for path in [
+            "/iclockx",
+            "/iclock/api/terminals/",
+            "/iclock/api/transactions/",
+            "/iclock/api/other",
+            "/api/v1/devices",
+            "/",
+        ] {
+            assert!(!super::is_iclock_path(path), "{path}");
+        }
     }
 }

@@ -475,6 +475,30 @@ fn read_with_pybiotime(server: &Server, auth: &str, state: &str) -> Value {
 }
 
 #[test]
+fn the_biotime_api_under_iclock_is_not_taken_for_a_terminal() {
+    // The server loop hands terminal paths straight to the push handler; BioTime's API shares the /iclock
+    // prefix and must still reach its own routes (no pybiotime needed for this).
+    let server = Server::start();
+    server.attlog("PUSH000001", "1001\t2026-11-02 08:00:00\t0\t1\t0\t0\n");
+    let r =
+        server.raw(b"GET /iclock/api/terminals/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.text()).unwrap(),
+        json!({"detail": "Authentication credentials were not provided."})
+    );
+    let request = format!(
+        "GET /iclock/api/terminals/ HTTP/1.1\r\nHost: x\r\nAuthorization: Token {}\r\nConnection: close\r\n\r\n",
+        server.token()
+    );
+    let r = server.raw(request.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page: Value = serde_json::from_str(&r.text()).unwrap();
+    assert_eq!(page["count"], 1, "{page}");
+    assert_eq!(page["data"][0]["sn"], "PUSH000001", "{page}");
+}
+
+#[test]
 fn biotime_consumers_read_punches_of_every_source_from_punchd() {
     if !pybiotime_available() {
         return;
