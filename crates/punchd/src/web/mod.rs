@@ -26,8 +26,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::Service;
 
@@ -220,11 +219,11 @@ pub async fn serve(
     let header_timeout = Duration::from_secs(app.config.limits.header_timeout_secs.max(1));
     let request_timeout = request_timeout(&app);
     let router = router(app);
-    // HTTP/1 only (punchd is built without HTTP/2): no version sniffing, which would hand hyper the first 24
-    // bytes apart from the rest and make it grow its read buffer on every connection.
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    // hyper's HTTP/1 connection itself (punchd is built without HTTP/2): hyper-util's auto builder would sniff the
+    // version first, handing hyper the first 24 bytes apart from the rest, so it grew its read buffer on every
+    // connection (issue 6).
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true);
@@ -292,9 +291,7 @@ pub async fn serve(
                 tracing::debug!(remote = %addr, "connection closed: only reserved slots left, and it is not an established terminal");
                 return;
             }
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(remote = %addr, "connection ended with an error: {e}");
             }
