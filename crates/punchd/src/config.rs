@@ -158,7 +158,9 @@ pub struct DeviceConfig {
 /// safe in the outbox; collection answers terminals that wait. Measured (BENCHMARKS.md, "Delivery: the fast path,
 /// and delivery below collection's priority"): the push benchmark with three sinks ran at 77–92 % of the run
 /// without (34 % before), while the sinks still delivered tens of thousands of check-ins per second during the
-/// load, batching more per round.
+/// load, batching more per round. At this value the sink threads also take Linux's idle scheduling class
+/// (`SCHED_IDLE`, `sinks::lower_priority`), so an upload waking up never waits out a sink's time slice: 0.49–0.56
+/// → 0.59–0.77 of the run without sinks (BENCHMARKS.md, "Delivery under the idle scheduling class").
 pub const DEFAULT_DELIVERY_NICE: i32 = 19;
 
 /// The settings file, every field optional.
@@ -240,6 +242,7 @@ pub struct Config {
     /// The sink workers run on threads of their own whose `nice` value is this much higher (Linux; 0..=19,
     /// default [`DEFAULT_DELIVERY_NICE`]): when terminals and delivery want the same CPU, the terminals' uploads
     /// win and delivery works through the outbox backlog as soon as the CPU is free (`sinks::run_at_priority`).
+    /// At 19 the threads are also put under `SCHED_IDLE`; 1..=18 changes the nice value only.
     pub delivery_nice: i32,
     /// Resource limits.
     pub limits: crate::limits::LimitsConfig,

@@ -571,8 +571,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// steps below the process (Linux `setpriority` per thread; elsewhere at the same priority), until `shutdown`
 /// resolves. `punchd serve` runs delivery this way (`delivery_nice`, default 19): on a busy machine the
 /// terminals' uploads get the CPU first and the sinks work through the outbox, which keeps every event, as soon
-/// as it is free. The store's writer thread is shared and keeps its priority, so a sink round, once it runs,
-/// never holds a push batch back behind a starved thread.
+/// as it is free. At 19, the lowest, the threads also take Linux's idle scheduling class (`SCHED_IDLE`,
+/// `lower_priority`). The store's writer thread is shared and keeps its priority, so a sink round, once it
+/// runs, never holds a push batch back behind a starved thread.
 pub async fn run_at_priority(
     app: App,
     nice: i32,
@@ -585,6 +586,8 @@ pub async fn run_at_priority(
     let spawned = std::thread::Builder::new()
         .name("punchd-sinks".into())
         .spawn(move || {
+            // This thread drives `run` itself (`block_on`), so it is lowered like the runtime's own threads.
+            lower_priority(nice);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("punchd-sinks")
@@ -609,6 +612,14 @@ pub async fn run_at_priority(
 
 /// Lower the calling thread's CPU priority by `nice` steps (Linux: the nice value is per thread; `setpriority`
 /// on the thread id touches only this thread). A failure is logged; delivery then runs at normal priority.
+///
+/// At [`crate::config::DEFAULT_DELIVERY_NICE`] (19, the lowest) the thread also moves to `SCHED_IDLE`
+/// (sched(7)). A nice-19 thread already gets little CPU while others want it, but a thread waking up beside it
+/// may still wait out the rest of its time slice: the kernel does not let a woken `SCHED_BATCH` thread (the
+/// SQLite writer, store/sqlite.rs `batch_scheduling`) preempt it at all, and lets a normal one (an HTTP worker)
+/// wait until the running thread's slice is spent. A `SCHED_IDLE` thread is preempted by either at once, so a
+/// terminal's upload never waits behind a sink. It still runs whenever the CPU would otherwise be idle, and gets
+/// a small share (less than nice 19's) when it never is. If the kernel refuses, the nice value alone applies.
 fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     {
@@ -618,6 +629,12 @@ fn lower_priority(nice: i32) {
         });
         if let Err(e) = lowered {
             tracing::warn!(error = %e, "could not lower the sinks' CPU priority; they run at collection's");
+        }
+        if nice >= crate::config::DEFAULT_DELIVERY_NICE {
+            let param = uapi::c::sched_param { sched_priority: 0 };
+            if let Err(e) = uapi::sched_setscheduler(0, uapi::c::SCHED_IDLE, &param) {
+                tracing::debug!(error = %e, "the sinks' threads stay under the default scheduling policy");
+            }
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -1094,6 +1111,36 @@ mod tests {
         assert_eq!(
             super::idempotency_key_of("CNYG001", "1001", t, None),
             "p1-294ab34c3db6647e45f441535814387e"
+        );
+    }
+
+    /// The policy and nice value a fresh thread has after [`super::lower_priority`]`(nice)`, and its nice value
+    /// before.
+    #[cfg(target_os = "linux")]
+    fn lowered(nice: i32) -> (i32, i32, i32) {
+        std::thread::spawn(move || {
+            let tid = Some(rustix::thread::gettid());
+            let before = rustix::process::getpriority_process(tid).expect("nice before");
+            super::lower_priority(nice);
+            let policy = uapi::sched_getscheduler(0).expect("policy");
+            let after = rustix::process::getpriority_process(tid).expect("nice after");
+            (before, policy, after)
+        })
+        .join()
+        .expect("thread")
+    }
+
+    /// At the lowest priority (the default) a delivery thread is preempted at once by any upload or by the
+    /// store's writer (`SCHED_IDLE`); below that only its nice value changes. Fails without the idle class.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn delivery_at_the_lowest_priority_takes_the_idle_class_and_otherwise_only_a_nice_value() {
+        let (_, policy, after) = lowered(crate::config::DEFAULT_DELIVERY_NICE);
+        assert_eq!((policy, after), (uapi::c::SCHED_IDLE, 19));
+        let (before, policy, after) = lowered(3);
+        assert_eq!(
+            (policy, after),
+            (uapi::c::SCHED_OTHER, (before + 3).min(19))
         );
     }
 
