@@ -159,8 +159,8 @@ pub struct DeviceConfig {
 /// and delivery below collection's priority"): the push benchmark with three sinks ran at 77–92 % of the run
 /// without (34 % before), while the sinks still delivered tens of thousands of check-ins per second during the
 /// load, batching more per round. At this value the sink threads also take Linux's idle scheduling class
-/// (`SCHED_IDLE`, `sinks::lower_priority`), so an upload waking up never waits out a sink's time slice: 0.49–0.56
-/// → 0.59–0.77 of the run without sinks (BENCHMARKS.md, "Delivery under the idle scheduling class").
+/// (`SCHED_IDLE`, `sinks::lower_priority`), so an upload waking up never waits out a sink's time slice: a median
+/// of 0.54 → 0.76 of the run without sinks (BENCHMARKS.md, "Delivery under the idle scheduling class").
 pub const DEFAULT_DELIVERY_NICE: i32 = 19;
 
 /// The settings file, every field optional.
