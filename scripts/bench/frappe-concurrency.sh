@@ -51,6 +51,8 @@ with open(path, "w") as f:
 PY
 
 
+# Emptied first: the redirection runs in the background job, and the loop below could read an old port.
+: >"$WORK/stub.out"
 LATENCY_MS=$LATENCY_MS taskset -c "$OTHER" python3 -u "$here/frappe_stub.py" >"$WORK/stub.out" 2>&1 &
 stub=$!
 pids+=("$stub")

@@ -80,6 +80,10 @@ add_sinks() {
     # A fresh scenario has no database yet (`sinks add` refuses a missing file; `token create` creates it).
     [ -e "$db" ] || "$PUNCHD" --database "$db" token create bench-sinks >/dev/null 2>&1
     if [ -z "${receiver_port:-}" ]; then
+        # Emptied first: the redirections below run in background jobs, and wait_helper could read an earlier
+        # invocation's port from the old file (a sink pointed at a receiver that is gone fails every round).
+        : >"$WORK/receiver.out"
+        : >"$WORK/frappe.out"
         taskset -c "$LOAD_CPU" python3 -u "$here/sink_receiver.py" >"$WORK/receiver.out" 2>&1 &
         helper_pids+=($!)
         receiver_port=$(wait_helper "$WORK/receiver.out")

@@ -231,6 +231,9 @@ bench_delivery() {
 # to it in DB (batches of 500, every punch from 2000 on).
 webhook_sink() {
     local rport
+    # Emptied here, not only by the redirection below: that runs in the background job, and the loop below could
+    # read the previous run's port from the old file first (the sink would then point at a receiver that is gone).
+    : >"$WORK/receiver.out"
     taskset -c "$OTHER" python3 -u "$here/sink_receiver.py" >"$WORK/receiver.out" 2>&1 &
     rpid=$!
     pids+=("$rpid")
