@@ -777,8 +777,13 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
     // Several instances on one PostgreSQL each run a worker per sink; the lease lets one of them drain it.
     let lease_name = format!("sink:{}", sink.name);
     let mut held: Option<Held> = None;
+    // The next round's events, read while this round is delivered (a sink that does not keep order, on a store
+    // with the fast path, while the backlog fills whole rounds). Used only if this round moved the cursor to where
+    // the read-ahead starts; dropped on any other way out of a round.
+    let mut read_ahead: Option<tokio::task::JoinHandle<Result<Option<Peeked>, StoreError>>> = None;
     tracing::info!(sink = %sink.name, kind = sink.kind.as_str(), "sink worker started");
     while !*stop.borrow() {
+        let ahead = read_ahead.take();
         let current = match store.get_sink(&sink.name).await {
             Ok(s) if s.id == sink.id => s,
             Ok(_) | Err(StoreError::NotFound(_)) => break,
@@ -810,7 +815,14 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
         let limit = options.concurrency * batch_size;
         // The fast path (SQLite): read the events past the cursor without taking them; the round's record then
         // writes rows only for the events that need one. Otherwise take them into pending rows first.
-        let peeked = match store.peek_events(sink.id, limit.max(1)).await {
+        let read = match ahead {
+            Some(ahead) => match ahead.await {
+                Ok(read) => read,
+                Err(_) => store.peek_events(sink.id, None, limit.max(1)).await,
+            },
+            None => store.peek_events(sink.id, None, limit.max(1)).await,
+        };
+        let peeked = match read {
             Ok(peeked) => peeked,
             Err(e) => {
                 tracing::warn!(sink = %sink.name, error = %e, "reading the outbox failed; will retry");
@@ -919,6 +931,7 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             continue;
         }
         let mut calls = tokio::task::JoinSet::new();
+        let full_round = chosen.len() >= limit;
         for chunk in chosen.chunks(batch_size) {
             let deliver = deliver.clone();
             let chunk = chunk.to_vec();
@@ -927,6 +940,18 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
                 (chunk, attempts)
             });
         }
+        // A whole round of new events: more are likely waiting, so the next round's read overlaps this round's
+        // delivery (the sink's receiver is not left idle while the store is read). Not for a sink that keeps
+        // order per employee: its next round must see this round's outcomes first.
+        let ahead = (!deliver.ordered() && full_round && peeked_through > peeked_from).then(|| {
+            let store = store.clone();
+            let sink_id = sink.id;
+            tokio::spawn(async move {
+                store
+                    .peek_events(sink_id, Some(peeked_through), limit.max(1))
+                    .await
+            })
+        });
         let mut outcomes = Vec::with_capacity(chosen.len());
         let mut pause: Option<String> = None;
         let mut error: Option<String> = None;
@@ -999,11 +1024,13 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             .into_iter()
             .filter(|id| !answered.contains(id))
             .collect();
+        let mut cursor_moved = false;
         let recorded = if peeked_through > peeked_from {
             store
                 .record_peeked(sink.id, peeked_from, peeked_through, outcomes, held_back, now)
                 .await
                 .map(|moved| {
+                    cursor_moved = moved;
                     if !moved {
                         tracing::warn!(
                             sink = %sink.name,
@@ -1019,6 +1046,11 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
             // Not recorded: the events stay pending (or past the cursor) and are sent again (the idempotency key
             // absorbs it).
             tracing::warn!(sink = %sink.name, error = %e, "recording delivery outcomes failed; events will be sent again");
+        }
+        // The read-ahead starts where this round ended: usable only if this round moved the cursor there, and
+        // only while the sink delivers (after a failure the next round looks at what is due first).
+        if cursor_moved && pause.is_none() && error.is_none() {
+            read_ahead = ahead;
         }
         if let Some(reason) = pause {
             tracing::warn!(

@@ -297,7 +297,12 @@ pub(crate) async fn run_fast_path(store: &dyn Store) {
         .create_sink(new_sink("fast-a", None), instant(0))
         .await
         .expect("create a");
-    if store.peek_events(a.id, 10).await.expect("peek").is_none() {
+    if store
+        .peek_events(a.id, None, 10)
+        .await
+        .expect("peek")
+        .is_none()
+    {
         // No fast path: recording a peeked round is refused, and the cursor stays (the take path still works).
         assert!(store
             .record_peeked(a.id, 0, 5, Vec::new(), Vec::new(), instant(0))
@@ -332,7 +337,7 @@ pub(crate) async fn run_fast_path(store: &dyn Store) {
 
     // b starts at 9:00: the 8:00 punch is passed over, not returned; the cursor moves past it all the same.
     let peeked = store
-        .peek_events(b.id, 2)
+        .peek_events(b.id, None, 2)
         .await
         .expect("peek")
         .expect("fast path");
@@ -344,6 +349,32 @@ pub(crate) async fn run_fast_path(store: &dyn Store) {
         (0, instant(1), instant(1))
     );
     assert_eq!(peeked.through, e.id);
+    // A read-ahead of the next round, while this one is still out: it starts where this one ends, and recording
+    // it before this one is refused (the cursor is not there yet) and writes nothing.
+    let ahead = store
+        .peek_events(b.id, Some(peeked.through), 10)
+        .await
+        .expect("read-ahead")
+        .expect("fast path");
+    let ahead_pins: Vec<&str> = ahead.events.iter().map(|e| e.punch.pin.as_str()).collect();
+    assert_eq!((ahead.from, ahead_pins), (peeked.through, vec!["3", "4"]));
+    let ahead_outcomes: Vec<(i64, Outcome)> = ahead
+        .events
+        .iter()
+        .map(|e| (e.id, Outcome::Delivered(None)))
+        .collect();
+    assert!(!store
+        .record_peeked(
+            b.id,
+            ahead.from,
+            ahead.through,
+            ahead_outcomes.clone(),
+            Vec::new(),
+            instant(2)
+        )
+        .await
+        .expect("record out of order"));
+    assert_eq!(store.sink_counts(b.id).await.expect("counts").delivered, 0);
     assert!(store
         .record_peeked(
             b.id,
@@ -361,10 +392,24 @@ pub(crate) async fn run_fast_path(store: &dyn Store) {
         (2, 1, 0),
         "delivered without a row counts as delivered; 3 and 4 wait past the cursor"
     );
+    // Now the cursor is where the read-ahead started: it is recorded like any round.
+    assert!(store
+        .record_peeked(
+            b.id,
+            ahead.from,
+            ahead.through,
+            ahead_outcomes,
+            Vec::new(),
+            instant(2)
+        )
+        .await
+        .expect("record the read-ahead"));
+    let counts = store.sink_counts(b.id).await.expect("counts");
+    assert_eq!((counts.pending, counts.delivered, counts.parked), (0, 3, 0));
 
     // a: one of each outcome, and one held back.
     let peeked = store
-        .peek_events(a.id, 10)
+        .peek_events(a.id, None, 10)
         .await
         .expect("peek")
         .expect("fast path");
@@ -424,7 +469,7 @@ pub(crate) async fn run_fast_path(store: &dyn Store) {
         "the retry backs off; the held one is due at once, attempts untouched"
     );
     let again = store
-        .peek_events(a.id, 10)
+        .peek_events(a.id, None, 10)
         .await
         .expect("peek")
         .expect("fast path");

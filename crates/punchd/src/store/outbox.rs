@@ -245,8 +245,16 @@ pub trait OutboxStore: Send + Sync {
         max: usize,
     ) -> Result<Vec<OutboxEvent>>;
     /// The fast path's read (see the module docs): up to `max` events past the sink's cursor, without writing.
+    /// With `after`, past that event id instead of the cursor: a **read-ahead** of the next round while the
+    /// current one (which read through `after`) is still being delivered. Its [`Peeked::from`] is `after`, so
+    /// recording it ([`Self::record_peeked`]) succeeds only once the current round has moved the cursor there.
     /// `Ok(None)` when this store has no fast path (the default; PostgreSQL): the worker takes events instead.
-    async fn peek_events(&self, _sink_id: i64, _max: usize) -> Result<Option<Peeked>> {
+    async fn peek_events(
+        &self,
+        _sink_id: i64,
+        _after: Option<i64>,
+        _max: usize,
+    ) -> Result<Option<Peeked>> {
         Ok(None)
     }
     /// Record a round that read events with [`Self::peek_events`] (`from` and `through` of its [`Peeked`]) and

@@ -346,14 +346,20 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
-    async fn peek_events(&self, sink_id: i64, max: usize) -> Result<Option<Peeked>> {
+    async fn peek_events(
+        &self,
+        sink_id: i64,
+        after: Option<i64>,
+        max: usize,
+    ) -> Result<Option<Peeked>> {
         self.read(move |conn| {
-            let (from, since): (i64, Option<i64>) = conn
+            let (cursor, since): (i64, Option<i64>) = conn
                 .prepare_cached("SELECT cursor, since_utc FROM sinks WHERE id = ?1")
                 .and_then(|mut st| st.query_row([sink_id], |r| Ok((r.get(0)?, r.get(1)?))))
                 .optional()
                 .map_err(backend)?
                 .ok_or_else(|| StoreError::NotFound(format!("sink {sink_id}")))?;
+            let from = after.unwrap_or(cursor);
             let mut st = conn
                 .prepare_cached(
                     "SELECT p.id, p.device_sn, p.pin, p.punched_at, p.punch_state, p.verify_mode, p.work_code, \
