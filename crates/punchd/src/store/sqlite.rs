@@ -136,6 +136,13 @@ pub struct SqliteStore {
     fault: hardening::Fault,
     /// Push stamps committed with their uploads and not yet written to `stamps` (`held_stamps`).
     held: Arc<held_stamps::HeldStamps>,
+    /// The runtime that opened the store (in `punchd serve`, the one serving terminals), whose blocking pool runs
+    /// every read: at collection's CPU priority, whoever asks. A read from a low-priority caller (the sinks'
+    /// runtime, `sinks::run_at_priority`) on that caller's own threads could wait for the CPU in the middle of
+    /// its read transaction, and the WAL cannot start over while a reader holds an old snapshot: the writer then
+    /// appended to an ever longer file (373 MB against 89 MB in the push benchmark with three sinks; BENCHMARKS.md,
+    /// "Sink reads at collection's priority"). `None` when opened outside a runtime: the caller's runtime then.
+    read_pool: Option<tokio::runtime::Handle>,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -280,6 +287,7 @@ impl SqliteStore {
             _checkpoints: Arc::new(stop_checkpoints),
             fault,
             held,
+            read_pool: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -307,7 +315,8 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Run `f` on a pooled read connection on the blocking pool.
+    /// Run `f` on a pooled read connection on the blocking pool of the runtime that opened the store
+    /// (`read_pool`).
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -321,7 +330,7 @@ impl SqliteStore {
             .acquire_owned()
             .await
             .map_err(|_| StoreError::Closed)?;
-        tokio::task::spawn_blocking(move || {
+        let run = move || {
             let _permit = permit;
             let pooled = readers.lock().map(|mut pool| pool.pop()).unwrap_or(None);
             let conn = match pooled {
@@ -345,9 +354,13 @@ impl SqliteStore {
                 }
             }
             out
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+        };
+        let task = match &self.read_pool {
+            Some(handle) => handle.spawn_blocking(run),
+            None => tokio::task::spawn_blocking(run),
+        };
+        task.await
+            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
 }
 
@@ -1937,6 +1950,41 @@ mod tests {
         conn.prepare(sql)
             .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
             .expect("rows")
+    }
+
+    /// A read asked for from another runtime (the sinks' low-priority one) runs on the blocking pool of the
+    /// runtime that opened the store, at its priority. Fails when reads run on the caller's own threads.
+    #[test]
+    fn reads_run_on_the_opening_runtimes_threads_whoever_asks() {
+        let runtime = |name: &str| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(name)
+                .build()
+                .expect("runtime")
+        };
+        let opener = runtime("store-opener");
+        let caller = runtime("store-caller");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = opener
+            .block_on(async { SqliteStore::open(&dir.path().join("r.db"), Durability::CrashSafe) })
+            .expect("open");
+        let (asker, reader) = caller.block_on(async {
+            tokio::spawn(async move {
+                let asker = std::thread::current().name().map(str::to_owned);
+                let reader = store
+                    .read(|_| Ok(std::thread::current().name().map(str::to_owned)))
+                    .await
+                    .expect("read");
+                (asker, reader)
+            })
+            .await
+            .expect("task")
+        });
+        assert_eq!(
+            (asker.as_deref(), reader.as_deref()),
+            (Some("store-caller"), Some("store-opener"))
+        );
     }
 
     #[test]
