@@ -8,6 +8,7 @@
 //! default_time_zone = "Asia/Kolkata"
 //! durability = "power-safe"        # or "crash-safe"
 //! delivery_nice = 19               # sinks yield the CPU to terminals' uploads (0 = same priority, 19 = lowest)
+//! delivery_wait_secs = 30          # sinks wait at most this long while collection writes without pause (0 = never)
 //!
 //! [approval]
 //! mode = "auto"                    # or "manual": new terminals wait in `pending`
@@ -163,6 +164,11 @@ pub struct DeviceConfig {
 /// of 0.54 → 0.76 of the run without sinks (BENCHMARKS.md, "Delivery under the idle scheduling class").
 pub const DEFAULT_DELIVERY_NICE: i32 = 19;
 
+/// The default of `delivery_wait_secs`: how long at most the sinks wait for a pause in collection. Check-ins then
+/// reach a sink at most this much later during an upload burst; HR systems read them by the hour (Frappe's auto
+/// attendance), so the burst gets the whole machine.
+pub const DEFAULT_DELIVERY_WAIT_SECS: u64 = 30;
+
 /// The settings file, every field optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -198,6 +204,9 @@ pub struct FileConfig {
     /// How much lower the sink workers' CPU priority is than collection's, as a `nice` increment 0..=19
     /// (default [`DEFAULT_DELIVERY_NICE`]; 0 = the same). See [`Config::delivery_nice`].
     pub delivery_nice: Option<i32>,
+    /// Longest wait of the sinks for a pause in collection, seconds (default [`DEFAULT_DELIVERY_WAIT_SECS`];
+    /// 0 = never wait). See [`Config::delivery_wait`].
+    pub delivery_wait_secs: Option<u64>,
     /// What one request, client or address may cost (`[limits]`).
     pub limits: crate::limits::LimitsConfig,
     /// The web UI (`[ui]`): cookies, session expiry, sign-in attempts.
@@ -244,6 +253,11 @@ pub struct Config {
     /// win and delivery works through the outbox backlog as soon as the CPU is free (`sinks::run_at_priority`).
     /// At 19 the threads are also put under `SCHED_IDLE`; 1..=18 changes the nice value only.
     pub delivery_nice: i32,
+    /// While collection is writing deliveries nearly all the time (an upload burst, terminals sending their
+    /// backlog after an outage, an import: `collection_load`), the sinks' rounds wait, and the outbox keeps what
+    /// arrives; after this long of one such stretch they deliver alongside collection until it pauses
+    /// (`sinks::CollectionWait`). `Duration::ZERO`: never wait. Default [`DEFAULT_DELIVERY_WAIT_SECS`].
+    pub delivery_wait: Duration,
     /// Resource limits.
     pub limits: crate::limits::LimitsConfig,
     /// Web UI settings.
@@ -401,6 +415,11 @@ impl Config {
                 n @ 0..=19 => n,
                 n => anyhow::bail!("delivery_nice = {n}: give 0 (same priority) to 19 (lowest)"),
             },
+            delivery_wait: Duration::from_secs(
+                file_config
+                    .delivery_wait_secs
+                    .unwrap_or(DEFAULT_DELIVERY_WAIT_SECS),
+            ),
             limits,
             ui: file_config.ui,
         })
@@ -486,5 +505,18 @@ mod database_tests {
         std::fs::write(&path, "delivery_nice = 20\n").expect("write");
         let err = Config::load(Some(&path), &Overrides::default()).expect_err("20 refused");
         assert!(format!("{err:#}").contains("delivery_nice = 20"), "{err:#}");
+    }
+
+    #[test]
+    fn delivery_wait_defaults_to_30_seconds_and_0_turns_it_off() {
+        assert_eq!(load(None, None).delivery_wait, Duration::from_secs(30));
+        assert_eq!(
+            load(None, Some("delivery_wait_secs = 0\n")).delivery_wait,
+            Duration::ZERO
+        );
+        assert_eq!(
+            load(None, Some("delivery_wait_secs = 5\n")).delivery_wait,
+            Duration::from_secs(5)
+        );
     }
 }

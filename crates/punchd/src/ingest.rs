@@ -15,6 +15,7 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
+use crate::collection_load::CollectionLoad;
 use crate::domain::{DeviceSn, NewPunch, Pin, PunchState, Source, VerifyMode};
 use crate::metrics::Metrics;
 use crate::store::{Batch, BatchOutcome, RawEntry, Store, StoreError};
@@ -137,6 +138,8 @@ pub struct Ingest {
     max_line_errors: usize,
     /// Where stored punches are announced after the commit (the web UI's live page), when set.
     live: Option<crate::live::LiveFeed>,
+    /// How much of the time deliveries are being written (the sinks wait while it is high).
+    load: Arc<CollectionLoad>,
 }
 
 impl Ingest {
@@ -147,7 +150,14 @@ impl Ingest {
             metrics,
             max_line_errors: crate::limits::LimitsConfig::default().max_line_errors,
             live: None,
+            load: Arc::new(CollectionLoad::default()),
         }
+    }
+
+    /// The share of recent time this ingest path (every clone of it) spent writing deliveries to the store: the
+    /// sinks' measure of how busy collection is (`sinks::CollectionWait`).
+    pub fn load(&self) -> &CollectionLoad {
+        &self.load
     }
 
     /// Announce the punches each committed delivery stored on `feed` ([`crate::live::LiveFeed::publish_stored`]).
@@ -262,7 +272,11 @@ impl Ingest {
             .as_ref()
             .filter(|feed| feed.wanted())
             .map(|feed| (feed.clone(), batch.punches.clone()));
-        match self.store.write_batch(batch).await {
+        let written = {
+            let _writing = self.load.writing();
+            self.store.write_batch(batch).await
+        };
+        match written {
             Ok(mut outcome) => {
                 // After the commit: the feed never shows a punch the store does not hold.
                 if let Some((feed, punches)) = published {

@@ -5,7 +5,7 @@
 //! - [`store`]: the [`store::Store`] trait (one supertrait per area) and its SQLite and PostgreSQL
 //!   implementations. Depends on `domain` (and `config`, for `store::open`).
 //! - [`ingest`]: the single door into the store for punches: normalise (time zones), dedupe, write with the raw
-//!   journal entry, atomically.
+//!   journal entry, atomically; [`collection_load`] measures how busy it is, for the sinks to wait on.
 //! - [`devices`]: the registry (approval, settings, last seen), the command queue, health.
 //! - [`sources`]: where punches come from: `push` (the `/iclock` HTTP routes for terminals) and `pull` (the
 //!   scheduler and one-shot reader for terminals read over TCP/UDP 4370), `import` (files), `webhook` (JSON
@@ -30,6 +30,7 @@ pub mod agent;
 pub mod app;
 pub mod attendance;
 pub mod cli;
+pub mod collection_load;
 pub mod config;
 pub mod devices;
 pub mod domain;

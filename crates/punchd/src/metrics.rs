@@ -85,6 +85,8 @@ pub struct SinkMetrics {
     pub pending: Family<SinkLabels, Gauge>,
     /// 1 while failing.
     pub failing: Family<SinkLabels, Gauge>,
+    /// 1 while the sink's rounds wait for a pause in collection (`sinks::CollectionWait`).
+    pub waiting: Family<SinkLabels, Gauge>,
 }
 
 /// Labels of the refused counter.
@@ -167,6 +169,11 @@ impl Metrics {
             "sink_failing",
             "1 while the sink is failing",
             sinks.failing.clone(),
+        );
+        registry.register(
+            "sink_waiting",
+            "1 while the sink waits for a pause in collection (delivery_wait_secs)",
+            sinks.waiting.clone(),
         );
         let refused = Family::<RefusedLabels, Counter>::default();
         let pending_dropped = Counter::default();

@@ -9,7 +9,8 @@
 //! the maximum attempts or age is reached, never dropped. A sink answering "your credentials are wrong" pauses with
 //! a configuration error. Delivery is at least once; each event carries an idempotency key ([`idempotency_key`]) so
 //! the receiver sees it once. A crash between the punch's commit and the send loses nothing: the event is in the
-//! store and is sent after the restart.
+//! store and is sent after the restart. While terminals upload without pause, a worker's rounds wait, at most
+//! `delivery_wait_secs` per busy stretch ([`collection_wait`]).
 //!
 //! Several instances on one PostgreSQL each run a worker per sink, but only the instance holding the sink's lease
 //! (`sink:<name>`, [`crate::leases`]) takes and delivers its events; the others wait for it to become free (a clean
@@ -18,6 +19,7 @@
 //! keys).
 
 pub mod added;
+pub mod collection_wait;
 pub mod frappe;
 pub mod frappe_employees;
 pub mod frappe_shift;
@@ -42,6 +44,7 @@ use crate::app::App;
 use crate::domain::Punch;
 use crate::leases::Held;
 use crate::metrics::SinkLabels;
+use crate::sinks::collection_wait::{CollectionWait, WAIT_STEP};
 use crate::store::outbox::{
     NewSink, OutboxEvent, Outcome, ParkKind, Peeked, Sink, SinkCounts, SinkKind,
 };
@@ -781,8 +784,21 @@ async fn worker(app: App, sink: Sink, deliver: Arc<dyn Deliver>, mut stop: watch
     // with the fast path, while the backlog fills whole rounds). Used only if this round moved the cursor to where
     // the read-ahead starts; dropped on any other way out of a round.
     let mut read_ahead: Option<tokio::task::JoinHandle<Result<Option<Peeked>, StoreError>>> = None;
+    let mut collection_wait = CollectionWait::default();
     tracing::info!(sink = %sink.name, kind = sink.kind.as_str(), "sink worker started");
+    let waiting = app.metrics.sinks.waiting.get_or_create(&labels).clone();
     while !*stop.borrow() {
+        let waits = collection_wait.waits(
+            app.ingest.load().busy_share(),
+            std::time::Instant::now(),
+            app.config.delivery_wait,
+            &sink.name,
+        );
+        waiting.set(i64::from(waits));
+        if waits {
+            pause_for(WAIT_STEP, &mut stop).await;
+            continue;
+        }
         let ahead = read_ahead.take();
         let current = match store.get_sink(&sink.name).await {
             Ok(s) if s.id == sink.id => s,
