@@ -1,13 +1,13 @@
 //! How busy collection is right now, for the sinks to decide whether a round can wait ("collection first",
-//! README; `sinks::CollectionWait`).
+//! README; `sinks::collection_wait`).
 //!
 //! The measure is the share of recent wall time during which at least one delivery (a push upload, a pulled
 //! batch, an import chunk, a webhook post) was being written to the store: from [`crate::ingest::Ingest`] handing
 //! the batch to the store until the store answered (the commit, fsync included). One terminal uploading now and
-//! then keeps it near 0; terminals uploading back to back, an import or a pull of a full log keep it near 1. It
-//! is taken over the last completed window of [`WINDOW`] and the current one, so it follows a burst within a
-//! fraction of a second and forgets it as fast. It is per process: on PostgreSQL with several instances, each
-//! instance's sinks see their own instance's collection.
+//! then keeps it near 0; many terminals uploading back to back keep it near 1. It is taken over the last
+//! completed window of [`WINDOW`] and the current one, so it follows a burst and forgets it within two windows
+//! (half a second). It is per process: on PostgreSQL with several instances, each instance's sinks see their
+//! own instance's collection.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -254,9 +254,9 @@ pub struct Config {
     /// At 19 the threads are also put under `SCHED_IDLE`; 1..=18 changes the nice value only.
     pub delivery_nice: i32,
     /// While collection is writing deliveries nearly all the time (an upload burst, terminals sending their
-    /// backlog after an outage, an import: `collection_load`), the sinks' rounds wait, and the outbox keeps what
+    /// backlog after an outage: `collection_load`), the sinks' rounds wait, and the outbox keeps what
     /// arrives; after this long of one such stretch they deliver alongside collection until it pauses
-    /// (`sinks::CollectionWait`). `Duration::ZERO`: never wait. Default [`DEFAULT_DELIVERY_WAIT_SECS`].
+    /// (`sinks::collection_wait`). `Duration::ZERO`: never wait. Default [`DEFAULT_DELIVERY_WAIT_SECS`].
     pub delivery_wait: Duration,
     /// Resource limits.
     pub limits: crate::limits::LimitsConfig,

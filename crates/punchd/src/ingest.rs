@@ -155,7 +155,7 @@ impl Ingest {
     }
 
     /// The share of recent time this ingest path (every clone of it) spent writing deliveries to the store: the
-    /// sinks' measure of how busy collection is (`sinks::CollectionWait`).
+    /// sinks' measure of how busy collection is (`sinks::collection_wait`).
     pub fn load(&self) -> &CollectionLoad {
         &self.load
     }

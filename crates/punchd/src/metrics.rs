@@ -85,7 +85,7 @@ pub struct SinkMetrics {
     pub pending: Family<SinkLabels, Gauge>,
     /// 1 while failing.
     pub failing: Family<SinkLabels, Gauge>,
-    /// 1 while the sink's rounds wait for a pause in collection (`sinks::CollectionWait`).
+    /// 1 while the sink's rounds wait for a pause in collection (`sinks::collection_wait`).
     pub waiting: Family<SinkLabels, Gauge>,
 }
 
