@@ -166,7 +166,8 @@ pub const DEFAULT_DELIVERY_NICE: i32 = 19;
 
 /// The default of `delivery_wait_secs`: how long at most the sinks wait for a pause in collection. Check-ins then
 /// reach a sink at most this much later during an upload burst; HR systems read them by the hour (Frappe's auto
-/// attendance), so the burst gets the whole machine.
+/// attendance), so delivery stays out of the burst instead (BENCHMARKS.md, "Sinks wait for a pause in
+/// collection").
 pub const DEFAULT_DELIVERY_WAIT_SECS: u64 = 30;
 
 /// The settings file, every field optional.

@@ -47,4 +47,6 @@ pub mod simulate;
 pub mod sinks;
 pub mod sources;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 pub mod web;

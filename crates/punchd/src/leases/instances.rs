@@ -4,20 +4,21 @@
 //! before, as the stored lease times show. Runs on SQLite (one store shared by both instances) always, and on
 //! PostgreSQL (one store per instance on one schema) when `PUNCHD_TEST_POSTGRES_URL` is set.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDate, NaiveDateTime, Utc};
+use chrono::{NaiveDate, Utc};
 
 use crate::app::App;
 use crate::config::{Config, Overrides};
-use crate::domain::{DeviceSn, NewPunch, Pin, PunchState, Source};
+use crate::domain::DeviceSn;
 use crate::leases::Leases;
 use crate::metrics::SinkLabels;
 use crate::store::leases::Lease;
 use crate::store::outbox::{NewSink, SinkKind};
 use crate::store::sqlite::{Durability, SqliteStore};
-use crate::store::{Batch, RawEntry, Store};
+use crate::store::Store;
+use crate::test_support::{punch, receiver};
 
 /// How long the test leases last: long enough for a loaded 2-core machine to renew, short enough to wait for.
 const TTL: Duration = Duration::from_secs(3);
@@ -143,82 +144,6 @@ impl Drop for Instance {
             })
             .join();
         }
-    }
-}
-
-/// A webhook receiver that records every idempotency key it is sent.
-struct Receiver {
-    url: String,
-    keys: Arc<Mutex<Vec<String>>>,
-}
-
-async fn receiver() -> Receiver {
-    let keys: Arc<Mutex<Vec<String>>> = Arc::default();
-    let seen = keys.clone();
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let seen = seen.clone();
-            async move {
-                let batch: crate::sinks::CheckInBatch =
-                    serde_json::from_slice(&body).expect("a check-in batch");
-                seen.lock()
-                    .expect("keys")
-                    .extend(batch.checkins.into_iter().map(|c| c.idempotency_key));
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Receiver { url, keys }
-}
-
-impl Receiver {
-    fn keys(&self) -> Vec<String> {
-        self.keys.lock().expect("keys").clone()
-    }
-}
-
-fn local(minute: u32) -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(2026, 5, 4)
-        .and_then(|d| d.and_hms_opt(8 + minute / 60, minute % 60, 0))
-        .expect("test time")
-}
-
-/// Store punches `from..to` of device `dev` (one PIN each), ten per batch.
-async fn punch(store: &dyn Store, dev: &DeviceSn, from: u32, to: u32) {
-    let punches: Vec<NewPunch> = (from..to)
-        .map(|i| NewPunch {
-            device_sn: dev.clone(),
-            pin: Pin(format!("{}", 100 + i)),
-            punched_at: local(i),
-            time_zone: "UTC".into(),
-            punched_at_utc: local(i).and_utc(),
-            punch_state: Some(PunchState::from_code(0)),
-            verify_mode: None,
-            work_code: None,
-            extra: Vec::new(),
-            source: Source::Push,
-        })
-        .collect();
-    for chunk in punches.chunks(10) {
-        let mut batch = Batch::new(RawEntry {
-            received_at: Utc::now(),
-            device_sn: Some(dev.clone()),
-            source: Source::Push,
-            kind: "ATTLOG".into(),
-            request: "POST /iclock/cdata".into(),
-            remote_addr: None,
-            body: b"test".to_vec(),
-            errors: Vec::new(),
-        });
-        batch.punches = chunk.to_vec();
-        let outcome = store.write_batch(batch).await.expect("batch");
-        assert_eq!(outcome.n_stored, chunk.len());
     }
 }
 

@@ -58,18 +58,19 @@ impl CollectionWait {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
-    use chrono::{NaiveDate, Utc};
+    use chrono::Utc;
 
     use super::*;
     use crate::app::App;
     use crate::config::{Config, Overrides};
-    use crate::domain::{DeviceSn, NewPunch, Pin, PunchState, Source};
+    use crate::domain::DeviceSn;
     use crate::metrics::SinkLabels;
     use crate::store::outbox::{NewSink, SinkKind};
     use crate::store::sqlite::{Durability, SqliteStore};
-    use crate::store::{Batch, RawEntry, Store};
+    use crate::store::Store;
+    use crate::test_support::{punch, receiver};
 
     const MAX: Duration = Duration::from_secs(30);
 
@@ -97,30 +98,6 @@ mod tests {
         );
     }
 
-    /// A webhook receiver counting the check-ins it is sent.
-    async fn receiver() -> (String, Arc<Mutex<usize>>) {
-        let count: Arc<Mutex<usize>> = Arc::default();
-        let seen = count.clone();
-        let app = axum::Router::new().route(
-            "/",
-            axum::routing::post(move |body: axum::body::Bytes| {
-                let seen = seen.clone();
-                async move {
-                    let batch: crate::sinks::CheckInBatch =
-                        serde_json::from_slice(&body).expect("a check-in batch");
-                    *seen.lock().expect("count") += batch.checkins.len();
-                    axum::http::StatusCode::OK
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, count)
-    }
-
     /// The worker end to end: with collection busy (a write held open on the ingest path), the punches already
     /// in the outbox wait the configured time, then reach the receiver although collection is still busy. Fails
     /// without the wait (the receiver has them within a few hundred milliseconds).
@@ -142,13 +119,13 @@ mod tests {
             SqliteStore::open(&dir.path().join("punchd.db"), Durability::CrashSafe).expect("open"),
         );
         let app = App::with_store(config, store.clone()).await.expect("app");
-        let (url, received) = receiver().await;
+        let rx = receiver().await;
         store
             .create_sink(
                 NewSink {
                     name: "hr".into(),
                     kind: SinkKind::Webhook,
-                    config: serde_json::json!({"url": url, "secret": "s"}),
+                    config: serde_json::json!({"url": rx.url, "secret": "s"}),
                     since: None,
                 },
                 Utc::now(),
@@ -156,34 +133,7 @@ mod tests {
             .await
             .expect("sink");
         let dev = DeviceSn::parse("WAIT0001").expect("sn");
-        let at = NaiveDate::from_ymd_opt(2026, 5, 4)
-            .and_then(|d| d.and_hms_opt(8, 0, 0))
-            .expect("time");
-        let mut batch = Batch::new(RawEntry {
-            received_at: Utc::now(),
-            device_sn: Some(dev.clone()),
-            source: Source::Push,
-            kind: "ATTLOG".into(),
-            request: "POST /iclock/cdata".into(),
-            remote_addr: None,
-            body: b"test".to_vec(),
-            errors: Vec::new(),
-        });
-        batch.punches = (0..5)
-            .map(|i| NewPunch {
-                device_sn: dev.clone(),
-                pin: Pin(format!("{}", 100 + i)),
-                punched_at: at,
-                time_zone: "UTC".into(),
-                punched_at_utc: at.and_utc(),
-                punch_state: Some(PunchState::from_code(0)),
-                verify_mode: None,
-                work_code: None,
-                extra: Vec::new(),
-                source: Source::Push,
-            })
-            .collect();
-        assert_eq!(store.write_batch(batch).await.expect("write").n_stored, 5);
+        punch(store.as_ref(), &dev, 0, 5).await;
 
         // Collection writing without pause: one write held open until the share says so (a window or two).
         app.ingest.load().begin_at(Instant::now());
@@ -215,15 +165,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(
-            *received.lock().expect("count"),
-            0,
-            "delivered while waiting"
-        );
+        assert_eq!(rx.keys().len(), 0, "delivered while waiting");
         assert_eq!(waiting.get(), 1, "still waiting");
 
         let until = Instant::now() + Duration::from_secs(60);
-        while *received.lock().expect("count") < 5 {
+        while rx.keys().len() < 5 {
             assert!(Instant::now() < until, "not delivered within 60 s");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -237,6 +183,8 @@ mod tests {
             "collection was still busy when the sink delivered"
         );
         assert_eq!(waiting.get(), 0);
+        let keys: std::collections::HashSet<String> = rx.keys().into_iter().collect();
+        assert_eq!((rx.keys().len(), keys.len()), (5, 5), "each punch once");
         let _ = stop.send(true);
         let _ = worker.await;
     }
