@@ -73,6 +73,15 @@ const NEVER_COPIED: &[&str] = &["storage_probe", "leases"];
 /// `timestamptz` on PostgreSQL: (table, column).
 const SECONDS_COLUMNS: &[(&str, &str)] = &[("punches", "punched_at_utc"), ("sinks", "since_utc")];
 
+/// Source views copied like tables, with the column that keys them (copied in that order, resumable): SQLite keeps
+/// outbox events on their punch (`punches.outbox_at`, migrations/sqlite/0020_outbox_by_punch.sql) and shows them
+/// as the `outbox` view, which becomes PostgreSQL's `outbox` table.
+const COPIED_VIEWS: &[(&str, &str)] = &[("outbox", "id")];
+
+/// Source columns with no counterpart on the target, left behind: what SQLite keeps elsewhere on PostgreSQL (the
+/// outbox event on the punch row; a sink's count of passed events, which PostgreSQL counts when asked).
+const SOURCE_ONLY_COLUMNS: &[(&str, &str)] = &[("punches", "outbox_at"), ("sinks", "passed")];
+
 /// Source columns stored under another name on the target: (table, SQLite column, PostgreSQL column).
 const RENAMED_COLUMNS: &[(&str, &str, &str)] = &[
     // A sink's cursor is an (xid, id) pair on PostgreSQL (store/postgres/outbox.rs); SQLite's is the id part.
@@ -792,10 +801,14 @@ async fn plan(source: &Source, client: &Client, skip: &[String]) -> anyhow::Resu
     let names: Vec<String> = source
         .conn
         .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+            "SELECT name FROM sqlite_master WHERE (type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\')
+               OR (type = 'view' AND name IN (SELECT value FROM json_each(?1)))
              ORDER BY name",
         )?
-        .query_map([], |r| r.get(0))?
+        .query_map(
+            [serde_json::to_string(&COPIED_VIEWS.iter().map(|(v, _)| v).collect::<Vec<_>>())?],
+            |r| r.get(0),
+        )?
         .collect::<rusqlite::Result<_>>()?;
     let skip: HashSet<&str> = skip.iter().map(String::as_str).collect();
     let target_tables: HashSet<String> = client
@@ -813,10 +826,18 @@ async fn plan(source: &Source, client: &Client, skip: &[String]) -> anyhow::Resu
             continue;
         }
         // (name, pk position) in declaration order; pk 0 = not part of the key.
+        let view_key = COPIED_VIEWS
+            .iter()
+            .find(|(v, _)| *v == name)
+            .map(|(_, key)| *key);
         let source_columns: Vec<(String, i64)> = source
             .conn
             .prepare(&format!("PRAGMA table_info({})", quote(&name)))?
-            .query_map([], |r| Ok((r.get(1)?, r.get(5)?)))?
+            .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get(5)?)))?
+            .filter(|c| {
+                !matches!(c, Ok((col, _)) if SOURCE_ONLY_COLUMNS.contains(&(name.as_str(), col.as_str())))
+            })
+            .map(|c| c.map(|(col, pk)| if view_key == Some(col.as_str()) { (col, 1) } else { (col, pk) }))
             .collect::<rusqlite::Result<_>>()?;
         if !target_tables.contains(&name) {
             let n: i64 = source.conn.query_row(

@@ -111,7 +111,8 @@ pub struct SinkCounts {
 /// One event handed to a sink: the punch with the device facts a check-in carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEvent {
-    /// Event id (outbox order).
+    /// Event id. SQLite: the punch's id, and sinks read events in id order (store/sqlite/outbox.rs). PostgreSQL: an
+    /// id of its own, read in order of the writing transaction, then id (store/postgres/outbox.rs).
     pub id: i64,
     /// When the event was written (UTC).
     pub created_at: DateTime<Utc>,
@@ -294,7 +295,8 @@ pub trait OutboxStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<usize>;
     /// Deliver again every event of punches from `from` (UTC instant), delivered or not (the idempotency key keeps
-    /// the sink from counting one twice); writes missing events first. Returns how many were set pending.
+    /// the sink from counting one twice); writes missing events first. Returns how many it owes again: those set
+    /// pending and those it wrote.
     async fn replay_sink(
         &self,
         name: &str,

@@ -28,6 +28,8 @@ use tokio::sync::oneshot;
 
 mod delivery;
 mod outbox;
+#[cfg(test)]
+mod outbox_migration_tests;
 
 use super::{
     command_kind_from_json, Batch, BatchOutcome, CommandCompletion, CommandFilter, DeviceContact,
@@ -71,6 +73,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0017_review_pages.sql"),
     include_str!("../../migrations/sqlite/0018_pin_summary.sql"),
     include_str!("../../migrations/sqlite/0019_journal_device_dropped.sql"),
+    include_str!("../../migrations/sqlite/0020_outbox_by_punch.sql"),
 ];
 
 /// How often the checkpointer moves committed pages from the WAL into the database file.
@@ -229,8 +232,17 @@ fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> 
 }
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Run the migrations not yet run among the first `upto`, each in its own transaction.
+fn migrate_to(conn: &Connection, upto: usize) -> rusqlite::Result<()> {
     let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+    for (i, sql) in MIGRATIONS[..upto]
+        .iter()
+        .enumerate()
+        .skip(done.max(0) as usize)
+    {
         conn.execute_batch(&format!(
             "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
             i + 1
@@ -625,7 +637,7 @@ fn write_batches(
 struct GroupFacts {
     /// The id the next journal row takes: `MAX(id) + 1`, the rowid rule. Each batch takes one.
     next_journal_id: i64,
-    /// Whether any sink exists: without one, new punches get no outbox event. Read inside the transaction, so it
+    /// Whether any sink exists: without one, new punches get no outbox event (`punches.outbox_at` NULL). Read inside the transaction, so it
     /// is exact even when another process (`punchd sinks add` while `punchd serve` runs) created the first sink.
     sinks_exist: bool,
 }
@@ -818,8 +830,14 @@ const PUNCH_ROWS_PER_INSERT: usize = 64;
 /// terminal, the zone, the source (a push upload's or a pull's punches all share them), the receive time and the
 /// journal row (the same for every punch of a batch). SQLite reads a parameter named in several rows without
 /// copying it again, so each text is copied once per statement instead of once per punch: those copies were
-/// ≈ 2,900 of the ≈ 4,500 instructions binding a punch took (BENCHMARKS.md, "ATTLOG path", issue 6).
-const PUNCH_SHARED_COLUMNS: &str = "device_sn, time_zone, source, received_at, journal_id";
+/// ≈ 2,900 of the ≈ 4,500 instructions binding a punch took (BENCHMARKS.md, "ATTLOG path", issue 6). The last,
+/// `outbox_at`, is the punch's outbox event: the receive time while a sink exists, NULL otherwise
+/// (store/sqlite/outbox.rs).
+const PUNCH_SHARED_COLUMNS: &str =
+    "device_sn, time_zone, source, received_at, journal_id, outbox_at";
+
+/// Parameters bound once per statement ([`PUNCH_SHARED_COLUMNS`]): `?1`–`?6`.
+const PUNCH_SHARED_PARAMS: usize = 6;
 
 /// The columns bound per row, in [`bind_punch_row`] order.
 const PUNCH_ROW_COLUMNS: &str =
@@ -829,7 +847,7 @@ const PUNCH_ROW_COLUMNS: &str =
 const PUNCH_ROW_PARAMS: usize = 7;
 
 /// `INSERT OR IGNORE INTO punches … VALUES (…), …` for `rows` punches that share [`PUNCH_SHARED_COLUMNS`]:
-/// parameters `?1`–`?5` are the shared columns (named in every row), then 7 a row ([`PUNCH_ROW_COLUMNS`]) from `?6`
+/// parameters `?1`–`?6` are the shared columns (named in every row), then 7 a row ([`PUNCH_ROW_COLUMNS`]) from `?7`
 /// on. A re-sent punch is skipped by the identity index (`punches_identity`).
 ///
 /// `OR IGNORE`, not `ON CONFLICT DO NOTHING`: the upsert clause covers only uniqueness, so the NOT NULL columns
@@ -847,9 +865,13 @@ fn punch_insert_sql(rows: usize) -> String {
         if r > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?1, ?2, ?3, ?4, ?5");
+        sql.push_str("(?1, ?2, ?3, ?4, ?5, ?6");
         for k in 0..PUNCH_ROW_PARAMS {
-            let _ = write!(sql, ", ?{}", 6 + r * PUNCH_ROW_PARAMS + k);
+            let _ = write!(
+                sql,
+                ", ?{}",
+                PUNCH_SHARED_PARAMS + 1 + r * PUNCH_ROW_PARAMS + k
+            );
         }
         sql.push(')');
     }
@@ -862,18 +884,21 @@ fn shares_columns(a: &crate::domain::NewPunch, b: &crate::domain::NewPunch) -> b
     a.device_sn == b.device_sn && a.time_zone == b.time_zone && a.source == b.source
 }
 
-/// Bind the shared parameters `?1`–`?5` of a [`punch_insert_sql`] statement from `p`, the first of its rows.
+/// Bind the shared parameters `?1`–`?6` of a [`punch_insert_sql`] statement from `p`, the first of its rows;
+/// `outbox_at` is the events' time (unix ms), `None` when no sink exists.
 fn bind_punch_shared(
     st: &mut rusqlite::Statement<'_>,
     p: &crate::domain::NewPunch,
     received_ms: i64,
     journal_id: i64,
+    outbox_at: Option<i64>,
 ) -> rusqlite::Result<()> {
     st.raw_bind_parameter(1, p.device_sn.as_str())?;
     st.raw_bind_parameter(2, p.time_zone.as_str())?;
     st.raw_bind_parameter(3, p.source.as_str())?;
     st.raw_bind_parameter(4, received_ms)?;
-    st.raw_bind_parameter(5, journal_id)
+    st.raw_bind_parameter(5, journal_id)?;
+    st.raw_bind_parameter(6, outbox_at)
 }
 
 /// Bind one punch's 7 own parameters ([`PUNCH_ROW_COLUMNS`]) from 1-based parameter `first` on. `scratch` is
@@ -901,19 +926,17 @@ fn bind_punch_row(
     st.raw_bind_parameter(first + 6, p.punched_at_utc.timestamp())
 }
 
-/// What [`insert_punches_on`] did: (stored, duplicates, first and last id of the stored ones).
-type InsertedPunches = (usize, usize, Option<(i64, i64)>);
-
-/// Insert punches in order, skipping those already held (the identity index). Returns (stored, duplicates, ids of
-/// the stored ones): one writer, so the ids a batch takes are one range (rowid = max + 1; a skipped row takes
-/// none). Each run of punches that share [`PUNCH_SHARED_COLUMNS`] (a whole batch from one terminal) is written in
-/// statements of 64, 32, 16, 8, 4, 2 and 1 rows.
+/// Insert punches in order, skipping those already held (the identity index), each stored one with its outbox
+/// event when `outbox_at` is set (unix ms; `None`: no sink exists). Returns (stored, duplicates). Each run of
+/// punches that share [`PUNCH_SHARED_COLUMNS`] (a whole batch from one terminal) is written in statements of 64,
+/// 32, 16, 8, 4, 2 and 1 rows.
 fn insert_punches_on(
     conn: &Connection,
     punches: &[crate::domain::NewPunch],
     received_ms: i64,
     journal_id: i64,
-) -> Result<InsertedPunches> {
+    outbox_at: Option<i64>,
+) -> Result<(usize, usize)> {
     /// The statements' text for 1, 2, 4 … 64 rows (index: log2 of the rows).
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
@@ -922,7 +945,6 @@ fn insert_punches_on(
             .collect()
     });
     let mut n_stored = 0usize;
-    let mut new_ids: Option<(i64, i64)> = None;
     let mut scratch = String::new();
     let mut rest = punches;
     while let Some(first) = rest.first() {
@@ -937,20 +959,20 @@ fn insert_punches_on(
         let mut st = conn
             .prepare_cached(&sql[rows.trailing_zeros() as usize])
             .map_err(backend)?;
-        bind_punch_shared(&mut st, first, received_ms, journal_id).map_err(backend)?;
+        bind_punch_shared(&mut st, first, received_ms, journal_id, outbox_at).map_err(backend)?;
         for (r, p) in chunk.iter().enumerate() {
-            bind_punch_row(&mut st, 6 + r * PUNCH_ROW_PARAMS, p, &mut scratch).map_err(backend)?;
+            bind_punch_row(
+                &mut st,
+                PUNCH_SHARED_PARAMS + 1 + r * PUNCH_ROW_PARAMS,
+                p,
+                &mut scratch,
+            )
+            .map_err(backend)?;
         }
-        let changed = st.raw_execute().map_err(backend)?;
-        if changed > 0 {
-            n_stored += changed;
-            let last = conn.last_insert_rowid();
-            let first = last - changed as i64 + 1;
-            new_ids = Some(new_ids.map_or((first, last), |(f, _)| (f, last)));
-        }
+        n_stored += st.raw_execute().map_err(backend)?;
         rest = after;
     }
-    Ok((n_stored, punches.len() - n_stored, new_ids))
+    Ok((n_stored, punches.len() - n_stored))
 }
 
 /// A punch's `extra` columns as stored: exactly `serde_json::to_string(extra)`, a JSON array of strings, written
@@ -997,11 +1019,9 @@ fn write_batch_on(
         Some(run) => Some(agents::begin_agent_seq(conn, run)?),
         None => None,
     };
-    let (n_stored, n_duplicate, new_ids) =
-        insert_punches_on(conn, &batch.punches, received, journal_id)?;
-    if let Some(range) = new_ids.filter(|_| facts.sinks_exist) {
-        outbox::insert_events_on(conn, range, received)?;
-    }
+    let outbox_at = facts.sinks_exist.then_some(received);
+    let (n_stored, n_duplicate) =
+        insert_punches_on(conn, &batch.punches, received, journal_id, outbox_at)?;
     for u in &batch.users {
         conn.prepare_cached(
             "INSERT INTO device_users (device_sn, pin, name, privilege, password, card, grp, time_zones, \
@@ -2319,7 +2339,7 @@ mod tests {
     }
 
     /// A batch of one punch of `pin` from terminal `sn`, received now.
-    fn one_punch(sn: &str, pin: &str) -> crate::store::Batch {
+    pub(super) fn one_punch(sn: &str, pin: &str) -> crate::store::Batch {
         use crate::domain::{NewPunch, Pin, PunchState, Source};
         let sn = DeviceSn::parse(sn).expect("sn");
         let at = chrono::NaiveDate::from_ymd_opt(2026, 3, 9)

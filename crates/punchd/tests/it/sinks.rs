@@ -358,7 +358,10 @@ fn events_written_after_the_rounds_clock_reading_are_delivered_not_skipped() {
     ]);
     assert_eq!(server.attlog("AHEAD00001", &lines).text(), "OK:3");
     let moved = sqlite(&server.db)
-        .execute("UPDATE outbox SET created_at = created_at + 3600000", [])
+        .execute(
+            "UPDATE punches SET outbox_at = outbox_at + 3600000 WHERE outbox_at IS NOT NULL",
+            [],
+        )
         .unwrap();
     assert_eq!(moved, 3);
     let resumed = cli(&server.db, &["sinks", "resume", "w"]);

@@ -464,7 +464,7 @@ impl OutboxStore for PgStore {
         let tx = client.transaction().await.map_err(backend)?;
         let sink = sink_by_name_on(&*tx, name).await?;
         let from = whole_second(from);
-        backfill_on(&*tx, from, now).await?;
+        let backfilled = backfill_on(&*tx, from, now).await?;
         // Events past the cursor are taken by the worker anyway; widen the sink's start so they are not
         // filtered out, and drop the creation limit (the replay asks for every punch from `from`).
         tx.execute(
@@ -487,7 +487,8 @@ impl OutboxStore for PgStore {
             .await
             .map_err(backend)?;
         commit(tx).await?;
-        Ok(n as usize)
+        // The events it wrote (past the cursor, taken by the worker) are owed again too.
+        Ok((n + backfilled) as usize)
     }
 
     async fn sink_counts(&self, sink_id: i64) -> Result<SinkCounts> {

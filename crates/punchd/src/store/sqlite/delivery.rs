@@ -1,5 +1,5 @@
-//! [`DeliveryStore`] for SQLite (outbox tables of migrations/sqlite/0008_outbox.sql; withdrawals of
-//! 0012_delivery.sql).
+//! [`DeliveryStore`] for SQLite (outbox tables of migrations/sqlite/0008_outbox.sql, events on their punch since
+//! 0020_outbox_by_punch.sql; withdrawals of 0012_delivery.sql).
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use rusqlite::params;
@@ -33,10 +33,10 @@ impl DeliveryStore for SqliteStore {
                     "SELECT p.device_sn, COUNT(*), MIN(p.punched_at_utc) FROM ( \
                        SELECT d.event_id AS id FROM deliveries d WHERE d.sink_id = ?1 AND d.status = 'pending' \
                        UNION ALL \
-                       SELECT o.id FROM outbox o JOIN punches q ON q.id = o.punch_id, sinks s \
-                       WHERE s.id = ?1 AND o.id > s.cursor \
+                       SELECT q.id FROM punches q, sinks s \
+                       WHERE s.id = ?1 AND q.id > s.cursor AND q.outbox_at IS NOT NULL \
                          AND (s.since_utc IS NULL OR q.punched_at_utc >= s.since_utc) \
-                     ) e JOIN outbox o ON o.id = e.id JOIN punches p ON p.id = o.punch_id \
+                     ) e JOIN punches p ON p.id = e.id \
                      GROUP BY p.device_sn ORDER BY p.device_sn",
                 )
                 .map_err(backend)?;
@@ -60,19 +60,30 @@ impl DeliveryStore for SqliteStore {
     async fn prune_outbox(&self, before: DateTime<Utc>, max: usize) -> Result<usize> {
         self.write(move |conn| {
             // Candidates: old events every sink has taken (id <= its cursor; no sink: all) with no delivery row
-            // that is pending or parked.
+            // that is pending or parked. An event is pruned by clearing its punch's `outbox_at` (the punch stays);
+            // the sinks' `passed` counts lose it.
+            //
+            // There is no index on `outbox_at`, so the scan starts at `prune_from`, the first punch that still had
+            // an event after the last call. It is a temporary table of the writer's connection: the first call of a
+            // process scans from the first punch, and a backfill on the same connection starts it over
+            // (sqlite/outbox.rs). Events a replay or a start date gives older punches from another process (the
+            // CLI) are pruned after the server restarts.
             conn.execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id INTEGER PRIMARY KEY); DELETE FROM prune_ids;",
+                "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id INTEGER PRIMARY KEY); DELETE FROM prune_ids; \
+                 CREATE TEMP TABLE IF NOT EXISTS prune_from (id INTEGER NOT NULL);",
             )
             .map_err(backend)?;
+            let from: i64 = conn
+                .query_row("SELECT COALESCE((SELECT MIN(id) FROM prune_from), 0)", [], |r| r.get(0))
+                .map_err(backend)?;
             conn.execute(
-                "INSERT INTO prune_ids (id) SELECT o.id FROM outbox o \
-                 WHERE o.created_at < ?1 \
-                   AND o.id <= COALESCE((SELECT MIN(cursor) FROM sinks), o.id) \
-                   AND NOT EXISTS (SELECT 1 FROM sinks s JOIN deliveries d ON d.sink_id = s.id AND d.event_id = o.id \
+                "INSERT INTO prune_ids (id) SELECT p.id FROM punches p \
+                 WHERE p.id >= ?3 AND p.outbox_at IS NOT NULL AND p.outbox_at < ?1 \
+                   AND p.id <= COALESCE((SELECT MIN(cursor) FROM sinks), p.id) \
+                   AND NOT EXISTS (SELECT 1 FROM sinks s JOIN deliveries d ON d.sink_id = s.id AND d.event_id = p.id \
                                    WHERE d.status <> 'delivered') \
-                 ORDER BY o.id LIMIT ?2",
-                params![ms(before), max as i64],
+                 ORDER BY p.id LIMIT ?2",
+                params![ms(before), max as i64, from],
             )
             .map_err(backend)?;
             conn.execute(
@@ -80,12 +91,28 @@ impl DeliveryStore for SqliteStore {
                 [],
             )
             .map_err(backend)?;
+            conn.execute(
+                "UPDATE sinks SET passed = passed - (SELECT COUNT(*) FROM prune_ids i JOIN punches q ON q.id = i.id \
+                   WHERE i.id <= sinks.cursor \
+                     AND (sinks.since_utc IS NULL OR q.punched_at_utc >= sinks.since_utc))",
+                [],
+            )
+            .map_err(backend)?;
             let n = conn
                 .execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM prune_ids)",
+                    "UPDATE punches SET outbox_at = NULL WHERE id IN (SELECT id FROM prune_ids)",
                     [],
                 )
                 .map_err(backend)?;
+            // Next time, start at the first event left from here (none: past the last punch).
+            conn.execute("DELETE FROM prune_from", []).map_err(backend)?;
+            conn.execute(
+                "INSERT INTO prune_from (id) SELECT COALESCE( \
+                   (SELECT id FROM punches WHERE id >= ?1 AND outbox_at IS NOT NULL ORDER BY id LIMIT 1), \
+                   (SELECT COALESCE(MAX(id), 0) + 1 FROM punches))",
+                [from],
+            )
+            .map_err(backend)?;
             conn.execute("DELETE FROM prune_ids", []).map_err(backend)?;
             Ok(n)
         })
@@ -98,14 +125,13 @@ impl DeliveryStore for SqliteStore {
                 .prepare_cached(
                     "SELECT c.id, p.id, p.device_sn, p.pin, p.punched_at, \
                        CASE WHEN d.status IS NOT NULL THEN d.status \
-                            WHEN o.id IS NULL OR (s.since_utc IS NOT NULL AND p.punched_at_utc < s.since_utc) \
-                              THEN NULL \
-                            WHEN o.id > s.cursor THEN 'pending' \
+                            WHEN p.outbox_at IS NULL \
+                              OR (s.since_utc IS NOT NULL AND p.punched_at_utc < s.since_utc) THEN NULL \
+                            WHEN p.id > s.cursor THEN 'pending' \
                             ELSE 'delivered' END, \
                        d.remote_ref, p.punch_state \
                      FROM corrections c JOIN punches p ON p.id = c.punch_id JOIN sinks s ON s.id = ?1 \
-                     LEFT JOIN outbox o ON o.punch_id = p.id \
-                     LEFT JOIN deliveries d ON d.sink_id = s.id AND d.event_id = o.id \
+                     LEFT JOIN deliveries d ON d.sink_id = s.id AND d.event_id = p.id \
                      WHERE c.kind = 'void-punch' AND c.revoked_at IS NULL \
                        AND NOT EXISTS (SELECT 1 FROM withdrawals w WHERE w.sink_id = s.id AND w.correction_id = c.id) \
                      ORDER BY c.id LIMIT ?2",

@@ -1,12 +1,26 @@
-//! [`OutboxStore`] for SQLite (schema: migrations/sqlite/0008_outbox.sql).
+//! [`OutboxStore`] for SQLite (schema: migrations/sqlite/0008_outbox.sql; events on their punch since
+//! 0020_outbox_by_punch.sql).
 //!
-//! The hot path is [`insert_events_on`], called by `write_batch_on` inside the batch's transaction, only for a
-//! batch that stored new punches and only when a sink exists: ONE `INSERT … SELECT` over the id range of those
-//! punches (one writer thread, so a batch's new punch ids are contiguous; a duplicate allocates no id). Whether a
-//! sink exists is read once per group inside its transaction (`GroupFacts` in sqlite.rs), so it is exact even when
-//! another process (`punchd sinks add` while `punchd serve` runs) creates the first sink. With no sink a batch
-//! pays nothing here; with sinks, one small row per new punch, appended at the right edge of two integer-keyed
-//! b-trees.
+//! **Events live on their punch.** A punch's outbox event is `punches.outbox_at` (when it was written, unix ms;
+//! NULL: no event), and the event's id is the punch's id: one event per punch, ever, and events in punch order.
+//! `outbox` is a read-only view of those rows (`id`, `punch_id`, `created_at`), for `punchd migrate` and for a
+//! person reading the database.
+//!
+//! The hot path costs one bound column: `write_batch_on` (sqlite.rs) stores each new punch with `outbox_at` set to
+//! its receive time while at least one sink exists, in the punch's own row, so nothing stored is ever missing from
+//! the outbox. Whether a sink exists is read once per group inside its transaction (`GroupFacts` in sqlite.rs),
+//! so it is exact even when another process (`punchd sinks add` while `punchd serve` runs) creates the first
+//! sink. The outbox row this replaced, a second table with a unique index on the punch, cost 2,750 instructions per
+//! punch (BENCHMARKS.md, "Outbox events on the punch row").
+//!
+//! **Events written later** for older punches (a sink's start date, a replay: [`backfill_on`]) keep their punch's
+//! id, below the cursors of sinks that already passed it. A sink made with a start date reads from the first
+//! punch; a replay gives the replaying sink a pending delivery for each event at or below its cursor; other sinks
+//! do not see them: they deliver what was stored after they were made, as [`NewSink::since`] says.
+//!
+//! **Counts.** `sinks.passed` is the number of events at or below the sink's cursor inside its start date, moved
+//! in the same transaction as the cursor (a range count over the events just passed), recounted by a replay and
+//! lowered by pruning; [`OutboxStore::sink_counts`] reads it instead of counting the outbox up to the cursor.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -18,21 +32,6 @@ use crate::store::outbox::{
 };
 use crate::store::{Result, StoreError};
 
-/// Write one outbox event for each punch with an id in `first..=last` (the punches one batch just stored).
-pub(super) fn insert_events_on(
-    conn: &Connection,
-    (first, last): (i64, i64),
-    now_ms: i64,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO outbox (punch_id, created_at) SELECT id, ?3 FROM punches WHERE id BETWEEN ?1 AND ?2",
-    )
-    .and_then(|mut st| st.execute(params![first, last, now_ms]))
-    .map_err(backend)?;
-    Ok(())
-}
-
-/// Events for stored punches from `from_s` (unix seconds) that have none.
 /// Put every event parked as unmapped (any sink) back to pending, due now: called in the transaction of each
 /// attendance write that can change who a PIN means (employee add/edit/import, mapping add/remove), so the sink
 /// workers retry them within their next idle turn, from any process (CLI or API). Uses the
@@ -46,14 +45,35 @@ pub(super) fn retry_unmapped_on(conn: &Connection, now_ms: i64) -> Result<usize>
     .map_err(backend)
 }
 
+/// Write an event (`outbox_at = now_ms`) for each stored punch from `from_s` (unix seconds) that has none; returns
+/// how many were written. Scans every punch (there is no index on the punch time); a person asks for it.
 fn backfill_on(conn: &Connection, from_s: i64, now_ms: i64) -> Result<usize> {
+    // Older punches get events again: pruning starts over from the first punch (sqlite/delivery.rs).
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS prune_from (id INTEGER NOT NULL); DELETE FROM prune_from;",
+    )
+    .map_err(backend)?;
     conn.execute(
-        "INSERT INTO outbox (punch_id, created_at) SELECT p.id, ?2 FROM punches p \
-         WHERE p.punched_at_utc >= ?1 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.punch_id = p.id) \
-         ORDER BY p.id",
+        "UPDATE punches SET outbox_at = ?2 WHERE punched_at_utc >= ?1 AND outbox_at IS NULL",
         params![from_s, now_ms],
     )
     .map_err(backend)
+}
+
+/// Move sink `sink_id`'s cursor from `from` to `through`, adding the events in between (inside its start date) to
+/// its `passed` count, if the cursor is still at `from`; returns whether it moved. A range read of the events
+/// just passed.
+fn move_cursor_on(conn: &Connection, sink_id: i64, from: i64, through: i64) -> Result<bool> {
+    let moved = conn
+        .prepare_cached(
+            "UPDATE sinks SET cursor = ?3, passed = passed + ( \
+               SELECT COUNT(*) FROM punches p WHERE p.id > ?2 AND p.id <= ?3 AND p.outbox_at IS NOT NULL \
+                 AND (sinks.since_utc IS NULL OR p.punched_at_utc >= sinks.since_utc)) \
+             WHERE id = ?1 AND cursor = ?2",
+        )
+        .and_then(|mut st| st.execute(params![sink_id, from, through]))
+        .map_err(backend)?;
+    Ok(moved > 0)
 }
 
 const SINK_COLUMNS: &str =
@@ -151,7 +171,8 @@ impl OutboxStore for SqliteStore {
                 backfill_on(conn, from, ms(now))?;
                 0
             } else {
-                conn.query_row("SELECT COALESCE(MAX(id), 0) FROM outbox", [], |r| r.get(0))
+                // Every punch stored from now on (event ids are punch ids).
+                conn.query_row("SELECT COALESCE(MAX(id), 0) FROM punches", [], |r| r.get(0))
                     .map_err(backend)?
             };
             let inserted = conn.execute(
@@ -252,7 +273,8 @@ impl OutboxStore for SqliteStore {
         let any_new: bool = self
             .read(move |conn| {
                 conn.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM outbox WHERE id > (SELECT cursor FROM sinks WHERE id = ?1))",
+                    "SELECT EXISTS (SELECT 1 FROM punches WHERE id > (SELECT cursor FROM sinks WHERE id = ?1) \
+                     AND outbox_at IS NOT NULL)",
                     [sink_id],
                     |r| r.get(0),
                 )
@@ -272,7 +294,8 @@ impl OutboxStore for SqliteStore {
                 .map_err(backend)?;
             let last: Option<i64> = conn
                 .query_row(
-                    "SELECT MAX(id) FROM (SELECT id FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2)",
+                    "SELECT MAX(id) FROM (SELECT id FROM punches WHERE id > ?1 AND outbox_at IS NOT NULL \
+                     ORDER BY id LIMIT ?2)",
                     params![cursor, max as i64],
                     |r| r.get(0),
                 )
@@ -281,17 +304,14 @@ impl OutboxStore for SqliteStore {
             let taken = conn
                 .prepare_cached(
                     "INSERT INTO deliveries (sink_id, event_id, status, next_attempt_at, updated_at) \
-                     SELECT ?1, o.id, 'pending', ?4, ?4 FROM outbox o JOIN punches p ON p.id = o.punch_id \
-                     WHERE o.id > ?2 AND o.id <= ?3 AND (?5 IS NULL OR p.punched_at_utc >= ?5) \
+                     SELECT ?1, p.id, 'pending', ?4, ?4 FROM punches p \
+                     WHERE p.id > ?2 AND p.id <= ?3 AND p.outbox_at IS NOT NULL \
+                       AND (?5 IS NULL OR p.punched_at_utc >= ?5) \
                      ON CONFLICT (sink_id, event_id) DO NOTHING",
                 )
                 .and_then(|mut st| st.execute(params![sink_id, cursor, last, ms(now), since]))
                 .map_err(backend)?;
-            conn.execute(
-                "UPDATE sinks SET cursor = ?2 WHERE id = ?1",
-                params![sink_id, last],
-            )
-            .map_err(backend)?;
+            move_cursor_on(conn, sink_id, cursor, last)?;
             Ok(taken)
         })
         .await
@@ -309,8 +329,8 @@ impl OutboxStore for SqliteStore {
                 .prepare_cached(
                     "SELECT p.id, p.device_sn, p.pin, p.punched_at, p.punch_state, p.verify_mode, p.work_code, \
                      p.extra, p.time_zone, p.punched_at_utc, p.received_at, p.source, p.journal_id, \
-                     d.event_id, o.created_at, d.attempts, d.next_attempt_at, dev.alias, dev.site \
-                     FROM deliveries d JOIN outbox o ON o.id = d.event_id JOIN punches p ON p.id = o.punch_id \
+                     d.event_id, COALESCE(p.outbox_at, p.received_at), d.attempts, d.next_attempt_at, dev.alias, \
+                     dev.site FROM deliveries d JOIN punches p ON p.id = d.event_id \
                      LEFT JOIN devices dev ON dev.sn = p.device_sn \
                      WHERE d.sink_id = ?1 AND d.status = 'pending' AND (?3 IS NULL OR d.next_attempt_at <= ?3) \
                      ORDER BY d.event_id LIMIT ?2",
@@ -364,10 +384,9 @@ impl OutboxStore for SqliteStore {
                 .prepare_cached(
                     "SELECT p.id, p.device_sn, p.pin, p.punched_at, p.punch_state, p.verify_mode, p.work_code, \
                      p.extra, p.time_zone, p.punched_at_utc, p.received_at, p.source, p.journal_id, \
-                     o.id, o.created_at, dev.alias, dev.site \
-                     FROM outbox o JOIN punches p ON p.id = o.punch_id \
-                     LEFT JOIN devices dev ON dev.sn = p.device_sn \
-                     WHERE o.id > ?1 ORDER BY o.id LIMIT ?2",
+                     p.id, p.outbox_at, dev.alias, dev.site \
+                     FROM punches p LEFT JOIN devices dev ON dev.sn = p.device_sn \
+                     WHERE p.id > ?1 AND p.outbox_at IS NOT NULL ORDER BY p.id LIMIT ?2",
                 )
                 .map_err(backend)?;
             let mut rows = st
@@ -416,11 +435,7 @@ impl OutboxStore for SqliteStore {
             let (taken, peeked): (Vec<_>, Vec<_>) =
                 outcomes.into_iter().partition(|(id, _)| *id <= from);
             update_outcomes_on(conn, sink_id, &taken, now)?;
-            let moved = conn
-                .prepare_cached("UPDATE sinks SET cursor = ?3 WHERE id = ?1 AND cursor = ?2")
-                .and_then(|mut st| st.execute(params![sink_id, from, through]))
-                .map_err(backend)?;
-            if moved == 0 {
+            if !move_cursor_on(conn, sink_id, from, through)? {
                 return Ok(false);
             }
             let mut insert = conn
@@ -510,16 +525,29 @@ impl OutboxStore for SqliteStore {
                 params![sink.id, from_s],
             )
             .map_err(backend)?;
+            let n = conn
+                .execute(
+                    "INSERT INTO deliveries (sink_id, event_id, status, next_attempt_at, updated_at) \
+                     SELECT ?1, p.id, 'pending', ?3, ?3 FROM punches p \
+                     WHERE p.punched_at_utc >= ?2 AND p.outbox_at IS NOT NULL \
+                       AND p.id <= (SELECT cursor FROM sinks WHERE id = ?1) \
+                     ON CONFLICT (sink_id, event_id) DO UPDATE SET status = 'pending', attempts = 0, \
+                     next_attempt_at = excluded.next_attempt_at, last_error = NULL, park_kind = NULL, \
+                     updated_at = excluded.updated_at",
+                    params![sink.id, from_s, ms(now)],
+                )
+                .map_err(backend)?;
+            // The backfill and the wider start changed which events are at or below the cursor: count them again
+            // (a scan of the punches up to the cursor, once per replay).
             conn.execute(
-                "INSERT INTO deliveries (sink_id, event_id, status, next_attempt_at, updated_at) \
-                 SELECT ?1, o.id, 'pending', ?3, ?3 FROM outbox o JOIN punches p ON p.id = o.punch_id \
-                 WHERE p.punched_at_utc >= ?2 AND o.id <= (SELECT cursor FROM sinks WHERE id = ?1) \
-                 ON CONFLICT (sink_id, event_id) DO UPDATE SET status = 'pending', attempts = 0, \
-                 next_attempt_at = excluded.next_attempt_at, last_error = NULL, park_kind = NULL, \
-                 updated_at = excluded.updated_at",
-                params![sink.id, from_s, ms(now)],
+                "UPDATE sinks SET passed = (SELECT COUNT(*) FROM punches p \
+                   WHERE p.id <= sinks.cursor AND p.outbox_at IS NOT NULL \
+                     AND (sinks.since_utc IS NULL OR p.punched_at_utc >= sinks.since_utc)) \
+                 WHERE id = ?1",
+                [sink.id],
             )
-            .map_err(backend)
+            .map_err(backend)?;
+            Ok(n)
         })
         .await
     }
@@ -548,41 +576,27 @@ impl OutboxStore for SqliteStore {
                     _ => counts.parked += n as u64,
                 }
             }
-            // Delivered: every event at or below the cursor inside the sink's start, less those pending or parked
-            // (the fast path writes no row for an event it simply delivered; see store/outbox.rs).
-            let (cursor, since): (i64, Option<i64>) = conn
-                .query_row(
-                    "SELECT cursor, since_utc FROM sinks WHERE id = ?1",
-                    [sink_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+            // Delivered: every event at or below the cursor inside the sink's start (`passed`, kept with the
+            // cursor), less those pending or parked (the fast path writes no row for an event it simply delivered;
+            // see store/outbox.rs).
+            let passed: i64 = conn
+                .query_row("SELECT passed FROM sinks WHERE id = ?1", [sink_id], |r| {
+                    r.get(0)
+                })
                 .map_err(backend)?;
-            let passed: i64 = match since {
-                None => conn.query_row(
-                    "SELECT COUNT(*) FROM outbox WHERE id <= ?1",
-                    [cursor],
-                    |r| r.get(0),
-                ),
-                Some(since) => conn.query_row(
-                    "SELECT COUNT(*) FROM outbox o JOIN punches p ON p.id = o.punch_id \
-                     WHERE o.id <= ?1 AND p.punched_at_utc >= ?2",
-                    [cursor, since],
-                    |r| r.get(0),
-                ),
-            }
-            .map_err(backend)?;
             counts.delivered = (passed as u64).saturating_sub(counts.pending + counts.parked);
             let (untaken, oldest_untaken): (i64, Option<i64>) = conn
                 .query_row(
-                    "SELECT COUNT(*), MIN(o.created_at) FROM outbox o JOIN punches p ON p.id = o.punch_id, sinks s \
-                     WHERE s.id = ?1 AND o.id > s.cursor AND (s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc)",
+                    "SELECT COUNT(*), MIN(p.outbox_at) FROM punches p, sinks s \
+                     WHERE s.id = ?1 AND p.id > s.cursor AND p.outbox_at IS NOT NULL \
+                       AND (s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc)",
                     [sink_id],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(backend)?;
             let oldest_taken: Option<i64> = conn
                 .query_row(
-                    "SELECT MIN(o.created_at) FROM deliveries d JOIN outbox o ON o.id = d.event_id \
+                    "SELECT MIN(p.outbox_at) FROM deliveries d JOIN punches p ON p.id = d.event_id \
                      WHERE d.sink_id = ?1 AND d.status = 'pending'",
                     [sink_id],
                     |r| r.get(0),
@@ -604,7 +618,7 @@ impl OutboxStore for SqliteStore {
             let mut st = conn
                 .prepare(
                     "SELECT d.event_id, p.device_sn, p.pin, p.punched_at, d.park_kind, COALESCE(d.last_error, '') \
-                     FROM deliveries d JOIN outbox o ON o.id = d.event_id JOIN punches p ON p.id = o.punch_id \
+                     FROM deliveries d JOIN punches p ON p.id = d.event_id \
                      WHERE d.sink_id = ?1 AND d.status = 'parked' ORDER BY d.event_id LIMIT ?2",
                 )
                 .map_err(backend)?;
