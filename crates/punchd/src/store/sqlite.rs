@@ -637,8 +637,9 @@ fn write_batches(
 struct GroupFacts {
     /// The id the next journal row takes: `MAX(id) + 1`, the rowid rule. Each batch takes one.
     next_journal_id: i64,
-    /// Whether any sink exists: without one, new punches get no outbox event (`punches.outbox_at` NULL). Read inside the transaction, so it
-    /// is exact even when another process (`punchd sinks add` while `punchd serve` runs) created the first sink.
+    /// Whether any sink exists: without one, new punches get no outbox event (`punches.outbox_at` NULL). Read
+    /// inside the transaction, so it is exact even when another process (`punchd sinks add` while `punchd serve`
+    /// runs) created the first sink.
     sinks_exist: bool,
 }
 
