@@ -63,6 +63,21 @@ fn new_sink(name: &str, since: Option<DateTime<Utc>>) -> NewSink {
     }
 }
 
+/// Take what sink `sink_id` has past its cursor (at `now`), then the PINs of its pending events, sorted: what it
+/// owes, whichever side of the cursor a store wrote an event on.
+pub(crate) async fn owed_pins(store: &dyn Store, sink_id: i64, now: DateTime<Utc>) -> Vec<String> {
+    store.take_events(sink_id, 100, now).await.expect("take");
+    let mut pins: Vec<String> = store
+        .pending_events(sink_id, None, 100)
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|e| e.punch.pin.0)
+        .collect();
+    pins.sort();
+    pins
+}
+
 /// Run every outbox check against `store` (a fresh store: the checks count events).
 pub(crate) async fn run_all(store: &dyn Store) {
     let dev = sn("OUTBOX-1");
@@ -238,19 +253,10 @@ pub(crate) async fn run_all(store: &dyn Store) {
     );
     // Where the store wrote the new event past the cursor (PostgreSQL) the worker takes it; SQLite keeps an event
     // under its punch's id, below the cursor, and set it pending with the others.
-    store
-        .take_events(a.id, 100, instant(7))
-        .await
-        .expect("take");
-    let mut pending: Vec<String> = store
-        .pending_events(a.id, None, 100)
-        .await
-        .expect("pending")
-        .into_iter()
-        .map(|e| e.punch.pin.0)
-        .collect();
-    pending.sort();
-    assert_eq!(pending, ["1", "2", "3", "4"]);
+    assert_eq!(
+        owed_pins(store, a.id, instant(7)).await,
+        ["1", "2", "3", "4"]
+    );
     let counts = store.sink_counts(a.id).await.expect("counts");
     assert_eq!((counts.pending, counts.delivered), (4, 0));
 
