@@ -70,5 +70,14 @@ CREATE INDEX deliveries_status ON deliveries (sink_id, status, event_id);
 
 DROP TABLE outbox;
 DROP TABLE outbox_by_punch_cursor;
+
+-- Where the next outbox pruning starts its scan of the punches (there is no index on `outbox_at`): the first punch
+-- that still had an event after the last prune; a backfill sets it back to 0 (store/sqlite/delivery.rs). One row.
+-- Not copied by `punchd migrate`.
+CREATE TABLE outbox_prune (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    from_id  INTEGER NOT NULL
+);
+INSERT INTO outbox_prune (id, from_id) VALUES (1, 0);
 CREATE VIEW outbox (id, punch_id, created_at) AS
 SELECT id, id, outbox_at FROM punches WHERE outbox_at IS NOT NULL;

@@ -65,9 +65,10 @@ pub struct MigrateArgs {
 }
 
 /// Source tables that are never copied: SQLite's own, the storage probe (a scratch row the SQLite writer
-/// inserts and deletes while storage fails) and leases (claims of the one SQLite instance, which would only keep
-/// the new instances waiting until they expire).
-const NEVER_COPIED: &[&str] = &["storage_probe", "leases"];
+/// inserts and deletes while storage fails), leases (claims of the one SQLite instance, which would only keep
+/// the new instances waiting until they expire) and where SQLite's outbox pruning resumes (`outbox_prune`;
+/// PostgreSQL deletes its outbox rows instead).
+const NEVER_COPIED: &[&str] = &["storage_probe", "leases", "outbox_prune"];
 
 /// Integer columns of the SQLite schema that hold unix **seconds** (the others hold milliseconds) and become
 /// `timestamptz` on PostgreSQL: (table, column).

@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 mod delivery;
 mod outbox;
 #[cfg(test)]
-mod outbox_migration_tests;
+mod outbox_tests;
 
 use super::{
     command_kind_from_json, Batch, BatchOutcome, CommandCompletion, CommandFilter, DeviceContact,

@@ -129,8 +129,9 @@ fn batches_before(db: &Path, table: &str, batch: i64) -> usize {
                 |r| r.get(0),
             )
             .unwrap();
-        // Never copied (migrate.rs's NEVER_COPIED): the storage probe, and leases (the sink worker holds one).
-        if rows > 0 && name != "storage_probe" && name != "leases" {
+        // Never copied (migrate.rs's NEVER_COPIED): the storage probe, leases (the sink worker holds one) and
+        // where outbox pruning resumes.
+        if rows > 0 && !["storage_probe", "leases", "outbox_prune"].contains(&name.as_str()) {
             n += if keyed > 0 || name == "outbox" {
                 ((rows + batch - 1) / batch) as usize
             } else {

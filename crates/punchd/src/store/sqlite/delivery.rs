@@ -63,18 +63,15 @@ impl DeliveryStore for SqliteStore {
             // that is pending or parked. An event is pruned by clearing its punch's `outbox_at` (the punch stays);
             // the sinks' `passed` counts lose it.
             //
-            // There is no index on `outbox_at`, so the scan starts at `prune_from`, the first punch that still had
-            // an event after the last call. It is a temporary table of the writer's connection: the first call of a
-            // process scans from the first punch, and a backfill on the same connection starts it over
-            // (sqlite/outbox.rs). Events a replay or a start date gives older punches from another process (the
-            // CLI) are pruned after the server restarts.
+            // There is no index on `outbox_at`, so the scan starts at `outbox_prune.from_id`, the first punch that
+            // still had an event after the last call; a backfill (sqlite/outbox.rs) sets it back to 0, from any
+            // process.
             conn.execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id INTEGER PRIMARY KEY); DELETE FROM prune_ids; \
-                 CREATE TEMP TABLE IF NOT EXISTS prune_from (id INTEGER NOT NULL);",
+                "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id INTEGER PRIMARY KEY); DELETE FROM prune_ids;",
             )
             .map_err(backend)?;
             let from: i64 = conn
-                .query_row("SELECT COALESCE((SELECT MIN(id) FROM prune_from), 0)", [], |r| r.get(0))
+                .query_row("SELECT COALESCE((SELECT from_id FROM outbox_prune), 0)", [], |r| r.get(0))
                 .map_err(backend)?;
             conn.execute(
                 "INSERT INTO prune_ids (id) SELECT p.id FROM punches p \
@@ -105,9 +102,8 @@ impl DeliveryStore for SqliteStore {
                 )
                 .map_err(backend)?;
             // Next time, start at the first event left from here (none: past the last punch).
-            conn.execute("DELETE FROM prune_from", []).map_err(backend)?;
             conn.execute(
-                "INSERT INTO prune_from (id) SELECT COALESCE( \
+                "UPDATE outbox_prune SET from_id = COALESCE( \
                    (SELECT id FROM punches WHERE id >= ?1 AND outbox_at IS NOT NULL ORDER BY id LIMIT 1), \
                    (SELECT COALESCE(MAX(id), 0) + 1 FROM punches))",
                 [from],

@@ -49,10 +49,8 @@ pub(super) fn retry_unmapped_on(conn: &Connection, now_ms: i64) -> Result<usize>
 /// how many were written. Scans every punch (there is no index on the punch time); a person asks for it.
 fn backfill_on(conn: &Connection, from_s: i64, now_ms: i64) -> Result<usize> {
     // Older punches get events again: pruning starts over from the first punch (sqlite/delivery.rs).
-    conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS prune_from (id INTEGER NOT NULL); DELETE FROM prune_from;",
-    )
-    .map_err(backend)?;
+    conn.execute("UPDATE outbox_prune SET from_id = 0", [])
+        .map_err(backend)?;
     conn.execute(
         "UPDATE punches SET outbox_at = ?2 WHERE punched_at_utc >= ?1 AND outbox_at IS NULL",
         params![from_s, now_ms],

@@ -1,11 +1,13 @@
-//! Migration 0020 (outbox events on their punch) on a database that has events, deliveries and cursors under the
-//! old event ids: what each sink owed before, it owes after; what it had, it does not get again.
+//! SQLite's outbox events on their punch (migration 0020): the migration of a database that has events,
+//! deliveries and cursors under the old event ids (what each sink owed before, it owes after; what it had, it does
+//! not get again), and pruning, which resumes its scan where it stopped.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 
 use super::{migrate_to, Durability, SqliteStore, MIGRATIONS};
-use crate::store::outbox::{OutboxStore, ParkKind};
+use crate::store::delivery::DeliveryStore;
+use crate::store::outbox::{NewSink, OutboxStore, Outcome, ParkKind, SinkKind};
 use crate::store::Store;
 
 /// Punch `id` of device MIGR0001 at 2026-03-0`id` 08:00 UTC, received at `id` s (unix ms).
@@ -178,4 +180,92 @@ async fn events_deliveries_and_cursors_move_to_punch_ids_and_nothing_owed_is_los
         "a: punches 4, 5 and the new one"
     );
     drop(store);
+}
+
+/// Deliver everything sink `sink_id` owes: take it, then record each pending event delivered (a row each).
+async fn deliver_all(store: &SqliteStore, sink_id: i64) -> usize {
+    store
+        .take_events(sink_id, 100, Utc::now())
+        .await
+        .expect("take");
+    let outcomes: Vec<(i64, Outcome)> = store
+        .pending_events(sink_id, None, 100)
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|e| (e.id, Outcome::Delivered(None)))
+        .collect();
+    let n = outcomes.len();
+    store
+        .record_outcomes(sink_id, outcomes, Utc::now())
+        .await
+        .expect("record");
+    n
+}
+
+/// Pruning starts where the last prune stopped, and a replay from another process (the CLI, on its own
+/// connection) sends it back to the first punch: the events the replay gave older punches are pruned by the
+/// server's next prune, not left behind until it restarts.
+#[tokio::test]
+async fn pruning_resumes_where_it_stopped_and_a_replay_from_another_process_starts_it_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("prune.db");
+    let server = SqliteStore::open(&path, Durability::CrashSafe).expect("server");
+    for pin in ["1", "2"] {
+        server
+            .write_batch(super::tests::one_punch("PRUNE0001", pin))
+            .await
+            .expect("before the sink");
+    }
+    let sink = server
+        .create_sink(
+            NewSink {
+                name: "a".into(),
+                kind: SinkKind::Webhook,
+                config: serde_json::json!({"url": "http://127.0.0.1:9/"}),
+                since: None,
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("sink");
+    for pin in ["3", "4"] {
+        server
+            .write_batch(super::tests::one_punch("PRUNE0001", pin))
+            .await
+            .expect("with the sink");
+    }
+    assert_eq!(deliver_all(&server, sink.id).await, 2);
+    let later = Utc::now() + chrono::Duration::days(1);
+    assert_eq!(server.prune_outbox(later, 100).await.expect("prune"), 2);
+    let from_id = |path: &std::path::Path| -> i64 {
+        Connection::open(path)
+            .and_then(|c| c.query_row("SELECT from_id FROM outbox_prune", [], |r| r.get(0)))
+            .expect("from_id")
+    };
+    assert_eq!(from_id(&path), 5, "past the last punch: no event left");
+
+    // The CLI replays from the start on its own connection: punches 1 and 2 get events, 1–4 are owed again.
+    let cli = SqliteStore::open(&path, Durability::CrashSafe).expect("cli");
+    let from = DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    assert_eq!(
+        cli.replay_sink("a", from, Utc::now())
+            .await
+            .expect("replay"),
+        4
+    );
+    drop(cli);
+    assert_eq!(from_id(&path), 0, "the replay starts pruning over");
+    assert_eq!(deliver_all(&server, sink.id).await, 4);
+    assert_eq!(
+        server.prune_outbox(later, 100).await.expect("prune"),
+        4,
+        "the server prunes the replayed events, the older punches' among them"
+    );
+    assert_eq!(
+        server.sink_counts(sink.id).await.expect("counts").delivered,
+        0
+    );
 }
