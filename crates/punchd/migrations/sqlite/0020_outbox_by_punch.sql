@@ -1,7 +1,7 @@
 -- Outbox events live on their punch (issue 8). A punch's event is now `punches.outbox_at` (when the event was
 -- written, unix ms; NULL: no event) and its id is the punch's id, so writing the events of a batch costs one more
 -- bound column in the punch rows instead of a second table and its unique index: callgrind counted the old outbox
--- row at 2,750 instructions per punch, most of it b-tree work (BENCHMARKS.md, "Outbox events on the punch row").
+-- row at 2,761 instructions per punch, most of it b-tree work (BENCHMARKS.md, "Outbox events on the punch row").
 --
 -- `outbox` stays as a read-only view of the same rows (id, punch_id, created_at), which `punchd migrate` copies to
 -- PostgreSQL's `outbox` table.

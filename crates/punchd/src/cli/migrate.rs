@@ -826,20 +826,20 @@ async fn plan(source: &Source, client: &Client, skip: &[String]) -> anyhow::Resu
         if NEVER_COPIED.contains(&name.as_str()) || skip.contains(name.as_str()) {
             continue;
         }
-        // (name, pk position) in declaration order; pk 0 = not part of the key.
-        let view_key = COPIED_VIEWS
-            .iter()
-            .find(|(v, _)| *v == name)
-            .map(|(_, key)| *key);
-        let source_columns: Vec<(String, i64)> = source
+        // (name, pk position) in declaration order; pk 0 = not part of the key. A view has no key of its own: a
+        // copied one is keyed by the column COPIED_VIEWS names.
+        let mut source_columns: Vec<(String, i64)> = source
             .conn
             .prepare(&format!("PRAGMA table_info({})", quote(&name)))?
-            .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get(5)?)))?
-            .filter(|c| {
-                !matches!(c, Ok((col, _)) if SOURCE_ONLY_COLUMNS.contains(&(name.as_str(), col.as_str())))
-            })
-            .map(|c| c.map(|(col, pk)| if view_key == Some(col.as_str()) { (col, 1) } else { (col, pk) }))
+            .query_map([], |r| Ok((r.get(1)?, r.get(5)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        source_columns
+            .retain(|(col, _)| !SOURCE_ONLY_COLUMNS.contains(&(name.as_str(), col.as_str())));
+        if let Some((_, key)) = COPIED_VIEWS.iter().find(|(view, _)| *view == name) {
+            for (col, pk) in &mut source_columns {
+                *pk = i64::from(col == key);
+            }
+        }
         if !target_tables.contains(&name) {
             let n: i64 = source.conn.query_row(
                 &format!("SELECT COUNT(*) FROM {}", quote(&name)),

@@ -2340,7 +2340,7 @@ mod tests {
     }
 
     /// A batch of one punch of `pin` from terminal `sn`, received now.
-    pub(super) fn one_punch(sn: &str, pin: &str) -> crate::store::Batch {
+    fn one_punch(sn: &str, pin: &str) -> crate::store::Batch {
         use crate::domain::{NewPunch, Pin, PunchState, Source};
         let sn = DeviceSn::parse(sn).expect("sn");
         let at = chrono::NaiveDate::from_ymd_opt(2026, 3, 9)

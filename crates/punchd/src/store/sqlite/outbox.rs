@@ -10,7 +10,7 @@
 //! its receive time while at least one sink exists, in the punch's own row, so nothing stored is ever missing from
 //! the outbox. Whether a sink exists is read once per group inside its transaction (`GroupFacts` in sqlite.rs),
 //! so it is exact even when another process (`punchd sinks add` while `punchd serve` runs) creates the first
-//! sink. The outbox row this replaced, a second table with a unique index on the punch, cost 2,750 instructions per
+//! sink. The outbox row this replaced, a second table with a unique index on the punch, cost 2,761 instructions per
 //! punch (BENCHMARKS.md, "Outbox events on the punch row").
 //!
 //! **Events written later** for older punches (a sink's start date, a replay: [`backfill_on`]) keep their punch's

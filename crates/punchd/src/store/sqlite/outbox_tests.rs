@@ -8,7 +8,18 @@ use rusqlite::{params, Connection};
 use super::{migrate_to, Durability, SqliteStore, MIGRATIONS};
 use crate::store::delivery::DeliveryStore;
 use crate::store::outbox::{NewSink, OutboxStore, Outcome, ParkKind, SinkKind};
-use crate::store::Store;
+use crate::test_support::punch;
+
+/// The ids of the events sink `sink_id` has past its cursor (the fast path's read, at most 10).
+async fn peeked_ids(store: &SqliteStore, sink_id: i64) -> Vec<i64> {
+    let peeked = store.peek_events(sink_id, None, 10).await.expect("peek");
+    peeked
+        .expect("SQLite has the fast path")
+        .events
+        .iter()
+        .map(|e| e.id)
+        .collect()
+}
 
 /// Punch `id` of device MIGR0001 at 2026-03-0`id` 08:00 UTC, received at `id` s (unix ms).
 fn old_punch(conn: &Connection, id: i64) {
@@ -72,27 +83,21 @@ async fn events_deliveries_and_cursors_move_to_punch_ids_and_nothing_owed_is_los
             })
             .expect("rows")
     };
+    // Each event on its punch, written when it was; the `outbox` view shows them as the table did, under punch ids.
+    let events = [
+        (1, 1, 4500),
+        (2, 2, 2000),
+        (3, 3, 3000),
+        (4, 4, 4000),
+        (5, 5, 5000),
+    ];
     assert_eq!(
         rows("SELECT id, id, outbox_at FROM punches WHERE outbox_at IS NOT NULL ORDER BY id"),
-        [
-            (1, 1, 4500),
-            (2, 2, 2000),
-            (3, 3, 3000),
-            (4, 4, 4000),
-            (5, 5, 5000)
-        ],
-        "each event on its punch, written when it was"
+        events
     );
     assert_eq!(
         rows("SELECT id, punch_id, created_at FROM outbox ORDER BY id"),
-        [
-            (1, 1, 4500),
-            (2, 2, 2000),
-            (3, 3, 3000),
-            (4, 4, 4000),
-            (5, 5, 5000)
-        ],
-        "the outbox view shows them as the table did, under punch ids"
+        events
     );
     assert_eq!(
         rows("SELECT id, cursor, passed FROM sinks ORDER BY id"),
@@ -128,15 +133,7 @@ async fn events_deliveries_and_cursors_move_to_punch_ids_and_nothing_owed_is_los
         .map(|e| (e.id, e.punch.pin.0))
         .collect();
     assert_eq!(pending, [(1, "101".to_owned())]);
-    let peeked = store
-        .peek_events(1, None, 10)
-        .await
-        .expect("peek")
-        .expect("fast path");
-    assert_eq!(
-        peeked.events.iter().map(|e| e.id).collect::<Vec<_>>(),
-        [4, 5]
-    );
+    assert_eq!(peeked_ids(&store, 1).await, [4, 5]);
     let counts = store.sink_counts(1).await.expect("counts a");
     assert_eq!(
         (counts.pending, counts.delivered, counts.parked),
@@ -145,22 +142,11 @@ async fn events_deliveries_and_cursors_move_to_punch_ids_and_nothing_owed_is_los
     );
 
     // Sink b: every event, in punch order.
-    let peeked = store
-        .peek_events(2, None, 10)
-        .await
-        .expect("peek")
-        .expect("fast path");
-    assert_eq!(
-        peeked.events.iter().map(|e| e.id).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
-    );
+    assert_eq!(peeked_ids(&store, 2).await, [1, 2, 3, 4, 5]);
 
     // New punches get their events on their own rows, past both cursors.
-    let outcome = store
-        .write_batch(super::tests::one_punch("MIGR0001", "106"))
-        .await
-        .expect("write");
-    assert_eq!(outcome.n_stored, 1);
+    let dev = crate::domain::DeviceSn::parse("MIGR0001").expect("sn");
+    punch(&store, &dev, 6, 7).await;
     let new_id: i64 = reader
         .query_row("SELECT MAX(id) FROM punches", [], |r| r.get(0))
         .expect("id");
@@ -169,14 +155,8 @@ async fn events_deliveries_and_cursors_move_to_punch_ids_and_nothing_owed_is_los
         [(new_id, new_id, 1)]
     );
     assert_eq!(
-        store
-            .peek_events(1, None, 10)
-            .await
-            .expect("peek")
-            .expect("fast path")
-            .events
-            .len(),
-        3,
+        peeked_ids(&store, 1).await,
+        [4, 5, new_id],
         "a: punches 4, 5 and the new one"
     );
     drop(store);
@@ -211,12 +191,9 @@ async fn pruning_resumes_where_it_stopped_and_a_replay_from_another_process_star
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("prune.db");
     let server = SqliteStore::open(&path, Durability::CrashSafe).expect("server");
-    for pin in ["1", "2"] {
-        server
-            .write_batch(super::tests::one_punch("PRUNE0001", pin))
-            .await
-            .expect("before the sink");
-    }
+    let dev = crate::domain::DeviceSn::parse("PRUNE0001").expect("sn");
+    // Punches 1 and 2 before the sink, 3 and 4 with it.
+    punch(&server, &dev, 0, 2).await;
     let sink = server
         .create_sink(
             NewSink {
@@ -229,12 +206,7 @@ async fn pruning_resumes_where_it_stopped_and_a_replay_from_another_process_star
         )
         .await
         .expect("sink");
-    for pin in ["3", "4"] {
-        server
-            .write_batch(super::tests::one_punch("PRUNE0001", pin))
-            .await
-            .expect("with the sink");
-    }
+    punch(&server, &dev, 2, 4).await;
     assert_eq!(deliver_all(&server, sink.id).await, 2);
     let later = Utc::now() + chrono::Duration::days(1);
     assert_eq!(server.prune_outbox(later, 100).await.expect("prune"), 2);
