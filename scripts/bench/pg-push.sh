@@ -13,8 +13,10 @@
 #
 # Environment: PUNCHD (target/release/punchd), DEVLOAD, PG (postgres://postgres@127.0.0.1:5432), RUNS (3),
 # DURATION (10 s), INSTANCES ("1 2"). Every process shares the two cores with PostgreSQL: nothing is pinned, and
-# the CPU of punchd and of PostgreSQL's backends is reported per run. After each run the script counts the stored
-# punches and checks them against what devload saw acknowledged (every acknowledged punch stored, none twice).
+# the CPU of punchd and of PostgreSQL's backends is reported per run, and the transactions PostgreSQL committed in
+# the run's database (each group write is one; a few a second are the instances' own upkeep; PostgreSQL's
+# statistics lag up to a second). After each run the script counts the stored punches and checks them against what
+# devload saw acknowledged (every acknowledged punch stored, none twice).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 PUNCHD=${PUNCHD:-$here/target/release/punchd}
@@ -47,6 +49,11 @@ pg_cpu_ticks() {
     echo "$total"
 }
 
+pg_commits() {
+    # Transactions committed in the run's database: with single-statement group writes, about one per group.
+    psql "$PG/postgres" -tAc "SELECT xact_commit FROM pg_stat_database WHERE datname = '$DB'"
+}
+
 run_one() {
     local scenario=$1 n=$2 run=$3 batch per i pids=() ports=() ticks0 ticks1 pg0 pg1
     batch=$(batch_of "$scenario")
@@ -69,6 +76,7 @@ run_one() {
     ticks0=0
     for pid in "${pids[@]}"; do ticks0=$((ticks0 + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
     pg0=$(pg_cpu_ticks)
+    commits0=$(pg_commits)
     per=$((50 / n))
     local loads=()
     for i in $(seq 1 "$n"); do
@@ -81,14 +89,16 @@ run_one() {
     ticks1=0
     for pid in "${pids[@]}"; do ticks1=$((ticks1 + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
     pg1=$(pg_cpu_ticks)
+    commits1=$(pg_commits)
     local load1 stored
     load1=$(cut -d' ' -f1 /proc/loadavg)
     for pid in "${pids[@]}"; do kill "$pid"; done
     wait "${pids[@]}" 2>/dev/null || true
     stored=$(psql "$PG/$DB" -tAc 'SELECT COUNT(*) FROM punches')
-    python3 - "$WORK" "$n" "$scenario" "$run" "$((ticks1 - ticks0))" "$((pg1 - pg0))" "$stored" "$load1" <<'EOF'
+    python3 - "$WORK" "$n" "$scenario" "$run" "$((ticks1 - ticks0))" "$((pg1 - pg0))" "$stored" "$load1" \
+        "$((commits1 - commits0))" <<'EOF'
 import json, os, sys
-work, n, scenario, run, ticks, pg_ticks, stored, load1 = sys.argv[1:9]
+work, n, scenario, run, ticks, pg_ticks, stored, load1, commits = sys.argv[1:10]
 loads = [json.load(open(f"{work}/load{i}.json")) for i in range(1, int(n) + 1)]
 hz = os.sysconf("SC_CLK_TCK")
 req = sum(r["requests"] for r in loads)
@@ -103,7 +113,7 @@ cpu, pg = int(ticks) / hz, int(pg_ticks) / hz
 print("\t".join(map(str, [f"instances={n}", scenario, run, f"{rps:.0f} req/s", f"{acked_s:.0f} punches/s",
     f"p50 {max(r['latency_ms']['p50'] for r in loads)} ms", f"punchd cpu {cpu:.2f} s",
     f"postgres cpu {pg:.2f} s", f"{cpu * 1e6 / max(req, 1):.0f} us/req (punchd)", f"stored {stored} ({check})",
-    f"non-ok {bad}", f"load1 {load1}"])))
+    f"non-ok {bad}", f"load1 {load1}", f"{commits} commits ({req / max(int(commits), 1):.1f} uploads each)"])))
 EOF
 }
 

@@ -2047,6 +2047,93 @@ mod tests {
         assert_eq!((again.n_stored, again.n_duplicate), (2, 0));
     }
 
+    /// Single-punch uploads that arrive while a group is being written wait for it and are then written together,
+    /// by one statement: before, each took a writer of its own while one was free (four at once), so two instances
+    /// on one PostgreSQL wrote smaller groups, paid more commits, and were slower than one (BENCHMARKS.md,
+    /// "PostgreSQL: small uploads wait for the writer at work"). Which transaction wrote a row is its `xmin`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_uploads_that_arrive_during_a_write_share_the_next_statement() {
+        let Some(store) = isolated_store().await else {
+            return;
+        };
+        let locker = store.client().await.expect("client");
+        let watcher = store.client().await.expect("client");
+        locker
+            .batch_execute("BEGIN; LOCK TABLE punches IN SHARE MODE")
+            .await
+            .expect("lock");
+        let sn = DeviceSn::parse("GROUPS1").expect("sn");
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 12, 3)
+            .expect("day")
+            .and_hms_opt(8, 0, 0)
+            .expect("time");
+        let upload = |i: i64| {
+            let request = format!("POST /iclock/cdata?SN=GROUPS1&table=ATTLOG&n={i}");
+            let mut batch = Batch::new(attlog_upload(&sn, request, format!("{i}").into_bytes()));
+            batch.punches = vec![punch_at(&sn, format!("{i}"), at)];
+            let store = store.clone();
+            tokio::spawn(async move { store.write_batch(batch).await })
+        };
+        let waiting_for_lock = async || -> i64 {
+            watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'punches'::regclass",
+                    &[],
+                )
+                .await
+                .expect("locks")
+                .get(0)
+        };
+        let mut writes = vec![upload(0)];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while waiting_for_lock().await == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first upload never reached the lock"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        writes.extend((1..20).map(upload));
+        while store.groups.queued() < 19 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "19 uploads should wait behind the writer at work, {} do ({} statements wait for the lock)",
+                    store.groups.queued(),
+                    waiting_for_lock().await
+                );
+            }
+        }
+        locker.batch_execute("COMMIT").await.expect("unlock");
+        for (i, write) in futures_util::future::join_all(writes)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let outcome = write.expect("task").expect("stored");
+            assert_eq!(
+                (outcome.n_stored, outcome.n_duplicate),
+                (1, 0),
+                "upload {i}"
+            );
+        }
+        let row = watcher
+            .query_one(
+                "SELECT (SELECT count(*) FROM punches), \
+                 (SELECT count(DISTINCT xmin::text) FROM punches), \
+                 (SELECT count(DISTINCT xmin::text) FROM journal)",
+                &[],
+            )
+            .await
+            .expect("transactions");
+        let counts: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(
+            counts,
+            (20, 2, 2),
+            "(punches, statements that wrote them, that wrote the journal)"
+        );
+    }
+
     /// A terminal's upload with NUL bytes (in a punch's extra column and work code, a bad line, a user's padded
     /// name, the stamp) was refused by PostgreSQL (22P05) and answered 503 for ever, so that terminal's later
     /// punches never arrived. Now each NUL is stored as U+FFFD and the journal keeps the exact bytes.

@@ -4,38 +4,48 @@
 //! stamp ([`super::punches_only`]). Written one statement per batch, PostgreSQL pays a statement's start, a
 //! commit record and a WAL flush per request, which on this project's 2-core machine held one instance at about
 //! 3,200 single-punch POSTs/s against issue 10's 4,000 (BENCHMARKS.md, "PostgreSQL: one instance and two"). Here
-//! every caller queues its batch; at most [`WRITERS`] groups are being written at once, each by a task that takes
-//! everything queued (up to [`MAX_BATCHES`] batches and [`MAX_PUNCHES`] punches) and writes it with **one
-//! statement** ([`GROUP_STATEMENT`]): each batch gets its own journal id and journal row with its own counts, its
-//! punches carry that id, re-sent punches are skipped by the identity index as before, and the stamps are upserted.
-//! The statement commits on its own, so a group is stored whole or not at all, and no caller's `Ok` comes before
-//! the commit. Under light load a batch finds a free writer and is written alone, at once; under load the groups
-//! grow by themselves while the writers are busy, as the SQLite writer's group commit does
-//! (perf-limits.md: "group commit … adds 10–30 % for small batches").
+//! every caller queues its batch, and a writer task takes everything queued (up to [`MAX_BATCHES`] batches and
+//! [`MAX_PUNCHES`] punches) and writes it with **one statement** ([`GROUP_STATEMENT`]): each batch gets its own
+//! journal id and journal row with its own counts, its punches carry that id, re-sent punches are skipped by the
+//! identity index as before, and the stamps are upserted. The statement commits on its own, so a group is stored
+//! whole or not at all, and no caller's `Ok` comes before the commit. Under light load a batch finds no writer at
+//! work and is written alone, at once; under load the groups grow by themselves while a writer is busy, as the
+//! SQLite writer's group commit does (perf-limits.md: "group commit … adds 10–30 % for small batches").
+//!
+//! One writer works at a time until [`PARALLEL_FROM`] punches wait; then up to [`WRITERS`] do, so large uploads
+//! spread over PostgreSQL's cores while small ones share statements and commits. Before, every upload took a free
+//! writer of its own (four at once), so single-punch uploads were written in groups a third the size, and two
+//! instances on one database in groups smaller still (BENCHMARKS.md, "PostgreSQL: small uploads wait for the
+//! writer at work").
 //!
 //! If a group's statement fails, each of its batches is written again alone, so one batch PostgreSQL refuses
 //! fails only its own request. The write runs in a task of its own: a caller that goes away (a terminal that hung
 //! up) does not cancel the others' write.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Object;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 use super::{backend, col, errors_json, hardening, PgStore, PunchColumns};
 use crate::store::{Batch, BatchOutcome, Result, StoreError};
 
-/// Groups being written at once, each on its own pooled connection (of [`super::POOL_SIZE`]): while one group's
-/// statement runs the next ones collect, and PostgreSQL spreads the statements over its cores. Measured on the
-/// 2-core machine (BENCHMARKS.md, "PostgreSQL: group commit"): 1 writer is best at one punch per upload but holds
-/// PostgreSQL to one core at 100 per upload (40k punches/s); 4 reach 66k there and still 6k single-punch uploads/s.
+/// Groups being written at once at most, each on its own pooled connection (of [`super::POOL_SIZE`]): while one
+/// group's statement runs the next ones collect, and PostgreSQL spreads the statements over its cores. Measured on
+/// the 2-core machine (BENCHMARKS.md, "PostgreSQL: group commit"): 1 writer is best at one punch per upload but
+/// holds PostgreSQL to one core at 100 per upload (40k punches/s); 4 reach 66k there. The writers beyond the first
+/// start only for large queues ([`PARALLEL_FROM`]).
 pub(super) const WRITERS: usize = 4;
 /// Batches written by one statement at most; what is left waits for the next group.
 pub(super) const MAX_BATCHES: usize = 256;
 /// Punches written by one statement at most (a larger batch is written alone): bounds the statement's arrays.
 pub(super) const MAX_PUNCHES: usize = 20_000;
+/// Punches that must wait before a second (third, fourth) writer starts beside one at work; fewer wait for it and
+/// form the next group. Chosen among 100, 200 and 300 on the 2-core machine (BENCHMARKS.md, "PostgreSQL: small
+/// uploads wait for the writer at work").
+pub(super) const PARALLEL_FROM: usize = 100;
 
 /// The statement that writes a group. Per batch (`$1`…`$9`, one element each, in queue order): receive time,
 /// device SN, source, kind, request, remote address, body, line errors, number of records. Per punch (`$10`…`$20`):
@@ -78,16 +88,28 @@ struct Pending {
     done: oneshot::Sender<Result<BatchOutcome>>,
 }
 
-/// The queue of batches waiting to be written and the writer slots; one per [`PgStore`] (its clones share it).
+/// The queue of batches waiting to be written and the writers at work; one per [`PgStore`] (its clones share it).
 pub(super) struct PunchGroups {
-    queue: Mutex<VecDeque<Pending>>,
-    writers: Arc<Semaphore>,
+    state: Mutex<GroupState>,
+}
+
+/// What [`PunchGroups`] guards with one lock, so that starting a writer and a writer ending cannot both decide
+/// to leave queued batches to the other.
+#[derive(Default)]
+struct GroupState {
+    queue: VecDeque<Pending>,
+    /// Punches in `queue`.
+    queued_punches: usize,
+    /// Groups being written now (at most [`WRITERS`]).
+    running: usize,
 }
 
 impl std::fmt::Debug for PunchGroups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
         f.debug_struct("PunchGroups")
-            .field("free_writers", &self.writers.available_permits())
+            .field("running", &state.running)
+            .field("queued", &state.queue.len())
             .finish_non_exhaustive()
     }
 }
@@ -95,8 +117,7 @@ impl std::fmt::Debug for PunchGroups {
 impl PunchGroups {
     pub(super) fn new() -> PunchGroups {
         PunchGroups {
-            queue: Mutex::new(VecDeque::new()),
-            writers: Arc::new(Semaphore::new(WRITERS)),
+            state: Mutex::new(GroupState::default()),
         }
     }
 
@@ -107,7 +128,11 @@ impl PunchGroups {
     /// was kept), or no connection could be had.
     pub(super) async fn write(&self, store: &PgStore, batch: Batch) -> Result<BatchOutcome> {
         let (done, outcome) = oneshot::channel();
-        self.lock().push_back(Pending { batch, done });
+        {
+            let mut state = self.lock();
+            state.queued_punches += batch.punches.len();
+            state.queue.push_back(Pending { batch, done });
+        }
         self.start_writer(store);
         outcome.await.unwrap_or_else(|_| {
             Err(StoreError::Backend(
@@ -116,45 +141,75 @@ impl PunchGroups {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
-        // A panic while holding the queue cannot leave it half-changed (push and drain only): carry on.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, GroupState> {
+        // A panic while holding the state cannot leave it half-changed (counters move with the queue): carry on.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// If a writer slot is free and batches wait, take a group and write it in a task of its own; the task
-    /// starts the next group when it is done, so nothing queued while every slot was busy is left behind (a
-    /// caller whose `try_acquire` failed pushed before the slot was given back, and the task looks after that).
+    /// If batches wait and a writer may start, take a group and write it in a task of its own; the task starts
+    /// the next group when it is done, so nothing queued is left behind: a batch not taken here waits for a
+    /// writer at work, which looks again when it ends (the decision and the end are made under one lock).
+    ///
+    /// A writer starts when none is at work, or when fewer than [`WRITERS`] are and the queue holds at least
+    /// [`PARALLEL_FROM`] punches. Small uploads thus wait for the writer at work and form larger groups (one
+    /// statement and one commit for more requests), while large ones spread over PostgreSQL's cores.
     fn start_writer(&self, store: &PgStore) {
-        let Ok(slot) = self.writers.clone().try_acquire_owned() else {
-            return;
+        let group = {
+            let mut state = self.lock();
+            let may_start = state.running == 0
+                || (state.running < WRITERS && state.queued_punches >= PARALLEL_FROM);
+            if state.queue.is_empty() || !may_start {
+                return;
+            }
+            state.running += 1;
+            take_group(&mut state)
         };
-        let group = self.take_group();
-        if group.is_empty() {
-            return;
-        }
-        let store = store.clone();
+        let writer = Writer {
+            store: store.clone(),
+        };
         tokio::spawn(async move {
-            write_group(&store, group).await;
-            drop(slot);
-            store.groups.start_writer(&store);
+            write_group(&writer.store, group).await;
+            drop(writer);
         });
     }
 
-    /// The next group: queued batches in order, up to [`MAX_BATCHES`] and [`MAX_PUNCHES`] (at least one).
-    fn take_group(&self) -> Vec<Pending> {
-        let mut queue = self.lock();
-        let mut group = Vec::new();
-        let mut punches = 0;
-        while let Some(next) = queue.front() {
-            let n = next.batch.punches.len();
-            if !group.is_empty() && (group.len() == MAX_BATCHES || punches + n > MAX_PUNCHES) {
-                break;
-            }
-            punches += n;
-            group.extend(queue.pop_front());
-        }
-        group
+    /// Batches waiting for a writer.
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.lock().queue.len()
     }
+}
+
+/// A writer at work: when it ends, also by a panic, it leaves its place and starts the next group if one waits.
+struct Writer {
+    store: PgStore,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.store.groups.lock().running -= 1;
+        // Without a runtime (one shutting down drops this task) nothing more is written; whoever still waits is
+        // answered when the queue is dropped with the store.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.store.groups.start_writer(&self.store);
+        }
+    }
+}
+
+/// The next group: queued batches in order, up to [`MAX_BATCHES`] and [`MAX_PUNCHES`] (at least one).
+fn take_group(state: &mut GroupState) -> Vec<Pending> {
+    let mut group = Vec::new();
+    let mut punches = 0;
+    while let Some(next) = state.queue.front() {
+        let n = next.batch.punches.len();
+        if !group.is_empty() && (group.len() == MAX_BATCHES || punches + n > MAX_PUNCHES) {
+            break;
+        }
+        punches += n;
+        group.extend(state.queue.pop_front());
+    }
+    state.queued_punches -= punches;
+    group
 }
 
 /// Write a group and answer each of its callers; on a failed statement, each batch alone.
