@@ -55,7 +55,7 @@ pg_commits() {
 }
 
 run_one() {
-    local scenario=$1 n=$2 run=$3 batch per i pids=() ports=() ticks0 ticks1 pg0 pg1
+    local scenario=$1 n=$2 run=$3 batch per i pids=() ports=() ticks0 ticks1 pg0 pg1 commits0 commits1
     batch=$(batch_of "$scenario")
     psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
     # Every run starts right after a checkpoint: otherwise a run that meets PostgreSQL's timed checkpoint pays

@@ -72,7 +72,8 @@ DROP TABLE outbox;
 DROP TABLE outbox_by_punch_cursor;
 
 -- Where the next outbox pruning starts its scan of the punches (there is no index on `outbox_at`): the first punch
--- that still had an event after the last prune; a backfill sets it back to 0 (store/sqlite/delivery.rs). One row.
+-- that still had an event after the last prune (store/sqlite/delivery.rs); a backfill sets it back to 0
+-- (store/sqlite/outbox.rs). One row.
 -- Not copied by `punchd migrate`.
 CREATE TABLE outbox_prune (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
