@@ -2134,6 +2134,132 @@ mod tests {
         );
     }
 
+    /// A sink made while an upload's group statement is at work (its snapshot taken before the sink existed) gets
+    /// every punch acknowledged after it was made: before, the statement saw no sink and wrote no event, yet
+    /// committed after the sink's creation had returned, so a sink without a start date never delivered that
+    /// punch, and one with a start date missed it in its backfill (not yet committed). The statement is held at
+    /// work by a stamp row another transaction is inserting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sink_made_while_an_upload_is_written_gets_every_punch_acknowledged_after_it() {
+        use crate::store::outbox::{NewSink, OutboxStore, SinkKind};
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 12, 3)
+            .expect("day")
+            .and_hms_opt(8, 0, 0)
+            .expect("time");
+        for since in [None, Some(at.and_utc() - chrono::Duration::days(1))] {
+            let Some(store) = isolated_store().await else {
+                return;
+            };
+            let holder = store.client().await.expect("client");
+            let watcher = store.client().await.expect("client");
+            holder
+                .batch_execute(
+                    "BEGIN; INSERT INTO stamps (device_sn, table_name, value, updated_at) \
+                     VALUES ('SINKR1', 'ATTLOG', 'held', now())",
+                )
+                .await
+                .expect("hold the stamp");
+            let sn = DeviceSn::parse("SINKR1").expect("sn");
+            let upload = |pin: &str| {
+                let mut batch = Batch::new(attlog_upload(
+                    &sn,
+                    format!("POST /iclock/cdata?SN=SINKR1&table=ATTLOG&Stamp={pin}"),
+                    pin.as_bytes().to_vec(),
+                ));
+                batch.punches = vec![punch_at(&sn, pin.into(), at)];
+                batch.stamp = Some((sn.clone(), "ATTLOG".into(), pin.into()));
+                batch
+            };
+            let waiting = async |condition: &str| -> i64 {
+                watcher
+                    .query_one(
+                        &format!("SELECT count(*) FROM pg_locks WHERE NOT granted AND {condition}"),
+                        &[],
+                    )
+                    .await
+                    .expect("locks")
+                    .get(0)
+            };
+            // Which of the two answered first: the upload (its punch came before the sink) or the sink.
+            let answered = Arc::new(AtomicUsize::new(0));
+            let write = tokio::spawn({
+                let (store, answered, batch) = (store.clone(), answered.clone(), upload("1"));
+                async move {
+                    let outcome = store.write_batch(batch).await;
+                    (outcome, answered.fetch_add(1, Ordering::SeqCst))
+                }
+            });
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while waiting("locktype = 'transactionid'").await == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the upload never waited for the held stamp"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let create = tokio::spawn({
+                let (store, answered) = (store.clone(), answered.clone());
+                async move {
+                    let sink = store
+                        .create_sink(
+                            NewSink {
+                                name: "hr".into(),
+                                kind: SinkKind::Webhook,
+                                config: serde_json::json!({}),
+                                since,
+                            },
+                            Utc::now(),
+                        )
+                        .await;
+                    (sink, answered.fetch_add(1, Ordering::SeqCst))
+                }
+            });
+            // The creation either returns at once or waits for the upload's statement; either way, then let the
+            // statement go on.
+            while !create.is_finished() && waiting("relation = 'punches'::regclass").await == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the sink's creation neither returned nor waited"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            holder.batch_execute("ROLLBACK").await.expect("release");
+            let (outcome, upload_answered) = write.await.expect("task");
+            assert_eq!(outcome.expect("stored").n_stored, 1);
+            let (sink, sink_answered) = create.await.expect("task");
+            let sink = sink.expect("sink");
+            store.write_batch(upload("2")).await.expect("stored");
+            store
+                .take_events(sink.id, 100, Utc::now())
+                .await
+                .expect("take");
+            let pins: Vec<String> = store
+                .pending_events(sink.id, None, 100)
+                .await
+                .expect("events")
+                .into_iter()
+                .map(|e| e.punch.pin.0)
+                .collect();
+            let expected = if since.is_some() || sink_answered < upload_answered {
+                vec!["1", "2"]
+            } else {
+                vec!["2"]
+            };
+            assert_eq!(
+                pins,
+                expected,
+                "since {since:?}: the sink answered {}",
+                if sink_answered < upload_answered {
+                    "before the upload"
+                } else {
+                    "after the upload"
+                }
+            );
+        }
+    }
+
     /// A terminal's upload with NUL bytes (in a punch's extra column and work code, a bad line, a user's padded
     /// name, the stamp) was refused by PostgreSQL (22P05) and answered 503 for ever, so that terminal's later
     /// punches never arrived. Now each NUL is stored as U+FFFD and the journal keeps the exact bytes.

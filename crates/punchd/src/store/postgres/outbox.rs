@@ -12,6 +12,9 @@
 //!
 //! **A sink made without a start date** delivers the punches of the transactions its creation did not see (its
 //! `created_snapshot`), which is "every punch stored from now on" even for batches committing at that moment.
+//! Its creation first waits for the punch writes at work to commit (a SHARE lock on `punches`, taken first in
+//! `create_sink`), so no write that started before the sink existed commits after it without
+//! events.
 //!
 //! The hot path is [`insert_events_on`], called by `write_batch_on` in the batch's transaction with the ids of the
 //! punches it stored: one `INSERT … SELECT FROM unnest(…)` guarded by `EXISTS (SELECT 1 FROM sinks)`.
@@ -139,6 +142,16 @@ impl OutboxStore for PgStore {
     async fn create_sink(&self, sink: NewSink, now: DateTime<Utc>) -> Result<Sink> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
+        // Wait for every write of punches at work (on any instance) to commit, and hold new ones back until this
+        // sink is committed. A punch write decides whether to write events by whether a sink exists in its
+        // snapshot, taken when its statement starts; without this lock one that started before the sink and
+        // committed after it wrote no event, yet its punches were neither backfilled (not yet visible) nor
+        // before the sink's `created_snapshot`: they were never delivered. Every punch write takes ROW EXCLUSIVE
+        // on `punches` before its snapshot, which SHARE waits for and holds back. Writes wait at most this
+        // transaction, backfill included; readers (the API, sink workers) do not wait.
+        tx.batch_execute("LOCK TABLE punches IN SHARE MODE")
+            .await
+            .map_err(backend)?;
         let since = sink.since.map(whole_second);
         let inserted = match since {
             Some(from) => {
