@@ -1943,7 +1943,7 @@ mod tests {
     }
 
     /// An ATTLOG upload's raw entry from `sn`, pushed now.
-    fn attlog_upload(sn: &DeviceSn, request: String, body: Vec<u8>) -> RawEntry {
+    pub(super) fn attlog_upload(sn: &DeviceSn, request: String, body: Vec<u8>) -> RawEntry {
         RawEntry {
             received_at: Utc::now(),
             device_sn: Some(sn.clone()),
@@ -1957,7 +1957,7 @@ mod tests {
     }
 
     /// A pushed check-in (state 0) of `pin` at `at`, a terminal in UTC.
-    fn punch_at(sn: &DeviceSn, pin: String, at: NaiveDateTime) -> NewPunch {
+    pub(super) fn punch_at(sn: &DeviceSn, pin: String, at: NaiveDateTime) -> NewPunch {
         NewPunch {
             device_sn: sn.clone(),
             pin: crate::domain::Pin(pin),

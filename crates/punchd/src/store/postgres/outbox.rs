@@ -84,6 +84,11 @@ async fn backfill_on(
         .map_err(backend)
 }
 
+/// How long adding a sink waits for the punch writes at work ([`OutboxStore::create_sink`]): a group statement
+/// takes well under a second; a transaction that takes longer is most likely left open, and uploads queue behind
+/// the waiting sink.
+pub(super) const SINK_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Whole seconds: a sink's start is kept to the second, as SQLite keeps it.
 fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
@@ -148,10 +153,25 @@ impl OutboxStore for PgStore {
         // committed after it wrote no event, yet its punches were neither backfilled (not yet visible) nor
         // before the sink's `created_snapshot`: they were never delivered. Every punch write takes ROW EXCLUSIVE
         // on `punches` before its snapshot, which SHARE waits for and holds back. Writes wait at most this
-        // transaction, backfill included; readers (the API, sink workers) do not wait.
-        tx.batch_execute("LOCK TABLE punches IN SHARE MODE")
-            .await
-            .map_err(backend)?;
+        // transaction, backfill included; readers (the API, sink workers) do not wait. A transaction left open
+        // after writing punches (someone's psql session) would hold this lock request, and every upload queued
+        // behind it, for ever: after SINK_LOCK_WAIT the sink is not added, and says why.
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{}ms'; LOCK TABLE punches IN SHARE MODE; SET LOCAL lock_timeout TO DEFAULT",
+            SINK_LOCK_WAIT.as_millis()
+        ))
+        .await
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                StoreError::Backend(format!(
+                    "the sink was not added: a transaction has been writing punches for more than {} s (see \
+                     pg_stat_activity); uploads go on; try again",
+                    SINK_LOCK_WAIT.as_secs()
+                ))
+            } else {
+                backend(e)
+            }
+        })?;
         let since = sink.since.map(whole_second);
         let inserted = match since {
             Some(from) => {
@@ -613,5 +633,77 @@ mod tests {
             .expect("open postgres");
         crate::store::contract_outbox::run_all(&store).await;
         crate::store::contract_outbox::run_fast_path(&store).await;
+    }
+
+    /// Adding a sink waits for the punch writes at work, and uploads queue behind it: a transaction left open after
+    /// writing punches must not hold both for ever. The sink is refused after [`super::SINK_LOCK_WAIT`], with
+    /// why, nothing of it kept; once the transaction ends it is added.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sink_is_refused_while_a_transaction_left_open_holds_the_punches() {
+        use crate::store::outbox::{NewSink, OutboxStore, SinkKind};
+        use crate::store::StoreError;
+        let Some(url) = super::super::tests::test_url() else {
+            return;
+        };
+        let store = super::PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        let open = store.client().await.expect("client");
+        // The lock a write of punches takes, without writing: a transaction that wrote would also hold back the
+        // deliveries of the other tests on this PostgreSQL (events are taken only from transactions older than
+        // the oldest running one) for as long as it stays open.
+        open.batch_execute("BEGIN; LOCK TABLE punches IN ROW EXCLUSIVE MODE")
+            .await
+            .expect("an open transaction");
+        let sink = || NewSink {
+            name: "hr".into(),
+            kind: SinkKind::Webhook,
+            config: serde_json::json!({}),
+            since: None,
+        };
+        let started = std::time::Instant::now();
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            store.create_sink(sink(), chrono::Utc::now()),
+        )
+        .await
+        .expect("the sink's creation waited for the open transaction");
+        match refused {
+            Err(StoreError::Backend(why)) => assert!(
+                why.contains("a transaction has been writing punches for more than 5 s"),
+                "{why}"
+            ),
+            other => panic!("the sink should be refused, got {other:?}"),
+        }
+        assert!(started.elapsed() >= super::SINK_LOCK_WAIT);
+        assert!(matches!(
+            store.get_sink("hr").await,
+            Err(StoreError::NotFound(_))
+        ));
+        // Uploads go on while the transaction stays open.
+        let sn = crate::domain::DeviceSn::parse("OPEN2").expect("sn");
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 12, 3)
+            .and_then(|d| d.and_hms_opt(8, 0, 0))
+            .expect("time");
+        let mut upload = crate::store::Batch::new(super::super::tests::attlog_upload(
+            &sn,
+            "POST /iclock/cdata?SN=OPEN2&table=ATTLOG".into(),
+            b"1".to_vec(),
+        ));
+        upload.punches = vec![super::super::tests::punch_at(&sn, "1".into(), at)];
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            crate::store::Store::write_batch(&store, upload),
+        )
+        .await
+        .expect("the upload is not held")
+        .expect("stored");
+        assert_eq!(outcome.n_stored, 1);
+        open.batch_execute("COMMIT").await.expect("commit");
+        let added = store
+            .create_sink(sink(), chrono::Utc::now())
+            .await
+            .expect("added");
+        assert_eq!(added.name, "hr");
     }
 }
