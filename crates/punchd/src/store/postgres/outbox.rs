@@ -13,8 +13,8 @@
 //! **A sink made without a start date** delivers the punches of the transactions its creation did not see (its
 //! `created_snapshot`), which is "every punch stored from now on" even for batches committing at that moment.
 //! Its creation first waits for the punch writes at work to commit (a SHARE lock on `punches`, taken first in
-//! `create_sink`), so no write that started before the sink existed commits after it without
-//! events.
+//! `create_sink`, for at most [`SINK_LOCK_WAIT`]), so no write that started before the sink existed commits after
+//! it without events.
 //!
 //! The hot path is [`insert_events_on`], called by `write_batch_on` in the batch's transaction with the ids of the
 //! punches it stored: one `INSERT … SELECT FROM unnest(…)` guarded by `EXISTS (SELECT 1 FROM sinks)`.
