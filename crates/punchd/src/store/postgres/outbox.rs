@@ -68,6 +68,8 @@ pub(super) async fn retry_unmapped_on(
 }
 
 /// Events for stored punches from `from` (an instant, whole seconds) that have none, in the caller's transaction.
+/// An event another transaction is writing for the same punch (a second sink added with a start date, a replay)
+/// is waited for and, once committed, left as it is: the punch keeps one event.
 async fn backfill_on(
     client: &impl GenericClient,
     from: DateTime<Utc>,
@@ -77,7 +79,7 @@ async fn backfill_on(
         .execute(
             "INSERT INTO outbox (punch_id, created_at) SELECT p.id, $2 FROM punches p \
              WHERE p.punched_at_utc >= $1 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.punch_id = p.id) \
-             ORDER BY p.id",
+             ORDER BY p.id ON CONFLICT (punch_id) DO NOTHING",
             &[&from, &now],
         )
         .await
@@ -705,5 +707,97 @@ mod tests {
             .await
             .expect("added");
         assert_eq!(added.name, "hr");
+    }
+
+    /// Two backfills of the same punches at once (a sink added with a start date while another is, or while a
+    /// replay runs): the later one waits for the earlier one's events and keeps them. Before, it failed on
+    /// `outbox_punch`'s uniqueness, reported as a conflict, and the sink was not added.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sink_added_with_a_start_date_during_another_backfill_is_added() {
+        use crate::store::outbox::{NewSink, OutboxStore, SinkKind};
+        let Some(url) = super::super::tests::test_url() else {
+            return;
+        };
+        let store = super::PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        let sn = crate::domain::DeviceSn::parse("BACKF1").expect("sn");
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 12, 3)
+            .and_then(|d| d.and_hms_opt(8, 0, 0))
+            .expect("time");
+        let mut upload = crate::store::Batch::new(super::super::tests::attlog_upload(
+            &sn,
+            "POST /iclock/cdata?SN=BACKF1&table=ATTLOG".into(),
+            b"1".to_vec(),
+        ));
+        upload.punches = vec![super::super::tests::punch_at(&sn, "1".into(), at)];
+        crate::store::Store::write_batch(&store, upload)
+            .await
+            .expect("stored");
+        // The other backfill, at work: the punch's event written, not yet committed.
+        let other = store.client().await.expect("client");
+        other
+            .batch_execute(
+                "BEGIN; INSERT INTO outbox (punch_id, created_at) SELECT id, now() FROM punches",
+            )
+            .await
+            .expect("the other backfill");
+        let create = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .create_sink(
+                        NewSink {
+                            name: "hr".into(),
+                            kind: SinkKind::Webhook,
+                            config: serde_json::json!({}),
+                            since: Some(at.and_utc() - chrono::Duration::days(1)),
+                        },
+                        chrono::Utc::now(),
+                    )
+                    .await
+            }
+        });
+        let watcher = store.client().await.expect("client");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                     AND query LIKE 'INSERT INTO outbox (punch_id, created_at) SELECT p.id%'",
+                    &[],
+                )
+                .await
+                .expect("activity")
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the backfill never waited for the other one"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        other.batch_execute("COMMIT").await.expect("commit");
+        let sink = create.await.expect("task").expect("the sink is added");
+        store
+            .take_events(sink.id, 100, chrono::Utc::now())
+            .await
+            .expect("take");
+        let pins: Vec<String> = store
+            .pending_events(sink.id, None, 100)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.punch.pin.0)
+            .collect();
+        assert_eq!(pins, ["1"]);
+        let events: i64 = watcher
+            .query_one("SELECT count(*) FROM outbox", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(events, 1);
     }
 }
