@@ -1,7 +1,8 @@
-//! Helpers shared by the in-process tests that run sink workers on a store: a webhook receiver and a punch
-//! writer. Compiled for tests only.
+//! Helpers shared by the in-process tests that run sink workers on a store: a webhook receiver, a punch writer,
+//! and a wait for a condition. Compiled for tests only.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveDateTime, Utc};
 
@@ -85,5 +86,23 @@ pub(crate) async fn punch(store: &dyn Store, dev: &DeviceSn, from: u32, to: u32)
         batch.punches = chunk.to_vec();
         let outcome = store.write_batch(batch).await.expect("batch");
         assert_eq!(outcome.n_stored, chunk.len());
+    }
+}
+
+/// Wait (up to 60 s) until `f` answers `Some`.
+pub(crate) async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}: not within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -5,7 +5,7 @@
 //! PostgreSQL (one store per instance on one schema) when `PUNCHD_TEST_POSTGRES_URL` is set.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 
@@ -18,28 +18,10 @@ use crate::store::leases::Lease;
 use crate::store::outbox::{NewSink, SinkKind};
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::store::Store;
-use crate::test_support::{punch, receiver};
+use crate::test_support::{punch, receiver, wait_for};
 
 /// How long the test leases last: long enough for a loaded 2-core machine to renew, short enough to wait for.
 const TTL: Duration = Duration::from_secs(3);
-
-/// Wait (up to 60 s) until `f` answers `Some`.
-async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{what}: not within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 fn config(dir: &tempfile::TempDir) -> Config {
     Config::load(

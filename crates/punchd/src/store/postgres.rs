@@ -1943,7 +1943,7 @@ mod tests {
     }
 
     /// An ATTLOG upload's raw entry from `sn`, pushed now.
-    pub(super) fn attlog_upload(sn: &DeviceSn, request: String, body: Vec<u8>) -> RawEntry {
+    fn attlog_upload(sn: &DeviceSn, request: String, body: Vec<u8>) -> RawEntry {
         RawEntry {
             received_at: Utc::now(),
             device_sn: Some(sn.clone()),
@@ -1957,7 +1957,7 @@ mod tests {
     }
 
     /// A pushed check-in (state 0) of `pin` at `at`, a terminal in UTC.
-    pub(super) fn punch_at(sn: &DeviceSn, pin: String, at: NaiveDateTime) -> NewPunch {
+    fn punch_at(sn: &DeviceSn, pin: String, at: NaiveDateTime) -> NewPunch {
         NewPunch {
             device_sn: sn.clone(),
             pin: crate::domain::Pin(pin),
@@ -2085,14 +2085,11 @@ mod tests {
                 .get(0)
         };
         let mut writes = vec![upload(0)];
+        crate::test_support::wait_for("the first upload reaches the lock", || async {
+            (waiting_for_lock().await > 0).then_some(())
+        })
+        .await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while waiting_for_lock().await == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the first upload never reached the lock"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
         writes.extend((1..20).map(upload));
         while store.groups.queued() < 19 {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -2134,21 +2131,64 @@ mod tests {
         );
     }
 
-    /// A sink made while an upload's group statement is at work (its snapshot taken before the sink existed) gets
-    /// every punch acknowledged after it was made: before, the statement saw no sink and wrote no event, yet
-    /// committed after the sink's creation had returned, so a sink without a start date never delivered that
-    /// punch, and one with a start date missed it in its backfill (not yet committed). The statement is held at
-    /// work by a stamp row another transaction is inserting.
+    /// 08:00 on 2026-12-03, terminal local time: when the sink tests' punches happen.
+    pub(super) fn eight_oclock() -> NaiveDateTime {
+        chrono::NaiveDate::from_ymd_opt(2026, 12, 3)
+            .and_then(|d| d.and_hms_opt(8, 0, 0))
+            .expect("time")
+    }
+
+    /// A terminal's ATTLOG upload of one punch, `pin` at [`eight_oclock`], with the stamp `pin`.
+    pub(super) fn one_punch_upload(sn: &DeviceSn, pin: &str) -> Batch {
+        let mut batch = Batch::new(attlog_upload(
+            sn,
+            format!("POST /iclock/cdata?SN={sn}&table=ATTLOG&Stamp={pin}"),
+            pin.as_bytes().to_vec(),
+        ));
+        batch.punches = vec![punch_at(sn, pin.into(), eight_oclock())];
+        batch.stamp = Some((sn.clone(), "ATTLOG".into(), pin.into()));
+        batch
+    }
+
+    /// The webhook sink "hr" (the sink tests deliver nothing; they read what it owes), from `since` or from now on.
+    pub(super) fn hr_sink(since: Option<DateTime<Utc>>) -> crate::store::outbox::NewSink {
+        crate::store::outbox::NewSink {
+            name: "hr".into(),
+            kind: crate::store::outbox::SinkKind::Webhook,
+            config: serde_json::json!({}),
+            since,
+        }
+    }
+
+    /// The PINs of the punches a sink owes: its new events taken, then all its pending ones, in event order.
+    pub(super) async fn owed_pins(store: &PgStore, sink_id: i64) -> Vec<String> {
+        use crate::store::outbox::OutboxStore;
+        store
+            .take_events(sink_id, 100, Utc::now())
+            .await
+            .expect("take");
+        store
+            .pending_events(sink_id, None, 100)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.punch.pin.0)
+            .collect()
+    }
+
+    /// A sink made while an upload's group statement is at work (its snapshot taken before the sink existed) owes
+    /// every punch of the transactions its creation did not see committed: before, the statement saw no sink and
+    /// wrote no event, yet committed after the sink's creation had returned, so a sink without a start date never
+    /// delivered that punch, and one with a start date missed it in its backfill (not yet committed). The
+    /// statement is held at work by a stamp row another transaction is inserting.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sink_made_while_an_upload_is_written_gets_every_punch_acknowledged_after_it() {
-        use crate::store::outbox::{NewSink, OutboxStore, SinkKind};
-        use std::sync::atomic::AtomicUsize;
-        use std::sync::Arc;
-        let at = chrono::NaiveDate::from_ymd_opt(2026, 12, 3)
-            .expect("day")
-            .and_hms_opt(8, 0, 0)
-            .expect("time");
-        for since in [None, Some(at.and_utc() - chrono::Duration::days(1))] {
+        use crate::store::outbox::OutboxStore;
+        use crate::test_support::wait_for;
+        for since in [
+            None,
+            Some(eight_oclock().and_utc() - chrono::Duration::days(1)),
+        ] {
             let Some(store) = isolated_store().await else {
                 return;
             };
@@ -2162,86 +2202,47 @@ mod tests {
                 .await
                 .expect("hold the stamp");
             let sn = DeviceSn::parse("SINKR1").expect("sn");
-            let upload = |pin: &str| {
-                let mut batch = Batch::new(attlog_upload(
-                    &sn,
-                    format!("POST /iclock/cdata?SN=SINKR1&table=ATTLOG&Stamp={pin}"),
-                    pin.as_bytes().to_vec(),
-                ));
-                batch.punches = vec![punch_at(&sn, pin.into(), at)];
-                batch.stamp = Some((sn.clone(), "ATTLOG".into(), pin.into()));
-                batch
-            };
-            let waiting = async |condition: &str| -> i64 {
-                watcher
+            let waiting = async |condition: &str| -> Option<()> {
+                let n: i64 = watcher
                     .query_one(
                         &format!("SELECT count(*) FROM pg_locks WHERE NOT granted AND {condition}"),
                         &[],
                     )
                     .await
                     .expect("locks")
-                    .get(0)
+                    .get(0);
+                (n > 0).then_some(())
             };
-            // Which of the two answered first: the upload (its punch came before the sink) or the sink.
-            let answered = Arc::new(AtomicUsize::new(0));
             let write = tokio::spawn({
-                let (store, answered, batch) = (store.clone(), answered.clone(), upload("1"));
-                async move {
-                    let outcome = store.write_batch(batch).await;
-                    (outcome, answered.fetch_add(1, Ordering::SeqCst))
-                }
+                let (store, batch) = (store.clone(), one_punch_upload(&sn, "1"));
+                async move { store.write_batch(batch).await }
             });
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            while waiting("locktype = 'transactionid'").await == 0 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the upload never waited for the held stamp"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+            wait_for("the upload waits for the held stamp", || {
+                waiting("locktype = 'transactionid'")
+            })
+            .await;
             let create = tokio::spawn({
-                let (store, answered) = (store.clone(), answered.clone());
-                async move {
-                    let sink = store
-                        .create_sink(
-                            NewSink {
-                                name: "hr".into(),
-                                kind: SinkKind::Webhook,
-                                config: serde_json::json!({}),
-                                since,
-                            },
-                            Utc::now(),
-                        )
-                        .await;
-                    (sink, answered.fetch_add(1, Ordering::SeqCst))
-                }
+                let store = store.clone();
+                async move { store.create_sink(hr_sink(since), Utc::now()).await }
             });
             // The creation either returns at once or waits for the upload's statement; either way, then let the
             // statement go on.
-            while !create.is_finished() && waiting("relation = 'punches'::regclass").await == 0 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the sink's creation neither returned nor waited"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+            wait_for("the sink's creation returns or waits", || async {
+                if create.is_finished() {
+                    Some(())
+                } else {
+                    waiting("relation = 'punches'::regclass").await
+                }
+            })
+            .await;
             holder.batch_execute("ROLLBACK").await.expect("release");
-            let (outcome, upload_answered) = write.await.expect("task");
-            assert_eq!(outcome.expect("stored").n_stored, 1);
-            let (sink, sink_answered) = create.await.expect("task");
-            let sink = sink.expect("sink");
-            store.write_batch(upload("2")).await.expect("stored");
+            let outcome = write.await.expect("task").expect("stored");
+            assert_eq!(outcome.n_stored, 1);
+            let sink = create.await.expect("task").expect("sink");
             store
-                .take_events(sink.id, 100, Utc::now())
+                .write_batch(one_punch_upload(&sn, "2"))
                 .await
-                .expect("take");
-            let pins: Vec<String> = store
-                .pending_events(sink.id, None, 100)
-                .await
-                .expect("events")
-                .into_iter()
-                .map(|e| e.punch.pin.0)
-                .collect();
+                .expect("stored");
             // Without a start date the sink owes the punches of every transaction its creation did not see
             // committed: decided by the database, not by which task the runtime happened to wake first. (The
             // transaction id from `xmin` is taken as of epoch 0: a test cluster never wraps around.)
@@ -2261,14 +2262,9 @@ mod tests {
                 vec!["2"]
             };
             assert_eq!(
-                pins,
+                owed_pins(&store, sink.id).await,
                 expected,
-                "since {since:?}: the sink answered {} and saw the upload {}",
-                if sink_answered < upload_answered {
-                    "before the upload"
-                } else {
-                    "after the upload"
-                },
+                "since {since:?}: the sink's creation saw the upload {}",
                 if seen_committed {
                     "committed"
                 } else {

@@ -624,13 +624,20 @@ impl OutboxStore for PgStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{eight_oclock, hr_sink, one_punch_upload, owed_pins, test_url};
+    use super::PgStore;
+    use crate::domain::DeviceSn;
+    use crate::store::outbox::OutboxStore;
+    use crate::store::Store;
+    use crate::test_support::wait_for;
+
     /// The outbox contract on PostgreSQL, in a schema of its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_keeps_the_outbox_contract() {
-        let Some(url) = super::super::tests::test_url() else {
+        let Some(url) = test_url() else {
             return;
         };
-        let store = super::PgStore::open_isolated_for_test(&url)
+        let store = PgStore::open_isolated_for_test(&url)
             .await
             .expect("open postgres");
         crate::store::contract_outbox::run_all(&store).await;
@@ -642,12 +649,11 @@ mod tests {
     /// why, nothing of it kept; once the transaction ends it is added.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sink_is_refused_while_a_transaction_left_open_holds_the_punches() {
-        use crate::store::outbox::{NewSink, OutboxStore, SinkKind};
         use crate::store::StoreError;
-        let Some(url) = super::super::tests::test_url() else {
+        let Some(url) = test_url() else {
             return;
         };
-        let store = super::PgStore::open_isolated_for_test(&url)
+        let store = PgStore::open_isolated_for_test(&url)
             .await
             .expect("open postgres");
         let open = store.client().await.expect("client");
@@ -657,16 +663,10 @@ mod tests {
         open.batch_execute("BEGIN; LOCK TABLE punches IN ROW EXCLUSIVE MODE")
             .await
             .expect("an open transaction");
-        let sink = || NewSink {
-            name: "hr".into(),
-            kind: SinkKind::Webhook,
-            config: serde_json::json!({}),
-            since: None,
-        };
         let started = std::time::Instant::now();
         let refused = tokio::time::timeout(
             std::time::Duration::from_secs(30),
-            store.create_sink(sink(), chrono::Utc::now()),
+            store.create_sink(hr_sink(None), chrono::Utc::now()),
         )
         .await
         .expect("the sink's creation waited for the open transaction");
@@ -683,19 +683,10 @@ mod tests {
             Err(StoreError::NotFound(_))
         ));
         // Uploads go on while the transaction stays open.
-        let sn = crate::domain::DeviceSn::parse("OPEN2").expect("sn");
-        let at = chrono::NaiveDate::from_ymd_opt(2026, 12, 3)
-            .and_then(|d| d.and_hms_opt(8, 0, 0))
-            .expect("time");
-        let mut upload = crate::store::Batch::new(super::super::tests::attlog_upload(
-            &sn,
-            "POST /iclock/cdata?SN=OPEN2&table=ATTLOG".into(),
-            b"1".to_vec(),
-        ));
-        upload.punches = vec![super::super::tests::punch_at(&sn, "1".into(), at)];
+        let sn = DeviceSn::parse("OPEN2").expect("sn");
         let outcome = tokio::time::timeout(
             std::time::Duration::from_secs(30),
-            crate::store::Store::write_batch(&store, upload),
+            store.write_batch(one_punch_upload(&sn, "1")),
         )
         .await
         .expect("the upload is not held")
@@ -703,7 +694,7 @@ mod tests {
         assert_eq!(outcome.n_stored, 1);
         open.batch_execute("COMMIT").await.expect("commit");
         let added = store
-            .create_sink(sink(), chrono::Utc::now())
+            .create_sink(hr_sink(None), chrono::Utc::now())
             .await
             .expect("added");
         assert_eq!(added.name, "hr");
@@ -714,24 +705,15 @@ mod tests {
     /// `outbox_punch`'s uniqueness, reported as a conflict, and the sink was not added.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sink_added_with_a_start_date_during_another_backfill_is_added() {
-        use crate::store::outbox::{NewSink, OutboxStore, SinkKind};
-        let Some(url) = super::super::tests::test_url() else {
+        let Some(url) = test_url() else {
             return;
         };
-        let store = super::PgStore::open_isolated_for_test(&url)
+        let store = PgStore::open_isolated_for_test(&url)
             .await
             .expect("open postgres");
-        let sn = crate::domain::DeviceSn::parse("BACKF1").expect("sn");
-        let at = chrono::NaiveDate::from_ymd_opt(2026, 12, 3)
-            .and_then(|d| d.and_hms_opt(8, 0, 0))
-            .expect("time");
-        let mut upload = crate::store::Batch::new(super::super::tests::attlog_upload(
-            &sn,
-            "POST /iclock/cdata?SN=BACKF1&table=ATTLOG".into(),
-            b"1".to_vec(),
-        ));
-        upload.punches = vec![super::super::tests::punch_at(&sn, "1".into(), at)];
-        crate::store::Store::write_batch(&store, upload)
+        let sn = DeviceSn::parse("BACKF1").expect("sn");
+        store
+            .write_batch(one_punch_upload(&sn, "1"))
             .await
             .expect("stored");
         // The other backfill, at work: the punch's event written, not yet committed.
@@ -742,25 +724,17 @@ mod tests {
             )
             .await
             .expect("the other backfill");
+        let since = eight_oclock().and_utc() - chrono::Duration::days(1);
         let create = tokio::spawn({
             let store = store.clone();
             async move {
                 store
-                    .create_sink(
-                        NewSink {
-                            name: "hr".into(),
-                            kind: SinkKind::Webhook,
-                            config: serde_json::json!({}),
-                            since: Some(at.and_utc() - chrono::Duration::days(1)),
-                        },
-                        chrono::Utc::now(),
-                    )
+                    .create_sink(hr_sink(Some(since)), chrono::Utc::now())
                     .await
             }
         });
         let watcher = store.client().await.expect("client");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
+        wait_for("the backfill waits for the other one", || async {
             let waiting: i64 = watcher
                 .query_one(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
@@ -770,29 +744,12 @@ mod tests {
                 .await
                 .expect("activity")
                 .get(0);
-            if waiting > 0 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the backfill never waited for the other one"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+            (waiting > 0).then_some(())
+        })
+        .await;
         other.batch_execute("COMMIT").await.expect("commit");
         let sink = create.await.expect("task").expect("the sink is added");
-        store
-            .take_events(sink.id, 100, chrono::Utc::now())
-            .await
-            .expect("take");
-        let pins: Vec<String> = store
-            .pending_events(sink.id, None, 100)
-            .await
-            .expect("events")
-            .into_iter()
-            .map(|e| e.punch.pin.0)
-            .collect();
-        assert_eq!(pins, ["1"]);
+        assert_eq!(owed_pins(&store, sink.id).await, ["1"]);
         let events: i64 = watcher
             .query_one("SELECT count(*) FROM outbox", &[])
             .await
