@@ -16,7 +16,8 @@
 # the CPU of punchd and of PostgreSQL's backends is reported per run, and the transactions PostgreSQL committed in
 # the run's database (each group write is one; a few a second are the instances' own upkeep; PostgreSQL's
 # statistics lag up to a second). After each run the script counts the stored punches and checks them against what
-# devload saw acknowledged (every acknowledged punch stored, none twice).
+# devload saw acknowledged (every acknowledged punch stored, none twice). At the end it prints, per batch size, the
+# median of the runs and the median of the per-round ratios of two instances to one.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 PUNCHD=${PUNCHD:-$here/target/release/punchd}
@@ -126,5 +127,28 @@ for run in $(seq 1 "$RUNS"); do
             run_one "$scenario" "$n" "$run"
         done
     done
-done
+done | tee "$WORK/runs.tsv"
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null
+# Per batch size: the median of the runs for each number of instances (POSTs/s at one punch per POST, punches/s
+# otherwise) and, with more than one, the median of the per-round ratios to one instance. The runs of a round are
+# back to back, so a ratio compares runs that saw the host at about the same speed; this host's speed moves by
+# ±20 % between rounds.
+python3 - "$WORK/runs.tsv" <<'EOF'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    f = line.rstrip("\n").split("\t")
+    n, scenario, rnd = int(f[0].split("=")[1]), f[1], int(f[2])
+    value = float((f[3] if scenario == "attlog1" else f[4]).split()[0])
+    runs.setdefault(scenario, {}).setdefault(n, {})[rnd] = value
+for scenario, by_n in runs.items():
+    unit = "POSTs/s" if scenario == "attlog1" else "punches/s"
+    parts = [f"{n} instance{'s' if n > 1 else ''}: {statistics.median(v.values()):,.0f} {unit}"
+             for n, v in sorted(by_n.items())]
+    for n, v in sorted(by_n.items()):
+        if n > 1 and 1 in by_n:
+            ratios = [v[r] / by_n[1][r] for r in v if r in by_n[1]]
+            if ratios:
+                parts.append(f"{n} / 1: median {statistics.median(ratios):.2f} of {len(ratios)} rounds")
+    print(f"# median {scenario}: " + "; ".join(parts))
+EOF
