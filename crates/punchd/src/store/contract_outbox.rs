@@ -1,7 +1,8 @@
 //! The outbox contract ([`super::outbox::OutboxStore`]), written against `&dyn Store` so the PostgreSQL backend
 //! runs the same checks: one event per newly stored punch (none for a re-sent one, none while no sink exists),
 //! sinks take events in order past their cursor, outcomes move deliveries, parked events are retried and
-//! replayed, and a sink created with a start date gets the older punches too.
+//! replayed, and a sink created with a start date gets the older punches too, while one created without gets
+//! none of them.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
@@ -553,6 +554,53 @@ pub(crate) async fn run_fast_path(store: &dyn Store) {
     assert_eq!((counts.pending, counts.delivered), (4, 0));
 }
 
+/// A sink made without a start date gets the punches stored after it, and only those, even when a later sink's
+/// start date writes events for punches stored before it (README, "sinks": "without `--since`, a new sink gets
+/// every punch acknowledged after `sinks add` returns"). On a fresh store.
+pub(crate) async fn run_start_dates_apart(store: &dyn Store) {
+    let dev = sn("OUTBOX-2");
+    // Stored while no sink exists: no event.
+    store
+        .write_batch(batch(&dev, &[("1", local(2, 8, 0), 0)], instant(0)))
+        .await
+        .expect("batch");
+    let a = store
+        .create_sink(new_sink("a", None), instant(1))
+        .await
+        .expect("create a");
+    store
+        .write_batch(batch(&dev, &[("2", local(2, 9, 0), 0)], instant(2)))
+        .await
+        .expect("batch");
+    // From the 1st: punch 1 gets its event now.
+    let b = store
+        .create_sink(
+            new_sink(
+                "b",
+                Some(DateTime::from_naive_utc_and_offset(local(1, 0, 0), Utc)),
+            ),
+            instant(3),
+        )
+        .await
+        .expect("create b");
+    store
+        .write_batch(batch(&dev, &[("3", local(2, 10, 0), 0)], instant(4)))
+        .await
+        .expect("batch");
+    assert_eq!(
+        owed_pins(store, b.id, instant(5)).await,
+        ["1", "2", "3"],
+        "b: every punch from its start date"
+    );
+    assert_eq!(
+        owed_pins(store, a.id, instant(5)).await,
+        ["2", "3"],
+        "a: the punches stored after it only, not the one b's start date gave an event"
+    );
+    let counts = store.sink_counts(a.id).await.expect("counts");
+    assert_eq!(counts.pending, 2);
+}
+
 mod tests {
     use crate::store::sqlite::{Durability, SqliteStore};
 
@@ -570,5 +618,13 @@ mod tests {
         let store =
             SqliteStore::open(&dir.path().join("outbox.db"), Durability::PowerSafe).expect("open");
         super::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_sinks_without_a_start_date_get_no_older_punch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            SqliteStore::open(&dir.path().join("outbox.db"), Durability::PowerSafe).expect("open");
+        super::run_start_dates_apart(&store).await;
     }
 }

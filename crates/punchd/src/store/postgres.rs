@@ -127,6 +127,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0014_journal_lz4",
         sql: include_str!("../../migrations/postgres/0014_journal_lz4.sql"),
     },
+    Migration {
+        version: 15,
+        name: "0015_outbox_backfilled",
+        sql: include_str!("../../migrations/postgres/0015_outbox_backfilled.sql"),
+    },
 ];
 
 /// The advisory lock key migrations run under (any constant; "punchd" in ASCII): several instances starting at

@@ -11,7 +11,8 @@
 //! wrote anything holds deliveries back until it ends.
 //!
 //! **A sink made without a start date** delivers the punches of the transactions its creation did not see (its
-//! `created_snapshot`), which is "every punch stored from now on" even for batches committing at that moment.
+//! `created_snapshot`), which is "every punch stored from now on" even for batches committing at that moment,
+//! and never the events a backfill writes later for older punches (`outbox.backfilled`, [`OF_SINK`]).
 //! Its creation first waits for the punch writes at work to commit (a SHARE lock on `punches`, taken first in
 //! `create_sink`, for at most [`SINK_LOCK_WAIT`]), so no write that started before the sink existed commits after
 //! it without events.
@@ -67,9 +68,10 @@ pub(super) async fn retry_unmapped_on(
         .map_err(backend)
 }
 
-/// Events for stored punches from `from` (an instant, whole seconds) that have none, in the caller's transaction.
-/// An event another transaction is writing for the same punch (a second sink added with a start date, a replay)
-/// is waited for and, once committed, left as it is: the punch keeps one event.
+/// Events for stored punches from `from` (an instant, whole seconds) that have none, in the caller's transaction,
+/// marked `backfilled` (which sinks made without a start date pass over, [`OF_SINK`]). An event another
+/// transaction is writing for the same punch (a second sink added with a start date, a replay) is waited for and,
+/// once committed, left as it is: the punch keeps one event.
 async fn backfill_on(
     client: &impl GenericClient,
     from: DateTime<Utc>,
@@ -77,7 +79,7 @@ async fn backfill_on(
 ) -> Result<u64> {
     client
         .execute(
-            "INSERT INTO outbox (punch_id, created_at) SELECT p.id, $2 FROM punches p \
+            "INSERT INTO outbox (punch_id, created_at, backfilled) SELECT p.id, $2, true FROM punches p \
              WHERE p.punched_at_utc >= $1 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.punch_id = p.id) \
              ORDER BY p.id ON CONFLICT (punch_id) DO NOTHING",
             &[&from, &now],
@@ -140,9 +142,13 @@ fn park_kind(s: &str) -> ParkKind {
 const HELD_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The condition an outbox row `o` (joined with its punch `p`) must meet to be one of sink `s`'s events past its
-/// cursor: the start date, and for a sink made without one, a transaction its creation did not see.
+/// cursor: the start date, and for a sink made without one (until a replay), an event written with its punch by a
+/// transaction its creation did not see. A backfilled event is never one of those: its punch had no event, so it
+/// was stored while no sink existed, before this one, even when the backfill (another sink's start date, another
+/// sink's replay, a punch whose event was pruned) commits after this sink was made.
 pub(super) const OF_SINK: &str = "(s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc) \
-     AND (s.created_snapshot IS NULL OR NOT pg_visible_in_snapshot(o.xid::text::xid8, s.created_snapshot))";
+     AND (s.created_snapshot IS NULL OR (NOT o.backfilled \
+          AND NOT pg_visible_in_snapshot(o.xid::text::xid8, s.created_snapshot)))";
 
 #[async_trait::async_trait]
 impl OutboxStore for PgStore {
@@ -335,7 +341,7 @@ impl OutboxStore for PgStore {
         let row = tx
             .query_one(
                 &format!(
-                    "WITH picked AS (SELECT o.id, o.xid, o.punch_id FROM outbox o, sinks s \
+                    "WITH picked AS (SELECT o.id, o.xid, o.punch_id, o.backfilled FROM outbox o, sinks s \
                        WHERE s.id = $1 AND (o.xid, o.id) > (s.cursor_xid, s.cursor_id) \
                        AND o.xid < pg_snapshot_xmin(pg_current_snapshot())::text::int8 \
                        ORDER BY o.xid, o.id LIMIT $2), \
@@ -644,6 +650,19 @@ mod tests {
         crate::store::contract_outbox::run_fast_path(&store).await;
     }
 
+    /// The same on PostgreSQL: a sink without a start date is not given the events a later sink's start date
+    /// writes for older punches.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_sinks_without_a_start_date_get_no_older_punch() {
+        let Some(url) = test_url() else {
+            return;
+        };
+        let store = PgStore::open_isolated_for_test(&url)
+            .await
+            .expect("open postgres");
+        crate::store::contract_outbox::run_start_dates_apart(&store).await;
+    }
+
     /// Adding a sink waits for the punch writes at work, and uploads queue behind it: a transaction left open after
     /// writing punches must not hold both for ever. The sink is refused after [`super::SINK_LOCK_WAIT`], with
     /// why, nothing of it kept; once the transaction ends it is added.
@@ -738,7 +757,7 @@ mod tests {
             let waiting: i64 = watcher
                 .query_one(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                     AND query LIKE 'INSERT INTO outbox (punch_id, created_at) SELECT p.id%'",
+                     AND query LIKE 'INSERT INTO outbox (punch_id, created_at, backfilled) SELECT p.id%'",
                     &[],
                 )
                 .await
