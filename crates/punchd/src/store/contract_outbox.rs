@@ -558,20 +558,13 @@ pub(crate) async fn run_fast_path(store: &dyn Store) {
 /// start date writes events for punches stored before it (README, "sinks": "without `--since`, a new sink gets
 /// every punch acknowledged after `sinks add` returns"). On a fresh store.
 pub(crate) async fn run_start_dates_apart(store: &dyn Store) {
-    let dev = sn("OUTBOX-2");
     // Stored while no sink exists: no event.
-    store
-        .write_batch(batch(&dev, &[("1", local(2, 8, 0), 0)], instant(0)))
-        .await
-        .expect("batch");
+    store_one(store, "1", local(2, 8, 0), instant(0)).await;
     let a = store
         .create_sink(new_sink("a", None), instant(1))
         .await
         .expect("create a");
-    store
-        .write_batch(batch(&dev, &[("2", local(2, 9, 0), 0)], instant(2)))
-        .await
-        .expect("batch");
+    store_one(store, "2", local(2, 9, 0), instant(2)).await;
     // From the 1st: punch 1 gets its event now.
     let b = store
         .create_sink(
@@ -583,10 +576,7 @@ pub(crate) async fn run_start_dates_apart(store: &dyn Store) {
         )
         .await
         .expect("create b");
-    store
-        .write_batch(batch(&dev, &[("3", local(2, 10, 0), 0)], instant(4)))
-        .await
-        .expect("batch");
+    store_one(store, "3", local(2, 10, 0), instant(4)).await;
     assert_eq!(
         owed_pins(store, b.id, instant(5)).await,
         ["1", "2", "3"],
@@ -599,6 +589,14 @@ pub(crate) async fn run_start_dates_apart(store: &dyn Store) {
     );
     let counts = store.sink_counts(a.id).await.expect("counts");
     assert_eq!(counts.pending, 2);
+}
+
+/// Store one punch of PIN `pin` at `t` (terminal OUTBOX-2), received at `at`.
+async fn store_one(store: &dyn Store, pin: &str, t: NaiveDateTime, at: DateTime<Utc>) {
+    store
+        .write_batch(batch(&sn("OUTBOX-2"), &[(pin, t, 0)], at))
+        .await
+        .expect("batch");
 }
 
 mod tests {
