@@ -556,24 +556,21 @@ pub(crate) async fn run_fast_path(store: &dyn Store) {
 
 /// A sink made without a start date gets the punches stored after it, and only those, even when a later sink's
 /// start date writes events for punches stored before it (README, "sinks": "without `--since`, a new sink gets
-/// every punch acknowledged after `sinks add` returns"). On a fresh store.
+/// every punch acknowledged after `sinks add` returns"); after a replay from a date, the punches from that date,
+/// and still none older. On a fresh store.
 pub(crate) async fn run_start_dates_apart(store: &dyn Store) {
-    // Stored while no sink exists: no event.
+    let day = |d: u32| DateTime::from_naive_utc_and_offset(local(d, 0, 0), Utc);
+    // Stored while no sink exists: no events.
+    store_one(store, "0", local(1, 8, 0), instant(0)).await;
     store_one(store, "1", local(2, 8, 0), instant(0)).await;
     let a = store
         .create_sink(new_sink("a", None), instant(1))
         .await
         .expect("create a");
     store_one(store, "2", local(2, 9, 0), instant(2)).await;
-    // From the 1st: punch 1 gets its event now.
+    // From the 2nd: punch 1 gets its event now.
     let b = store
-        .create_sink(
-            new_sink(
-                "b",
-                Some(DateTime::from_naive_utc_and_offset(local(1, 0, 0), Utc)),
-            ),
-            instant(3),
-        )
+        .create_sink(new_sink("b", Some(day(2))), instant(3))
         .await
         .expect("create b");
     store_one(store, "3", local(2, 10, 0), instant(4)).await;
@@ -587,8 +584,32 @@ pub(crate) async fn run_start_dates_apart(store: &dyn Store) {
         ["2", "3"],
         "a: the punches stored after it only, not the one b's start date gave an event"
     );
-    let counts = store.sink_counts(a.id).await.expect("counts");
-    assert_eq!(counts.pending, 2);
+    assert_eq!(store.sink_counts(a.id).await.expect("counts").pending, 2);
+
+    // Replayed from the 2nd, a owes every punch from then: 1 too.
+    assert_eq!(
+        store
+            .replay_sink("a", day(2), instant(6))
+            .await
+            .expect("replay"),
+        3
+    );
+    assert_eq!(owed_pins(store, a.id, instant(7)).await, ["1", "2", "3"]);
+    // A sink from the 1st gives punch 0 an event: c owes it, a (from the 2nd) still does not.
+    let c = store
+        .create_sink(new_sink("c", Some(day(1))), instant(8))
+        .await
+        .expect("create c");
+    assert_eq!(
+        owed_pins(store, c.id, instant(9)).await,
+        ["0", "1", "2", "3"]
+    );
+    assert_eq!(
+        owed_pins(store, a.id, instant(9)).await,
+        ["1", "2", "3"],
+        "a: nothing from before the date it was replayed from"
+    );
+    assert_eq!(store.sink_counts(a.id).await.expect("counts").pending, 3);
 }
 
 /// Store one punch of PIN `pin` at `t` (terminal OUTBOX-2), received at `at`.

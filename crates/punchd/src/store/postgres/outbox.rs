@@ -142,10 +142,11 @@ fn park_kind(s: &str) -> ParkKind {
 const HELD_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The condition an outbox row `o` (joined with its punch `p`) must meet to be one of sink `s`'s events past its
-/// cursor: the start date, and for a sink made without one (until a replay), an event written with its punch by a
-/// transaction its creation did not see. A backfilled event is never one of those: its punch had no event, so it
-/// was stored while no sink existed, before this one, even when the backfill (another sink's start date, another
-/// sink's replay, a punch whose event was pruned) commits after this sink was made.
+/// cursor: the start date, and for a sink made without one, an event written with its punch by a transaction its
+/// creation did not see (a replay gives it the others from its date as delivery rows). A backfilled event is
+/// never one of those: its punch had no event, so it was stored while no sink existed, before this one, even when
+/// the backfill (another sink's start date or replay, a punch whose event was pruned) commits after this sink was
+/// made.
 pub(super) const OF_SINK: &str = "(s.since_utc IS NULL OR p.punched_at_utc >= s.since_utc) \
      AND (s.created_snapshot IS NULL OR (NOT o.backfilled \
           AND NOT pg_visible_in_snapshot(o.xid::text::xid8, s.created_snapshot)))";
@@ -506,30 +507,39 @@ impl OutboxStore for PgStore {
         let sink = sink_by_name_on(&*tx, name).await?;
         let from = whole_second(from);
         let backfilled = backfill_on(&*tx, from, now).await?;
-        // Events past the cursor are taken by the worker anyway; widen the sink's start so they are not
-        // filtered out, and drop the creation limit (the replay asks for every punch from `from`).
-        tx.execute(
-            "UPDATE sinks SET since_utc = CASE WHEN since_utc IS NULL THEN NULL ELSE LEAST(since_utc, $2) END, \
-             created_snapshot = NULL WHERE id = $1",
-            &[&sink.id, &from],
-        )
-        .await
-        .map_err(backend)?;
+        // A sink with a start date: widen it, so the worker takes the events past the cursor from `from` on (the
+        // ones just written among them). A sink made without one keeps its creation snapshot, so a later backfill
+        // (another sink's start date) still gives it no older punch; what that filter passes over here (the
+        // events just written, those its creation saw committed) gets a delivery row below instead.
+        let snapshot_kept: bool = tx
+            .query_one(
+                "UPDATE sinks SET since_utc = CASE WHEN since_utc IS NULL THEN NULL ELSE LEAST(since_utc, $2) END \
+                 WHERE id = $1 RETURNING created_snapshot IS NOT NULL",
+                &[&sink.id, &from],
+            )
+            .await
+            .map_err(backend)?
+            .get(0);
+        // Pending again: every event from `from` up to the cursor, and past it those the worker would not take.
         let n = tx
             .execute(
-                "INSERT INTO deliveries (sink_id, event_id, status, next_attempt_at, updated_at) \
-                 SELECT $1, o.id, 'pending', $3, $3 FROM outbox o JOIN punches p ON p.id = o.punch_id, sinks s \
-                 WHERE s.id = $1 AND p.punched_at_utc >= $2 AND (o.xid, o.id) <= (s.cursor_xid, s.cursor_id) \
-                 ON CONFLICT (sink_id, event_id) DO UPDATE SET status = 'pending', attempts = 0, \
-                 next_attempt_at = excluded.next_attempt_at, last_error = NULL, park_kind = NULL, \
-                 updated_at = excluded.updated_at",
+                &format!(
+                    "INSERT INTO deliveries (sink_id, event_id, status, next_attempt_at, updated_at) \
+                     SELECT $1, o.id, 'pending', $3, $3 FROM outbox o JOIN punches p ON p.id = o.punch_id, \
+                     sinks s WHERE s.id = $1 AND p.punched_at_utc >= $2 \
+                     AND ((o.xid, o.id) <= (s.cursor_xid, s.cursor_id) OR NOT ({OF_SINK})) \
+                     ON CONFLICT (sink_id, event_id) DO UPDATE SET status = 'pending', attempts = 0, \
+                     next_attempt_at = excluded.next_attempt_at, last_error = NULL, park_kind = NULL, \
+                     updated_at = excluded.updated_at"
+                ),
                 &[&sink.id, &from, &now],
             )
             .await
             .map_err(backend)?;
         commit(tx).await?;
-        // The events it wrote (past the cursor, taken by the worker) are owed again too.
-        Ok((n + backfilled) as usize)
+        // With a start date, the events it wrote (past the cursor, taken by the worker) are owed again too;
+        // without, they are among `n`.
+        Ok((n + if snapshot_kept { 0 } else { backfilled }) as usize)
     }
 
     async fn sink_counts(&self, sink_id: i64) -> Result<SinkCounts> {
