@@ -91,12 +91,25 @@ const RENAMED_COLUMNS: &[(&str, &str, &str)] = &[
 
 /// Statements run after every copy (idempotent) when their table was copied, filling target-only columns from
 /// copied ones.
-const AFTER_COPY: &[(&str, &str)] = &[(
-    "sinks",
-    // Copied events carry the xid of the batch that copied them, and batches go in id order, so a sink that took
-    // every event up to its cursor id took every event up to the largest xid among them.
-    "UPDATE sinks SET cursor_xid = COALESCE((SELECT MAX(o.xid) FROM outbox o WHERE o.id <= sinks.cursor_id), 0)",
-)];
+const AFTER_COPY: &[(&str, &str)] = &[
+    (
+        "sinks",
+        // Copied events carry the xid of the batch that copied them, and batches go in id order, so a sink that
+        // took every event up to its cursor id took every event up to the largest xid among them.
+        "UPDATE sinks SET cursor_xid = COALESCE((SELECT MAX(o.xid) FROM outbox o WHERE o.id <= sinks.cursor_id), 0)",
+    ),
+    (
+        "sinks",
+        // A sink made without a start date gets a creation snapshot that sees no transaction ('1:1:'): every
+        // copied event, written with its punch, stays its own, and an event a later backfill writes (another sink
+        // added with an earlier start date) is not (store/postgres/outbox.rs, `OF_SINK`), as on SQLite. Left
+        // alone when backfilled events already wait past its cursor (a migration resumed after PostgreSQL ran),
+        // which the snapshot would hide.
+        "UPDATE sinks SET created_snapshot = '1:1:' WHERE since_utc IS NULL AND created_snapshot IS NULL \
+           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.backfilled \
+                           AND (o.xid, o.id) > (sinks.cursor_xid, sinks.cursor_id))",
+    ),
+];
 
 /// Sequences not owned by one column, and the columns whose values they hand out: after the copy each is moved
 /// past the largest value copied, so new rows never reuse one.

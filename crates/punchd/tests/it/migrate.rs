@@ -413,4 +413,45 @@ fn migrate_resumes_after_an_interruption_verifies_and_refuses_other_data() {
     let line = stdout.lines().find(|l| l.starts_with("devices")).unwrap();
     assert!(line.contains("MISMATCH"), "{stdout}");
     assert_eq!(pg.count(&format!("{schema}.punches")), 300);
+
+    // On PostgreSQL now: a punch without an event (as one stored while no sink existed), then a sink from a date
+    // before it. The new sink owes it; the migrated sink, made without a start date, does not: it still owes its
+    // 300, as it would on SQLite.
+    pg.execute(&format!(
+        "INSERT INTO {schema}.punches (device_sn, pin, punched_at, punch_state, time_zone, punched_at_utc, \
+           received_at, source, journal_id) \
+         VALUES ('OLD-1', '9', '2020-01-01 08:00', 0, 'UTC', '2020-01-01 08:00+00', now(), 'push', 0)"
+    ));
+    let target = Path::new(&to);
+    let out = cli(
+        target,
+        &[
+            "sinks",
+            "add",
+            "webhook",
+            "--name",
+            "late",
+            "--url",
+            "http://127.0.0.1:9/",
+            "--secret",
+            "s",
+            "--since",
+            "2019-01-01",
+        ],
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let out = cli(target, &["sinks", "list", "--format", "json"]);
+    assert!(out.ok, "{}", out.stderr);
+    let sinks: Value = serde_json::from_str(&out.stdout).unwrap();
+    let pending = |name: &str| {
+        sinks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("sink {name} in {sinks}"))["pending"]
+            .clone()
+    };
+    assert_eq!(pending("late"), 301, "{sinks}");
+    assert_eq!(pending("hr"), 300, "{sinks}");
 }
