@@ -1896,7 +1896,7 @@ mod tests {
 
     /// A store in a schema of its own on the test database ([`PgStore::open_isolated_for_test`]); `None` (the
     /// test is skipped, with a line saying so) without `PUNCHD_TEST_POSTGRES_URL`.
-    async fn isolated_store() -> Option<PgStore> {
+    pub(super) async fn isolated_store() -> Option<PgStore> {
         let url = test_url()?;
         Some(
             PgStore::open_isolated_for_test(&url)

@@ -640,8 +640,7 @@ impl OutboxStore for PgStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{eight_oclock, hr_sink, one_punch_upload, owed_pins, test_url};
-    use super::PgStore;
+    use super::super::tests::{eight_oclock, hr_sink, isolated_store, one_punch_upload, owed_pins};
     use crate::domain::DeviceSn;
     use crate::store::outbox::OutboxStore;
     use crate::store::Store;
@@ -650,12 +649,9 @@ mod tests {
     /// The outbox contract on PostgreSQL, in a schema of its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_keeps_the_outbox_contract() {
-        let Some(url) = test_url() else {
+        let Some(store) = isolated_store().await else {
             return;
         };
-        let store = PgStore::open_isolated_for_test(&url)
-            .await
-            .expect("open postgres");
         crate::store::contract_outbox::run_all(&store).await;
         crate::store::contract_outbox::run_fast_path(&store).await;
     }
@@ -664,12 +660,9 @@ mod tests {
     /// writes for older punches.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_sinks_without_a_start_date_get_no_older_punch() {
-        let Some(url) = test_url() else {
+        let Some(store) = isolated_store().await else {
             return;
         };
-        let store = PgStore::open_isolated_for_test(&url)
-            .await
-            .expect("open postgres");
         crate::store::contract_outbox::run_start_dates_apart(&store).await;
     }
 
@@ -679,12 +672,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sink_is_refused_while_a_transaction_left_open_holds_the_punches() {
         use crate::store::StoreError;
-        let Some(url) = test_url() else {
+        let Some(store) = isolated_store().await else {
             return;
         };
-        let store = PgStore::open_isolated_for_test(&url)
-            .await
-            .expect("open postgres");
         let open = store.client().await.expect("client");
         // The lock a write of punches takes, without writing: a transaction that wrote would also hold back the
         // deliveries of the other tests on this PostgreSQL (events are taken only from transactions older than
@@ -734,12 +724,9 @@ mod tests {
     /// `outbox_punch`'s uniqueness, reported as a conflict, and the sink was not added.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sink_added_with_a_start_date_during_another_backfill_is_added() {
-        let Some(url) = test_url() else {
+        let Some(store) = isolated_store().await else {
             return;
         };
-        let store = PgStore::open_isolated_for_test(&url)
-            .await
-            .expect("open postgres");
         let sn = DeviceSn::parse("BACKF1").expect("sn");
         store
             .write_batch(one_punch_upload(&sn, "1"))
