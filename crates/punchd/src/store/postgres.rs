@@ -2165,22 +2165,6 @@ mod tests {
         }
     }
 
-    /// The PINs of the punches a sink owes: its new events taken, then all its pending ones, in event order.
-    pub(super) async fn owed_pins(store: &PgStore, sink_id: i64) -> Vec<String> {
-        use crate::store::outbox::OutboxStore;
-        store
-            .take_events(sink_id, 100, Utc::now())
-            .await
-            .expect("take");
-        store
-            .pending_events(sink_id, None, 100)
-            .await
-            .expect("events")
-            .into_iter()
-            .map(|e| e.punch.pin.0)
-            .collect()
-    }
-
     /// A sink made while an upload's group statement is at work (its snapshot taken before the sink existed) owes
     /// every punch of the transactions its creation did not see committed: before, the statement saw no sink and
     /// wrote no event, yet committed after the sink's creation had returned, so a sink without a start date never
@@ -2188,6 +2172,7 @@ mod tests {
     /// statement is held at work by a stamp row another transaction is inserting.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sink_made_while_an_upload_is_written_gets_every_punch_acknowledged_after_it() {
+        use crate::store::contract_outbox::owed_pins;
         use crate::store::outbox::OutboxStore;
         use crate::test_support::wait_for;
         for since in [
@@ -2267,7 +2252,7 @@ mod tests {
                 vec!["2"]
             };
             assert_eq!(
-                owed_pins(&store, sink.id).await,
+                owed_pins(&store, sink.id, Utc::now()).await,
                 expected,
                 "since {since:?}: the sink's creation saw the upload {}",
                 if seen_committed {

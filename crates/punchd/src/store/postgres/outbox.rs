@@ -640,8 +640,9 @@ impl OutboxStore for PgStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{eight_oclock, hr_sink, isolated_store, one_punch_upload, owed_pins};
+    use super::super::tests::{eight_oclock, hr_sink, isolated_store, one_punch_upload};
     use crate::domain::DeviceSn;
+    use crate::store::contract_outbox::owed_pins;
     use crate::store::outbox::OutboxStore;
     use crate::store::Store;
     use crate::test_support::wait_for;
@@ -765,7 +766,7 @@ mod tests {
         .await;
         other.batch_execute("COMMIT").await.expect("commit");
         let sink = create.await.expect("task").expect("the sink is added");
-        assert_eq!(owed_pins(&store, sink.id).await, ["1"]);
+        assert_eq!(owed_pins(&store, sink.id, chrono::Utc::now()).await, ["1"]);
         let events: i64 = watcher
             .query_one("SELECT count(*) FROM outbox", &[])
             .await
